@@ -1,0 +1,69 @@
+"""Celery signal hooks that turn the execution of fss jobs into events.
+
+prerun claims the attempt (fence) and emits `started`; postrun emits `finished` and flushes
+the events to the broker. The hooks do nothing for tasks that are not fss jobs, or for apps
+without an fss runtime, so they are safe to install beside other Celery code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery, Task
+from celery.signals import task_postrun, task_prerun
+
+from fss.errors import InvalidField
+from fss.naming import job_name_of
+
+if TYPE_CHECKING:
+    from fss.worker_sdk.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+RUNTIME_ATTRIBUTE = "fss_runtime"
+
+
+def install(app: Celery, runtime: WorkerRuntime) -> None:
+    setattr(app, RUNTIME_ATTRIBUTE, runtime)
+    task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="fss.bridge.prerun")
+    task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="fss.bridge.postrun")
+
+
+def runtime_of(task: Task | None) -> WorkerRuntime | None:
+    if task is None or job_name_of(task.name or "") is None:
+        return None
+    runtime: WorkerRuntime | None = getattr(task.app, RUNTIME_ATTRIBUTE, None)
+    return runtime
+
+
+def on_task_prerun(
+    sender: Task | None = None,
+    task_id: str | None = None,
+    kwargs: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    runtime = runtime_of(sender)
+    if runtime is None or task_id is None:
+        return
+    try:
+        runtime.begin(task_id, kwargs or {})
+    except InvalidField as exc:
+        log.error("fss: dropping malformed run order %s: %s", task_id, exc)
+    except Exception:
+        # The body finds no active run and does nothing; the supervisor notices the task.
+        log.exception("fss: could not start task %s", task_id)
+
+
+def on_task_postrun(
+    sender: Task | None = None,
+    task_id: str | None = None,
+    state: str | None = None,
+    **_: Any,
+) -> None:
+    runtime = runtime_of(sender)
+    if runtime is None or task_id is None:
+        return
+    try:
+        runtime.end(task_id, state)
+    except Exception:
+        log.exception("fss: could not report the end of task %s", task_id)

@@ -1,0 +1,41 @@
+"""Builds the Celery app from settings; there is no global app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from fss.config import Settings
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.broker_url.startswith("memory://"):
+        # kombu's in-process transport polls, 1 s by default: far too slow for a scheduler.
+        return {"polling_interval": settings.broker_polling_s}
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": 3600}
+    return {}
+
+
+def create_app(settings: Settings, main: str = "fss") -> Celery:
+    app = Celery(main, broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=False,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        broker_transport_options=broker_transport_options(settings),
+        task_create_missing_queues=True,
+        worker_send_task_events=False,
+        enable_utc=True,
+        timezone="UTC",
+    )
+    return app

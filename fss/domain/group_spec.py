@@ -1,0 +1,114 @@
+"""What an operator may configure on a task group, validated before anything is written."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from fss.domain.clock import as_utc
+from fss.domain.cron import load_zone, validate_cron
+from fss.domain.schedule import Schedule
+from fss.errors import InvalidField
+
+MAX_CAPTION = 64
+MAX_JOB_NAME = 64
+MAX_DATA_BYTES = 64 * 1024
+MAX_INTERVAL_MS = 366 * 24 * 3600 * 1000
+JOB_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    caption: str
+    job_name: str
+    interval_ms: int | None = None
+    cron: str | None = None
+    job_sets_next: bool = False
+    time_zone: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    start_at: datetime | None = None
+    is_enable: bool = True
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.interval_ms, self.cron, self.time_zone)
+
+    def validated(self) -> GroupSpec:
+        """A normalized copy, or InvalidField naming the first bad field."""
+        caption = validate_caption(self.caption)
+        job_name = validate_job_name(self.job_name)
+        chosen = [self.interval_ms is not None, bool(self.cron), self.job_sets_next]
+        if sum(chosen) != 1:
+            raise InvalidField("schedule", "give exactly one of interval_ms, cron or job_sets_next")
+        interval = validate_interval(self.interval_ms) if self.interval_ms is not None else None
+        cron = validate_cron(self.cron) if self.cron else None
+        if self.time_zone:
+            load_zone(self.time_zone)
+        validate_data(self.data)
+        start_at = as_utc(self.start_at) if self.start_at is not None else None
+        return replace(
+            self,
+            caption=caption,
+            job_name=job_name,
+            interval_ms=interval,
+            cron=cron,
+            time_zone=self.time_zone or None,
+            start_at=start_at,
+        )
+
+
+def validate_caption(caption: str) -> str:
+    text = caption.strip()
+    if not text:
+        raise InvalidField("caption", "must not be empty")
+    if len(text) > MAX_CAPTION:
+        raise InvalidField("caption", f"longer than {MAX_CAPTION} characters")
+    return text
+
+
+def validate_job_name(name: str) -> str:
+    text = name.strip()
+    if not text:
+        raise InvalidField("job_name", "must not be empty")
+    if len(text) > MAX_JOB_NAME:
+        raise InvalidField("job_name", f"longer than {MAX_JOB_NAME} characters")
+    if not JOB_NAME_PATTERN.match(text):
+        raise InvalidField("job_name", f"{text!r} may only use letters, digits and _ . : -")
+    return text
+
+
+def validate_interval(interval_ms: int) -> int:
+    if isinstance(interval_ms, bool) or not isinstance(interval_ms, int):
+        raise InvalidField("interval_ms", "must be a whole number of milliseconds")
+    if interval_ms <= 0:
+        raise InvalidField("interval_ms", f"must be > 0, got {interval_ms}")
+    if interval_ms > MAX_INTERVAL_MS:
+        raise InvalidField("interval_ms", f"must be at most {MAX_INTERVAL_MS} (366 days)")
+    return interval_ms
+
+
+def validate_data(data: Any) -> str:
+    """The JSON text to store; data must be a JSON object of bounded size."""
+    if not isinstance(data, dict):
+        raise InvalidField("data", "must be a JSON object")
+    try:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidField("data", f"is not JSON-serializable ({exc})") from None
+    if len(text.encode()) > MAX_DATA_BYTES:
+        raise InvalidField("data", f"larger than {MAX_DATA_BYTES} bytes as JSON")
+    return text
+
+
+def parse_data(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidField("data", f"invalid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise InvalidField("data", "must be a JSON object")
+    validate_data(value)
+    return value

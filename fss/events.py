@@ -1,0 +1,220 @@
+"""The messages workers and the bridge send to the recorder, with their schema.
+
+Every task event carries (task_id, attempt, client_id) so the recorder can ignore what a
+stale attempt or a client the task was not sent to reports. Events are frozen values,
+named in the past tense, and travel in batches: one message holds a list of them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any, ClassVar
+
+from fss.domain.clock import as_utc
+from fss.errors import InvalidField
+
+ENVELOPE_VERSION = 1
+MAX_LOG_CONTENT = 16 * 1024
+MAX_ERROR_TEXT = 16 * 1024
+
+
+def _event_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = ""
+
+
+@dataclass(frozen=True)
+class TaskStarted(Event):
+    kind: ClassVar[str] = "started"
+    task_id: int
+    attempt: int
+    client_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class TaskProgressed(Event):
+    kind: ClassVar[str] = "progress"
+    task_id: int
+    attempt: int
+    client_id: str
+    progress: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class TaskLogged(Event):
+    kind: ClassVar[str] = "log"
+    task_id: int
+    attempt: int
+    client_id: str
+    group_id: int
+    level: int
+    content: str
+    at: datetime
+    event_id: str = field(default_factory=_event_id)
+
+
+@dataclass(frozen=True)
+class TaskFinished(Event):
+    kind: ClassVar[str] = "finished"
+    task_id: int
+    attempt: int
+    client_id: str
+    success: bool
+    run_speed_ms: int
+    at: datetime
+    next_at: datetime | None = None
+    error: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ClientHeartbeat(Event):
+    """Also the registration: the recorder upserts the client row from it."""
+
+    kind: ClassVar[str] = "heartbeat"
+    client_id: str
+    host: str
+    ip: str
+    pid: int
+    job_names: tuple[str, ...]
+    queue: str
+    at: datetime
+    language: str = "python"
+
+
+@dataclass(frozen=True)
+class ClientLeft(Event):
+    kind: ClassVar[str] = "left"
+    client_id: str
+    at: datetime
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (TaskStarted, TaskProgressed, TaskLogged, TaskFinished, ClientHeartbeat, ClientLeft)
+}
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    body = asdict(event)
+    for key, value in body.items():
+        if isinstance(value, datetime):
+            body[key] = as_utc(value).isoformat()
+        elif isinstance(value, tuple):
+            body[key] = list(value)
+    body["type"] = event.kind
+    return body
+
+
+def encode_batch(events: Iterable[Event]) -> dict[str, Any]:
+    return {"v": ENVELOPE_VERSION, "events": [to_dict(e) for e in events]}
+
+
+def decode_batch(body: Any) -> list[Event]:
+    """Events of one message; InvalidField for a malformed envelope or event."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("events"), list):
+        raise InvalidField("events", "message must be an object with an 'events' list")
+    return [from_dict(item) for item in body["events"]]
+
+
+def from_dict(item: Any) -> Event:
+    if not isinstance(item, Mapping):
+        raise InvalidField("event", "must be an object")
+    kind = item.get("type")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise InvalidField("type", f"unknown event type {kind!r}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in item:
+            if f.default is not MISSING or f.default_factory is not MISSING:
+                continue
+            raise InvalidField(f.name, f"missing in {kind} event")
+        values[f.name] = _coerce(f.name, str(f.type), item[f.name])
+    event = cls(**values)
+    check(event)
+    return event
+
+
+def _parse_time(name: str, value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidField(name, "must be an ISO 8601 time")
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        raise InvalidField(name, f"{value!r} is not an ISO 8601 time") from None
+
+
+def _coerce(name: str, type_name: str, value: Any) -> Any:
+    optional = "None" in type_name
+    if value is None:
+        if optional:
+            return None
+        raise InvalidField(name, "must not be null")
+    converter = _CONVERTERS.get(type_name.replace(" | None", ""))
+    return converter(name, value) if converter else value
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField(name, "must be an integer")
+    return value
+
+
+def _str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidField(name, "must be a string")
+    return value
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidField(name, "must be true or false")
+    return value
+
+
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise InvalidField(name, "must be a list of strings")
+    return tuple(value)
+
+
+def _dict(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidField(name, "must be an object")
+    return value
+
+
+_CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
+    "int": _int,
+    "str": _str,
+    "bool": _bool,
+    "datetime": _parse_time,
+    "tuple[str, ...]": _names,
+    "dict[str, Any]": _dict,
+}
+
+
+def check(event: Event) -> None:
+    """Range checks shared by every way an event can arrive."""
+    if isinstance(event, TaskProgressed) and not 0 <= event.progress <= 100:
+        raise InvalidField("progress", f"must be 0..100, got {event.progress}")
+    if isinstance(event, TaskLogged) and not 0 <= event.level <= 5:
+        raise InvalidField("level", f"must be 0..5 (Trace..Critical), got {event.level}")
+    if isinstance(event, TaskFinished) and event.run_speed_ms < 0:
+        raise InvalidField("run_speed_ms", "must be >= 0")
+    task_id = getattr(event, "task_id", None)
+    if task_id is not None and task_id <= 0:
+        raise InvalidField("task_id", "must be > 0")
+    client_id = getattr(event, "client_id", "")
+    if not client_id or len(client_id) > 128:
+        raise InvalidField("client_id", "must be 1..128 characters")

@@ -1,0 +1,30 @@
+"""Every queue name, Celery task name and Redis key fss uses, declared once."""
+
+from __future__ import annotations
+
+EVENTS_QUEUE = "fss.events"
+CLIENT_QUEUE_PREFIX = "fss.client."
+JOB_TASK_PREFIX = "fss.job."
+FENCE_KEY_PREFIX = "fss:fence:"
+
+
+def client_queue(client_id: str) -> str:
+    return f"{CLIENT_QUEUE_PREFIX}{client_id}"
+
+
+def job_task_name(job_name: str) -> str:
+    return f"{JOB_TASK_PREFIX}{job_name}"
+
+
+def job_name_of(task_name: str) -> str | None:
+    if task_name.startswith(JOB_TASK_PREFIX):
+        return task_name[len(JOB_TASK_PREFIX) :]
+    return None
+
+
+def celery_task_id(task_id: int, attempt: int) -> str:
+    return f"fss-{task_id}-{attempt}"
+
+
+def fence_key(task_id: int) -> str:
+    return f"{FENCE_KEY_PREFIX}{task_id}"

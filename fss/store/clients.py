@@ -1,0 +1,56 @@
+"""Client registry and server nodes as the scheduler and the CLI see them."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from fss.store.rows import ClientRow
+from fss.store.tables import client, server_node
+
+
+def list_clients(conn: Connection) -> list[ClientRow]:
+    rows = conn.execute(sa.select(client).order_by(client.c.id))
+    return [ClientRow.from_row(r) for r in rows]
+
+
+def live_clients(conn: Connection, alive_since: datetime) -> list[ClientRow]:
+    rows = conn.execute(sa.select(client).where(client.c.heartbeat_at >= alive_since))
+    return [ClientRow.from_row(r) for r in rows]
+
+
+def heartbeat_node(engine: Engine, node_id: str, now: datetime, started_at: datetime) -> None:
+    values = {
+        "host": socket.gethostname()[:128],
+        "pid": os.getpid(),
+        "heartbeat_at": now,
+        "is_alive": True,
+    }
+    with engine.begin() as conn:
+        updated = conn.execute(
+            server_node.update().where(server_node.c.id == node_id).values(**values)
+        ).rowcount
+        if updated:
+            return
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    server_node.insert().values(id=node_id, started_at=started_at, **values)
+                )
+        except IntegrityError:
+            conn.execute(server_node.update().where(server_node.c.id == node_id).values(**values))
+
+
+def mark_node_stopped(engine: Engine, node_id: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(server_node.update().where(server_node.c.id == node_id).values(is_alive=False))
+
+
+def list_nodes(conn: Connection) -> list[dict[str, object]]:
+    rows = conn.execute(sa.select(server_node).order_by(server_node.c.id))
+    return [dict(r._mapping) for r in rows]

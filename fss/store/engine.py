@@ -1,0 +1,63 @@
+"""Engine factory: one per process, built from the URL, tuned per backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_url(url: str) -> str:
+    """Accept the short driver-less forms users type and pick the drivers fss ships with."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
+    if url.startswith(("mysql://", "mariadb://")):
+        url = "mysql+pymysql://" + url.split("://", 1)[1]
+    return url
+
+
+def create_engine(url: str, **options: Any) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, **options)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800, "future": True}
+    if url.startswith("mysql"):
+        # SKIP LOCKED claims rely on row locks only; REPEATABLE READ adds gap locks.
+        kwargs["isolation_level"] = "READ COMMITTED"
+    kwargs.update(options)
+    return sa.create_engine(url, **kwargs)
+
+
+def _sqlite_engine(url: str, **options: Any) -> Engine:
+    engine = sa.create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        **options,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when a transaction begins.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        # One writer at a time: take the write lock up front so two schedulers never
+        # read the same due rows and then race to claim them.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"

@@ -1,0 +1,285 @@
+"""Writes worker events into the FSS tables: guarded, batched, idempotent.
+
+A replayed or stale event changes nothing: every UPDATE names the task's expected attempt,
+client and status, logs are keyed by their event id, and the next task of a group is only
+created by the transition that actually finished the current one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from fss.domain.schedule import Schedule, next_run_at
+from fss.domain.status import TaskStatus, sources_of
+from fss.events import (
+    ClientHeartbeat,
+    ClientLeft,
+    Event,
+    TaskFinished,
+    TaskLogged,
+    TaskProgressed,
+    TaskStarted,
+)
+from fss.store.tables import client, run_log, task, task_group
+
+MAX_ERROR_CHARS = 8000
+
+
+@dataclass
+class RecordStats:
+    started: int = 0
+    progressed: int = 0
+    logged: int = 0
+    finished: int = 0
+    ignored: int = 0
+    heartbeats: int = 0
+
+
+def record(conn: Connection, events: Sequence[Event], now: datetime) -> RecordStats:
+    """Apply a batch in the caller's transaction, in lifecycle order."""
+    stats = RecordStats()
+    by_kind: dict[type[Event], list[Any]] = {}
+    for event in events:
+        by_kind.setdefault(type(event), []).append(event)
+    stats.heartbeats = _heartbeats(conn, by_kind.get(ClientHeartbeat, []), now)
+    _clients_left(conn, by_kind.get(ClientLeft, []))
+    stats.started = _started(conn, by_kind.get(TaskStarted, []), now)
+    stats.progressed = _progressed(conn, by_kind.get(TaskProgressed, []), now)
+    stats.logged = _logged(conn, by_kind.get(TaskLogged, []))
+    for finished in by_kind.get(TaskFinished, []):
+        stats.finished += finish_task(conn, finished, now)
+    total = len(events) - stats.heartbeats - len(by_kind.get(ClientLeft, []))
+    stats.ignored = total - stats.started - stats.progressed - stats.logged - stats.finished
+    return stats
+
+
+def _current_attempt(event_task_id: Any, event_attempt: Any, client_id: Any) -> Any:
+    return sa.and_(
+        task.c.id == event_task_id,
+        task.c.attempt == event_attempt,
+        task.c.client_id == client_id,
+    )
+
+
+def _started(conn: Connection, events: list[TaskStarted], now: datetime) -> int:
+    if not events:
+        return 0
+    statement = (
+        task.update()
+        .where(
+            _current_attempt(
+                sa.bindparam("b_task"), sa.bindparam("b_attempt"), sa.bindparam("b_client")
+            ),
+            task.c.status.in_(sources_of(TaskStatus.WORKING)),
+        )
+        .values(status=TaskStatus.WORKING, run_at=sa.bindparam("b_at"), reported_at=now)
+    )
+    params = [
+        {"b_task": e.task_id, "b_attempt": e.attempt, "b_client": e.client_id, "b_at": e.at}
+        for e in events
+    ]
+    return _count(conn.execute(statement, params).rowcount, len(events))
+
+
+def _progressed(conn: Connection, events: list[TaskProgressed], now: datetime) -> int:
+    if not events:
+        return 0
+    statement = (
+        task.update()
+        .where(
+            _current_attempt(
+                sa.bindparam("b_task"), sa.bindparam("b_attempt"), sa.bindparam("b_client")
+            ),
+            task.c.status.in_([TaskStatus.SCHEDULER, TaskStatus.WORKING]),
+        )
+        .values(progress=sa.bindparam("b_progress"), reported_at=now)
+    )
+    params = [
+        {
+            "b_task": e.task_id,
+            "b_attempt": e.attempt,
+            "b_client": e.client_id,
+            "b_progress": e.progress,
+        }
+        for e in events
+    ]
+    return _count(conn.execute(statement, params).rowcount, len(events))
+
+
+def _logged(conn: Connection, events: list[TaskLogged]) -> int:
+    if not events:
+        return 0
+    fresh = list({e.event_id: e for e in events}.values())
+    known = set(
+        conn.execute(
+            sa.select(run_log.c.event_id).where(run_log.c.event_id.in_([e.event_id for e in fresh]))
+        ).scalars()
+    )
+    fresh = [e for e in fresh if e.event_id not in known]
+    if not fresh:
+        return 0
+    owners = {
+        (r.id, r.attempt, r.client_id): r.task_group_id
+        for r in conn.execute(
+            sa.select(task.c.id, task.c.attempt, task.c.client_id, task.c.task_group_id).where(
+                task.c.id.in_({e.task_id for e in fresh})
+            )
+        )
+    }
+    rows = [
+        {
+            "task_id": e.task_id,
+            "task_group_id": owners[(e.task_id, e.attempt, e.client_id)],
+            "log_level": e.level,
+            "content": e.content,
+            "create_at": e.at,
+            "event_id": e.event_id,
+        }
+        for e in fresh
+        if (e.task_id, e.attempt, e.client_id) in owners
+    ]
+    if rows:
+        conn.execute(run_log.insert(), rows)
+    return len(rows)
+
+
+def finish_task(conn: Connection, event: TaskFinished, now: datetime) -> int:
+    """Close the task, update the group's stats and data, and create its next task."""
+    target = TaskStatus.SUCCESS if event.success else TaskStatus.FAIL
+    values: dict[str, Any] = {
+        "status": target,
+        "finish_at": event.at,
+        "run_speed": event.run_speed_ms,
+        "reported_at": now,
+        "open_group_id": None,
+    }
+    if event.success:
+        values["progress"] = 100
+    if event.error:
+        values["error"] = event.error[-MAX_ERROR_CHARS:]
+    won = conn.execute(
+        task.update()
+        .where(
+            _current_attempt(event.task_id, event.attempt, event.client_id),
+            task.c.status.in_(sources_of(target)),
+        )
+        .values(**values)
+    ).rowcount
+    if won != 1:
+        return 0
+    row = conn.execute(
+        sa.select(task.c.task_group_id, task.c.start_at).where(task.c.id == event.task_id)
+    ).one()
+    schedule_next(
+        conn,
+        group_id=row.task_group_id,
+        planned_at=row.start_at,
+        finished_at=max(event.at, row.start_at),
+        success=event.success,
+        run_speed_ms=event.run_speed_ms,
+        job_next_at=event.next_at,
+        data=event.data,
+    )
+    return 1
+
+
+def schedule_next(
+    conn: Connection,
+    *,
+    group_id: int,
+    planned_at: datetime,
+    finished_at: datetime,
+    success: bool,
+    run_speed_ms: int,
+    job_next_at: datetime | None = None,
+    data: dict[str, Any] | None = None,
+) -> int | None:
+    """Group bookkeeping after a task ended; returns the id of the next task, if any."""
+    group = conn.execute(
+        sa.select(
+            task_group.c.is_enable,
+            task_group.c.interval_ms,
+            task_group.c.cron,
+            task_group.c.time_zone,
+            task_group.c.job_name,
+        )
+        .where(task_group.c.id == group_id)
+        .with_for_update()
+    ).first()
+    if group is None:
+        return None
+    schedule = Schedule(group.interval_ms, group.cron, group.time_zone)
+    next_at = next_run_at(schedule, planned_at, finished_at, job_next_at)
+    changes: dict[str, Any] = {"last_run_at": finished_at, "next_at": next_at}
+    if success:
+        changes["run_count"] = task_group.c.run_count + 1
+        changes["run_speed_avg"] = (
+            task_group.c.run_speed_avg * task_group.c.run_count + run_speed_ms
+        ) / (task_group.c.run_count + 1)
+    if data is not None:
+        changes["data"] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    next_task_id: int | None = None
+    if group.is_enable:
+        next_task_id = int(
+            conn.execute(
+                task.insert().values(
+                    task_group_id=group_id,
+                    job_name=group.job_name,
+                    start_at=next_at,
+                    status=TaskStatus.NONE,
+                    open_group_id=group_id,
+                    create_at=finished_at,
+                )
+            ).inserted_primary_key[0]
+        )
+        changes["task_id"] = next_task_id
+    conn.execute(task_group.update().where(task_group.c.id == group_id).values(**changes))
+    return next_task_id
+
+
+def _heartbeats(conn: Connection, events: list[ClientHeartbeat], now: datetime) -> int:
+    latest = {e.client_id: e for e in events}
+    for beat in latest.values():
+        upsert_client(conn, beat, now)
+    return len(events)
+
+
+def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> None:
+    values = {
+        "host": beat.host,
+        "ip": beat.ip,
+        "pid": beat.pid,
+        "language": beat.language,
+        "job_names": json.dumps(sorted(beat.job_names)),
+        "queue": beat.queue,
+        "heartbeat_at": now,
+    }
+    updated = conn.execute(
+        client.update().where(client.c.id == beat.client_id).values(**values)
+    ).rowcount
+    if updated:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(client.insert().values(id=beat.client_id, registered_at=now, **values))
+    except IntegrityError:
+        conn.execute(client.update().where(client.c.id == beat.client_id).values(**values))
+
+
+def _clients_left(conn: Connection, events: list[ClientLeft]) -> None:
+    ids = [e.client_id for e in events]
+    if ids:
+        conn.execute(client.delete().where(client.c.id.in_(ids)))
+
+
+def _count(rowcount: int, fallback: int) -> int:
+    # Some drivers report -1 for executemany; the guarded statements stay correct either way.
+    return rowcount if rowcount >= 0 else fallback

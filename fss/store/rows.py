@@ -1,0 +1,142 @@
+"""Read models: what queries hand back to the CLI, the web UI and the scheduler."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+
+from fss.domain.schedule import Schedule
+from fss.domain.status import TaskStatus
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, TaskStatus):
+        return value.label
+    return value
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    id: int
+    caption: str
+    job_name: str
+    data: dict[str, Any]
+    start_at: datetime
+    next_at: datetime
+    task_id: int | None
+    activate_at: datetime
+    last_run_at: datetime | None
+    run_speed_avg: int
+    run_count: int
+    is_enable: bool
+    interval_ms: int | None
+    cron: str | None
+    time_zone: str | None
+    created_at: datetime
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.interval_ms, self.cron, self.time_zone)
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> GroupRow:
+        values = dict(row._mapping)
+        values["data"] = json.loads(values["data"] or "{}")
+        values["is_enable"] = bool(values["is_enable"])
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        body = {k: _jsonable(v) for k, v in asdict(self).items()}
+        body["schedule"] = self.schedule.describe()
+        return body
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: int
+    task_group_id: int
+    job_name: str
+    start_at: datetime
+    status: TaskStatus
+    progress: int
+    attempt: int
+    run_speed: int | None
+    client_id: str | None
+    client_host: str | None
+    client_ip: str | None
+    server_node: str | None
+    dispatched_at: datetime | None
+    run_at: datetime | None
+    finish_at: datetime | None
+    error: str | None
+    create_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> TaskRow:
+        values = {k: v for k, v in row._mapping.items() if k in cls.__dataclass_fields__}
+        values["status"] = TaskStatus(values["status"])
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class LogRow:
+    id: int
+    task_id: int
+    task_group_id: int
+    log_level: int
+    content: str
+    create_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> LogRow:
+        values = {k: v for k, v in row._mapping.items() if k in cls.__dataclass_fields__}
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        body = {k: _jsonable(v) for k, v in asdict(self).items()}
+        body["level"] = LOG_LEVEL_NAMES.get(self.log_level, str(self.log_level))
+        return body
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    id: str
+    host: str
+    ip: str
+    pid: int
+    language: str
+    job_names: tuple[str, ...]
+    queue: str
+    registered_at: datetime
+    heartbeat_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> ClientRow:
+        values = dict(row._mapping)
+        values["job_names"] = tuple(json.loads(values["job_names"] or "[]"))
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        body = {k: _jsonable(v) for k, v in asdict(self).items()}
+        body["job_names"] = list(self.job_names)
+        return body
+
+
+# Microsoft.Extensions.Logging levels, as the seed records them.
+LOG_LEVEL_NAMES = {
+    0: "Trace",
+    1: "Debug",
+    2: "Information",
+    3: "Warning",
+    4: "Error",
+    5: "Critical",
+}

@@ -1,0 +1,140 @@
+"""The FSS tables (the seed's columns in snake_case, plus client and server_node)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Stored as naive UTC with microseconds on every backend; read back as aware UTC."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+
+task_group = sa.Table(
+    "task_group",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("caption", sa.String(64), nullable=False),
+    sa.Column("job_name", sa.String(64), nullable=False),
+    sa.Column("data", LongText, nullable=False),
+    sa.Column("start_at", UTCDateTime(), nullable=False),
+    sa.Column("next_at", UTCDateTime(), nullable=False),
+    sa.Column("task_id", sa.BigInteger(), nullable=True),
+    sa.Column("activate_at", UTCDateTime(), nullable=False),
+    sa.Column("last_run_at", UTCDateTime(), nullable=True),
+    sa.Column("run_speed_avg", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("run_count", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("is_enable", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("interval_ms", sa.BigInteger(), nullable=True),
+    sa.Column("cron", sa.String(128), nullable=True),
+    sa.Column("time_zone", sa.String(64), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+task = sa.Table(
+    "task",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_group_id", sa.BigInteger(), nullable=False),
+    sa.Column("job_name", sa.String(64), nullable=False),
+    sa.Column("start_at", UTCDateTime(), nullable=False),
+    sa.Column("status", sa.SmallInteger(), nullable=False, server_default="0"),
+    sa.Column("progress", sa.SmallInteger(), nullable=False, server_default="0"),
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("run_speed", sa.BigInteger(), nullable=True),
+    sa.Column("client_id", sa.String(128), nullable=True),
+    sa.Column("client_host", sa.String(128), nullable=True),
+    sa.Column("client_ip", sa.String(64), nullable=True),
+    sa.Column("server_node", sa.String(128), nullable=True),
+    sa.Column("claimed_by", sa.String(128), nullable=True),
+    sa.Column("claimed_until", UTCDateTime(), nullable=True),
+    sa.Column("dispatched_at", UTCDateTime(), nullable=True),
+    sa.Column("run_at", UTCDateTime(), nullable=True),
+    sa.Column("finish_at", UTCDateTime(), nullable=True),
+    sa.Column("reported_at", UTCDateTime(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("no_client_warned", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Equals task_group_id while the task is unfinished and NULL afterwards: the unique
+    # index makes "at most one unfinished task per group" a property of the schema.
+    sa.Column("open_group_id", sa.BigInteger(), nullable=True),
+    sa.Column("create_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_task_status_start_at", "status", "start_at"),
+    sa.Index("ix_task_group_status", "task_group_id", "status"),
+    sa.Index("ix_task_client_status", "client_id", "status"),
+    sa.UniqueConstraint("open_group_id", name="uq_task_open_group_id"),
+)
+
+run_log = sa.Table(
+    "run_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.BigInteger(), nullable=False),
+    sa.Column("task_group_id", sa.BigInteger(), nullable=False),
+    sa.Column("log_level", sa.SmallInteger(), nullable=False),
+    sa.Column("content", LongText, nullable=False),
+    sa.Column("create_at", UTCDateTime(), nullable=False),
+    sa.Column("event_id", sa.String(32), nullable=True),
+    sa.Index("ix_run_log_task_id", "task_id"),
+    sa.Index("ix_run_log_group_id", "task_group_id"),
+    sa.UniqueConstraint("event_id", name="uq_run_log_event_id"),
+)
+
+client = sa.Table(
+    "client",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("host", sa.String(128), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("language", sa.String(32), nullable=False, server_default="python"),
+    sa.Column("job_names", sa.Text(), nullable=False),
+    sa.Column("queue", sa.String(200), nullable=False),
+    sa.Column("registered_at", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+)
+
+server_node = sa.Table(
+    "server_node",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("host", sa.String(128), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+    sa.Column("is_alive", sa.Boolean(), nullable=False, server_default=sa.true()),
+)

@@ -1,0 +1,220 @@
+"""Task queries and the scheduler's guarded transitions (claim, dispatch, release)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from fss.domain.status import TaskStatus
+from fss.errors import TaskNotFound
+from fss.store.rows import LogRow, TaskRow
+from fss.store.tables import run_log, task, task_group
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    id: int
+    group_id: int
+    job_name: str
+    start_at: datetime
+    attempt: int
+    data: str
+
+
+def claim_due(
+    engine: Engine,
+    node: str,
+    now: datetime,
+    lookahead: timedelta,
+    lease: timedelta,
+    limit: int = 500,
+) -> list[ClaimedTask]:
+    """Lease the waiting tasks due before now + lookahead that nobody else holds.
+
+    SKIP LOCKED lets every scheduler claim at once without waiting on each other; SQLite
+    has one writer (BEGIN IMMEDIATE), so there the transaction itself serializes claims.
+    """
+    claimable = sa.or_(
+        task.c.claimed_until.is_(None),
+        task.c.claimed_until < now,
+        task.c.claimed_by == node,
+    )
+    with engine.begin() as conn:
+        query = (
+            sa.select(task.c.id)
+            .where(task.c.status == TaskStatus.NONE, task.c.start_at <= now + lookahead, claimable)
+            .order_by(task.c.start_at)
+            .limit(limit)
+        )
+        if conn.dialect.name != "sqlite":
+            query = query.with_for_update(skip_locked=True)
+        ids = [r.id for r in conn.execute(query)]
+        if not ids:
+            return []
+        conn.execute(
+            task.update()
+            .where(task.c.id.in_(ids), task.c.status == TaskStatus.NONE, claimable)
+            .values(claimed_by=node, claimed_until=now + lease)
+        )
+        rows = conn.execute(
+            sa.select(
+                task.c.id,
+                task.c.task_group_id,
+                task.c.job_name,
+                task.c.start_at,
+                task.c.attempt,
+                task_group.c.data,
+            )
+            .join(task_group, task_group.c.id == task.c.task_group_id)
+            .where(task.c.id.in_(ids), task.c.claimed_by == node, task.c.status == TaskStatus.NONE)
+        )
+        return [
+            ClaimedTask(r.id, r.task_group_id, r.job_name, r.start_at, r.attempt, r.data)
+            for r in rows
+        ]
+
+
+def extend_claims(engine: Engine, node: str, task_ids: list[int], until: datetime) -> None:
+    if not task_ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            task.update()
+            .where(
+                task.c.id.in_(task_ids),
+                task.c.claimed_by == node,
+                task.c.status == TaskStatus.NONE,
+            )
+            .values(claimed_until=until)
+        )
+
+
+def release_claims(
+    engine: Engine, node: str, task_ids: list[int] | None = None, until: datetime | None = None
+) -> int:
+    """Give claims back (all of this node's when `task_ids` is None), free from `until` on."""
+    condition = [task.c.claimed_by == node, task.c.status == TaskStatus.NONE]
+    if task_ids is not None:
+        if not task_ids:
+            return 0
+        condition.append(task.c.id.in_(task_ids))
+    values: dict[str, Any] = (
+        {"claimed_by": None, "claimed_until": None} if until is None else {"claimed_until": until}
+    )
+    with engine.begin() as conn:
+        return conn.execute(task.update().where(*condition).values(**values)).rowcount
+
+
+@dataclass(frozen=True)
+class DispatchTarget:
+    client_id: str
+    host: str
+    ip: str
+
+
+def mark_dispatched(
+    conn: Connection,
+    claimed: ClaimedTask,
+    node: str,
+    target: DispatchTarget,
+    now: datetime,
+) -> int | None:
+    """None -> Scheduler for this node's claim; the new attempt number, or None if lost."""
+    attempt = claimed.attempt + 1
+    won = conn.execute(
+        task.update()
+        .where(
+            task.c.id == claimed.id,
+            task.c.status == TaskStatus.NONE,
+            task.c.claimed_by == node,
+            task.c.start_at == claimed.start_at,
+            task.c.attempt == claimed.attempt,
+        )
+        .values(
+            status=TaskStatus.SCHEDULER,
+            attempt=attempt,
+            client_id=target.client_id,
+            client_host=target.host,
+            client_ip=target.ip,
+            server_node=node,
+            dispatched_at=now,
+            reported_at=now,
+            claimed_by=None,
+            claimed_until=None,
+        )
+    ).rowcount
+    return attempt if won == 1 else None
+
+
+def undo_dispatch(conn: Connection, task_id: int, attempt: int) -> bool:
+    """Scheduler -> None when the message could not be sent; only if nothing happened since."""
+    return (
+        conn.execute(
+            task.update()
+            .where(
+                task.c.id == task_id,
+                task.c.attempt == attempt,
+                task.c.status == TaskStatus.SCHEDULER,
+            )
+            .values(status=TaskStatus.NONE, client_id=None, client_host=None, client_ip=None)
+        ).rowcount
+        == 1
+    )
+
+
+def warn_no_client_once(conn: Connection, claimed: ClaimedTask, now: datetime) -> bool:
+    """Write the 'nobody can run this job' warning the first time only."""
+    first = conn.execute(
+        task.update()
+        .where(task.c.id == claimed.id, task.c.no_client_warned == sa.false())
+        .values(no_client_warned=True)
+    ).rowcount
+    if first == 1:
+        conn.execute(
+            run_log.insert().values(
+                task_id=claimed.id,
+                task_group_id=claimed.group_id,
+                log_level=3,
+                content=(
+                    f"no live client has registered job {claimed.job_name!r}; "
+                    "the task waits until one does"
+                ),
+                create_at=now,
+            )
+        )
+    return first == 1
+
+
+def get_task(conn: Connection, task_id: int) -> TaskRow:
+    row = conn.execute(sa.select(task).where(task.c.id == task_id)).first()
+    if row is None:
+        raise TaskNotFound(task_id)
+    return TaskRow.from_row(row)
+
+
+def list_tasks(
+    conn: Connection,
+    group_id: int | None = None,
+    status: TaskStatus | None = None,
+    limit: int = 50,
+) -> list[TaskRow]:
+    query = sa.select(task).order_by(task.c.id.desc()).limit(limit)
+    if group_id is not None:
+        query = query.where(task.c.task_group_id == group_id)
+    if status is not None:
+        query = query.where(task.c.status == status)
+    return [TaskRow.from_row(r) for r in conn.execute(query)]
+
+
+def task_logs(conn: Connection, task_id: int, after_id: int = 0, limit: int = 1000) -> list[LogRow]:
+    rows = conn.execute(
+        sa.select(run_log)
+        .where(run_log.c.task_id == task_id, run_log.c.id > after_id)
+        .order_by(run_log.c.id)
+        .limit(limit)
+    )
+    return [LogRow.from_row(r) for r in rows]

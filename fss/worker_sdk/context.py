@@ -1,0 +1,119 @@
+"""JobContext: what a job function sees of its run, and how it reports back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from fss.domain.clock import Clock, as_utc
+from fss.events import MAX_LOG_CONTENT, Event, TaskLogged, TaskProgressed
+
+JOB_LOGGER = "fss.jobs"
+
+
+def python_level_to_fss(level: int) -> int:
+    """logging levels to the seed's Trace 0 .. Critical 5."""
+    if level < logging.DEBUG:
+        return 0
+    if level < logging.INFO:
+        return 1
+    if level < logging.WARNING:
+        return 2
+    if level < logging.ERROR:
+        return 3
+    if level < logging.CRITICAL:
+        return 4
+    return 5
+
+
+class RunLogHandler(logging.Handler):
+    def __init__(self, context: JobContext) -> None:
+        super().__init__(logging.DEBUG)
+        self._context = context
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            content = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        if len(content) > MAX_LOG_CONTENT:
+            content = content[: MAX_LOG_CONTENT - 20] + "\n[... truncated]"
+        ctx = self._context
+        ctx._emit(
+            TaskLogged(
+                task_id=ctx.task_id,
+                attempt=ctx.attempt,
+                client_id=ctx.client_id,
+                group_id=ctx.group_id,
+                level=python_level_to_fss(record.levelno),
+                content=content,
+                at=ctx._clock.now(),
+            )
+        )
+
+
+class JobContext:
+    """One run of a task. `data` may be changed; changes are saved to the group at the end."""
+
+    def __init__(
+        self,
+        *,
+        task_id: int,
+        attempt: int,
+        group_id: int,
+        job_name: str,
+        data: dict[str, Any],
+        start_at: datetime,
+        client_id: str,
+        emit: Callable[[Event], None],
+        clock: Clock,
+    ) -> None:
+        self.task_id = task_id
+        self.attempt = attempt
+        self.group_id = group_id
+        self.job_name = job_name
+        self.data = data
+        self.start_at = as_utc(start_at)
+        self.client_id = client_id
+        self.progress = 0
+        self.next_at: datetime | None = None
+        self._emit = emit
+        self._clock = clock
+        self.log = self._make_logger()
+
+    def set_progress(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError("progress must be a number from 0 to 100")
+        progress = int(value)
+        if not 0 <= progress <= 100:
+            raise ValueError(f"progress must be from 0 to 100, got {value}")
+        if progress == self.progress:
+            return
+        self.progress = progress
+        self._emit(
+            TaskProgressed(self.task_id, self.attempt, self.client_id, progress, self._clock.now())
+        )
+
+    def set_next_at(self, when: datetime | timedelta) -> None:
+        """Run the group next at `when` (a time, or a delay from now) instead of its schedule."""
+        if isinstance(when, timedelta):
+            self.next_at = self._clock.now() + when
+        elif isinstance(when, datetime):
+            self.next_at = as_utc(when)
+        else:
+            raise TypeError("set_next_at takes a datetime or a timedelta")
+
+    def _make_logger(self) -> logging.Logger:
+        # A standalone logger (not in logging's registry, so runs do not accumulate there)
+        # whose records become run logs and still reach the worker's console via the parent.
+        logger = logging.Logger(f"{JOB_LOGGER}.{self.job_name}", logging.DEBUG)
+        logger.parent = logging.getLogger(JOB_LOGGER)
+        logger.addHandler(RunLogHandler(self))
+        return logger
+
+    def __repr__(self) -> str:
+        return f"<JobContext task={self.task_id} attempt={self.attempt} job={self.job_name!r}>"

@@ -1,0 +1,224 @@
+"""Per-process worker state: who this client is, its publisher and fence, and active runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from fss.bridge.fence import Fence, create_fence
+from fss.bridge.publisher import EventPublisher
+from fss.celery_app import broker_transport_options
+from fss.config import Settings
+from fss.domain.clock import Clock, SystemClock
+from fss.domain.group_spec import validate_data
+from fss.errors import InvalidField
+from fss.events import ClientHeartbeat, ClientLeft, Event, TaskFinished, TaskStarted
+from fss.naming import client_queue
+from fss.orders import RunOrder
+from fss.worker_sdk.context import JobContext
+from fss.worker_sdk.job import JobSpec
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 8000
+
+
+@dataclass
+class ActiveRun:
+    order: RunOrder
+    context: JobContext
+    original_data: str
+    started_monotonic: float
+    outcome: tuple[bool, str | None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def local_ip() -> str:
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+class WorkerRuntime:
+    def __init__(
+        self,
+        settings: Settings,
+        client_id: str,
+        jobs: dict[str, JobSpec],
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.jobs = jobs
+        self.queue = client_queue(client_id)
+        self.clock: Clock = clock or SystemClock()
+        self.host = socket.gethostname()[:128]
+        self.ip = local_ip()
+        self._publisher: EventPublisher | None = None
+        self._fence: Fence | None = None
+        self._pid = os.getpid()
+        self._active: dict[str, ActiveRun] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def publisher(self) -> EventPublisher:
+        self._per_process()
+        if self._publisher is None:
+            self._publisher = EventPublisher(
+                self.settings.broker_url,
+                broker_transport_options(self.settings),
+                flush_interval_s=self.settings.event_flush_ms / 1000,
+                max_batch=self.settings.event_batch,
+            )
+        return self._publisher
+
+    @property
+    def fence(self) -> Fence:
+        self._per_process()
+        if self._fence is None:
+            self._fence = create_fence(self.settings.effective_fence_url)
+        return self._fence
+
+    def emit(self, event: Event) -> None:
+        self.publisher.emit(event)
+
+    def heartbeat(self) -> ClientHeartbeat:
+        return ClientHeartbeat(
+            client_id=self.client_id,
+            host=self.host,
+            ip=self.ip,
+            pid=os.getpid(),
+            job_names=tuple(sorted(self.jobs)),
+            queue=self.queue,
+            at=self.clock.now(),
+        )
+
+    def left(self) -> ClientLeft:
+        return ClientLeft(self.client_id, self.clock.now())
+
+    # The three steps of a run: the bridge's prerun hook, the task body, the postrun hook.
+
+    def begin(self, celery_id: str, kwargs: dict[str, Any]) -> bool:
+        order = RunOrder.from_kwargs(kwargs)
+        if order.client_id != self.client_id:
+            log.warning(
+                "fss: task %s attempt %s was sent to %s, not to this client %s; not running it",
+                order.task_id,
+                order.attempt,
+                order.client_id,
+                self.client_id,
+            )
+            return False
+        if not self.fence.enter(order.task_id, order.attempt):
+            log.warning(
+                "fss: task %s attempt %s is not current any more; not running it",
+                order.task_id,
+                order.attempt,
+            )
+            return False
+        context = JobContext(
+            task_id=order.task_id,
+            attempt=order.attempt,
+            group_id=order.group_id,
+            job_name=order.job_name,
+            data=copy.deepcopy(order.data),
+            start_at=order.start_at,
+            client_id=self.client_id,
+            emit=self.emit,
+            clock=self.clock,
+        )
+        run = ActiveRun(order, context, _canonical(order.data), time.monotonic())
+        with self._lock:
+            self._active[celery_id] = run
+        self.emit(TaskStarted(order.task_id, order.attempt, self.client_id, self.clock.now()))
+        return True
+
+    def run(self, celery_id: str) -> dict[str, Any]:
+        with self._lock:
+            active = self._active.get(celery_id)
+        if active is None:
+            return {"ran": False}
+        spec = self.jobs[active.order.job_name]
+        try:
+            result = spec.call(active.context)
+        except Exception as exc:
+            error = "".join(traceback.format_exception(exc))
+            active.context.log.error(
+                "job %r raised %s", spec.name, type(exc).__name__, exc_info=exc
+            )
+            active.outcome = (False, error[-MAX_ERROR_CHARS:])
+        else:
+            if result is False:
+                active.context.log.warning("job %r returned False", spec.name)
+                active.outcome = (False, "job returned False")
+            else:
+                active.outcome = (True, None)
+        return {"ran": True, "success": active.outcome[0]}
+
+    def end(self, celery_id: str, state: str | None = None) -> None:
+        with self._lock:
+            active = self._active.pop(celery_id, None)
+        if active is None:
+            return
+        success, error = active.outcome or (False, f"the task body did not complete ({state})")
+        context = active.context
+        data = _changed_data(context, active.original_data)
+        self.emit(
+            TaskFinished(
+                task_id=active.order.task_id,
+                attempt=active.order.attempt,
+                client_id=self.client_id,
+                success=success,
+                run_speed_ms=int((time.monotonic() - active.started_monotonic) * 1000),
+                at=self.clock.now(),
+                next_at=context.next_at,
+                error=error,
+                data=data,
+            )
+        )
+        self.publisher.flush()
+
+    def active_task_ids(self) -> list[int]:
+        with self._lock:
+            return [run.order.task_id for run in self._active.values()]
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+        if self._fence is not None:
+            self._fence.close()
+
+    def _per_process(self) -> None:
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._publisher = None
+            self._fence = None
+            self._active = {}
+            self._lock = threading.Lock()
+
+
+def _changed_data(context: JobContext, original: str) -> dict[str, Any] | None:
+    if _canonical(context.data) == original:
+        return None
+    try:
+        validate_data(context.data)
+    except InvalidField as exc:
+        context.log.error("ctx.data was changed but cannot be saved: %s", exc)
+        return None
+    return context.data
+
+
+def _canonical(data: Any) -> str:
+    try:
+        return json.dumps(data, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return repr(data)
