@@ -127,10 +127,13 @@ class SqlServer:
 
     def admin_connection(self) -> sa.Connection:
         """A connection to the admin database; the fixture fails if the server is down."""
+        error: BaseException | None = None
         try:
             conn = self._admin_engine().connect()
         except sa.exc.OperationalError as exc:
-            _fail_unreachable(self.kind, self.shown_url, exc.orig or exc)
+            error = exc.orig or exc
+        if error is not None:  # outside the except block: no chained tracebacks
+            _fail_unreachable(self.kind, self.shown_url, error)
         if self.kind == "postgres":
             conn.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT_S}s'")
         else:
@@ -235,8 +238,8 @@ class SqlServer:
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
                 schemas = conn.exec_driver_sql(
-                    "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
-                    "AND nspname <> 'information_schema'"
+                    "SELECT nspname FROM pg_namespace "
+                    "WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'"
                 ).scalars().all()
                 prep = conn.dialect.identifier_preparer
                 for schema in schemas:
@@ -428,11 +431,14 @@ class RedisDbPool:
     def control(self) -> redis.Redis:
         if self._control is None:
             client = _redis_client(self.control_url)
+            error: BaseException | None = None
             try:
                 client.ping()
-            except redis.ConnectionError as exc:
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                error = exc
+            if error is not None:  # outside the except block: no chained tracebacks
                 client.close()
-                _fail_unreachable("redis", self.shown_url, exc)
+                _fail_unreachable("redis", self.shown_url, error)
             self._control = client
         return self._control
 

@@ -1,0 +1,122 @@
+"""Picks a live client for a due task, moves it None -> Scheduler, and sends the order."""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from datetime import datetime, timedelta
+
+from celery import Celery
+from sqlalchemy.engine import Engine
+
+from fss.bridge.fence import Fence
+from fss.config import Settings
+from fss.domain.clock import Clock
+from fss.domain.selection import RoundRobin
+from fss.naming import celery_task_id, job_task_name
+from fss.orders import RunOrder
+from fss.store import tasks
+from fss.store.clients import live_clients
+from fss.store.rows import ClientRow
+from fss.store.tasks import ClaimedTask, DispatchTarget
+
+log = logging.getLogger(__name__)
+
+CLIENT_CACHE_S = 0.5
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    NO_CLIENT = "no_client"
+    LOST = "lost"
+    FAILED = "failed"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: Engine,
+        app: Celery,
+        fence: Fence,
+        settings: Settings,
+        clock: Clock,
+        selector: RoundRobin | None = None,
+    ) -> None:
+        self._engine = engine
+        self._app = app
+        self._fence = fence
+        self._settings = settings
+        self._clock = clock
+        self._selector = selector or RoundRobin()
+        self._clients: list[ClientRow] = []
+        self._clients_read_at: datetime | None = None
+
+    def dispatch(self, claimed: ClaimedTask) -> Outcome:
+        now = self._clock.now()
+        client = self._choose_client(claimed.job_name, now)
+        if client is None:
+            with self._engine.begin() as conn:
+                if tasks.warn_no_client_once(conn, claimed, now):
+                    log.warning(
+                        "fss: task %s waits: no live client runs job %r",
+                        claimed.id,
+                        claimed.job_name,
+                    )
+            return Outcome.NO_CLIENT
+        target = DispatchTarget(client.id, client.host, client.ip)
+        with self._engine.begin() as conn:
+            attempt = tasks.mark_dispatched(conn, claimed, self._settings.node_name, target, now)
+        if attempt is None:
+            return Outcome.LOST
+        order = RunOrder(
+            task_id=claimed.id,
+            attempt=attempt,
+            group_id=claimed.group_id,
+            job_name=claimed.job_name,
+            client_id=client.id,
+            start_at=claimed.start_at,
+            data=json.loads(claimed.data or "{}"),
+        )
+        try:
+            self._fence.arm(claimed.id, attempt)
+            self._send(order, client.queue, max(now, claimed.start_at))
+        except Exception:
+            log.exception(
+                "fss: could not send task %s to %s; it will be retried", claimed.id, client.id
+            )
+            with self._engine.begin() as conn:
+                tasks.undo_dispatch(conn, claimed.id, attempt)
+            return Outcome.FAILED
+        return Outcome.SENT
+
+    def _send(self, order: RunOrder, queue: str, due: datetime) -> None:
+        self._app.send_task(
+            job_task_name(order.job_name),
+            kwargs=order.to_kwargs(),
+            queue=queue,
+            task_id=celery_task_id(order.task_id, order.attempt),
+            expires=due + timedelta(seconds=self._settings.dispatch_expires_s),
+        )
+
+    def _choose_client(self, job_name: str, now: datetime) -> ClientRow | None:
+        self._refresh_clients(now)
+        able = {c.id: c for c in self._clients if job_name in c.job_names}
+        if not able:
+            # A client may have registered since the cache was read: look once more.
+            self._refresh_clients(now, force=True)
+            able = {c.id: c for c in self._clients if job_name in c.job_names}
+        chosen = self._selector.pick(job_name, list(able))
+        return able[chosen] if chosen is not None else None
+
+    def _refresh_clients(self, now: datetime, force: bool = False) -> None:
+        fresh = (
+            self._clients_read_at is not None
+            and (now - self._clients_read_at).total_seconds() < CLIENT_CACHE_S
+        )
+        if fresh and not force:
+            return
+        since = now - timedelta(seconds=self._settings.client_timeout_s)
+        with self._engine.connect() as conn:
+            self._clients = live_clients(conn, since)
+        self._clients_read_at = now

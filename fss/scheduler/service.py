@@ -1,0 +1,154 @@
+"""One scheduler instance: claim loop + timing wheel + dispatcher, the recorder, a heartbeat.
+
+Any number of instances run side by side; they share the work through leased claims in SQL.
+`tick()` runs one iteration against the injected clock and says how long to wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+from celery import Celery
+from sqlalchemy.engine import Engine
+
+from fss.bridge.fence import Fence
+from fss.config import Settings
+from fss.domain.clock import Clock
+from fss.scheduler.dispatcher import Dispatcher, Outcome
+from fss.scheduler.recorder import Recorder
+from fss.scheduler.wheel import TimingWheel
+from fss.store import tasks
+from fss.store.clients import heartbeat_node, mark_node_stopped
+
+log = logging.getLogger(__name__)
+
+MIN_SLEEP_S = 0.0
+RETRY_AFTER_ERROR_S = 1.0
+
+
+class SchedulerService:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        app: Celery,
+        fence: Fence,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.node = settings.node_name
+        self.wheel = TimingWheel()
+        self.dispatcher = Dispatcher(engine, app, fence, settings, clock)
+        self.recorder = Recorder(engine, settings, clock, on_finished=self.wake)
+        self.started_at = clock.now()
+        self.sent = 0
+        self._next_claim_at: datetime | None = None
+        self._next_beat_at: datetime | None = None
+        self._woken = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # One iteration, callable from tests with a manual clock.
+
+    def tick(self) -> float:
+        now = self.clock.now()
+        if self._next_beat_at is None or now >= self._next_beat_at:
+            heartbeat_node(self.engine, self.node, now, self.started_at)
+            self._next_beat_at = now + timedelta(seconds=self.settings.heartbeat_s)
+        if self._woken.is_set() or self._next_claim_at is None or now >= self._next_claim_at:
+            self._woken.clear()
+            self._claim(now)
+            self._next_claim_at = now + timedelta(seconds=self.settings.poll_s)
+        self._fire_due()
+        return self._sleep_for()
+
+    def _claim(self, now: datetime) -> None:
+        claimed = tasks.claim_due(
+            self.engine,
+            self.node,
+            now,
+            lookahead=timedelta(seconds=self.settings.lookahead_s),
+            lease=timedelta(seconds=self.settings.lease_s),
+            limit=self.settings.claim_batch,
+        )
+        for item in claimed:
+            self.wheel.add(item)
+
+    def _fire_due(self) -> None:
+        for claimed in self.wheel.pop_due(self.clock.now()):
+            try:
+                outcome = self.dispatcher.dispatch(claimed)
+            except Exception:
+                log.exception("fss: dispatch of task %s failed; retrying", claimed.id)
+                outcome = Outcome.FAILED
+            if outcome is Outcome.SENT:
+                self.sent += 1
+            elif outcome in (Outcome.NO_CLIENT, Outcome.FAILED):
+                retry_s = (
+                    self.settings.no_client_retry_s
+                    if outcome is Outcome.NO_CLIENT
+                    else RETRY_AFTER_ERROR_S
+                )
+                self.wheel.schedule(claimed, self.clock.now() + timedelta(seconds=retry_s))
+
+    def _sleep_for(self) -> float:
+        now = self.clock.now()
+        wait = (self._next_claim_at - now).total_seconds() if self._next_claim_at else 0.0
+        fire_at = self.wheel.next_fire_at()
+        if fire_at is not None:
+            wait = min(wait, (fire_at - now).total_seconds())
+        return max(MIN_SLEEP_S, wait)
+
+    def wake(self) -> None:
+        """Claim at once (the recorder just created next tasks)."""
+        self._woken.set()
+
+    # Threads for a real process.
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._loop, name="fss-scheduler", daemon=True),
+            threading.Thread(
+                target=self.recorder.run, args=(self._stop,), name="fss-recorder", daemon=True
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _loop(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                wait = self.tick()
+                backoff = 0.2
+            except Exception as exc:
+                log.warning(
+                    "fss: scheduler loop error (%s); retrying in %.1fs",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                    backoff,
+                )
+                wait = backoff
+                backoff = min(backoff * 2, 5.0)
+            self._woken.wait(wait)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._woken.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout_s)
+        try:
+            released = tasks.release_claims(self.engine, self.node)
+            mark_node_stopped(self.engine, self.node)
+            log.info("fss: scheduler %s stopped; released %d claims", self.node, released)
+        except Exception as exc:
+            log.warning("fss: could not release claims on stop (%s)", exc)
+
+    def join(self) -> None:
+        while any(t.is_alive() for t in self._threads):
+            for thread in self._threads:
+                thread.join(timeout=0.5)
