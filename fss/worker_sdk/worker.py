@@ -80,6 +80,7 @@ def worker_options(
         "without_gossip": True,
         "without_mingle": True,
         "without_heartbeat": True,
+        "redirect_stdouts": False,
     }
 
 

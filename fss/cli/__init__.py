@@ -1,0 +1,83 @@
+"""The `fss` command line: one click group, one module per command group."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from fss import __version__
+from fss.cli.context import CliContext, pass_cli
+from fss.cli.dev import dev_command
+from fss.cli.groups import group_cli
+from fss.cli.processes import scheduler_command, worker_command
+from fss.cli.tasks import client_cli, task_cli
+from fss.errors import FssError, InvalidField
+from fss.store import migrate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fss")
+def cli() -> None:
+    """fss: a distributed job scheduling center on Celery.
+
+    Task groups (a job name, a schedule, JSON data) become tasks; schedulers dispatch
+    each due task to one live worker; status, progress and run logs land in SQL.
+    Every command reads FSS_DATABASE_URL / FSS_BROKER_URL unless given the options.
+    """
+
+
+@cli.group("db")
+def db_cli() -> None:
+    """Database schema."""
+
+
+@db_cli.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@pass_cli
+def db_upgrade(ctx: CliContext, revision: str) -> None:
+    """Create or migrate the FSS tables."""
+    migrate.upgrade(ctx.engine, revision)
+    click.echo(f"database at revision {migrate.current_revision(ctx.engine)}")
+
+
+@db_cli.command("current")
+@pass_cli
+def db_current(ctx: CliContext) -> None:
+    """Print the schema revision (and whether it is the newest)."""
+    current = migrate.current_revision(ctx.engine)
+    state = "up to date" if current == migrate.head_revision() else "needs `fss db upgrade`"
+    click.echo(f"{current or 'empty'} ({state})")
+
+
+cli.add_command(group_cli)
+cli.add_command(task_cli)
+cli.add_command(client_cli)
+cli.add_command(scheduler_command)
+cli.add_command(worker_command)
+cli.add_command(dev_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turns fss's own errors into one line on stderr and a non-zero exit."""
+    try:
+        cli.main(args=argv, prog_name="fss", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except InvalidField as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except FssError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        first_line = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()
+        click.echo(
+            f"error: database: {first_line[0] if first_line else type(exc).__name__}", err=True
+        )
+        sys.exit(1)

@@ -1,0 +1,198 @@
+"""`fss group ...`: define and manage task groups."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+
+from fss.cli.context import CliContext, pass_cli
+from fss.cli.output import emit_json, emit_record, emit_table
+from fss.domain.clock import as_utc
+from fss.domain.group_spec import GroupSpec, parse_data
+from fss.errors import InvalidField
+from fss.store import groups as store
+from fss.store.rows import GroupRow
+
+
+@click.group("group")
+def group_cli() -> None:
+    """Task groups: what runs, and when."""
+
+
+def parse_start_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        raise InvalidField("start_at", f"{value!r} is not an ISO 8601 time") from None
+
+
+def schedule_options(function: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--interval-ms", type=int, help="Run every N milliseconds (fixed rate)."),
+            click.option(
+                "--cron",
+                help="Cron: 5 fields (minute first) or 6 fields (seconds first, "
+                "'*/2 * * * * *' = every 2 s); Quartz '?' accepted.",
+            ),
+            click.option(
+                "--job-sets-next",
+                is_flag=True,
+                default=None,
+                help="No schedule: the job sets its next time with ctx.set_next_at "
+                "(30 s after it finishes otherwise).",
+            ),
+            click.option("--time-zone", help="IANA zone for cron, e.g. Asia/Shanghai (UTC)."),
+            click.option("--data", "data_json", help="JSON object handed to the job as ctx.data."),
+            click.option(
+                "--start-at", help="ISO 8601 time of the first run (UTC if no offset; now)."
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+@group_cli.command("add")
+@click.option("--caption", required=True, help="Display name (up to 64 characters).")
+@click.option("--job-name", required=True, help="The @job name a worker registers.")
+@schedule_options
+@click.option("--disabled", is_flag=True, help="Create it disabled (no task until enabled).")
+@pass_cli
+def add_group(
+    cli: CliContext,
+    caption: str,
+    job_name: str,
+    interval_ms: int | None,
+    cron: str | None,
+    job_sets_next: bool | None,
+    time_zone: str | None,
+    data_json: str | None,
+    start_at: str | None,
+    disabled: bool,
+) -> None:
+    """Create a task group; prints its id."""
+    spec = GroupSpec(
+        caption=caption,
+        job_name=job_name,
+        interval_ms=interval_ms,
+        cron=cron,
+        job_sets_next=bool(job_sets_next),
+        time_zone=time_zone,
+        data=parse_data(data_json) if data_json is not None else {},
+        start_at=parse_start_at(start_at),
+        is_enable=not disabled,
+    ).validated()
+    click.echo(store.add_group(cli.engine, spec, cli.clock.now()))
+
+
+@group_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@pass_cli
+def list_groups(cli: CliContext, as_json: bool) -> None:
+    """All task groups with schedule and stats."""
+    with cli.engine.connect() as conn:
+        rows = store.list_groups(conn)
+    if as_json:
+        emit_json([g.to_json() for g in rows])
+        return
+    emit_table(
+        ["id", "caption", "job_name", "schedule", "enabled", "next_at", "runs", "avg_ms", "task"],
+        [
+            [
+                g.id,
+                g.caption,
+                g.job_name,
+                g.schedule.describe(),
+                g.is_enable,
+                g.next_at,
+                g.run_count,
+                g.run_speed_avg,
+                g.task_id,
+            ]
+            for g in rows
+        ],
+    )
+
+
+def show(group: GroupRow, as_json: bool) -> None:
+    if as_json:
+        emit_json(group.to_json())
+        return
+    emit_record([(k, v) for k, v in group.to_json().items()])
+
+
+@group_cli.command("show")
+@click.argument("group_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def show_group(cli: CliContext, group_id: int, as_json: bool) -> None:
+    """One group in full."""
+    with cli.engine.connect() as conn:
+        show(store.get_group(conn, group_id), as_json)
+
+
+@group_cli.command("edit")
+@click.argument("group_id", type=int)
+@click.option("--caption")
+@click.option("--job-name")
+@schedule_options
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def edit_group(
+    cli: CliContext,
+    group_id: int,
+    as_json: bool,
+    data_json: str | None,
+    start_at: str | None,
+    **fields: Any,
+) -> None:
+    """Change fields; a new schedule reschedules the waiting task."""
+    changes = {k: v for k, v in fields.items() if v is not None}
+    if data_json is not None:
+        changes["data"] = parse_data(data_json)
+    if start_at is not None:
+        changes["start_at"] = parse_start_at(start_at)
+    if not changes:
+        raise InvalidField("edit", "nothing to change; give at least one option")
+    show(store.edit_group(cli.engine, group_id, changes, cli.clock.now()), as_json)
+
+
+@group_cli.command("enable")
+@click.argument("group_id", type=int)
+@pass_cli
+def enable_group(cli: CliContext, group_id: int) -> None:
+    """Enable; creates the waiting task at the next scheduled time."""
+    group = store.set_enabled(cli.engine, group_id, True, cli.clock.now())
+    click.echo(f"group {group.id} enabled; next run at {group.next_at.isoformat()}")
+
+
+@group_cli.command("disable")
+@click.argument("group_id", type=int)
+@pass_cli
+def disable_group(cli: CliContext, group_id: int) -> None:
+    """Disable; the waiting task is withdrawn, a running one finishes."""
+    store.set_enabled(cli.engine, group_id, False, cli.clock.now())
+    click.echo(f"group {group_id} disabled")
+
+
+@group_cli.command("delete")
+@click.argument("group_id", type=int)
+@pass_cli
+def delete_group(cli: CliContext, group_id: int) -> None:
+    """Delete the group with its tasks and run logs."""
+    store.delete_group(cli.engine, group_id)
+    click.echo(f"group {group_id} deleted")
+
+
+@group_cli.command("run")
+@click.argument("group_id", type=int)
+@pass_cli
+def run_group(cli: CliContext, group_id: int) -> None:
+    """Run now: the waiting task becomes due immediately; prints its task id."""
+    task_id = store.run_now(cli.engine, group_id, cli.clock.now())
+    click.echo(task_id)

@@ -1,0 +1,158 @@
+"""`fss task ...` and `fss client ...`: what ran, where, and what it said."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from fss.cli.context import CliContext, pass_cli
+from fss.cli.output import emit_json, emit_record, emit_table
+from fss.domain.status import FINISHED, TaskStatus
+from fss.errors import InvalidField
+from fss.store import tasks as store
+from fss.store.clients import list_clients
+from fss.store.rows import LOG_LEVEL_NAMES, LogRow
+
+
+@click.group("task")
+def task_cli() -> None:
+    """Tasks: single runs of a group."""
+
+
+def parse_status(value: str | None) -> TaskStatus | None:
+    if value is None:
+        return None
+    try:
+        return TaskStatus.parse(value)
+    except ValueError as exc:
+        raise InvalidField("status", str(exc)) from None
+
+
+@task_cli.command("list")
+@click.option("--group", "group_id", type=int, help="Only this group's tasks.")
+@click.option("--status", help="None, Scheduler, Working, Fail or Success.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def list_tasks(
+    cli: CliContext, group_id: int | None, status: str | None, limit: int, as_json: bool
+) -> None:
+    """Newest tasks first."""
+    wanted = parse_status(status)
+    with cli.engine.connect() as conn:
+        rows = store.list_tasks(conn, group_id, wanted, limit)
+    if as_json:
+        emit_json([t.to_json() for t in rows])
+        return
+    emit_table(
+        [
+            "id",
+            "group",
+            "job_name",
+            "status",
+            "progress",
+            "start_at",
+            "run_ms",
+            "client",
+            "node",
+            "attempt",
+        ],
+        [
+            [
+                t.id,
+                t.task_group_id,
+                t.job_name,
+                t.status.label,
+                t.progress,
+                t.start_at,
+                t.run_speed,
+                t.client_id,
+                t.server_node,
+                t.attempt,
+            ]
+            for t in rows
+        ],
+    )
+
+
+@task_cli.command("show")
+@click.argument("task_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def show_task(cli: CliContext, task_id: int, as_json: bool) -> None:
+    """One task in full."""
+    with cli.engine.connect() as conn:
+        row = store.get_task(conn, task_id)
+    if as_json:
+        emit_json(row.to_json())
+    else:
+        emit_record(list(row.to_json().items()))
+
+
+def print_log(row: LogRow) -> None:
+    level = LOG_LEVEL_NAMES.get(row.log_level, str(row.log_level))
+    stamp = row.create_at.strftime("%H:%M:%S.%f")[:-3]
+    click.echo(f"{stamp} {level:<11} {row.content}")
+
+
+@task_cli.command("logs")
+@click.argument("task_id", type=int)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the task finishes.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def task_logs(cli: CliContext, task_id: int, follow: bool, as_json: bool) -> None:
+    """Run logs of a task, oldest first."""
+    with cli.engine.connect() as conn:
+        store.get_task(conn, task_id)
+        rows = store.task_logs(conn, task_id)
+    if as_json:
+        emit_json([r.to_json() for r in rows])
+        return
+    for row in rows:
+        print_log(row)
+    last_id = rows[-1].id if rows else 0
+    while follow:
+        with cli.engine.connect() as conn:
+            done = store.get_task(conn, task_id).status in FINISHED
+            rows = store.task_logs(conn, task_id, after_id=last_id)
+        for row in rows:
+            print_log(row)
+            last_id = row.id
+        if done and not rows:
+            return
+        time.sleep(0.5)
+
+
+@click.group("client")
+def client_cli() -> None:
+    """Clients: registered workers."""
+
+
+@client_cli.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def list_client_rows(cli: CliContext, as_json: bool) -> None:
+    """Registered clients with their jobs and last heartbeat."""
+    with cli.engine.connect() as conn:
+        rows = list_clients(conn)
+    now = cli.clock.now()
+    if as_json:
+        emit_json([c.to_json() for c in rows])
+        return
+    emit_table(
+        ["id", "host", "ip", "pid", "language", "jobs", "queue", "heartbeat_age_s"],
+        [
+            [
+                c.id,
+                c.host,
+                c.ip,
+                c.pid,
+                c.language,
+                c.job_names,
+                c.queue,
+                round((now - c.heartbeat_at).total_seconds(), 1),
+            ]
+            for c in rows
+        ],
+    )

@@ -1,0 +1,1 @@
+"""Example jobs bundled with fss; `fss dev` and compose.yaml run them."""
