@@ -1,3 +1,3 @@
-"""fss: a distributed job scheduling center on Celery (task groups, tasks, run logs in SQL)."""
+"""a distributed job scheduling center on Celery (task groups, tasks, run logs in SQL)."""
 
 __version__ = "0.1.0"

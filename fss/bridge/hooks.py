@@ -48,10 +48,10 @@ def on_task_prerun(
     try:
         runtime.begin(task_id, kwargs or {})
     except InvalidField as exc:
-        log.error("fss: dropping malformed run order %s: %s", task_id, exc)
+        log.error("dropping malformed run order %s: %s", task_id, exc)
     except Exception:
         # The body finds no active run and does nothing; the supervisor notices the task.
-        log.exception("fss: could not start task %s", task_id)
+        log.exception("could not start task %s", task_id)
 
 
 def on_task_postrun(
@@ -66,4 +66,4 @@ def on_task_postrun(
     try:
         runtime.end(task_id, state)
     except Exception:
-        log.exception("fss: could not report the end of task %s", task_id)
+        log.exception("could not report the end of task %s", task_id)

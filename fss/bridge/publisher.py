@@ -72,7 +72,7 @@ class EventPublisher:
                 return True
             except Exception as exc:  # broker down: keep the events, retry until the deadline
                 if time.monotonic() >= deadline:
-                    log.warning("fss: could not publish events yet (%s); will retry", exc)
+                    log.warning("could not publish events yet (%s); will retry", exc)
                     return False
                 self._reset_connection()
                 time.sleep(0.2)
@@ -116,7 +116,7 @@ class EventPublisher:
                 backoff = 0.1
             except Exception as exc:
                 log.warning(
-                    "fss: broker unreachable for events (%s); retrying in %.1fs", exc, backoff
+                    "broker unreachable for events (%s); retrying in %.1fs", exc, backoff
                 )
                 self._reset_connection()
                 self._stopped.wait(backoff)
@@ -159,4 +159,4 @@ class EventPublisher:
             try:
                 connection.release()
             except Exception:
-                log.debug("fss: error closing event connection", exc_info=True)
+                log.debug("error closing event connection", exc_info=True)

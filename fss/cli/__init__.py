@@ -20,7 +20,7 @@ from fss.store import migrate
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fss")
 def cli() -> None:
-    """fss: a distributed job scheduling center on Celery.
+    """a distributed job scheduling center on Celery.
 
     Task groups (a job name, a schedule, JSON data) become tasks; schedulers dispatch
     each due task to one live worker; status, progress and run logs land in SQL.

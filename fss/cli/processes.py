@@ -42,7 +42,7 @@ def start_scheduler(cli: CliContext, settings: Settings) -> SchedulerService:
     fence = create_fence(settings.effective_fence_url)
     if settings.effective_fence_url == "none":
         log.warning(
-            "fss: no Redis for fencing (broker %s); set FSS_FENCE_URL to a Redis URL "
+            "no Redis for fencing (broker %s); set FSS_FENCE_URL to a Redis URL "
             "so a re-sent order can never run twice",
             settings.broker_url,
         )
@@ -55,7 +55,7 @@ def wait_for_signal() -> None:
     stopped = threading.Event()
 
     def handle(signum: int, _frame: FrameType | None) -> None:
-        log.info("fss: %s received, stopping", signal.Signals(signum).name)
+        log.info("%s received, stopping", signal.Signals(signum).name)
         stopped.set()
 
     signal.signal(signal.SIGTERM, handle)
@@ -76,7 +76,7 @@ def scheduler_command(cli: CliContext, name: str | None, loglevel: str) -> None:
     require_current_schema(cli)
     service = start_scheduler(cli, cli.settings)
     log.info(
-        "fss: scheduler %s running (database %s, broker %s)",
+        "scheduler %s running (database %s, broker %s)",
         cli.settings.node_name,
         cli.engine.url.render_as_string(hide_password=True),
         cli.settings.broker_url,

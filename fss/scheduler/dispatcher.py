@@ -59,7 +59,7 @@ class Dispatcher:
             with self._engine.begin() as conn:
                 if tasks.warn_no_client_once(conn, claimed, now):
                     log.warning(
-                        "fss: task %s waits: no live client runs job %r",
+                        "task %s waits: no live client runs job %r",
                         claimed.id,
                         claimed.job_name,
                     )
@@ -83,7 +83,7 @@ class Dispatcher:
             self._send(order, client.queue, max(now, claimed.start_at))
         except Exception:
             log.exception(
-                "fss: could not send task %s to %s; it will be retried", claimed.id, client.id
+                "could not send task %s to %s; it will be retried", claimed.id, client.id
             )
             with self._engine.begin() as conn:
                 tasks.undo_dispatch(conn, claimed.id, attempt)

@@ -63,10 +63,10 @@ class Recorder:
                 backoff = 0.2
             except (OSError, ConnectionError) as exc:
                 log.warning(
-                    "fss: recorder lost the broker (%s); reconnecting in %.1fs", exc, backoff
+                    "recorder lost the broker (%s); reconnecting in %.1fs", exc, backoff
                 )
             except Exception:
-                log.exception("fss: recorder failed; restarting in %.1fs", backoff)
+                log.exception("recorder failed; restarting in %.1fs", backoff)
             self._pending.clear()  # unacked: the broker redelivers them
             stop.wait(backoff)
             backoff = min(backoff * 2, 5.0)
@@ -94,7 +94,7 @@ class Recorder:
         try:
             events = decode_batch(body)
         except InvalidField as exc:
-            log.error("fss: dropping a malformed event message: %s", exc)
+            log.error("dropping a malformed event message: %s", exc)
             message.ack()
             return
         if not self._pending:
@@ -124,7 +124,7 @@ class Recorder:
             try:
                 self._write(events)
                 if announced:
-                    log.warning("fss: database is back; recorded %d delayed events", len(events))
+                    log.warning("database is back; recorded %d delayed events", len(events))
                 return
             except (OperationalError, DBAPIError) as exc:
                 if not _is_disconnect(exc):
@@ -132,7 +132,7 @@ class Recorder:
                     return
                 if not announced:
                     log.warning(
-                        "fss: database unreachable (%s); holding %d events",
+                        "database unreachable (%s); holding %d events",
                         str(exc).splitlines()[0],
                         len(events),
                     )
@@ -156,7 +156,7 @@ class Recorder:
                 if _is_disconnect(exc):
                     raise
                 log.error(
-                    "fss: dropping an event message the database rejects: %s",
+                    "dropping an event message the database rejects: %s",
                     str(exc).splitlines()[0],
                 )
 

@@ -83,7 +83,7 @@ class SchedulerService:
             try:
                 outcome = self.dispatcher.dispatch(claimed)
             except Exception:
-                log.exception("fss: dispatch of task %s failed; retrying", claimed.id)
+                log.exception("dispatch of task %s failed; retrying", claimed.id)
                 outcome = Outcome.FAILED
             if outcome is Outcome.SENT:
                 self.sent += 1
@@ -128,7 +128,7 @@ class SchedulerService:
                 backoff = 0.2
             except Exception as exc:
                 log.warning(
-                    "fss: scheduler loop error (%s); retrying in %.1fs",
+                    "scheduler loop error (%s); retrying in %.1fs",
                     str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                     backoff,
                 )
@@ -144,9 +144,9 @@ class SchedulerService:
         try:
             released = tasks.release_claims(self.engine, self.node)
             mark_node_stopped(self.engine, self.node)
-            log.info("fss: scheduler %s stopped; released %d claims", self.node, released)
+            log.info("scheduler %s stopped; released %d claims", self.node, released)
         except Exception as exc:
-            log.warning("fss: could not release claims on stop (%s)", exc)
+            log.warning("could not release claims on stop (%s)", exc)
 
     def join(self) -> None:
         while any(t.is_alive() for t in self._threads):

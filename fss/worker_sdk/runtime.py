@@ -111,7 +111,7 @@ class WorkerRuntime:
         order = RunOrder.from_kwargs(kwargs)
         if order.client_id != self.client_id:
             log.warning(
-                "fss: task %s attempt %s was sent to %s, not to this client %s; not running it",
+                "task %s attempt %s was sent to %s, not to this client %s; not running it",
                 order.task_id,
                 order.attempt,
                 order.client_id,
@@ -120,7 +120,7 @@ class WorkerRuntime:
             return False
         if not self.fence.enter(order.task_id, order.attempt):
             log.warning(
-                "fss: task %s attempt %s is not current any more; not running it",
+                "task %s attempt %s is not current any more; not running it",
                 order.task_id,
                 order.attempt,
             )

@@ -127,7 +127,7 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
         )
         self._thread.start()
         log.info(
-            "fss: client %s serves %s on queue %s",
+            "client %s serves %s on queue %s",
             runtime.client_id,
             ", ".join(sorted(runtime.jobs)),
             runtime.queue,
@@ -149,5 +149,5 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
                 runtime.emit(runtime.heartbeat())
                 runtime.publisher.flush(timeout_s=interval)
             except Exception:
-                log.exception("fss: heartbeat failed")
+                log.exception("heartbeat failed")
             self._stop.wait(interval)

@@ -1,0 +1,44 @@
+"""Jobs the end-to-end tests run; every execution is appended to executions.log."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from fss.worker_sdk import JobContext, job
+
+EXECUTIONS = Path(os.environ.get("FSS_E2E_EXECUTIONS", "executions.log"))
+
+
+def record_execution(ctx: JobContext) -> None:
+    with EXECUTIONS.open("a") as out:
+        out.write(f"{ctx.task_id} {ctx.attempt} {ctx.client_id} {os.getpid()}\n")
+
+
+@job("tick")
+def tick(ctx: JobContext) -> None:
+    record_execution(ctx)
+    ctx.set_progress(40)
+    ctx.log.info("tick of group %d", ctx.group_id)
+    ctx.set_progress(100)
+
+
+@job("paced")
+def paced(ctx: JobContext) -> None:
+    record_execution(ctx)
+    ctx.set_next_at(timedelta(seconds=3))
+
+
+@job("boom")
+def boom(ctx: JobContext) -> None:
+    record_execution(ctx)
+    ctx.set_progress(60)
+    raise ValueError("boom goes the job")
+
+
+@job("counter")
+async def counter(ctx: JobContext) -> bool:
+    record_execution(ctx)
+    ctx.data["count"] = int(ctx.data.get("count", 0)) + 1
+    return True

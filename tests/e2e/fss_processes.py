@@ -1,0 +1,89 @@
+"""Start real `fss` processes for end-to-end tests and stop them (gracefully or with kill -9)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+FSS = [sys.executable, "-c", "from fss.cli import main; main()"]
+
+
+@dataclass
+class FssProcesses:
+    workdir: Path
+    database_url: str
+    broker_url: str
+    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            FSS_DATABASE_URL=self.database_url,
+            FSS_BROKER_URL=self.broker_url,
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*FSS, *args], cwd=self.workdir, env=self.env, capture_output=True, text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"fss {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        process = subprocess.Popen(
+            [*FSS, *args], cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.running[name] = process
+        return process
+
+    def scheduler(self, name: str) -> subprocess.Popen[bytes]:
+        return self.start(name, "scheduler", "--name", name)
+
+    def worker(self, name: str, module: str, *extra: str) -> subprocess.Popen[bytes]:
+        return self.start(name, "worker", "-A", module, "--name", name, *extra)
+
+    def kill(self, name: str) -> None:
+        process = self.running.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop(self, name: str, timeout: float = 15) -> int:
+        process = self.running.pop(name)
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            return process.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for name in list(self.running):
+            self.stop(name)
+
+    def log_of(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+
+def query(database_url: str, sql: str, **params: object) -> list[sa.Row[tuple[object, ...]]]:
+    from fss.store.engine import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(sql), params))
+    finally:
+        engine.dispose()

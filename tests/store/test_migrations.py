@@ -1,0 +1,104 @@
+"""Alembic migrations of the store: head creates the schema, base removes it, on every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Engine
+
+from fss.store import migrate
+from fss.store.engine import create_engine
+from fss.store.tables import metadata
+
+FSS_TABLES = {"task_group", "task", "run_log", "client", "server_node"}
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_engine(database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _tables(engine: Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def _version_rows(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")]
+
+
+def test_fresh_database_is_not_up_to_date(engine: Engine) -> None:
+    assert migrate.head_revision() is not None
+    assert migrate.current_revision(engine) is None
+    assert not migrate.is_up_to_date(engine)
+
+
+def test_upgrade_creates_the_five_tables_at_head(engine: Engine) -> None:
+    migrate.upgrade(engine)
+
+    assert _tables(engine) == FSS_TABLES | {"alembic_version"}
+    assert _version_rows(engine) == [migrate.head_revision()]
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    assert migrate.is_up_to_date(engine)
+
+
+def test_upgrade_twice_is_a_no_op(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    migrate.upgrade(engine)
+
+    assert _version_rows(engine) == [migrate.head_revision()]
+    assert migrate.is_up_to_date(engine)
+
+
+def test_migrated_schema_matches_the_table_definitions(engine: Engine) -> None:
+    """What the migration builds is what fss.store.tables declares (indexes and uniques too)."""
+    migrate.upgrade(engine)
+    inspector = sa.inspect(engine)
+    for table in metadata.tables.values():
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        assert columns == set(table.columns.keys()), table.name
+        indexes = {i["name"] for i in inspector.get_indexes(table.name) if not i.get("unique")}
+        declared = {i.name for i in table.indexes if not i.unique}
+        assert declared <= indexes, table.name
+    uniques = {u["name"] for u in inspector.get_unique_constraints("task")}
+    uniques |= {i["name"] for i in inspector.get_indexes("task") if i.get("unique")}
+    assert "uq_task_open_group_id" in uniques
+    log_uniques = {u["name"] for u in inspector.get_unique_constraints("run_log")}
+    log_uniques |= {i["name"] for i in inspector.get_indexes("run_log") if i.get("unique")}
+    assert "uq_run_log_event_id" in log_uniques
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        diffs = compare_metadata(context, metadata)
+    assert diffs == []
+
+
+def test_downgrade_to_base_then_upgrade_again(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    migrate.downgrade(engine, "base")
+
+    assert _tables(engine) <= {"alembic_version"}
+    assert migrate.current_revision(engine) is None
+    assert not migrate.is_up_to_date(engine)
+
+    migrate.upgrade(engine)
+    assert _tables(engine) == FSS_TABLES | {"alembic_version"}
+    assert migrate.is_up_to_date(engine)
+    assert _version_rows(engine) == [migrate.head_revision()]
+
+
+def test_is_up_to_date_false_when_behind_head(engine: Engine) -> None:
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'older'")
+
+    assert migrate.current_revision(engine) == "older"
+    assert not migrate.is_up_to_date(engine)
