@@ -15,7 +15,9 @@ import threading
 import time
 from collections.abc import Iterable
 
-from kombu import Connection, Exchange, Producer, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
+from kombu.messaging import Producer
 
 from fss.events import Event, encode_batch
 from fss.naming import EVENTS_QUEUE
@@ -115,9 +117,7 @@ class EventPublisher:
                 self._publish_pending()
                 backoff = 0.1
             except Exception as exc:
-                log.warning(
-                    "broker unreachable for events (%s); retrying in %.1fs", exc, backoff
-                )
+                log.warning("broker unreachable for events (%s); retrying in %.1fs", exc, backoff)
                 self._reset_connection()
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except SQLAlchemyError as exc:
-        first_line = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()
+        first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         click.echo(
             f"error: database: {first_line[0] if first_line else type(exc).__name__}", err=True
         )

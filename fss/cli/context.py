@@ -55,7 +55,7 @@ def pass_cli(function: F) -> F:
     """Build the CliContext from the connection options and hand it to the command."""
 
     @connection_options
-    @click.pass_context
+    @click.pass_context  # type: ignore[arg-type]
     @functools.wraps(function)
     def wrapper(
         ctx: click.Context, database_url: str | None, broker_url: str | None, **kwargs: Any

@@ -82,9 +82,7 @@ class Dispatcher:
             self._fence.arm(claimed.id, attempt)
             self._send(order, client.queue, max(now, claimed.start_at))
         except Exception:
-            log.exception(
-                "could not send task %s to %s; it will be retried", claimed.id, client.id
-            )
+            log.exception("could not send task %s to %s; it will be retried", claimed.id, client.id)
             with self._engine.begin() as conn:
                 tasks.undo_dispatch(conn, claimed.id, attempt)
             return Outcome.FAILED

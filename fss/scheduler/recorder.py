@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kombu import Connection, Consumer
+from kombu.connection import Connection
 from kombu.message import Message
+from kombu.messaging import Consumer
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -62,9 +63,7 @@ class Recorder:
                 self._consume(stop)
                 backoff = 0.2
             except (OSError, ConnectionError) as exc:
-                log.warning(
-                    "recorder lost the broker (%s); reconnecting in %.1fs", exc, backoff
-                )
+                log.warning("recorder lost the broker (%s); reconnecting in %.1fs", exc, backoff)
             except Exception:
                 log.exception("recorder failed; restarting in %.1fs", backoff)
             self._pending.clear()  # unacked: the broker redelivers them

@@ -14,31 +14,33 @@ from fss.domain.schedule import initial_run_at
 from fss.domain.status import TaskStatus
 from fss.errors import GroupBusy, GroupNotFound
 from fss.store.rows import GroupRow
-from fss.store.tables import run_log, task, task_group
+from fss.store.tables import inserted_id, run_log, task, task_group
 
 
 def add_group(engine: Engine, spec: GroupSpec, now: datetime) -> int:
     spec = spec.validated()
     start_at = spec.start_at or now
     with engine.begin() as conn:
-        group_id = conn.execute(
-            task_group.insert().values(
-                caption=spec.caption,
-                job_name=spec.job_name,
-                data=validate_data(spec.data),
-                start_at=start_at,
-                next_at=start_at,
-                activate_at=now,
-                is_enable=spec.is_enable,
-                interval_ms=spec.interval_ms,
-                cron=spec.cron,
-                time_zone=spec.time_zone,
-                created_at=now,
+        group_id = inserted_id(
+            conn.execute(
+                task_group.insert().values(
+                    caption=spec.caption,
+                    job_name=spec.job_name,
+                    data=validate_data(spec.data),
+                    start_at=start_at,
+                    next_at=start_at,
+                    activate_at=now,
+                    is_enable=spec.is_enable,
+                    interval_ms=spec.interval_ms,
+                    cron=spec.cron,
+                    time_zone=spec.time_zone,
+                    created_at=now,
+                )
             )
-        ).inserted_primary_key[0]
+        )
         if spec.is_enable:
-            _schedule_pending(conn, int(group_id), now)
-    return int(group_id)
+            _schedule_pending(conn, group_id, now)
+    return group_id
 
 
 def get_group(conn: Connection, group_id: int) -> GroupRow:
@@ -189,19 +191,21 @@ def _reschedule_pending(conn: Connection, group_id: int, now: datetime) -> None:
 
 def _insert_pending(conn: Connection, group_id: int, start_at: datetime, now: datetime) -> int:
     group = get_group(conn, group_id)
-    task_id = conn.execute(
-        task.insert().values(
-            task_group_id=group_id,
-            job_name=group.job_name,
-            start_at=start_at,
-            status=TaskStatus.NONE,
-            open_group_id=group_id,
-            create_at=now,
+    task_id = inserted_id(
+        conn.execute(
+            task.insert().values(
+                task_group_id=group_id,
+                job_name=group.job_name,
+                start_at=start_at,
+                status=TaskStatus.NONE,
+                open_group_id=group_id,
+                create_at=now,
+            )
         )
-    ).inserted_primary_key[0]
+    )
     conn.execute(
         task_group.update()
         .where(task_group.c.id == group_id)
         .values(task_id=task_id, next_at=start_at)
     )
-    return int(task_id)
+    return task_id

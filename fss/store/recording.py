@@ -28,7 +28,7 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
 )
-from fss.store.tables import client, run_log, task, task_group
+from fss.store.tables import client, inserted_id, run_log, task, task_group
 
 MAX_ERROR_CHARS = 8000
 
@@ -233,7 +233,7 @@ def schedule_next(
         changes["data"] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     next_task_id: int | None = None
     if group.is_enable:
-        next_task_id = int(
+        next_task_id = inserted_id(
             conn.execute(
                 task.insert().values(
                     task_group_id=group_id,
@@ -243,7 +243,7 @@ def schedule_next(
                     open_group_id=group_id,
                     create_at=finished_at,
                 )
-            ).inserted_primary_key[0]
+            )
         )
         changes["task_id"] = next_task_id
     conn.execute(task_group.update().where(task_group.c.id == group_id).values(**changes))

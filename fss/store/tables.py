@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import CursorResult, Dialect
 
 metadata = sa.MetaData(
     naming_convention={
@@ -138,3 +138,11 @@ server_node = sa.Table(
     sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
     sa.Column("is_alive", sa.Boolean(), nullable=False, server_default=sa.true()),
 )
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The new primary key of a single-row INSERT."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the INSERT returned no primary key")
+    return int(key[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from collections import Counter
@@ -89,7 +90,7 @@ def test_given_two_workers_when_groups_run_then_every_run_is_recorded_once(
             assert any("tick of group" in line for line in logs.get(int(task["id"]), []))
             clients[str(task["client_id"])] += 1
         starts = [t["start_at"] for t in tasks]
-        gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
         assert all(abs(g - round(g)) < 1e-3 and g >= 1 for g in gaps), gaps
         run_count = query(fss_env.database_url,
                           "SELECT run_count FROM task_group WHERE id = :g", g=group_id)[0][0]
@@ -107,8 +108,7 @@ def test_given_two_workers_when_groups_run_then_every_run_is_recorded_once(
 
     # ... the job that sets its own next time ran every 3 s despite its 1 s interval
     paced_starts = [t["start_at"] for t in group_tasks(fss_env, paced)]
-    paced_gaps = [(b - a).total_seconds() for a, b in zip(paced_starts, paced_starts[1:],
-                                                           strict=False)]
+    paced_gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(paced_starts)]
     assert len(paced_gaps) >= 2
     assert all(2.9 < g < 3.6 for g in paced_gaps), paced_gaps
 
