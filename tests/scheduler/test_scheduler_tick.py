@@ -1,0 +1,185 @@
+"""The scheduler's tick against a manual clock, a real database and a real Redis broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from fss.bridge.fence import RedisFence
+from fss.celery_app import create_app
+from fss.config import Settings
+from fss.domain.clock import ManualClock
+from fss.domain.group_spec import GroupSpec
+from fss.domain.status import TaskStatus
+from fss.events import ClientHeartbeat
+from fss.naming import client_queue, fence_key
+from fss.scheduler.service import SchedulerService
+from fss.store import groups, migrate
+from fss.store.engine import create_engine
+from fss.store.recording import upsert_client
+from fss.store.tables import run_log, task
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+@dataclass
+class Harness:
+    engine: Engine
+    clock: ManualClock
+    service: SchedulerService
+    redis: redis.Redis
+
+    def register(self, client_id: str, *jobs: str) -> None:
+        beat = ClientHeartbeat(client_id, "host", "127.0.0.1", 1, jobs, client_queue(client_id),
+                               self.clock.now())
+        with self.engine.begin() as conn:
+            upsert_client(conn, beat, self.clock.now())
+
+    def task_row(self, task_id: int) -> sa.Row[tuple[object, ...]]:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(task).where(task.c.id == task_id)).one()
+
+
+@pytest.fixture
+def harness(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Harness]:
+    broker = fresh_redis_url()
+    settings = Settings(database_url=database_url, broker_url=broker, node_name="node-a")
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    clock = ManualClock(T0)
+    app = create_app(settings)
+    fence = RedisFence(broker)
+    service = SchedulerService(settings, engine, app, fence, clock)
+    client = redis.Redis.from_url(broker)
+    yield Harness(engine, clock, service, client)
+    client.close()
+    fence.close()
+    app.close()
+    engine.dispose()
+
+
+def add_group(h: Harness, start_in_s: float, **spec: object) -> int:
+    values: dict[str, object] = {"caption": "g", "job_name": "job-a", "interval_ms": 1000}
+    values.update(spec)
+    values["start_at"] = h.clock.now() + timedelta(seconds=start_in_s)
+    return groups.add_group(h.engine, GroupSpec(**values), h.clock.now())  # type: ignore[arg-type]
+
+
+def pending_task_id(h: Harness, group_id: int) -> int:
+    with h.engine.connect() as conn:
+        return int(groups.get_group(conn, group_id).task_id or 0)
+
+
+def test_given_a_task_due_later_when_ticking_then_it_fires_at_its_time_not_before(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.register("c1", "job-a")
+    group_id = add_group(h, start_in_s=1.5)
+    task_id = pending_task_id(h, group_id)
+
+    wait = h.service.tick()  # claims it (within the look-ahead) but must not send it yet
+    assert wait == pytest.approx(0.5)  # the next claim poll comes before the fire time
+    assert h.redis.llen(client_queue("c1")) == 0
+    assert h.task_row(task_id).claimed_by == "node-a"
+
+    h.clock.advance(1.2)
+    assert h.service.tick() == pytest.approx(0.3)  # sleeps exactly until the fire time
+    h.clock.advance(0.299)
+    h.service.tick()
+    assert h.redis.llen(client_queue("c1")) == 0
+
+    h.clock.advance(0.001)
+    h.service.tick()
+    assert h.redis.llen(client_queue("c1")) == 1
+    row = h.task_row(task_id)
+    assert row.status == TaskStatus.SCHEDULER
+    assert (row.client_id, row.server_node, row.attempt) == ("c1", "node-a", 1)
+    assert h.redis.get(fence_key(task_id)) == b"1"
+
+
+def test_given_two_clients_when_tasks_fire_then_they_alternate_round_robin(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.register("c1", "job-a")
+    h.register("c2", "job-a")
+    for _ in range(6):
+        add_group(h, start_in_s=0)
+    h.service.tick()
+    assert h.redis.llen(client_queue("c1")) == 3
+    assert h.redis.llen(client_queue("c2")) == 3
+
+
+def test_given_no_client_for_the_job_when_due_then_the_task_waits_and_warns_once(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.register("c1", "other-job")
+    group_id = add_group(h, start_in_s=0)
+    task_id = pending_task_id(h, group_id)
+    for _ in range(5):
+        h.service.tick()
+        h.clock.advance(1.0)
+    assert h.task_row(task_id).status == TaskStatus.NONE
+    with h.engine.connect() as conn:
+        warnings = conn.execute(sa.select(run_log).where(run_log.c.task_id == task_id)).all()
+    assert len(warnings) == 1
+    assert "no live client" in warnings[0].content
+
+    # When a client for the job appears, the waiting task goes to it.
+    h.register("c2", "job-a")
+    h.clock.advance(1.0)
+    h.service.tick()
+    assert h.task_row(task_id).client_id == "c2"
+
+
+def test_given_a_silent_client_when_due_then_it_is_not_chosen(harness: Harness) -> None:
+    h = harness
+    h.register("old", "job-a")
+    h.clock.advance(11)  # past the 10 s liveness window
+    h.register("fresh", "job-a")
+    for _ in range(3):
+        add_group(h, start_in_s=0)
+    h.service.tick()
+    assert h.redis.llen(client_queue("old")) == 0
+    assert h.redis.llen(client_queue("fresh")) == 3
+
+
+def test_given_a_claim_held_by_another_node_when_ticking_then_it_is_left_alone_until_the_lease_ends(
+    harness: Harness, database_url: str
+) -> None:
+    h = harness
+    h.register("c1", "job-a")
+    group_id = add_group(h, start_in_s=0)
+    task_id = pending_task_id(h, group_id)
+    with h.engine.begin() as conn:
+        conn.execute(
+            task.update().where(task.c.id == task_id).values(
+                claimed_by="node-b", claimed_until=h.clock.now() + timedelta(seconds=5)
+            )
+        )
+    h.service.tick()
+    assert h.redis.llen(client_queue("c1")) == 0
+
+    h.clock.advance(5.001)  # node-b's lease expired: node-a takes over
+    h.service.tick()
+    assert h.redis.llen(client_queue("c1")) == 1
+    assert h.task_row(task_id).server_node == "node-a"
+
+
+def test_given_the_scheduler_stops_then_its_claims_are_released(harness: Harness) -> None:
+    h = harness
+    h.register("c1", "job-a")
+    group_id = add_group(h, start_in_s=1)
+    task_id = pending_task_id(h, group_id)
+    h.service.tick()
+    assert h.task_row(task_id).claimed_by == "node-a"
+    h.service.stop()
+    assert h.task_row(task_id).claimed_by is None

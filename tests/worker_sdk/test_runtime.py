@@ -1,0 +1,183 @@
+"""A run as the bridge hooks drive it: fence, started, job, finished, all on a real Redis broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from types import ModuleType
+from typing import Any
+
+import pytest
+from kombu.connection import Connection
+from kombu.simple import SimpleQueue
+
+from fss.bridge.fence import RedisFence
+from fss.config import Settings
+from fss.domain.clock import ManualClock
+from fss.events import (
+    Event,
+    TaskFinished,
+    TaskLogged,
+    TaskProgressed,
+    TaskStarted,
+    decode_batch,
+)
+from fss.naming import EVENTS_QUEUE
+from fss.orders import RunOrder
+from fss.worker_sdk import JobContext, job
+from fss.worker_sdk.job import discover_jobs
+from fss.worker_sdk.runtime import WorkerRuntime
+
+T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=timezone.utc)
+calls: list[int] = []
+
+
+@job("ok")
+def ok_job(ctx: JobContext) -> None:
+    calls.append(ctx.task_id)
+    ctx.set_progress(30)
+    ctx.log.warning("careful: %s", ctx.data.get("x"))
+    ctx.data["seen"] = True
+    ctx.set_next_at(timedelta(minutes=5))
+
+
+@job("fails")
+def failing_job(ctx: JobContext) -> None:
+    calls.append(ctx.task_id)
+    ctx.set_progress(70)
+    raise KeyError("missing thing")
+
+
+@job("says-no")
+def says_no(ctx: JobContext) -> bool:
+    calls.append(ctx.task_id)
+    return False
+
+
+@job("async")
+async def async_job(ctx: JobContext) -> None:
+    await asyncio.sleep(0)
+    calls.append(ctx.task_id)
+    ctx.set_progress(100)
+
+
+def this_module() -> ModuleType:
+    import sys
+
+    return sys.modules[__name__]
+
+
+@pytest.fixture
+def runtime(fresh_redis_url: Callable[[], str]) -> Iterator[WorkerRuntime]:
+    calls.clear()
+    settings = Settings(broker_url=fresh_redis_url())
+    rt = WorkerRuntime(settings, "client-1", discover_jobs([this_module()]), ManualClock(T0))
+    yield rt
+    rt.close()
+
+
+def order(
+    task_id: int, job_name: str, attempt: int = 1, client: str = "client-1"
+) -> dict[str, Any]:
+    return RunOrder(task_id, attempt, 7, job_name, client, T0, {"x": 1}).to_kwargs()
+
+
+def drain_events(rt: WorkerRuntime) -> list[Event]:
+    rt.publisher.flush()
+    events: list[Event] = []
+    with Connection(rt.settings.broker_url) as conn:
+        queue = SimpleQueue(conn, EVENTS_QUEUE)
+        while True:
+            try:
+                message = queue.get(timeout=0.2)
+            except queue.Empty:
+                break
+            events.extend(decode_batch(message.payload))
+            message.ack()
+        queue.close()
+    return events
+
+
+def run_once(rt: WorkerRuntime, celery_id: str, kwargs: dict[str, Any]) -> None:
+    if rt.begin(celery_id, kwargs):
+        rt.run(celery_id)
+    rt.end(celery_id, "SUCCESS")
+
+
+def test_discovery_finds_every_marked_function() -> None:
+    assert set(discover_jobs([this_module()])) == {"ok", "fails", "says-no", "async"}
+
+
+def test_given_the_armed_attempt_when_run_then_events_tell_the_whole_story(
+    runtime: WorkerRuntime,
+) -> None:
+    RedisFence(runtime.settings.broker_url).arm(11, 1)
+    run_once(runtime, "c-1", order(11, "ok"))
+    events = drain_events(runtime)
+    kinds = [type(e) for e in events]
+    assert kinds == [TaskStarted, TaskProgressed, TaskLogged, TaskFinished]
+    log = events[2]
+    assert isinstance(log, TaskLogged) and log.level == 3 and log.content == "careful: 1"
+    finished = events[3]
+    assert isinstance(finished, TaskFinished)
+    assert finished.success and finished.error is None
+    assert finished.data == {"x": 1, "seen": True}
+    assert finished.next_at == T0 + timedelta(minutes=5)
+    assert calls == [11]
+
+
+def test_given_a_stale_attempt_when_delivered_then_the_job_never_runs(
+    runtime: WorkerRuntime,
+) -> None:
+    fence = RedisFence(runtime.settings.broker_url)
+    fence.arm(12, 1)
+    assert fence.rearm(12, 1, 2)  # the scheduler re-dispatched before anyone entered
+    run_once(runtime, "c-old", order(12, "ok", attempt=1))
+    assert calls == []
+    assert drain_events(runtime) == []
+    run_once(runtime, "c-new", order(12, "ok", attempt=2))
+    assert calls == [12]
+
+
+def test_given_one_attempt_delivered_twice_then_it_runs_once(runtime: WorkerRuntime) -> None:
+    RedisFence(runtime.settings.broker_url).arm(13, 1)
+    run_once(runtime, "c-a", order(13, "ok"))
+    run_once(runtime, "c-b", order(13, "ok"))
+    assert calls == [13]
+
+
+def test_given_an_order_for_another_client_then_it_is_not_run(runtime: WorkerRuntime) -> None:
+    RedisFence(runtime.settings.broker_url).arm(14, 1)
+    run_once(runtime, "c-1", order(14, "ok", client="someone-else"))
+    assert calls == []
+
+
+def test_given_a_job_that_raises_then_finished_is_a_failure_with_the_traceback(
+    runtime: WorkerRuntime,
+) -> None:
+    RedisFence(runtime.settings.broker_url).arm(15, 1)
+    run_once(runtime, "c-1", order(15, "fails"))
+    events = drain_events(runtime)
+    finished = events[-1]
+    assert isinstance(finished, TaskFinished) and not finished.success
+    assert "KeyError: 'missing thing'" in (finished.error or "")
+    logs = [e for e in events if isinstance(e, TaskLogged)]
+    assert logs and logs[0].level == 4 and "Traceback" in logs[0].content
+    assert [e.progress for e in events if isinstance(e, TaskProgressed)] == [70]
+
+
+def test_given_a_job_returning_false_then_it_fails(runtime: WorkerRuntime) -> None:
+    RedisFence(runtime.settings.broker_url).arm(16, 1)
+    run_once(runtime, "c-1", order(16, "says-no"))
+    finished = drain_events(runtime)[-1]
+    assert isinstance(finished, TaskFinished) and not finished.success
+    assert finished.error == "job returned False"
+
+
+def test_given_an_async_job_then_it_is_awaited(runtime: WorkerRuntime) -> None:
+    RedisFence(runtime.settings.broker_url).arm(17, 1)
+    run_once(runtime, "c-1", order(17, "async"))
+    finished = drain_events(runtime)[-1]
+    assert calls == [17]
+    assert isinstance(finished, TaskFinished) and finished.success and finished.data is None
