@@ -40,7 +40,7 @@ def connection_options(function: F) -> F:
     function = click.option(
         "--broker-url",
         envvar="FSS_BROKER_URL",
-        help="Celery broker, e.g. redis://host:6379/0 [env FSS_BROKER_URL]",
+        help="Celery broker URL [env FSS_BROKER_URL; default redis://127.0.0.1:6379/0]",
     )(function)
     function = click.option(
         "--database-url",

@@ -1,0 +1,488 @@
+"""Task group administration (fss.store.groups): every change keeps exactly one pending task."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from store_helpers import (
+    CLIENT,
+    MINUTE,
+    NODE,
+    SECOND,
+    T0,
+    UTC,
+    add_interval_group,
+    claim,
+    count,
+    dispatch,
+    get_group,
+    group_raw,
+    log_rows,
+    migrated_engine,
+    open_tasks,
+    pending,
+    task_row,
+    task_rows,
+)
+
+from fss.domain.group_spec import GroupSpec
+from fss.domain.status import TaskStatus
+from fss.errors import GroupBusy, GroupNotFound, InvalidField
+from fss.events import TaskFinished, TaskLogged, TaskStarted
+from fss.store import groups, recording
+from fss.store.tables import run_log, task, task_group
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    with migrated_engine(database_url) as engine:
+        yield engine
+
+
+def _start(engine: Engine, task_id: int, attempt: int, at: datetime) -> None:
+    with engine.begin() as conn:
+        stats = recording.record(conn, [TaskStarted(task_id, attempt, CLIENT, at)], at)
+    assert stats.started == 1
+
+
+def _running(engine: Engine, group_id: int, status: TaskStatus, now: datetime = T0) -> int:
+    """Put the group's pending task into `status` (Scheduler or Working); returns its id."""
+    task_id = pending(engine, group_id)["id"]
+    attempt = dispatch(engine, task_id, now)
+    if status == TaskStatus.WORKING:
+        _start(engine, task_id, attempt, now)
+    assert task_row(engine, task_id)["status"] == status
+    return task_id
+
+
+# --- add_group -------------------------------------------------------------------------------
+
+
+def test_add_interval_group_creates_one_pending_task_now(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+
+    rows = task_rows(engine, group_id)
+    assert len(rows) == 1
+    only = rows[0]
+    assert only["status"] == TaskStatus.NONE == 0
+    assert only["open_group_id"] == group_id
+    assert only["task_group_id"] == group_id
+    assert only["job_name"] == "demo.job"
+    assert only["start_at"] == T0
+    assert only["progress"] == 0
+    assert only["attempt"] == 0
+    assert only["claimed_by"] is None
+    group = get_group(engine, group_id)
+    assert group.task_id == only["id"]
+    assert group.next_at == T0
+    assert group.start_at == T0
+    assert group.is_enable is True
+    assert group.run_count == 0
+
+
+def test_add_interval_group_with_future_start_waits_for_it(engine: Engine) -> None:
+    start = T0 + timedelta(hours=2)
+    group_id = add_interval_group(engine, T0, start_at=start)
+
+    assert pending(engine, group_id)["start_at"] == start
+    assert get_group(engine, group_id).next_at == start
+
+
+def test_add_interval_group_with_past_start_takes_the_next_grid_slot(engine: Engine) -> None:
+    # Grid start - 150 s + k * 60 s: the first slot not before T0 is start + 180 s = T0 + 30 s.
+    group_id = add_interval_group(engine, T0, start_at=T0 - timedelta(seconds=150))
+
+    assert pending(engine, group_id)["start_at"] == T0 + timedelta(seconds=30)
+    assert get_group(engine, group_id).next_at == T0 + timedelta(seconds=30)
+
+
+@pytest.mark.parametrize(
+    ("cron", "time_zone", "expected"),
+    [
+        # T0 is 09:26:53.589793 UTC.
+        ("*/15 * * * *", None, datetime(2031, 3, 14, 9, 30, tzinfo=UTC)),
+        ("*/10 * * * * *", None, datetime(2031, 3, 14, 9, 27, 0, tzinfo=UTC)),
+        # 09:00 in Tokyo (UTC+9, no DST) is 00:00 UTC: tomorrow's run.
+        ("0 9 * * *", "Asia/Tokyo", datetime(2031, 3, 15, 0, 0, tzinfo=UTC)),
+    ],
+)
+def test_add_cron_group_pending_task_at_the_first_cron_time(
+    engine: Engine, cron: str, time_zone: str | None, expected: datetime
+) -> None:
+    spec = GroupSpec(caption="cron", job_name="demo.cron", cron=cron, time_zone=time_zone)
+    group_id = groups.add_group(engine, spec, T0)
+
+    row = pending(engine, group_id)
+    assert row["start_at"] == expected
+    assert row["open_group_id"] == group_id
+    assert get_group(engine, group_id).next_at == expected
+
+
+def test_add_cron_group_with_future_start_takes_the_first_cron_time_after_it(
+    engine: Engine,
+) -> None:
+    spec = GroupSpec(
+        caption="cron", job_name="demo.cron", cron="0 * * * *", start_at=T0 + timedelta(hours=3)
+    )
+    group_id = groups.add_group(engine, spec, T0)
+
+    assert pending(engine, group_id)["start_at"] == datetime(2031, 3, 14, 13, 0, tzinfo=UTC)
+
+
+def test_add_job_sets_next_group_runs_at_its_start(engine: Engine) -> None:
+    now_group = groups.add_group(
+        engine, GroupSpec(caption="job", job_name="demo.job", job_sets_next=True), T0
+    )
+    later = T0 + timedelta(minutes=7)
+    later_group = groups.add_group(
+        engine,
+        GroupSpec(caption="job", job_name="demo.job", job_sets_next=True, start_at=later),
+        T0,
+    )
+
+    assert pending(engine, now_group)["start_at"] == T0
+    assert pending(engine, later_group)["start_at"] == later
+    assert get_group(engine, now_group).schedule.kind == "job"
+
+
+def test_add_disabled_group_has_no_task(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0, is_enable=False)
+
+    assert task_rows(engine, group_id) == []
+    group = get_group(engine, group_id)
+    assert group.is_enable is False
+    assert group.task_id is None
+
+
+def test_add_invalid_group_writes_nothing(engine: Engine) -> None:
+    bad = GroupSpec(caption="both", job_name="demo.job", interval_ms=1000, cron="* * * * *")
+    with pytest.raises(InvalidField):
+        groups.add_group(engine, bad, T0)
+
+    assert count(engine, task_group) == 0
+    assert count(engine, task) == 0
+
+
+def test_group_data_round_trips(engine: Engine) -> None:
+    data = {"path": "/srv/ünïcode ✓", "n": [1, 2, {"deep": None}], "flag": True}
+    group_id = add_interval_group(engine, T0, data=data)
+
+    assert get_group(engine, group_id).data == data
+
+
+# --- datetimes ------------------------------------------------------------------------------
+
+
+def test_datetimes_round_trip_as_aware_utc_with_microseconds(engine: Engine) -> None:
+    plus_0530 = timezone(timedelta(hours=5, minutes=30))
+    start = datetime(2031, 3, 14, 20, 0, 0, 123456, tzinfo=plus_0530)  # 14:30:00.123456 UTC
+    now = datetime(2031, 3, 14, 10, 11, 12, 654321, tzinfo=UTC)
+    group_id = add_interval_group(engine, now, start_at=start)
+
+    group = get_group(engine, group_id)
+    expected = datetime(2031, 3, 14, 14, 30, 0, 123456, tzinfo=UTC)
+    for value in (group.start_at, group.next_at, pending(engine, group_id)["start_at"]):
+        assert value == expected
+        assert value.tzinfo == UTC
+        assert value.microsecond == 123456
+    for value in (group.created_at, group.activate_at, pending(engine, group_id)["create_at"]):
+        assert value == now
+        assert value.tzinfo == UTC
+        assert value.microsecond == 654321
+
+
+def test_naive_datetimes_are_taken_as_utc(engine: Engine) -> None:
+    naive = datetime(2031, 3, 14, 11, 0, 0, 5)
+    group_id = add_interval_group(engine, T0, start_at=naive)
+
+    assert pending(engine, group_id)["start_at"] == naive.replace(tzinfo=UTC)
+
+
+# --- edit_group -----------------------------------------------------------------------------
+
+
+def test_edit_interval_to_cron_moves_the_pending_task_and_clears_its_claim(
+    engine: Engine,
+) -> None:
+    group_id = add_interval_group(engine, T0, interval_ms=3_600_000, start_at=T0 + MINUTE)
+    task_id = pending(engine, group_id)["id"]
+    assert [c.id for c in claim(engine, T0, lookahead=timedelta(minutes=5))] == [task_id]
+    assert task_row(engine, task_id)["claimed_by"] == NODE
+
+    now = T0 + SECOND
+    edited = groups.edit_group(engine, group_id, {"cron": "0 */2 * * *"}, now)
+
+    row = pending(engine, group_id)
+    assert row["id"] == task_id
+    expected = datetime(2031, 3, 14, 10, 0, tzinfo=UTC)
+    assert row["start_at"] == expected
+    assert row["claimed_by"] is None
+    assert row["claimed_until"] is None
+    assert edited.cron == "0 */2 * * *"
+    assert edited.interval_ms is None
+    assert edited.next_at == expected
+    assert len(open_tasks(engine, group_id)) == 1
+
+
+def test_edit_interval_moves_the_pending_task_within_the_new_interval(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0, interval_ms=3_600_000, start_at=T0 - 7 * MINUTE)
+    assert pending(engine, group_id)["start_at"] == T0 + 53 * MINUTE
+
+    now = T0 + SECOND
+    groups.edit_group(engine, group_id, {"interval_ms": 5 * 60_000}, now)
+
+    moved = pending(engine, group_id)["start_at"]
+    assert now <= moved <= now + 5 * MINUTE
+    group = get_group(engine, group_id)
+    assert group.interval_ms == 300_000
+    assert group.next_at == moved
+
+
+def test_edit_to_later_start_moves_the_pending_task(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+    later = T0 + timedelta(days=1, microseconds=7)
+
+    groups.edit_group(engine, group_id, {"start_at": later}, T0)
+
+    assert pending(engine, group_id)["start_at"] == later
+    assert get_group(engine, group_id).start_at == later
+
+
+def test_edit_caption_and_job_name_keeps_the_schedule(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0, start_at=T0 + MINUTE)
+
+    edited = groups.edit_group(
+        engine, group_id, {"caption": "renamed", "job_name": "other.job"}, T0 + SECOND
+    )
+
+    row = pending(engine, group_id)
+    assert row["start_at"] == T0 + MINUTE
+    assert row["job_name"] == "other.job"
+    assert edited.caption == "renamed"
+    assert edited.interval_ms == 60_000
+
+
+def test_edit_leaves_a_running_task_alone(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+    task_id = _running(engine, group_id, TaskStatus.SCHEDULER)
+
+    groups.edit_group(engine, group_id, {"interval_ms": 1000}, T0 + SECOND)
+
+    rows = open_tasks(engine, group_id)
+    assert [r["id"] for r in rows] == [task_id]
+    assert rows[0]["status"] == TaskStatus.SCHEDULER
+    assert rows[0]["start_at"] == T0
+
+
+def test_invalid_edit_changes_nothing(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0, start_at=T0 + MINUTE)
+    before = group_raw(engine, group_id)
+
+    with pytest.raises(InvalidField):
+        groups.edit_group(engine, group_id, {"interval_ms": -5}, T0)
+
+    assert group_raw(engine, group_id) == before
+    assert pending(engine, group_id)["start_at"] == T0 + MINUTE
+
+
+# --- set_enabled ----------------------------------------------------------------------------
+
+
+def test_disable_deletes_the_waiting_task(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+
+    group = groups.set_enabled(engine, group_id, False, T0 + SECOND)
+
+    assert group.is_enable is False
+    assert group.activate_at == T0 + SECOND
+    assert task_rows(engine, group_id) == []
+
+
+@pytest.mark.parametrize("status", [TaskStatus.SCHEDULER, TaskStatus.WORKING])
+def test_disable_leaves_a_dispatched_or_running_task(engine: Engine, status: TaskStatus) -> None:
+    group_id = add_interval_group(engine, T0)
+    task_id = _running(engine, group_id, status)
+
+    groups.set_enabled(engine, group_id, False, T0 + SECOND)
+
+    rows = task_rows(engine, group_id)
+    assert [(r["id"], r["status"], r["open_group_id"]) for r in rows] == [
+        (task_id, status, group_id)
+    ]
+
+
+def test_enable_creates_exactly_one_pending_task(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0, is_enable=False)
+
+    now = T0 + 10 * MINUTE + SECOND
+    group = groups.set_enabled(engine, group_id, True, now)
+    groups.set_enabled(engine, group_id, True, now + SECOND)
+
+    rows = task_rows(engine, group_id)
+    assert len(rows) == 1
+    # The grid T0 + k minutes: the first slot at or after now.
+    assert rows[0]["start_at"] == T0 + 11 * MINUTE
+    assert rows[0]["open_group_id"] == group_id
+    assert group.is_enable is True
+    assert group.task_id == rows[0]["id"]
+    assert group.next_at == T0 + 11 * MINUTE
+
+
+def test_disable_then_enable_gives_one_pending_task(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+    for step in range(3):
+        now = T0 + step * SECOND
+        groups.set_enabled(engine, group_id, False, now)
+        groups.set_enabled(engine, group_id, True, now)
+
+    assert len(task_rows(engine, group_id)) == 1
+    assert pending(engine, group_id)["status"] == TaskStatus.NONE
+
+
+def test_enable_while_a_task_runs_adds_no_second_task(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+    task_id = _running(engine, group_id, TaskStatus.WORKING)
+    groups.set_enabled(engine, group_id, False, T0 + SECOND)
+
+    groups.set_enabled(engine, group_id, True, T0 + 2 * SECOND)
+
+    assert [r["id"] for r in open_tasks(engine, group_id)] == [task_id]
+
+
+# --- run_now --------------------------------------------------------------------------------
+
+
+def test_run_now_makes_the_pending_task_due_now(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0, start_at=T0 + timedelta(hours=1))
+    task_id = pending(engine, group_id)["id"]
+    # Another node holds a claim on it (look-ahead reaches it): run_now frees it.
+    assert claim(engine, T0, "node-b", lookahead=timedelta(hours=2))
+
+    now = T0 + 5 * SECOND
+    assert groups.run_now(engine, group_id, now) == task_id
+
+    row = pending(engine, group_id)
+    assert row["id"] == task_id
+    assert row["start_at"] == now
+    assert row["claimed_by"] is None
+    assert get_group(engine, group_id).next_at == now
+    assert [c.id for c in claim(engine, now, lookahead=timedelta(0))] == [task_id]
+
+
+@pytest.mark.parametrize("status", [TaskStatus.SCHEDULER, TaskStatus.WORKING])
+def test_run_now_refuses_while_dispatched_or_running(engine: Engine, status: TaskStatus) -> None:
+    group_id = add_interval_group(engine, T0)
+    task_id = _running(engine, group_id, status)
+
+    with pytest.raises(GroupBusy) as caught:
+        groups.run_now(engine, group_id, T0 + SECOND)
+
+    assert caught.value.group_id == group_id
+    assert caught.value.task_id == task_id
+    assert [r["id"] for r in task_rows(engine, group_id)] == [task_id]
+
+
+def test_run_now_on_a_group_without_a_task_creates_one(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0, is_enable=False)
+
+    task_id = groups.run_now(engine, group_id, T0 + SECOND)
+
+    row = pending(engine, group_id)
+    assert row["id"] == task_id
+    assert row["start_at"] == T0 + SECOND
+    assert row["open_group_id"] == group_id
+
+
+# --- delete_group ---------------------------------------------------------------------------
+
+
+def test_delete_group_removes_group_tasks_and_logs(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+    other = add_interval_group(engine, T0)
+    task_id = pending(engine, group_id)["id"]
+    attempt = dispatch(engine, task_id, T0)
+    with engine.begin() as conn:
+        recording.record(
+            conn,
+            [
+                TaskStarted(task_id, attempt, CLIENT, T0),
+                TaskLogged(task_id, attempt, CLIENT, group_id, 2, "hello", T0),
+                TaskFinished(task_id, attempt, CLIENT, True, 10, T0 + SECOND),
+            ],
+            T0 + SECOND,
+        )
+    assert len(task_rows(engine, group_id)) == 2  # the finished one and the next
+    assert len(log_rows(engine)) == 1
+
+    groups.delete_group(engine, group_id)
+
+    assert task_rows(engine, group_id) == []
+    with engine.connect() as conn:
+        assert conn.execute(
+            sa.select(sa.func.count()).where(run_log.c.task_group_id == group_id)
+        ).scalar_one() == 0
+        with pytest.raises(GroupNotFound):
+            groups.get_group(conn, group_id)
+        assert [g.id for g in groups.list_groups(conn)] == [other]
+    assert len(task_rows(engine, other)) == 1
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda e: groups.edit_group(e, 4242, {"caption": "x"}, T0),
+        lambda e: groups.set_enabled(e, 4242, True, T0),
+        lambda e: groups.set_enabled(e, 4242, False, T0),
+        lambda e: groups.run_now(e, 4242, T0),
+        lambda e: groups.delete_group(e, 4242),
+        lambda e: get_group(e, 4242),
+    ],
+    ids=["edit", "enable", "disable", "run_now", "delete", "get"],
+)
+def test_unknown_group_raises_group_not_found(engine: Engine, call: Any) -> None:
+    add_interval_group(engine, T0)
+    with pytest.raises(GroupNotFound) as caught:
+        call(engine)
+    assert caught.value.group_id == 4242
+    assert count(engine, task) == 1
+
+
+# --- the schema's "at most one unfinished task per group" ---------------------------------
+
+
+def _insert_task(engine: Engine, group_id: int, open_group_id: int | None) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            task.insert().values(
+                task_group_id=group_id,
+                job_name="demo.job",
+                start_at=T0,
+                status=TaskStatus.NONE if open_group_id else TaskStatus.SUCCESS,
+                open_group_id=open_group_id,
+                create_at=T0,
+            )
+        )
+
+
+def test_unique_open_group_id_rejects_a_second_unfinished_task(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+
+    with pytest.raises(IntegrityError):
+        _insert_task(engine, group_id, group_id)
+
+    assert len(task_rows(engine, group_id)) == 1
+
+
+def test_finished_tasks_do_not_count_against_the_unique_index(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+    _insert_task(engine, group_id, None)
+    _insert_task(engine, group_id, None)
+
+    assert len(task_rows(engine, group_id)) == 3
+    assert len(open_tasks(engine, group_id)) == 1
