@@ -76,8 +76,16 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except SQLAlchemyError as exc:
-        first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        click.echo(
-            f"error: database: {first_line[0] if first_line else type(exc).__name__}", err=True
-        )
+        click.echo(f"error: database: {describe_database_error(exc)}", err=True)
         sys.exit(1)
+
+
+MISSING_TABLE_MARKERS = ("no such table", "does not exist", "doesn't exist")
+
+
+def describe_database_error(exc: SQLAlchemyError) -> str:
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    if any(marker in text for marker in MISSING_TABLE_MARKERS):
+        text += " (run `fss db upgrade` to create the tables)"
+    return text
