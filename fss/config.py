@@ -40,6 +40,15 @@ class Settings:
     event_batch: int = 500
     recorder_flush_ms: int = 20
     broker_polling_s: float = 0.005
+    supervise_s: float = 1.0
+    hung_timeout_s: float = 300.0
+    kick_after_hung: int = 3
+    misfire_grace_s: float = 5.0
+    retention_every_s: float = 60.0
+    keep_success_per_group: int = 100
+    success_max_age_s: float = 24 * 3600
+    fail_max_age_s: float = 7 * 24 * 3600
+    shutdown_grace_s: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_s", "client_timeout_s", "lease_s", "poll_s", "dispatch_expires_s"):

@@ -89,6 +89,10 @@ class ClientHeartbeat(Event):
     queue: str
     at: datetime
     language: str = "python"
+    # False while the worker drains after SIGTERM: alive, but takes no new runs.
+    accepting: bool = True
+    # Runs executing now; a kicked client is taken back once it reports 0.
+    active: int = 0
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,15 @@ end
 return 0
 """
 
-_REARM = """
+_REVOKE = """
 local current = redis.call('GET', KEYS[1])
-if current == false or current == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  return 1
+if current == ARGV[1] .. ':run' then
+  return 0
 end
-return 0
+if current == false or current == ARGV[1] then
+  redis.call('SET', KEYS[1], 'revoked:' .. ARGV[1], 'EX', ARGV[2])
+end
+return 1
 """
 
 
@@ -39,8 +41,8 @@ class Fence(Protocol):
 
     def enter(self, task_id: int, attempt: int) -> bool: ...
 
-    def rearm(self, task_id: int, old_attempt: int, new_attempt: int) -> bool:
-        """Replace an attempt nobody entered; False if a worker already entered it."""
+    def revoke(self, task_id: int, attempt: int) -> bool:
+        """Close `attempt` to workers; False if one already entered it (it is running)."""
         ...
 
     def close(self) -> None: ...
@@ -54,7 +56,7 @@ class RedisFence:
             url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
         )
         self._enter = self._client.register_script(_ENTER)
-        self._rearm = self._client.register_script(_REARM)
+        self._revoke = self._client.register_script(_REVOKE)
 
     def arm(self, task_id: int, attempt: int) -> None:
         self._client.set(fence_key(task_id), str(attempt), ex=ARMED_TTL_S)
@@ -62,12 +64,8 @@ class RedisFence:
     def enter(self, task_id: int, attempt: int) -> bool:
         return bool(self._enter(keys=[fence_key(task_id)], args=[str(attempt), RUNNING_TTL_S]))
 
-    def rearm(self, task_id: int, old_attempt: int, new_attempt: int) -> bool:
-        return bool(
-            self._rearm(
-                keys=[fence_key(task_id)], args=[str(old_attempt), str(new_attempt), ARMED_TTL_S]
-            )
-        )
+    def revoke(self, task_id: int, attempt: int) -> bool:
+        return bool(self._revoke(keys=[fence_key(task_id)], args=[str(attempt), ARMED_TTL_S]))
 
     def close(self) -> None:
         self._client.close()
@@ -93,12 +91,13 @@ class MemoryFence:
             self._state[task_id] = (f"{attempt}:run", time.monotonic() + RUNNING_TTL_S)
             return True
 
-    def rearm(self, task_id: int, old_attempt: int, new_attempt: int) -> bool:
+    def revoke(self, task_id: int, attempt: int) -> bool:
         with self._lock:
             value = self._state.get(task_id, (None, 0.0))[0]
-            if value is not None and value != str(old_attempt):
+            if value == f"{attempt}:run":
                 return False
-            self._state[task_id] = (str(new_attempt), time.monotonic() + ARMED_TTL_S)
+            if value is None or value == str(attempt):
+                self._state[task_id] = (f"revoked:{attempt}", time.monotonic() + ARMED_TTL_S)
             return True
 
     def _prune(self) -> None:
@@ -121,7 +120,7 @@ class NoFence:
     def enter(self, task_id: int, attempt: int) -> bool:
         return True
 
-    def rearm(self, task_id: int, old_attempt: int, new_attempt: int) -> bool:
+    def revoke(self, task_id: int, attempt: int) -> bool:
         return True
 
     def close(self) -> None:

@@ -51,6 +51,18 @@ def schedule_options(function: Any) -> Any:
             click.option(
                 "--start-at", help="ISO 8601 time of the first run (UTC if no offset; now)."
             ),
+            click.option(
+                "--timeout-s",
+                type=int,
+                help="Fail a run that reports nothing (progress, log) for this long "
+                "[default max(2.5 x average run time, FSS_HUNG_TIMEOUT_S=300)].",
+            ),
+            click.option(
+                "--misfire",
+                type=click.Choice(["run-once", "skip"]),
+                help="After an outage: run a missed run once, then on schedule (run-once, "
+                "the default), or skip it and wait for the next slot (skip).",
+            ),
         ]
     ):
         function = option(function)
@@ -73,6 +85,8 @@ def add_group(
     time_zone: str | None,
     data_json: str | None,
     start_at: str | None,
+    timeout_s: int | None,
+    misfire: str | None,
     disabled: bool,
 ) -> None:
     """Create a task group; prints its id."""
@@ -86,6 +100,8 @@ def add_group(
         data=parse_data(data_json) if data_json is not None else {},
         start_at=parse_start_at(start_at),
         is_enable=not disabled,
+        timeout_s=timeout_s,
+        misfire=misfire or "run-once",
     ).validated()
     click.echo(store.add_group(cli.engine, spec, cli.clock.now()))
 

@@ -31,6 +31,8 @@ class GroupSpec:
     data: dict[str, Any] = field(default_factory=dict)
     start_at: datetime | None = None
     is_enable: bool = True
+    timeout_s: int | None = None
+    misfire: str = "run-once"
 
     @property
     def schedule(self) -> Schedule:
@@ -48,6 +50,9 @@ class GroupSpec:
         if self.time_zone:
             load_zone(self.time_zone)
         validate_data(self.data)
+        if self.timeout_s is not None:
+            validate_timeout(self.timeout_s)
+        validate_misfire(self.misfire)
         start_at = as_utc(self.start_at) if self.start_at is not None else None
         return replace(
             self,
@@ -58,6 +63,24 @@ class GroupSpec:
             time_zone=self.time_zone or None,
             start_at=start_at,
         )
+
+
+MISFIRE_POLICIES = ("run-once", "skip")
+MAX_TIMEOUT_S = 7 * 24 * 3600
+
+
+def validate_timeout(timeout_s: int) -> int:
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or timeout_s <= 0:
+        raise InvalidField("timeout_s", f"must be a whole number of seconds > 0, got {timeout_s}")
+    if timeout_s > MAX_TIMEOUT_S:
+        raise InvalidField("timeout_s", f"must be at most {MAX_TIMEOUT_S} (7 days)")
+    return timeout_s
+
+
+def validate_misfire(policy: str) -> str:
+    if policy not in MISFIRE_POLICIES:
+        raise InvalidField("misfire", f"{policy!r} is not one of {', '.join(MISFIRE_POLICIES)}")
+    return policy
 
 
 def validate_caption(caption: str) -> str:

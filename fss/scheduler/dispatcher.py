@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from fss.bridge.fence import Fence
 from fss.config import Settings
 from fss.domain.clock import Clock
+from fss.domain.schedule import next_run_at
 from fss.domain.selection import RoundRobin
 from fss.naming import celery_task_id, job_task_name
 from fss.orders import RunOrder
@@ -28,6 +29,7 @@ CLIENT_CACHE_S = 0.5
 
 class Outcome(enum.Enum):
     SENT = "sent"
+    SKIPPED = "skipped"
     NO_CLIENT = "no_client"
     LOST = "lost"
     FAILED = "failed"
@@ -54,6 +56,8 @@ class Dispatcher:
 
     def dispatch(self, claimed: ClaimedTask) -> Outcome:
         now = self._clock.now()
+        if self._missed(claimed, now):
+            return self._skip(claimed, now)
         client = self._choose_client(claimed.job_name, now)
         if client is None:
             with self._engine.begin() as conn:
@@ -88,6 +92,22 @@ class Dispatcher:
             return Outcome.FAILED
         return Outcome.SENT
 
+    def _missed(self, claimed: ClaimedTask, now: datetime) -> bool:
+        late_s = (now - claimed.start_at).total_seconds()
+        return claimed.misfire == "skip" and late_s > self._settings.misfire_grace_s
+
+    def _skip(self, claimed: ClaimedTask, now: datetime) -> Outcome:
+        next_at = next_run_at(claimed.schedule, claimed.start_at, now)
+        with self._engine.begin() as conn:
+            moved = tasks.skip_missed(conn, claimed, self._settings.node_name, next_at, now)
+        if moved:
+            log.info(
+                "task %s: missed run skipped (misfire=skip); next at %s",
+                claimed.id,
+                next_at.isoformat(),
+            )
+        return Outcome.SKIPPED if moved else Outcome.LOST
+
     def _send(self, order: RunOrder, queue: str, due: datetime) -> None:
         self._app.send_task(
             job_task_name(order.job_name),
@@ -99,11 +119,11 @@ class Dispatcher:
 
     def _choose_client(self, job_name: str, now: datetime) -> ClientRow | None:
         self._refresh_clients(now)
-        able = {c.id: c for c in self._clients if job_name in c.job_names}
+        able = {c.id: c for c in self._clients if c.dispatchable and job_name in c.job_names}
         if not able:
             # A client may have registered since the cache was read: look once more.
             self._refresh_clients(now, force=True)
-            able = {c.id: c for c in self._clients if job_name in c.job_names}
+            able = {c.id: c for c in self._clients if c.dispatchable and job_name in c.job_names}
         chosen = self._selector.pick(job_name, list(able))
         return able[chosen] if chosen is not None else None
 

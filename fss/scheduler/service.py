@@ -18,6 +18,7 @@ from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.scheduler.dispatcher import Dispatcher, Outcome
 from fss.scheduler.recorder import Recorder
+from fss.scheduler.supervisor import Supervisor
 from fss.scheduler.wheel import TimingWheel
 from fss.store import tasks
 from fss.store.clients import heartbeat_node, mark_node_stopped
@@ -44,6 +45,7 @@ class SchedulerService:
         self.wheel = TimingWheel()
         self.dispatcher = Dispatcher(engine, app, fence, settings, clock)
         self.recorder = Recorder(engine, settings, clock, on_finished=self.wake)
+        self.supervisor = Supervisor(engine, fence, settings, clock)
         self.started_at = clock.now()
         self.sent = 0
         self._next_claim_at: datetime | None = None
@@ -116,6 +118,9 @@ class SchedulerService:
             threading.Thread(
                 target=self.recorder.run, args=(self._stop,), name="fss-recorder", daemon=True
             ),
+            threading.Thread(
+                target=self.supervisor.run, args=(self._stop,), name="fss-supervisor", daemon=True
+            ),
         ]
         for thread in self._threads:
             thread.start()
@@ -143,6 +148,7 @@ class SchedulerService:
             thread.join(timeout=timeout_s)
         try:
             released = tasks.release_claims(self.engine, self.node)
+            self.supervisor.release()
             mark_node_stopped(self.engine, self.node)
             log.info("scheduler %s stopped; released %d claims", self.node, released)
         except Exception as exc:

@@ -35,6 +35,8 @@ def add_group(engine: Engine, spec: GroupSpec, now: datetime) -> int:
                     cron=spec.cron,
                     time_zone=spec.time_zone,
                     created_at=now,
+                    timeout_s=spec.timeout_s,
+                    misfire=spec.misfire,
                 )
             )
         )
@@ -66,6 +68,8 @@ def spec_of(group: GroupRow) -> GroupSpec:
         data=group.data,
         start_at=group.start_at,
         is_enable=group.is_enable,
+        timeout_s=group.timeout_s,
+        misfire=group.misfire,
     )
 
 
@@ -85,6 +89,8 @@ def edit_group(engine: Engine, group_id: int, changes: dict[str, Any], now: date
                 cron=merged.cron,
                 time_zone=merged.time_zone,
                 start_at=merged.start_at or current.start_at,
+                timeout_s=merged.timeout_s,
+                misfire=merged.misfire,
             )
         )
         conn.execute(

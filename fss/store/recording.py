@@ -266,9 +266,18 @@ def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> Non
         "job_names": json.dumps(sorted(beat.job_names)),
         "queue": beat.queue,
         "heartbeat_at": now,
+        "accepting": beat.accepting,
     }
+    # A kicked client is healthy again once it runs nothing (its hung run ended) or restarted.
+    healthy = sa.or_(sa.literal(beat.active) == 0, client.c.pid != beat.pid)
     updated = conn.execute(
-        client.update().where(client.c.id == beat.client_id).values(**values)
+        client.update()
+        .where(client.c.id == beat.client_id)
+        .values(
+            **values,
+            kicked_at=sa.case((healthy, None), else_=client.c.kicked_at),
+            hung_count=sa.case((healthy, 0), else_=client.c.hung_count),
+        )
     ).rowcount
     if updated:
         return

@@ -39,6 +39,8 @@ class GroupRow:
     cron: str | None
     time_zone: str | None
     created_at: datetime
+    timeout_s: int | None = None
+    misfire: str = "run-once"
 
     @property
     def schedule(self) -> Schedule:
@@ -118,11 +120,19 @@ class ClientRow:
     queue: str
     registered_at: datetime
     heartbeat_at: datetime
+    accepting: bool = True
+    hung_count: int = 0
+    kicked_at: datetime | None = None
+
+    @property
+    def dispatchable(self) -> bool:
+        return self.accepting and self.kicked_at is None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> ClientRow:
         values = dict(row._mapping)
         values["job_names"] = tuple(json.loads(values["job_names"] or "[]"))
+        values["accepting"] = bool(values.get("accepting", True))
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:

@@ -64,6 +64,11 @@ task_group = sa.Table(
     sa.Column("cron", sa.String(128), nullable=True),
     sa.Column("time_zone", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # A Working task silent this long is failed as hung; NULL = max(2.5 x average, default).
+    sa.Column("timeout_s", sa.Integer(), nullable=True),
+    # What a run missed while no scheduler was up does: "run-once" (then back on schedule)
+    # or "skip" (wait for the next slot).
+    sa.Column("misfire", sa.String(16), nullable=False, server_default="run-once"),
 )
 
 task = sa.Table(
@@ -126,6 +131,20 @@ client = sa.Table(
     sa.Column("queue", sa.String(200), nullable=False),
     sa.Column("registered_at", UTCDateTime(), nullable=False),
     sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+    # False while the worker drains (SIGTERM): alive, finishing its runs, takes no new ones.
+    sa.Column("accepting", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("hung_count", sa.Integer(), nullable=False, server_default="0"),
+    # Kicked for hanging: not dispatched to until it reports no active run (or restarts).
+    sa.Column("kicked_at", UTCDateTime(), nullable=True),
+)
+
+# Cluster-wide chores (supervision, retention) are leased like tasks: one holder at a time.
+lease = sa.Table(
+    "lease",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=True),
+    sa.Column("until", UTCDateTime(), nullable=True),
 )
 
 server_node = sa.Table(

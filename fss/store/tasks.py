@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from fss.domain.schedule import Schedule
 from fss.domain.status import TaskStatus
 from fss.errors import TaskNotFound
 from fss.store.rows import LogRow, TaskRow
@@ -23,6 +24,8 @@ class ClaimedTask:
     start_at: datetime
     attempt: int
     data: str
+    schedule: Schedule = field(default_factory=Schedule)
+    misfire: str = "run-once"
 
 
 def claim_due(
@@ -68,12 +71,25 @@ def claim_due(
                 task.c.start_at,
                 task.c.attempt,
                 task_group.c.data,
+                task_group.c.interval_ms,
+                task_group.c.cron,
+                task_group.c.time_zone,
+                task_group.c.misfire,
             )
             .join(task_group, task_group.c.id == task.c.task_group_id)
             .where(task.c.id.in_(ids), task.c.claimed_by == node, task.c.status == TaskStatus.NONE)
         )
         return [
-            ClaimedTask(r.id, r.task_group_id, r.job_name, r.start_at, r.attempt, r.data)
+            ClaimedTask(
+                r.id,
+                r.task_group_id,
+                r.job_name,
+                r.start_at,
+                r.attempt,
+                r.data,
+                Schedule(r.interval_ms, r.cron, r.time_zone),
+                r.misfire,
+            )
             for r in rows
         ]
 
@@ -187,6 +203,40 @@ def warn_no_client_once(conn: Connection, claimed: ClaimedTask, now: datetime) -
             )
         )
     return first == 1
+
+
+def skip_missed(
+    conn: Connection, claimed: ClaimedTask, node: str, next_at: datetime, now: datetime
+) -> bool:
+    """misfire=skip: move a run missed during an outage to the next slot instead of running it."""
+    moved = conn.execute(
+        task.update()
+        .where(
+            task.c.id == claimed.id,
+            task.c.status == TaskStatus.NONE,
+            task.c.claimed_by == node,
+            task.c.start_at == claimed.start_at,
+        )
+        .values(start_at=next_at, claimed_by=None, claimed_until=None)
+    ).rowcount
+    if moved != 1:
+        return False
+    conn.execute(
+        task_group.update().where(task_group.c.id == claimed.group_id).values(next_at=next_at)
+    )
+    conn.execute(
+        run_log.insert().values(
+            task_id=claimed.id,
+            task_group_id=claimed.group_id,
+            log_level=3,
+            content=(
+                f"run planned at {claimed.start_at.isoformat()} was missed "
+                f"(misfire=skip); next run at {next_at.isoformat()}"
+            ),
+            create_at=now,
+        )
+    )
+    return True
 
 
 def get_task(conn: Connection, task_id: int) -> TaskRow:

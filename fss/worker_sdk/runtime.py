@@ -91,7 +91,7 @@ class WorkerRuntime:
     def emit(self, event: Event) -> None:
         self.publisher.emit(event)
 
-    def heartbeat(self) -> ClientHeartbeat:
+    def heartbeat(self, accepting: bool = True, active: int = 0) -> ClientHeartbeat:
         return ClientHeartbeat(
             client_id=self.client_id,
             host=self.host,
@@ -100,6 +100,20 @@ class WorkerRuntime:
             job_names=tuple(sorted(self.jobs)),
             queue=self.queue,
             at=self.clock.now(),
+            accepting=accepting,
+            active=active,
+        )
+
+    def abandoned(self, order: RunOrder, reason: str) -> TaskFinished:
+        """The failure report for a run this worker gives up on (shutdown past its grace)."""
+        return TaskFinished(
+            task_id=order.task_id,
+            attempt=order.attempt,
+            client_id=self.client_id,
+            success=False,
+            run_speed_ms=max(0, int((self.clock.now() - order.start_at).total_seconds() * 1000)),
+            at=self.clock.now(),
+            error=reason,
         )
 
     def left(self) -> ClientLeft:
@@ -169,7 +183,10 @@ class WorkerRuntime:
             active = self._active.pop(celery_id, None)
         if active is None:
             return
-        success, error = active.outcome or (False, f"the task body did not complete ({state})")
+        success, error = active.outcome or (
+            False,
+            f"the run was interrupted before the job returned ({state or 'worker stopping'})",
+        )
         context = active.context
         data = _changed_data(context, active.original_data)
         self.emit(

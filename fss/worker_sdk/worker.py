@@ -7,19 +7,23 @@ hooks and sends a heartbeat (which doubles as its registration) every second.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 import socket
 import threading
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
+from celery.worker import state as worker_state
 
 from fss.bridge import hooks
 from fss.celery_app import create_app
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.errors import InvalidField
-from fss.naming import job_task_name
+from fss.naming import job_name_of, job_task_name
+from fss.orders import RunOrder
 from fss.worker_sdk.job import JobSpec, discover_jobs, import_modules
 from fss.worker_sdk.runtime import WorkerRuntime
 
@@ -108,24 +112,41 @@ def worker_argv(
 
 
 class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Registers the client and keeps it alive; unregisters it when the worker stops."""
+    """Registers the client and keeps it alive; drains on SIGTERM; unregisters at the end.
+
+    On SIGTERM the heartbeat says `accepting=False` at once, so no new run is sent here,
+    while Celery's warm shutdown lets the running jobs finish. Runs still going after
+    FSS_SHUTDOWN_GRACE_S are reported failed and the worker goes to a cold shutdown.
+    The final `left` event goes out when the worker has stopped.
+    """
 
     requires = {"celery.worker.components:Pool"}
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._draining = threading.Event()
         self._thread: threading.Thread | None = None
+        self._runtime: WorkerRuntime | None = None
+        self._uid = f"fss.heartbeat.{id(self)}"
 
     def start(self, worker: Any) -> None:
         runtime: WorkerRuntime | None = getattr(worker.app, hooks.RUNTIME_ATTRIBUTE, None)
         if runtime is None:
             return
+        self._runtime = runtime
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._beat, args=(runtime,), name="fss-heartbeat", daemon=True
         )
         self._thread.start()
+        signals.worker_shutting_down.connect(
+            self._on_shutting_down, weak=False, dispatch_uid=self._uid + ".draining"
+        )
+        signals.worker_shutdown.connect(
+            self._on_shutdown, weak=False, dispatch_uid=self._uid + ".left"
+        )
         log.info(
             "client %s serves %s on queue %s",
             runtime.client_id,
@@ -134,20 +155,72 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
         )
 
     def stop(self, worker: Any) -> None:
-        runtime: WorkerRuntime | None = getattr(worker.app, hooks.RUNTIME_ATTRIBUTE, None)
+        # Called before the pool drains: keep beating (as draining) until worker_shutdown.
+        self._start_draining()
+
+    def _on_shutting_down(self, **_: Any) -> None:
+        # Runs inside a signal handler: only flip flags and start a timer thread.
+        self._start_draining()
+
+    def _start_draining(self) -> None:
+        if self._draining.is_set() or self._runtime is None:
+            return
+        self._draining.set()
+        self._wake.set()
+        grace = threading.Thread(target=self._enforce_grace, name="fss-shutdown-grace", daemon=True)
+        grace.start()
+
+    def _enforce_grace(self) -> None:
+        runtime = self._runtime
+        if runtime is None or self._stop.wait(runtime.settings.shutdown_grace_s):
+            return
+        orders = running_orders()
+        if not orders:
+            return
+        log.warning(
+            "shutdown grace of %g s is over: failing %d running job(s) and stopping",
+            runtime.settings.shutdown_grace_s,
+            len(orders),
+        )
+        for order in orders:
+            runtime.emit(runtime.abandoned(order, "the worker shut down before the run ended"))
+        runtime.publisher.flush(timeout_s=5)
+        os.kill(os.getpid(), signal.SIGQUIT)  # Celery's cold shutdown ends the pool
+
+    def _on_shutdown(self, **_: Any) -> None:
+        runtime = self._runtime
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if runtime is not None:
             runtime.emit(runtime.left())
             runtime.publisher.flush(timeout_s=5)
+            log.info("client %s unregistered", runtime.client_id)
 
     def _beat(self, runtime: WorkerRuntime) -> None:
         interval = runtime.settings.heartbeat_s
         while not self._stop.is_set():
             try:
-                runtime.emit(runtime.heartbeat())
+                beat = runtime.heartbeat(
+                    accepting=not self._draining.is_set(), active=len(running_orders())
+                )
+                runtime.emit(beat)
                 runtime.publisher.flush(timeout_s=interval)
             except Exception:
                 log.exception("heartbeat failed")
-            self._stop.wait(interval)
+            self._wake.wait(interval)
+            self._wake.clear()
+
+
+def running_orders() -> list[RunOrder]:
+    """Orders of the fss runs this worker process is executing (Celery's own bookkeeping)."""
+    orders = []
+    for request in list(worker_state.active_requests):
+        if job_name_of(getattr(request, "name", "") or "") is None:
+            continue
+        try:
+            orders.append(RunOrder.from_kwargs(dict(request.kwargs or {})))
+        except InvalidField:
+            continue
+    return orders

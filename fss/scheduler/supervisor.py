@@ -1,0 +1,175 @@
+"""Keeps the cluster honest: drops silent clients and re-dispatches or fails what they held,
+re-sends orders nobody started, fails hung runs and kicks clients that keep hanging,
+marks dead scheduler nodes, prunes old tasks.
+
+It runs in every scheduler but acts only in the one holding the `supervisor` lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+
+from fss.bridge.fence import Fence
+from fss.config import Settings
+from fss.domain.clock import Clock
+from fss.domain.status import TaskStatus
+from fss.store import supervision as store
+from fss.store.supervision import OpenTask, RetentionPolicy
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "supervisor"
+# An order is re-sent only after it has surely expired on the worker.
+EXPIRY_MARGIN = timedelta(seconds=2)
+
+
+@dataclass
+class SweepReport:
+    held_lease: bool = False
+    redispatched: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    removed_clients: list[str] = field(default_factory=list)
+    kicked_clients: list[str] = field(default_factory=list)
+    dead_nodes: int = 0
+    pruned: int = 0
+
+
+class Supervisor:
+    def __init__(self, engine: Engine, fence: Fence, settings: Settings, clock: Clock) -> None:
+        self._engine = engine
+        self._fence = fence
+        self._settings = settings
+        self._clock = clock
+        self._next_prune_at: datetime | None = None
+        self.retention = RetentionPolicy(
+            keep_success_per_group=settings.keep_success_per_group,
+            success_max_age=timedelta(seconds=settings.success_max_age_s),
+            fail_max_age=timedelta(seconds=settings.fail_max_age_s),
+        )
+
+    def sweep(self) -> SweepReport:
+        report = SweepReport()
+        now = self._clock.now()
+        lease_for = timedelta(seconds=max(self._settings.lease_s, 2 * self._settings.supervise_s))
+        if not store.take_lease(self._engine, LEASE_NAME, self._settings.node_name, now, lease_for):
+            return report
+        report.held_lease = True
+        alive_since = now - timedelta(seconds=self._settings.client_timeout_s)
+        with self._engine.begin() as conn:
+            report.dead_nodes = store.mark_dead_nodes(conn, alive_since)
+        self._handle_orphans(alive_since, now, report)
+        self._remove_dead_clients(alive_since, report)
+        self._handle_stale_dispatches(now, report)
+        self._handle_hung(now, report)
+        if self._next_prune_at is None or now >= self._next_prune_at:
+            report.pruned = store.prune(self._engine, now, self.retention)
+            self._next_prune_at = now + timedelta(seconds=self._settings.retention_every_s)
+        return report
+
+    def _handle_orphans(self, alive_since: datetime, now: datetime, report: SweepReport) -> None:
+        with self._engine.connect() as conn:
+            orphans = store.orphaned_tasks(conn, alive_since)
+        timeout = self._settings.client_timeout_s
+        for orphan in orphans:
+            if orphan.status == TaskStatus.SCHEDULER and self._fence.revoke(
+                orphan.id, orphan.attempt
+            ):
+                reason = (
+                    f"client {orphan.client_id} went silent (> {timeout:g} s) before starting "
+                    f"attempt {orphan.attempt}; dispatching again"
+                )
+                self._return(orphan, reason, now, report)
+            else:
+                reason = (
+                    f"client {orphan.client_id} went silent (> {timeout:g} s) while running "
+                    f"attempt {orphan.attempt}; marked failed"
+                )
+                self._fail(orphan, reason, now, report)
+
+    def _remove_dead_clients(self, alive_since: datetime, report: SweepReport) -> None:
+        with self._engine.begin() as conn:
+            for client_id in store.dead_client_ids(conn, alive_since):
+                if store.remove_client_if_silent(conn, client_id, alive_since):
+                    report.removed_clients.append(client_id)
+                    log.warning(
+                        "client %s removed: no heartbeat for %g s",
+                        client_id,
+                        self._settings.client_timeout_s,
+                    )
+
+    def _handle_stale_dispatches(self, now: datetime, report: SweepReport) -> None:
+        cutoff = now - timedelta(seconds=self._settings.dispatch_expires_s) - EXPIRY_MARGIN
+        with self._engine.connect() as conn:
+            stale = store.stale_dispatches(conn, cutoff)
+        for task in stale:
+            # Entered means it runs and its `started` event is on the way: leave it.
+            if self._fence.revoke(task.id, task.attempt):
+                reason = (
+                    f"attempt {task.attempt} was not started by {task.client_id} within "
+                    f"{self._settings.dispatch_expires_s:g} s (the order expired); "
+                    "dispatching again"
+                )
+                self._return(task, reason, now, report)
+
+    def _handle_hung(self, now: datetime, report: SweepReport) -> None:
+        with self._engine.connect() as conn:
+            in_flight = store.in_flight_tasks(conn)
+        for task in in_flight:
+            if task.status != TaskStatus.WORKING or task.reported_at is None:
+                continue
+            limit = task.hung_after(self._settings.hung_timeout_s)
+            if now - task.reported_at <= limit:
+                continue
+            reason = (
+                f"hung: no progress or log from {task.client_id} for "
+                f"{limit.total_seconds():g} s; marked failed"
+            )
+            with self._engine.begin() as conn:
+                if not store.fail_task(conn, task, reason, now, unchanged_since=task.reported_at):
+                    continue
+                kicked = task.client_id is not None and store.count_hung(
+                    conn, task.client_id, self._settings.kick_after_hung, now
+                )
+            report.failed.append(task.id)
+            log.warning("task %s: %s", task.id, reason)
+            if kicked and task.client_id is not None:
+                report.kicked_clients.append(task.client_id)
+                log.warning(
+                    "client %s kicked: %d hung runs; it is taken back once it runs "
+                    "nothing or restarts",
+                    task.client_id,
+                    self._settings.kick_after_hung,
+                )
+
+    def _return(self, task: OpenTask, reason: str, now: datetime, report: SweepReport) -> None:
+        with self._engine.begin() as conn:
+            if store.return_to_waiting(conn, task, reason, now):
+                report.redispatched.append(task.id)
+                log.warning("task %s: %s", task.id, reason)
+
+    def _fail(self, task: OpenTask, reason: str, now: datetime, report: SweepReport) -> None:
+        with self._engine.begin() as conn:
+            if store.fail_task(conn, task, reason, now):
+                report.failed.append(task.id)
+                log.warning("task %s: %s", task.id, reason)
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = self._settings.supervise_s
+        while not stop.wait(backoff):
+            try:
+                self.sweep()
+                backoff = self._settings.supervise_s
+            except Exception as exc:
+                log.warning(
+                    "supervisor sweep failed (%s); retrying",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
+                backoff = min(backoff * 2, 10.0)
+
+    def release(self) -> None:
+        store.release_lease(self._engine, LEASE_NAME, self._settings.node_name)

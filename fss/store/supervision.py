@@ -1,0 +1,323 @@
+"""The supervisor's guarded SQL: leases, dead nodes and clients, orphaned, stale and hung
+tasks, retention. Every change names the state it expects, so sweeps running twice, or
+racing a late event, change nothing twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from fss.domain.status import TaskStatus
+from fss.store.recording import schedule_next, status_in
+from fss.store.tables import client, lease, run_log, server_node, task, task_group
+
+ERROR_LEVEL = 4
+WARNING_LEVEL = 3
+IN_FLIGHT = (TaskStatus.SCHEDULER, TaskStatus.WORKING)
+
+
+def take_lease(engine: Engine, name: str, holder: str, now: datetime, duration: timedelta) -> bool:
+    """Hold (or keep holding) the lease `name` until now + duration; False if another holds it."""
+    free = sa.or_(lease.c.holder.is_(None), lease.c.holder == holder, lease.c.until < now)
+    with engine.begin() as conn:
+        taken = conn.execute(
+            lease.update()
+            .where(lease.c.name == name, free)
+            .values(holder=holder, until=now + duration)
+        ).rowcount
+        if taken:
+            return True
+        exists = conn.execute(sa.select(lease.c.name).where(lease.c.name == name)).first()
+        if exists:
+            return False
+        try:
+            with conn.begin_nested():
+                conn.execute(lease.insert().values(name=name, holder=holder, until=now + duration))
+        except IntegrityError:
+            return False
+        return True
+
+
+def release_lease(engine: Engine, name: str, holder: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            lease.update()
+            .where(lease.c.name == name, lease.c.holder == holder)
+            .values(holder=None, until=None)
+        )
+
+
+def mark_dead_nodes(conn: Connection, alive_since: datetime) -> int:
+    return conn.execute(
+        server_node.update()
+        .where(server_node.c.heartbeat_at < alive_since, server_node.c.is_alive == sa.true())
+        .values(is_alive=False)
+    ).rowcount
+
+
+@dataclass(frozen=True)
+class OpenTask:
+    id: int
+    attempt: int
+    status: TaskStatus
+    client_id: str | None
+    group_id: int
+    start_at: datetime
+    dispatched_at: datetime | None
+    run_at: datetime | None
+    reported_at: datetime | None
+    timeout_s: int | None
+    run_speed_avg: int
+
+    def hung_after(self, default_s: float) -> timedelta:
+        """The group's timeout, else max(2.5 x its average run time, the default), as in FSS."""
+        if self.timeout_s:
+            return timedelta(seconds=self.timeout_s)
+        return timedelta(seconds=max(default_s, 2.5 * self.run_speed_avg / 1000))
+
+
+def _open_tasks(conn: Connection, *conditions: Any) -> list[OpenTask]:
+    rows = conn.execute(
+        sa.select(
+            task.c.id,
+            task.c.attempt,
+            task.c.status,
+            task.c.client_id,
+            task.c.task_group_id,
+            task.c.start_at,
+            task.c.dispatched_at,
+            task.c.run_at,
+            task.c.reported_at,
+            task_group.c.timeout_s,
+            task_group.c.run_speed_avg,
+        )
+        .join(task_group, task_group.c.id == task.c.task_group_id, isouter=True)
+        .where(status_in(IN_FLIGHT), *conditions)
+        .order_by(task.c.id)
+    )
+    return [
+        OpenTask(
+            r.id,
+            r.attempt,
+            TaskStatus(r.status),
+            r.client_id,
+            r.task_group_id,
+            r.start_at,
+            r.dispatched_at,
+            r.run_at,
+            r.reported_at,
+            r.timeout_s,
+            r.run_speed_avg or 0,
+        )
+        for r in rows
+    ]
+
+
+def live_client_ids(alive_since: datetime) -> Any:
+    return sa.select(client.c.id).where(client.c.heartbeat_at >= alive_since)
+
+
+def orphaned_tasks(conn: Connection, alive_since: datetime) -> list[OpenTask]:
+    """Dispatched or running tasks whose client is gone or silent."""
+    return _open_tasks(conn, task.c.client_id.not_in(live_client_ids(alive_since)))
+
+
+def stale_dispatches(conn: Connection, dispatched_before: datetime) -> list[OpenTask]:
+    """Sent but not reported as started: the order has expired by now."""
+    return _open_tasks(
+        conn, task.c.status == TaskStatus.SCHEDULER, task.c.dispatched_at < dispatched_before
+    )
+
+
+def in_flight_tasks(conn: Connection) -> list[OpenTask]:
+    return _open_tasks(conn)
+
+
+def return_to_waiting(conn: Connection, open_task: OpenTask, reason: str, now: datetime) -> bool:
+    """Scheduler -> None for a re-dispatch; the caller has revoked the attempt first."""
+    moved = conn.execute(
+        task.update()
+        .where(
+            task.c.id == open_task.id,
+            task.c.attempt == open_task.attempt,
+            task.c.status == TaskStatus.SCHEDULER,
+        )
+        .values(
+            status=TaskStatus.NONE,
+            client_id=None,
+            client_host=None,
+            client_ip=None,
+            claimed_by=None,
+            claimed_until=None,
+            dispatched_at=None,
+        )
+    ).rowcount
+    if moved:
+        _log(conn, open_task, WARNING_LEVEL, reason, now)
+    return moved == 1
+
+
+def fail_task(
+    conn: Connection,
+    open_task: OpenTask,
+    reason: str,
+    now: datetime,
+    *,
+    unchanged_since: datetime | None = None,
+) -> bool:
+    """In flight -> Fail with `reason`; the group's next task is created as after any run."""
+    conditions = [
+        task.c.id == open_task.id,
+        task.c.attempt == open_task.attempt,
+        status_in(IN_FLIGHT),
+    ]
+    if unchanged_since is not None:
+        conditions.append(task.c.reported_at == unchanged_since)
+    began = open_task.run_at or open_task.dispatched_at or now
+    run_speed_ms = max(0, int((now - began).total_seconds() * 1000))
+    failed = conn.execute(
+        task.update()
+        .where(*conditions)
+        .values(
+            status=TaskStatus.FAIL,
+            finish_at=now,
+            run_speed=run_speed_ms,
+            error=reason,
+            open_group_id=None,
+            reported_at=now,
+        )
+    ).rowcount
+    if not failed:
+        return False
+    _log(conn, open_task, ERROR_LEVEL, reason, now)
+    schedule_next(
+        conn,
+        group_id=open_task.group_id,
+        planned_at=open_task.start_at,
+        finished_at=max(now, open_task.start_at),
+        success=False,
+        run_speed_ms=run_speed_ms,
+    )
+    return True
+
+
+def _log(conn: Connection, open_task: OpenTask, level: int, content: str, now: datetime) -> None:
+    conn.execute(
+        run_log.insert().values(
+            task_id=open_task.id,
+            task_group_id=open_task.group_id,
+            log_level=level,
+            content=content,
+            create_at=now,
+        )
+    )
+
+
+def dead_client_ids(conn: Connection, alive_since: datetime) -> list[str]:
+    rows = conn.execute(sa.select(client.c.id).where(client.c.heartbeat_at < alive_since))
+    return [r.id for r in rows]
+
+
+def remove_client_if_silent(conn: Connection, client_id: str, alive_since: datetime) -> bool:
+    """Delete the registration unless a heartbeat arrived since the sweep looked."""
+    return (
+        conn.execute(
+            client.delete().where(client.c.id == client_id, client.c.heartbeat_at < alive_since)
+        ).rowcount
+        == 1
+    )
+
+
+def count_hung(conn: Connection, client_id: str, kick_after: int, now: datetime) -> bool:
+    """Count a hung run against the client; True when this one gets it kicked."""
+    conn.execute(
+        client.update().where(client.c.id == client_id).values(hung_count=client.c.hung_count + 1)
+    )
+    return (
+        conn.execute(
+            client.update()
+            .where(
+                client.c.id == client_id,
+                client.c.hung_count >= kick_after,
+                client.c.kicked_at.is_(None),
+            )
+            .values(kicked_at=now)
+        ).rowcount
+        == 1
+    )
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    keep_success_per_group: int = 100
+    success_max_age: timedelta = timedelta(days=1)
+    fail_max_age: timedelta = timedelta(days=7)
+    batch: int = 1000
+
+
+def prune(engine: Engine, now: datetime, policy: RetentionPolicy) -> int:
+    """Delete old finished tasks (and their run logs), keeping the newest N successes per group."""
+    removed = 0
+    with engine.connect() as conn:
+        group_ids = list(conn.execute(sa.select(task_group.c.id)).scalars())
+    for group_id in group_ids:
+        removed += _prune_group_successes(engine, group_id, now, policy)
+    removed += _prune_ids(
+        engine,
+        sa.select(task.c.id)
+        .where(task.c.status == TaskStatus.FAIL, task.c.finish_at < now - policy.fail_max_age)
+        .limit(policy.batch),
+    )
+    # Tasks of deleted groups keep no history worth keeping.
+    removed += _prune_ids(
+        engine,
+        sa.select(task.c.id)
+        .where(
+            status_in((TaskStatus.SUCCESS, TaskStatus.FAIL)),
+            task.c.task_group_id.not_in(sa.select(task_group.c.id)),
+        )
+        .limit(policy.batch),
+    )
+    return removed
+
+
+def _prune_group_successes(
+    engine: Engine, group_id: int, now: datetime, policy: RetentionPolicy
+) -> int:
+    with engine.connect() as conn:
+        newest_kept = conn.execute(
+            sa.select(task.c.id)
+            .where(task.c.task_group_id == group_id, task.c.status == TaskStatus.SUCCESS)
+            .order_by(task.c.id.desc())
+            .offset(policy.keep_success_per_group - 1)
+            .limit(1)
+        ).scalar()
+    if newest_kept is None:
+        return 0
+    return _prune_ids(
+        engine,
+        sa.select(task.c.id)
+        .where(
+            task.c.task_group_id == group_id,
+            task.c.status == TaskStatus.SUCCESS,
+            task.c.id < newest_kept,
+            task.c.finish_at < now - policy.success_max_age,
+        )
+        .limit(policy.batch),
+    )
+
+
+def _prune_ids(engine: Engine, query: Any) -> int:
+    removed = 0
+    while True:
+        with engine.begin() as conn:
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return removed
+            conn.execute(run_log.delete().where(run_log.c.task_id.in_(ids)))
+            removed += conn.execute(task.delete().where(task.c.id.in_(ids))).rowcount
