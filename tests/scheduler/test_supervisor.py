@@ -1,0 +1,267 @@
+"""The supervisor against a manual clock, a real database and a real Redis fence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from fss.bridge.fence import RedisFence
+from fss.config import Settings
+from fss.domain.clock import ManualClock
+from fss.domain.group_spec import GroupSpec
+from fss.domain.status import TaskStatus
+from fss.events import ClientHeartbeat, TaskFinished, TaskProgressed, TaskStarted
+from fss.naming import client_queue
+from fss.scheduler.supervisor import Supervisor
+from fss.store import groups, migrate, tasks
+from fss.store.engine import create_engine
+from fss.store.recording import record, upsert_client
+from fss.store.tables import client, run_log, server_node, task
+
+T0 = datetime(2026, 2, 1, 9, 0, 0, tzinfo=timezone.utc)
+
+
+@dataclass
+class World:
+    engine: Engine
+    clock: ManualClock
+    fence: RedisFence
+    supervisor: Supervisor
+    settings: Settings
+
+    def beat(self, client_id: str, active: int = 0, pid: int = 1) -> None:
+        beat = ClientHeartbeat(client_id, "h", "127.0.0.1", pid, ("job",), client_queue(client_id),
+                               self.clock.now(), active=active)
+        with self.engine.begin() as conn:
+            upsert_client(conn, beat, self.clock.now())
+
+    def dispatch_new_group(self, client_id: str, **spec: object) -> tuple[int, int]:
+        values: dict[str, object] = {"caption": "g", "job_name": "job", "interval_ms": 1000,
+                                     "start_at": self.clock.now()}
+        values.update(spec)
+        group_id = groups.add_group(self.engine, GroupSpec(**values),  # type: ignore[arg-type]
+                                    self.clock.now())
+        claimed = next(c for c in tasks.claim_due(self.engine, "n1", self.clock.now(),
+                                              timedelta(seconds=1), timedelta(seconds=5))
+                   if c.group_id == group_id)
+        with self.engine.begin() as conn:
+            attempt = tasks.mark_dispatched(conn, claimed, "n1",
+                                            tasks.DispatchTarget(client_id, "h", "ip"),
+                                            self.clock.now())
+        assert attempt == 1
+        self.fence.arm(claimed.id, 1)
+        return group_id, claimed.id
+
+    def events(self, *events: object) -> None:
+        with self.engine.begin() as conn:
+            record(conn, list(events), self.clock.now())  # type: ignore[arg-type]
+
+    def task(self, task_id: int) -> sa.Row[tuple[object, ...]]:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(task).where(task.c.id == task_id)).one()
+
+    def open_task_of(self, group_id: int) -> sa.Row[tuple[object, ...]] | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(task).where(task.c.open_group_id == group_id)).first()
+
+    def logs(self, task_id: int) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(run_log.c.content)
+                                     .where(run_log.c.task_id == task_id)).scalars())
+
+    def clients(self) -> dict[str, sa.Row[tuple[object, ...]]]:
+        with self.engine.connect() as conn:
+            return {r.id: r for r in conn.execute(sa.select(client))}
+
+
+@pytest.fixture
+def world(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[World]:
+    settings = Settings(database_url=database_url, broker_url=fresh_redis_url(),
+                        node_name="n1", hung_timeout_s=60, kick_after_hung=2)
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    clock = ManualClock(T0)
+    fence = RedisFence(settings.broker_url)
+    yield World(engine, clock, fence, Supervisor(engine, fence, settings, clock), settings)
+    fence.close()
+    engine.dispose()
+
+
+def test_given_a_silent_client_holding_an_unstarted_order_then_it_is_dispatched_again(
+    world: World,
+) -> None:
+    world.beat("dead")
+    _group_id, task_id = world.dispatch_new_group("dead")
+    world.clock.advance(10.5)
+    report = world.supervisor.sweep()
+    assert report.redispatched == [task_id] and report.removed_clients == ["dead"]
+    row = world.task(task_id)
+    assert (row.status, row.client_id, row.claimed_by) == (TaskStatus.NONE, None, None)
+    assert any("went silent" in line for line in world.logs(task_id))
+    # The old attempt can never enter any more, even if its message turns up.
+    assert not world.fence.enter(task_id, 1)
+
+
+def test_given_a_silent_client_that_was_running_then_the_task_fails_and_the_group_goes_on(
+    world: World,
+) -> None:
+    world.beat("dead")
+    group_id, task_id = world.dispatch_new_group("dead")
+    world.events(TaskStarted(task_id, 1, "dead", world.clock.now()),
+                 TaskProgressed(task_id, 1, "dead", 40, world.clock.now()))
+    world.clock.advance(10.5)
+    report = world.supervisor.sweep()
+    assert report.failed == [task_id]
+    row = world.task(task_id)
+    assert (row.status, row.progress) == (TaskStatus.FAIL, 40)
+    assert "while running" in row.error
+    following = world.open_task_of(group_id)
+    assert following is not None and following.status == TaskStatus.NONE
+    assert following.start_at > row.start_at
+
+
+def test_given_a_silent_client_whose_worker_had_entered_then_it_fails_not_redispatches(
+    world: World,
+) -> None:
+    world.beat("dead")
+    _, task_id = world.dispatch_new_group("dead")
+    assert world.fence.enter(task_id, 1)  # started, but its `started` event never arrived
+    world.clock.advance(10.5)
+    report = world.supervisor.sweep()
+    assert report.failed == [task_id] and report.redispatched == []
+    assert world.task(task_id).status == TaskStatus.FAIL
+
+
+def test_given_a_live_client_that_never_started_the_order_then_it_is_sent_again_after_expiry(
+    world: World,
+) -> None:
+    world.beat("slow")
+    _, task_id = world.dispatch_new_group("slow")
+    world.clock.advance(world.settings.dispatch_expires_s)  # not yet past expiry + margin
+    world.beat("slow")
+    assert world.supervisor.sweep().redispatched == []
+    world.clock.advance(3)
+    world.beat("slow")
+    assert world.supervisor.sweep().redispatched == [task_id]
+    assert world.task(task_id).status == TaskStatus.NONE
+
+
+def test_given_a_live_client_that_entered_but_is_slow_to_report_then_it_is_left_alone(
+    world: World,
+) -> None:
+    world.beat("busy")
+    _, task_id = world.dispatch_new_group("busy")
+    assert world.fence.enter(task_id, 1)
+    world.clock.advance(world.settings.dispatch_expires_s + 5)
+    world.beat("busy")
+    report = world.supervisor.sweep()
+    assert report.redispatched == [] and report.failed == []
+    assert world.task(task_id).status == TaskStatus.SCHEDULER
+
+
+def test_given_hung_runs_then_they_fail_and_the_client_is_kicked_until_it_is_idle(
+    world: World,
+) -> None:
+    world.beat("sticky")
+    hung = []
+    for _ in range(2):
+        _, task_id = world.dispatch_new_group("sticky", timeout_s=30)
+        world.events(TaskStarted(task_id, 1, "sticky", world.clock.now()))
+        hung.append(task_id)
+    world.clock.advance(29)
+    world.beat("sticky", active=2)
+    assert world.supervisor.sweep().failed == []  # within the group's timeout
+
+    world.clock.advance(2)
+    world.beat("sticky", active=2)
+    report = world.supervisor.sweep()
+    assert sorted(report.failed) == sorted(hung)
+    assert report.kicked_clients == ["sticky"]
+    assert all("hung" in (world.task(t).error or "") for t in hung)
+    assert world.clients()["sticky"].kicked_at is not None
+
+    # A late finish of a run that was failed as hung changes nothing.
+    world.events(TaskFinished(hung[0], 1, "sticky", True, 5, world.clock.now()))
+    assert world.task(hung[0]).status == TaskStatus.FAIL
+
+    world.beat("sticky", active=1)  # still busy: stays kicked
+    assert world.clients()["sticky"].kicked_at is not None
+    world.beat("sticky", active=0)  # idle again: taken back
+    assert world.clients()["sticky"].kicked_at is None
+
+
+def test_given_progress_reports_then_a_long_run_is_not_hung(world: World) -> None:
+    world.beat("c")
+    _, task_id = world.dispatch_new_group("c", timeout_s=30)
+    world.events(TaskStarted(task_id, 1, "c", world.clock.now()))
+    for step in range(1, 5):
+        world.clock.advance(20)
+        world.beat("c", active=1)
+        world.events(TaskProgressed(task_id, 1, "c", step * 10, world.clock.now()))
+        assert world.supervisor.sweep().failed == []
+    assert world.task(task_id).status == TaskStatus.WORKING
+
+
+def test_given_two_schedulers_then_only_the_lease_holder_supervises(world: World) -> None:
+    other = Supervisor(world.engine, world.fence, world.settings.replace(node_name="n2"),
+                       world.clock)
+    assert world.supervisor.sweep().held_lease
+    assert not other.sweep().held_lease
+    world.clock.advance(world.settings.lease_s + 0.1)  # n1 stopped sweeping: its lease lapses
+    assert other.sweep().held_lease
+    world.supervisor.release()  # releasing a lease one does not hold changes nothing
+    assert not world.supervisor.sweep().held_lease
+
+
+def test_given_a_silent_scheduler_node_then_it_is_marked_dead(world: World) -> None:
+    from fss.store.clients import heartbeat_node
+
+    heartbeat_node(world.engine, "gone", world.clock.now(), world.clock.now())
+    world.clock.advance(11)
+    assert world.supervisor.sweep().dead_nodes == 1
+    with world.engine.connect() as conn:
+        alive = conn.execute(sa.select(server_node.c.is_alive)).scalar_one()
+    assert not alive
+
+
+def test_retention_keeps_the_newest_successes_and_recent_failures(world: World) -> None:
+    settings = world.settings.replace(keep_success_per_group=3)
+    supervisor = Supervisor(world.engine, world.fence, settings, world.clock)
+    world.beat("c")
+    group_id = groups.add_group(
+        world.engine, GroupSpec(caption="g", job_name="job", interval_ms=1000,
+                                start_at=world.clock.now()), world.clock.now())
+    finished: list[tuple[int, bool]] = []
+    for index in range(8):
+        claimed = tasks.claim_due(world.engine, "n1", world.clock.now(), timedelta(seconds=2),
+                                  timedelta(seconds=5))[0]
+        with world.engine.begin() as conn:
+            tasks.mark_dispatched(conn, claimed, "n1", tasks.DispatchTarget("c", "h", "ip"),
+                                  world.clock.now())
+        success = index != 1
+        world.events(TaskFinished(claimed.id, 1, "c", success, 3, world.clock.now()))
+        finished.append((claimed.id, success))
+        world.clock.advance(1)
+    world.clock.advance(timedelta(days=2))
+    world.beat("c")
+    supervisor.sweep()
+    with world.engine.connect() as conn:
+        left = set(conn.execute(sa.select(task.c.id).where(task.c.task_group_id == group_id))
+                   .scalars())
+    successes = [t for t, ok in finished if ok]
+    failure = next(t for t, ok in finished if not ok)
+    assert set(successes[-3:]) <= left and not set(successes[:-3]) & left
+    assert failure in left  # failures are kept 7 days
+    world.clock.advance(timedelta(days=6))
+    world.beat("c")
+    supervisor._next_prune_at = None
+    supervisor.sweep()
+    with world.engine.connect() as conn:
+        assert conn.execute(sa.select(task.c.id).where(task.c.id == failure)).first() is None
+        assert conn.execute(sa.select(run_log.c.id).where(run_log.c.task_id == failure)).first() \
+            is None
