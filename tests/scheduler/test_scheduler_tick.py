@@ -183,3 +183,41 @@ def test_given_the_scheduler_stops_then_its_claims_are_released(harness: Harness
     assert h.task_row(task_id).claimed_by == "node-a"
     h.service.stop()
     assert h.task_row(task_id).claimed_by is None
+
+
+def test_given_an_outage_and_misfire_run_once_then_the_missed_run_fires_once(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.register("c1", "job-a")
+    group_id = add_group(h, start_in_s=1)
+    h.clock.advance(60)  # no scheduler ticked for a minute: 60 slots were missed
+    h.register("c1", "job-a")
+    for _ in range(3):
+        h.service.tick()
+    assert h.redis.llen(client_queue("c1")) == 1
+    assert h.task_row(pending_task_id(h, group_id)).status == TaskStatus.SCHEDULER
+
+
+def test_given_an_outage_and_misfire_skip_then_the_missed_run_waits_for_the_next_slot(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.register("c1", "job-a")
+    group_id = add_group(h, start_in_s=1, misfire="skip", interval_ms=10_000)
+    task_id = pending_task_id(h, group_id)
+    planned = h.task_row(task_id).start_at
+    h.clock.advance(60.5)
+    h.register("c1", "job-a")
+    h.service.tick()
+    assert h.redis.llen(client_queue("c1")) == 0
+    moved = h.task_row(task_id)
+    assert moved.status == TaskStatus.NONE
+    assert moved.start_at == planned + timedelta(seconds=60)  # next slot on the grid
+    with h.engine.connect() as conn:
+        logs = conn.execute(sa.select(run_log.c.content).where(run_log.c.task_id == task_id))
+        assert any("misfire=skip" in line for line in logs.scalars())
+    h.clock.set(moved.start_at)
+    h.service.tick()
+    h.service.tick()
+    assert h.redis.llen(client_queue("c1")) == 1
