@@ -12,7 +12,7 @@ from fss.domain.status import FINISHED, TaskStatus
 from fss.errors import InvalidField
 from fss.store import tasks as store
 from fss.store.clients import list_clients
-from fss.store.rows import LOG_LEVEL_NAMES, LogRow
+from fss.store.rows import LOG_LEVEL_NAMES, ClientRow, LogRow
 
 
 @click.group("task")
@@ -156,3 +156,9 @@ def list_client_rows(cli: CliContext, as_json: bool) -> None:
             for c in rows
         ],
     )
+
+
+def client_state(row: ClientRow) -> str:
+    if row.kicked_at is not None:
+        return "kicked"
+    return "ready" if row.accepting else "draining"

@@ -25,6 +25,7 @@ from fss.store.tasks import ClaimedTask, DispatchTarget
 log = logging.getLogger(__name__)
 
 CLIENT_CACHE_S = 0.5
+FRESH_HEARTBEATS = 3
 
 
 class Outcome(enum.Enum):
@@ -124,8 +125,15 @@ class Dispatcher:
             # A client may have registered since the cache was read: look once more.
             self._refresh_clients(now, force=True)
             able = {c.id: c for c in self._clients if c.dispatchable and job_name in c.job_names}
-        chosen = self._selector.pick(job_name, list(able))
+        chosen = self._selector.pick(job_name, list(self._freshest(able, now)))
         return able[chosen] if chosen is not None else None
+
+    def _freshest(self, able: dict[str, ClientRow], now: datetime) -> dict[str, ClientRow]:
+        """Prefer clients heard from within a few heartbeats: a client killed a moment ago
+        stays 'alive' for the whole liveness timeout, and orders sent to it wait that long."""
+        recent = now - timedelta(seconds=FRESH_HEARTBEATS * self._settings.heartbeat_s)
+        fresh = {k: c for k, c in able.items() if c.heartbeat_at >= recent}
+        return fresh or able
 
     def _refresh_clients(self, now: datetime, force: bool = False) -> None:
         fresh = (
