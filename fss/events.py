@@ -149,7 +149,7 @@ def from_dict(item: Any) -> Event:
     return event
 
 
-def _parse_time(name: str, value: Any) -> datetime:
+def require_time(name: str, value: Any) -> datetime:
     if not isinstance(value, str):
         raise InvalidField(name, "must be an ISO 8601 time")
     try:
@@ -168,19 +168,19 @@ def _coerce(name: str, type_name: str, value: Any) -> Any:
     return converter(name, value) if converter else value
 
 
-def _int(name: str, value: Any) -> int:
+def require_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidField(name, "must be an integer")
     return value
 
 
-def _str(name: str, value: Any) -> str:
+def require_str(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidField(name, "must be a string")
     return value
 
 
-def _bool(name: str, value: Any) -> bool:
+def require_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidField(name, "must be true or false")
     return value
@@ -192,19 +192,19 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _dict(name: str, value: Any) -> dict[str, Any]:
+def require_dict(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidField(name, "must be an object")
     return value
 
 
 _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
-    "int": _int,
-    "str": _str,
-    "bool": _bool,
-    "datetime": _parse_time,
+    "int": require_int,
+    "str": require_str,
+    "bool": require_bool,
+    "datetime": require_time,
     "tuple[str, ...]": _names,
-    "dict[str, Any]": _dict,
+    "dict[str, Any]": require_dict,
 }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from fss.domain.clock import as_utc
 from fss.errors import InvalidField
+from fss.events import require_dict, require_int, require_str, require_time
 
 
 @dataclass(frozen=True)
@@ -33,18 +34,17 @@ class RunOrder:
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> RunOrder:
-        try:
-            order = cls(
-                task_id=int(kwargs["task_id"]),
-                attempt=int(kwargs["attempt"]),
-                group_id=int(kwargs["group_id"]),
-                job_name=str(kwargs["job_name"]),
-                client_id=str(kwargs["client_id"]),
-                start_at=as_utc(datetime.fromisoformat(str(kwargs["start_at"]))),
-                data=dict(kwargs.get("data") or {}),
-            )
-        except KeyError as exc:
-            raise InvalidField(str(exc.args[0]), "missing in run order") from None
-        except (TypeError, ValueError) as exc:
-            raise InvalidField("order", f"malformed run order ({exc})") from None
-        return order
+        """Strict: a wrong type is an InvalidField naming the field, never coerced."""
+        for name in ("task_id", "attempt", "group_id", "job_name", "client_id", "start_at"):
+            if name not in kwargs:
+                raise InvalidField(name, "missing in run order")
+        data = kwargs.get("data")
+        return cls(
+            task_id=require_int("task_id", kwargs["task_id"]),
+            attempt=require_int("attempt", kwargs["attempt"]),
+            group_id=require_int("group_id", kwargs["group_id"]),
+            job_name=require_str("job_name", kwargs["job_name"]),
+            client_id=require_str("client_id", kwargs["client_id"]),
+            start_at=require_time("start_at", kwargs["start_at"]),
+            data={} if data is None else require_dict("data", data),
+        )

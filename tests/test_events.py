@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -68,6 +68,8 @@ EXAMPLES: list[Event] = [
         queue="fss.client.go-1",
         at=AT,
         language="go",
+        accepting=False,
+        active=2,
     ),
     ClientLeft(client_id="w-1", at=AT),
 ]
@@ -146,6 +148,13 @@ def test_given_a_log_event_without_an_id_then_one_is_made_up() -> None:
 
     assert isinstance(decoded, TaskLogged)
     assert len(decoded.event_id) == 32
+
+
+def test_required_fields_are_the_ones_every_sender_must_set() -> None:
+    assert ("started", "task_id") in REQUIRED
+    assert ("log", "event_id") not in REQUIRED
+    assert ("finished", "next_at") not in REQUIRED
+    assert ("heartbeat", "language") not in REQUIRED
 
 
 def test_given_optional_fields_left_out_then_defaults_apply() -> None:
@@ -233,7 +242,7 @@ REQUIRED = [
     (kind, f.name)
     for kind, cls in EVENT_TYPES.items()
     for f in fields(cls)
-    if f.name not in {"event_id", "next_at", "error", "data", "language"}
+    if f.default is MISSING and f.default_factory is MISSING
 ]
 
 
@@ -296,6 +305,8 @@ def test_given_a_required_field_null_then_invalid_field_names_it(kind: str, name
         ("heartbeat", "host", None),
         ("heartbeat", "queue", 7),
         ("heartbeat", "language", 3),
+        ("heartbeat", "accepting", "no"),
+        ("heartbeat", "active", True),
         ("left", "client_id", ["w-1"]),
         ("left", "at", None),
     ],

@@ -117,7 +117,17 @@ def list_groups(cli: CliContext, as_json: bool) -> None:
         emit_json([g.to_json() for g in rows])
         return
     emit_table(
-        ["id", "caption", "job_name", "schedule", "enabled", "next_at", "runs", "avg_ms", "task"],
+        [
+            "id",
+            "caption",
+            "job_name",
+            "schedule",
+            "is_enable",
+            "next_at",
+            "run_count",
+            "run_speed_avg",
+            "task_id",
+        ],
         [
             [
                 g.id,

@@ -48,14 +48,14 @@ def list_tasks(
     emit_table(
         [
             "id",
-            "group",
+            "task_group_id",
             "job_name",
             "status",
             "progress",
             "start_at",
-            "run_ms",
-            "client",
-            "node",
+            "run_speed",
+            "client_id",
+            "server_node",
             "attempt",
         ],
         [

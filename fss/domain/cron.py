@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
+from fss.domain.clock import as_utc
 from fss.errors import InvalidField
 
 MAX_CRON_LENGTH = 128
@@ -36,9 +37,13 @@ def _checked(expression: str) -> str:
     normalized = normalize_cron(expression)
     seconds_first = len(normalized.split()) == 6
     try:
-        croniter(normalized, datetime(2000, 1, 1), second_at_beginning=seconds_first)
+        it = croniter(normalized, datetime(2000, 1, 1), second_at_beginning=seconds_first)
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidField("cron", f"{expression!r} is not a valid expression ({exc})") from None
+    try:
+        it.get_next(datetime)
+    except CroniterBadDateError:
+        raise InvalidField("cron", f"{expression!r} never fires (no such date)") from None
     return normalized
 
 
@@ -61,7 +66,7 @@ def next_cron_time(expression: str, after: datetime, time_zone: str | None = Non
     normalized = validate_cron(expression)
     zone = load_zone(time_zone)
     seconds_first = len(normalized.split()) == 6
-    local_after = after.astimezone(zone)
+    local_after = as_utc(after).astimezone(zone)
     it = croniter(normalized, local_after, second_at_beginning=seconds_first)
     fire: datetime = it.get_next(datetime)
     return fire.astimezone(timezone.utc)

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 from fss.domain.group_spec import GroupSpec, validate_data
 from fss.domain.schedule import initial_run_at
 from fss.domain.status import TaskStatus
-from fss.errors import GroupBusy, GroupNotFound
+from fss.errors import GroupBusy, GroupNotFound, InvalidField
 from fss.store.rows import GroupRow
 from fss.store.tables import inserted_id, run_log, task, task_group
 
@@ -104,7 +104,14 @@ def edit_group(engine: Engine, group_id: int, changes: dict[str, Any], now: date
 
 
 def _schedule_exclusive(changes: dict[str, Any]) -> dict[str, Any]:
-    """Setting one schedule kind clears the others."""
+    """Setting one schedule kind clears the others; setting two at once is an error."""
+    given = [
+        changes.get("interval_ms") is not None,
+        bool(changes.get("cron")),
+        bool(changes.get("job_sets_next")),
+    ]
+    if sum(given) > 1:
+        raise InvalidField("schedule", "give at most one of interval_ms, cron or job_sets_next")
     result = dict(changes)
     if changes.get("interval_ms") is not None:
         result.update(cron=None, job_sets_next=False)
@@ -128,11 +135,15 @@ def set_enabled(engine: Engine, group_id: int, enabled: bool, now: datetime) -> 
                 _schedule_pending(conn, group_id, now)
         else:
             # A dispatched or running task finishes; only the waiting one is withdrawn.
-            conn.execute(
+            withdrawn = conn.execute(
                 task.delete().where(
                     task.c.task_group_id == group_id, task.c.status == TaskStatus.NONE
                 )
-            )
+            ).rowcount
+            if withdrawn:
+                conn.execute(
+                    task_group.update().where(task_group.c.id == group_id).values(task_id=None)
+                )
         return get_group(conn, group_id)
 
 

@@ -69,6 +69,9 @@ task_group = sa.Table(
     # What a run missed while no scheduler was up does: "run-once" (then back on schedule)
     # or "skip" (wait for the next slot).
     sa.Column("misfire", sa.String(16), nullable=False, server_default="run-once"),
+    # Ids are never reused (SQLite would reuse the highest after a delete): a late event
+    # naming a deleted task must not match a new one.
+    sqlite_autoincrement=True,
 )
 
 task = sa.Table(
@@ -102,6 +105,7 @@ task = sa.Table(
     sa.Index("ix_task_group_status", "task_group_id", "status"),
     sa.Index("ix_task_client_status", "client_id", "status"),
     sa.UniqueConstraint("open_group_id", name="uq_task_open_group_id"),
+    sqlite_autoincrement=True,
 )
 
 run_log = sa.Table(
@@ -117,6 +121,7 @@ run_log = sa.Table(
     sa.Index("ix_run_log_task_id", "task_id"),
     sa.Index("ix_run_log_group_id", "task_group_id"),
     sa.UniqueConstraint("event_id", name="uq_run_log_event_id"),
+    sqlite_autoincrement=True,
 )
 
 client = sa.Table(

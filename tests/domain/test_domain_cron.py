@@ -19,7 +19,9 @@ def at(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
 
 
-def firings(expression: str, after: datetime, count: int, zone: str | None = None) -> list[datetime]:
+def firings(
+    expression: str, after: datetime, count: int, zone: str | None = None
+) -> list[datetime]:
     result = []
     moment = after
     for _ in range(count):

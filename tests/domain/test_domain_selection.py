@@ -58,7 +58,12 @@ def test_given_two_jobs_then_each_has_its_own_turn() -> None:
 
 def test_given_candidates_in_a_different_order_then_the_sequence_is_the_same() -> None:
     first, second = RoundRobin(), RoundRobin()
-    orders = [CLIENTS, list(reversed(CLIENTS)), sorted(CLIENTS), ["client-b", "client-c", "client-a"]]
+    orders = [
+        CLIENTS,
+        list(reversed(CLIENTS)),
+        sorted(CLIENTS),
+        ["client-b", "client-c", "client-a"],
+    ]
 
     for i in range(12):
         assert first.pick("hello", CLIENTS) == second.pick("hello", orders[i % len(orders)])

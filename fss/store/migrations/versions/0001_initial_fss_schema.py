@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_run_log")),
         sa.UniqueConstraint("event_id", name="uq_run_log_event_id"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("run_log", schema=None) as batch_op:
         batch_op.create_index("ix_run_log_group_id", ["task_group_id"], unique=False)
@@ -95,6 +96,7 @@ def upgrade() -> None:
         sa.Column("create_at", fss.store.tables.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_task")),
         sa.UniqueConstraint("open_group_id", name="uq_task_open_group_id"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("task", schema=None) as batch_op:
         batch_op.create_index("ix_task_client_status", ["client_id", "status"], unique=False)
@@ -125,6 +127,7 @@ def upgrade() -> None:
         sa.Column("time_zone", sa.String(length=64), nullable=True),
         sa.Column("created_at", fss.store.tables.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_task_group")),
+        sqlite_autoincrement=True,
     )
 
 

@@ -1,0 +1,589 @@
+"""`fss db` and `fss group ...` through click's CliRunner, on SQLite, PostgreSQL and MySQL."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+from sqlalchemy.engine import Engine
+
+from fss.cli import cli
+from fss.domain.status import TaskStatus
+from fss.store import migrate
+from fss.store.engine import create_engine
+from fss.store.tables import run_log, task, task_group
+
+UTC = timezone.utc
+START = "2030-01-01T00:00:00"
+START_AT = datetime(2030, 1, 1, tzinfo=UTC)
+LIST_COLUMNS = [
+    "id",
+    "caption",
+    "job_name",
+    "schedule",
+    "is_enable",
+    "next_at",
+    "run_count",
+    "run_speed_avg",
+    "task_id",
+]
+
+Fss = Callable[..., Result]
+
+# Behaviour that is the same SQL on every backend runs on SQLite only, to keep the suite fast;
+# the rest runs on SQLite, PostgreSQL and MySQL.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def invoke(url: str, *args: str) -> Result:
+    result = CliRunner().invoke(cli, [*args, "--database-url", url], catch_exceptions=False)
+    assert result.exit_code == 0, (args, result.output)
+    assert result.stderr == "", (args, result.stderr)
+    return result
+
+
+@pytest.fixture
+def fss(database_url: str) -> Fss:
+    """`fss ARGS --database-url <this test's database>`, schema upgraded, asserting success."""
+    invoke(database_url, "db", "upgrade")
+    return lambda *args: invoke(database_url, *args)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = create_engine(database_url)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+def fss_json(fss: Fss, *args: str) -> Any:
+    return json.loads(fss(*args, "--json").stdout)
+
+
+def add(fss: Fss, *args: str, caption: str = "report", job_name: str = "reports.nightly") -> int:
+    out = fss("group", "add", "--caption", caption, "--job-name", job_name, *args).stdout
+    assert re.fullmatch(r"\d+\n", out), out
+    return int(out)
+
+
+def tasks_of(engine: Engine, group_id: int) -> list[sa.Row[Any]]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(task).where(task.c.task_group_id == group_id).order_by(task.c.id)
+            )
+        )
+
+
+def pending_of(engine: Engine, group_id: int) -> sa.Row[Any]:
+    rows = [r for r in tasks_of(engine, group_id) if r.status == TaskStatus.NONE]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def table(out: str) -> list[list[str]]:
+    return [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+def test_given_an_empty_database_when_upgraded_then_current_reports_the_head(
+    database_url: str,
+) -> None:
+    head = migrate.head_revision()
+
+    before = invoke(database_url, "db", "current").stdout
+    upgraded = invoke(database_url, "db", "upgrade").stdout
+    after = invoke(database_url, "db", "current").stdout
+
+    assert before == "empty (needs `fss db upgrade`)\n"
+    assert upgraded == f"database at revision {head}\n"
+    assert after == f"{head} (up to date)\n"
+
+
+@sqlite_only
+def test_given_an_upgraded_database_when_upgraded_again_then_nothing_changes(fss: Fss) -> None:
+    assert fss("db", "upgrade").stdout == f"database at revision {migrate.head_revision()}\n"
+
+
+# -- group add --------------------------------------------------------------------------------
+
+
+def test_given_an_interval_when_adding_then_the_id_is_printed_and_a_task_waits_at_start(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--interval-ms", "1500", "--start-at", START)
+
+    shown = fss_json(fss, "group", "show", str(group_id))
+    pending = pending_of(engine, group_id)
+    assert shown["id"] == group_id
+    assert (shown["caption"], shown["job_name"]) == ("report", "reports.nightly")
+    assert (shown["interval_ms"], shown["cron"], shown["schedule"]) == (1500, None, "every 1500 ms")
+    assert shown["is_enable"] is True
+    assert shown["data"] == {}
+    assert parse_time(shown["start_at"]) == START_AT
+    assert parse_time(shown["next_at"]) == START_AT
+    assert shown["task_id"] == pending.id
+    assert pending.start_at == START_AT
+    assert pending.job_name == "reports.nightly"
+
+
+@sqlite_only
+def test_given_no_start_when_adding_an_interval_then_the_first_task_is_due_now(
+    fss: Fss, engine: Engine
+) -> None:
+    before = datetime.now(UTC)
+    group_id = add(fss, "--interval-ms", "60000")
+    after = datetime.now(UTC)
+
+    assert before <= pending_of(engine, group_id).start_at <= after
+
+
+@sqlite_only
+def test_given_a_cron_in_a_zone_when_adding_then_the_task_waits_for_the_first_local_firing(
+    fss: Fss, engine: Engine
+) -> None:
+    # 08:00 in Shanghai is 00:00 UTC; the start (01:00 UTC) is past that day's firing.
+    group_id = add(
+        fss,
+        "--cron",
+        "0 8 * * *",
+        "--time-zone",
+        "Asia/Shanghai",
+        "--start-at",
+        f"{START[:11]}01:00",
+    )
+
+    shown = fss_json(fss, "group", "show", str(group_id))
+    assert (shown["cron"], shown["interval_ms"], shown["time_zone"]) == (
+        "0 8 * * *",
+        None,
+        "Asia/Shanghai",
+    )
+    assert shown["schedule"] == "cron 0 8 * * * (Asia/Shanghai)"
+    assert pending_of(engine, group_id).start_at == datetime(2030, 1, 2, 0, 0, tzinfo=UTC)
+    assert parse_time(shown["next_at"]) == datetime(2030, 1, 2, 0, 0, tzinfo=UTC)
+
+
+@sqlite_only
+def test_given_a_seconds_cron_without_start_when_adding_then_the_task_is_on_an_even_second(
+    fss: Fss, engine: Engine
+) -> None:
+    before = datetime.now(UTC)
+    group_id = add(fss, "--cron", "*/2 * * * * *")
+    after = datetime.now(UTC)
+
+    start = pending_of(engine, group_id).start_at
+    assert before - timedelta(seconds=1) < start <= after + timedelta(seconds=2)
+    assert start.second % 2 == 0
+    assert start.microsecond == 0
+
+
+@sqlite_only
+def test_given_a_quartz_cron_when_adding_then_it_is_stored_normalized(fss: Fss) -> None:
+    group_id = add(fss, "--cron", "0 0 12 ? * MON", "--start-at", START)
+
+    assert fss_json(fss, "group", "show", str(group_id))["cron"] == "0 0 12 * * MON"
+
+
+def test_given_job_sets_next_and_data_when_adding_then_both_are_kept(
+    fss: Fss, engine: Engine
+) -> None:
+    data = {"cursor": 17, "name": "héllo ✓", "nested": {"list": [1, None, True]}}
+
+    group_id = add(fss, "--job-sets-next", "--data", json.dumps(data), "--start-at", START)
+
+    shown = fss_json(fss, "group", "show", str(group_id))
+    assert shown["data"] == data
+    assert (shown["interval_ms"], shown["cron"], shown["schedule"]) == (None, None, "set by job")
+    assert pending_of(engine, group_id).start_at == START_AT
+
+
+@sqlite_only
+def test_given_a_start_with_an_offset_when_adding_then_it_is_stored_in_utc(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", "2030-01-01T08:00:00+08:00")
+
+    assert pending_of(engine, group_id).start_at == START_AT
+    assert parse_time(fss_json(fss, "group", "show", str(group_id))["start_at"]) == START_AT
+
+
+def test_given_disabled_when_adding_then_no_task_is_created(fss: Fss, engine: Engine) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--disabled")
+
+    shown = fss_json(fss, "group", "show", str(group_id))
+    assert shown["is_enable"] is False
+    assert shown["task_id"] is None
+    assert tasks_of(engine, group_id) == []
+
+
+@sqlite_only
+def test_given_two_groups_when_adding_then_ids_differ_and_each_has_one_task(
+    fss: Fss, engine: Engine
+) -> None:
+    first = add(fss, "--interval-ms", "1000", "--start-at", START)
+    second = add(fss, "--cron", "0 * * * *", "--start-at", START)
+
+    assert first != second
+    assert len(tasks_of(engine, first)) == len(tasks_of(engine, second)) == 1
+
+
+# -- group list / show ------------------------------------------------------------------------
+
+
+@sqlite_only
+def test_given_no_groups_when_listing_then_only_the_header_and_an_empty_json_list(fss: Fss) -> None:
+    assert table(fss("group", "list").stdout) == [[c.upper() for c in LIST_COLUMNS]]
+    assert fss_json(fss, "group", "list") == []
+
+
+def test_given_groups_when_listing_then_one_row_each_in_id_order(fss: Fss) -> None:
+    first = add(fss, "--interval-ms", "1500", "--start-at", START, caption="first")
+    second = add(fss, "--cron", "0 12 * * *", "--disabled", caption="second", job_name="b")
+
+    rows = table(fss("group", "list").stdout)
+
+    assert rows[0] == [c.upper() for c in LIST_COLUMNS]
+    by_column = [dict(zip(LIST_COLUMNS, row, strict=True)) for row in rows[1:]]
+    assert [r["id"] for r in by_column] == [str(first), str(second)]
+    assert by_column[0]["caption"] == "first"
+    assert by_column[0]["schedule"] == "every 1500 ms"
+    assert by_column[0]["is_enable"] == "yes"
+    assert by_column[0]["next_at"] == "2030-01-01 00:00:00.000"
+    assert by_column[1]["schedule"] == "cron 0 12 * * *"
+    assert by_column[1]["is_enable"] == "no"
+    assert by_column[1]["task_id"] == "-"
+
+
+def test_given_groups_when_listing_as_json_then_a_parseable_list_of_full_records(fss: Fss) -> None:
+    first = add(fss, "--interval-ms", "1500", "--start-at", START, caption="first")
+    second = add(fss, "--job-sets-next", "--data", '{"a": 1}', caption="second")
+
+    listed = fss_json(fss, "group", "list")
+
+    assert [g["id"] for g in listed] == [first, second]
+    assert listed[0]["schedule"] == "every 1500 ms"
+    assert listed[1]["data"] == {"a": 1}
+    assert listed == [fss_json(fss, "group", "show", str(g)) for g in (first, second)]
+
+
+@sqlite_only
+def test_given_groups_when_listing_as_json_then_fields_are_named_as_the_table_columns(
+    fss: Fss,
+) -> None:
+    add(fss, "--interval-ms", "1500", "--start-at", START)
+
+    (record,) = fss_json(fss, "group", "list")
+    header = [c.lower() for c in table(fss("group", "list").stdout)[0]]
+
+    missing = [column for column in header if column not in record]
+    assert missing == []
+
+
+@sqlite_only
+def test_given_a_group_when_shown_as_text_then_one_line_per_field(fss: Fss) -> None:
+    group_id = add(fss, "--interval-ms", "1500", "--start-at", START, caption="first")
+
+    lines = dict(
+        re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        for line in fss("group", "show", str(group_id)).stdout.splitlines()
+    )
+
+    assert lines["id"] == str(group_id)
+    assert lines["caption"] == "first"
+    assert lines["schedule"] == "every 1500 ms"
+    assert lines["is_enable"] == "yes"
+
+
+# -- group edit -------------------------------------------------------------------------------
+
+
+def test_given_a_cron_group_when_its_cron_changes_then_the_waiting_task_moves(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--cron", "0 12 * * *", "--start-at", START)
+    before = pending_of(engine, group_id)
+    assert before.start_at == datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+    edited = fss_json(fss, "group", "edit", str(group_id), "--cron", "30 6 * * *")
+
+    after = pending_of(engine, group_id)
+    assert after.id == before.id
+    assert after.start_at == datetime(2030, 1, 1, 6, 30, tzinfo=UTC)
+    assert parse_time(edited["next_at"]) == after.start_at
+    assert edited["cron"] == "30 6 * * *"
+
+
+def test_given_an_interval_group_when_cron_is_set_then_the_interval_is_cleared(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", START)
+
+    edited = fss_json(fss, "group", "edit", str(group_id), "--cron", "0 12 * * *")
+
+    assert (edited["cron"], edited["interval_ms"]) == ("0 12 * * *", None)
+    assert edited["schedule"] == "cron 0 12 * * *"
+    assert fss_json(fss, "group", "show", str(group_id)) == edited
+    assert pending_of(engine, group_id).start_at == datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@sqlite_only
+def test_given_a_cron_group_when_an_interval_is_set_then_the_cron_is_cleared(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--cron", "0 12 * * *", "--start-at", START)
+
+    edited = fss_json(fss, "group", "edit", str(group_id), "--interval-ms", "2500")
+
+    assert (edited["cron"], edited["interval_ms"]) == (None, 2500)
+    assert pending_of(engine, group_id).start_at == START_AT
+
+
+@sqlite_only
+def test_given_a_group_when_job_sets_next_is_set_then_both_schedules_are_cleared(
+    fss: Fss,
+) -> None:
+    group_id = add(fss, "--cron", "0 12 * * *", "--start-at", START)
+
+    edited = fss_json(fss, "group", "edit", str(group_id), "--job-sets-next")
+
+    assert (edited["cron"], edited["interval_ms"], edited["schedule"]) == (None, None, "set by job")
+
+
+@sqlite_only
+def test_given_a_group_when_its_start_moves_then_the_waiting_task_moves_with_it(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", START)
+    later = datetime(2031, 6, 1, 9, 30, tzinfo=UTC)
+
+    fss("group", "edit", str(group_id), "--start-at", later.isoformat())
+
+    assert pending_of(engine, group_id).start_at == later
+    assert parse_time(fss_json(fss, "group", "show", str(group_id))["start_at"]) == later
+
+
+def test_given_a_group_when_only_caption_job_name_and_data_change_then_the_task_stays(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", START)
+    before = pending_of(engine, group_id)
+
+    edited = fss_json(
+        fss,
+        "group",
+        "edit",
+        str(group_id),
+        "--caption",
+        "renamed",
+        "--job-name",
+        "jobs.other",
+        "--data",
+        '{"x": [1]}',
+    )
+
+    after = pending_of(engine, group_id)
+    assert (edited["caption"], edited["job_name"], edited["data"]) == (
+        "renamed",
+        "jobs.other",
+        {"x": [1]},
+    )
+    assert edited["interval_ms"] == 1000
+    assert (after.id, after.start_at) == (before.id, before.start_at)
+    assert after.job_name == "jobs.other"
+
+
+@sqlite_only
+def test_given_an_edit_without_json_then_the_group_is_printed_as_text(fss: Fss) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", START)
+
+    out = fss("group", "edit", str(group_id), "--caption", "renamed").stdout
+
+    assert re.search(r"^caption\s+renamed$", out, re.MULTILINE)
+
+
+# -- enable / disable / run / delete ----------------------------------------------------------
+
+
+@sqlite_only
+def test_given_an_enabled_group_when_disabled_then_its_waiting_task_is_withdrawn(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", START)
+
+    out = fss("group", "disable", str(group_id)).stdout
+
+    assert out == f"group {group_id} disabled\n"
+    assert tasks_of(engine, group_id) == []
+    assert fss_json(fss, "group", "show", str(group_id))["is_enable"] is False
+
+
+@sqlite_only
+def test_given_a_disabled_group_then_it_does_not_point_at_a_task_that_no_longer_exists(
+    fss: Fss,
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", START)
+    fss("group", "disable", str(group_id))
+
+    shown = fss_json(fss, "group", "show", str(group_id))
+
+    if shown["task_id"] is not None:
+        listed = fss_json(fss, "task", "list", "--group", str(group_id))
+        assert shown["task_id"] in [t["id"] for t in listed]
+
+
+@sqlite_only
+def test_given_a_disabled_group_when_enabled_then_a_waiting_task_is_created(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", START, "--disabled")
+
+    out = fss("group", "enable", str(group_id)).stdout
+
+    pending = pending_of(engine, group_id)
+    assert out == f"group {group_id} enabled; next run at {START_AT.isoformat()}\n"
+    assert pending.start_at == START_AT
+    shown = fss_json(fss, "group", "show", str(group_id))
+    assert shown["is_enable"] is True
+    assert shown["task_id"] == pending.id
+
+
+@sqlite_only
+def test_given_an_enabled_group_when_enabled_again_then_still_one_waiting_task(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", START)
+    before = pending_of(engine, group_id)
+
+    fss("group", "enable", str(group_id))
+
+    assert [r.id for r in tasks_of(engine, group_id)] == [before.id]
+
+
+def test_given_disable_then_enable_then_exactly_one_waiting_task(fss: Fss, engine: Engine) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", START)
+
+    fss("group", "disable", str(group_id))
+    fss("group", "enable", str(group_id))
+
+    assert pending_of(engine, group_id).start_at == START_AT
+    assert len(tasks_of(engine, group_id)) == 1
+
+
+def test_given_a_future_task_when_run_now_then_the_same_task_becomes_due_now(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", START)
+    waiting = pending_of(engine, group_id)
+
+    before = datetime.now(UTC)
+    out = fss("group", "run", str(group_id)).stdout
+    after = datetime.now(UTC)
+
+    pending = pending_of(engine, group_id)
+    assert out == f"{waiting.id}\n"
+    assert pending.id == waiting.id
+    assert before <= pending.start_at <= after
+    assert parse_time(fss_json(fss, "group", "show", str(group_id))["next_at"]) == pending.start_at
+
+
+@sqlite_only
+def test_given_a_group_without_a_waiting_task_when_run_now_then_one_is_created_due_now(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--disabled")
+
+    before = datetime.now(UTC)
+    out = fss("group", "run", str(group_id)).stdout
+    after = datetime.now(UTC)
+
+    pending = pending_of(engine, group_id)
+    assert out == f"{pending.id}\n"
+    assert before <= pending.start_at <= after
+
+
+def test_given_a_group_with_tasks_and_logs_when_deleted_then_all_of_it_is_gone(
+    fss: Fss, engine: Engine
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--start-at", START)
+    other = add(fss, "--interval-ms", "1000", "--start-at", START, caption="other")
+    task_id = pending_of(engine, group_id).id
+    with engine.begin() as conn:
+        conn.execute(
+            run_log.insert().values(
+                task_id=task_id,
+                task_group_id=group_id,
+                log_level=2,
+                content="x",
+                create_at=START_AT,
+            )
+        )
+
+    out = fss("group", "delete", str(group_id)).stdout
+
+    assert out == f"group {group_id} deleted\n"
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(task_group.c.id)).scalars().all() == [other]
+        assert conn.execute(sa.select(task.c.task_group_id)).scalars().all() == [other]
+        assert conn.execute(sa.select(sa.func.count()).select_from(run_log)).scalar() == 0
+    assert [g["id"] for g in fss_json(fss, "group", "list")] == [other]
+
+
+def test_given_a_deleted_group_when_a_new_one_is_added_then_no_id_is_reused(
+    fss: Fss, engine: Engine
+) -> None:
+    # A stale event for a deleted task (task id, attempt, client) must never match a new
+    # task: ids of deleted groups and tasks must not come back.
+    old_group = add(fss, "--interval-ms", "1000", "--start-at", START)
+    old_task = pending_of(engine, old_group).id
+    fss("group", "delete", str(old_group))
+
+    new_group = add(fss, "--interval-ms", "1000", "--start-at", START)
+
+    assert new_group != old_group
+    assert pending_of(engine, new_group).id != old_task
+
+
+@sqlite_only
+def test_given_one_group_disabled_when_another_is_listed_then_it_is_unaffected(
+    fss: Fss, engine: Engine
+) -> None:
+    first = add(fss, "--interval-ms", "1000", "--start-at", START)
+    second = add(fss, "--interval-ms", "1000", "--start-at", START)
+
+    fss("group", "disable", str(first))
+
+    assert tasks_of(engine, first) == []
+    assert pending_of(engine, second).start_at == START_AT
+
+
+def _status_counts(engine: Engine) -> dict[int, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(task.c.status, sa.func.count()).group_by(task.c.status))
+        return {int(status): int(n) for status, n in rows}
+
+
+def test_every_enabled_group_has_exactly_one_unfinished_task(fss: Fss, engine: Engine) -> None:
+    ids = [add(fss, "--interval-ms", str(1000 + i), "--start-at", START) for i in range(3)]
+    fss("group", "run", str(ids[0]))
+    fss("group", "edit", str(ids[1]), "--cron", "0 * * * *")
+    fss("group", "disable", str(ids[2]))
+    fss("group", "enable", str(ids[2]))
+
+    assert _status_counts(engine) == {int(TaskStatus.NONE): 3}
+    for group_id in ids:
+        assert len(tasks_of(engine, group_id)) == 1
