@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from fss.domain.clock import as_utc
+from fss.domain.group_spec import validate_data
 from fss.errors import InvalidField
 
 ENVELOPE_VERSION = 1
@@ -208,6 +209,18 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
+# Column sizes in the store: longer values are refused here, not cut by the database.
+_TEXT_LIMITS = {
+    "event_id": 64,
+    "host": 128,
+    "ip": 64,
+    "queue": 200,
+    "language": 32,
+    "content": MAX_LOG_CONTENT,
+    "error": MAX_ERROR_TEXT,
+}
+
+
 def check(event: Event) -> None:
     """Range checks shared by every way an event can arrive."""
     if isinstance(event, TaskProgressed) and not 0 <= event.progress <= 100:
@@ -216,6 +229,18 @@ def check(event: Event) -> None:
         raise InvalidField("level", f"must be 0..5 (Trace..Critical), got {event.level}")
     if isinstance(event, TaskFinished) and event.run_speed_ms < 0:
         raise InvalidField("run_speed_ms", "must be >= 0")
+    for name, limit in _TEXT_LIMITS.items():
+        value = getattr(event, name, None)
+        if isinstance(value, str) and len(value) > limit:
+            raise InvalidField(name, f"longer than {limit} characters")
+    if isinstance(event, TaskFinished) and event.data is not None:
+        validate_data(event.data)
+    if isinstance(event, TaskLogged) and not event.event_id:
+        raise InvalidField("event_id", "must not be empty")
+    if isinstance(event, ClientHeartbeat):
+        for job_name in event.job_names:
+            if not job_name or len(job_name) > 64:
+                raise InvalidField("job_names", f"{job_name!r} is not a job name (1..64)")
     task_id = getattr(event, "task_id", None)
     if task_id is not None and task_id <= 0:
         raise InvalidField("task_id", "must be > 0")

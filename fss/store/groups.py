@@ -98,7 +98,7 @@ def edit_group(engine: Engine, group_id: int, changes: dict[str, Any], now: date
             .where(task.c.task_group_id == group_id, task.c.status == TaskStatus.NONE)
             .values(job_name=merged.job_name)
         )
-        if {"interval_ms", "cron", "job_sets_next", "time_zone", "start_at"} & changes.keys():
+        if (merged.schedule, merged.start_at) != (current.schedule, current.start_at):
             _reschedule_pending(conn, group_id, now)
         return get_group(conn, group_id)
 
@@ -197,7 +197,7 @@ def _schedule_pending(conn: Connection, group_id: int, now: datetime) -> int:
 
 def _reschedule_pending(conn: Connection, group_id: int, now: datetime) -> None:
     group = get_group(conn, group_id)
-    run_at = initial_run_at(group.schedule, max(group.start_at, now), now)
+    run_at = initial_run_at(group.schedule, group.start_at, now)
     conn.execute(
         task.update()
         .where(task.c.task_group_id == group_id, task.c.status == TaskStatus.NONE)

@@ -226,9 +226,10 @@ def schedule_next(
     changes: dict[str, Any] = {"last_run_at": finished_at, "next_at": next_at}
     if success:
         changes["run_count"] = task_group.c.run_count + 1
+        # Floor division keeps the column integral on every backend (SQLite's / is real).
         changes["run_speed_avg"] = (
             task_group.c.run_speed_avg * task_group.c.run_count + run_speed_ms
-        ) / (task_group.c.run_count + 1)
+        ) // (task_group.c.run_count + 1)
     if data is not None:
         changes["data"] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     next_task_id: int | None = None

@@ -117,7 +117,7 @@ run_log = sa.Table(
     sa.Column("log_level", sa.SmallInteger(), nullable=False),
     sa.Column("content", LongText, nullable=False),
     sa.Column("create_at", UTCDateTime(), nullable=False),
-    sa.Column("event_id", sa.String(32), nullable=True),
+    sa.Column("event_id", sa.String(64), nullable=True),
     sa.Index("ix_run_log_task_id", "task_id"),
     sa.Index("ix_run_log_group_id", "task_group_id"),
     sa.UniqueConstraint("event_id", name="uq_run_log_event_id"),

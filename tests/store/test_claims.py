@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from store_helpers import (
+    BACKENDS,
     CLIENT,
     LEASE,
     LOOKAHEAD,
@@ -25,8 +26,10 @@ from store_helpers import (
     claim,
     claim_one,
     dispatch,
+    emptied,
     log_rows,
     migrated_engine,
+    module_engine,
     pending,
     task_row,
 )
@@ -40,17 +43,31 @@ from fss.store.tasks import ClaimedTask, DispatchTarget
 NODE_B = "node-b"
 MICRO = timedelta(microseconds=1)
 R = TypeVar("R")
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    yield from module_engine(request, tmp_path_factory)
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    with migrated_engine(database_url) as engine:
-        yield engine
+def engine(store_engine: Engine) -> Engine:
+    return emptied(store_engine)
 
 
 def _mark(engine: Engine, claimed: ClaimedTask, node: str = NODE, now: datetime = T0) -> int | None:
     with engine.begin() as conn:
         return tasks.mark_dispatched(conn, claimed, node, TARGET, now)
+
+
+def _in_threads(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """Run work(item) for every item, each in its own thread; re-raises their exceptions."""
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        futures = [pool.submit(work, item) for item in items]
+        return [f.result(timeout=60) for f in futures]
 
 
 # --- claim_due ------------------------------------------------------------------------------
@@ -337,12 +354,6 @@ def test_warn_no_client_once_writes_one_warning(engine: Engine) -> None:
 # --- concurrent claims ----------------------------------------------------------------------
 
 
-def _in_threads(work: Callable[[str], R] | Callable[..., R], items: list) -> list[R]:  # type: ignore[type-arg]
-    with ThreadPoolExecutor(max_workers=len(items)) as pool:
-        futures = [pool.submit(work, item) for item in items]
-        return [f.result(timeout=60) for f in futures]
-
-
 def _seed_due_tasks(engine: Engine, n: int) -> set[int]:
     """n enabled groups with one due task each, in two bulk statements."""
     with engine.begin() as conn:
@@ -380,27 +391,56 @@ def _seed_due_tasks(engine: Engine, n: int) -> set[int]:
         return set(conn.execute(sa.select(task.c.id)).scalars())
 
 
-def _claim_concurrently(engine: Engine, nodes: int, n_tasks: int, limit: int) -> None:
+def _claim_concurrently(
+    engine: Engine, nodes: int, n_tasks: int, limit: int
+) -> dict[str, list[ClaimedTask]]:
+    """Seed n_tasks due tasks, let `nodes` threads claim at the same `now`; check disjointness."""
     all_ids = _seed_due_tasks(engine, n_tasks)
     barrier = threading.Barrier(nodes)
 
-    def run(node: str) -> list[int]:
+    def run(node: str) -> list[ClaimedTask]:
         barrier.wait(timeout=10)
-        return [c.id for c in claim(engine, T0, node, limit=limit)]
+        return claim(engine, T0, node, limit=limit)
 
     names = [f"node-{i}" for i in range(nodes)]
     results = dict(zip(names, _in_threads(run, names), strict=True))
 
     seen: dict[int, str] = {}
-    for node, ids in results.items():
-        assert len(ids) == len(set(ids)), node
-        for task_id in ids:
-            assert task_id not in seen, f"task {task_id} claimed by {seen[task_id]} and {node}"
-            seen[task_id] = node
+    for node, claimed in results.items():
+        for c in claimed:
+            assert c.id not in seen, f"task {c.id} claimed by {seen[c.id]} and {node}"
+            seen[c.id] = node
     assert set(seen) == all_ids
     with engine.connect() as conn:
-        holders = {r.id: r.claimed_by for r in conn.execute(sa.select(task.c.id, task.c.claimed_by))}
+        holders = {
+            r.id: r.claimed_by for r in conn.execute(sa.select(task.c.id, task.c.claimed_by))
+        }
     assert holders == seen
+    return results
+
+
+def _dispatch_concurrently(engine: Engine, claims: dict[str, list[ClaimedTask]]) -> None:
+    """Each node dispatches its own claims, then tries some of a peer's (the real ClaimedTask
+    objects, so only the holder check stops it): every task goes out once, by its holder."""
+    names = list(claims)
+    now = T0 + SECOND
+
+    def run(node: str) -> int:
+        with engine.begin() as conn:
+            won = [tasks.mark_dispatched(conn, c, node, TARGET, now) for c in claims[node]]
+        peer = names[(names.index(node) + 1) % len(names)]
+        for stolen in claims[peer][:10]:
+            with engine.begin() as conn:
+                assert tasks.mark_dispatched(conn, stolen, node, TARGET, now) is None
+        assert won == [1] * len(won)
+        return len(won)
+
+    total = sum(_in_threads(run, names))
+    assert total == sum(len(c) for c in claims.values())
+    expected = {c.id: (TaskStatus.SCHEDULER, 1, node) for node in names for c in claims[node]}
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(task.c.id, task.c.status, task.c.attempt, task.c.server_node))
+        assert {r.id: (r.status, r.attempt, r.server_node) for r in rows} == expected
 
 
 @pytest.fixture(params=["postgres", "mysql"])
@@ -413,11 +453,19 @@ def server_database_url(request: pytest.FixtureRequest) -> str:
 def test_nodes_claiming_concurrently_get_disjoint_sets_skip_locked(
     server_database_url: str, limit: int
 ) -> None:
+    """4 nodes, 200 due tasks, one claim each at the same `now`: limit 50 makes every node
+    skip its peers' locked rows; limit 500 lets the first take everything."""
     with migrated_engine(server_database_url) as engine:
-        _claim_concurrently(engine, nodes=4, n_tasks=200, limit=limit)
+        claims = _claim_concurrently(engine, nodes=4, n_tasks=200, limit=limit)
+        if limit == 50:
+            assert sorted(len(c) for c in claims.values()) == [50, 50, 50, 50]
+            _dispatch_concurrently(engine, claims)
 
 
 @pytest.mark.parametrize("limit", [100, 500], ids=["limit100", "limit500"])
 def test_sqlite_nodes_claiming_concurrently_get_disjoint_sets(sqlite_url: str, limit: int) -> None:
+    """BEGIN IMMEDIATE serializes the two claim transactions."""
     with migrated_engine(sqlite_url) as engine:
-        _claim_concurrently(engine, nodes=2, n_tasks=200, limit=limit)
+        claims = _claim_concurrently(engine, nodes=2, n_tasks=200, limit=limit)
+        if limit == 100:
+            _dispatch_concurrently(engine, claims)

@@ -8,13 +8,16 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from fss.store import migrate
 from fss.store.engine import create_engine
 from fss.store.tables import metadata
 
+# The five tables of the FSS model; later revisions may add more (all declared in tables.py).
 FSS_TABLES = {"task_group", "task", "run_log", "client", "server_node"}
+DECLARED = set(metadata.tables)
 
 
 @pytest.fixture
@@ -42,9 +45,11 @@ def test_fresh_database_is_not_up_to_date(engine: Engine) -> None:
 
 
 def test_upgrade_creates_the_five_tables_at_head(engine: Engine) -> None:
+    assert FSS_TABLES <= DECLARED
     migrate.upgrade(engine)
 
-    assert _tables(engine) == FSS_TABLES | {"alembic_version"}
+    assert _tables(engine) == DECLARED | {"alembic_version"}
+    assert _tables(engine) >= FSS_TABLES
     assert _version_rows(engine) == [migrate.head_revision()]
     assert migrate.current_revision(engine) == migrate.head_revision()
     assert migrate.is_up_to_date(engine)
@@ -90,7 +95,7 @@ def test_downgrade_to_base_then_upgrade_again(engine: Engine) -> None:
     assert not migrate.is_up_to_date(engine)
 
     migrate.upgrade(engine)
-    assert _tables(engine) == FSS_TABLES | {"alembic_version"}
+    assert _tables(engine) == DECLARED | {"alembic_version"}
     assert migrate.is_up_to_date(engine)
     assert _version_rows(engine) == [migrate.head_revision()]
 
@@ -102,3 +107,24 @@ def test_is_up_to_date_false_when_behind_head(engine: Engine) -> None:
 
     assert migrate.current_revision(engine) == "older"
     assert not migrate.is_up_to_date(engine)
+
+
+def test_every_revision_upgrades_and_downgrades_one_step_at_a_time(engine: Engine) -> None:
+    """Walk base -> head and back down, one revision per step: each downgrade undoes its upgrade."""
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    revisions = [r.revision for r in reversed(list(script.walk_revisions()))]
+    assert revisions[-1] == migrate.head_revision()
+
+    snapshots = [_tables(engine)]
+    for revision in revisions:
+        migrate.upgrade(engine, revision)
+        assert migrate.current_revision(engine) == revision
+        snapshots.append(_tables(engine))
+    assert snapshots[-1] == DECLARED | {"alembic_version"}
+
+    for revision in reversed(revisions):
+        assert migrate.current_revision(engine) == revision
+        assert _tables(engine) == snapshots.pop()
+        migrate.downgrade(engine, "-1")
+    assert migrate.current_revision(engine) is None
+    assert _tables(engine) <= {"alembic_version"}

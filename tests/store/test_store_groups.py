@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from store_helpers import (
+    BACKENDS,
     CLIENT,
     MINUTE,
     NODE,
@@ -21,10 +22,11 @@ from store_helpers import (
     claim,
     count,
     dispatch,
+    emptied,
     get_group,
     group_raw,
     log_rows,
-    migrated_engine,
+    module_engine,
     open_tasks,
     pending,
     task_row,
@@ -39,10 +41,16 @@ from fss.store import groups, recording
 from fss.store.tables import run_log, task, task_group
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def store_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    yield from module_engine(request, tmp_path_factory)
+
+
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    with migrated_engine(database_url) as engine:
-        yield engine
+def engine(store_engine: Engine) -> Engine:
+    return emptied(store_engine)
 
 
 def _start(engine: Engine, task_id: int, attempt: int, at: datetime) -> None:
@@ -424,9 +432,12 @@ def test_delete_group_removes_group_tasks_and_logs(engine: Engine) -> None:
 
     assert task_rows(engine, group_id) == []
     with engine.connect() as conn:
-        assert conn.execute(
-            sa.select(sa.func.count()).where(run_log.c.task_group_id == group_id)
-        ).scalar_one() == 0
+        assert (
+            conn.execute(
+                sa.select(sa.func.count()).where(run_log.c.task_group_id == group_id)
+            ).scalar_one()
+            == 0
+        )
         with pytest.raises(GroupNotFound):
             groups.get_group(conn, group_id)
         assert [g.id for g in groups.list_groups(conn)] == [other]
@@ -436,12 +447,12 @@ def test_delete_group_removes_group_tasks_and_logs(engine: Engine) -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        lambda e: groups.edit_group(e, 4242, {"caption": "x"}, T0),
-        lambda e: groups.set_enabled(e, 4242, True, T0),
-        lambda e: groups.set_enabled(e, 4242, False, T0),
-        lambda e: groups.run_now(e, 4242, T0),
-        lambda e: groups.delete_group(e, 4242),
-        lambda e: get_group(e, 4242),
+        lambda e: groups.edit_group(e, 987_654_321, {"caption": "x"}, T0),
+        lambda e: groups.set_enabled(e, 987_654_321, True, T0),
+        lambda e: groups.set_enabled(e, 987_654_321, False, T0),
+        lambda e: groups.run_now(e, 987_654_321, T0),
+        lambda e: groups.delete_group(e, 987_654_321),
+        lambda e: get_group(e, 987_654_321),
     ],
     ids=["edit", "enable", "disable", "run_now", "delete", "get"],
 )
@@ -449,7 +460,7 @@ def test_unknown_group_raises_group_not_found(engine: Engine, call: Any) -> None
     add_interval_group(engine, T0)
     with pytest.raises(GroupNotFound) as caught:
         call(engine)
-    assert caught.value.group_id == 4242
+    assert caught.value.group_id == 987_654_321
     assert count(engine, task) == 1
 
 
@@ -486,3 +497,28 @@ def test_finished_tasks_do_not_count_against_the_unique_index(engine: Engine) ->
 
     assert len(task_rows(engine, group_id)) == 3
     assert len(open_tasks(engine, group_id)) == 1
+
+
+def test_enable_cron_group_takes_the_next_cron_time(engine: Engine) -> None:
+    spec = GroupSpec(caption="cron", job_name="demo.cron", cron="0 */6 * * *", is_enable=False)
+    group_id = groups.add_group(engine, spec, T0 - timedelta(days=3))
+
+    groups.set_enabled(engine, group_id, True, T0)
+
+    assert pending(engine, group_id)["start_at"] == datetime(2031, 3, 14, 12, 0, tzinfo=UTC)
+
+
+def test_edit_with_an_unchanged_interval_keeps_the_pending_slot(engine: Engine) -> None:
+    """Re-saving a group's schedule as it is (a form that sends every field) moves nothing.
+
+    The hourly group started 7 minutes ago: its pending run is at T0 + 53 min, on its grid.
+    edit_group reschedules from max(start_at, now), so the grid is lost and the task becomes
+    due at once: an extra, unplanned run. add_group and set_enabled keep to the grid.
+    """
+    group_id = add_interval_group(engine, T0, interval_ms=3_600_000, start_at=T0 - 7 * MINUTE)
+    assert pending(engine, group_id)["start_at"] == T0 + 53 * MINUTE
+
+    groups.edit_group(engine, group_id, {"interval_ms": 3_600_000}, T0 + SECOND)
+
+    assert pending(engine, group_id)["start_at"] == T0 + 53 * MINUTE
+    assert get_group(engine, group_id).next_at == T0 + 53 * MINUTE

@@ -30,6 +30,11 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("hung_count", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("kicked_at", fss.store.tables.UTCDateTime(), nullable=True))
+    with op.batch_alter_table("run_log") as batch:
+        # Room for any client's event ids (a canonical UUID is 36 characters).
+        batch.alter_column(
+            "event_id", existing_type=sa.String(32), type_=sa.String(64), existing_nullable=True
+        )
     op.create_table(
         "lease",
         sa.Column("name", sa.String(64), nullable=False),
@@ -41,6 +46,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("lease")
+    with op.batch_alter_table("run_log") as batch:
+        batch.alter_column(
+            "event_id", existing_type=sa.String(64), type_=sa.String(32), existing_nullable=True
+        )
     with op.batch_alter_table("client") as batch:
         batch.drop_column("kicked_at")
         batch.drop_column("hung_count")
