@@ -35,6 +35,8 @@ def create_app(settings: Settings, main: str = "fss") -> Celery:
         broker_transport_options=broker_transport_options(settings),
         task_create_missing_queues=True,
         worker_send_task_events=False,
+        # Orders are acked when they start: a broker blip must not cancel running jobs.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         enable_utc=True,
         timezone="UTC",
     )

@@ -21,6 +21,7 @@ from kombu.messaging import Producer
 
 from fss.events import Event, encode_batch
 from fss.naming import EVENTS_QUEUE
+from fss.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class EventPublisher:
         self._producer: Producer | None = None
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._outage = OutageLog(log, "broker (events)")
 
     def emit(self, event: Event) -> None:
         self._ensure_thread()
@@ -71,10 +73,11 @@ class EventPublisher:
         while True:
             try:
                 self._publish_pending()
+                self._outage.recovered()
                 return True
             except Exception as exc:  # broker down: keep the events, retry until the deadline
                 if time.monotonic() >= deadline:
-                    log.warning("could not publish events yet (%s); will retry", exc)
+                    self._outage.failed(exc, "events are kept and sent when it is back")
                     return False
                 self._reset_connection()
                 time.sleep(0.2)
@@ -115,9 +118,10 @@ class EventPublisher:
             self._wakeup.clear()
             try:
                 self._publish_pending()
+                self._outage.recovered()
                 backoff = 0.1
             except Exception as exc:
-                log.warning("broker unreachable for events (%s); retrying in %.1fs", exc, backoff)
+                self._outage.failed(exc, "events are kept and sent when it is back")
                 self._reset_connection()
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -154,7 +158,8 @@ class EventPublisher:
         return self._producer
 
     def _reset_connection(self) -> None:
-        connection, self._connection, self._producer = self._connection, None, None
+        with self._send_lock:
+            connection, self._connection, self._producer = self._connection, None, None
         if connection is not None:
             try:
                 connection.release()

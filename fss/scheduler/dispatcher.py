@@ -17,6 +17,7 @@ from fss.domain.schedule import next_run_at
 from fss.domain.selection import RoundRobin
 from fss.naming import celery_task_id, job_task_name
 from fss.orders import RunOrder
+from fss.outage import OutageLog
 from fss.store import tasks
 from fss.store.clients import live_clients
 from fss.store.rows import ClientRow
@@ -53,6 +54,7 @@ class Dispatcher:
         self._clock = clock
         self._selector = selector or RoundRobin()
         self._clients: list[ClientRow] = []
+        self._broker = OutageLog(log, "broker (dispatcher)")
         self._clients_read_at: datetime | None = None
 
     def dispatch(self, claimed: ClaimedTask) -> Outcome:
@@ -69,10 +71,18 @@ class Dispatcher:
                         claimed.job_name,
                     )
             return Outcome.NO_CLIENT
+        attempt = claimed.attempt + 1
+        try:
+            # Arm first: it also proves Redis is reachable before any SQL is written, so a
+            # broker outage does not burn attempts.
+            self._fence.arm(claimed.id, attempt)
+        except Exception as exc:
+            self._broker.failed(exc, "due tasks wait")
+            return Outcome.FAILED
         target = DispatchTarget(client.id, client.host, client.ip)
         with self._engine.begin() as conn:
-            attempt = tasks.mark_dispatched(conn, claimed, self._settings.node_name, target, now)
-        if attempt is None:
+            won = tasks.mark_dispatched(conn, claimed, self._settings.node_name, target, now)
+        if won is None:
             return Outcome.LOST
         order = RunOrder(
             task_id=claimed.id,
@@ -84,13 +94,13 @@ class Dispatcher:
             data=json.loads(claimed.data or "{}"),
         )
         try:
-            self._fence.arm(claimed.id, attempt)
             self._send(order, client.queue, max(now, claimed.start_at))
-        except Exception:
-            log.exception("could not send task %s to %s; it will be retried", claimed.id, client.id)
+        except Exception as exc:
+            self._broker.failed(exc, "due tasks wait")
             with self._engine.begin() as conn:
                 tasks.undo_dispatch(conn, claimed.id, attempt)
             return Outcome.FAILED
+        self._broker.recovered()
         return Outcome.SENT
 
     def _missed(self, claimed: ClaimedTask, now: datetime) -> bool:

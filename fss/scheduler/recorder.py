@@ -27,6 +27,7 @@ from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.errors import InvalidField
 from fss.events import Event, TaskFinished, decode_batch
+from fss.outage import OutageLog
 from fss.store.recording import RecordStats, record
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class Recorder:
         self._on_finished = on_finished or (lambda: None)
         self._pending: list[_Pending] = []
         self.totals = RecordStats()
+        # True while a batch waits for the database: heartbeats in it are not written yet.
+        self.holding = False
+        self._broker = OutageLog(log, "broker (recorder)")
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.2
@@ -62,10 +66,10 @@ class Recorder:
             try:
                 self._consume(stop)
                 backoff = 0.2
-            except (OSError, ConnectionError) as exc:
-                log.warning("recorder lost the broker (%s); reconnecting in %.1fs", exc, backoff)
-            except Exception:
-                log.exception("recorder failed; restarting in %.1fs", backoff)
+            except Exception as exc:
+                # kombu and redis-py raise their own connection errors, not all of them
+                # OSError: anything the consumer raises means reconnect.
+                self._broker.failed(exc, "events wait in the queue")
             self._pending.clear()  # unacked: the broker redelivers them
             stop.wait(backoff)
             backoff = min(backoff * 2, 5.0)
@@ -77,6 +81,7 @@ class Recorder:
         flush_s = self._settings.recorder_flush_ms / 1000
         with Connection(self._settings.broker_url, transport_options=options) as conn:
             channel = conn.channel()
+            self._broker.recovered()
             channel.basic_qos(0, self._settings.event_batch * 2, False)
             with Consumer(
                 channel, queues=[events_queue()], callbacks=[self._collect], accept=["json"]
@@ -122,6 +127,7 @@ class Recorder:
         while True:
             try:
                 self._write(events)
+                self.holding = False
                 if announced:
                     log.warning("database is back; recorded %d delayed events", len(events))
                 return
@@ -129,6 +135,7 @@ class Recorder:
                 if not _is_disconnect(exc):
                     self._write_one_by_one(batch)
                     return
+                self.holding = True
                 if not announced:
                     log.warning(
                         "database unreachable (%s); holding %d events",
@@ -137,6 +144,7 @@ class Recorder:
                     )
                     announced = True
                 if stop.wait(backoff):
+                    self.holding = False
                     raise ConnectionError("stopping with unwritten events") from exc
                 backoff = min(backoff * 2, 5.0)
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from fss.bridge.fence import Fence
 from fss.config import Settings
 from fss.domain.clock import Clock
+from fss.outage import OutageLog
 from fss.scheduler.dispatcher import Dispatcher, Outcome
 from fss.scheduler.recorder import Recorder
 from fss.scheduler.supervisor import Supervisor
@@ -45,7 +46,9 @@ class SchedulerService:
         self.wheel = TimingWheel()
         self.dispatcher = Dispatcher(engine, app, fence, settings, clock)
         self.recorder = Recorder(engine, settings, clock, on_finished=self.wake)
-        self.supervisor = Supervisor(engine, fence, settings, clock)
+        self.supervisor = Supervisor(
+            engine, fence, settings, clock, events_current=lambda: not self.recorder.holding
+        )
         self.started_at = clock.now()
         self.sent = 0
         self._next_claim_at: datetime | None = None
@@ -127,16 +130,14 @@ class SchedulerService:
 
     def _loop(self) -> None:
         backoff = 0.2
+        outage = OutageLog(log, "database (scheduler loop)")
         while not self._stop.is_set():
             try:
                 wait = self.tick()
+                outage.recovered()
                 backoff = 0.2
             except Exception as exc:
-                log.warning(
-                    "scheduler loop error (%s); retrying in %.1fs",
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                    backoff,
-                )
+                outage.failed(exc, "claims and dispatches wait")
                 wait = backoff
                 backoff = min(backoff * 2, 5.0)
             self._woken.wait(wait)

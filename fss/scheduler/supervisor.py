@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from fss.bridge.fence import Fence
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.domain.status import TaskStatus
+from fss.outage import OutageLog
 from fss.store import supervision as store
 from fss.store.supervision import OpenTask, RetentionPolicy
 
@@ -40,8 +42,20 @@ class SweepReport:
 
 
 class Supervisor:
-    def __init__(self, engine: Engine, fence: Fence, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        fence: Fence,
+        settings: Settings,
+        clock: Clock,
+        events_current: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._engine = engine
+        self._events_current = events_current
+        # After an outage of our own, heartbeats held meanwhile are not written yet: judge
+        # nobody silent until a full liveness window has passed with the database reachable.
+        self._judge_from: datetime | None = None
+        self._outage_seen = False
         self._fence = fence
         self._settings = settings
         self._clock = clock
@@ -59,36 +73,49 @@ class Supervisor:
         if not store.take_lease(self._engine, LEASE_NAME, self._settings.node_name, now, lease_for):
             return report
         report.held_lease = True
+        if self._outage_seen:
+            self._outage_seen = False
+            self._judge_from = now + timedelta(seconds=self._settings.client_timeout_s)
         alive_since = now - timedelta(seconds=self._settings.client_timeout_s)
-        with self._engine.begin() as conn:
-            report.dead_nodes = store.mark_dead_nodes(conn, alive_since)
-        self._handle_orphans(alive_since, now, report)
-        self._remove_dead_clients(alive_since, report)
-        self._handle_stale_dispatches(now, report)
-        self._handle_hung(now, report)
+        if self._may_judge(now):
+            with self._engine.begin() as conn:
+                report.dead_nodes = store.mark_dead_nodes(conn, alive_since)
+            self._handle_orphans(alive_since, now, report)
+            self._remove_dead_clients(alive_since, report)
+            self._handle_stale_dispatches(now, report)
+            self._handle_hung(now, report)
         if self._next_prune_at is None or now >= self._next_prune_at:
             report.pruned = store.prune(self._engine, now, self.retention)
             self._next_prune_at = now + timedelta(seconds=self._settings.retention_every_s)
         return report
 
+    def _may_judge(self, now: datetime) -> bool:
+        if not self._events_current():
+            return False
+        return self._judge_from is None or now >= self._judge_from
+
+    def note_outage(self) -> None:
+        """The database was unreachable: silence measured across it says nothing about clients."""
+        self._outage_seen = True
+
     def _handle_orphans(self, alive_since: datetime, now: datetime, report: SweepReport) -> None:
         with self._engine.connect() as conn:
             orphans = store.orphaned_tasks(conn, alive_since)
+            registered = set(store.registered_client_ids(conn))
         timeout = self._settings.client_timeout_s
         for orphan in orphans:
+            gone = (
+                f"client {orphan.client_id} went silent (> {timeout:g} s)"
+                if orphan.client_id in registered
+                else f"client {orphan.client_id} unregistered"
+            )
             if orphan.status == TaskStatus.SCHEDULER and self._fence.revoke(
                 orphan.id, orphan.attempt
             ):
-                reason = (
-                    f"client {orphan.client_id} went silent (> {timeout:g} s) before starting "
-                    f"attempt {orphan.attempt}; dispatching again"
-                )
+                reason = f"{gone} before starting attempt {orphan.attempt}; dispatching again"
                 self._return(orphan, reason, now, report)
             else:
-                reason = (
-                    f"client {orphan.client_id} went silent (> {timeout:g} s) while running "
-                    f"attempt {orphan.attempt}; marked failed"
-                )
+                reason = f"{gone} while running attempt {orphan.attempt}; marked failed"
                 self._fail(orphan, reason, now, report)
 
     def _remove_dead_clients(self, alive_since: datetime, report: SweepReport) -> None:
@@ -160,16 +187,16 @@ class Supervisor:
 
     def run(self, stop: threading.Event) -> None:
         backoff = self._settings.supervise_s
+        outage = OutageLog(log, "database (supervisor)")
         while not stop.wait(backoff):
             try:
                 self.sweep()
+                outage.recovered()
                 backoff = self._settings.supervise_s
             except Exception as exc:
-                log.warning(
-                    "supervisor sweep failed (%s); retrying",
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                )
-                backoff = min(backoff * 2, 10.0)
+                self.note_outage()
+                outage.failed(exc, "supervision waits")
+                backoff = min(backoff * 2, 5.0)
 
     def release(self) -> None:
         store.release_lease(self._engine, LEASE_NAME, self._settings.node_name)

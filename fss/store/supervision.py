@@ -218,6 +218,10 @@ def _log(conn: Connection, open_task: OpenTask, level: int, content: str, now: d
     )
 
 
+def registered_client_ids(conn: Connection) -> list[str]:
+    return list(conn.execute(sa.select(client.c.id)).scalars())
+
+
 def dead_client_ids(conn: Connection, alive_since: datetime) -> list[str]:
     rows = conn.execute(sa.select(client.c.id).where(client.c.heartbeat_at < alive_since))
     return [r.id for r in rows]
