@@ -94,6 +94,8 @@ class ClientHeartbeat(Event):
     accepting: bool = True
     # Runs executing now; a kicked client is taken back once it reports 0.
     active: int = 0
+    # A new value per worker process start: tells a restart under the same client id.
+    incarnation: str = ""
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,7 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
 # Column sizes in the store: longer values are refused here, not cut by the database.
 _TEXT_LIMITS = {
     "event_id": 64,
+    "incarnation": 32,
     "host": 128,
     "ip": 64,
     "queue": 200,

@@ -18,7 +18,7 @@ RUNNING_TTL_S = 3600
 
 _ENTER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1] .. ':run', 'EX', ARGV[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. ':run:' .. ARGV[3], 'EX', ARGV[2])
   return 1
 end
 return 0
@@ -26,7 +26,7 @@ return 0
 
 _REVOKE = """
 local current = redis.call('GET', KEYS[1])
-if current == ARGV[1] .. ':run' then
+if current and string.sub(current, 1, string.len(ARGV[1]) + 5) == ARGV[1] .. ':run:' then
   return 0
 end
 if current == false or current == ARGV[1] then
@@ -39,7 +39,13 @@ return 1
 class Fence(Protocol):
     def arm(self, task_id: int, attempt: int) -> None: ...
 
-    def enter(self, task_id: int, attempt: int) -> bool: ...
+    def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:
+        """Claim `attempt` for `holder` (the worker incarnation) if it is the armed one."""
+        ...
+
+    def holder(self, task_id: int, attempt: int) -> str | None:
+        """Who entered `attempt`, or None if nobody did."""
+        ...
 
     def revoke(self, task_id: int, attempt: int) -> bool:
         """Close `attempt` to workers; False if one already entered it (it is running)."""
@@ -61,8 +67,13 @@ class RedisFence:
     def arm(self, task_id: int, attempt: int) -> None:
         self._client.set(fence_key(task_id), str(attempt), ex=ARMED_TTL_S)
 
-    def enter(self, task_id: int, attempt: int) -> bool:
-        return bool(self._enter(keys=[fence_key(task_id)], args=[str(attempt), RUNNING_TTL_S]))
+    def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:
+        args: list[str | int] = [str(attempt), RUNNING_TTL_S, holder]
+        return bool(self._enter(keys=[fence_key(task_id)], args=args))
+
+    def holder(self, task_id: int, attempt: int) -> str | None:
+        value = self._client.get(fence_key(task_id))
+        return _holder_of(value.decode() if isinstance(value, bytes) else value, attempt)
 
     def revoke(self, task_id: int, attempt: int) -> bool:
         return bool(self._revoke(keys=[fence_key(task_id)], args=[str(attempt), ARMED_TTL_S]))
@@ -83,18 +94,22 @@ class MemoryFence:
             self._prune()
             self._state[task_id] = (str(attempt), time.monotonic() + ARMED_TTL_S)
 
-    def enter(self, task_id: int, attempt: int) -> bool:
+    def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:
         with self._lock:
             value, _ = self._state.get(task_id, ("", 0.0))
             if value != str(attempt):
                 return False
-            self._state[task_id] = (f"{attempt}:run", time.monotonic() + RUNNING_TTL_S)
+            self._state[task_id] = (f"{attempt}:run:{holder}", time.monotonic() + RUNNING_TTL_S)
             return True
+
+    def holder(self, task_id: int, attempt: int) -> str | None:
+        with self._lock:
+            return _holder_of(self._state.get(task_id, (None, 0.0))[0], attempt)
 
     def revoke(self, task_id: int, attempt: int) -> bool:
         with self._lock:
             value = self._state.get(task_id, (None, 0.0))[0]
-            if value == f"{attempt}:run":
+            if _holder_of(value, attempt) is not None:
                 return False
             if value is None or value == str(attempt):
                 self._state[task_id] = (f"revoked:{attempt}", time.monotonic() + ARMED_TTL_S)
@@ -117,14 +132,24 @@ class NoFence:
     def arm(self, task_id: int, attempt: int) -> None:
         pass
 
-    def enter(self, task_id: int, attempt: int) -> bool:
+    def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:
         return True
+
+    def holder(self, task_id: int, attempt: int) -> str | None:
+        return None
 
     def revoke(self, task_id: int, attempt: int) -> bool:
         return True
 
     def close(self) -> None:
         pass
+
+
+def _holder_of(value: str | None, attempt: int) -> str | None:
+    prefix = f"{attempt}:run:"
+    if value is not None and value.startswith(prefix):
+        return value[len(prefix) :]
+    return None
 
 
 _MEMORY_FENCE = MemoryFence()

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from billiard.exceptions import WorkerLostError
 from celery import Celery, Task
-from celery.signals import task_postrun, task_prerun
+from celery.exceptions import TimeLimitExceeded
+from celery.signals import task_failure, task_postrun, task_prerun
 
 from fss.errors import InvalidField
 from fss.naming import job_name_of
+from fss.orders import RunOrder
 
 if TYPE_CHECKING:
     from fss.worker_sdk.runtime import WorkerRuntime
@@ -27,6 +30,7 @@ def install(app: Celery, runtime: WorkerRuntime) -> None:
     setattr(app, RUNTIME_ATTRIBUTE, runtime)
     task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="fss.bridge.prerun")
     task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="fss.bridge.postrun")
+    task_failure.connect(on_task_lost, weak=False, dispatch_uid="fss.bridge.lost")
 
 
 def runtime_of(task: Task | None) -> WorkerRuntime | None:
@@ -52,6 +56,26 @@ def on_task_prerun(
     except Exception:
         # The body finds no active run and does nothing; the supervisor notices the task.
         log.exception("could not start task %s", task_id)
+
+
+def on_task_lost(
+    sender: Task | None = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    kwargs: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """The pool process running a job died or was killed for its hard time limit: the
+    main process reports the run failed, since the job's own hooks never ran to the end."""
+    runtime = runtime_of(sender)
+    if runtime is None or not isinstance(exception, WorkerLostError | TimeLimitExceeded):
+        return
+    try:
+        order = RunOrder.from_kwargs(kwargs or {})
+        runtime.emit(runtime.abandoned(order, f"the worker process was lost: {exception}"))
+        runtime.publisher.flush()
+    except Exception:
+        log.exception("could not report the lost task %s", task_id)
 
 
 def on_task_postrun(

@@ -32,8 +32,16 @@ from fss.store.recording import RecordStats, record
 
 log = logging.getLogger(__name__)
 
-# Unacked events of a killed recorder go back to the queue after this long (Redis).
-EVENTS_VISIBILITY_TIMEOUT_S = 30
+# Unacked events of a killed recorder go back to the queue after 5 s (Redis). Replays are
+# harmless, so this is short; the events keep their own unacked keys so the short timeout
+# never touches Celery's messages on the same Redis.
+EVENTS_REDIS_OPTIONS = {
+    "visibility_timeout": 5,
+    "unacked_key": "fss.events.unacked",
+    "unacked_index_key": "fss.events.unacked_index",
+    "unacked_mutex_key": "fss.events.unacked_mutex",
+    "unacked_restore_throttle": 25,
+}
 
 
 @dataclass
@@ -77,7 +85,7 @@ class Recorder:
     def _consume(self, stop: threading.Event) -> None:
         options = dict(broker_transport_options(self._settings))
         if self._settings.broker_url.startswith(("redis://", "rediss://")):
-            options["visibility_timeout"] = EVENTS_VISIBILITY_TIMEOUT_S
+            options.update(EVENTS_REDIS_OPTIONS)
         flush_s = self._settings.recorder_flush_ms / 1000
         with Connection(self._settings.broker_url, transport_options=options) as conn:
             channel = conn.channel()

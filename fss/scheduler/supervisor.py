@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "supervisor"
 # An order is re-sent only after it has surely expired on the worker.
 EXPIRY_MARGIN = timedelta(seconds=2)
+# A dispatch is a SQL commit, then the send: give a live scheduler this long between them.
+SEND_GRACE = timedelta(seconds=1)
 
 
 @dataclass
@@ -82,6 +84,8 @@ class Supervisor:
                 report.dead_nodes = store.mark_dead_nodes(conn, alive_since)
             self._handle_orphans(alive_since, now, report)
             self._remove_dead_clients(alive_since, report)
+            self._handle_restarted_clients(alive_since, now, report)
+            self._handle_silent_dispatchers(now, report)
             self._handle_stale_dispatches(now, report)
             self._handle_hung(now, report)
         if self._next_prune_at is None or now >= self._next_prune_at:
@@ -118,6 +122,47 @@ class Supervisor:
                 reason = f"{gone} while running attempt {orphan.attempt}; marked failed"
                 self._fail(orphan, reason, now, report)
 
+    def _handle_restarted_clients(
+        self, alive_since: datetime, now: datetime, report: SweepReport
+    ) -> None:
+        """A worker restarted under the same client id: what its previous process held is
+        sent again if nobody entered it, failed if the previous process had entered it, and
+        left alone if the new process picked it up."""
+        with self._engine.connect() as conn:
+            suspects = store.sent_to_earlier_processes(conn, alive_since)
+            current = store.incarnations(conn) if suspects else {}
+        for task in suspects:
+            if task.status == TaskStatus.SCHEDULER and self._fence.revoke(task.id, task.attempt):
+                reason = (
+                    f"client {task.client_id} restarted before starting attempt "
+                    f"{task.attempt}; dispatching again"
+                )
+                self._return(task, reason, now, report)
+                continue
+            holder = self._fence.holder(task.id, task.attempt)
+            if holder is not None and holder == current.get(task.client_id or ""):
+                continue  # the new process runs it
+            reason = (
+                f"client {task.client_id} restarted while running attempt {task.attempt}; "
+                "marked failed"
+            )
+            self._fail(task, reason, now, report)
+
+    def _handle_silent_dispatchers(self, now: datetime, report: SweepReport) -> None:
+        node_alive_since = now - timedelta(seconds=self._settings.lease_s)
+        sent_before = now - SEND_GRACE
+        with self._engine.connect() as conn:
+            suspects = store.sent_by_silent_nodes(
+                conn, node_alive_since, sent_before, self._settings.node_name
+            )
+        for task in suspects:
+            if self._fence.revoke(task.id, task.attempt):
+                reason = (
+                    f"the scheduler that dispatched attempt {task.attempt} stopped and it was "
+                    "not started; dispatching again"
+                )
+                self._return(task, reason, now, report)
+
     def _remove_dead_clients(self, alive_since: datetime, report: SweepReport) -> None:
         with self._engine.begin() as conn:
             for client_id in store.dead_client_ids(conn, alive_since):
@@ -147,11 +192,16 @@ class Supervisor:
         with self._engine.connect() as conn:
             in_flight = store.in_flight_tasks(conn)
         for task in in_flight:
-            if task.status != TaskStatus.WORKING or task.reported_at is None:
+            # Scheduler too: an order entered by a worker whose `started` never arrived.
+            if task.reported_at is None:
                 continue
             limit = task.hung_after(self._settings.hung_timeout_s)
             if now - task.reported_at <= limit:
                 continue
+            if task.status == TaskStatus.SCHEDULER and (
+                self._fence.holder(task.id, task.attempt) is None
+            ):
+                continue  # not entered: waiting in a queue, the stale-order sweep owns it
             reason = (
                 f"hung: no progress or log from {task.client_id} for "
                 f"{limit.total_seconds():g} s; marked failed"

@@ -269,8 +269,9 @@ def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> Non
         "heartbeat_at": now,
         "accepting": beat.accepting,
     }
+    restarted = sa.and_(client.c.incarnation.is_not(None), client.c.incarnation != beat.incarnation)
     # A kicked client is healthy again once it runs nothing (its hung run ended) or restarted.
-    healthy = sa.or_(sa.literal(beat.active) == 0, client.c.pid != beat.pid)
+    healthy = sa.or_(sa.literal(beat.active) == 0, client.c.pid != beat.pid, restarted)
     updated = conn.execute(
         client.update()
         .where(client.c.id == beat.client_id)
@@ -278,13 +279,19 @@ def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> Non
             **values,
             kicked_at=sa.case((healthy, None), else_=client.c.kicked_at),
             hung_count=sa.case((healthy, 0), else_=client.c.hung_count),
+            registered_at=sa.case((restarted, now), else_=client.c.registered_at),
+            incarnation=beat.incarnation,
         )
     ).rowcount
     if updated:
         return
     try:
         with conn.begin_nested():
-            conn.execute(client.insert().values(id=beat.client_id, registered_at=now, **values))
+            conn.execute(
+                client.insert().values(
+                    id=beat.client_id, registered_at=now, incarnation=beat.incarnation, **values
+                )
+            )
     except IntegrityError:
         conn.execute(client.update().where(client.c.id == beat.client_id).values(**values))
 

@@ -123,6 +123,7 @@ class ClientRow:
     accepting: bool = True
     hung_count: int = 0
     kicked_at: datetime | None = None
+    incarnation: str | None = None
 
     @property
     def dispatchable(self) -> bool:

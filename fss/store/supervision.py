@@ -134,6 +134,40 @@ def stale_dispatches(conn: Connection, dispatched_before: datetime) -> list[Open
     )
 
 
+def sent_to_earlier_processes(conn: Connection, alive_since: datetime) -> list[OpenTask]:
+    """In flight on a live client id whose worker process restarted after the dispatch."""
+    restarted = (
+        sa.select(client.c.id)
+        .where(
+            client.c.heartbeat_at >= alive_since,
+            client.c.id == task.c.client_id,
+            client.c.registered_at > task.c.dispatched_at,
+        )
+        .exists()
+    )
+    return _open_tasks(conn, restarted)
+
+
+def incarnations(conn: Connection) -> dict[str, str | None]:
+    return {r.id: r.incarnation for r in conn.execute(sa.select(client.c.id, client.c.incarnation))}
+
+
+def sent_by_silent_nodes(
+    conn: Connection, node_alive_since: datetime, sent_before: datetime, me: str
+) -> list[OpenTask]:
+    """Dispatched by a scheduler that stopped: it may have died between the SQL and the send."""
+    live_nodes = sa.select(server_node.c.id).where(
+        server_node.c.heartbeat_at >= node_alive_since, server_node.c.is_alive == sa.true()
+    )
+    return _open_tasks(
+        conn,
+        task.c.status == TaskStatus.SCHEDULER,
+        task.c.dispatched_at < sent_before,
+        task.c.server_node.not_in(live_nodes),
+        task.c.server_node != me,
+    )
+
+
 def in_flight_tasks(conn: Connection) -> list[OpenTask]:
     return _open_tasks(conn)
 

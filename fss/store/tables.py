@@ -141,6 +141,9 @@ client = sa.Table(
     sa.Column("hung_count", sa.Integer(), nullable=False, server_default="0"),
     # Kicked for hanging: not dispatched to until it reports no active run (or restarts).
     sa.Column("kicked_at", UTCDateTime(), nullable=True),
+    # Changes when the worker process behind this client id restarts; `registered_at` is
+    # then moved to the restart, so orders sent to the previous process can be told apart.
+    sa.Column("incarnation", sa.String(32), nullable=True),
 )
 
 # Cluster-wide chores (supervision, retention) are leased like tasks: one holder at a time.

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,8 @@ class WorkerRuntime:
         self.queue = client_queue(client_id)
         self.clock: Clock = clock or SystemClock()
         self.host = socket.gethostname()[:128]
+        # Made in the main process before the pool forks, so its children share it.
+        self.incarnation = uuid.uuid4().hex[:16]
         self.ip = local_ip()
         self._publisher: EventPublisher | None = None
         self._fence: Fence | None = None
@@ -102,6 +105,7 @@ class WorkerRuntime:
             at=self.clock.now(),
             accepting=accepting,
             active=active,
+            incarnation=self.incarnation,
         )
 
     def abandoned(self, order: RunOrder, reason: str) -> TaskFinished:
@@ -132,7 +136,7 @@ class WorkerRuntime:
                 self.client_id,
             )
             return False
-        if not self.fence.enter(order.task_id, order.attempt):
+        if not self.fence.enter(order.task_id, order.attempt, self.incarnation):
             log.warning(
                 "task %s attempt %s is not current any more; not running it",
                 order.task_id,

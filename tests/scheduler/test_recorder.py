@@ -92,7 +92,7 @@ def test_given_events_on_the_queue_then_the_recorder_writes_them_and_wakes_the_l
     broker = redis.Redis.from_url(settings.broker_url)
     try:
         assert broker.llen("fss.events") == 0
-        assert broker.hlen("unacked") == 0
+        assert broker.hlen("fss.events.unacked") == 0
     finally:
         broker.close()
 

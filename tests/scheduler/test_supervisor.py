@@ -34,23 +34,25 @@ class World:
     supervisor: Supervisor
     settings: Settings
 
-    def beat(self, client_id: str, active: int = 0, pid: int = 1) -> None:
+    def beat(self, client_id: str, active: int = 0, pid: int = 1, incarnation: str = "a") -> None:
         beat = ClientHeartbeat(client_id, "h", "127.0.0.1", pid, ("job",), client_queue(client_id),
-                               self.clock.now(), active=active)
+                               self.clock.now(), active=active, incarnation=incarnation)
         with self.engine.begin() as conn:
             upsert_client(conn, beat, self.clock.now())
 
-    def dispatch_new_group(self, client_id: str, **spec: object) -> tuple[int, int]:
+    def dispatch_new_group(
+        self, client_id: str, node: str = "n1", **spec: object
+    ) -> tuple[int, int]:
         values: dict[str, object] = {"caption": "g", "job_name": "job", "interval_ms": 1000,
                                      "start_at": self.clock.now()}
         values.update(spec)
         group_id = groups.add_group(self.engine, GroupSpec(**values),  # type: ignore[arg-type]
                                     self.clock.now())
-        claimed = next(c for c in tasks.claim_due(self.engine, "n1", self.clock.now(),
+        claimed = next(c for c in tasks.claim_due(self.engine, node, self.clock.now(),
                                               timedelta(seconds=1), timedelta(seconds=5))
                    if c.group_id == group_id)
         with self.engine.begin() as conn:
-            attempt = tasks.mark_dispatched(conn, claimed, "n1",
+            attempt = tasks.mark_dispatched(conn, claimed, node,
                                             tasks.DispatchTarget(client_id, "h", "ip"),
                                             self.clock.now())
         assert attempt == 1
@@ -265,3 +267,42 @@ def test_retention_keeps_the_newest_successes_and_recent_failures(world: World) 
         assert conn.execute(sa.select(task.c.id).where(task.c.id == failure)).first() is None
         assert conn.execute(sa.select(run_log.c.id).where(run_log.c.task_id == failure)).first() \
             is None
+
+
+def test_given_a_client_restarted_under_the_same_name_then_what_its_old_process_held_is_settled(
+    world: World,
+) -> None:
+    world.beat("w", incarnation="old")
+    _, unstarted = world.dispatch_new_group("w")
+    _, entered_by_old = world.dispatch_new_group("w")
+    _, taken_by_new = world.dispatch_new_group("w")
+    assert world.fence.enter(entered_by_old, 1, "old")
+    world.clock.advance(2)
+    world.beat("w", incarnation="new")  # kill -9 and restart within the liveness window
+    assert world.fence.enter(taken_by_new, 1, "new")  # the new process found it in the queue
+    report = world.supervisor.sweep()
+    assert report.redispatched == [unstarted]
+    assert report.failed == [entered_by_old]
+    assert "restarted while running" in world.task(entered_by_old).error
+    assert world.task(taken_by_new).status == TaskStatus.SCHEDULER
+    assert report.removed_clients == []
+
+
+def test_given_a_scheduler_that_died_after_dispatching_then_unstarted_orders_go_out_again(
+    world: World,
+) -> None:
+    from fss.store.clients import heartbeat_node
+
+    world.beat("c")
+    heartbeat_node(world.engine, "n2", world.clock.now(), world.clock.now())
+    _, unstarted = world.dispatch_new_group("c", node="n2")
+    _, started = world.dispatch_new_group("c", node="n2")
+    assert world.fence.enter(started, 1, "a")
+    world.clock.advance(1.5)
+    world.beat("c")
+    assert world.supervisor.sweep().redispatched == []  # n2 is still within its lease
+    world.clock.advance(5)
+    world.beat("c")
+    report = world.supervisor.sweep()
+    assert report.redispatched == [unstarted]
+    assert world.task(started).status == TaskStatus.SCHEDULER  # its worker runs it

@@ -30,6 +30,7 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("hung_count", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("kicked_at", fss.store.tables.UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("incarnation", sa.String(32), nullable=True))
     with op.batch_alter_table("run_log") as batch:
         # Room for any client's event ids (a canonical UUID is 36 characters).
         batch.alter_column(
@@ -51,6 +52,7 @@ def downgrade() -> None:
             "event_id", existing_type=sa.String(64), type_=sa.String(32), existing_nullable=True
         )
     with op.batch_alter_table("client") as batch:
+        batch.drop_column("incarnation")
         batch.drop_column("kicked_at")
         batch.drop_column("hung_count")
         batch.drop_column("accepting")
