@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -42,3 +44,19 @@ async def counter(ctx: JobContext) -> bool:
     record_execution(ctx)
     ctx.data["count"] = int(ctx.data.get("count", 0)) + 1
     return True
+
+
+@job("slow")
+def slow(ctx: JobContext) -> None:
+    record_execution(ctx)
+    seconds = float(ctx.data.get("seconds", 3))
+    steps = 10
+    for step in range(1, steps + 1):
+        time.sleep(seconds / steps)
+        ctx.set_progress(step * 10)
+
+
+@job("suicide")
+def suicide(ctx: JobContext) -> None:
+    record_execution(ctx)
+    os.kill(os.getpid(), signal.SIGKILL)  # the pool process dies mid-run
