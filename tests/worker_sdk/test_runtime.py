@@ -132,12 +132,14 @@ def test_given_a_stale_attempt_when_delivered_then_the_job_never_runs(
 ) -> None:
     fence = RedisFence(runtime.settings.broker_url)
     fence.arm(12, 1)
-    assert fence.rearm(12, 1, 2)  # the scheduler re-dispatched before anyone entered
+    assert fence.revoke(12, 1)  # the supervisor took attempt 1 back before anyone entered
+    fence.arm(12, 2)  # ... and the scheduler re-dispatched
     run_once(runtime, "c-old", order(12, "ok", attempt=1))
     assert calls == []
     assert drain_events(runtime) == []
     run_once(runtime, "c-new", order(12, "ok", attempt=2))
     assert calls == [12]
+    assert not fence.revoke(12, 2)  # attempt 2 is running: it cannot be taken back
 
 
 def test_given_one_attempt_delivered_twice_then_it_runs_once(runtime: WorkerRuntime) -> None:
