@@ -14,7 +14,7 @@ from fss.domain.schedule import initial_run_at
 from fss.domain.status import TaskStatus
 from fss.errors import GroupBusy, GroupNotFound, InvalidField
 from fss.store.rows import GroupRow
-from fss.store.tables import inserted_id, run_log, task, task_group
+from fss.store.tables import insert_waiting_task, inserted_id, run_log, task, task_group
 
 
 def add_group(engine: Engine, spec: GroupSpec, now: datetime) -> int:
@@ -208,18 +208,7 @@ def _reschedule_pending(conn: Connection, group_id: int, now: datetime) -> None:
 
 def _insert_pending(conn: Connection, group_id: int, start_at: datetime, now: datetime) -> int:
     group = get_group(conn, group_id)
-    task_id = inserted_id(
-        conn.execute(
-            task.insert().values(
-                task_group_id=group_id,
-                job_name=group.job_name,
-                start_at=start_at,
-                status=TaskStatus.NONE,
-                open_group_id=group_id,
-                create_at=now,
-            )
-        )
-    )
+    task_id = insert_waiting_task(conn, group_id, group.job_name, start_at, now)
     conn.execute(
         task_group.update()
         .where(task_group.c.id == group_id)

@@ -28,7 +28,7 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
 )
-from fss.store.tables import client, inserted_id, run_log, task, task_group
+from fss.store.tables import client, insert_waiting_task, run_log, task, task_group
 
 MAX_ERROR_CHARS = 8000
 
@@ -234,18 +234,7 @@ def schedule_next(
         changes["data"] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     next_task_id: int | None = None
     if group.is_enable:
-        next_task_id = inserted_id(
-            conn.execute(
-                task.insert().values(
-                    task_group_id=group_id,
-                    job_name=group.job_name,
-                    start_at=next_at,
-                    status=TaskStatus.NONE,
-                    open_group_id=group_id,
-                    create_at=finished_at,
-                )
-            )
-        )
+        next_task_id = insert_waiting_task(conn, group_id, group.job_name, next_at, finished_at)
         changes["task_id"] = next_task_id
     conn.execute(task_group.update().where(task_group.c.id == group_id).values(**changes))
     return next_task_id

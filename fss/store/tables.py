@@ -7,7 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.engine import Connection, CursorResult, Dialect
+
+from fss.domain.status import TaskStatus
 
 metadata = sa.MetaData(
     naming_convention={
@@ -165,6 +167,24 @@ server_node = sa.Table(
     sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
     sa.Column("is_alive", sa.Boolean(), nullable=False, server_default=sa.true()),
 )
+
+
+def insert_waiting_task(
+    conn: Connection, group_id: int, job_name: str, start_at: datetime, now: datetime
+) -> int:
+    """The group's next run, status None; the unique open_group_id keeps it the only one."""
+    return inserted_id(
+        conn.execute(
+            task.insert().values(
+                task_group_id=group_id,
+                job_name=job_name,
+                start_at=start_at,
+                status=TaskStatus.NONE,
+                open_group_id=group_id,
+                create_at=now,
+            )
+        )
+    )
 
 
 def inserted_id(result: CursorResult[Any]) -> int:

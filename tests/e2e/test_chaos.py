@@ -11,13 +11,10 @@ bench/chaos.py runs the same scenario longer, with a kill every N seconds.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import redis
@@ -44,7 +41,6 @@ from fss.store.groups import add_group
 
 pytestmark = pytest.mark.e2e
 
-HERE = Path(__file__).parent
 GROUPS = 30
 INTERVAL_MS = 1000
 KILL_AFTER_S = 8  # after the runs flow
@@ -53,17 +49,6 @@ KILL_OFFSET_S = 0.3  # after a whole second, when the groups fire
 RUN_FOR_S = 36  # from the moment the runs flow to the graceful stop
 SCHEDULERS = ("sched-1", "sched-2")
 WORKERS = ("w1", "w2")
-
-
-@pytest.fixture
-def fss_env(
-    tmp_path: Path, pg_database_url: str, fresh_redis_url: Callable[[], str]
-) -> Iterator[FssProcesses]:
-    shutil.copy(HERE / "e2e_jobs.py", tmp_path / "e2e_jobs.py")
-    env = FssProcesses(tmp_path, pg_database_url, fresh_redis_url())
-    env.cli("db", "upgrade")
-    yield env
-    env.stop_all()
 
 
 def add_tick_groups(database_url: str, count: int, interval_ms: int) -> list[int]:

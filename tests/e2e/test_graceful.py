@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from fss_processes import FssProcesses, query
@@ -16,18 +13,6 @@ from servers import wait_for
 from fss.domain.status import TaskStatus
 
 pytestmark = pytest.mark.e2e
-HERE = Path(__file__).parent
-
-
-@pytest.fixture
-def fss_env(
-    tmp_path: Path, pg_database_url: str, fresh_redis_url: Callable[[], str]
-) -> Iterator[FssProcesses]:
-    shutil.copy(HERE / "e2e_jobs.py", tmp_path / "e2e_jobs.py")
-    env = FssProcesses(tmp_path, pg_database_url, fresh_redis_url())
-    env.cli("db", "upgrade")
-    yield env
-    env.stop_all()
 
 
 def clients(env: FssProcesses) -> list[str]:

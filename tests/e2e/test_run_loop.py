@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from fss_processes import FssProcesses, query
@@ -18,19 +15,7 @@ from fss.domain.status import TaskStatus
 
 pytestmark = pytest.mark.e2e
 
-HERE = Path(__file__).parent
 OBSERVE_S = 10
-
-
-@pytest.fixture
-def fss_env(
-    tmp_path: Path, pg_database_url: str, fresh_redis_url: Callable[[], str]
-) -> Iterator[FssProcesses]:
-    shutil.copy(HERE / "e2e_jobs.py", tmp_path / "e2e_jobs.py")
-    env = FssProcesses(tmp_path, pg_database_url, fresh_redis_url())
-    env.cli("db", "upgrade")
-    yield env
-    env.stop_all()
 
 
 def group_tasks(env: FssProcesses, group_id: int) -> list[dict[str, object]]:

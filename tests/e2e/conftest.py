@@ -1,0 +1,24 @@
+"""Fixtures shared by the end-to-end tests: a workdir with the e2e jobs, a fresh PostgreSQL
+database and Redis db, migrated, whose fss processes are stopped afterwards."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fss_processes import FssProcesses
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def fss_env(
+    tmp_path: Path, pg_database_url: str, fresh_redis_url: Callable[[], str]
+) -> Iterator[FssProcesses]:
+    shutil.copy(HERE / "e2e_jobs.py", tmp_path / "e2e_jobs.py")
+    env = FssProcesses(tmp_path, pg_database_url, fresh_redis_url())
+    env.cli("db", "upgrade")
+    yield env
+    env.stop_all()
