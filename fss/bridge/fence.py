@@ -47,6 +47,10 @@ class Fence(Protocol):
         """Who entered `attempt`, or None if nobody did."""
         ...
 
+    def arm_many(self, attempts: list[tuple[int, int]]) -> None:
+        """arm() for several (task id, attempt) pairs at once."""
+        ...
+
     def revoke(self, task_id: int, attempt: int) -> bool:
         """Close `attempt` to workers; False if one already entered it (it is running)."""
         ...
@@ -66,6 +70,12 @@ class RedisFence:
 
     def arm(self, task_id: int, attempt: int) -> None:
         self._client.set(fence_key(task_id), str(attempt), ex=ARMED_TTL_S)
+
+    def arm_many(self, attempts: list[tuple[int, int]]) -> None:
+        with self._client.pipeline(transaction=False) as pipe:
+            for task_id, attempt in attempts:
+                pipe.set(fence_key(task_id), str(attempt), ex=ARMED_TTL_S)
+            pipe.execute()
 
     def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:
         args: list[str | int] = [str(attempt), RUNNING_TTL_S, holder]
@@ -93,6 +103,10 @@ class MemoryFence:
         with self._lock:
             self._prune()
             self._state[task_id] = (str(attempt), time.monotonic() + ARMED_TTL_S)
+
+    def arm_many(self, attempts: list[tuple[int, int]]) -> None:
+        for task_id, attempt in attempts:
+            self.arm(task_id, attempt)
 
     def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:
         with self._lock:
@@ -130,6 +144,9 @@ class NoFence:
     """Brokers without a shared Redis: dispatch expiry is the only guard left."""
 
     def arm(self, task_id: int, attempt: int) -> None:
+        pass
+
+    def arm_many(self, attempts: list[tuple[int, int]]) -> None:
         pass
 
     def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:

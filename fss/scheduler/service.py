@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from fss.bridge.fence import Fence
 from fss.config import Settings
 from fss.domain.clock import Clock
-from fss.outage import OutageLog
+from fss.outage import OutageLog, first_line
 from fss.scheduler.dispatcher import Dispatcher, Outcome
 from fss.scheduler.recorder import Recorder
 from fss.scheduler.supervisor import Supervisor
@@ -84,12 +84,16 @@ class SchedulerService:
             self.wheel.add(item)
 
     def _fire_due(self) -> None:
-        for claimed in self.wheel.pop_due(self.clock.now()):
-            try:
-                outcome = self.dispatcher.dispatch(claimed)
-            except Exception:
-                log.exception("dispatch of task %s failed; retrying", claimed.id)
-                outcome = Outcome.FAILED
+        due = self.wheel.pop_due(self.clock.now())
+        if not due:
+            return
+        try:
+            outcomes = self.dispatcher.dispatch_many(due)
+        except Exception as exc:
+            log.warning("dispatch failed (%s); retrying", first_line(exc))
+            outcomes = {}
+        for claimed in due:
+            outcome = outcomes.get(claimed.id, Outcome.FAILED)
             if outcome is Outcome.SENT:
                 self.sent += 1
             elif outcome in (Outcome.NO_CLIENT, Outcome.FAILED):
