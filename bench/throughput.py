@@ -1,0 +1,233 @@
+"""Executions per second: fss vs plain Celery vs Celery beat, one worker, same pool.
+
+    python3 -m bench.throughput [--groups 200] [--interval-ms 100] [--window 30]
+
+* fss: G interval groups (job bench-noop, phases spread over the interval: G/I runs due per
+  second), one `fss scheduler`, one `fss worker`. Counted: tasks that reached Success with
+  finish_at inside the window (and tasks dispatched inside it). fss skips the slots a group
+  overran (fixed rate, no catch-up), so when it cannot keep up the figure is its ceiling.
+* plain Celery: --preload no-op messages (`bench.noop`) are queued first, then one worker
+  drains them; executed/s = drop of the queue length over the window (the task body is
+  empty; at most `concurrency` messages are in flight).
+* Celery beat: a real `celery beat` with G entries every I (`bench.stamp`, one RPUSH per run
+  to count it), same worker; counted: runs started inside the window.
+
+CPU% is per process tree over the window, 100 = one core; "PG" is the PostgreSQL server
+processes connected to the benchmark database (work fss puts on the database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.common import (
+    PLAIN_QUEUE,
+    Bench,
+    CpuMeter,
+    RssSampler,
+    add_groups,
+    backend_pids,
+    bench,
+    fmt_ms,
+    fss_tasks,
+    load,
+    percentile,
+    phases,
+    print_header,
+    profile_summary,
+    seconds,
+    sending_app,
+    sleep_until,
+    start_profile,
+    summary_ms,
+    table,
+    tree,
+)
+
+Row = list[object]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 -m bench.throughput", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--groups", type=int, default=200, help="schedules (G) [200]")
+    parser.add_argument("--interval-ms", type=int, default=100, help="interval (I) [100]")
+    parser.add_argument("--warmup", type=float, default=5, help="seconds before the window [5]")
+    parser.add_argument("--window", type=float, default=30, help="seconds measured [30]")
+    parser.add_argument("--preload", type=int, default=20000,
+                        help="plain Celery: messages queued before the worker starts [20000]")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker -c [2]")
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "threads"])
+    parser.add_argument("--systems", default="fss,celery,beat",
+                        help="comma list of fss, celery, beat [all]")
+    parser.add_argument("--profile", type=Path,
+                        help="py-spy the fss scheduler over the window, raw output to this file")
+    return parser.parse_args(argv)
+
+
+def p50_p99(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{fmt_ms(percentile(values, 50))} / {fmt_ms(percentile(values, 99))}"
+
+
+def run_fss(args: argparse.Namespace) -> Row:
+    interval_s = args.interval_ms / 1000
+    with bench("throughput-fss") as run:
+        run.fss_upgrade()
+        scheduler = run.fss_scheduler()
+        worker = run.fss_worker("bench-w1", args.concurrency, args.pool)
+        run.wait_clients(1)
+        first = math.ceil(time.time()) + 5
+        start = datetime.fromtimestamp(first, timezone.utc)
+        add_groups(run.database_url, phases(args.groups, start, interval_s, True),
+                   args.interval_ms)
+        window_start = first + args.warmup
+        window_end = window_start + args.window
+        sleep_until(window_start)
+        spy = start_profile(scheduler, args.window, args.profile) if args.profile else None
+        meters = [CpuMeter([scheduler]).start(), CpuMeter(tree(worker)).start(),
+                  CpuMeter(backend_pids(run.database_url)).start()]
+        rss = RssSampler(scheduler).start()
+        sleep_until(window_end)
+        cpu = [m.stop() for m in meters]
+        rss.stop()
+        loadavg = load()
+        if spy is not None:
+            spy.wait(timeout=60)
+        time.sleep(2)
+        run.check_alive()
+        tasks = fss_tasks(run.database_url)
+
+    def inside(moment: datetime | None) -> bool:
+        return moment is not None and window_start <= moment.timestamp() < window_end
+
+    done = [t for t in tasks if t.status == 4 and inside(t.finish_at)]
+    sent = [t for t in tasks if inside(t.dispatched_at)]
+    late = [
+        d for t in tasks if inside(t.run_at) and (d := seconds(t.run_at, t.start_at)) is not None
+    ]
+    stages = {
+        "planned -> dispatched": [seconds(t.dispatched_at, t.start_at) for t in done],
+        "dispatched -> job start": [seconds(t.run_at, t.dispatched_at) for t in done],
+        "job start -> finish": [seconds(t.finish_at, t.run_at) for t in done],
+        "finish -> recorded": [seconds(t.reported_at, t.finish_at) for t in done],
+    }
+    print("  fss stages of the runs finished in the window (ms):")
+    print(table(["  stage", "p50", "p95", "p99", "max"],
+                [[f"  {k}", *summary_ms([x for x in v if x is not None])]
+                 for k, v in stages.items()]), flush=True)
+    if args.profile:
+        summary = profile_summary(args.profile)
+        print(f"\nprofile of the fss scheduler ({args.profile}):\n{summary}\n")
+    return [
+        "fss (scheduler + worker)", f"{args.groups / interval_s:.0f}",
+        f"{len(done) / args.window:.0f}", f"{len(sent) / args.window:.0f}", p50_p99(late),
+        f"{cpu[0]:.0f}", f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", f"{cpu[2]:.0f}", loadavg,
+    ]
+
+
+def run_celery(args: argparse.Namespace) -> Row:
+    with bench("throughput-celery", with_database=False) as run:
+        app = sending_app(run.broker_url)
+        t0 = time.monotonic()
+        with app.producer_or_acquire() as producer:
+            for _ in range(args.preload):
+                app.send_task("bench.noop", queue=PLAIN_QUEUE, producer=producer)
+        enqueue_rate = args.preload / (time.monotonic() - t0)
+        client = run.redis()
+        worker = run.celery_worker("celery-w1", args.concurrency, args.pool)
+        deadline = time.monotonic() + 60 + args.window
+        started: tuple[float, int] | None = None
+        ended: tuple[float, int] | None = None
+        meters: list[CpuMeter] = []
+        try:
+            while time.monotonic() < deadline:
+                run.check_alive()
+                now, queued = time.monotonic(), int(client.llen(PLAIN_QUEUE))
+                if started is None and queued <= args.preload - 200:
+                    started = (now, queued)
+                    meters = [CpuMeter(tree(worker)).start()]
+                elif started is not None and (now - started[0] >= args.window or queued < 200):
+                    ended = (now, queued)
+                    break
+                time.sleep(0.05)
+        finally:
+            client.close()
+        cpu = [m.stop() for m in meters] or [float("nan")]
+        loadavg = load()
+    if started is None or ended is None:
+        raise RuntimeError("plain Celery worker did not drain the queue in time")
+    rate = (started[1] - ended[1]) / (ended[0] - started[0])
+    print(f"  (plain Celery: one producer enqueued {enqueue_rate:.0f} msg/s; "
+          f"drain measured over {ended[0] - started[0]:.1f} s)", flush=True)
+    return [
+        "plain Celery (queue preloaded)", "saturated", f"{rate:.0f}", "-", "-", "-", "-",
+        f"{cpu[0]:.0f}", "-", loadavg,
+    ]
+
+
+def run_beat(args: argparse.Namespace) -> Row:
+    interval_s = args.interval_ms / 1000
+    with bench("throughput-beat", with_database=False) as run:
+        worker = run.celery_worker("celery-w1", args.concurrency, args.pool)
+        run.wait_plain_workers()
+        first = math.ceil(time.time()) + 4
+        start = datetime.fromtimestamp(first, timezone.utc)
+        first_at = [t.timestamp() for t in phases(args.groups, start, interval_s, True)]
+        beat = run.celery_beat({"interval_s": interval_s, "first_at": first_at})
+        window_start = first + args.warmup
+        window_end = window_start + args.window
+        sleep_until(window_start)
+        meters = [CpuMeter([beat]).start(), CpuMeter(tree(worker)).start()]
+        rss = RssSampler(beat).start()
+        sleep_until(window_end)
+        cpu = [m.stop() for m in meters]
+        rss.stop()
+        loadavg = load()
+        time.sleep(2)
+        run.check_alive()
+        stamps = _window_stamps(run, window_start, window_end)
+    late = [s[2] - s[0] for s in stamps]
+    return [
+        "Celery beat + worker", f"{args.groups / interval_s:.0f}",
+        f"{len(stamps) / args.window:.0f}", "-", p50_p99(late), f"{cpu[0]:.0f}",
+        f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", "-", loadavg,
+    ]
+
+
+def _window_stamps(run: Bench, start: float, end: float) -> list[tuple[float, float | None, float]]:
+    return [s for s in run.stamps() if start <= s[2] < end]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    print_header("bench.throughput: executions per second", ["bench.throughput", *sys.argv[1:]])
+    print(f"G={args.groups} schedules every {args.interval_ms} ms (phases spread), warmup "
+          f"{args.warmup:g} s, window {args.window:g} s; one worker -P {args.pool} "
+          f"-c {args.concurrency}; broker Redis\n", flush=True)
+    rows: list[Row] = []
+    for system in [s.strip() for s in args.systems.split(",") if s.strip()]:
+        t0 = time.monotonic()
+        if system == "fss":
+            rows.append(run_fss(args))
+        elif system == "celery":
+            rows.append(run_celery(args))
+        elif system == "beat":
+            rows.append(run_beat(args))
+        else:
+            raise SystemExit(f"unknown system {system!r}")
+        print(f"  ({system} done in {time.monotonic() - t0:.0f} s, load {load()})", flush=True)
+    print()
+    print(table(["system", "due/s", "executed/s", "sent/s", "start late p50/p99 ms",
+                 "sched CPU%", "sched RSS MB", "worker CPU%", "PG CPU%", "load 1/5/15"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
