@@ -53,6 +53,7 @@ class SchedulerService:
         self.sent = 0
         self._next_claim_at: datetime | None = None
         self._next_beat_at: datetime | None = None
+        self._next_renew_at: datetime | None = None
         self._woken = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -64,6 +65,14 @@ class SchedulerService:
         if self._next_beat_at is None or now >= self._next_beat_at:
             heartbeat_node(self.engine, self.node, now, self.started_at)
             self._next_beat_at = now + timedelta(seconds=self.settings.heartbeat_s)
+        if self._next_renew_at is None or now >= self._next_renew_at:
+            tasks.extend_claims(
+                self.engine,
+                self.node,
+                self.wheel.task_ids(),
+                now + timedelta(seconds=self.settings.lease_s),
+            )
+            self._next_renew_at = now + timedelta(seconds=self.settings.lease_s / 3)
         if self._woken.is_set() or self._next_claim_at is None or now >= self._next_claim_at:
             self._woken.clear()
             self._claim(now)

@@ -41,11 +41,9 @@ def claim_due(
     SKIP LOCKED lets every scheduler claim at once without waiting on each other; SQLite
     has one writer (BEGIN IMMEDIATE), so there the transaction itself serializes claims.
     """
-    claimable = sa.or_(
-        task.c.claimed_until.is_(None),
-        task.c.claimed_until < now,
-        task.c.claimed_by == node,
-    )
+    # Only unheld rows: what this node already holds is in its wheel, and rewriting those
+    # rows on every claim was most of the claim cost (extend_claims renews leases instead).
+    claimable = sa.or_(task.c.claimed_until.is_(None), task.c.claimed_until < now)
     with engine.begin() as conn:
         query = (
             sa.select(task.c.id)

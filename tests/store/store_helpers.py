@@ -158,7 +158,10 @@ def claim(engine: Engine, now: datetime, node: str = NODE, **options: Any) -> li
 
 
 def claim_one(engine: Engine, task_id: int, now: datetime, node: str = NODE) -> ClaimedTask:
-    claimed = [c for c in claim(engine, now, node) if c.id == task_id]
+    """Claim `task_id`; claims taken on other due tasks along the way are given back."""
+    everything = claim(engine, now, node)
+    tasks.release_claims(engine, node, [c.id for c in everything if c.id != task_id])
+    claimed = [c for c in everything if c.id == task_id]
     assert len(claimed) == 1, f"task {task_id} was not claimable by {node} at {now}"
     return claimed[0]
 

@@ -148,15 +148,15 @@ def test_another_node_cannot_claim_until_the_lease_expires(engine: Engine) -> No
     assert task_row(engine, task_id)["server_node"] == NODE_B
 
 
-def test_the_same_node_reclaiming_extends_its_lease(engine: Engine) -> None:
+def test_the_same_node_reclaiming_after_its_lease_lapsed_gets_a_new_lease(engine: Engine) -> None:
     task_id = pending(engine, add_interval_group(engine, T0))["id"]
     claim_one(engine, task_id, T0)
 
-    again = claim_one(engine, task_id, T0 + 10 * SECOND)
+    again = claim_one(engine, task_id, T0 + LEASE + 10 * SECOND)
 
     assert again.id == task_id
-    assert task_row(engine, task_id)["claimed_until"] == T0 + 10 * SECOND + LEASE
-    assert claim(engine, T0 + LEASE + SECOND, NODE_B) == []
+    assert task_row(engine, task_id)["claimed_until"] == T0 + 2 * LEASE + 10 * SECOND
+    assert claim(engine, T0 + LEASE + 11 * SECOND, NODE_B) == []
 
 
 def test_extend_claims_only_touches_own_waiting_claims(engine: Engine) -> None:
@@ -185,7 +185,8 @@ def test_release_all_claims_lets_another_node_claim_at_once(engine: Engine) -> N
         assert task_row(engine, task_id)["claimed_by"] is None
         assert task_row(engine, task_id)["claimed_until"] is None
     assert task_row(engine, other)["claimed_by"] == NODE_B
-    assert sorted(c.id for c in claim(engine, T0 + SECOND, NODE_B)) == sorted([*ids, other])
+    # NODE_B gets the released tasks; the one it already holds it keeps (not re-claimed).
+    assert sorted(c.id for c in claim(engine, T0 + SECOND, NODE_B)) == sorted(ids)
 
 
 def test_release_some_claims(engine: Engine) -> None:
@@ -469,3 +470,11 @@ def test_sqlite_nodes_claiming_concurrently_get_disjoint_sets(sqlite_url: str, l
         claims = _claim_concurrently(engine, nodes=2, n_tasks=200, limit=limit)
         if limit == 100:
             _dispatch_concurrently(engine, claims)
+
+
+def test_a_node_does_not_reclaim_what_it_already_holds(engine: Engine) -> None:
+    task_id = pending(engine, add_interval_group(engine, T0))["id"]
+    claim_one(engine, task_id, T0)
+
+    assert claim(engine, T0 + SECOND, NODE) == []  # held: renewed by extend_claims, not claims
+    assert task_row(engine, task_id)["claimed_until"] == T0 + LEASE
