@@ -54,8 +54,7 @@ def record(conn: Connection, events: Sequence[Event], now: datetime) -> RecordSt
     stats.started = _started(conn, by_kind.get(TaskStarted, []), now)
     stats.progressed = _progressed(conn, by_kind.get(TaskProgressed, []), now)
     stats.logged = _logged(conn, by_kind.get(TaskLogged, []))
-    for finished in by_kind.get(TaskFinished, []):
-        stats.finished += finish_task(conn, finished, now)
+    stats.finished = finish_tasks(conn, by_kind.get(TaskFinished, []), now)
     total = len(events) - stats.heartbeats - len(by_kind.get(ClientLeft, []))
     stats.ignored = total - stats.started - stats.progressed - stats.logged - stats.finished
     return stats
@@ -157,43 +156,185 @@ def _logged(conn: Connection, events: list[TaskLogged]) -> int:
 
 
 def finish_task(conn: Connection, event: TaskFinished, now: datetime) -> int:
-    """Close the task, update the group's stats and data, and create its next task."""
-    target = TaskStatus.SUCCESS if event.success else TaskStatus.FAIL
-    values: dict[str, Any] = {
-        "status": target,
-        "finish_at": event.at,
-        "run_speed": event.run_speed_ms,
-        "reported_at": now,
-        "open_group_id": None,
-    }
-    if event.success:
-        values["progress"] = 100
-    if event.error:
-        values["error"] = event.error[-MAX_ERROR_CHARS:]
-    won = conn.execute(
-        task.update()
-        .where(
-            _current_attempt(event.task_id, event.attempt, event.client_id),
-            status_in(sources_of(target)),
-        )
-        .values(**values)
-    ).rowcount
-    if won != 1:
+    """Close one task; see finish_tasks."""
+    return finish_tasks(conn, [event], now)
+
+
+def finish_tasks(conn: Connection, events: list[TaskFinished], now: datetime) -> int:
+    """Close the tasks, update their groups' stats and data, and create their next tasks.
+
+    One guarded UPDATE per event (its row count says whether this event finished the task;
+    a replayed or stale one changes nothing), then for all winners together: one read of
+    their planned times, one locked read of their groups, one INSERT of the next tasks and
+    one UPDATE of the groups, instead of five statements per event.
+    """
+    # Task rows are locked in id order, as groups are, so two recorders never deadlock.
+    unique = sorted({(e.task_id, e.attempt): e for e in events}.values(), key=lambda e: e.task_id)
+    won_events = [
+        e for e in unique if conn.execute(_FINISH_STATEMENT, _finish_params(e, now)).rowcount == 1
+    ]
+    if not won_events:
         return 0
-    row = conn.execute(
-        sa.select(task.c.task_group_id, task.c.start_at).where(task.c.id == event.task_id)
-    ).one()
-    schedule_next(
-        conn,
-        group_id=row.task_group_id,
-        planned_at=row.start_at,
-        finished_at=max(event.at, row.start_at),
-        success=event.success,
-        run_speed_ms=event.run_speed_ms,
-        job_next_at=event.next_at,
-        data=event.data,
+    starts = {
+        r.id: r
+        for r in conn.execute(
+            sa.select(task.c.id, task.c.task_group_id, task.c.start_at).where(
+                task.c.id.in_([e.task_id for e in won_events])
+            )
+        )
+    }
+    _schedule_after(conn, [(e, starts[e.task_id]) for e in won_events], now)
+    return len(won_events)
+
+
+def _finish_params(event: TaskFinished, now: datetime) -> dict[str, Any]:
+    return {
+        "b_task": event.task_id,
+        "b_attempt": event.attempt,
+        "b_client": event.client_id,
+        "b_status": int(TaskStatus.SUCCESS if event.success else TaskStatus.FAIL),
+        "b_success": event.success,
+        "b_at": event.at,
+        "b_speed": event.run_speed_ms,
+        "b_error": event.error[-MAX_ERROR_CHARS:] if event.error else None,
+        "b_now": now,
+    }
+
+
+_FINISH_STATEMENT = (
+    task.update()
+    .where(
+        task.c.id == sa.bindparam("b_task"),
+        task.c.attempt == sa.bindparam("b_attempt"),
+        task.c.client_id == sa.bindparam("b_client"),
+        # Scheduler or Working: the sources of both Success and Fail.
+        status_in((TaskStatus.SCHEDULER, TaskStatus.WORKING)),
     )
-    return 1
+    .values(
+        status=sa.bindparam("b_status"),
+        finish_at=sa.bindparam("b_at"),
+        run_speed=sa.bindparam("b_speed"),
+        error=sa.func.coalesce(sa.bindparam("b_error", type_=sa.Text()), task.c.error),
+        progress=sa.case(
+            (sa.bindparam("b_success", type_=sa.Boolean()) == sa.true(), 100),
+            else_=task.c.progress,
+        ),
+        reported_at=sa.bindparam("b_now"),
+        open_group_id=None,
+    )
+)
+
+
+@dataclass
+class _GroupOutcome:
+    successes: int = 0
+    speed_sum: int = 0
+    last_run_at: datetime | None = None
+    next_at: datetime | None = None
+    data: str | None = None
+
+
+def _schedule_after(conn: Connection, won: list[tuple[TaskFinished, Any]], now: datetime) -> None:
+    group_ids = sorted({row.task_group_id for _, row in won})
+    groups = {
+        g.id: g
+        for g in conn.execute(
+            sa.select(
+                task_group.c.id,
+                task_group.c.is_enable,
+                task_group.c.interval_ms,
+                task_group.c.cron,
+                task_group.c.time_zone,
+                task_group.c.job_name,
+            )
+            .where(task_group.c.id.in_(group_ids))
+            .order_by(task_group.c.id)  # one lock order for every recorder: no deadlocks
+            .with_for_update()
+        )
+    }
+    outcomes: dict[int, _GroupOutcome] = {}
+    for event, row in sorted(won, key=lambda pair: pair[0].at):
+        group = groups.get(row.task_group_id)
+        if group is None:
+            continue  # deleted meanwhile
+        finished_at = max(event.at, row.start_at)
+        outcome = outcomes.setdefault(group.id, _GroupOutcome())
+        if event.success:
+            outcome.successes += 1
+            outcome.speed_sum += event.run_speed_ms
+        outcome.last_run_at = finished_at
+        schedule = Schedule(group.interval_ms, group.cron, group.time_zone)
+        outcome.next_at = next_run_at(schedule, row.start_at, finished_at, event.next_at)
+        if event.data is not None:
+            outcome.data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    if not outcomes:
+        return
+    enabled = [gid for gid in outcomes if groups[gid].is_enable]
+    if enabled:
+        conn.execute(
+            task.insert(),
+            [
+                {
+                    "task_group_id": gid,
+                    "job_name": groups[gid].job_name,
+                    "start_at": outcomes[gid].next_at,
+                    "status": TaskStatus.NONE,
+                    "open_group_id": gid,
+                    "create_at": outcomes[gid].last_run_at,
+                }
+                for gid in enabled
+            ],
+        )
+    next_ids = (
+        {
+            r.open_group_id: r.id
+            for r in conn.execute(
+                sa.select(task.c.id, task.c.open_group_id).where(task.c.open_group_id.in_(enabled))
+            )
+        }
+        if enabled
+        else {}
+    )
+    conn.execute(
+        _GROUP_STATEMENT,
+        [
+            {
+                "b_group": gid,
+                "b_inc": o.successes,
+                "b_speed_sum": o.speed_sum,
+                "b_last": o.last_run_at,
+                "b_next": o.next_at,
+                "b_data": o.data,
+                "b_task_id": next_ids.get(gid),
+            }
+            for gid, o in outcomes.items()
+        ],
+    )
+
+
+_INC = sa.bindparam("b_inc", type_=sa.BigInteger())
+_GROUP_STATEMENT = (
+    task_group.update()
+    .where(task_group.c.id == sa.bindparam("b_group"))
+    .values(
+        run_count=task_group.c.run_count + _INC,
+        # Floor division keeps the column integral on every backend (SQLite's / is real).
+        run_speed_avg=sa.case(
+            (_INC == 0, task_group.c.run_speed_avg),
+            else_=(
+                task_group.c.run_speed_avg * task_group.c.run_count
+                + sa.bindparam("b_speed_sum", type_=sa.BigInteger())
+            )
+            // (task_group.c.run_count + _INC),
+        ),
+        last_run_at=sa.bindparam("b_last"),
+        next_at=sa.bindparam("b_next"),
+        data=sa.func.coalesce(sa.bindparam("b_data", type_=sa.Text()), task_group.c.data),
+        task_id=sa.func.coalesce(
+            sa.bindparam("b_task_id", type_=sa.BigInteger()), task_group.c.task_id
+        ),
+    )
+)
 
 
 def schedule_next(
