@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -112,7 +112,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 def to_dict(event: Event) -> dict[str, Any]:
-    body = asdict(event)
+    # Field by field, not dataclasses.asdict: asdict deep-copies and cost ~0.2 ms per event
+    # on the worker's hot path. Events hold JSON-ready values already (data is a JSON object).
+    body = {name: getattr(event, name) for name in _field_names(type(event))}
     for key, value in body.items():
         if isinstance(value, datetime):
             body[key] = as_utc(value).isoformat()
@@ -120,6 +122,16 @@ def to_dict(event: Event) -> dict[str, Any]:
             body[key] = list(value)
     body["type"] = event.kind
     return body
+
+
+_FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Event]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 def encode_batch(events: Iterable[Event]) -> dict[str, Any]:

@@ -135,7 +135,8 @@ class EventPublisher:
                     return
                 self._producer_for_process().publish(
                     encode_batch(batch),
-                    exchange=EVENTS_EXCHANGE,
+                    # The default exchange routes by queue name: no binding lookup per publish.
+                    exchange="",
                     routing_key=EVENTS_QUEUE,
                     declare=[events_queue()],
                     serializer="json",
