@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner, Result
+from cli_support import Fss, fss_json, invoke, sqlite_only
 from sqlalchemy.engine import Engine
 
-from fss.cli import cli
 from fss.domain.status import TaskStatus
 from fss.store import migrate
-from fss.store.engine import create_engine
 from fss.store.tables import run_log, task, task_group
 
 UTC = timezone.utc
@@ -34,38 +30,6 @@ LIST_COLUMNS = [
     "task_id",
 ]
 
-Fss = Callable[..., Result]
-
-# Behaviour that is the same SQL on every backend runs on SQLite only, to keep the suite fast;
-# the rest runs on SQLite, PostgreSQL and MySQL.
-sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-def invoke(url: str, *args: str) -> Result:
-    result = CliRunner().invoke(cli, [*args, "--database-url", url], catch_exceptions=False)
-    assert result.exit_code == 0, (args, result.output)
-    assert result.stderr == "", (args, result.stderr)
-    return result
-
-
-@pytest.fixture
-def fss(database_url: str) -> Fss:
-    """`fss ARGS --database-url <this test's database>`, schema upgraded, asserting success."""
-    invoke(database_url, "db", "upgrade")
-    return lambda *args: invoke(database_url, *args)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = create_engine(database_url)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-
-
-def fss_json(fss: Fss, *args: str) -> Any:
-    return json.loads(fss(*args, "--json").stdout)
 
 
 def add(fss: Fss, *args: str, caption: str = "report", job_name: str = "reports.nightly") -> int:
