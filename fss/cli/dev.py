@@ -16,6 +16,7 @@ from fss.domain.clock import SystemClock
 from fss.domain.group_spec import GroupSpec
 from fss.domain.status import FINISHED
 from fss.store import groups, migrate, tasks
+from fss.store.recording import upsert_client
 from fss.worker_sdk.worker import build_worker_app, load_jobs, worker_options
 
 log = logging.getLogger("fss")
@@ -57,6 +58,10 @@ def dev_command(db_path: str, modules: tuple[str, ...], concurrency: int, quiet:
     demo_id = ensure_demo_group(cli)
     jobs = load_jobs([EXAMPLE_MODULE, *modules])
     app, runtime = build_worker_app(settings, jobs, f"dev-worker-{os.getpid()}", cli.clock)
+    # Register the in-process worker before the scheduler looks for clients, so the demo's
+    # first run does not wait (and warn) for the first heartbeat.
+    with cli.engine.begin() as conn:
+        upsert_client(conn, runtime.heartbeat(), cli.clock.now())
     service = start_scheduler(cli, settings)
     click.echo(
         f"fss dev: database {db_path}, in-process broker\n"

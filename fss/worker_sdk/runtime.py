@@ -189,7 +189,7 @@ class WorkerRuntime:
             return
         success, error = active.outcome or (
             False,
-            f"the run was interrupted before the job returned ({state or 'worker stopping'})",
+            f"the worker process stopped before the job returned ({state or 'interrupted'})",
         )
         context = active.context
         data = _changed_data(context, active.original_data)

@@ -183,7 +183,11 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
             len(orders),
         )
         for order in orders:
-            runtime.emit(runtime.abandoned(order, "the worker shut down before the run ended"))
+            runtime.emit(
+                runtime.abandoned(
+                    order, "the worker stopped before the run ended (shutdown grace over)"
+                )
+            )
         runtime.publisher.flush(timeout_s=5)
         os.kill(os.getpid(), signal.SIGQUIT)  # Celery's cold shutdown ends the pool
 
