@@ -17,10 +17,6 @@ class OutageLog:
         self._what = what
         self._down_since: float | None = None
 
-    @property
-    def is_down(self) -> bool:
-        return self._down_since is not None
-
     def failed(self, exc: BaseException, consequence: str = "retrying with backoff") -> None:
         if self._down_since is None:
             self._down_since = time.monotonic()

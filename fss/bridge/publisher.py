@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
 
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
@@ -62,10 +61,6 @@ class EventPublisher:
             full = len(self._buffer) >= self._max_batch
         if full:
             self._wakeup.set()
-
-    def emit_many(self, events: Iterable[Event]) -> None:
-        for event in events:
-            self.emit(event)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Publish all buffered events now; False if the broker stayed unreachable."""

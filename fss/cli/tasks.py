@@ -141,10 +141,11 @@ def list_client_rows(cli: CliContext, as_json: bool) -> None:
         emit_json([c.to_json() for c in rows])
         return
     emit_table(
-        ["id", "host", "ip", "pid", "language", "jobs", "queue", "heartbeat_age_s"],
+        ["id", "state", "host", "ip", "pid", "language", "jobs", "queue", "heartbeat_age_s"],
         [
             [
                 c.id,
+                client_state(c),
                 c.host,
                 c.ip,
                 c.pid,

@@ -49,8 +49,3 @@ def heartbeat_node(engine: Engine, node_id: str, now: datetime, started_at: date
 def mark_node_stopped(engine: Engine, node_id: str) -> None:
     with engine.begin() as conn:
         conn.execute(server_node.update().where(server_node.c.id == node_id).values(is_alive=False))
-
-
-def list_nodes(conn: Connection) -> list[dict[str, object]]:
-    rows = conn.execute(sa.select(server_node).order_by(server_node.c.id))
-    return [dict(r._mapping) for r in rows]

@@ -155,11 +155,6 @@ def _logged(conn: Connection, events: list[TaskLogged]) -> int:
     return len(rows)
 
 
-def finish_task(conn: Connection, event: TaskFinished, now: datetime) -> int:
-    """Close one task; see finish_tasks."""
-    return finish_tasks(conn, [event], now)
-
-
 def finish_tasks(conn: Connection, events: list[TaskFinished], now: datetime) -> int:
     """Close the tasks, update their groups' stats and data, and create their next tasks.
 

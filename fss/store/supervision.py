@@ -302,13 +302,17 @@ def prune(engine: Engine, now: datetime, policy: RetentionPolicy) -> int:
     """Delete old finished tasks (and their run logs), keeping the newest N successes per group."""
     # One windowed query over all groups (PostgreSQL, MariaDB >= 10.2, SQLite >= 3.25), not
     # one query per group: 10,000 groups took 18 s per sweep that way.
-    ranked = sa.select(
-        task.c.id,
-        task.c.finish_at,
-        sa.func.row_number()
-        .over(partition_by=task.c.task_group_id, order_by=task.c.id.desc())
-        .label("newest_first"),
-    ).where(task.c.status == TaskStatus.SUCCESS).subquery()
+    ranked = (
+        sa.select(
+            task.c.id,
+            task.c.finish_at,
+            sa.func.row_number()
+            .over(partition_by=task.c.task_group_id, order_by=task.c.id.desc())
+            .label("newest_first"),
+        )
+        .where(task.c.status == TaskStatus.SUCCESS)
+        .subquery()
+    )
     removed = _prune_ids(
         engine,
         sa.select(ranked.c.id)

@@ -208,10 +208,6 @@ class WorkerRuntime:
         )
         self.publisher.flush()
 
-    def active_task_ids(self) -> list[int]:
-        with self._lock:
-            return [run.order.task_id for run in self._active.values()]
-
     def close(self) -> None:
         if self._publisher is not None:
             self._publisher.close()

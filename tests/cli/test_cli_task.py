@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from fss.domain.status import TaskStatus
 from fss.events import ClientHeartbeat
 from fss.store.recording import upsert_client
-from fss.store.tables import run_log, task
+from fss.store.tables import client, run_log, task
 
 UTC = timezone.utc
 START = "2030-01-01T00:00:00"
@@ -356,6 +356,7 @@ def test_given_clients_when_listed_as_a_table_then_one_row_each_sorted_by_id(
 
     assert re.split(r"\s{2,}", lines[0]) == [
         "ID",
+        "STATE",
         "HOST",
         "IP",
         "PID",
@@ -365,10 +366,30 @@ def test_given_clients_when_listed_as_a_table_then_one_row_each_sorted_by_id(
         "HEARTBEAT_AGE_S",
     ]
     rows = [re.split(r"\s{2,}", line) for line in lines[1:]]
-    assert [(r[0], r[4], r[5]) for r in rows] == [("w-a", "python", "x,y"), ("w-b", "go", "x,y")]
-    assert all(float(r[7]) > 0 for r in rows)
+    assert [(r[0], r[1], r[5], r[6]) for r in rows] == [
+        ("w-a", "ready", "python", "x,y"),
+        ("w-b", "ready", "go", "x,y"),
+    ]
+    assert all(float(r[8]) > 0 for r in rows)
 
 
 @sqlite_only
 def test_given_no_clients_when_listed_then_an_empty_json_list(fss: Fss) -> None:
     assert fss_json(fss, "client", "list") == []
+
+
+@sqlite_only
+def test_given_a_draining_and_a_kicked_client_when_listed_then_their_state_says_so(
+    fss: Fss, engine: Engine
+) -> None:
+    with engine.begin() as conn:
+        for name, accepting in (("w-drain", False), ("w-kick", True)):
+            beat = ClientHeartbeat(
+                name, "h", "::1", 7, ("x",), f"q.{name}", T0, accepting=accepting
+            )
+            upsert_client(conn, beat, T0)
+        conn.execute(client.update().where(client.c.id == "w-kick").values(kicked_at=T0))
+
+    rows = [re.split(r"\s{2,}", line) for line in fss("client", "list").stdout.splitlines()[1:]]
+
+    assert [(r[0], r[1]) for r in rows] == [("w-drain", "draining"), ("w-kick", "kicked")]
