@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
@@ -44,7 +44,6 @@ sys.path[:0] = [str(REPO), str(E2E)]
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from chaos_analysis import (  # noqa: E402
-    STATUS_WORKING,
     TASK_ROWS_SQL,
     analyse,
     format_report,
@@ -53,13 +52,16 @@ from chaos_analysis import (  # noqa: E402
     task_record,
     unacked_by_routing_key,
 )
+from chaos_scenario import (  # noqa: E402
+    add_tick_groups,
+    executions_lines,
+    sleep_to_grid_offset,
+    stop_gracefully,
+)
 from fss_processes import FssProcesses, query  # noqa: E402
 
 from fss.config import Settings  # noqa: E402
-from fss.domain.group_spec import GroupSpec  # noqa: E402
-from fss.naming import EVENTS_QUEUE  # noqa: E402
-from fss.store.engine import create_engine, normalize_url  # noqa: E402
-from fss.store.groups import add_group  # noqa: E402
+from fss.store.engine import normalize_url  # noqa: E402
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_BASE_URL = "redis://127.0.0.1:6379/0"
@@ -236,35 +238,6 @@ class Chaos:
         self.restart_due(force=True)
 
 
-def sleep_to_grid_offset(offset_s: float) -> None:
-    time.sleep((1 - time.time() % 1) + offset_s)
-
-
-def add_tick_groups(database_url: str, count: int, interval_ms: int) -> list[int]:
-    """Groups of job `tick` on one grid of whole seconds, the first run 1-2 s from now."""
-    now = datetime.now(timezone.utc)
-    start_at = now.replace(microsecond=0) + timedelta(seconds=2)
-    engine = create_engine(database_url)
-    try:
-        return [
-            add_group(
-                engine,
-                GroupSpec(
-                    caption=f"chaos {i}", job_name="tick", interval_ms=interval_ms,
-                    start_at=start_at,
-                ),
-                now,
-            )
-            for i in range(count)
-        ]
-    finally:
-        engine.dispose()
-
-
-def executions_lines(workdir: Path) -> list[str]:
-    path = workdir / "executions.log"
-    return path.read_text().splitlines() if path.exists() else []
-
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
@@ -273,34 +246,6 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> No
             raise RuntimeError(f"timed out after {timeout_s:g} s waiting for {what}")
         time.sleep(0.1)
 
-
-def stop_gracefully(env: FssProcesses, workers: list[str], drain_s: float = 10) -> None:
-    """Workers first (they drain and report, once SIGTERM each), then let the recorders
-    write what is in flight, then the schedulers."""
-    stopping = {n: env.running.pop(n) for n in workers if n in env.running}
-    for process in stopping.values():
-        process.send_signal(signal.SIGTERM)
-    for name, process in stopping.items():
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            log(f"{name} did not stop in 40 s; killing it")
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-    def settled() -> bool:
-        working = query(
-            env.database_url, "SELECT count(*) FROM task WHERE status = :w", w=STATUS_WORKING
-        )
-        with redis.Redis.from_url(env.broker_url) as broker:
-            queued = int(broker.llen(EVENTS_QUEUE))
-        return str(working[0][0]) == "0" and queued == 0
-
-    deadline = time.monotonic() + drain_s
-    while not settled() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)
-    env.stop_all()
 
 
 def kill_everything(env: FssProcesses) -> None:
@@ -346,7 +291,10 @@ def run_scenario(args: argparse.Namespace, database_url: str, broker_url: str,
         with redis.Redis.from_url(broker_url) as broker:
             unacked = unacked_by_routing_key(broker.hvals("unacked"))
         log("chaos over; stopping gracefully (workers, then schedulers)")
-        stop_gracefully(env, workers)
+        stop_gracefully(
+            env, workers, drain_s=10, wait_s=40,
+            on_stuck=lambda name: log(f"{name} did not stop in 40 s; killing it"),
+        )
     except BaseException:
         kill_everything(env)
         raise

@@ -10,9 +10,6 @@ bench/chaos.py runs the same scenario longer, with a kill every N seconds.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -30,14 +27,16 @@ from chaos_analysis import (
     task_record,
     unacked_by_routing_key,
 )
+from chaos_scenario import (
+    add_tick_groups,
+    executions_lines,
+    sleep_to_grid_offset,
+    stop_gracefully,
+)
 from fss_processes import FssProcesses, query
 from servers import wait_for
 
 from fss.config import Settings
-from fss.domain.group_spec import GroupSpec
-from fss.naming import EVENTS_QUEUE
-from fss.store.engine import create_engine
-from fss.store.groups import add_group
 
 pytestmark = pytest.mark.e2e
 
@@ -51,61 +50,7 @@ SCHEDULERS = ("sched-1", "sched-2")
 WORKERS = ("w1", "w2")
 
 
-def add_tick_groups(database_url: str, count: int, interval_ms: int) -> list[int]:
-    """`count` tick groups on one grid of whole seconds, the first run 1-2 s from now
-    (added in-process: the CLI costs ~1 s per call)."""
-    now = datetime.now(timezone.utc)
-    start_at = now.replace(microsecond=0) + timedelta(seconds=2)
-    engine = create_engine(database_url)
-    try:
-        return [
-            add_group(
-                engine,
-                GroupSpec(
-                    caption=f"chaos {i}",
-                    job_name="tick",
-                    interval_ms=interval_ms,
-                    start_at=start_at,
-                ),
-                now,
-            )
-            for i in range(count)
-        ]
-    finally:
-        engine.dispose()
 
-
-def executions_lines(env: FssProcesses) -> list[str]:
-    path = env.workdir / "executions.log"
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def stop_gracefully(env: FssProcesses, workers: tuple[str, ...], drain_s: float = 5) -> None:
-    """Workers first (they drain and report), then give the recorders time to write what
-    is in flight, then the schedulers (SIGTERM: they release their claims)."""
-    stopping = {name: env.running.pop(name) for name in workers}
-    for process in stopping.values():
-        process.send_signal(signal.SIGTERM)  # once: a second one may turn it into a cold stop
-    for process in stopping.values():
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-    def settled() -> bool:
-        working = query(
-            env.database_url, "SELECT count(*) FROM task WHERE status = :w", w=STATUS_WORKING
-        )
-        with redis.Redis.from_url(env.broker_url) as broker:
-            queued = int(broker.llen(EVENTS_QUEUE))
-        return str(working[0][0]) == "0" and queued == 0
-
-    deadline = time.monotonic() + drain_s
-    while not settled() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # the last batch a recorder holds
-    env.stop_all()
 
 
 def unacked_snapshot(broker_url: str) -> dict[str, int]:
@@ -115,12 +60,6 @@ def unacked_snapshot(broker_url: str) -> dict[str, int]:
     with redis.Redis.from_url(broker_url) as broker:
         return unacked_by_routing_key(broker.hvals("unacked"))
 
-
-def sleep_to_grid_offset(offset_s: float) -> None:
-    """Sleep until `offset_s` after the next whole second: the groups fire on whole
-    seconds, so a kill there lands while orders and events are in flight."""
-    now = time.time()
-    time.sleep((1 - now % 1) + offset_s)
 
 
 @pytest.mark.timeout(90)
@@ -141,7 +80,7 @@ def test_given_two_schedulers_and_two_workers_when_one_of_each_is_killed_then_no
     # ... and 30 groups at a 1 s interval whose runs are flowing
     group_ids = add_tick_groups(fss_env.database_url, GROUPS, INTERVAL_MS)
     wait_for(
-        lambda: len(executions_lines(fss_env)) >= GROUPS,
+        lambda: len(executions_lines(fss_env.workdir)) >= GROUPS,
         timeout=15,
         what="the first round of runs",
     )
@@ -161,14 +100,14 @@ def test_given_two_schedulers_and_two_workers_when_one_of_each_is_killed_then_no
     time.sleep(max(0.0, RUN_FOR_S - (time.monotonic() - flowing)))
     observed_until = datetime.now(timezone.utc)
     unacked = unacked_snapshot(fss_env.broker_url)
-    stop_gracefully(fss_env, WORKERS)
+    stop_gracefully(fss_env, WORKERS, drain_s=5, wait_s=20)
 
     # Then no task id reached the job twice, no finished event is missing, and every group
     # kept running with no gap longer than lease + liveness + one interval
     settings = Settings.from_env()  # what the fss processes read too
     bound = gap_bound_s(settings.lease_s, settings.client_timeout_s, INTERVAL_MS / 1000)
     tasks = [task_record(r._mapping) for r in query(fss_env.database_url, TASK_ROWS_SQL)]
-    executions = parse_executions(executions_lines(fss_env))
+    executions = parse_executions(executions_lines(fss_env.workdir))
     report = analyse(
         tasks,
         executions,
