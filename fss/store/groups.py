@@ -41,7 +41,7 @@ def add_group(engine: Engine, spec: GroupSpec, now: datetime) -> int:
             )
         )
         if spec.is_enable:
-            _schedule_pending(conn, group_id, now)
+            _schedule_pending(conn, get_group(conn, group_id), now)
     return group_id
 
 
@@ -124,7 +124,7 @@ def _schedule_exclusive(changes: dict[str, Any]) -> dict[str, Any]:
 
 def set_enabled(engine: Engine, group_id: int, enabled: bool, now: datetime) -> GroupRow:
     with engine.begin() as conn:
-        _locked_group(conn, group_id)
+        group = _locked_group(conn, group_id)
         conn.execute(
             task_group.update()
             .where(task_group.c.id == group_id)
@@ -132,7 +132,7 @@ def set_enabled(engine: Engine, group_id: int, enabled: bool, now: datetime) -> 
         )
         if enabled:
             if _open_task(conn, group_id) is None:
-                _schedule_pending(conn, group_id, now)
+                _schedule_pending(conn, group, now)
         else:
             # A dispatched or running task finishes; only the waiting one is withdrawn.
             withdrawn = conn.execute(
@@ -158,10 +158,10 @@ def delete_group(engine: Engine, group_id: int) -> None:
 def run_now(engine: Engine, group_id: int, now: datetime) -> int:
     """Make the group's waiting task due now (creating one if needed); returns its id."""
     with engine.begin() as conn:
-        _locked_group(conn, group_id)
+        group = _locked_group(conn, group_id)
         open_task = _open_task(conn, group_id)
         if open_task is None:
-            return _insert_pending(conn, group_id, now, now)
+            return _insert_pending(conn, group, now, now)
         task_id, status = open_task
         if status != TaskStatus.NONE:
             raise GroupBusy(group_id, task_id)
@@ -190,9 +190,8 @@ def _open_task(conn: Connection, group_id: int) -> tuple[int, TaskStatus] | None
     return (int(row.id), TaskStatus(row.status)) if row else None
 
 
-def _schedule_pending(conn: Connection, group_id: int, now: datetime) -> int:
-    group = get_group(conn, group_id)
-    return _insert_pending(conn, group_id, initial_run_at(group.schedule, group.next_at, now), now)
+def _schedule_pending(conn: Connection, group: GroupRow, now: datetime) -> int:
+    return _insert_pending(conn, group, initial_run_at(group.schedule, group.next_at, now), now)
 
 
 def _reschedule_pending(conn: Connection, group_id: int, now: datetime) -> None:
@@ -206,12 +205,11 @@ def _reschedule_pending(conn: Connection, group_id: int, now: datetime) -> None:
     conn.execute(task_group.update().where(task_group.c.id == group_id).values(next_at=run_at))
 
 
-def _insert_pending(conn: Connection, group_id: int, start_at: datetime, now: datetime) -> int:
-    group = get_group(conn, group_id)
-    task_id = insert_waiting_task(conn, group_id, group.job_name, start_at, now)
+def _insert_pending(conn: Connection, group: GroupRow, start_at: datetime, now: datetime) -> int:
+    task_id = insert_waiting_task(conn, group.id, group.job_name, start_at, now)
     conn.execute(
         task_group.update()
-        .where(task_group.c.id == group_id)
+        .where(task_group.c.id == group.id)
         .values(task_id=task_id, next_at=start_at)
     )
     return task_id
