@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 EVENTS_QUEUE = "fss.events"
+# Heartbeats and unregistrations travel apart from task events, so a backlog of task
+# events never makes a live client look silent.
+CLIENTS_QUEUE = "fss.clients"
 CLIENT_QUEUE_PREFIX = "fss.client."
 JOB_TASK_PREFIX = "fss.job."
 FENCE_KEY_PREFIX = "fss:fence:"

@@ -8,7 +8,7 @@ without an fss runtime, so they are safe to install beside other Celery code.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from billiard.exceptions import WorkerLostError
 from celery import Celery, Task
@@ -16,14 +16,31 @@ from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure, task_postrun, task_prerun
 
 from fss.errors import InvalidField
+from fss.events import Event, TaskFinished
 from fss.naming import job_name_of
 from fss.orders import RunOrder
 
-if TYPE_CHECKING:
-    from fss.worker_sdk.runtime import WorkerRuntime
-
 log = logging.getLogger(__name__)
 RUNTIME_ATTRIBUTE = "fss_runtime"
+
+
+class Flushable(Protocol):
+    def flush(self, timeout_s: float = ...) -> bool: ...
+
+
+class WorkerRuntime(Protocol):
+    """What the hooks need of the worker's per-process state (fss.worker_sdk.runtime)."""
+
+    @property
+    def publisher(self) -> Flushable: ...
+
+    def begin(self, celery_id: str, kwargs: dict[str, Any]) -> bool: ...
+
+    def end(self, celery_id: str, state: str | None = None) -> None: ...
+
+    def emit(self, event: Event) -> None: ...
+
+    def abandoned(self, order: RunOrder, reason: str) -> TaskFinished: ...
 
 
 def install(app: Celery, runtime: WorkerRuntime) -> None:

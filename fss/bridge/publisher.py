@@ -15,21 +15,14 @@ import threading
 import time
 
 from kombu.connection import Connection
-from kombu.entity import Exchange, Queue
 from kombu.messaging import Producer
 
+from fss.channels import events_queue
 from fss.events import Event, encode_batch
 from fss.naming import EVENTS_QUEUE
 from fss.outage import OutageLog
 
 log = logging.getLogger(__name__)
-
-EVENTS_EXCHANGE = Exchange(EVENTS_QUEUE, type="direct", durable=True)
-
-
-def events_queue() -> Queue:
-    return Queue(EVENTS_QUEUE, EVENTS_EXCHANGE, routing_key=EVENTS_QUEUE, durable=True)
-
 
 class EventPublisher:
     def __init__(

@@ -9,11 +9,11 @@ from types import FrameType
 
 import click
 
-from fss.bridge.fence import create_fence
 from fss.celery_app import create_app
 from fss.cli.context import CliContext, pass_cli
 from fss.config import Settings
 from fss.errors import FssError
+from fss.fence import create_fence
 from fss.scheduler.service import SchedulerService
 from fss.store import migrate
 from fss.worker_sdk.worker import build_worker_app, client_id_for, load_jobs, worker_argv

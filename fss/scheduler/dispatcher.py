@@ -11,11 +11,11 @@ from typing import Any
 from celery import Celery
 from sqlalchemy.engine import Engine
 
-from fss.bridge.fence import Fence
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.domain.schedule import next_run_at
 from fss.domain.selection import RoundRobin
+from fss.fence import Fence
 from fss.naming import celery_task_id, job_task_name
 from fss.orders import RunOrder
 from fss.outage import OutageLog

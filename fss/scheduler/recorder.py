@@ -21,8 +21,8 @@ from kombu.messaging import Consumer
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from fss.bridge.publisher import events_queue
 from fss.celery_app import broker_transport_options
+from fss.channels import EVENTS_REDIS_OPTIONS, events_queue
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.errors import InvalidField
@@ -31,17 +31,6 @@ from fss.outage import OutageLog
 from fss.store.recording import RecordStats, record
 
 log = logging.getLogger(__name__)
-
-# Unacked events of a killed recorder go back to the queue after 5 s (Redis). Replays are
-# harmless, so this is short; the events keep their own unacked keys so the short timeout
-# never touches Celery's messages on the same Redis.
-EVENTS_REDIS_OPTIONS = {
-    "visibility_timeout": 5,
-    "unacked_key": "fss.events.unacked",
-    "unacked_index_key": "fss.events.unacked_index",
-    "unacked_mutex_key": "fss.events.unacked_mutex",
-    "unacked_restore_throttle": 25,
-}
 
 
 @dataclass

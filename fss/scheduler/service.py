@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from celery import Celery
 from sqlalchemy.engine import Engine
 
-from fss.bridge.fence import Fence
 from fss.config import Settings
 from fss.domain.clock import Clock
+from fss.fence import Fence
 from fss.outage import OutageLog, first_line
 from fss.scheduler.dispatcher import Dispatcher, Outcome
 from fss.scheduler.recorder import Recorder

@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from fss.bridge.fence import Fence
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.domain.status import TaskStatus
+from fss.fence import Fence
 from fss.outage import OutageLog
 from fss.store import supervision as store
 from fss.store.supervision import OpenTask, RetentionPolicy

@@ -18,6 +18,9 @@ def normalize_url(url: str) -> str:
         url = "postgresql+psycopg2://" + url[len("postgresql://") :]
     if url.startswith(("mysql://", "mariadb://")):
         url = "mysql+pymysql://" + url.split("://", 1)[1]
+    if url.startswith("mysql") and "charset=" not in url:
+        # Full UTF-8 on the wire too; the driver's default may be a 3-byte charset.
+        url += ("&" if "?" in url else "?") + "charset=utf8mb4"
     return url
 
 

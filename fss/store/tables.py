@@ -44,6 +44,11 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=timezone.utc)
 
 
+# Every table in full UTF-8 (4-byte characters included) with exact comparisons, whatever
+# the database's default character set, so MySQL/MariaDB stores and compares text as the
+# other backends do.
+MYSQL_UTF8MB4 = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
 
@@ -74,6 +79,7 @@ task_group = sa.Table(
     # Ids are never reused (SQLite would reuse the highest after a delete): a late event
     # naming a deleted task must not match a new one.
     sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
 )
 
 task = sa.Table(
@@ -103,11 +109,16 @@ task = sa.Table(
     # index makes "at most one unfinished task per group" a property of the schema.
     sa.Column("open_group_id", sa.BigInteger(), nullable=True),
     sa.Column("create_at", UTCDateTime(), nullable=False),
+    # True when this run was pulled forward to "as soon as possible" because the job asked
+    # for a time already past: the run after it follows the schedule, so a job that keeps
+    # returning a past time cannot spin the group in a tight loop.
+    sa.Column("catch_up", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Index("ix_task_status_start_at", "status", "start_at"),
     sa.Index("ix_task_group_status", "task_group_id", "status"),
     sa.Index("ix_task_client_status", "client_id", "status"),
     sa.UniqueConstraint("open_group_id", name="uq_task_open_group_id"),
     sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
 )
 
 run_log = sa.Table(
@@ -124,6 +135,7 @@ run_log = sa.Table(
     sa.Index("ix_run_log_group_id", "task_group_id"),
     sa.UniqueConstraint("event_id", name="uq_run_log_event_id"),
     sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
 )
 
 client = sa.Table(
@@ -146,6 +158,7 @@ client = sa.Table(
     # Changes when the worker process behind this client id restarts; `registered_at` is
     # then moved to the restart, so orders sent to the previous process can be told apart.
     sa.Column("incarnation", sa.String(32), nullable=True),
+    **MYSQL_UTF8MB4,
 )
 
 # Cluster-wide chores (supervision, retention) are leased like tasks: one holder at a time.
@@ -155,6 +168,7 @@ lease = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("holder", sa.String(128), nullable=True),
     sa.Column("until", UTCDateTime(), nullable=True),
+    **MYSQL_UTF8MB4,
 )
 
 server_node = sa.Table(
@@ -166,6 +180,25 @@ server_node = sa.Table(
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
     sa.Column("is_alive", sa.Boolean(), nullable=False, server_default=sa.true()),
+    # NULL while every loop of the node (claims, recorder, supervisor) makes progress;
+    # otherwise which loop is stuck or failing, and why.
+    sa.Column("unhealthy_reason", sa.String(512), nullable=True),
+    **MYSQL_UTF8MB4,
+)
+
+# Event messages the recorder could not decode, validate or store: set aside with the
+# reason and the raw body, so one bad message never blocks the others.
+dead_letter = sa.Table(
+    "dead_letter",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("body", LongText, nullable=False),
+    sa.Index("ix_dead_letter_received_at", "received_at"),
+    sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
 )
 
 

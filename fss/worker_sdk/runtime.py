@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from fss.bridge.fence import Fence, create_fence
 from fss.bridge.publisher import EventPublisher
 from fss.celery_app import broker_transport_options
 from fss.config import Settings
@@ -22,6 +21,7 @@ from fss.domain.clock import Clock, SystemClock
 from fss.domain.group_spec import validate_data
 from fss.errors import InvalidField
 from fss.events import ClientHeartbeat, ClientLeft, Event, TaskFinished, TaskStarted
+from fss.fence import Fence, create_fence
 from fss.naming import client_queue
 from fss.orders import RunOrder
 from fss.worker_sdk.context import JobContext

@@ -13,7 +13,8 @@ from kombu.connection import Connection
 from servers import wait_for
 from sqlalchemy.engine import Engine
 
-from fss.bridge.publisher import EventPublisher, events_queue
+from fss.bridge.publisher import EventPublisher
+from fss.channels import events_queue
 from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.domain.group_spec import GroupSpec

@@ -11,13 +11,13 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from fss.bridge.fence import RedisFence
 from fss.celery_app import create_app
 from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
 from fss.events import ClientHeartbeat
+from fss.fence import RedisFence
 from fss.naming import client_queue, fence_key
 from fss.scheduler.service import SchedulerService
 from fss.store import groups, migrate

@@ -10,12 +10,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from fss.bridge.fence import RedisFence
 from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
 from fss.events import ClientHeartbeat, TaskFinished, TaskProgressed, TaskStarted
+from fss.fence import RedisFence
 from fss.naming import client_queue
 from fss.scheduler.supervisor import Supervisor
 from fss.store import groups, migrate, tasks

@@ -12,7 +12,6 @@ import pytest
 from kombu.connection import Connection
 from kombu.simple import SimpleQueue
 
-from fss.bridge.fence import RedisFence
 from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.events import (
@@ -23,6 +22,7 @@ from fss.events import (
     TaskStarted,
     decode_batch,
 )
+from fss.fence import RedisFence
 from fss.naming import EVENTS_QUEUE
 from fss.orders import RunOrder
 from fss.worker_sdk import JobContext, job

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("registered_at", fss.store.tables.UTCDateTime(), nullable=False),
         sa.Column("heartbeat_at", fss.store.tables.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_client")),
+        **fss.store.tables.MYSQL_UTF8MB4,
     )
     op.create_table(
         "run_log",
@@ -50,6 +51,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_run_log")),
         sa.UniqueConstraint("event_id", name="uq_run_log_event_id"),
         sqlite_autoincrement=True,
+        **fss.store.tables.MYSQL_UTF8MB4,
     )
     with op.batch_alter_table("run_log", schema=None) as batch_op:
         batch_op.create_index("ix_run_log_group_id", ["task_group_id"], unique=False)
@@ -64,6 +66,7 @@ def upgrade() -> None:
         sa.Column("heartbeat_at", fss.store.tables.UTCDateTime(), nullable=False),
         sa.Column("is_alive", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_server_node")),
+        **fss.store.tables.MYSQL_UTF8MB4,
     )
     op.create_table(
         "task",
@@ -97,6 +100,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_task")),
         sa.UniqueConstraint("open_group_id", name="uq_task_open_group_id"),
         sqlite_autoincrement=True,
+        **fss.store.tables.MYSQL_UTF8MB4,
     )
     with op.batch_alter_table("task", schema=None) as batch_op:
         batch_op.create_index("ix_task_client_status", ["client_id", "status"], unique=False)
@@ -128,6 +132,7 @@ def upgrade() -> None:
         sa.Column("created_at", fss.store.tables.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_task_group")),
         sqlite_autoincrement=True,
+        **fss.store.tables.MYSQL_UTF8MB4,
     )
 
 

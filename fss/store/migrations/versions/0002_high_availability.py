@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(128), nullable=True),
         sa.Column("until", fss.store.tables.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_lease")),
+        **fss.store.tables.MYSQL_UTF8MB4,
     )
 
 
