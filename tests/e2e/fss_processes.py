@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
+from runtime_python import runtime_python
 
-FSS = [sys.executable, "-c", "from fss.cli import main; main()"]
+# fss processes run on the runtime interpreter: with scripts/test, a venv holding only what
+# `pip install -e .` declares, so a dependency the test tools bring along cannot hide.
+FSS = [runtime_python(), "-c", "from fss.cli import main; main()"]
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""One scheduler instance: claim loop and timing wheel, dispatcher, recorder, supervisor."""
