@@ -60,3 +60,18 @@ def slow(ctx: JobContext) -> None:
 def suicide(ctx: JobContext) -> None:
     record_execution(ctx)
     os.kill(os.getpid(), signal.SIGKILL)  # the pool process dies mid-run
+
+
+@job("nul_logger")
+def nul_logger(ctx: JobContext) -> None:
+    record_execution(ctx)
+    ctx.log.info("a NUL byte \x00 in the middle, and an emoji \U0001f600")
+
+
+@job("log_only")
+def log_only(ctx: JobContext) -> None:
+    """Reports nothing but log lines, for longer than its group's timeout."""
+    record_execution(ctx)
+    for second in range(int(ctx.data.get("seconds", 6))):
+        ctx.log.info("still working, second %d", second)
+        time.sleep(1)
