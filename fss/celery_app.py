@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from kombu.connection import Connection
 
 from fss.config import Settings
+from fss.errors import InvalidField
+from fss.outage import describe_import_error
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
@@ -41,3 +44,16 @@ def create_app(settings: Settings, main: str = "fss") -> Celery:
         timezone="UTC",
     )
     return app
+
+
+def check_broker_transport(url: str) -> None:
+    """Import the broker's kombu transport now, so a missing package (kombu's Redis transport
+    needs `redis` and `packaging`) stops `fss scheduler`/`fss worker` at start with one line,
+    instead of surfacing later as an endless "broker unreachable". Opens no connection."""
+    try:
+        with Connection(url) as connection:  # type: ignore[no-untyped-call]
+            connection.transport  # noqa: B018 - the property imports and builds the transport
+    except ImportError as exc:
+        raise InvalidField("broker_url", describe_import_error(exc)) from None
+    except KeyError as exc:  # kombu: "No such transport: foo"
+        raise InvalidField("broker_url", str(exc).strip("'\"")) from None

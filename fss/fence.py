@@ -24,6 +24,35 @@ end
 return 0
 """
 
+# Arm each KEYS[i] with attempt ARGV[i] unless a worker entered an attempt there, or a newer
+# attempt is armed, or this very attempt was revoked; returns the indexes it refused.
+_ARM = """
+local ttl = ARGV[#ARGV]
+local refused = {}
+for i, key in ipairs(KEYS) do
+  local attempt = tonumber(ARGV[i])
+  local current = redis.call('GET', key)
+  local allowed = true
+  if current then
+    if string.find(current, ':run:', 1, true) then
+      allowed = false
+    else
+      local revoked = string.sub(current, 1, 8) == 'revoked:'
+      local held = tonumber(revoked and string.sub(current, 9) or current)
+      if held and (attempt < held or (revoked and attempt == held)) then
+        allowed = false
+      end
+    end
+  end
+  if allowed then
+    redis.call('SET', key, ARGV[i], 'EX', ttl)
+  else
+    table.insert(refused, i)
+  end
+end
+return refused
+"""
+
 _REVOKE = """
 local current = redis.call('GET', KEYS[1])
 if current and string.sub(current, 1, string.len(ARGV[1]) + 5) == ARGV[1] .. ':run:' then
@@ -37,7 +66,10 @@ return 1
 
 
 class Fence(Protocol):
-    def arm(self, task_id: int, attempt: int) -> None: ...
+    def arm(self, task_id: int, attempt: int) -> bool:
+        """Open `attempt` to workers; False (nothing changed) if a worker already entered an
+        attempt of this task, or a newer attempt is armed, or this one was revoked."""
+        ...
 
     def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:
         """Claim `attempt` for `holder` (the worker incarnation) if it is the armed one."""
@@ -47,8 +79,8 @@ class Fence(Protocol):
         """Who entered `attempt`, or None if nobody did."""
         ...
 
-    def arm_many(self, attempts: list[tuple[int, int]]) -> None:
-        """arm() for several (task id, attempt) pairs at once."""
+    def arm_many(self, attempts: list[tuple[int, int]]) -> list[int]:
+        """arm() for several (task id, attempt) pairs at once; the task ids it refused."""
         ...
 
     def revoke(self, task_id: int, attempt: int) -> bool:
@@ -65,17 +97,20 @@ class RedisFence:
         self._client = redis.Redis.from_url(
             url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
         )
+        self._arm = self._client.register_script(_ARM)
         self._enter = self._client.register_script(_ENTER)
         self._revoke = self._client.register_script(_REVOKE)
 
-    def arm(self, task_id: int, attempt: int) -> None:
-        self._client.set(fence_key(task_id), str(attempt), ex=ARMED_TTL_S)
+    def arm(self, task_id: int, attempt: int) -> bool:
+        return not self.arm_many([(task_id, attempt)])
 
-    def arm_many(self, attempts: list[tuple[int, int]]) -> None:
-        with self._client.pipeline(transaction=False) as pipe:
-            for task_id, attempt in attempts:
-                pipe.set(fence_key(task_id), str(attempt), ex=ARMED_TTL_S)
-            pipe.execute()
+    def arm_many(self, attempts: list[tuple[int, int]]) -> list[int]:
+        if not attempts:
+            return []
+        keys = [fence_key(task_id) for task_id, _ in attempts]
+        args: list[str | int] = [str(attempt) for _, attempt in attempts]
+        refused = self._arm(keys=keys, args=[*args, ARMED_TTL_S])
+        return [attempts[int(index) - 1][0] for index in refused]
 
     def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:
         args: list[str | int] = [str(attempt), RUNNING_TTL_S, holder]
@@ -99,14 +134,20 @@ class MemoryFence:
         self._state: dict[int, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def arm(self, task_id: int, attempt: int) -> None:
+    def arm(self, task_id: int, attempt: int) -> bool:
         with self._lock:
             self._prune()
+            if not _may_arm(self._current(task_id), attempt):
+                return False
             self._state[task_id] = (str(attempt), time.monotonic() + ARMED_TTL_S)
+            return True
 
-    def arm_many(self, attempts: list[tuple[int, int]]) -> None:
-        for task_id, attempt in attempts:
-            self.arm(task_id, attempt)
+    def arm_many(self, attempts: list[tuple[int, int]]) -> list[int]:
+        return [task_id for task_id, attempt in attempts if not self.arm(task_id, attempt)]
+
+    def _current(self, task_id: int) -> str | None:
+        value, until = self._state.get(task_id, (None, 0.0))
+        return value if until >= time.monotonic() else None
 
     def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:
         with self._lock:
@@ -143,11 +184,11 @@ class MemoryFence:
 class NoFence:
     """Brokers without a shared Redis: dispatch expiry is the only guard left."""
 
-    def arm(self, task_id: int, attempt: int) -> None:
-        pass
+    def arm(self, task_id: int, attempt: int) -> bool:
+        return True
 
-    def arm_many(self, attempts: list[tuple[int, int]]) -> None:
-        pass
+    def arm_many(self, attempts: list[tuple[int, int]]) -> list[int]:
+        return []
 
     def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:
         return True
@@ -160,6 +201,19 @@ class NoFence:
 
     def close(self) -> None:
         pass
+
+
+def _may_arm(current: str | None, attempt: int) -> bool:
+    """The rule of the _ARM script: never over an entered attempt, a newer one, or a revoke."""
+    if current is None:
+        return True
+    if ":run:" in current:
+        return False
+    revoked = current.startswith("revoked:")
+    held = current.removeprefix("revoked:")
+    if not held.isdigit():
+        return True
+    return attempt > int(held) or (attempt == int(held) and not revoked)
 
 
 def _holder_of(value: str | None, attempt: int) -> str | None:

@@ -1,10 +1,17 @@
-"""Sends events to the recorder in batches over a durable kombu queue.
+"""Sends events to the recorder in batches over durable kombu queues.
 
 Events are buffered and published by a background thread every few milliseconds (several
 per message), which keeps the worker's cost per run near one publish; `flush()` publishes
 synchronously, and the hooks call it when a run finishes so its events are on the broker
-before Celery takes the next message. While the broker is unreachable the buffer is kept
-and publishing is retried with backoff.
+before Celery takes the next message. Task events go to the events queue, client events
+(heartbeats, unregistrations) to the clients queue, so a backlog of the first never delays
+the second.
+
+While the broker is unreachable the buffer is kept and publishing is retried with backoff,
+within bounds: past `max_buffer` task events, log and progress events are dropped (counted,
+reported once per outage), while `started` and `finished` are always kept; heartbeats of a
+client collapse to the latest; and once a flush has waited out its timeout, later flushes
+return at once until the broker is back, so a run's end blocks once per outage, not per run.
 """
 
 from __future__ import annotations
@@ -13,16 +20,63 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 from kombu.connection import Connection
+from kombu.entity import Queue
 from kombu.messaging import Producer
 
-from fss.channels import events_queue
-from fss.events import Event, encode_batch
-from fss.naming import EVENTS_QUEUE
-from fss.outage import OutageLog
+from fss.channels import clients_queue, events_queue
+from fss.events import ClientHeartbeat, ClientLeft, Event, TaskLogged, TaskProgressed, encode_batch
+from fss.naming import CLIENTS_QUEUE, EVENTS_QUEUE
+from fss.outage import LoopErrors
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BUFFER = 10_000
+# One publish attempt must not hang a run's end: a short connect timeout, few retries.
+CONNECT_TIMEOUT_S = 2.0
+RETRY_POLICY = {"max_retries": 1, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.3}
+FAILOVER_OPTIONS = {"max_retries": 1, "interval_start": 0.1, "interval_step": 0.2}
+DROPPABLE = (TaskLogged, TaskProgressed)
+
+
+class EventBuffer:
+    """Task events in order, bounded for the kinds that may be lost; client events apart,
+    one heartbeat per client. Not thread-safe: the publisher holds its lock around it."""
+
+    def __init__(self, max_task_events: int) -> None:
+        self.max_task_events = max_task_events
+        self.task_events: list[Event] = []
+        self.client_events: list[Event] = []
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self.task_events) + len(self.client_events)
+
+    def add(self, event: Event) -> bool:
+        """False if `event` was dropped because the buffer is full."""
+        if isinstance(event, ClientHeartbeat):
+            self.client_events = [
+                e
+                for e in self.client_events
+                if not (isinstance(e, ClientHeartbeat) and e.client_id == event.client_id)
+            ]
+            self.client_events.append(event)
+        elif isinstance(event, ClientLeft):
+            self.client_events.append(event)
+        elif isinstance(event, DROPPABLE) and len(self.task_events) >= self.max_task_events:
+            self.dropped += 1
+            return False
+        else:
+            self.task_events.append(event)
+        return True
+
+    def sent_clients(self, sent: list[Event]) -> None:
+        """Forget client events once published (by identity: the list may have changed)."""
+        ids = {id(e) for e in sent}
+        self.client_events = [e for e in self.client_events if id(e) not in ids]
+
 
 class EventPublisher:
     def __init__(
@@ -31,12 +85,14 @@ class EventPublisher:
         transport_options: dict[str, object] | None = None,
         flush_interval_s: float = 0.01,
         max_batch: int = 500,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
     ) -> None:
         self._url = broker_url
-        self._transport_options = transport_options or {}
+        self._transport_options = {**FAILOVER_OPTIONS, **(transport_options or {})}
         self._flush_interval_s = flush_interval_s
         self._max_batch = max_batch
-        self._buffer: list[Event] = []
+        self._max_buffer = max_buffer
+        self._buffer = EventBuffer(max_buffer)
         self._buffer_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._wakeup = threading.Event()
@@ -45,29 +101,44 @@ class EventPublisher:
         self._producer: Producer | None = None
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self._outage = OutageLog(log, "broker (events)")
+        self._errors = LoopErrors(log, "events", "broker")
+        # Set when a flush waited out its timeout; cleared by the next successful publish.
+        self._gave_up = False
 
     def emit(self, event: Event) -> None:
         self._ensure_thread()
         with self._buffer_lock:
-            self._buffer.append(event)
-            full = len(self._buffer) >= self._max_batch
+            kept = self._buffer.add(event)
+            dropped = self._buffer.dropped
+            full = len(self._buffer.task_events) >= self._max_batch
+        if not kept and dropped == 1:
+            log.warning(
+                "event buffer full (%d events) while the broker is unreachable: log and "
+                "progress events are dropped until it is back; started/finished are kept",
+                self._max_buffer,
+            )
         if full:
             self._wakeup.set()
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Publish all buffered events now; False if the broker stayed unreachable."""
+        """Publish all buffered events now; False if the broker stayed unreachable.
+
+        Waits at most once per outage: after one flush timed out, flushes return False at
+        once (the background thread keeps retrying) until a publish succeeds."""
+        if self._gave_up:
+            self._wakeup.set()
+            return False
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 self._publish_pending()
-                self._outage.recovered()
                 return True
             except Exception as exc:  # broker down: keep the events, retry until the deadline
-                if time.monotonic() >= deadline:
-                    self._outage.failed(exc, "events are kept and sent when it is back")
-                    return False
                 self._reset_connection()
+                if time.monotonic() >= deadline:
+                    self._errors.failed(exc, "events are kept and sent when it is back")
+                    self._gave_up = True
+                    return False
                 time.sleep(0.2)
 
     def close(self) -> None:
@@ -75,12 +146,21 @@ class EventPublisher:
         self._wakeup.set()
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=5)
-        self.flush(timeout_s=5)
+        # One last try at shutdown; a single attempt if a flush already waited this outage.
+        timeout_s = 0.0 if self._gave_up else 5.0
+        self._gave_up = False
+        self.flush(timeout_s=timeout_s)
         self._reset_connection()
 
     def pending(self) -> int:
         with self._buffer_lock:
             return len(self._buffer)
+
+    @property
+    def dropped(self) -> int:
+        """Log and progress events dropped since the last report of the count."""
+        with self._buffer_lock:
+            return self._buffer.dropped
 
     def _ensure_thread(self) -> None:
         if os.getpid() != self._pid:
@@ -89,10 +169,10 @@ class EventPublisher:
             self._connection = None
             self._producer = None
             self._thread = None
+            self._gave_up = False
             self._buffer_lock = threading.Lock()
             self._send_lock = threading.Lock()
-            with self._buffer_lock:
-                self._buffer = []
+            self._buffer = EventBuffer(self._max_buffer)
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(
                 target=self._run, name="fss-event-publisher", daemon=True
@@ -106,43 +186,63 @@ class EventPublisher:
             self._wakeup.clear()
             try:
                 self._publish_pending()
-                self._outage.recovered()
                 backoff = 0.1
             except Exception as exc:
-                self._outage.failed(exc, "events are kept and sent when it is back")
+                self._errors.failed(exc, "events are kept and sent when it is back")
                 self._reset_connection()
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
     def _publish_pending(self) -> None:
         with self._send_lock:
+            self._publish_clients()
             while True:
                 with self._buffer_lock:
-                    batch = self._buffer[: self._max_batch]
+                    batch = self._buffer.task_events[: self._max_batch]
                 if not batch:
-                    return
-                self._producer_for_process().publish(
-                    encode_batch(batch),
-                    # The default exchange routes by queue name: no binding lookup per publish.
-                    exchange="",
-                    routing_key=EVENTS_QUEUE,
-                    declare=[events_queue()],
-                    serializer="json",
-                    delivery_mode=2,
-                    retry=True,
-                    retry_policy={
-                        "max_retries": 3,
-                        "interval_start": 0.1,
-                        "interval_step": 0.5,
-                        "interval_max": 1,
-                    },
-                )
+                    break
+                self._publish(batch, EVENTS_QUEUE, events_queue)
                 with self._buffer_lock:
-                    del self._buffer[: len(batch)]
+                    del self._buffer.task_events[: len(batch)]
+            self._published()
+
+    def _publish_clients(self) -> None:
+        with self._buffer_lock:
+            batch = list(self._buffer.client_events)
+        if batch:
+            self._publish(batch, CLIENTS_QUEUE, clients_queue)
+            with self._buffer_lock:
+                self._buffer.sent_clients(batch)
+
+    def _published(self) -> None:
+        """Everything buffered is out: the broker is back, if it was gone."""
+        self._gave_up = False
+        self._errors.succeeded()
+        with self._buffer_lock:
+            dropped, self._buffer.dropped = self._buffer.dropped, 0
+        if dropped:
+            log.warning("broker is back: %d log/progress events were dropped meanwhile", dropped)
+
+    def _publish(self, batch: list[Event], queue_name: str, queue: Callable[[], Queue]) -> None:
+        self._producer_for_process().publish(
+            encode_batch(batch),
+            # The default exchange routes by queue name: no binding lookup per publish.
+            exchange="",
+            routing_key=queue_name,
+            declare=[queue()],
+            serializer="json",
+            delivery_mode=2,
+            retry=True,
+            retry_policy=RETRY_POLICY,
+        )
 
     def _producer_for_process(self) -> Producer:
         if self._producer is None:
-            self._connection = Connection(self._url, transport_options=self._transport_options)
+            self._connection = Connection(
+                self._url,
+                transport_options=self._transport_options,
+                connect_timeout=CONNECT_TIMEOUT_S,
+            )
             self._producer = Producer(self._connection.default_channel)
         return self._producer
 

@@ -18,7 +18,8 @@ from fss.domain.selection import RoundRobin
 from fss.fence import Fence
 from fss.naming import celery_task_id, job_task_name
 from fss.orders import RunOrder
-from fss.outage import OutageLog
+from fss.outage import LoopErrors
+from fss.scheduler.timers import Every
 from fss.store import tasks
 from fss.store.clients import live_clients
 from fss.store.rows import ClientRow
@@ -55,8 +56,9 @@ class Dispatcher:
         self._clock = clock
         self._selector = selector or RoundRobin()
         self._clients: list[ClientRow] = []
-        self._broker = OutageLog(log, "broker (dispatcher)")
-        self._clients_read_at: datetime | None = None
+        # Connection errors are an outage (one line each way); anything else is an ERROR.
+        self._broker = LoopErrors(log, "dispatcher", "broker")
+        self._clients_refresh = Every(CLIENT_CACHE_S)
 
     def dispatch(self, claimed: ClaimedTask) -> Outcome:
         return self.dispatch_many([claimed])[claimed.id]
@@ -83,11 +85,14 @@ class Dispatcher:
         try:
             # Arm first: it also proves Redis is reachable before any SQL is written, so a
             # broker outage does not burn attempts.
-            self._fence.arm_many([(claimed.id, claimed.attempt + 1) for claimed, _ in ready])
+            refused = self._fence.arm_many(
+                [(claimed.id, claimed.attempt + 1) for claimed, _ in ready]
+            )
         except Exception as exc:
             self._broker.failed(exc, "due tasks wait")
             outcomes.update({claimed.id: Outcome.FAILED for claimed, _ in ready})
             return outcomes
+        ready = self._drop_refused(ready, set(refused), outcomes)
         won = self._mark_dispatched(ready, now, outcomes)
         self._send_all(won, now, outcomes)
         return outcomes
@@ -139,12 +144,44 @@ class Dispatcher:
             self._broker.failed(exc, "due tasks wait")
             failed = [claimed for claimed, _ in won if outcomes.get(claimed.id) is None]
         if not failed:
-            self._broker.recovered()
+            self._broker.succeeded()
             return
+        for claimed in failed:
+            outcomes[claimed.id] = self._take_back(claimed)
+
+    def _take_back(self, claimed: ClaimedTask) -> Outcome:
+        """A send that raised may still have delivered the order: close the attempt to workers
+        first, and undo the dispatch only if no worker entered it."""
+        attempt = claimed.attempt + 1
+        try:
+            revoked = self._fence.revoke(claimed.id, attempt)
+        except Exception as exc:
+            # Unknown whether a worker entered it: the stale-dispatch sweep revokes it later.
+            self._broker.failed(exc, "due tasks wait")
+            return Outcome.LOST
+        if not revoked:
+            log.info("task %s: attempt %s was delivered after all; it runs", claimed.id, attempt)
+            return Outcome.SENT
         with self._engine.begin() as conn:
-            for claimed in failed:
-                tasks.undo_dispatch(conn, claimed.id, claimed.attempt + 1)
-                outcomes[claimed.id] = Outcome.FAILED
+            tasks.undo_dispatch(conn, claimed.id, attempt)
+        return Outcome.FAILED
+
+    @staticmethod
+    def _drop_refused(
+        ready: list[tuple[ClaimedTask, ClientRow]],
+        refused: set[int],
+        outcomes: dict[int, Outcome],
+    ) -> list[tuple[ClaimedTask, ClientRow]]:
+        """Tasks whose fence holds an entered or newer attempt are not dispatched again."""
+        for claimed, _ in ready:
+            if claimed.id in refused:
+                log.warning(
+                    "task %s: not dispatching attempt %s, a worker holds an attempt of it",
+                    claimed.id,
+                    claimed.attempt + 1,
+                )
+                outcomes[claimed.id] = Outcome.LOST
+        return [(claimed, client) for claimed, client in ready if claimed.id not in refused]
 
     @staticmethod
     def _order(claimed: ClaimedTask, client: ClientRow) -> RunOrder:
@@ -159,8 +196,11 @@ class Dispatcher:
         )
 
     def _missed(self, claimed: ClaimedTask, now: datetime) -> bool:
-        late_s = (now - claimed.start_at).total_seconds()
-        return claimed.misfire == "skip" and late_s > self._settings.misfire_grace_s
+        """Only a first attempt can be a misfire: a task put back after a lost worker or a
+        failed send (attempt > 0) was on time when it was first dispatched."""
+        if claimed.misfire != "skip" or claimed.attempt > 0:
+            return False
+        return (now - claimed.start_at).total_seconds() > self._settings.misfire_grace_s
 
     def _skip(self, claimed: ClaimedTask, now: datetime) -> Outcome:
         next_at = next_run_at(claimed.schedule, claimed.start_at, now)
@@ -203,13 +243,9 @@ class Dispatcher:
         return fresh or able
 
     def _refresh_clients(self, now: datetime, force: bool = False) -> None:
-        fresh = (
-            self._clients_read_at is not None
-            and (now - self._clients_read_at).total_seconds() < CLIENT_CACHE_S
-        )
-        if fresh and not force:
+        if not (force or self._clients_refresh.due(now)):
             return
         since = now - timedelta(seconds=self._settings.client_timeout_s)
         with self._engine.connect() as conn:
             self._clients = live_clients(conn, since)
-        self._clients_read_at = now
+        self._clients_refresh.done(now)

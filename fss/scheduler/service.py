@@ -1,4 +1,5 @@
-"""One scheduler instance: claim loop + timing wheel + dispatcher, the recorder, a heartbeat.
+"""One scheduler instance: claim loop + timing wheel + dispatcher, the recorder, the
+supervisor, and a node heartbeat that says whether all of them make progress.
 
 Any number of instances run side by side; they share the work through leased claims in SQL.
 `tick()` runs one iteration against the injected clock and says how long to wait.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from celery import Celery
@@ -16,18 +19,23 @@ from sqlalchemy.engine import Engine
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.fence import Fence
-from fss.outage import OutageLog, first_line
+from fss.outage import LoopErrors
 from fss.scheduler.dispatcher import Dispatcher, Outcome
+from fss.scheduler.health import NodeHealth
 from fss.scheduler.recorder import Recorder
 from fss.scheduler.supervisor import Supervisor
+from fss.scheduler.timers import Every
 from fss.scheduler.wheel import TimingWheel
 from fss.store import tasks
 from fss.store.clients import heartbeat_node, mark_node_stopped
+from fss.store.tasks import ClaimedTask
 
 log = logging.getLogger(__name__)
 
 MIN_SLEEP_S = 0.0
 RETRY_AFTER_ERROR_S = 1.0
+# A loop with no completed iteration for this long (or longer for slow periods) is stuck.
+STUCK_AFTER_S = 30.0
 
 
 class SchedulerService:
@@ -38,22 +46,37 @@ class SchedulerService:
         app: Celery,
         fence: Fence,
         clock: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.clock = clock
         self.node = settings.node_name
         self.wheel = TimingWheel()
+        self.health = NodeHealth(monotonic)
+        self.claim_health = self.health.tracker(
+            "claim loop", max(STUCK_AFTER_S, 3 * settings.lease_s)
+        )
         self.dispatcher = Dispatcher(engine, app, fence, settings, clock)
-        self.recorder = Recorder(engine, settings, clock, on_finished=self.wake)
+        self.recorder = Recorder(
+            engine, settings, clock, on_finished=self.wake, health=self.health
+        )
         self.supervisor = Supervisor(
-            engine, fence, settings, clock, events_current=lambda: not self.recorder.holding
+            engine,
+            fence,
+            settings,
+            clock,
+            events_current=lambda: not self.recorder.holding,
+            health=self.health.tracker(
+                "supervisor", max(STUCK_AFTER_S, 10 * settings.supervise_s)
+            ),
         )
         self.started_at = clock.now()
         self.sent = 0
-        self._next_claim_at: datetime | None = None
-        self._next_beat_at: datetime | None = None
-        self._next_renew_at: datetime | None = None
+        self._claims = Every(settings.poll_s)
+        self._renewals = Every(settings.lease_s / 3)
+        self._claim_errors = LoopErrors(log, "scheduler loop", "database")
+        self._beat_errors = LoopErrors(log, "node heartbeat", "database")
         self._woken = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -62,23 +85,26 @@ class SchedulerService:
 
     def tick(self) -> float:
         now = self.clock.now()
-        if self._next_beat_at is None or now >= self._next_beat_at:
-            heartbeat_node(self.engine, self.node, now, self.started_at)
-            self._next_beat_at = now + timedelta(seconds=self.settings.heartbeat_s)
-        if self._next_renew_at is None or now >= self._next_renew_at:
+        if self._renewals.due(now):
             tasks.extend_claims(
                 self.engine,
                 self.node,
                 self.wheel.task_ids(),
                 now + timedelta(seconds=self.settings.lease_s),
             )
-            self._next_renew_at = now + timedelta(seconds=self.settings.lease_s / 3)
-        if self._woken.is_set() or self._next_claim_at is None or now >= self._next_claim_at:
+            self._renewals.done(now)
+        if self._woken.is_set() or self._claims.due(now):
             self._woken.clear()
             self._claim(now)
-            self._next_claim_at = now + timedelta(seconds=self.settings.poll_s)
+            self._claims.done(now)
         self._fire_due()
         return self._sleep_for()
+
+    def beat(self) -> None:
+        """Write the node heartbeat, with what is wrong when a loop fails or is stuck."""
+        heartbeat_node(
+            self.engine, self.node, self.clock.now(), self.started_at, self.health.reason()
+        )
 
     def _claim(self, now: datetime) -> None:
         claimed = tasks.claim_due(
@@ -98,9 +124,12 @@ class SchedulerService:
             return
         try:
             outcomes = self.dispatcher.dispatch_many(due)
-        except Exception as exc:
-            log.warning("dispatch failed (%s); retrying", first_line(exc))
-            outcomes = {}
+        except Exception:
+            self._retry_later(due, {})
+            raise  # the loop logs it (error or outage) and marks the claim loop failing
+        self._retry_later(due, outcomes)
+
+    def _retry_later(self, due: list[ClaimedTask], outcomes: dict[int, Outcome]) -> None:
         for claimed in due:
             outcome = outcomes.get(claimed.id, Outcome.FAILED)
             if outcome is Outcome.SENT:
@@ -115,7 +144,7 @@ class SchedulerService:
 
     def _sleep_for(self) -> float:
         now = self.clock.now()
-        wait = (self._next_claim_at - now).total_seconds() if self._next_claim_at else 0.0
+        wait = self._claims.wait_s(now)  # at most poll_s, whatever the wall clock did
         fire_at = self.wheel.next_fire_at()
         if fire_at is not None:
             wait = min(wait, (fire_at - now).total_seconds())
@@ -129,7 +158,9 @@ class SchedulerService:
 
     def start(self) -> None:
         self._stop.clear()
+        self.claim_health.start()
         self._threads = [
+            threading.Thread(target=self._beat_loop, name="fss-node-heartbeat", daemon=True),
             threading.Thread(target=self._loop, name="fss-scheduler", daemon=True),
             threading.Thread(
                 target=self.recorder.run, args=(self._stop,), name="fss-recorder", daemon=True
@@ -143,17 +174,30 @@ class SchedulerService:
 
     def _loop(self) -> None:
         backoff = 0.2
-        outage = OutageLog(log, "database (scheduler loop)")
         while not self._stop.is_set():
             try:
                 wait = self.tick()
-                outage.recovered()
+                self._claim_errors.succeeded()
+                self.claim_health.progressed()
                 backoff = 0.2
             except Exception as exc:
-                outage.failed(exc, "claims and dispatches wait")
+                self._claim_errors.failed(exc, "claims and dispatches wait")
+                self.claim_health.failed(exc)
                 wait = backoff
                 backoff = min(backoff * 2, 5.0)
             self._woken.wait(wait)
+
+    def _beat_loop(self) -> None:
+        """Its own thread, on Event.wait (monotonic): a stuck or failing claim loop is then
+        reported, not hidden by a missing heartbeat, and wall clock steps do not delay it."""
+        while True:
+            try:
+                self.beat()
+                self._beat_errors.succeeded()
+            except Exception as exc:
+                self._beat_errors.failed(exc, "the node looks silent to its peers")
+            if self._stop.wait(self.settings.heartbeat_s):
+                return
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()

@@ -19,7 +19,9 @@ from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.domain.status import TaskStatus
 from fss.fence import Fence
-from fss.outage import OutageLog
+from fss.outage import LoopErrors
+from fss.scheduler.health import LoopTracker
+from fss.scheduler.timers import Every
 from fss.store import supervision as store
 from fss.store.supervision import OpenTask, RetentionPolicy
 
@@ -40,6 +42,7 @@ class SweepReport:
     removed_clients: list[str] = field(default_factory=list)
     kicked_clients: list[str] = field(default_factory=list)
     dead_nodes: int = 0
+    retention_ran: bool = False
     pruned: int = 0
 
 
@@ -51,17 +54,19 @@ class Supervisor:
         settings: Settings,
         clock: Clock,
         events_current: Callable[[], bool] = lambda: True,
+        health: LoopTracker | None = None,
     ) -> None:
         self._engine = engine
         self._events_current = events_current
+        self._health = health
         # After an outage of our own, heartbeats held meanwhile are not written yet: judge
         # nobody silent until a full liveness window has passed with the database reachable.
-        self._judge_from: datetime | None = None
+        self._judging_resumes = Every(settings.client_timeout_s)
         self._outage_seen = False
         self._fence = fence
         self._settings = settings
         self._clock = clock
-        self._next_prune_at: datetime | None = None
+        self._retention = Every(settings.retention_every_s)
         self.retention = RetentionPolicy(
             keep_success_per_group=settings.keep_success_per_group,
             success_max_age=timedelta(seconds=settings.success_max_age_s),
@@ -77,7 +82,7 @@ class Supervisor:
         report.held_lease = True
         if self._outage_seen:
             self._outage_seen = False
-            self._judge_from = now + timedelta(seconds=self._settings.client_timeout_s)
+            self._judging_resumes.done(now)
         alive_since = now - timedelta(seconds=self._settings.client_timeout_s)
         if self._may_judge(now):
             with self._engine.begin() as conn:
@@ -88,15 +93,16 @@ class Supervisor:
             self._handle_silent_dispatchers(now, report)
             self._handle_stale_dispatches(now, report)
             self._handle_hung(now, report)
-        if self._next_prune_at is None or now >= self._next_prune_at:
+        if self._retention.due(now):
             report.pruned = store.prune(self._engine, now, self.retention)
-            self._next_prune_at = now + timedelta(seconds=self._settings.retention_every_s)
+            report.retention_ran = True
+            self._retention.done(now)
         return report
 
     def _may_judge(self, now: datetime) -> bool:
         if not self._events_current():
             return False
-        return self._judge_from is None or now >= self._judge_from
+        return self._judging_resumes.due(now)
 
     def note_outage(self) -> None:
         """The database was unreachable: silence measured across it says nothing about clients."""
@@ -237,16 +243,23 @@ class Supervisor:
 
     def run(self, stop: threading.Event) -> None:
         backoff = self._settings.supervise_s
-        outage = OutageLog(log, "database (supervisor)")
+        errors = LoopErrors(log, "supervisor", "database")
+        if self._health is not None:
+            self._health.start()
         while not stop.wait(backoff):
             try:
                 self.sweep()
-                outage.recovered()
-                backoff = self._settings.supervise_s
             except Exception as exc:
-                self.note_outage()
-                outage.failed(exc, "supervision waits")
+                if errors.failed(exc, "supervision waits"):
+                    self.note_outage()
+                if self._health is not None:
+                    self._health.failed(exc)
                 backoff = min(backoff * 2, 5.0)
+                continue
+            errors.succeeded()
+            if self._health is not None:
+                self._health.progressed()
+            backoff = self._settings.supervise_s
 
     def release(self) -> None:
         store.release_lease(self._engine, LEASE_NAME, self._settings.node_name)

@@ -24,12 +24,20 @@ def live_clients(conn: Connection, alive_since: datetime) -> list[ClientRow]:
     return [ClientRow.from_row(r) for r in rows]
 
 
-def heartbeat_node(engine: Engine, node_id: str, now: datetime, started_at: datetime) -> None:
+def heartbeat_node(
+    engine: Engine,
+    node_id: str,
+    now: datetime,
+    started_at: datetime,
+    unhealthy_reason: str | None = None,
+) -> None:
+    """Upsert the node's row; `unhealthy_reason` is None while all its loops make progress."""
     values = {
         "host": socket.gethostname()[:128],
         "pid": os.getpid(),
         "heartbeat_at": now,
         "is_alive": True,
+        "unhealthy_reason": unhealthy_reason[:512] if unhealthy_reason else None,
     }
     with engine.begin() as conn:
         updated = conn.execute(

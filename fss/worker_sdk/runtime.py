@@ -30,6 +30,9 @@ from fss.worker_sdk.job import JobSpec
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 8000
+# How long a run's end waits for its events to reach the broker; the publisher waits this
+# once per outage, later ends return at once while the background thread keeps retrying.
+END_FLUSH_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -81,6 +84,7 @@ class WorkerRuntime:
                 broker_transport_options(self.settings),
                 flush_interval_s=self.settings.event_flush_ms / 1000,
                 max_batch=self.settings.event_batch,
+                max_buffer=self.settings.event_buffer_max,
             )
         return self._publisher
 
@@ -206,7 +210,7 @@ class WorkerRuntime:
                 data=data,
             )
         )
-        self.publisher.flush()
+        self.publisher.flush(timeout_s=END_FLUSH_TIMEOUT_S)
 
     def close(self) -> None:
         if self._publisher is not None:

@@ -9,11 +9,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis
 import sqlalchemy as sa
+from servers import wait_for
 from sqlalchemy.engine import Engine
 
 from fss.celery_app import create_app
 from fss.config import Settings
-from fss.domain.clock import ManualClock
+from fss.domain.clock import ManualClock, as_utc
 from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
 from fss.events import ClientHeartbeat
@@ -23,7 +24,7 @@ from fss.scheduler.service import SchedulerService
 from fss.store import groups, migrate
 from fss.store.engine import create_engine
 from fss.store.recording import upsert_client
-from fss.store.tables import run_log, task
+from fss.store.tables import run_log, server_node, task
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -221,3 +222,86 @@ def test_given_an_outage_and_misfire_skip_then_the_missed_run_waits_for_the_next
     h.service.tick()
     h.service.tick()
     assert h.redis.llen(client_queue("c1")) == 1
+
+
+# --- the wall clock stepped back -------------------------------------------------------------
+
+HOUR = timedelta(hours=1)
+
+
+def test_given_the_wall_clock_stepped_back_an_hour_then_claims_and_renewals_go_on(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.register("c1", "job-a")
+    held_id = pending_task_id(h, add_group(h, start_in_s=1.8, interval_ms=600_000))
+    h.service.tick()  # claims the held task, due within the look-ahead
+    assert h.task_row(held_id).claimed_by == "node-a"
+
+    h.clock.set(T0 - HOUR)  # NTP or an operator steps the clock back
+    h.register("c1", "job-a")
+    due_id = pending_task_id(h, add_group(h, start_in_s=0))
+    wait = h.service.tick()
+    assert wait <= h.service.settings.poll_s  # never sleeps out the hour
+    # Claims go on: the new task is claimed and sent on this very tick.
+    assert h.task_row(due_id).status == TaskStatus.SCHEDULER
+    assert h.redis.llen(client_queue("c1")) == 1
+    # Lease renewals go on: the held claim was renewed from the clock's new reading.
+    renewed = h.task_row(held_id).claimed_until
+    assert renewed == (T0 - HOUR + timedelta(seconds=h.service.settings.lease_s)).replace(
+        tzinfo=renewed.tzinfo
+    )
+
+
+def test_given_the_wall_clock_stepped_back_then_node_heartbeats_go_on(
+    database_url: str, fresh_redis_url: Callable[[], str]
+) -> None:
+    broker = fresh_redis_url()
+    settings = Settings(database_url=database_url, broker_url=broker, node_name="node-hb",
+                        heartbeat_s=0.05)
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    clock = ManualClock(T0)
+    app = create_app(settings)
+    fence = RedisFence(broker)
+    service = SchedulerService(settings, engine, app, fence, clock)
+
+    def beat_at() -> datetime | None:
+        with engine.connect() as conn:
+            at = conn.execute(sa.select(server_node.c.heartbeat_at)).scalar_one_or_none()
+        return None if at is None else as_utc(at)
+
+    service.start()
+    try:
+        wait_for(lambda: beat_at() == T0, timeout=10, what="first node heartbeat")
+        clock.set(T0 - HOUR)
+        wait_for(lambda: beat_at() == T0 - HOUR, timeout=5, what="heartbeat after the step")
+    finally:
+        service.stop()
+        fence.close()
+        app.close()
+        engine.dispose()
+
+
+# --- misfire=skip and runs put back by the supervisor ---------------------------------------
+
+
+def test_given_misfire_skip_when_the_supervisor_puts_a_run_back_then_it_is_sent_not_skipped(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.register("lost", "job-a")
+    group_id = add_group(h, start_in_s=0, misfire="skip", interval_ms=600_000)
+    task_id = pending_task_id(h, group_id)
+    h.service.tick()
+    assert h.task_row(task_id).client_id == "lost"
+
+    h.clock.advance(10.5)  # the worker died with the order: past the grace of misfire=skip
+    h.register("alive", "job-a")
+    report = h.service.supervisor.sweep()
+    assert report.redispatched == [task_id]  # the supervisor's real re-queue path
+    h.service.tick()
+    h.service.tick()
+    row = h.task_row(task_id)
+    assert (row.status, row.client_id, row.attempt) == (TaskStatus.SCHEDULER, "alive", 2)
+    assert h.redis.llen(client_queue("alive")) == 1

@@ -261,7 +261,7 @@ def test_retention_keeps_the_newest_successes_and_recent_failures(world: World) 
     assert failure in left  # failures are kept 7 days
     world.clock.advance(timedelta(days=6))
     world.beat("c")
-    supervisor._next_prune_at = None
+    supervisor._retention.reset()
     supervisor.sweep()
     with world.engine.connect() as conn:
         assert conn.execute(sa.select(task.c.id).where(task.c.id == failure)).first() is None
@@ -306,3 +306,21 @@ def test_given_a_scheduler_that_died_after_dispatching_then_unstarted_orders_go_
     report = world.supervisor.sweep()
     assert report.redispatched == [unstarted]
     assert world.task(started).status == TaskStatus.SCHEDULER  # its worker runs it
+
+
+def test_given_the_wall_clock_stepped_back_an_hour_then_retention_and_judging_go_on(
+    world: World,
+) -> None:
+    assert world.supervisor.sweep().retention_ran
+    world.clock.advance(1)
+    assert not world.supervisor.sweep().retention_ran  # every retention_every_s only
+    world.supervisor.note_outage()
+    world.supervisor.sweep()  # judging waits one liveness window after an outage
+
+    world.clock.advance(-3600)  # the wall clock is stepped back an hour
+    world.beat("dead")
+    _, task_id = world.dispatch_new_group("dead")
+    world.clock.advance(10.5)
+    report = world.supervisor.sweep()
+    assert report.retention_ran  # not an hour later
+    assert report.redispatched == [task_id]  # silent clients are judged again

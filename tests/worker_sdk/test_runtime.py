@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from types import ModuleType
@@ -12,6 +14,7 @@ import pytest
 from kombu.connection import Connection
 from kombu.simple import SimpleQueue
 
+import fss.worker_sdk.runtime as runtime_module
 from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.events import (
@@ -183,3 +186,32 @@ def test_given_an_async_job_then_it_is_awaited(runtime: WorkerRuntime) -> None:
     finished = drain_events(runtime)[-1]
     assert calls == [17]
     assert isinstance(finished, TaskFinished) and finished.success and finished.data is None
+
+
+def test_given_the_broker_down_then_only_the_first_run_end_waits_for_it(
+    fresh_redis_url: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime_module, "END_FLUSH_TIMEOUT_S", 0.5)
+    calls.clear()
+    with socket.socket() as probe:  # a port nothing listens on: the broker is down
+        probe.bind(("127.0.0.1", 0))
+        down = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    settings = Settings(broker_url=down, fence_url=fresh_redis_url())
+    rt = WorkerRuntime(settings, "client-1", discover_jobs([this_module()]), ManualClock(T0))
+    fence = RedisFence(settings.fence_url)
+    try:
+        ends = []
+        for task_id in (21, 22, 23):
+            fence.arm(task_id, 1)
+            assert rt.begin(f"c-{task_id}", order(task_id, "ok"))
+            rt.run(f"c-{task_id}")
+            started = time.monotonic()
+            rt.end(f"c-{task_id}", "SUCCESS")
+            ends.append(time.monotonic() - started)
+        assert calls == [21, 22, 23]
+        assert ends[0] >= 0.5  # the first end waits for the broker once ...
+        assert max(ends[1:]) < 0.1  # ... the next ones do not wait 10 s each
+        assert rt.publisher.pending() == 3 * 4  # nothing is lost meanwhile
+    finally:
+        fence.close()
+        rt.close()

@@ -1,0 +1,190 @@
+"""The event publisher against a real Redis, and a real outage: the broker URL points at a
+local port where nothing listens, then a proxy to the test's Redis opens on that port."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+import pytest
+from kombu.connection import Connection
+from kombu.simple import SimpleQueue
+from servers import wait_for
+
+from fss.bridge.publisher import EventPublisher
+from fss.events import (
+    ClientHeartbeat,
+    ClientLeft,
+    Event,
+    TaskFinished,
+    TaskLogged,
+    TaskProgressed,
+    TaskStarted,
+    decode_batch,
+)
+from fss.naming import CLIENTS_QUEUE, EVENTS_QUEUE
+
+AT = datetime(2026, 5, 1, 7, 0, 0, tzinfo=timezone.utc)
+PUBLISHER_LOG = "fss.bridge.publisher"
+
+
+class PortProxy:
+    """Forwards a local port to a target address once opened; refuses connections before."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self._sockets: list[socket.socket] = []
+        self._server: socket.socket | None = None
+
+    def open(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._sockets.append(self._server)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        assert self._server is not None
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+
+
+@pytest.fixture
+def redis_url(fresh_redis_url: Callable[[], str]) -> str:
+    return fresh_redis_url()
+
+
+@pytest.fixture
+def proxy(redis_url: str) -> Iterator[PortProxy]:
+    parts = urlsplit(redis_url)
+    made = PortProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
+    yield made
+    made.close()
+
+
+def through(proxy: PortProxy, redis_url: str) -> str:
+    return f"redis://127.0.0.1:{proxy.port}{urlsplit(redis_url).path}"
+
+
+def received(redis_url: str, queue_name: str) -> list[Event]:
+    events: list[Event] = []
+    with Connection(redis_url) as conn:
+        queue = SimpleQueue(conn, queue_name)
+        while True:
+            try:
+                message = queue.get(timeout=0.2)
+            except queue.Empty:
+                break
+            events.extend(decode_batch(message.payload))
+            message.ack()
+        queue.close()
+    return events
+
+
+def heartbeat(client_id: str, active: int) -> ClientHeartbeat:
+    return ClientHeartbeat(client_id, "h", "127.0.0.1", 1, ("job",), "q", AT, active=active)
+
+
+def logged(index: int) -> TaskLogged:
+    return TaskLogged(1, 1, "c", 7, 2, f"line {index}", AT)
+
+
+def test_client_events_go_to_the_clients_queue_and_task_events_to_the_events_queue(
+    redis_url: str,
+) -> None:
+    publisher = EventPublisher(redis_url)
+    try:
+        for event in (TaskStarted(1, 1, "c", AT), heartbeat("c", 1), ClientLeft("c", AT)):
+            publisher.emit(event)
+        assert publisher.flush(timeout_s=5)
+    finally:
+        publisher.close()
+    assert [type(e) for e in received(redis_url, EVENTS_QUEUE)] == [TaskStarted]
+    assert [type(e) for e in received(redis_url, CLIENTS_QUEUE)] == [ClientHeartbeat, ClientLeft]
+
+
+def test_given_the_broker_down_then_the_buffer_is_bounded_and_a_run_end_blocks_once(
+    redis_url: str, proxy: PortProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, PUBLISHER_LOG)
+    publisher = EventPublisher(through(proxy, redis_url), max_buffer=5)
+    try:
+        publisher.emit(TaskStarted(1, 1, "c", AT))
+        for index in range(20):
+            publisher.emit(logged(index))
+            publisher.emit(TaskProgressed(1, 1, "c", index, AT))
+            publisher.emit(heartbeat("c", index))
+        publisher.emit(TaskFinished(1, 1, "c", True, 5, AT))
+
+        # Started, 4 logs and progress, finished; one heartbeat: the latest.
+        assert publisher.pending() == 5 + 1 + 1
+        assert publisher.dropped == 36
+        full = [r for r in caplog.records if "event buffer full" in r.getMessage()]
+        assert len(full) == 1
+
+        started = time.monotonic()
+        assert not publisher.flush(timeout_s=0.5)  # the first run end waits out its timeout
+        assert time.monotonic() - started >= 0.5
+        for _ in range(3):  # ... later ones return at once while the broker stays down
+            started = time.monotonic()
+            assert not publisher.flush(timeout_s=5)
+            assert time.monotonic() - started < 0.1
+
+        proxy.open()  # the broker is back: the background thread delivers what was kept
+        wait_for(lambda: publisher.pending() == 0, timeout=15, what="buffer delivered")
+        assert publisher.flush(timeout_s=5)
+    finally:
+        publisher.close()
+    tasks = received(redis_url, EVENTS_QUEUE)
+    assert isinstance(tasks[0], TaskStarted) and isinstance(tasks[-1], TaskFinished)
+    assert [e.content for e in tasks if isinstance(e, TaskLogged)] == ["line 0", "line 1"]
+    clients = received(redis_url, CLIENTS_QUEUE)
+    assert [e.active for e in clients if isinstance(e, ClientHeartbeat)] == [19]
+    summary = [r for r in caplog.records if "were dropped meanwhile" in r.getMessage()]
+    assert len(summary) == 1 and "36 log/progress events" in summary[0].getMessage()
+
+
+def test_given_a_flush_that_gave_up_then_the_next_outage_blocks_once_again(
+    redis_url: str, proxy: PortProxy
+) -> None:
+    publisher = EventPublisher(through(proxy, redis_url))
+    try:
+        publisher.emit(TaskStarted(2, 1, "c", AT))
+        assert not publisher.flush(timeout_s=0.3)
+        proxy.open()
+        wait_for(lambda: publisher.pending() == 0, timeout=15, what="buffer delivered")
+        publisher.emit(TaskFinished(2, 1, "c", True, 5, AT))
+        assert publisher.flush(timeout_s=5)  # back to normal: flushes publish again
+    finally:
+        publisher.close()
+    assert [type(e) for e in received(redis_url, EVENTS_QUEUE)] == [TaskStarted, TaskFinished]

@@ -1,0 +1,188 @@
+"""The fence's promise: an attempt a worker entered is never overwritten, and an order whose
+send failed is revoked before its dispatch is undone. Real Redis, real databases."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import redis
+import sqlalchemy as sa
+from celery import Celery
+from sqlalchemy.engine import Engine
+
+from fss.celery_app import create_app
+from fss.config import Settings
+from fss.domain.clock import ManualClock
+from fss.domain.group_spec import GroupSpec
+from fss.domain.status import TaskStatus
+from fss.events import ClientHeartbeat
+from fss.fence import Fence, MemoryFence, RedisFence
+from fss.naming import client_queue, fence_key
+from fss.scheduler.dispatcher import Dispatcher, Outcome
+from fss.store import groups, migrate, tasks
+from fss.store.engine import create_engine
+from fss.store.recording import upsert_client
+from fss.store.tables import task
+from fss.store.tasks import ClaimedTask
+
+T0 = datetime(2026, 4, 1, 10, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["redis", "memory"])
+def fence(request: pytest.FixtureRequest, fresh_redis_url: Callable[[], str]) -> Iterator[Fence]:
+    made: Fence = RedisFence(fresh_redis_url()) if request.param == "redis" else MemoryFence()
+    yield made
+    made.close()
+
+
+# --- arming ---------------------------------------------------------------------------------
+
+
+def test_given_an_entered_attempt_when_armed_again_then_the_running_attempt_stays(
+    fence: Fence,
+) -> None:
+    assert fence.arm(1, 1)
+    assert fence.enter(1, 1, "worker-a")
+    assert not fence.arm(1, 2)  # e.g. a dispatch undone although its order was delivered
+    assert fence.holder(1, 1) == "worker-a"
+    assert not fence.enter(1, 2, "worker-b")
+
+
+def test_given_several_tasks_when_armed_at_once_then_only_the_entered_one_is_refused(
+    fence: Fence,
+) -> None:
+    fence.arm(7, 1)
+    assert fence.enter(7, 1, "w")
+    assert fence.arm_many([(6, 1), (7, 2), (8, 3)]) == [7]
+    assert fence.enter(6, 1) and fence.enter(8, 3)
+    assert fence.holder(7, 1) == "w"
+
+
+def test_given_a_revoked_or_newer_attempt_then_an_older_one_is_never_armed_again(
+    fence: Fence,
+) -> None:
+    fence.arm(3, 1)
+    assert fence.revoke(3, 1)
+    assert not fence.arm(3, 1)  # a revoked attempt stays closed
+    assert fence.arm(3, 2)
+    assert fence.arm(3, 2)  # arming the armed attempt again is harmless
+    assert not fence.arm(3, 1)  # a late, stale dispatch cannot take the fence back
+    assert not fence.enter(3, 1) and fence.enter(3, 2)
+
+
+# --- the dispatcher's take-back after a failed send -----------------------------------------
+
+
+@dataclass
+class Scene:
+    engine: Engine
+    clock: ManualClock
+    fence: RedisFence
+    redis: redis.Redis
+    settings: Settings
+    apps: list[Celery] = dataclasses.field(default_factory=list)
+
+    def due_task(self) -> ClaimedTask:
+        spec = GroupSpec(caption="g", job_name="job", interval_ms=60_000, start_at=self.clock.now())
+        group_id = groups.add_group(self.engine, spec, self.clock.now())
+        claimed = tasks.claim_due(
+            self.engine, "node-a", self.clock.now(), timedelta(seconds=1), timedelta(seconds=5)
+        )
+        return next(c for c in claimed if c.group_id == group_id)
+
+    def row(self, task_id: int) -> sa.Row[tuple[object, ...]]:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(task).where(task.c.id == task_id)).one()
+
+    def dispatcher(self, broker_url: str) -> Dispatcher:
+        app = create_app(self.settings.replace(broker_url=broker_url))
+        self.apps.append(app)
+        return Dispatcher(self.engine, app, self.fence, self.settings, self.clock)
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: connections to it are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def scene(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Scene]:
+    broker = fresh_redis_url()
+    settings = Settings(database_url=database_url, broker_url=broker, node_name="node-a")
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    clock = ManualClock(T0)
+    beat = ClientHeartbeat("c1", "h", "127.0.0.1", 1, ("job",), client_queue("c1"), T0)
+    with engine.begin() as conn:
+        upsert_client(conn, beat, T0)
+    made = Scene(engine, clock, RedisFence(broker), redis.Redis.from_url(broker), settings)
+    yield made
+    for app in made.apps:
+        app.close()
+    made.redis.close()
+    made.fence.close()
+    engine.dispose()
+
+
+def test_given_a_send_that_fails_and_nobody_entered_then_the_attempt_is_revoked_and_undone(
+    scene: Scene,
+) -> None:
+    claimed = scene.due_task()
+    dispatcher = scene.dispatcher(f"redis://127.0.0.1:{closed_port()}/0")
+    assert dispatcher.dispatch(claimed) is Outcome.FAILED
+    row = scene.row(claimed.id)
+    assert (row.status, row.client_id) == (TaskStatus.NONE, None)
+    # The order may still turn up somewhere: it can never enter.
+    assert not scene.fence.enter(claimed.id, 1, "late-worker")
+
+
+def test_given_a_send_that_fails_but_a_worker_entered_then_the_dispatch_is_kept(
+    scene: Scene,
+) -> None:
+    claimed = scene.due_task()
+    dispatcher = scene.dispatcher(f"redis://127.0.0.1:{closed_port()}/0")
+    entered = threading.Event()
+
+    def worker_enters_once_armed() -> None:
+        # The order got through before the send reported failure: a worker enters it.
+        for _ in range(2000):
+            if scene.redis.get(fence_key(claimed.id)) == b"1":
+                if scene.fence.enter(claimed.id, 1, "w"):
+                    entered.set()
+                return
+            threading.Event().wait(0.002)
+
+    worker = threading.Thread(target=worker_enters_once_armed)
+    worker.start()
+    outcome = dispatcher.dispatch(claimed)
+    worker.join(timeout=10)
+    assert entered.is_set()
+    assert outcome is Outcome.SENT
+    row = scene.row(claimed.id)
+    assert (row.status, row.attempt, row.client_id) == (TaskStatus.SCHEDULER, 1, "c1")
+    assert scene.fence.holder(claimed.id, 1) == "w"
+
+
+def test_given_a_task_back_in_waiting_while_its_attempt_runs_then_it_is_not_dispatched_again(
+    scene: Scene,
+) -> None:
+    claimed = scene.due_task()
+    # Attempt 1 was dispatched and entered, and the row went back to waiting anyway.
+    scene.fence.arm(claimed.id, 1)
+    assert scene.fence.enter(claimed.id, 1, "w")
+    with scene.engine.begin() as conn:
+        conn.execute(task.update().where(task.c.id == claimed.id).values(attempt=1))
+    claimed = dataclasses.replace(claimed, attempt=1)
+    dispatcher = scene.dispatcher(scene.settings.broker_url)
+    assert dispatcher.dispatch(claimed) is Outcome.LOST
+    assert scene.row(claimed.id).status == TaskStatus.NONE
+    assert scene.fence.holder(claimed.id, 1) == "w"
+    assert scene.redis.llen(client_queue("c1")) == 0
