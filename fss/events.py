@@ -7,19 +7,28 @@ named in the past tense, and travel in batches: one message holds a list of them
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from fss.domain.clock import as_utc
 from fss.domain.group_spec import validate_data
 from fss.errors import InvalidField
+from fss.outage import first_line
 
 ENVELOPE_VERSION = 1
 MAX_LOG_CONTENT = 16 * 1024
 MAX_ERROR_TEXT = 16 * 1024
+# The widest values the store's columns hold: BIGINT ids and durations, INTEGER attempts.
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+# Times every backend stores (MySQL's DATETIME starts at year 1000) with room left for
+# schedule arithmetic below Python's datetime.max.
+EARLIEST_TIME = datetime(1000, 1, 1, tzinfo=timezone.utc)
+LATEST_TIME = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 
 def _event_id() -> str:
@@ -140,9 +149,47 @@ def encode_batch(events: Iterable[Event]) -> dict[str, Any]:
 
 def decode_batch(body: Any) -> list[Event]:
     """Events of one message; InvalidField for a malformed envelope or event."""
+    return [from_dict(item) for item in _envelope_items(body)]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An event (or a whole message) that cannot be recorded, with why and as it came."""
+
+    reason: str
+    raw: Any
+
+
+def decode_events(body: Any) -> tuple[list[Event], list[Rejected]]:
+    """Every good event of one message, and every bad one set apart with its reason.
+
+    Never raises: one malformed event must not cost the others of its message.
+    """
+    try:
+        items = _envelope_items(body)
+    except InvalidField as exc:
+        return [], [Rejected(str(exc), body)]
+    events: list[Event] = []
+    rejected: list[Rejected] = []
+    for item in items:
+        try:
+            events.append(from_dict(item))
+        except Exception as exc:  # anything a bad value can raise, not only InvalidField
+            rejected.append(Rejected(reason_of(exc), item))
+    return events, rejected
+
+
+def reason_of(exc: BaseException) -> str:
+    if isinstance(exc, InvalidField):
+        return str(exc)
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def _envelope_items(body: Any) -> list[Any]:
     if not isinstance(body, Mapping) or not isinstance(body.get("events"), list):
         raise InvalidField("events", "message must be an object with an 'events' list")
-    return [from_dict(item) for item in body["events"]]
+    items: list[Any] = body["events"]
+    return items
 
 
 def from_dict(item: Any) -> Event:
@@ -158,7 +205,7 @@ def from_dict(item: Any) -> Event:
             if f.default is not MISSING or f.default_factory is not MISSING:
                 continue
             raise InvalidField(f.name, f"missing in {kind} event")
-        values[f.name] = _coerce(f.name, str(f.type), item[f.name])
+        values[f.name] = storable(_coerce(f.name, str(f.type), item[f.name]))
     event = cls(**values)
     check(event)
     return event
@@ -168,9 +215,39 @@ def require_time(name: str, value: Any) -> datetime:
     if not isinstance(value, str):
         raise InvalidField(name, "must be an ISO 8601 time")
     try:
-        return as_utc(datetime.fromisoformat(value))
+        moment = as_utc(datetime.fromisoformat(value))
     except ValueError:
-        raise InvalidField(name, f"{value!r} is not an ISO 8601 time") from None
+        raise InvalidField(name, f"{value[:64]!r} is not an ISO 8601 time") from None
+    except OverflowError:  # its offset moves it past year 1 or 9999 in UTC
+        moment = None
+    if moment is None or not EARLIEST_TIME <= moment < LATEST_TIME:
+        raise InvalidField(name, f"{value[:64]!r} is outside years 1000..8999")
+    return moment
+
+
+# NUL (PostgreSQL refuses it in text) and lone surrogates (no UTF-8 encoder takes them; a
+# valid pair arrives from JSON as one code point, so any surrogate left is a lone one).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """The text with what a database cannot store replaced by U+FFFD, length unchanged."""
+    if _UNSTORABLE.search(text) is None:
+        return text
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def storable(value: Any) -> Any:
+    """A JSON-like value with every string in it (dict keys too) made storable."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, tuple):
+        return tuple(storable(v) for v in value)
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    return value
 
 
 def _coerce(name: str, type_name: str, value: Any) -> Any:
@@ -236,6 +313,17 @@ _TEXT_LIMITS = {
 }
 
 
+# Integer column widths in the store: a larger value is refused here, not by the database.
+_INT_LIMITS = {
+    "task_id": INT64_MAX,
+    "group_id": INT64_MAX,
+    "run_speed_ms": INT64_MAX,
+    "attempt": INT32_MAX,
+    "pid": INT32_MAX,
+    "active": INT32_MAX,
+}
+
+
 def check(event: Event) -> None:
     """Range checks shared by every way an event can arrive."""
     if isinstance(event, TaskProgressed) and not 0 <= event.progress <= 100:
@@ -259,6 +347,10 @@ def check(event: Event) -> None:
     task_id = getattr(event, "task_id", None)
     if task_id is not None and task_id <= 0:
         raise InvalidField("task_id", "must be > 0")
+    for name, limit in _INT_LIMITS.items():
+        value = getattr(event, name, None)
+        if isinstance(value, int) and not -limit - 1 <= value <= limit:
+            raise InvalidField(name, f"out of range (at most {limit})")
     client_id = getattr(event, "client_id", "")
     if not client_id or len(client_id) > 128:
         raise InvalidField("client_id", "must be 1..128 characters")

@@ -21,8 +21,10 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
     decode_batch,
+    decode_events,
     encode_batch,
     from_dict,
+    storable_text,
     to_dict,
 )
 
@@ -393,3 +395,111 @@ def test_the_error_message_starts_with_the_field_name() -> None:
 
     with pytest.raises(InvalidField, match=r"^progress: must be 0\.\.100, got 101$"):
         from_dict(item)
+
+
+# -- lenient decoding: one bad event costs only itself ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "value"),
+    [
+        ("started", "task_id", 2**63),
+        ("finished", "task_id", 2**64),
+        ("log", "group_id", 2**63),
+        ("started", "attempt", 2**31),
+        ("heartbeat", "pid", 2**31),
+        ("heartbeat", "active", -(2**31) - 1),
+        ("finished", "run_speed_ms", 2**63),
+        ("started", "at", "0001-01-01T00:00:00+05:00"),
+        ("started", "at", "9999-12-31T23:59:59-05:00"),
+        ("finished", "next_at", "0999-12-31T23:59:59+00:00"),
+        ("finished", "next_at", "9000-01-01T00:00:00+00:00"),
+    ],
+)
+def test_given_a_value_no_column_can_hold_then_invalid_field_names_the_field(
+    kind: str, name: str, value: Any
+) -> None:
+    item = valid_item(kind) | {name: value}
+
+    with pytest.raises(InvalidField) as info:
+        from_dict(item)
+
+    assert info.value.field == name
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "value"),
+    [
+        ("started", "task_id", 2**63 - 1),
+        ("started", "attempt", 2**31 - 1),
+        ("heartbeat", "pid", 2**31 - 1),
+        ("started", "at", "1000-01-01T00:00:00+00:00"),
+        ("started", "at", "8999-12-31T23:59:59+00:00"),
+    ],
+)
+def test_given_the_widest_values_a_column_holds_then_accepted(
+    kind: str, name: str, value: Any
+) -> None:
+    assert from_dict(valid_item(kind) | {name: value})
+
+
+def test_given_bad_events_among_good_ones_then_the_good_ones_are_kept_in_order() -> None:
+    body = wire(EXAMPLES)
+    body["events"][2]["progress"] = 101
+    body["events"][4] = ["not", "an", "object"]
+    body["events"][0]["at"] = "0001-01-01T00:00:00+05:00"
+
+    events, rejected = decode_events(body)
+
+    kept = [e for i, e in enumerate(EXAMPLES) if i not in (0, 2, 4)]
+    assert events == kept
+    assert [r.reason.split(":")[0] for r in rejected] == ["at", "progress", "event"]
+    assert rejected[1].raw == body["events"][2]
+
+
+@pytest.mark.parametrize(
+    "body", [None, "text", 17, [{"type": "left"}], {"v": 1}, {"events": {"a": 1}}]
+)
+def test_given_a_body_that_is_no_envelope_then_all_of_it_is_rejected_whole(body: Any) -> None:
+    events, rejected = decode_events(body)
+
+    assert events == []
+    assert [(r.reason.split(":")[0], r.raw) for r in rejected] == [("events", body)]
+
+
+def test_given_an_event_raising_something_unexpected_then_it_is_rejected_not_raised() -> None:
+    # Data nested deeper than Python's recursion limit: RecursionError, not InvalidField
+    nested: dict[str, Any] = {}
+    for _ in range(5000):
+        nested = {"x": nested}
+    finished = valid_item("finished") | {"data": nested}
+
+    events, rejected = decode_events({"events": [finished, valid_item("left")]})
+
+    assert events == [EXAMPLES[-1]]
+    assert rejected[0].reason.startswith("RecursionError: ")
+
+
+def test_given_text_a_database_cannot_store_then_every_text_field_gets_replacements() -> None:
+    bad = "a\x00b\ud800c"
+    good = "a\ufffdb\ufffdc"
+    body = {
+        "events": [
+            valid_item("log") | {"content": bad, "client_id": bad},
+            valid_item("finished") | {"error": bad, "data": {bad: [bad, {"k": bad}]}},
+            valid_item("heartbeat") | {"host": bad, "job_names": [bad]},
+        ]
+    }
+
+    (log, finished, beat), rejected = decode_events(json.loads(json.dumps(body)))
+
+    assert rejected == []
+    assert isinstance(log, TaskLogged) and (log.content, log.client_id) == (good, good)
+    assert isinstance(finished, TaskFinished)
+    assert (finished.error, finished.data) == (good, {good: [good, {"k": good}]})
+    assert isinstance(beat, ClientHeartbeat) and (beat.host, beat.job_names) == (good, (good,))
+
+
+def test_storable_text_keeps_valid_text_and_its_length() -> None:
+    assert storable_text("héllo ✓ 😀") == "héllo ✓ 😀"
+    assert storable_text("\x00\udfff") == "\ufffd\ufffd"

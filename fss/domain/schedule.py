@@ -1,4 +1,9 @@
-"""When a group runs next: job-returned time > cron > interval > 30 s after finishing."""
+"""When a group runs next: job-returned time > cron > interval > 30 s after finishing.
+
+Times a worker reports are judged against the scheduler side's clock (`finish_time`), and a
+job-returned time in the past runs once as soon as possible, then the schedule decides
+(`plan_next_run`).
+"""
 
 from __future__ import annotations
 
@@ -76,3 +81,56 @@ def next_run_at(
         interval = timedelta(milliseconds=schedule.interval_ms)
         return next_on_grid(planned_at, interval, finished_at)
     return finished_at + FALLBACK_DELAY
+
+
+@dataclass(frozen=True)
+class NextRun:
+    """The group's next task: when it is due, and whether it catches up a past job time."""
+
+    at: datetime
+    catch_up: bool = False
+
+
+def finish_time(
+    planned_at: datetime, reported_at: datetime, earliest_end: datetime, now: datetime
+) -> datetime:
+    """When a run ended, as the scheduler side can vouch for it.
+
+    The worker's `reported_at` counts only within what the scheduler side saw: never after
+    `now` (a worker clock running fast would make groups skip slots), never before
+    `earliest_end` (dispatch time + the run's measured duration: a clock running slow would
+    replay slots), and never before the planned time.
+    """
+    return max(planned_at, min(max(reported_at, earliest_end), now))
+
+
+def job_time_is_past(job_next_at: datetime, planned_at: datetime, run_began_at: datetime) -> bool:
+    """The job asked for a time before its own run: before the planned time and before the run
+    began by the worker's own clock. "Again at once" (`set_next_at(timedelta(0))`) is never
+    past, not even from a worker whose clock is slow."""
+    return job_next_at < min(planned_at, run_began_at)
+
+
+def plan_next_run(
+    schedule: Schedule,
+    *,
+    planned_at: datetime,
+    finished_at: datetime,
+    now: datetime,
+    job_next_at: datetime | None = None,
+    run_began_at: datetime | None = None,
+    catch_up: bool = False,
+) -> NextRun:
+    """The next run after one that ended at `finished_at`.
+
+    A job-returned time wins, unless it is really in the past: then the next run is a
+    catch-up due `now`; and when a catch-up run (`catch_up`) returns a past time again, the
+    schedule decides, so a job that keeps returning past times never spins its group.
+    """
+    if job_next_at is not None:
+        began = planned_at if run_began_at is None else run_began_at
+        if not job_time_is_past(job_next_at, planned_at, began):
+            return NextRun(job_next_at)
+        if not catch_up:
+            return NextRun(now, catch_up=True)
+    return NextRun(next_run_at(schedule, planned_at, finished_at))

@@ -1,8 +1,14 @@
-"""Consumes worker events from the durable queue and writes them to SQL in batches.
+"""Consumes worker events from the durable queues and writes them to SQL.
 
-Messages are acked only after their batch has committed, so a recorder killed mid-batch
-loses nothing: the broker hands the messages to another recorder, and the guarded writes
-make the replay harmless.
+Two consumers run side by side: task events (fss.events) are written in batches, client
+events (fss.clients: heartbeats, unregistrations) as soon as they come, in their own small
+transactions, so a backlog of task events never makes a live client look silent.
+
+Decoding, validating and writing are per event: an event that cannot be recorded is set
+aside in the dead_letter table with its reason and raw body, and every other event of its
+message is recorded. Messages are acked only after their events have committed, so a
+recorder killed mid-batch loses nothing: the broker hands the messages to another recorder,
+and the guarded writes make the replay harmless.
 """
 
 from __future__ import annotations
@@ -11,62 +17,170 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from kombu.connection import Connection
+from kombu.entity import Queue
 from kombu.message import Message
 from kombu.messaging import Consumer
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from fss.celery_app import broker_transport_options
-from fss.channels import EVENTS_REDIS_OPTIONS, events_queue
+from fss.channels import EVENTS_REDIS_OPTIONS, clients_queue, events_queue
 from fss.config import Settings
 from fss.domain.clock import Clock
-from fss.errors import InvalidField
-from fss.events import Event, TaskFinished, decode_batch
-from fss.outage import OutageLog
+from fss.events import Event, Rejected, TaskFinished, decode_events, reason_of, to_dict
+from fss.outage import LoopErrors
+from fss.scheduler.health import LoopTracker, NodeHealth
+from fss.store.dead_letters import add_dead_letters, new_dead_letter
 from fss.store.recording import RecordStats, record
 
 log = logging.getLogger(__name__)
+
+# How long the client consumer waits for a message before looking at its stop flag.
+CLIENT_DRAIN_S = 0.5
+# A consumer loop that completes no pass this long (a write held by a database that hangs)
+# marks the node unhealthy.
+RECORDER_STUCK_AFTER_S = 30.0
+MAX_LOGGED_REASON = 300
 
 
 @dataclass
 class _Pending:
     message: Message
     events: list[Event]
+    rejected: list[Rejected]
+    done: bool = False
+
+
+@dataclass
+class _Totals:
+    """What both consumers recorded, added under a lock (they run in two threads)."""
+
+    stats: RecordStats = field(default_factory=RecordStats)
+    dead_letters: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, stats: RecordStats, dead_letters: int) -> None:
+        with self._lock:
+            for name in vars(stats):
+                setattr(self.stats, name, getattr(self.stats, name) + getattr(stats, name))
+            self.dead_letters += dead_letters
 
 
 class Recorder:
+    """Records task events in batches and client events on their own fast path."""
+
     def __init__(
         self,
         engine: Engine,
         settings: Settings,
         clock: Clock,
         on_finished: Callable[[], None] | None = None,
+        before_task_write: Callable[[], None] | None = None,
+        health: NodeHealth | None = None,
+    ) -> None:
+        """`before_task_write` runs before each write of task events (a seam for tests that
+        hold the task path back; it must not delay client events). `health` hears how both
+        consumer loops fare, for the node's `unhealthy_reason`."""
+        health = health or NodeHealth()
+        self._totals = _Totals()
+        common: dict[str, Any] = {
+            "engine": engine,
+            "settings": settings,
+            "clock": clock,
+            "totals": self._totals,
+            "on_finished": on_finished or (lambda: None),
+        }
+        flush_s = settings.recorder_flush_ms / 1000
+        self._tasks = QueueRecorder(
+            queue=events_queue(),
+            flush_s=flush_s,
+            drain_s=flush_s,
+            before_write=before_task_write or (lambda: None),
+            health=health.tracker("recorder (task events)", RECORDER_STUCK_AFTER_S),
+            **common,
+        )
+        self._clients = QueueRecorder(
+            queue=clients_queue(),
+            flush_s=0.0,
+            drain_s=CLIENT_DRAIN_S,
+            health=health.tracker("recorder (client events)", RECORDER_STUCK_AFTER_S),
+            **common,
+        )
+
+    @property
+    def totals(self) -> RecordStats:
+        return self._totals.stats
+
+    @property
+    def dead_letters(self) -> int:
+        return self._totals.dead_letters
+
+    @property
+    def holding(self) -> bool:
+        """True while client events wait for the database: heartbeats are not being written,
+        so nobody may be judged silent. A backlog of task events does not count."""
+        return self._clients.holding
+
+    def run(self, stop: threading.Event) -> None:
+        clients = threading.Thread(
+            target=self._clients.run, args=(stop,), name="fss-recorder-clients", daemon=True
+        )
+        clients.start()
+        self._tasks.run(stop)  # returns once stop is set, as the client path's loop does
+        clients.join(timeout=10)
+
+
+class QueueRecorder:
+    """Consumes one queue and records its events, a batch of messages at a time."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        settings: Settings,
+        clock: Clock,
+        queue: Queue,
+        flush_s: float,
+        drain_s: float,
+        totals: _Totals,
+        on_finished: Callable[[], None],
+        health: LoopTracker,
+        before_write: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine = engine
+        self._health = health
         self._settings = settings
         self._clock = clock
-        self._on_finished = on_finished or (lambda: None)
+        self._queue = queue
+        self._flush_s = flush_s
+        self._drain_s = drain_s
+        self._totals = totals
+        self._on_finished = on_finished
+        self._before_write = before_write
         self._pending: list[_Pending] = []
-        self.totals = RecordStats()
-        # True while a batch waits for the database: heartbeats in it are not written yet.
+        self._first_pending_at = 0.0
+        # True while a batch waits for the database to come back.
         self.holding = False
-        self._broker = OutageLog(log, "broker (recorder)")
+        # Connection errors are an outage (one line down, one back); anything else is a
+        # bug, logged with its traceback at most once a minute.
+        self._errors = LoopErrors(log, f"recorder, {queue.name}", "broker")
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.2
+        self._health.start()
         while not stop.is_set():
             try:
                 self._consume(stop)
                 backoff = 0.2
-            except Exception as exc:
-                # kombu and redis-py raise their own connection errors, not all of them
-                # OSError: anything the consumer raises means reconnect.
-                self._broker.failed(exc, "events wait in the queue")
+            except Exception as exc:  # whatever it was, reconnect: the broker redelivers
+                self._errors.failed(exc, "events wait in the queue; reconnecting")
+                self._health.failed(exc)
             self._pending.clear()  # unacked: the broker redelivers them
             stop.wait(backoff)
             backoff = min(backoff * 2, 5.0)
@@ -75,97 +189,178 @@ class Recorder:
         options = dict(broker_transport_options(self._settings))
         if self._settings.broker_url.startswith(("redis://", "rediss://")):
             options.update(EVENTS_REDIS_OPTIONS)
-        flush_s = self._settings.recorder_flush_ms / 1000
         with Connection(self._settings.broker_url, transport_options=options) as conn:
             channel = conn.channel()
-            self._broker.recovered()
+            self._errors.succeeded()
             channel.basic_qos(0, self._settings.event_batch * 2, False)
             with Consumer(
-                channel, queues=[events_queue()], callbacks=[self._collect], accept=["json"]
+                channel,
+                queues=[self._queue],
+                on_message=self._receive,
+                on_decode_error=self._undecodable,
+                accept=["json"],
             ):
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
-                        conn.drain_events(timeout=flush_s)
-                    if self._pending and self._should_flush(flush_s):
+                        conn.drain_events(timeout=self._drain_s)
+                    if self._pending and self._should_flush():
                         self._write_pending(stop)
+                    if not self.holding:
+                        self._health.progressed()
                 if self._pending:
                     self._write_pending(stop)
 
-    def _collect(self, body: Any, message: Message) -> None:
+    # Receiving: every message is kept, its bad events beside its good ones.
+
+    def _receive(self, message: Message) -> None:
         try:
-            events = decode_batch(body)
-        except InvalidField as exc:
-            log.error("dropping a malformed event message: %s", exc)
-            message.ack()
+            body = message.decode()
+        except Exception as exc:
+            self._undecodable(message, exc)
             return
+        events, rejected = decode_events(body)
+        self._keep(_Pending(message, events, rejected))
+
+    def _undecodable(self, message: Any, exc: Exception) -> None:
+        """A body that is no JSON (or of a content type not accepted): set aside whole."""
+        if not isinstance(message, Message):  # the transport could not even build a message
+            log.error("unreadable message on %s: %s", self._queue.name, reason_of(exc))
+            return
+        kind = message.content_type or "untyped"
+        rejected = Rejected(f"undecodable {kind} body: {reason_of(exc)}", message.body)
+        self._keep(_Pending(message, [], [rejected]))
+
+    def _keep(self, pending: _Pending) -> None:
         if not self._pending:
             self._first_pending_at = time.monotonic()
-        self._pending.append(_Pending(message, events))
+        self._pending.append(pending)
 
-    def _should_flush(self, flush_s: float) -> bool:
+    def _should_flush(self) -> bool:
         if len(self._pending) >= self._settings.event_batch:
             return True
-        return time.monotonic() - self._first_pending_at >= flush_s
+        return time.monotonic() - self._first_pending_at >= self._flush_s
+
+    # Writing: the whole batch at once; what the database refuses, apart.
 
     def _write_pending(self, stop: threading.Event) -> None:
         batch, self._pending = self._pending, []
-        events = [e for p in batch for e in p.events]
-        self._write_with_retry(events, batch, stop)
-        for pending in batch:
-            pending.message.ack()
-        if any(isinstance(e, TaskFinished) for e in events):
-            self._on_finished()
-
-    def _write_with_retry(
-        self, events: list[Event], batch: list[_Pending], stop: threading.Event
-    ) -> None:
+        self._before_write()
         backoff = 0.2
         announced = False
-        while True:
+        while batch:
             try:
-                self._write(events)
-                self.holding = False
-                if announced:
-                    log.warning("database is back; recorded %d delayed events", len(events))
-                return
-            except (OperationalError, DBAPIError) as exc:
-                if not _is_disconnect(exc):
-                    self._write_one_by_one(batch)
-                    return
+                self._write_isolating(batch)
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                batch = [p for p in batch if not p.done]
                 self.holding = True
                 if not announced:
                     log.warning(
-                        "database unreachable (%s); holding %d events",
-                        str(exc).splitlines()[0],
-                        len(events),
+                        "database unreachable (%s); holding %d %s messages",
+                        reason_of(exc),
+                        len(batch),
+                        self._queue.name,
                     )
                     announced = True
                 if stop.wait(backoff):
                     self.holding = False
                     raise ConnectionError("stopping with unwritten events") from exc
                 backoff = min(backoff * 2, 5.0)
+        self.holding = False
+        if announced:
+            log.warning("database is back; recorded the delayed %s messages", self._queue.name)
 
-    def _write(self, events: list[Event]) -> None:
-        with self._engine.begin() as conn:
-            stats = record(conn, events, self._clock.now())
-        for name in vars(stats):
-            setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
+    def _write_isolating(self, batch: list[_Pending]) -> None:
+        """Commit the batch; if the database refuses it, message by message, then event by
+        event, so only the events it refuses are set aside. Transient errors propagate."""
+        try:
+            self._commit(batch)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            if len(batch) == 1:
+                self._write_event_by_event(batch[0])
+                return
+            for pending in batch:
+                if not pending.done:
+                    self._write_isolating([pending])
 
-    def _write_one_by_one(self, batch: list[_Pending]) -> None:
-        """Isolate a message the database rejects so it cannot block the others."""
-        for pending in batch:
+    def _write_event_by_event(self, pending: _Pending) -> None:
+        refused: list[Rejected] = []
+        for event in pending.events:
             try:
-                self._write(pending.events)
-            except (OperationalError, DBAPIError) as exc:
-                if _is_disconnect(exc):
+                self._transaction([event], [])
+            except Exception as exc:
+                if is_transient(exc):
                     raise
-                log.error(
-                    "dropping an event message the database rejects: %s",
-                    str(exc).splitlines()[0],
-                )
+                reason = f"the database refused it: {reason_of(exc)}"
+                refused.append(Rejected(reason, to_dict(event)))
+        # Until the refused events are stored as dead letters, the message stays unacked:
+        # on a retry the events written above are replayed, which changes nothing.
+        settled = _Pending(pending.message, [], [*pending.rejected, *refused])
+        try:
+            self._commit([settled])
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise DeadLettersRefused(reason_of(exc)) from exc
+        pending.done = True
 
-    _first_pending_at: float = 0.0
+    def _commit(self, batch: Sequence[_Pending]) -> None:
+        """One transaction for the batch's events and dead letters, then the acks."""
+        rejected = [r for p in batch for r in p.rejected]
+        self._transaction([e for p in batch for e in p.events], rejected)
+        for pending in batch:
+            pending.message.ack()
+            pending.done = True
+        for item in rejected:
+            log.error(
+                "event set aside in dead_letter (%s): %s",
+                self._queue.name,
+                item.reason[:MAX_LOGGED_REASON],
+            )
+
+    def _transaction(self, events: list[Event], rejected: list[Rejected]) -> None:
+        letters = [new_dead_letter(r.reason, r.raw) for r in rejected]
+        with self._engine.begin() as conn:
+            now = self._clock.now()
+            stats = record(conn, events, now) if events else RecordStats()
+            add_dead_letters(conn, self._queue.name, letters, now)
+        self._totals.add(stats, len(letters))
+        if any(isinstance(e, TaskFinished) for e in events):
+            self._on_finished()
 
 
-def _is_disconnect(exc: DBAPIError) -> bool:
-    return bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, OperationalError)
+class DeadLettersRefused(Exception):
+    """Even sanitized dead letters were refused: the database is at fault (a missing table,
+    a full disk), not the events, so they are held and retried, never dropped."""
+
+
+# MySQL/MariaDB drivers report most server errors as OperationalError (a failed CHECK
+# constraint too); only these codes, and the client's own 2xxx connection errors, mean the
+# server is busy or going away rather than that the statement is wrong.
+MYSQL_TRANSIENT_CODES = frozenset({1040, 1053, 1205, 1213, 1290, 1792, 1836, 1927, 1969, 3024})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The database is unreachable, restarting, locked or busy: wait and retry the same
+    events. Anything else is about the events themselves: set the refused ones aside."""
+    if isinstance(exc, DeadLettersRefused | DisconnectionError | PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    code = _mysql_error_code(exc.orig)
+    return code is None or code in MYSQL_TRANSIENT_CODES or 2000 <= code < 3000
+
+
+def _mysql_error_code(error: BaseException | None) -> int | None:
+    if error is None or not type(error).__module__.startswith(("pymysql", "MySQLdb")):
+        return None
+    code = error.args[0] if error.args else None
+    return code if isinstance(code, int) else None

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from fss.domain.schedule import Schedule, next_run_at
+from fss.domain.schedule import NextRun, Schedule, finish_time, plan_next_run
 from fss.domain.status import TaskStatus, sources_of
 from fss.events import (
     ClientHeartbeat,
@@ -31,6 +31,8 @@ from fss.events import (
 from fss.store.tables import client, insert_waiting_task, run_log, task, task_group
 
 MAX_ERROR_CHARS = 8000
+# Longest run duration the scheduling arithmetic believes (a year).
+MAX_RUN_MS = 366 * 24 * 3600 * 1000
 
 
 @dataclass
@@ -49,13 +51,13 @@ def record(conn: Connection, events: Sequence[Event], now: datetime) -> RecordSt
     by_kind: dict[type[Event], list[Any]] = {}
     for event in events:
         by_kind.setdefault(type(event), []).append(event)
-    stats.heartbeats = _heartbeats(conn, by_kind.get(ClientHeartbeat, []), now)
-    _clients_left(conn, by_kind.get(ClientLeft, []))
+    client_events = [e for e in events if isinstance(e, ClientHeartbeat | ClientLeft)]
+    stats.heartbeats = record_client_events(conn, client_events, now)
     stats.started = _started(conn, by_kind.get(TaskStarted, []), now)
     stats.progressed = _progressed(conn, by_kind.get(TaskProgressed, []), now)
-    stats.logged = _logged(conn, by_kind.get(TaskLogged, []))
+    stats.logged = _logged(conn, by_kind.get(TaskLogged, []), now)
     stats.finished = finish_tasks(conn, by_kind.get(TaskFinished, []), now)
-    total = len(events) - stats.heartbeats - len(by_kind.get(ClientLeft, []))
+    total = len(events) - len(client_events)
     stats.ignored = total - stats.started - stats.progressed - stats.logged - stats.finished
     return stats
 
@@ -118,7 +120,8 @@ def _progressed(conn: Connection, events: list[TaskProgressed], now: datetime) -
     return _count(conn.execute(statement, params).rowcount, len(events))
 
 
-def _logged(conn: Connection, events: list[TaskLogged]) -> int:
+def _logged(conn: Connection, events: list[TaskLogged], now: datetime) -> int:
+    """Store new log lines; each counts as a sign of life of its run (see _alive)."""
     if not events:
         return 0
     fresh = list({e.event_id: e for e in events}.values())
@@ -138,6 +141,7 @@ def _logged(conn: Connection, events: list[TaskLogged]) -> int:
             )
         )
     }
+    current = [e for e in fresh if (e.task_id, e.attempt, e.client_id) in owners]
     rows = [
         {
             "task_id": e.task_id,
@@ -147,12 +151,37 @@ def _logged(conn: Connection, events: list[TaskLogged]) -> int:
             "create_at": e.at,
             "event_id": e.event_id,
         }
-        for e in fresh
-        if (e.task_id, e.attempt, e.client_id) in owners
+        for e in current
     ]
     if rows:
         conn.execute(run_log.insert(), rows)
+        _alive(conn, {(e.task_id, e.attempt, e.client_id) for e in current}, now)
     return len(rows)
+
+
+def _alive(conn: Connection, runs: set[tuple[int, int, str]], now: datetime) -> None:
+    """A run that logs is alive: refresh `reported_at`, which the supervisor's hung check
+    reads, as progress does. Only new lines count (a replay changes nothing), one
+    statement for the batch, guarded on the current attempt of an unfinished task."""
+    conn.execute(
+        _ALIVE_STATEMENT,
+        [
+            {"b_task": task_id, "b_attempt": attempt, "b_client": client_id, "b_now": now}
+            for task_id, attempt, client_id in sorted(runs)
+        ],
+    )
+
+
+_ALIVE_STATEMENT = (
+    task.update()
+    .where(
+        _current_attempt(
+            sa.bindparam("b_task"), sa.bindparam("b_attempt"), sa.bindparam("b_client")
+        ),
+        status_in([TaskStatus.SCHEDULER, TaskStatus.WORKING]),
+    )
+    .values(reported_at=sa.bindparam("b_now"))
+)
 
 
 def finish_tasks(conn: Connection, events: list[TaskFinished], now: datetime) -> int:
@@ -170,19 +199,22 @@ def finish_tasks(conn: Connection, events: list[TaskFinished], now: datetime) ->
     ]
     if not won_events:
         return 0
-    starts = {
+    runs = {
         r.id: r
         for r in conn.execute(
-            sa.select(task.c.id, task.c.task_group_id, task.c.start_at).where(
-                task.c.id.in_([e.task_id for e in won_events])
-            )
+            sa.select(
+                task.c.id, task.c.task_group_id, task.c.start_at, task.c.dispatched_at,
+                task.c.catch_up,
+            ).where(task.c.id.in_([e.task_id for e in won_events]))
         )
     }
-    _schedule_after(conn, [(e, starts[e.task_id]) for e in won_events], now)
+    _schedule_after(conn, [(e, runs[e.task_id]) for e in won_events], now)
     return len(won_events)
 
 
 def _finish_params(event: TaskFinished, now: datetime) -> dict[str, Any]:
+    # finish_at keeps the worker's time, like run_at: with run_speed they are the worker's
+    # account of its run. Scheduling and last_run_at use the scheduler side's (_finished_at).
     return {
         "b_task": event.task_id,
         "b_attempt": event.attempt,
@@ -222,16 +254,39 @@ _FINISH_STATEMENT = (
 
 @dataclass
 class _GroupOutcome:
+    last_run_at: datetime
+    next_run: NextRun
     successes: int = 0
     speed_sum: int = 0
-    last_run_at: datetime | None = None
-    next_at: datetime | None = None
     data: str | None = None
 
 
 def _schedule_after(conn: Connection, won: list[tuple[TaskFinished, Any]], now: datetime) -> None:
-    group_ids = sorted({row.task_group_id for _, row in won})
-    groups = {
+    groups = _lock_groups(conn, {row.task_group_id for _, row in won})
+    outcomes = _outcomes(won, groups, now)
+    if not outcomes:
+        return
+    enabled = [gid for gid in outcomes if groups[gid].is_enable]
+    next_ids = _insert_next_tasks(conn, {gid: groups[gid] for gid in enabled}, outcomes, now)
+    conn.execute(
+        _GROUP_STATEMENT,
+        [
+            {
+                "b_group": gid,
+                "b_inc": o.successes,
+                "b_speed_sum": o.speed_sum,
+                "b_last": o.last_run_at,
+                "b_next": o.next_run.at,
+                "b_data": o.data,
+                "b_task_id": next_ids.get(gid),
+            }
+            for gid, o in outcomes.items()
+        ],
+    )
+
+
+def _lock_groups(conn: Connection, group_ids: set[int]) -> dict[int, Any]:
+    return {
         g.id: g
         for g in conn.execute(
             sa.select(
@@ -242,69 +297,87 @@ def _schedule_after(conn: Connection, won: list[tuple[TaskFinished, Any]], now: 
                 task_group.c.time_zone,
                 task_group.c.job_name,
             )
-            .where(task_group.c.id.in_(group_ids))
+            .where(task_group.c.id.in_(sorted(group_ids)))
             .order_by(task_group.c.id)  # one lock order for every recorder: no deadlocks
             .with_for_update()
         )
     }
+
+
+def _outcomes(
+    won: list[tuple[TaskFinished, Any]], groups: dict[int, Any], now: datetime
+) -> dict[int, _GroupOutcome]:
     outcomes: dict[int, _GroupOutcome] = {}
-    for event, row in sorted(won, key=lambda pair: pair[0].at):
+    judged = [(event, row, _finished_at(event, row, now)) for event, row in won]
+    for event, row, finished_at in sorted(judged, key=lambda item: item[2]):
         group = groups.get(row.task_group_id)
         if group is None:
             continue  # deleted meanwhile
-        finished_at = max(event.at, row.start_at)
-        outcome = outcomes.setdefault(group.id, _GroupOutcome())
+        next_run = plan_next_run(
+            Schedule(group.interval_ms, group.cron, group.time_zone),
+            planned_at=row.start_at,
+            finished_at=finished_at,
+            now=now,
+            job_next_at=event.next_at,
+            run_began_at=_shifted(event.at, -_run_time(event)),
+            catch_up=bool(row.catch_up),
+        )
+        outcome = outcomes.setdefault(group.id, _GroupOutcome(finished_at, next_run))
+        outcome.last_run_at, outcome.next_run = finished_at, next_run
         if event.success:
             outcome.successes += 1
             outcome.speed_sum += event.run_speed_ms
-        outcome.last_run_at = finished_at
-        schedule = Schedule(group.interval_ms, group.cron, group.time_zone)
-        outcome.next_at = next_run_at(schedule, row.start_at, finished_at, event.next_at)
         if event.data is not None:
             outcome.data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
-    if not outcomes:
-        return
-    enabled = [gid for gid in outcomes if groups[gid].is_enable]
-    if enabled:
-        conn.execute(
-            task.insert(),
-            [
-                {
-                    "task_group_id": gid,
-                    "job_name": groups[gid].job_name,
-                    "start_at": outcomes[gid].next_at,
-                    "status": TaskStatus.NONE,
-                    "open_group_id": gid,
-                    "create_at": outcomes[gid].last_run_at,
-                }
-                for gid in enabled
-            ],
-        )
-    next_ids = (
-        {
-            r.open_group_id: r.id
-            for r in conn.execute(
-                sa.select(task.c.id, task.c.open_group_id).where(task.c.open_group_id.in_(enabled))
-            )
-        }
-        if enabled
-        else {}
-    )
+    return outcomes
+
+
+def _finished_at(event: TaskFinished, row: Any, now: datetime) -> datetime:
+    """When the run ended by the scheduler side's clock: a worker's clock may be off by a
+    minute, and trusting it would skip slots (fast) or replay them (slow)."""
+    dispatched = row.dispatched_at or row.start_at
+    return finish_time(row.start_at, event.at, _shifted(dispatched, _run_time(event)), now)
+
+
+def _run_time(event: TaskFinished) -> timedelta:
+    # Bounded, so a bogus duration cannot overflow the date arithmetic.
+    return timedelta(milliseconds=min(max(event.run_speed_ms, 0), MAX_RUN_MS))
+
+
+def _shifted(moment: datetime, delta: timedelta) -> datetime:
+    try:
+        return moment + delta
+    except OverflowError:
+        return moment
+
+
+def _insert_next_tasks(
+    conn: Connection, groups: dict[int, Any], outcomes: dict[int, _GroupOutcome], now: datetime
+) -> dict[int, int]:
+    """The next task of each enabled group: {group id: task id}."""
+    if not groups:
+        return {}
     conn.execute(
-        _GROUP_STATEMENT,
+        task.insert(),
         [
             {
-                "b_group": gid,
-                "b_inc": o.successes,
-                "b_speed_sum": o.speed_sum,
-                "b_last": o.last_run_at,
-                "b_next": o.next_at,
-                "b_data": o.data,
-                "b_task_id": next_ids.get(gid),
+                "task_group_id": gid,
+                "job_name": group.job_name,
+                "start_at": outcomes[gid].next_run.at,
+                "status": TaskStatus.NONE,
+                "open_group_id": gid,
+                "create_at": now,
+                "catch_up": outcomes[gid].next_run.catch_up,
             }
-            for gid, o in outcomes.items()
+            for gid, group in groups.items()
         ],
     )
+    return {
+        r.open_group_id: r.id
+        for r in conn.execute(
+            sa.select(task.c.id, task.c.open_group_id).where(task.c.open_group_id.in_(groups))
+        )
+    }
 
 
 _INC = sa.bindparam("b_inc", type_=sa.BigInteger())
@@ -342,8 +415,13 @@ def schedule_next(
     run_speed_ms: int,
     job_next_at: datetime | None = None,
     data: dict[str, Any] | None = None,
+    catch_up: bool = False,
 ) -> int | None:
-    """Group bookkeeping after a task ended; returns the id of the next task, if any."""
+    """Group bookkeeping after a task ended; returns the id of the next task, if any.
+
+    `finished_at` is the end by the caller's (scheduler side's) clock; `catch_up` says the
+    run that ended was itself a catch-up run (see plan_next_run).
+    """
     group = conn.execute(
         sa.select(
             task_group.c.is_enable,
@@ -357,9 +435,15 @@ def schedule_next(
     ).first()
     if group is None:
         return None
-    schedule = Schedule(group.interval_ms, group.cron, group.time_zone)
-    next_at = next_run_at(schedule, planned_at, finished_at, job_next_at)
-    changes: dict[str, Any] = {"last_run_at": finished_at, "next_at": next_at}
+    next_run = plan_next_run(
+        Schedule(group.interval_ms, group.cron, group.time_zone),
+        planned_at=planned_at,
+        finished_at=finished_at,
+        now=finished_at,
+        job_next_at=job_next_at,
+        catch_up=catch_up,
+    )
+    changes: dict[str, Any] = {"last_run_at": finished_at, "next_at": next_run.at}
     if success:
         changes["run_count"] = task_group.c.run_count + 1
         # Floor division keeps the column integral on every backend (SQLite's / is real).
@@ -370,17 +454,38 @@ def schedule_next(
         changes["data"] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     next_task_id: int | None = None
     if group.is_enable:
-        next_task_id = insert_waiting_task(conn, group_id, group.job_name, next_at, finished_at)
+        next_task_id = insert_waiting_task(conn, group_id, group.job_name, next_run.at, finished_at)
+        if next_run.catch_up:
+            conn.execute(task.update().where(task.c.id == next_task_id).values(catch_up=True))
         changes["task_id"] = next_task_id
     conn.execute(task_group.update().where(task_group.c.id == group_id).values(**changes))
     return next_task_id
 
 
-def _heartbeats(conn: Connection, events: list[ClientHeartbeat], now: datetime) -> int:
-    latest = {e.client_id: e for e in events}
-    for beat in latest.values():
-        upsert_client(conn, beat, now)
-    return len(events)
+def record_client_events(conn: Connection, events: Sequence[Event], now: datetime) -> int:
+    """Heartbeats and unregistrations in arrival order; returns how many heartbeats came.
+
+    Per client the last event decides: a heartbeat sent before the client's `left` does not
+    revive it, and one sent after a `left` registers the client anew (a restart).
+    """
+    last: dict[str, ClientHeartbeat | ClientLeft] = {}
+    left: set[str] = set()
+    beats = 0
+    for event in events:
+        if isinstance(event, ClientLeft):
+            left.add(event.client_id)
+        elif isinstance(event, ClientHeartbeat):
+            beats += 1
+        else:
+            continue
+        last[event.client_id] = event
+    _clients_left(conn, sorted(left))
+    # Rows locked in id order, so two recorders writing the same clients never deadlock.
+    for client_id in sorted(last):
+        event = last[client_id]
+        if isinstance(event, ClientHeartbeat):
+            upsert_client(conn, event, now)
+    return beats
 
 
 def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> None:
@@ -421,8 +526,7 @@ def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> Non
         conn.execute(client.update().where(client.c.id == beat.client_id).values(**values))
 
 
-def _clients_left(conn: Connection, events: list[ClientLeft]) -> None:
-    ids = [e.client_id for e in events]
+def _clients_left(conn: Connection, ids: list[str]) -> None:
     if ids:
         conn.execute(client.delete().where(client.c.id.in_(ids)))
 

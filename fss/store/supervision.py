@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from fss.domain.status import TaskStatus
+from fss.store.dead_letters import delete_dead_letters
 from fss.store.recording import schedule_next, status_in
 from fss.store.tables import client, lease, run_log, server_node, task, task_group
 
@@ -338,6 +339,9 @@ def prune(engine: Engine, now: datetime, policy: RetentionPolicy) -> int:
         )
         .limit(policy.batch),
     )
+    # Dead letters are kept as long as failed runs: long enough for an operator to look.
+    with engine.begin() as conn:
+        delete_dead_letters(conn, received_before=now - policy.fail_max_age)
     return removed
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fss.domain.clock import Clock, as_utc
+from fss.errors import InvalidField
 from fss.events import MAX_LOG_CONTENT, Event, TaskLogged, TaskProgressed
 
 JOB_LOGGER = "fss.jobs"
@@ -56,6 +57,17 @@ class RunLogHandler(logging.Handler):
         )
 
 
+def _aware(when: datetime) -> datetime:
+    # A naive time is ambiguous (UTC? the worker's zone?); guessing would move runs by hours.
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise InvalidField(
+            "set_next_at",
+            f"{when.isoformat()} has no time zone; pass an aware datetime "
+            "(e.g. datetime.now(timezone.utc) + ...) or a timedelta",
+        )
+    return when
+
+
 class JobContext:
     """One run of a task. `data` may be changed; changes are saved to the group at the end."""
 
@@ -91,19 +103,20 @@ class JobContext:
         progress = int(value)
         if not 0 <= progress <= 100:
             raise ValueError(f"progress must be from 0 to 100, got {value}")
-        if progress == self.progress:
-            return
+        # Sent even when unchanged: every call is a sign of life for the hung-run check.
         self.progress = progress
         self._emit(
             TaskProgressed(self.task_id, self.attempt, self.client_id, progress, self._clock.now())
         )
 
     def set_next_at(self, when: datetime | timedelta) -> None:
-        """Run the group next at `when` (a time, or a delay from now) instead of its schedule."""
+        """Run the group next at `when` (an aware time, or a delay from now) instead of its
+        schedule. A time already past runs once as soon as possible, then the schedule
+        decides; `timedelta(0)` means "again at once"."""
         if isinstance(when, timedelta):
             self.next_at = self._clock.now() + when
         elif isinstance(when, datetime):
-            self.next_at = as_utc(when)
+            self.next_at = as_utc(_aware(when))
         else:
             raise TypeError("set_next_at takes a datetime or a timedelta")
 

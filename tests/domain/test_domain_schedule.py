@@ -9,10 +9,14 @@ import pytest
 from fss.domain.clock import ManualClock
 from fss.domain.schedule import (
     FALLBACK_DELAY,
+    NextRun,
     Schedule,
+    finish_time,
     initial_run_at,
+    job_time_is_past,
     next_on_grid,
     next_run_at,
+    plan_next_run,
 )
 
 UTC = timezone.utc
@@ -222,3 +226,123 @@ def test_describe_names_the_schedule() -> None:
         "cron 0 8 * * * (Asia/Shanghai)"
     )
     assert Schedule().describe() == "set by job"
+
+
+# -- the scheduler side's clock judges a worker's times ---------------------------------------
+
+
+def test_given_a_worker_clock_running_fast_then_the_finish_is_the_scheduler_now() -> None:
+    now = T0 + ms(300)
+
+    assert finish_time(T0, now + timedelta(seconds=60), T0 + ms(200), now) == now
+
+
+def test_given_a_worker_clock_running_slow_then_the_finish_is_dispatch_plus_duration() -> None:
+    earliest_end = T0 + ms(5000)  # dispatched at T0, ran 5 s
+
+    assert finish_time(T0, T0 - timedelta(seconds=55), earliest_end, T0 + ms(5100)) == (
+        earliest_end
+    )
+
+
+def test_given_agreeing_clocks_then_the_worker_time_is_kept() -> None:
+    assert finish_time(T0, T0 + ms(700), T0 + ms(500), T0 + ms(900)) == T0 + ms(700)
+
+
+def test_given_a_bogus_duration_then_the_finish_is_never_after_now() -> None:
+    now = T0 + ms(900)
+
+    assert finish_time(T0, T0 + ms(700), T0 + timedelta(days=9), now) == now
+
+
+def test_the_finish_is_never_before_the_planned_time() -> None:
+    assert finish_time(T0, T0 - ms(5), T0 - ms(5), T0 - ms(1)) == T0
+
+
+@pytest.mark.parametrize("worker_offset", [timedelta(0), timedelta(seconds=60)])
+def test_given_a_fast_worker_clock_then_an_interval_group_skips_no_slot(
+    worker_offset: timedelta,
+) -> None:
+    schedule = Schedule(interval_ms=1000)
+    planned = T0
+    for k in range(1, 20):
+        scheduler_end = planned + ms(100)
+        finished = finish_time(planned, scheduler_end + worker_offset, scheduler_end, scheduler_end)
+        planned = next_run_at(schedule, planned, finished)
+        assert planned == T0 + k * ms(1000)
+
+
+# -- a job-returned time in the past ----------------------------------------------------------
+
+
+def test_a_job_time_before_the_planned_time_and_the_run_is_past() -> None:
+    assert job_time_is_past(T0 - ms(1), T0, T0 + ms(50))
+    assert not job_time_is_past(T0, T0, T0 + ms(50))
+    assert not job_time_is_past(T0 + ms(20), T0, T0 + ms(50))  # e.g. start_at + 20 ms: not past
+
+
+def test_again_at_once_from_a_slow_worker_clock_is_not_past() -> None:
+    worker_began = T0 - timedelta(seconds=60)  # the worker's clock is a minute slow
+
+    assert not job_time_is_past(worker_began + ms(30), T0, worker_began)
+
+
+def test_given_a_job_time_in_the_future_then_it_is_used() -> None:
+    wanted = T0 + timedelta(minutes=3)
+
+    planned = plan_next_run(Schedule(interval_ms=1000), planned_at=T0, finished_at=T0 + ms(10),
+                            now=T0 + ms(20), job_next_at=wanted, catch_up=True)
+
+    assert planned == NextRun(wanted)
+
+
+def test_given_again_at_once_then_the_job_time_is_used_without_catch_up() -> None:
+    finished = T0 + ms(10)
+
+    planned = plan_next_run(Schedule(), planned_at=T0, finished_at=finished, now=finished,
+                            job_next_at=finished, run_began_at=T0 + ms(2))
+
+    assert planned == NextRun(finished)
+
+
+def test_given_a_past_job_time_then_a_catch_up_run_is_due_now() -> None:
+    now = T0 + ms(30)
+
+    planned = plan_next_run(Schedule(interval_ms=60_000), planned_at=T0, finished_at=T0 + ms(10),
+                            now=now, job_next_at=T0 - timedelta(days=1))
+
+    assert planned == NextRun(now, catch_up=True)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        (Schedule(cron="*/10 * * * * *", interval_ms=1000), T0 + ms(10_000)),
+        (Schedule(interval_ms=4000), T0 + ms(4000)),
+        (Schedule(), T0 + ms(10) + FALLBACK_DELAY),
+    ],
+)
+def test_given_a_catch_up_run_returning_a_past_time_again_then_the_schedule_decides(
+    schedule: Schedule, expected: datetime
+) -> None:
+    planned = plan_next_run(schedule, planned_at=T0, finished_at=T0 + ms(10), now=T0 + ms(30),
+                            job_next_at=T0 - timedelta(hours=1), catch_up=True)
+
+    assert planned == NextRun(expected)
+
+
+def test_a_job_always_returning_a_past_time_runs_twice_per_schedule_period() -> None:
+    """Given a job-only group whose job always returns yesterday, when it runs for 7 s of
+    quick runs, then it ran a handful of times, not hundreds (no tight loop)."""
+    clock = ManualClock(T0)
+    planned, catch_up, runs = T0, False, 0
+    while planned <= T0 + timedelta(seconds=7):
+        clock.set(planned)
+        runs += 1
+        finished = clock.advance(ms(15))
+        nxt = plan_next_run(Schedule(), planned_at=planned, finished_at=finished, now=finished,
+                            job_next_at=T0 - timedelta(days=1), catch_up=catch_up)
+        planned, catch_up = nxt.at, nxt.catch_up
+
+    assert runs == 2
+    assert planned == T0 + ms(30) + FALLBACK_DELAY

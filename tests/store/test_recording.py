@@ -625,3 +625,201 @@ def test_late_events_of_a_deleted_task_never_touch_a_newer_task(engine: Engine) 
     assert (row["status"], row["progress"]) == (TaskStatus.SCHEDULER, 0)
     assert log_rows(engine) == []
     assert len(task_rows(engine, new_group)) == 1
+
+
+# --- liveness: a run that logs is alive -----------------------------------------------------
+
+
+def _log(task_id: int, attempt: int, group_id: int, at: datetime, text: str = "tick") -> Event:
+    return TaskLogged(task_id, attempt, CLIENT, group_id, 2, text, at)
+
+
+def test_a_log_line_refreshes_the_liveness_time_of_its_run(engine: Engine) -> None:
+    group_id, task_id, attempt = _dispatched(engine)
+    _record(engine, [TaskStarted(task_id, attempt, CLIENT, T0)], T0)
+
+    _record(engine, [_log(task_id, attempt, group_id, T0 + 4 * SECOND)], T0 + 5 * SECOND)
+
+    assert task_row(engine, task_id)["reported_at"] == T0 + 5 * SECOND  # the recorder's time
+
+
+def test_a_log_line_of_an_entered_run_whose_start_is_late_refreshes_it_too(engine: Engine) -> None:
+    group_id, task_id, attempt = _dispatched(engine)
+
+    _record(engine, [_log(task_id, attempt, group_id, T0)], T0 + 2 * SECOND)
+
+    row = task_row(engine, task_id)
+    assert (row["status"], row["reported_at"]) == (TaskStatus.SCHEDULER, T0 + 2 * SECOND)
+
+
+def test_a_replayed_log_line_is_no_new_sign_of_life(engine: Engine) -> None:
+    group_id, task_id, attempt = _dispatched(engine)
+    line = _log(task_id, attempt, group_id, T0)
+    _record(engine, [TaskStarted(task_id, attempt, CLIENT, T0), line], T0 + SECOND)
+
+    _record(engine, [line], T0 + MINUTE)
+
+    assert task_row(engine, task_id)["reported_at"] == T0 + SECOND
+
+
+def test_log_lines_of_a_stale_attempt_or_a_finished_run_refresh_nothing(engine: Engine) -> None:
+    group_id, task_id, current = _redispatched(engine)
+    before = task_row(engine, task_id)["reported_at"]
+
+    _record(engine, [_log(task_id, current - 1, group_id, T0)], T0 + 9 * SECOND)
+    assert task_row(engine, task_id)["reported_at"] == before
+
+    done = T0 + 10 * SECOND
+    _record(engine, [_finished(task_id, current, done)], done)
+    late = _log(task_id, current, group_id, done + SECOND, "after the end")
+    stats = _record(engine, [late], done + MINUTE)
+
+    row = task_row(engine, task_id)
+    assert (row["status"], row["reported_at"]) == (TaskStatus.SUCCESS, done)
+    assert stats.logged == 1  # the line itself is kept: it belongs to the run
+
+
+def test_log_lines_of_many_runs_refresh_each_in_one_batch(engine: Engine) -> None:
+    runs = [_dispatched(engine) for _ in range(3)]
+    lines = [_log(t, a, g, T0 + SECOND, f"line {i}") for g, t, a in runs for i in range(4)]
+
+    stats = _record(engine, lines, T0 + 3 * SECOND)
+
+    assert stats.logged == 12
+    assert [task_row(engine, t)["reported_at"] for _, t, _ in runs] == [T0 + 3 * SECOND] * 3
+
+
+# --- the scheduler side's clock decides the next run ----------------------------------------
+
+FAST = timedelta(seconds=60)  # the worker's clock runs a minute ahead of the recorder's
+
+
+def test_a_worker_clock_a_minute_fast_makes_an_interval_group_skip_no_slot(
+    engine: Engine,
+) -> None:
+    group_id, task_id, attempt = _dispatched(engine, interval_ms=1000)
+    planned = T0
+    for k in range(1, 6):
+        ended = planned + 100 * MS  # by the recorder's clock
+        _record(engine, [_finished(task_id, attempt, ended + FAST, speed=100)], ended)
+
+        nxt = pending(engine, group_id)
+        assert nxt["start_at"] == T0 + k * SECOND
+        group = get_group(engine, group_id)
+        assert (group.next_at, group.last_run_at) == (T0 + k * SECOND, ended)
+        assert task_row(engine, task_id)["finish_at"] == ended + FAST  # the worker's account
+        planned, task_id = nxt["start_at"], nxt["id"]
+        attempt = dispatch(engine, task_id, planned)
+
+
+def test_a_worker_clock_a_minute_fast_makes_a_cron_group_skip_no_slot(engine: Engine) -> None:
+    spec = GroupSpec(caption="cron", job_name="demo.cron", cron="*/10 * * * * *")
+    group_id = groups.add_group(engine, spec, T0)
+    first = pending(engine, group_id)
+    planned = first["start_at"]
+    attempt = dispatch(engine, first["id"], planned)
+    ended = planned + 200 * MS
+
+    _record(engine, [_finished(first["id"], attempt, ended + FAST, speed=200)], ended)
+
+    assert pending(engine, group_id)["start_at"] == planned + 10 * SECOND
+    assert get_group(engine, group_id).last_run_at == ended
+
+
+def test_a_worker_clock_a_minute_slow_does_not_replay_the_slots_a_long_run_covered(
+    engine: Engine,
+) -> None:
+    group_id, task_id, attempt = _dispatched(engine, interval_ms=1000)
+    ended = T0 + 5 * SECOND + 300 * MS  # ran 5.3 s, slots 1..5 are covered
+
+    _record(engine, [_finished(task_id, attempt, ended - FAST, speed=5300)], ended + 50 * MS)
+
+    assert pending(engine, group_id)["start_at"] == T0 + 6 * SECOND
+
+
+# --- a job-returned time in the past ---------------------------------------------------------
+
+LONG_AGO = T0 - timedelta(days=1)
+
+
+def test_a_past_job_time_runs_once_as_soon_as_possible_then_the_schedule(engine: Engine) -> None:
+    group_id, task_id, attempt = _dispatched(engine)  # every minute from T0
+    ended = T0 + SECOND
+
+    _record(engine, [_finished(task_id, attempt, ended, next_at=LONG_AGO)], ended + MS)
+
+    catch_up = pending(engine, group_id)
+    assert (catch_up["start_at"], catch_up["catch_up"]) == (ended + MS, True)
+    assert get_group(engine, group_id).next_at == ended + MS
+
+    attempt = dispatch(engine, catch_up["id"], ended + MS)
+    again = ended + 2 * SECOND
+    _record(engine, [_finished(catch_up["id"], attempt, again, next_at=LONG_AGO)], again)
+
+    following = pending(engine, group_id)
+    assert (following["start_at"], following["catch_up"]) == (ended + MS + MINUTE, False)
+
+
+def test_again_at_once_is_no_catch_up_run(engine: Engine) -> None:
+    group_id, task_id, attempt = _dispatched(engine)
+    ended = T0 + SECOND
+
+    _record(engine, [_finished(task_id, attempt, ended, next_at=ended, speed=900)], ended)
+
+    nxt = pending(engine, group_id)
+    assert (nxt["start_at"], nxt["catch_up"]) == (ended, False)
+
+
+def test_a_catch_up_run_may_still_ask_for_a_future_time(engine: Engine) -> None:
+    group_id, task_id, attempt = _dispatched(engine)
+    _record(engine, [_finished(task_id, attempt, T0 + SECOND, next_at=LONG_AGO)], T0 + SECOND)
+    catch_up = pending(engine, group_id)
+    attempt = dispatch(engine, catch_up["id"], T0 + SECOND)
+    wanted = T0 + timedelta(hours=2)
+
+    _record(engine, [_finished(catch_up["id"], attempt, T0 + 2 * SECOND, next_at=wanted)],
+            T0 + 2 * SECOND)
+
+    nxt = pending(engine, group_id)
+    assert (nxt["start_at"], nxt["catch_up"]) == (wanted, False)
+
+
+def test_a_job_that_always_returns_a_past_time_never_spins_its_group(engine: Engine) -> None:
+    """Given a job-only group whose job returns yesterday every time, when 7 s pass with
+    quick runs, then the group ran twice (once, then once to catch up), not hundreds of times."""
+    spec = GroupSpec(caption="job", job_name="demo.job", job_sets_next=True, start_at=T0)
+    group_id = groups.add_group(engine, spec, T0 - MINUTE)
+    runs = 0
+    while (waiting := pending(engine, group_id))["start_at"] <= T0 + 7 * SECOND:
+        now = max(waiting["start_at"], T0)
+        attempt = dispatch(engine, waiting["id"], now)
+        _record(engine, [_finished(waiting["id"], attempt, now + 15 * MS, speed=15,
+                                   next_at=LONG_AGO)], now + 15 * MS)
+        runs += 1
+
+    assert runs == 2
+    assert pending(engine, group_id)["start_at"] == T0 + 30 * MS + timedelta(seconds=30)
+
+
+def test_schedule_next_applies_the_same_catch_up_rule(engine: Engine) -> None:
+    group_id, task_id, attempt = _dispatched(engine)
+    _record(engine, [_finished(task_id, attempt, T0 + SECOND)], T0 + SECOND)  # a next task
+    with engine.begin() as conn:
+        conn.execute(sa.update(task_group).values(task_id=None))
+        conn.execute(sa.delete(recording.task).where(recording.task.c.open_group_id == group_id))
+
+    with engine.begin() as conn:
+        first = recording.schedule_next(conn, group_id=group_id, planned_at=T0,
+                                        finished_at=T0 + SECOND, success=True, run_speed_ms=5,
+                                        job_next_at=LONG_AGO)
+    assert first is not None
+    assert (task_row(engine, first)["start_at"], task_row(engine, first)["catch_up"]) == (
+        T0 + SECOND, True)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(recording.task).where(recording.task.c.id == first))
+        second = recording.schedule_next(conn, group_id=group_id, planned_at=T0 + SECOND,
+                                         finished_at=T0 + 2 * SECOND, success=True,
+                                         run_speed_ms=5, job_next_at=LONG_AGO, catch_up=True)
+    assert second is not None
+    assert (task_row(engine, second)["start_at"], task_row(engine, second)["catch_up"]) == (
+        T0 + SECOND + MINUTE, False)
