@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES
 
 from fss.errors import InvalidField
 
@@ -38,6 +41,8 @@ class Settings:
     claim_batch: int = 500
     event_flush_ms: int = 10
     event_batch: int = 500
+    # Task events a worker keeps while the broker is down; past it log/progress are dropped.
+    event_buffer_max: int = 10_000
     recorder_flush_ms: int = 20
     broker_polling_s: float = 0.005
     supervise_s: float = 1.0
@@ -56,6 +61,8 @@ class Settings:
                 raise InvalidField(name, "must be > 0")
         if self.lookahead_s >= self.lease_s:
             raise InvalidField("lookahead_s", "must be shorter than lease_s")
+        validate_broker_url(self.broker_url)
+        validate_database_url(self.database_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -91,3 +98,39 @@ def _convert(name: str, type_name: str, raw: str) -> Any:
     except ValueError:
         raise InvalidField(name, f"{raw!r} is not a number") from None
     return raw
+
+
+# RFC 3986 scheme; SQLAlchemy adds "+driver" (postgresql+psycopg2), kombu "+variant".
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
+
+
+def url_scheme(url: str) -> str | None:
+    """The part before `://`, or None when `url` does not look like a URL at all."""
+    scheme, separator, _ = url.partition("://")
+    return scheme if separator and URL_SCHEME.match(scheme) else None
+
+
+def validate_broker_url(url: str) -> str:
+    """A kombu URL (several joined by `;` for failover) whose transport kombu knows.
+
+    Without this check kombu reads anything without a scheme as amqp and retries forever.
+    """
+    for part in url.split(";"):
+        scheme = url_scheme(part.strip())
+        if scheme is None:
+            raise InvalidField("broker_url", f"{part!r} is not a URL like redis://host:6379/0")
+        transport = scheme.split("+", 1)[0]
+        if transport not in TRANSPORT_ALIASES:
+            known = ", ".join(sorted(t for t in TRANSPORT_ALIASES if t.islower()))
+            raise InvalidField("broker_url", f"unknown transport {transport!r} (known: {known})")
+    return url
+
+
+def validate_database_url(url: str) -> str:
+    """The shape only: whether SQLAlchemy knows the driver is checked when the engine is made
+    (workers read the settings too and never import SQLAlchemy)."""
+    if url_scheme(url) is None:
+        raise InvalidField(
+            "database_url", f"{url!r} is not a URL like postgresql://user@host/fss"
+        )
+    return url

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import NoReturn
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from fss import __version__
 from fss.cli.context import CliContext, pass_cli
+from fss.cli.dead_letters import dead_letters_cli
 from fss.cli.dev import dev_command
 from fss.cli.groups import group_cli
+from fss.cli.nodes import node_cli
 from fss.cli.processes import scheduler_command, worker_command
 from fss.cli.tasks import client_cli, task_cli
 from fss.errors import FssError, InvalidField
@@ -37,7 +41,8 @@ def db_cli() -> None:
 @click.option("--revision", default="head", show_default=True)
 @pass_cli
 def db_upgrade(ctx: CliContext, revision: str) -> None:
-    """Create or migrate the FSS tables."""
+    """Create or migrate the FSS tables (creates a SQLite file that is not there yet)."""
+    ctx.may_create_database = True
     migrate.upgrade(ctx.engine, revision)
     click.echo(f"database at revision {migrate.current_revision(ctx.engine)}")
 
@@ -54,30 +59,60 @@ def db_current(ctx: CliContext) -> None:
 cli.add_command(group_cli)
 cli.add_command(task_cli)
 cli.add_command(client_cli)
+cli.add_command(dead_letters_cli)
+cli.add_command(node_cli)
 cli.add_command(scheduler_command)
 cli.add_command(worker_command)
 cli.add_command(dev_command)
 
 
+DEBUG_ENV = "FSS_DEBUG"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: turns fss's own errors into one line on stderr and a non-zero exit."""
+    """Entry point: every error becomes one line on stderr and a non-zero exit.
+
+    2 for bad input, 1 for anything else; FSS_DEBUG=1 shows the traceback of an error
+    fss did not expect.
+    """
     try:
         cli.main(args=argv, prog_name="fss", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(1)
+        fail("aborted", 1)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        fail(describe_click_error(exc), exc.exit_code)
     except InvalidField as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc), 2)
     except FssError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        fail(str(exc), 1)
     except SQLAlchemyError as exc:
-        click.echo(f"error: database: {describe_database_error(exc)}", err=True)
-        sys.exit(1)
+        fail(f"database: {describe_database_error(exc)}", 1)
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        fail(f"{type(exc).__name__}: {one_line(str(exc))} (set {DEBUG_ENV}=1 for details)", 1)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(code)
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def describe_click_error(exc: click.ClickException) -> str:
+    """click's usage errors in the `<field>: <reason>` form, without the usage block."""
+    param = exc.param if isinstance(exc, click.BadParameter) else None
+    if param is not None and param.name and not isinstance(exc, click.MissingParameter):
+        return f"{param.name}: {one_line(exc.message)}"
+    message = one_line(exc.format_message())
+    context = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and context is not None:
+        message += f" (see `{context.command_path} --help`)"
+    return message
 
 
 MISSING_TABLE_MARKERS = ("no such table", "does not exist", "doesn't exist")

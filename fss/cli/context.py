@@ -1,38 +1,150 @@
-"""Shared CLI options and the lazily connected context object every command receives."""
+"""Shared CLI options, parameter types and the lazily connected context object."""
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from fss.config import Settings
 from fss.domain.clock import Clock, SystemClock
-from fss.store.engine import create_engine
+from fss.errors import InvalidField
+from fss.store.engine import create_engine, normalize_url
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_ID = 2**63 - 1  # BIGINT on every backend
+NEGATIVE_NUMBER = re.compile(r"^-\d+$")
+
+
+class DatabaseFileMissing(InvalidField):
+    """A SQLite URL naming a file that does not exist: almost always the wrong database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(
+            "database_url",
+            f"no SQLite database at {path}; point at yours with "
+            "FSS_DATABASE_URL or --database-url (`fss dev` keeps its tables in fss-dev.db), "
+            "or create this one with `fss db upgrade`"
+        )
 
 
 @dataclass
 class CliContext:
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
+    # Only `fss db upgrade` (and `fss dev`) may create a SQLite file that is not there yet.
+    may_create_database: bool = False
     _engine: Engine | None = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_engine(self.settings.database_url)
+            self._engine = open_engine(self.settings.database_url, self.may_create_database)
         return self._engine
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def open_engine(url: str, may_create: bool) -> Engine:
+    """The engine for `url`, or one line saying why SQLAlchemy cannot use it."""
+    try:
+        parsed = sa.engine.make_url(normalize_url(url))
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise InvalidField("database_url", f"cannot be parsed ({first_line(exc)})") from None
+    try:
+        parsed.get_dialect()
+        if not may_create:
+            require_existing_sqlite_file(parsed)
+        return create_engine(url)
+    except NoSuchModuleError:
+        raise InvalidField(
+            "database_url", f"unknown database or driver {parsed.drivername!r}"
+        ) from None
+    except ImportError as exc:
+        raise InvalidField("database_url", f"its driver is not installed ({exc})") from None
+
+
+def require_existing_sqlite_file(url: sa.engine.URL) -> None:
+    if url.get_backend_name() != "sqlite" or url.query.get("uri"):
+        return
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        return
+    path = Path(database).resolve()
+    if not path.exists():
+        raise DatabaseFileMissing(path)
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+class IdType(click.ParamType):  # type: ignore[type-arg]
+    """A row id: a whole number from 1 to 2^63-1 (BIGINT), refused as InvalidField otherwise."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        field_name = param.name if param is not None and param.name else "id"
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise InvalidField(field_name, f"{value!r} is not an id (a whole number)") from None
+        if not 1 <= number <= MAX_ID:
+            raise InvalidField(field_name, f"{value} is not an id: ids go from 1 to {MAX_ID}")
+        return number
+
+
+ID = IdType()
+
+
+class IdCommand(click.Command):
+    """A command taking an id argument: `-5` there is a (bad) id, not an unknown option."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        argument = self._id_argument()
+        if argument is not None:
+            for token in self._positional_negative_numbers(ctx, args):
+                ID.convert(token, argument, ctx)
+        return super().parse_args(ctx, args)
+
+    def _id_argument(self) -> click.Argument | None:
+        for param in self.params:
+            if isinstance(param, click.Argument) and isinstance(param.type, IdType):
+                return param
+        return None
+
+    def _positional_negative_numbers(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Tokens like `-5` that are neither an option nor the value of the option before."""
+        takes_value = {
+            name
+            for param in self.get_params(ctx)
+            if isinstance(param, click.Option) and not param.is_flag and not param.count
+            for name in param.opts
+        }
+        found = []
+        previous = ""
+        for token in args:
+            if token == "--":
+                break
+            if NEGATIVE_NUMBER.match(token) and previous not in takes_value:
+                found.append(token)
+            previous = token
+        return found
 
 
 def connection_options(function: F) -> F:

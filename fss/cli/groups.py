@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from fss.cli.context import CliContext, pass_cli
+from fss.cli.context import ID, CliContext, IdCommand, pass_cli
 from fss.cli.output import emit_json, emit_record, emit_table
 from fss.domain.clock import as_utc
 from fss.domain.group_spec import GroupSpec, parse_data
@@ -152,8 +152,8 @@ def show(group: GroupRow, as_json: bool) -> None:
     emit_record([(k, v) for k, v in group.to_json().items()])
 
 
-@group_cli.command("show")
-@click.argument("group_id", type=int)
+@group_cli.command("show", cls=IdCommand)
+@click.argument("group_id", type=ID)
 @click.option("--json", "as_json", is_flag=True)
 @pass_cli
 def show_group(cli: CliContext, group_id: int, as_json: bool) -> None:
@@ -162,8 +162,8 @@ def show_group(cli: CliContext, group_id: int, as_json: bool) -> None:
         show(store.get_group(conn, group_id), as_json)
 
 
-@group_cli.command("edit")
-@click.argument("group_id", type=int)
+@group_cli.command("edit", cls=IdCommand)
+@click.argument("group_id", type=ID)
 @click.option("--caption")
 @click.option("--job-name")
 @schedule_options
@@ -188,8 +188,8 @@ def edit_group(
     show(store.edit_group(cli.engine, group_id, changes, cli.clock.now()), as_json)
 
 
-@group_cli.command("enable")
-@click.argument("group_id", type=int)
+@group_cli.command("enable", cls=IdCommand)
+@click.argument("group_id", type=ID)
 @pass_cli
 def enable_group(cli: CliContext, group_id: int) -> None:
     """Enable; creates the waiting task at the next scheduled time."""
@@ -197,8 +197,8 @@ def enable_group(cli: CliContext, group_id: int) -> None:
     click.echo(f"group {group.id} enabled; next run at {group.next_at.isoformat()}")
 
 
-@group_cli.command("disable")
-@click.argument("group_id", type=int)
+@group_cli.command("disable", cls=IdCommand)
+@click.argument("group_id", type=ID)
 @pass_cli
 def disable_group(cli: CliContext, group_id: int) -> None:
     """Disable; the waiting task is withdrawn, a running one finishes."""
@@ -206,8 +206,8 @@ def disable_group(cli: CliContext, group_id: int) -> None:
     click.echo(f"group {group_id} disabled")
 
 
-@group_cli.command("delete")
-@click.argument("group_id", type=int)
+@group_cli.command("delete", cls=IdCommand)
+@click.argument("group_id", type=ID)
 @pass_cli
 def delete_group(cli: CliContext, group_id: int) -> None:
     """Delete the group with its tasks and run logs."""
@@ -215,8 +215,8 @@ def delete_group(cli: CliContext, group_id: int) -> None:
     click.echo(f"group {group_id} deleted")
 
 
-@group_cli.command("run")
-@click.argument("group_id", type=int)
+@group_cli.command("run", cls=IdCommand)
+@click.argument("group_id", type=ID)
 @pass_cli
 def run_group(cli: CliContext, group_id: int) -> None:
     """Run now: the waiting task becomes due immediately; prints its task id."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -15,15 +16,34 @@ def emit_json(document: Any) -> None:
 
 
 def cell(value: Any) -> str:
+    """One value as one line of text: a table row or record line never breaks."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
+    if isinstance(value, dict | list | tuple):
+        return escape_controls(json.dumps(value, ensure_ascii=False, default=str))
+    return escape_controls(str(value))
+
+
+SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """Control characters and line separators as visible escapes (\\n, \\x1b, \\u2028)."""
+    if text.isprintable():
+        return text
+    return "".join(_escaped(ch) for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    if ch in SHORT_ESCAPES:
+        return SHORT_ESCAPES[ch]
+    if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+    return ch
 
 
 def emit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

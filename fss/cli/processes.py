@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from fss.celery_app import create_app
+from fss.celery_app import check_broker_transport, create_app
 from fss.cli.context import CliContext, pass_cli
 from fss.config import Settings
 from fss.errors import FssError
@@ -30,6 +30,8 @@ class SchemaOutdated(FssError):
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    # The schema check at start is not news: alembic's INFO lines only say which backend.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def require_current_schema(cli: CliContext) -> None:
@@ -73,6 +75,7 @@ def scheduler_command(cli: CliContext, name: str | None, loglevel: str) -> None:
     setup_logging(loglevel)
     if name:
         cli.settings = cli.settings.replace(node_name=name)
+    check_broker_transport(cli.settings.broker_url)
     require_current_schema(cli)
     service = start_scheduler(cli, cli.settings)
     log.info(
@@ -127,6 +130,7 @@ def worker_command(
     """
     import os
 
+    check_broker_transport(cli.settings.broker_url)
     jobs = load_jobs(list(modules))
     client_id = client_id_for(name, os.getpid())
     app, runtime = build_worker_app(cli.settings, jobs, client_id, cli.clock)

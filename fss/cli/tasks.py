@@ -6,7 +6,7 @@ import time
 
 import click
 
-from fss.cli.context import CliContext, pass_cli
+from fss.cli.context import ID, CliContext, IdCommand, pass_cli
 from fss.cli.output import emit_json, emit_record, emit_table
 from fss.domain.status import FINISHED, TaskStatus
 from fss.errors import InvalidField
@@ -30,7 +30,7 @@ def parse_status(value: str | None) -> TaskStatus | None:
 
 
 @task_cli.command("list")
-@click.option("--group", "group_id", type=int, help="Only this group's tasks.")
+@click.option("--group", "group_id", type=ID, help="Only this group's tasks.")
 @click.option("--status", help="None, Scheduler, Working, Fail or Success.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -76,8 +76,8 @@ def list_tasks(
     )
 
 
-@task_cli.command("show")
-@click.argument("task_id", type=int)
+@task_cli.command("show", cls=IdCommand)
+@click.argument("task_id", type=ID)
 @click.option("--json", "as_json", is_flag=True)
 @pass_cli
 def show_task(cli: CliContext, task_id: int, as_json: bool) -> None:
@@ -96,8 +96,8 @@ def print_log(row: LogRow) -> None:
     click.echo(f"{stamp} {level:<11} {row.content}")
 
 
-@task_cli.command("logs")
-@click.argument("task_id", type=int)
+@task_cli.command("logs", cls=IdCommand)
+@click.argument("task_id", type=ID)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the task finishes.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_cli
@@ -150,7 +150,7 @@ def list_client_rows(cli: CliContext, as_json: bool) -> None:
                 c.ip,
                 c.pid,
                 c.language,
-                c.job_names,
+                ",".join(c.job_names),
                 c.queue,
                 round((now - c.heartbeat_at).total_seconds(), 1),
             ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ MAX_CAPTION = 64
 MAX_JOB_NAME = 64
 MAX_DATA_BYTES = 64 * 1024
 MAX_INTERVAL_MS = 366 * 24 * 3600 * 1000
-JOB_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]+")
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,12 @@ def validate_misfire(policy: str) -> str:
     return policy
 
 
+# Control characters, line and paragraph separators: they break every table and log line.
+LINE_BREAKING_CATEGORIES = ("Cc", "Zl", "Zp")
+
+
 def validate_caption(caption: str) -> str:
+    reject_control_characters("caption", caption)
     text = caption.strip()
     if not text:
         raise InvalidField("caption", "must not be empty")
@@ -92,13 +98,22 @@ def validate_caption(caption: str) -> str:
     return text
 
 
+def reject_control_characters(field_name: str, text: str) -> None:
+    for ch in text:
+        if unicodedata.category(ch) in LINE_BREAKING_CATEGORIES:
+            raise InvalidField(
+                field_name, f"must not contain control characters (found {ch!r})"
+            )
+
+
 def validate_job_name(name: str) -> str:
+    reject_control_characters("job_name", name)
     text = name.strip()
     if not text:
         raise InvalidField("job_name", "must not be empty")
     if len(text) > MAX_JOB_NAME:
         raise InvalidField("job_name", f"longer than {MAX_JOB_NAME} characters")
-    if not JOB_NAME_PATTERN.match(text):
+    if not JOB_NAME_PATTERN.fullmatch(text):
         raise InvalidField("job_name", f"{text!r} may only use letters, digits and _ . : -")
     return text
 

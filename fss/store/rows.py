@@ -142,6 +142,33 @@ class ClientRow:
         return body
 
 
+@dataclass(frozen=True)
+class NodeRow:
+    """A scheduler instance, with whether it holds the named cluster lease (the supervisor)."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    is_alive: bool
+    unhealthy_reason: str | None
+    holds_lease: bool = False
+
+    def heartbeat_age_s(self, now: datetime) -> float:
+        return round((now - self.heartbeat_at).total_seconds(), 1)
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> NodeRow:
+        values = {k: v for k, v in row._mapping.items() if k in cls.__dataclass_fields__}
+        values["is_alive"] = bool(values["is_alive"])
+        values["holds_lease"] = bool(values.get("holds_lease", False))
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+
 # Microsoft.Extensions.Logging levels, as the seed records them.
 LOG_LEVEL_NAMES = {
     0: "Trace",

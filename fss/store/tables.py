@@ -47,7 +47,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 # Every table in full UTF-8 (4-byte characters included) with exact comparisons, whatever
 # the database's default character set, so MySQL/MariaDB stores and compares text as the
 # other backends do.
-MYSQL_UTF8MB4 = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+MYSQL_UTF8MB4: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")

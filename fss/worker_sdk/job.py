@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fss.domain.group_spec import validate_job_name
-from fss.errors import FssError
+from fss.errors import InvalidField
 
 if TYPE_CHECKING:
     from fss.worker_sdk.context import JobContext
@@ -52,21 +52,48 @@ def job(name: str) -> Callable[[F], F]:
     return mark
 
 
-class JobImportError(FssError):
-    pass
+class JobImportError(InvalidField):
+    """A -A module that cannot be imported or serves no job: one line naming the module."""
+
+    def __init__(self, module: str, reason: str) -> None:
+        self.module = module
+        super().__init__("app", f"module {module!r} {reason}")
 
 
 def import_modules(names: Iterable[str]) -> list[ModuleType]:
     """Import job modules the way `celery -A` does: the current directory is importable."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    modules = []
-    for name in names:
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError as exc:
-            raise JobImportError(f"-A {name}: cannot import ({exc})") from None
-    return modules
+    return [import_module(name) for name in names]
+
+
+def import_module(name: str) -> ModuleType:
+    if not name.strip():
+        raise InvalidField("app", "empty module name; give a module like -A myproject.jobs")
+    try:
+        return importlib.import_module(name)
+    except (Exception, SystemExit) as exc:
+        # Whatever the module raises at import time is the user's code failing, not ours:
+        # name the module and the error, never a traceback.
+        raise JobImportError(name, import_failure(name, exc)) from None
+
+
+def import_failure(name: str, exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        missing = exc.name
+        if name == missing or name.startswith(missing + "."):
+            return (
+                f"was not found (no module named {missing!r}; run from the directory that "
+                "holds it or add that directory to PYTHONPATH)"
+            )
+        top = missing.split(".")[0]
+        return f"cannot be imported: it needs package {top!r}, which is not installed"
+    return f"cannot be imported: it raised {type(exc).__name__}: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "(no message)"
 
 
 def discover_jobs(modules: Iterable[ModuleType]) -> dict[str, JobSpec]:
@@ -79,7 +106,9 @@ def discover_jobs(modules: Iterable[ModuleType]) -> dict[str, JobSpec]:
             other = jobs.get(spec.name)
             if other is not None and other.function is not spec.function:
                 raise JobImportError(
-                    f"job {spec.name!r} is defined twice: {_where(other)} and {_where(spec)}"
+                    module.__name__,
+                    f"defines job {spec.name!r} again ({_where(spec)}; "
+                    f"first in {_where(other)})",
                 )
             jobs[spec.name] = spec
     return jobs

@@ -24,7 +24,7 @@ from fss.domain.clock import Clock
 from fss.errors import InvalidField
 from fss.naming import job_name_of, job_task_name
 from fss.orders import RunOrder
-from fss.worker_sdk.job import JobSpec, discover_jobs, import_modules
+from fss.worker_sdk.job import JobImportError, JobSpec, discover_jobs, import_modules
 from fss.worker_sdk.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,12 @@ def build_worker_app(
 
 
 def load_jobs(module_names: list[str]) -> dict[str, JobSpec]:
-    return discover_jobs(import_modules(module_names))
+    """The @job functions of the modules; each module must define at least one."""
+    modules = import_modules(module_names)
+    for module in modules:
+        if not discover_jobs([module]):
+            raise JobImportError(module.__name__, "defines no @job functions")
+    return discover_jobs(modules)
 
 
 def register_jobs(app: Celery, runtime: WorkerRuntime) -> None:

@@ -30,6 +30,7 @@ from fss.store.tables import client, run_log, task, task_group
 
 START = "2030-01-01T00:00:00"
 MISSING = "987654"
+HUGE = "99999999999999999999"
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,33 @@ CASES: list[tuple[str, list[str], str]] = [
     ("task-list-numeric-status", ["task", "list", "--status", "9"], "error: status:"),
     ("task-show-unknown", ["task", "show", MISSING], f"error: task {MISSING} "),
     ("task-logs-unknown", ["task", "logs", MISSING], f"error: task {MISSING} "),
+    # ids: one type everywhere, 1 .. 2^63-1; "-5" is a bad id, not an unknown option
+    *[
+        (f"{'-'.join(cmd)}-id-{label}", [*cmd, value, *rest], f"error: {field}: ")
+        for cmd, rest, field in [
+            (["group", "show"], [], "group_id"),
+            (["group", "edit"], ["--caption", "x"], "group_id"),
+            (["group", "enable"], [], "group_id"),
+            (["group", "disable"], [], "group_id"),
+            (["group", "delete"], [], "group_id"),
+            (["group", "run"], [], "group_id"),
+            (["task", "show"], [], "task_id"),
+            (["task", "logs"], [], "task_id"),
+            (["task", "list", "--group"], [], "group_id"),
+        ]
+        for label, value in [("above-int64", HUGE), ("negative", "-5"), ("zero", "0")]
+    ],
+    ("add-caption-newline", ["group", "add", "--interval-ms", "1000", "--caption", "a\nb"],
+     "error: caption:"),
+    ("add-caption-escape", ["group", "add", "--interval-ms", "1000", "--caption", "\x1b[31m"],
+     "error: caption:"),
+    ("edit-caption-newline", ["group", "edit", "{id}", "--caption", "x\ny"], "error: caption:"),
+    ("list-broker-not-a-url", ["group", "list", "--broker-url", "notaurl"], "error: broker_url:"),
+    ("add-broker-unknown-transport",
+     ["group", "add", "--interval-ms", "1000", "--broker-url", "kafkaesque://h"],
+     "error: broker_url:"),
+    ("list-unknown-option", ["group", "list", "--jsn"], "error: No such option"),
+    ("list-limit-out-of-range", ["task", "list", "--limit", "0"], "error: limit: "),
 ]
 
 
@@ -276,6 +304,17 @@ def test_given_a_dispatched_task_when_run_now_then_group_busy_and_nothing_change
     assert snapshot(shared_db.engine) == before
 
 
+def test_an_id_above_int64_exits_with_two_and_the_largest_id_is_an_unknown_one(
+    shared_db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    huge = run(capsys, shared_db.url, "group", "show", HUGE)
+    negative = run(capsys, shared_db.url, "task", "show", "-5")
+    largest = run(capsys, shared_db.url, "group", "show", str(2**63 - 1))
+
+    assert (huge.code, negative.code, largest.code) == (2, 2, 1)
+    assert largest.err.startswith(f"error: task group {2**63 - 1} does not exist")
+
+
 def test_invalid_field_errors_exit_with_two_and_lookups_with_one(
     shared_db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -325,4 +364,33 @@ def test_given_the_console_script_when_the_cron_is_bad_then_one_line_and_no_trac
     assert "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert done.stderr.startswith(prefix)
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "prefix"),
+    [
+        (["group", "show", HUGE], "error: group_id: "),
+        (["group", "show", "-5"], "error: group_id: "),
+        (["group", "list", "--broker-url", "notaurl"], "error: broker_url: "),
+        (["worker", "-A", ""], "error: app: "),
+    ],
+    ids=["id-above-int64", "negative-id", "broker-not-a-url", "empty-module"],
+)
+def test_given_the_console_script_when_input_is_bad_then_one_line_and_exit_two(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], prefix: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'fss.db'}"
+    main(["db", "upgrade", "--database-url", url])
+    capsys.readouterr()
+
+    done = subprocess.run(
+        [*fss_script(), *args, "--database-url", url],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(prefix), done.stderr
     assert done.stdout == ""

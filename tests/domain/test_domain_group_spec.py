@@ -161,6 +161,36 @@ def test_given_a_caption_at_the_limit_then_accepted_and_one_more_rejected() -> N
 
 
 @pytest.mark.parametrize(
+    "caption", ["two\nlines", "carriage\rreturn", "tab\there", "bell\x07", "esc\x1b[31mred",
+                "nul\x00", "del\x7f", "line\u2028separator", "para\u2029separator", "trailing\n"]
+)
+def test_given_a_caption_with_control_characters_then_rejected_naming_caption(
+    caption: str,
+) -> None:
+    error = rejected(replace(BASE, caption=caption))
+
+    assert error.field == "caption"
+    assert "control characters" in error.reason
+
+
+def test_given_an_edit_with_a_control_character_then_the_same_rule_rejects_it() -> None:
+    """`group edit` validates the merged spec with the same validated() as `group add`."""
+    edited = replace(BASE.validated(), caption="new\nname")
+
+    assert rejected(edited).field == "caption"
+
+
+@pytest.mark.parametrize("caption", ["Grüße 日本 ✓", "a - b (c) [d] {e}", "  padded  "])
+def test_given_a_caption_with_printable_unicode_then_accepted(caption: str) -> None:
+    assert replace(BASE, caption=caption).validated().caption == caption.strip()
+
+
+@pytest.mark.parametrize("name", ["hello\n", "\thello", "hel\x00lo"])
+def test_given_a_job_name_with_control_characters_then_rejected(name: str) -> None:
+    assert rejected(replace(BASE, job_name=name)).field == "job_name"
+
+
+@pytest.mark.parametrize(
     "name", ["hello", "jobs.hello", "app:send-mail", "A_b-9.c:d", "x" * MAX_JOB_NAME]
 )
 def test_given_a_job_name_of_letters_digits_and_separators_then_accepted(name: str) -> None:
