@@ -11,10 +11,10 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, ClassVar
 
-from fss.domain.clock import as_utc
+from fss.domain.clock import as_utc, parse_time
 from fss.domain.group_spec import validate_data
 from fss.errors import InvalidField
 from fss.outage import first_line
@@ -25,10 +25,6 @@ MAX_ERROR_TEXT = 16 * 1024
 # The widest values the store's columns hold: BIGINT ids and durations, INTEGER attempts.
 INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
-# Times every backend stores (MySQL's DATETIME starts at year 1000) with room left for
-# schedule arithmetic below Python's datetime.max.
-EARLIEST_TIME = datetime(1000, 1, 1, tzinfo=timezone.utc)
-LATEST_TIME = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 
 def _event_id() -> str:
@@ -214,15 +210,7 @@ def from_dict(item: Any) -> Event:
 def require_time(name: str, value: Any) -> datetime:
     if not isinstance(value, str):
         raise InvalidField(name, "must be an ISO 8601 time")
-    try:
-        moment = as_utc(datetime.fromisoformat(value))
-    except ValueError:
-        raise InvalidField(name, f"{value[:64]!r} is not an ISO 8601 time") from None
-    except OverflowError:  # its offset moves it past year 1 or 9999 in UTC
-        moment = None
-    if moment is None or not EARLIEST_TIME <= moment < LATEST_TIME:
-        raise InvalidField(name, f"{value[:64]!r} is outside years 1000..8999")
-    return moment
+    return parse_time(name, value)
 
 
 # NUL (PostgreSQL refuses it in text) and lone surrogates (no UTF-8 encoder takes them; a

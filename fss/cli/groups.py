@@ -9,7 +9,7 @@ import click
 
 from fss.cli.context import ID, CliContext, IdCommand, pass_cli
 from fss.cli.output import emit_json, emit_record, emit_table
-from fss.domain.clock import as_utc
+from fss.domain.clock import parse_time
 from fss.domain.group_spec import GroupSpec, parse_data
 from fss.errors import InvalidField
 from fss.store import groups as store
@@ -22,12 +22,7 @@ def group_cli() -> None:
 
 
 def parse_start_at(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(value))
-    except ValueError:
-        raise InvalidField("start_at", f"{value!r} is not an ISO 8601 time") from None
+    return None if value is None else parse_time("start_at", value)
 
 
 def schedule_options(function: Any) -> Any:

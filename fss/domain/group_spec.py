@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from fss.domain.clock import as_utc
+from fss.domain.clock import require_storable_time
 from fss.domain.cron import load_zone, validate_cron
 from fss.domain.schedule import Schedule
 from fss.errors import InvalidField
@@ -54,7 +54,9 @@ class GroupSpec:
         if self.timeout_s is not None:
             validate_timeout(self.timeout_s)
         validate_misfire(self.misfire)
-        start_at = as_utc(self.start_at) if self.start_at is not None else None
+        start_at = (
+            require_storable_time("start_at", self.start_at) if self.start_at is not None else None
+        )
         return replace(
             self,
             caption=caption,

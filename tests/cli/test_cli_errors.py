@@ -212,6 +212,21 @@ CASES: list[tuple[str, list[str], str]] = [
     ("edit-data-json-list", ["group", "edit", "{id}", "--data", "[1]"], "error: data:"),
     ("edit-data-oversized", ["group", "edit", "{id}", "--data", BIG_DATA], "error: data:"),
     ("edit-start-at-not-iso", ["group", "edit", "{id}", "--start-at", "soon"], "error: start_at:"),
+    (
+        "add-start-at-offset-past-year-one",
+        ["group", "add", "--interval-ms", "1000", "--start-at", "0001-01-01T00:00:00+05:00"],
+        "error: start_at:",
+    ),
+    (
+        "add-start-at-year-9999",
+        ["group", "add", "--interval-ms", "1000", "--start-at", "9999-12-31T23:59:59"],
+        "error: start_at:",
+    ),
+    (
+        "edit-start-at-year-999",
+        ["group", "edit", "{id}", "--start-at", "0999-12-31T00:00:00Z"],
+        "error: start_at:",
+    ),
     ("edit-unknown-zone", ["group", "edit", "{id}", "--time-zone", "Nowhere"], "error: time_zone:"),
     ("edit-bad-job-name", ["group", "edit", "{id}", "--job-name", "a/b"], "error: job_name:"),
     ("task-list-bad-status", ["task", "list", "--status", "Running"], "error: status:"),
