@@ -237,6 +237,10 @@ class EventPublisher:
         )
 
     def _producer_for_process(self) -> Producer:
+        # kombu closes a channel whose connection failed (its `connection` is then None),
+        # sometimes under a producer that did not raise: build a new one then.
+        if self._producer is not None and self._producer.connection is None:
+            self._reset_connection_locked()
         if self._producer is None:
             self._connection = Connection(
                 self._url,
@@ -248,7 +252,10 @@ class EventPublisher:
 
     def _reset_connection(self) -> None:
         with self._send_lock:
-            connection, self._connection, self._producer = self._connection, None, None
+            self._reset_connection_locked()
+
+    def _reset_connection_locked(self) -> None:
+        connection, self._connection, self._producer = self._connection, None, None
         if connection is not None:
             try:
                 connection.release()

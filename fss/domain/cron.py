@@ -57,7 +57,8 @@ def load_zone(name: str | None) -> ZoneInfo | timezone:
         return timezone.utc
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: with the tzdata package, a folder name such as "Asia" fails to open.
         raise InvalidField("time_zone", f"unknown time zone {name!r}") from None
 
 

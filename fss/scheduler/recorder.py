@@ -251,6 +251,8 @@ class QueueRecorder:
             try:
                 self._write_isolating(batch)
                 break
+            except AckFailed:
+                raise  # the broker went away: reconnect; it redelivers what was not acked
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -258,10 +260,10 @@ class QueueRecorder:
                 self.holding = True
                 if not announced:
                     log.warning(
-                        "database unreachable (%s); holding %d %s messages",
+                        "database (recorder, %s) unreachable (%s); holding %d messages",
+                        self._queue.name,
                         reason_of(exc),
                         len(batch),
-                        self._queue.name,
                     )
                     announced = True
                 if stop.wait(backoff):
@@ -270,13 +272,17 @@ class QueueRecorder:
                 backoff = min(backoff * 2, 5.0)
         self.holding = False
         if announced:
-            log.warning("database is back; recorded the delayed %s messages", self._queue.name)
+            log.warning(
+                "database (recorder, %s) is back; recorded the delayed messages", self._queue.name
+            )
 
     def _write_isolating(self, batch: list[_Pending]) -> None:
         """Commit the batch; if the database refuses it, message by message, then event by
         event, so only the events it refuses are set aside. Transient errors propagate."""
         try:
             self._commit(batch)
+        except AckFailed:
+            raise
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -302,6 +308,8 @@ class QueueRecorder:
         settled = _Pending(pending.message, [], [*pending.rejected, *refused])
         try:
             self._commit([settled])
+        except AckFailed:
+            raise
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -313,7 +321,10 @@ class QueueRecorder:
         rejected = [r for p in batch for r in p.rejected]
         self._transaction([e for p in batch for e in p.events], rejected)
         for pending in batch:
-            pending.message.ack()
+            try:
+                pending.message.ack()
+            except Exception as exc:
+                raise AckFailed(reason_of(exc)) from exc
             pending.done = True
         for item in rejected:
             log.error(
@@ -331,6 +342,12 @@ class QueueRecorder:
         self._totals.add(stats, len(letters))
         if any(isinstance(e, TaskFinished) for e in events):
             self._on_finished()
+
+
+class AckFailed(Exception):
+    """The events are written but the broker could not take the ack: it is gone. Not the
+    database's fault nor the events': reconnect, and the replay of what it redelivers
+    changes nothing."""
 
 
 class DeadLettersRefused(Exception):

@@ -53,9 +53,12 @@ OUTAGE_LINE = re.compile(
 # `fss worker` Celery's "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s".
 SCHEDULER_RECORD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ (?P<level>[A-Z]+) (?P<source>[\w.]+): ")
 WORKER_RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+: (?P<level>[A-Z]+)/(?P<source>[\w-]+)\]")
-# "Log one clear line": per scheduler component, one line when the server goes away and at
-# most one when it is back, whatever the number of retries or of tasks waiting.
+# "Log one clear line": per scheduler loop, one line when the server goes away and at most
+# one when it is back, whatever the number of retries or of tasks waiting. A component may
+# run several loops (claims and node heartbeat; the recorder's task and client events); each
+# names itself before "unreachable" / "is back".
 MAX_OUTAGE_RECORDS_PER_COMPONENT = 2
+LOOP_SUBJECT = re.compile(r"^(?P<subject>.*?) (?:unreachable|is back)\b")
 # The worker's lines are mostly Celery's own (connection lost, one "Cannot connect ... Trying
 # again in N seconds" per retry: 2 in a 3 s outage); fss may add one or two of its own.
 MAX_WORKER_OUTAGE_RECORDS = 6
@@ -226,7 +229,9 @@ def assert_outage_logged_clearly(
         warnings: dict[str, list[str]] = {}
         for match in records_after(logs[name], marks[name], RECORD_OF[name]):
             if match["level"] in ("WARNING", "ERROR", "CRITICAL"):
-                warnings.setdefault(match["source"], []).append(match.string)
+                subject = LOOP_SUBJECT.match(match.string[match.end():])
+                loop = subject["subject"] if subject else ""
+                warnings.setdefault(f"{match['source']} [{loop}]", []).append(match.string)
         if name == SCHEDULER:
             for source, records in warnings.items():
                 if len(records) > MAX_OUTAGE_RECORDS_PER_COMPONENT:
