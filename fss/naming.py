@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+from fss.errors import InvalidField
+
 EVENTS_QUEUE = "fss.events"
 # Heartbeats and unregistrations travel apart from task events, so a backlog of task
 # events never makes a live client look silent.
@@ -9,6 +13,15 @@ CLIENTS_QUEUE = "fss.clients"
 CLIENT_QUEUE_PREFIX = "fss.client."
 JOB_TASK_PREFIX = "fss.job."
 FENCE_KEY_PREFIX = "fss:fence:"
+# A client id names its queue, so it keeps to characters every broker takes in a name.
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@\-]{1,100}$")
+
+
+def validate_client_id(name: str, field: str = "name") -> str:
+    """`name` if it is a valid client id (Celery workers and gRPC clients alike)."""
+    if not CLIENT_ID_PATTERN.match(name):
+        raise InvalidField(field, f"{name!r} must be 1..100 letters, digits or _ . : @ -")
+    return name
 
 
 def client_queue(client_id: str) -> str:

@@ -10,6 +10,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from fss import __version__
+from fss.cli.bridge import bridge_command
 from fss.cli.context import CliContext, pass_cli
 from fss.cli.dead_letters import dead_letters_cli
 from fss.cli.dev import dev_command
@@ -64,6 +65,7 @@ cli.add_command(node_cli)
 cli.add_command(scheduler_command)
 cli.add_command(worker_command)
 cli.add_command(dev_command)
+cli.add_command(bridge_command)
 
 
 DEBUG_ENV = "FSS_DEBUG"

@@ -22,20 +22,17 @@ from fss.celery_app import create_app
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.errors import InvalidField
-from fss.naming import job_name_of, job_task_name
+from fss.naming import job_name_of, job_task_name, validate_client_id
 from fss.orders import RunOrder
 from fss.worker_sdk.job import JobImportError, JobSpec, discover_jobs, import_modules
 from fss.worker_sdk.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
-CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@\-]{1,100}$")
 
 
 def client_id_for(name: str | None, pid: int) -> str:
     if name:
-        if not CLIENT_ID_PATTERN.match(name):
-            raise InvalidField("name", f"{name!r} may only use letters, digits and _ . : @ -")
-        return name
+        return validate_client_id(name, "name")
     host = re.sub(r"[^A-Za-z0-9_.\-]", "-", socket.gethostname())[:80]
     return f"{host}-{pid}"
 

@@ -1,0 +1,110 @@
+"""`fss bridge`: the gRPC server through which workers in any language join."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from fss.bridge.grpc_server import DEFAULT_LISTEN, TlsFiles, check_listen, start_bridge
+from fss.celery_app import check_broker_transport
+from fss.cli.processes import setup_logging, wait_for_signal
+from fss.config import Settings
+from fss.errors import InvalidField
+
+log = logging.getLogger("fss")
+
+
+def read_file(field: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidField(field, f"cannot read {str(path)!r} ({exc.strerror or exc})") from None
+
+
+def read_token(path: Path) -> str:
+    """The file's content without surrounding whitespace; it must not be empty."""
+    token = read_file("token_file", path).decode("utf-8", errors="replace").strip()
+    if not token:
+        raise InvalidField("token_file", f"{str(path)!r} is empty; put the token in it")
+    if any(ch.isspace() or not ch.isprintable() for ch in token):
+        raise InvalidField("token_file", "the token must be one line without spaces")
+    return token
+
+
+def read_tls(cert: Path | None, key: Path | None) -> TlsFiles | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        missing = "tls_cert" if cert is None else "tls_key"
+        raise InvalidField(missing, "give --tls-cert and --tls-key together")
+    return TlsFiles(cert_pem=read_file("tls_cert", cert), key_pem=read_file("tls_key", key))
+
+
+FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+@click.command("bridge")
+@click.option(
+    "--listen",
+    default=DEFAULT_LISTEN,
+    show_default=True,
+    envvar="FSS_BRIDGE_LISTEN",
+    help="HOST:PORT to serve gRPC on (0.0.0.0:50051 for every interface) "
+    "[env FSS_BRIDGE_LISTEN].",
+)
+@click.option(
+    "--token-file",
+    type=FILE,
+    envvar="FSS_BRIDGE_TOKEN_FILE",
+    help="File holding the token clients must send as `authorization: Bearer <token>`; "
+    "without it any client may connect [env FSS_BRIDGE_TOKEN_FILE].",
+)
+@click.option("--tls-cert", type=FILE, help="PEM certificate chain: serve TLS (with --tls-key).")
+@click.option("--tls-key", type=FILE, help="PEM private key of --tls-cert.")
+@click.option(
+    "--broker-url",
+    envvar="FSS_BROKER_URL",
+    help="Celery broker URL [env FSS_BROKER_URL; default redis://127.0.0.1:6379/0].",
+)
+@click.option(
+    "--loglevel",
+    "-l",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+def bridge_command(
+    listen: str,
+    token_file: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    broker_url: str | None,
+    loglevel: str,
+) -> None:
+    """Serve the fss.v1 gRPC protocol: workers in any language register, receive their
+    runs and report back, like `fss worker` processes (see docs/bridge.md).
+
+    Needs the broker only (FSS_BROKER_URL, and FSS_FENCE_URL when the broker is not Redis),
+    never the database. Run several side by side; a client may connect to any of them.
+    SIGTERM cancels the running orders, reports them failed and stops.
+    """
+    check_listen(listen)
+    token = read_token(token_file) if token_file is not None else None
+    tls = read_tls(tls_cert, tls_key)
+    settings = Settings.from_env(broker_url=broker_url)
+    setup_logging(loglevel)
+    check_broker_transport(settings.broker_url)
+    bridge = start_bridge(settings, listen=listen, token=token, tls=tls)
+    log.info(
+        "bridge %s serving on %s (broker %s%s)",
+        bridge.hub.node,
+        bridge.listening,
+        settings.broker_url,
+        ", token required" if token else "",
+    )
+    try:
+        wait_for_signal()
+    finally:
+        bridge.stop()
