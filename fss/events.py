@@ -7,6 +7,7 @@ named in the past tense, and travel in batches: one message holds a list of them
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +26,21 @@ MAX_ERROR_TEXT = 16 * 1024
 # The widest values the store's columns hold: BIGINT ids and durations, INTEGER attempts.
 INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
+
+
+def python_level_to_fss(level: int) -> int:
+    """A `logging` level as the seed's Trace 0 .. Critical 5 (the `level` of a TaskLogged)."""
+    if level < logging.DEBUG:
+        return 0
+    if level < logging.INFO:
+        return 1
+    if level < logging.WARNING:
+        return 2
+    if level < logging.ERROR:
+        return 3
+    if level < logging.CRITICAL:
+        return 4
+    return 5
 
 
 def _event_id() -> str:

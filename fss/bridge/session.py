@@ -48,6 +48,7 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
     check,
+    python_level_to_fss,
 )
 from fss.fence import Fence, create_fence
 from fss.naming import client_queue, validate_client_id
@@ -550,7 +551,7 @@ class Session:
                 self._outbound.put(fss_pb2.ServerMessage(order=order_message(order, deadline)))
                 return
         # The session finished while the fence was entered: nobody will run it.
-        self.hub.emit(self._abandoned(StreamedOrder(order, time.monotonic())))
+        self._abandon(StreamedOrder(order, time.monotonic()))
 
     # ---- liveness and the end ---------------------------------------------------------------
 
@@ -612,7 +613,7 @@ class Session:
         if self.registration is None:
             return
         for streamed in unfinished:
-            self.hub.emit(self._abandoned(streamed))
+            self._abandon(streamed)
         left = self.hub.release(self, ClientLeft(self.client_id, self.hub.clock.now()))
         if not left:
             lost = [(s.order.task_id, s.order.attempt) for s in unfinished]
@@ -628,19 +629,36 @@ class Session:
             "" if left else "; a newer session holds the name",
         )
 
-    def _abandoned(self, streamed: StreamedOrder) -> TaskFinished:
+    def _abandon(self, streamed: StreamedOrder) -> None:
+        """Fail an order the client will never report on, with a run log saying why, as
+        the supervisor does for a Celery worker that died."""
         order = streamed.order
-        return TaskFinished(
-            task_id=order.task_id,
-            attempt=order.attempt,
-            client_id=self.client_id,
-            success=False,
-            run_speed_ms=int((time.monotonic() - streamed.streamed_at) * 1000),
-            at=self.hub.clock.now(),
-            error=(
-                f"the gRPC client {self.client_id} disconnected while running attempt "
-                f"{order.attempt}"
-            ),
+        now = self.hub.clock.now()
+        reason = (
+            f"the gRPC client {self.client_id} disconnected while running attempt "
+            f"{order.attempt}; marked failed"
+        )
+        self.hub.emit(
+            TaskLogged(
+                task_id=order.task_id,
+                attempt=order.attempt,
+                client_id=self.client_id,
+                group_id=order.group_id,
+                level=python_level_to_fss(logging.ERROR),
+                content=reason,
+                at=now,
+            )
+        )
+        self.hub.emit(
+            TaskFinished(
+                task_id=order.task_id,
+                attempt=order.attempt,
+                client_id=self.client_id,
+                success=False,
+                run_speed_ms=int((time.monotonic() - streamed.streamed_at) * 1000),
+                at=now,
+                error=reason,
+            )
         )
 
 

@@ -9,24 +9,15 @@ from typing import Any
 
 from fss.domain.clock import Clock, as_utc
 from fss.errors import InvalidField
-from fss.events import MAX_LOG_CONTENT, Event, TaskLogged, TaskProgressed
+from fss.events import (
+    MAX_LOG_CONTENT,
+    Event,
+    TaskLogged,
+    TaskProgressed,
+    python_level_to_fss,
+)
 
 JOB_LOGGER = "fss.jobs"
-
-
-def python_level_to_fss(level: int) -> int:
-    """logging levels to the seed's Trace 0 .. Critical 5."""
-    if level < logging.DEBUG:
-        return 0
-    if level < logging.INFO:
-        return 1
-    if level < logging.WARNING:
-        return 2
-    if level < logging.ERROR:
-        return 3
-    if level < logging.CRITICAL:
-        return 4
-    return 5
 
 
 class RunLogHandler(logging.Handler):
