@@ -23,6 +23,11 @@ def read_file(field: str, path: Path) -> bytes:
         raise InvalidField(field, f"cannot read {str(path)!r} ({exc.strerror or exc})") from None
 
 
+def is_loopback(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def read_token(path: Path) -> str:
     """The file's content without surrounding whitespace; it must not be empty."""
     token = read_file("token_file", path).decode("utf-8", errors="replace").strip()
@@ -104,6 +109,10 @@ def bridge_command(
         settings.broker_url,
         ", token required" if token else "",
     )
+    if token is None and not is_loopback(listen):
+        log.warning(
+            "no --token-file: any client that reaches %s can register and take runs", listen
+        )
     try:
         wait_for_signal()
     finally:

@@ -114,3 +114,16 @@ def test_given_a_token_file_then_the_process_serves_with_it_and_stops_on_sigterm
     assert f"serving on {address}" in stderr
     assert "session of client cli-client (node" in stderr
     assert "client cli-client" in stderr and "ended: bridge stopping" in stderr
+
+
+@pytest.mark.parametrize(
+    ("listen", "loopback"),
+    [("127.0.0.1:50051", True), ("localhost:1", True), ("[::1]:50051", True),
+     ("0.0.0.0:50051", False), ("[::]:50051", False), ("10.1.2.3:9", False)],
+)
+def test_an_open_bridge_without_token_is_told_apart_from_a_loopback_one(
+    listen: str, loopback: bool
+) -> None:
+    from fss.cli.bridge import is_loopback
+
+    assert is_loopback(listen) is loopback
