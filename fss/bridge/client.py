@@ -45,6 +45,7 @@ from fss.domain.clock import Clock, SystemClock, as_utc
 from fss.domain.group_spec import validate_data
 from fss.errors import FssError, InvalidField
 from fss.events import MAX_ERROR_TEXT, MAX_LOG_CONTENT, python_level_to_fss
+from fss.hostinfo import local_ip
 
 log = logging.getLogger(__name__)
 
@@ -313,13 +314,6 @@ class _Backoff:
         self.delay_s = MIN_BACKOFF_S
 
 
-def _local_ip() -> str:
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
-
-
 class BridgeClient:
     """An fss client on the gRPC bridge: `run()` blocks, `stop()` ends it gracefully.
 
@@ -361,7 +355,7 @@ class BridgeClient:
         self.concurrency = concurrency
         self.language = language
         self.host = host if host is not None else socket.gethostname()[:128]
-        self.ip = ip if ip is not None else _local_ip()
+        self.ip = ip if ip is not None else local_ip()
         self.pid = pid if pid is not None else os.getpid()
         self.clock: Clock = clock or SystemClock()
         self.drain_timeout_s = drain_timeout_s

@@ -26,7 +26,9 @@ from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.messaging import Producer
 
+from fss.celery_app import broker_transport_options
 from fss.channels import clients_queue, events_queue
+from fss.config import Settings
 from fss.events import ClientHeartbeat, ClientLeft, Event, TaskLogged, TaskProgressed, encode_batch
 from fss.naming import CLIENTS_QUEUE, EVENTS_QUEUE
 from fss.outage import LoopErrors
@@ -104,6 +106,17 @@ class EventPublisher:
         self._errors = LoopErrors(log, "events", "broker")
         # Set when a flush waited out its timeout; cleared by the next successful publish.
         self._gave_up = False
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> EventPublisher:
+        """The publisher a worker process or a bridge uses, tuned by its settings."""
+        return cls(
+            settings.broker_url,
+            broker_transport_options(settings),
+            flush_interval_s=settings.event_flush_ms / 1000,
+            max_batch=settings.event_batch,
+            max_buffer=settings.event_buffer_max,
+        )
 
     def emit(self, event: Event) -> None:
         self._ensure_thread()

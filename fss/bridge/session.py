@@ -104,13 +104,7 @@ class BridgeHub:
     def publisher(self) -> EventPublisher:
         with self._lock:
             if self._publisher is None:
-                self._publisher = EventPublisher(
-                    self.settings.broker_url,
-                    broker_transport_options(self.settings),
-                    flush_interval_s=self.settings.event_flush_ms / 1000,
-                    max_batch=self.settings.event_batch,
-                    max_buffer=self.settings.event_buffer_max,
-                )
+                self._publisher = EventPublisher.for_settings(self.settings)
             return self._publisher
 
     @property

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fss.bridge.publisher import EventPublisher
-from fss.celery_app import broker_transport_options
 from fss.config import Settings
 from fss.domain.clock import Clock, SystemClock
 from fss.domain.group_spec import validate_data
 from fss.errors import InvalidField
 from fss.events import ClientHeartbeat, ClientLeft, Event, TaskFinished, TaskStarted
 from fss.fence import Fence, create_fence
+from fss.hostinfo import local_ip
 from fss.naming import client_queue
 from fss.orders import RunOrder
 from fss.worker_sdk.context import JobContext
@@ -43,13 +43,6 @@ class ActiveRun:
     started_monotonic: float
     outcome: tuple[bool, str | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def local_ip() -> str:
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
 
 
 class WorkerRuntime:
@@ -79,13 +72,7 @@ class WorkerRuntime:
     def publisher(self) -> EventPublisher:
         self._per_process()
         if self._publisher is None:
-            self._publisher = EventPublisher(
-                self.settings.broker_url,
-                broker_transport_options(self.settings),
-                flush_interval_s=self.settings.event_flush_ms / 1000,
-                max_batch=self.settings.event_batch,
-                max_buffer=self.settings.event_buffer_max,
-            )
+            self._publisher = EventPublisher.for_settings(self.settings)
         return self._publisher
 
     @property
