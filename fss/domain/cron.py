@@ -1,22 +1,31 @@
-"""Cron expressions as FSS, Quartz and XXL-JOB write them.
+"""Cron expressions as FSS, Quartz and XXL-JOB write them, evaluated in a time zone.
 
 Five fields are classic cron (minute first). Six fields put **seconds first**
 (`*/2 * * * * *` fires every two seconds). Quartz's `?` (no specific value) is read as `*`.
 Times are evaluated in the given time zone and returned as aware UTC.
+
+Daylight saving time follows Vixie cron:
+- a local time skipped when clocks spring forward fires once, at the instant of the jump
+  (02:30 on a night that goes 02:00 -> 03:00 fires at 03:00 new time);
+- a local time that happens twice when clocks fall back fires once (the first time) if the
+  second, minute and hour fields are plain values (`0 30 2 * * *`); with `*`, a range or a
+  step in any of them it fires in both passes (`0 */30 * * * *` keeps its 30-minute rhythm).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, croniter
-
 from fss.domain.clock import as_utc
+from fss.domain.cron_calendar import next_wall_time
+from fss.domain.cron_fields import CronSpec, parse_cron
 from fss.errors import InvalidField
 
 MAX_CRON_LENGTH = 128
+# Far enough back that every calendar pattern comes round in the 400 years searched.
+NEVER_FIRES_CHECK_FROM = datetime(2000, 1, 1)
 
 
 def normalize_cron(expression: str) -> str:
@@ -31,25 +40,24 @@ def normalize_cron(expression: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _checked(expression: str) -> str:
+def compile_cron(expression: str, *, strict: bool = True) -> CronSpec:
+    """The expression's value sets, or InvalidField naming `cron`.
+
+    `strict=False` is for expressions stored before fss refused wide steps and Quartz
+    crons restricting both days: they keep running as they always did.
+    """
     if len(expression) > MAX_CRON_LENGTH:
         raise InvalidField("cron", f"longer than {MAX_CRON_LENGTH} characters")
-    normalized = normalize_cron(expression)
-    seconds_first = len(normalized.split()) == 6
-    try:
-        it = croniter(normalized, datetime(2000, 1, 1), second_at_beginning=seconds_first)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidField("cron", f"{expression!r} is not a valid expression ({exc})") from None
-    try:
-        it.get_next(datetime)
-    except CroniterBadDateError:
-        raise InvalidField("cron", f"{expression!r} never fires (no such date)") from None
-    return normalized
+    spec = parse_cron(normalize_cron(expression), strict=strict)
+    if next_wall_time(spec, NEVER_FIRES_CHECK_FROM) is None:
+        raise InvalidField("cron", f"{expression!r} never fires (no such date)")
+    return spec
 
 
 def validate_cron(expression: str) -> str:
-    """The normalized expression, or InvalidField naming `cron`."""
-    return _checked(expression.strip())
+    """The normalized expression, or InvalidField naming `cron` (the one check for new crons)."""
+    compile_cron(expression.strip())
+    return normalize_cron(expression)
 
 
 def load_zone(name: str | None) -> ZoneInfo | timezone:
@@ -63,11 +71,79 @@ def load_zone(name: str | None) -> ZoneInfo | timezone:
 
 
 def next_cron_time(expression: str, after: datetime, time_zone: str | None = None) -> datetime:
-    """First firing strictly after `after`."""
-    normalized = validate_cron(expression)
+    """First firing strictly after `after`, as aware UTC."""
+    spec = compile_cron(expression.strip(), strict=False)
     zone = load_zone(time_zone)
-    seconds_first = len(normalized.split()) == 6
-    local_after = as_utc(after).astimezone(zone)
-    it = croniter(normalized, local_after, second_at_beginning=seconds_first)
-    fire: datetime = it.get_next(datetime)
-    return fire.astimezone(timezone.utc)
+    after_utc = as_utc(after)
+    if isinstance(zone, timezone):  # a fixed offset: no clock changes to mind
+        offset = zone.utcoffset(None)
+        wall = _wall_after(spec, expression, after_utc.replace(tzinfo=None) + offset)
+        return (wall - offset).replace(tzinfo=timezone.utc)
+    return _next_in_zone(spec, expression, zone, after_utc)
+
+
+def _wall_after(spec: CronSpec, expression: str, wall: datetime) -> datetime:
+    found = next_wall_time(spec, wall)
+    if found is None:
+        raise InvalidField("cron", f"{expression!r} does not fire after {wall.isoformat()}")
+    return found
+
+
+def _next_in_zone(spec: CronSpec, expression: str, zone: tzinfo, after: datetime) -> datetime:
+    """Local wall times in order, each mapped to the instants it fires at, until no later wall
+    time can fire earlier than the best found (only a repeated wall time can)."""
+    wall = _search_start(spec, zone, after)
+    best: datetime | None = None
+    while True:
+        wall = _wall_after(spec, expression, wall)
+        firings = _instants(wall, zone, fires_twice=not spec.fixed_time)
+        later = [f for f in firings if f > after]
+        if later and (best is None or min(later) < best):
+            best = min(later)
+        if best is not None and not _repeated(wall, zone):
+            return best
+
+
+def _search_start(spec: CronSpec, zone: tzinfo, after: datetime) -> datetime:
+    """Where the wall-time search begins: `after` in local time; during the first pass of a
+    repeated hour, one repeat earlier, since those wall times still fire in the second pass."""
+    local = after.astimezone(zone)
+    wall = local.replace(tzinfo=None)
+    if spec.fixed_time or local.fold == 1:
+        return wall
+    repeat = _offset(local) - _offset(local.replace(fold=1))
+    return wall - repeat if repeat > timedelta(0) else wall
+
+
+def _instants(wall: datetime, zone: tzinfo, *, fires_twice: bool) -> list[datetime]:
+    first_offset = _offset(wall.replace(tzinfo=zone))
+    second_offset = _offset(wall.replace(tzinfo=zone, fold=1))
+    first = (wall - first_offset).replace(tzinfo=timezone.utc)
+    if first_offset == second_offset:
+        return [first]
+    second = (wall - second_offset).replace(tzinfo=timezone.utc)
+    if first_offset > second_offset:  # clocks fell back: the wall time happens twice
+        return [first, second] if fires_twice else [first]
+    return [_jump_instant(second, first, zone)]  # skipped: fires when the clocks jump
+
+
+def _repeated(wall: datetime, zone: tzinfo) -> bool:
+    return _offset(wall.replace(tzinfo=zone)) > _offset(wall.replace(tzinfo=zone, fold=1))
+
+
+def _jump_instant(before: datetime, after: datetime, zone: tzinfo) -> datetime:
+    """The instant the clocks jumped, between two UTC instants either side of it (seconds)."""
+    new_offset = _offset(after.astimezone(zone))
+    low, high = before, after
+    while high - low > timedelta(seconds=1):
+        middle = low + timedelta(seconds=(high - low).total_seconds() // 2)
+        if _offset(middle.astimezone(zone)) == new_offset:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def _offset(moment: datetime) -> timedelta:
+    offset = moment.utcoffset()
+    return offset if offset is not None else timedelta(0)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fss.domain.cron import next_cron_time
+from fss.errors import InvalidField
 
 FALLBACK_DELAY = timedelta(seconds=30)
 
@@ -83,12 +84,25 @@ def next_run_at(
     return finished_at + FALLBACK_DELAY
 
 
+def upcoming_runs(schedule: Schedule, first: datetime, count: int) -> list[datetime]:
+    """`first` and the runs after it, each taken as ending the moment it starts: what
+    `next_run_at` gives the recorder for runs that take no time (a preview)."""
+    if not schedule.cron and not schedule.interval_ms:
+        return [first][:count]
+    runs = [first]
+    while len(runs) < count:
+        runs.append(next_run_at(schedule, runs[-1], runs[-1]))
+    return runs
+
+
 @dataclass(frozen=True)
 class NextRun:
     """The group's next task: when it is due, and whether it catches up a past job time."""
 
     at: datetime
     catch_up: bool = False
+    # Why the schedule could not be followed, when it could not (see plan_next_run).
+    problem: str | None = None
 
 
 def finish_time(
@@ -133,4 +147,10 @@ def plan_next_run(
             return NextRun(job_next_at)
         if not catch_up:
             return NextRun(now, catch_up=True)
-    return NextRun(next_run_at(schedule, planned_at, finished_at))
+    try:
+        return NextRun(next_run_at(schedule, planned_at, finished_at))
+    except InvalidField as exc:
+        # A stored schedule that can no longer be evaluated (a cron written by hand in SQL,
+        # a time zone gone from the system): the run is still recorded and the group goes
+        # on as a group without a schedule would, saying why, instead of stopping.
+        return NextRun(finished_at + FALLBACK_DELAY, problem=str(exc))

@@ -8,6 +8,7 @@ created by the transition that actually finished the current one.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ from fss.events import (
     TaskStarted,
 )
 from fss.store.tables import client, insert_waiting_task, run_log, task, task_group
+
+log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 8000
 # Longest run duration the scheduling arithmetic believes (a year).
@@ -322,6 +325,7 @@ def _outcomes(
             run_began_at=_shifted(event.at, -_run_time(event)),
             catch_up=bool(row.catch_up),
         )
+        _report_problem(group.id, next_run)
         outcome = outcomes.setdefault(group.id, _GroupOutcome(finished_at, next_run))
         outcome.last_run_at, outcome.next_run = finished_at, next_run
         if event.success:
@@ -330,6 +334,18 @@ def _outcomes(
         if event.data is not None:
             outcome.data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
     return outcomes
+
+
+def _report_problem(group_id: int, next_run: NextRun) -> None:
+    if next_run.problem is not None:
+        log.error(
+            "group %s: its schedule cannot be evaluated (%s); next run at %s instead "
+            "(fix it with `fss group edit %s`)",
+            group_id,
+            next_run.problem,
+            next_run.at.isoformat(),
+            group_id,
+        )
 
 
 def _finished_at(event: TaskFinished, row: Any, now: datetime) -> datetime:
@@ -443,6 +459,7 @@ def schedule_next(
         job_next_at=job_next_at,
         catch_up=catch_up,
     )
+    _report_problem(group_id, next_run)
     changes: dict[str, Any] = {"last_run_at": finished_at, "next_at": next_run.at}
     if success:
         changes["run_count"] = task_group.c.run_count + 1

@@ -16,7 +16,7 @@ UTC = timezone.utc
 
 
 def at(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc, arg-type]
 
 
 def firings(
@@ -235,3 +235,242 @@ def test_given_an_unknown_zone_then_invalid_field_names_time_zone() -> None:
         next_cron_time("* * * * *", at(2024, 1, 1), "Mars/Olympus_Mons")
 
     assert info.value.field == "time_zone"
+
+
+# -- wrap-around ranges ------------------------------------------------------------------------
+
+
+def local_firings(expression: str, after: datetime, count: int, zone: str) -> list[str]:
+    """Firings as ISO 8601 in the zone, the way `fss group next` prints them."""
+    return [
+        f.astimezone(ZoneInfo(zone)).isoformat() for f in firings(expression, after, count, zone)
+    ]
+
+
+def test_given_an_hour_range_wrapping_midnight_with_a_step_then_it_fires_at_23_1_and_3() -> None:
+    # croniter alone expands 23-3/2 to {2, 23}: from 00:30 it fired at 02:00.
+    assert next_cron_time("* * 23-3/2 * * *", at(2024, 1, 1, 0, 30)) == at(2024, 1, 1, 1, 0)
+    hours = {f.hour for f in firings("0 0 23-3/2 * * *", at(2024, 1, 1), 6)}
+    assert hours == {23, 1, 3}
+
+
+def test_given_a_month_range_wrapping_the_year_with_a_step_then_months_are_9_12_3_6() -> None:
+    fired = firings("0 0 0 1 9-8/3 *", at(2024, 1, 1), 4)
+
+    assert [f.month for f in fired] == [3, 6, 9, 12]
+    assert next_cron_time("* * * * 9-8/3 *", at(2024, 1, 1)) == at(2024, 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("expression", "days"),
+    [
+        ("0 0 * * FRI-MON", [5, 6, 7, 8, 12]),  # 2024-01-05 is a Friday
+        ("0 0 * * 5-1/2", [5, 7, 12, 14, 19]),  # Fridays and Sundays
+        ("0 0 30-2 * *", [30, 31, 1, 2, 1]),  # January 30 to February 2, then March 1
+    ],
+)
+def test_given_a_day_range_wrapping_around_then_it_runs_through_the_end_of_the_cycle(
+    expression: str, days: list[int]
+) -> None:
+    fired = firings(expression, at(2024, 1, 4), 5)
+
+    assert [f.day for f in fired] == days
+
+
+# -- DST: Vixie cron's rule --------------------------------------------------------------------
+
+
+def test_given_a_fixed_time_when_clocks_fall_back_then_it_fires_once() -> None:
+    # 2016-11-06 in New York: 01:00-01:59 happens at -04:00 and again at -05:00.
+    fired = local_firings("0 0 1 * * *", at(2016, 11, 5, 12), 3, "America/New_York")
+
+    assert fired == [
+        "2016-11-06T01:00:00-04:00",
+        "2016-11-07T01:00:00-05:00",
+        "2016-11-08T01:00:00-05:00",
+    ]
+
+
+def test_given_a_fixed_time_already_run_in_the_first_pass_then_the_second_pass_skips_it() -> None:
+    # A run that ended during the repeated hour (01:10 EST, second pass) plans the next day.
+    after = datetime(2016, 11, 6, 1, 10, tzinfo=ZoneInfo("America/New_York"), fold=1)
+
+    fired = next_cron_time("0 30 1 * * *", after, "America/New_York")
+
+    assert fired == at(2016, 11, 7, 6, 30)
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        (
+            "0 */30 1 * * *",
+            ["01:00:00-04:00", "01:30:00-04:00", "01:00:00-05:00", "01:30:00-05:00"],
+        ),
+        ("0 0 1-2 * * *", ["01:00:00-04:00", "01:00:00-05:00", "02:00:00-05:00"]),
+        ("0 0 * * * *", ["01:00:00-04:00", "01:00:00-05:00", "02:00:00-05:00"]),
+    ],
+)
+def test_given_a_step_range_or_star_in_the_time_when_clocks_fall_back_then_both_passes_fire(
+    expression: str, expected: list[str]
+) -> None:
+    fired = local_firings(expression, at(2016, 11, 6, 4, 30), len(expected), "America/New_York")
+
+    assert fired == [f"2016-11-06T{t}" for t in expected]
+
+
+def test_given_a_first_pass_moment_then_the_second_pass_of_earlier_times_still_fires() -> None:
+    # 01:40 EDT (first pass); 01:00 and 01:30 EST (second pass) are still to come.
+    after = datetime(2016, 11, 6, 1, 40, tzinfo=ZoneInfo("America/New_York"))
+
+    fired = local_firings("0 */30 1 * * *", after, 3, "America/New_York")
+
+    assert fired == [
+        "2016-11-06T01:00:00-05:00",
+        "2016-11-06T01:30:00-05:00",
+        "2016-11-07T01:00:00-05:00",
+    ]
+
+
+def test_berlin_daily_0230_in_march_fires_once_right_after_the_jump() -> None:
+    # 2026-03-29: 02:00 -> 03:00; 02:30 does not exist.
+    fired = local_firings("0 30 2 * * *", at(2026, 3, 27, 12), 4, "Europe/Berlin")
+
+    assert fired == [
+        "2026-03-28T02:30:00+01:00",
+        "2026-03-29T03:00:00+02:00",
+        "2026-03-30T02:30:00+02:00",
+        "2026-03-31T02:30:00+02:00",
+    ]
+
+
+def test_berlin_daily_0230_in_october_fires_once_on_the_day_0230_happens_twice() -> None:
+    # 2026-10-25: 03:00 -> 02:00; 02:30 happens at +02:00 and again at +01:00.
+    fired = local_firings("0 30 2 * * *", at(2026, 10, 23, 12), 4, "Europe/Berlin")
+
+    assert fired == [
+        "2026-10-24T02:30:00+02:00",
+        "2026-10-25T02:30:00+02:00",
+        "2026-10-26T02:30:00+01:00",
+        "2026-10-27T02:30:00+01:00",
+    ]
+
+
+def test_given_several_skipped_times_then_they_fire_once_together_after_the_jump() -> None:
+    fired = local_firings("0 */15 * * * *", at(2026, 3, 29, 0, 50), 3, "Europe/Berlin")
+
+    assert fired == [
+        "2026-03-29T03:00:00+02:00",  # 02:00, 02:15, 02:30, 02:45 and 03:00: one run
+        "2026-03-29T03:15:00+02:00",
+        "2026-03-29T03:30:00+02:00",
+    ]
+
+
+# -- steps wider than the field ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "field"),
+    [
+        ("*/60 * * * *", "minute"),
+        ("*/60 * * * * *", "second"),
+        ("* * * 1/13 *", "month"),
+        ("* * * * 9-8/13 *", "month"),
+        ("* */25 * * *", "hour"),
+        ("* */24 * * *", "hour"),
+        ("* * */32 * *", "day-of-month"),
+        ("* * * * */8", "day-of-week"),
+    ],
+)
+def test_given_a_step_larger_than_the_field_then_invalid_field_names_cron_and_the_field(
+    expression: str, field: str
+) -> None:
+    with pytest.raises(InvalidField) as info:
+        validate_cron(expression)
+
+    assert info.value.field == "cron"
+    assert f"{field} field: step" in info.value.reason
+    assert "larger than" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    "expression", ["*/59 * * * *", "* */23 * * *", "* * */31 * *", "* * * */12 *", "* * * * */7"]
+)
+def test_given_a_step_within_the_field_then_it_is_accepted(expression: str) -> None:
+    assert validate_cron(expression) == expression
+
+
+def test_given_a_stored_cron_refused_today_then_the_scheduler_still_computes_its_runs() -> None:
+    # Stored before fss refused it: croniter ran */60 as minute 0; it keeps doing so.
+    with pytest.raises(InvalidField):
+        validate_cron("*/60 * * * *")
+
+    assert firings("*/60 * * * *", at(2024, 1, 1, 0, 30), 2) == [
+        at(2024, 1, 1, 1),
+        at(2024, 1, 1, 2),
+    ]
+    assert next_cron_time("0 0 0 1 * MON", at(2024, 1, 2)) == at(2024, 1, 8)
+
+
+# -- day of month and day of week --------------------------------------------------------------
+
+
+def test_given_five_fields_with_both_days_restricted_then_either_day_fires() -> None:
+    # Classic cron: the 1st, the 15th and every Monday of January 2024.
+    fired = firings("0 0 1,15 * MON", at(2023, 12, 31), 5)
+
+    assert [f.day for f in fired] == [1, 8, 15, 22, 29]
+
+
+def test_given_a_day_field_starting_with_a_star_then_both_days_must_match() -> None:
+    # Vixie cron: */10 does not restrict the day, so the Sunday must also be day 1, 11, 21, 31.
+    fired = firings("0 0 */10 * SUN", at(2024, 1, 1), 2)
+
+    assert fired == [at(2024, 1, 21), at(2024, 2, 11)]
+
+
+@pytest.mark.parametrize("expression", ["0 0 12 1 * MON", "0 0 12 1,15 * MON-FRI", "0 0 0 L * 5"])
+def test_given_six_fields_with_both_days_restricted_then_it_is_refused_asking_for_a_question_mark(
+    expression: str,
+) -> None:
+    with pytest.raises(InvalidField) as info:
+        validate_cron(expression)
+
+    assert info.value.field == "cron"
+    assert "put '?' in one of them" in info.value.reason
+
+
+@pytest.mark.parametrize("expression", ["0 0 12 1 * ?", "0 0 12 ? * MON", "0 0 12 * * MON"])
+def test_given_six_fields_with_one_day_field_open_then_it_is_accepted(expression: str) -> None:
+    validate_cron(expression)
+
+
+# -- Quartz day specials -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("0 0 L * *", [at(2024, 1, 31), at(2024, 2, 29)]),
+        ("0 0 LW * *", [at(2024, 1, 31), at(2024, 2, 29), at(2024, 3, 29)]),
+        ("0 0 15W * *", [at(2024, 1, 15), at(2024, 2, 15), at(2024, 3, 15), at(2024, 6, 14)]),
+        ("0 0 * * FRI#3", [at(2024, 1, 19), at(2024, 2, 16)]),
+        ("0 0 * * 5L", [at(2024, 1, 26), at(2024, 2, 23)]),
+    ],
+)
+def test_quartz_last_nearest_weekday_and_nth_weekday(
+    expression: str, expected: list[datetime]
+) -> None:
+    fired = firings(expression, at(2024, 1, 1), 6 if "15W" in expression else len(expected))
+
+    assert [f for f in fired if f in expected] == expected
+
+
+def test_given_a_comma_list_of_plain_values_then_fall_back_fires_each_once() -> None:
+    fired = local_firings("0 0,30 1 * * *", at(2016, 11, 6, 4, 30), 3, "America/New_York")
+
+    assert fired == [
+        "2016-11-06T01:00:00-04:00",
+        "2016-11-06T01:30:00-04:00",
+        "2016-11-07T01:00:00-05:00",
+    ]

@@ -823,3 +823,30 @@ def test_schedule_next_applies_the_same_catch_up_rule(engine: Engine) -> None:
     assert second is not None
     assert (task_row(engine, second)["start_at"], task_row(engine, second)["catch_up"]) == (
         T0 + SECOND + MINUTE, False)
+
+
+@pytest.mark.parametrize(
+    "broken", [{"cron": "61 * * * *"}, {"cron": "0 0 * * *", "time_zone": "Mars/Olympus"}]
+)
+def test_a_stored_schedule_that_cannot_be_evaluated_still_finishes_the_run(
+    engine: Engine, caplog: pytest.LogCaptureFixture, broken: dict[str, str]
+) -> None:
+    """A cron or zone edited by hand in SQL (or a zone gone from the system) must not make the
+    finished event fail: the run is recorded and the group goes on 30 s later, saying why."""
+    group_id, task_id, attempt = _dispatched(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            task_group.update()
+            .where(task_group.c.id == group_id)
+            .values(interval_ms=None, **broken)
+        )
+
+    stats = _record(engine, [_finished(task_id, attempt, T0 + SECOND)], T0 + SECOND)
+
+    assert stats.finished == 1
+    assert task_row(engine, task_id)["status"] == TaskStatus.SUCCESS
+    assert pending(engine, group_id)["start_at"] == T0 + SECOND + timedelta(seconds=30)
+    assert any(
+        "schedule cannot be evaluated" in r.getMessage() and r.levelname == "ERROR"
+        for r in caplog.records
+    )
