@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -14,7 +15,19 @@ from fss.domain.schedule import initial_run_at
 from fss.domain.status import TaskStatus
 from fss.errors import GroupBusy, GroupNotFound, InvalidField
 from fss.store.rows import GroupRow
-from fss.store.tables import insert_waiting_task, inserted_id, run_log, task, task_group
+from fss.store.tables import (
+    UTCDateTime,
+    insert_waiting_task,
+    inserted_id,
+    run_log,
+    task,
+    task_group,
+    waiting_task_values,
+)
+
+T = TypeVar("T")
+# Ids per IN list: well inside every backend's limit on bound parameters.
+CHUNK = 500
 
 
 def add_group(engine: Engine, spec: GroupSpec, now: datetime) -> int:
@@ -24,25 +37,32 @@ def add_group(engine: Engine, spec: GroupSpec, now: datetime) -> int:
         group_id = inserted_id(
             conn.execute(
                 task_group.insert().values(
-                    caption=spec.caption,
-                    job_name=spec.job_name,
-                    data=validate_data(spec.data),
+                    **group_columns(spec),
                     start_at=start_at,
                     next_at=start_at,
                     activate_at=now,
                     is_enable=spec.is_enable,
-                    interval_ms=spec.interval_ms,
-                    cron=spec.cron,
-                    time_zone=spec.time_zone,
                     created_at=now,
-                    timeout_s=spec.timeout_s,
-                    misfire=spec.misfire,
                 )
             )
         )
         if spec.is_enable:
             _schedule_pending(conn, get_group(conn, group_id), now)
     return group_id
+
+
+def group_columns(spec: GroupSpec) -> dict[str, Any]:
+    """The task_group columns a spec sets: add, edit and `fss group apply` write the same."""
+    return {
+        "caption": spec.caption,
+        "job_name": spec.job_name,
+        "data": validate_data(spec.data),
+        "interval_ms": spec.interval_ms,
+        "cron": spec.cron,
+        "time_zone": spec.time_zone,
+        "timeout_s": spec.timeout_s,
+        "misfire": spec.misfire,
+    }
 
 
 def get_group(conn: Connection, group_id: int) -> GroupRow:
@@ -81,23 +101,9 @@ def edit_group(engine: Engine, group_id: int, changes: dict[str, Any], now: date
         conn.execute(
             task_group.update()
             .where(task_group.c.id == group_id)
-            .values(
-                caption=merged.caption,
-                job_name=merged.job_name,
-                data=validate_data(merged.data),
-                interval_ms=merged.interval_ms,
-                cron=merged.cron,
-                time_zone=merged.time_zone,
-                start_at=merged.start_at or current.start_at,
-                timeout_s=merged.timeout_s,
-                misfire=merged.misfire,
-            )
+            .values(**group_columns(merged), start_at=merged.start_at or current.start_at)
         )
-        conn.execute(
-            task.update()
-            .where(task.c.task_group_id == group_id, task.c.status == TaskStatus.NONE)
-            .values(job_name=merged.job_name)
-        )
+        rename_waiting(conn, [(group_id, merged.job_name)])
         if (merged.schedule, merged.start_at) != (current.schedule, current.start_at):
             _reschedule_pending(conn, group_id, now)
         return get_group(conn, group_id)
@@ -134,25 +140,14 @@ def set_enabled(engine: Engine, group_id: int, enabled: bool, now: datetime) -> 
             if _open_task(conn, group_id) is None:
                 _schedule_pending(conn, group, now)
         else:
-            # A dispatched or running task finishes; only the waiting one is withdrawn.
-            withdrawn = conn.execute(
-                task.delete().where(
-                    task.c.task_group_id == group_id, task.c.status == TaskStatus.NONE
-                )
-            ).rowcount
-            if withdrawn:
-                conn.execute(
-                    task_group.update().where(task_group.c.id == group_id).values(task_id=None)
-                )
+            withdraw_waiting(conn, [group_id])
         return get_group(conn, group_id)
 
 
 def delete_group(engine: Engine, group_id: int) -> None:
     with engine.begin() as conn:
         _locked_group(conn, group_id)
-        conn.execute(run_log.delete().where(run_log.c.task_group_id == group_id))
-        conn.execute(task.delete().where(task.c.task_group_id == group_id))
-        conn.execute(task_group.delete().where(task_group.c.id == group_id))
+        delete_groups(conn, [group_id])
 
 
 def run_now(engine: Engine, group_id: int, now: datetime) -> int:
@@ -197,11 +192,7 @@ def _schedule_pending(conn: Connection, group: GroupRow, now: datetime) -> int:
 def _reschedule_pending(conn: Connection, group_id: int, now: datetime) -> None:
     group = get_group(conn, group_id)
     run_at = initial_run_at(group.schedule, group.start_at, now)
-    conn.execute(
-        task.update()
-        .where(task.c.task_group_id == group_id, task.c.status == TaskStatus.NONE)
-        .values(start_at=run_at, claimed_by=None, claimed_until=None)
-    )
+    move_waiting(conn, [(group_id, run_at)])
     conn.execute(task_group.update().where(task_group.c.id == group_id).values(next_at=run_at))
 
 
@@ -213,3 +204,87 @@ def _insert_pending(conn: Connection, group: GroupRow, start_at: datetime, now: 
         .values(task_id=task_id, next_at=start_at)
     )
     return task_id
+
+
+# --- Set-based statements: one group (add, edit, enable, ...) or thousands (`group apply`) ---
+
+
+def chunked(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def withdraw_waiting(conn: Connection, group_ids: Sequence[int]) -> None:
+    """Disabling: the waiting tasks go; a dispatched or running task finishes."""
+    waiting = (
+        sa.exists()
+        .where(task.c.task_group_id == task_group.c.id, task.c.status == TaskStatus.NONE)
+    )
+    for ids in chunked(group_ids):
+        conn.execute(
+            task_group.update().where(task_group.c.id.in_(ids), waiting).values(task_id=None)
+        )
+        conn.execute(
+            task.delete().where(task.c.task_group_id.in_(ids), task.c.status == TaskStatus.NONE)
+        )
+
+
+def move_waiting(conn: Connection, moves: Sequence[tuple[int, datetime]]) -> None:
+    """A new schedule: each group's waiting task moves to its new time, unclaimed."""
+    if not moves:
+        return
+    conn.execute(
+        task.update()
+        .where(task.c.task_group_id == sa.bindparam("b_group"), task.c.status == TaskStatus.NONE)
+        .values(
+            start_at=sa.bindparam("b_run_at", type_=UTCDateTime()),
+            claimed_by=None,
+            claimed_until=None,
+        ),
+        [{"b_group": group_id, "b_run_at": run_at} for group_id, run_at in moves],
+    )
+
+
+def rename_waiting(conn: Connection, renames: Sequence[tuple[int, str]]) -> None:
+    """A new job name reaches the waiting task too (one already sent keeps its name)."""
+    if not renames:
+        return
+    conn.execute(
+        task.update()
+        .where(task.c.task_group_id == sa.bindparam("b_group"), task.c.status == TaskStatus.NONE)
+        .values(job_name=sa.bindparam("b_job_name")),
+        [{"b_group": group_id, "b_job_name": job_name} for group_id, job_name in renames],
+    )
+
+
+def insert_waiting_tasks(
+    conn: Connection, waiting: Sequence[tuple[int, str, datetime]], now: datetime
+) -> None:
+    """Many groups' first waiting task in one INSERT, then each group points at its own."""
+    if not waiting:
+        return
+    conn.execute(
+        task.insert(),
+        [waiting_task_values(group_id, job, start_at, now) for group_id, job, start_at in waiting],
+    )
+    own_task = (
+        sa.select(task.c.id).where(task.c.open_group_id == task_group.c.id).scalar_subquery()
+    )
+    for ids in chunked([group_id for group_id, _, _ in waiting]):
+        conn.execute(task_group.update().where(task_group.c.id.in_(ids)).values(task_id=own_task))
+
+
+def groups_with_open_task(conn: Connection, group_ids: Sequence[int]) -> set[int]:
+    found: set[int] = set()
+    for ids in chunked(group_ids):
+        rows = conn.execute(sa.select(task.c.open_group_id).where(task.c.open_group_id.in_(ids)))
+        found.update(int(group_id) for (group_id,) in rows)
+    return found
+
+
+def delete_groups(conn: Connection, group_ids: Sequence[int]) -> None:
+    """The groups with their tasks and run logs."""
+    for ids in chunked(group_ids):
+        conn.execute(run_log.delete().where(run_log.c.task_group_id.in_(ids)))
+        conn.execute(task.delete().where(task.c.task_group_id.in_(ids)))
+        conn.execute(task_group.delete().where(task_group.c.id.in_(ids)))

@@ -41,6 +41,8 @@ class GroupRow:
     created_at: datetime
     timeout_s: int | None = None
     misfire: str = "run-once"
+    # The name a groups file knows it by (`fss group apply`); None for groups made by hand.
+    key: str | None = None
 
     @property
     def schedule(self) -> Schedule:

@@ -76,6 +76,12 @@ task_group = sa.Table(
     # What a run missed while no scheduler was up does: "run-once" (then back on schedule)
     # or "skip" (wait for the next slot).
     sa.Column("misfire", sa.String(16), nullable=False, server_default="run-once"),
+    # The stable name a groups file (`fss group apply`) knows the group by; NULL for groups
+    # made by `fss group add`, which apply never touches.
+    sa.Column("key", sa.String(128), nullable=True),
+    # A unique index rather than a constraint: SQLite can add only an index to an existing
+    # table, and the same declaration on every backend keeps the schemas comparable.
+    sa.Index("uq_task_group_key", "key", unique=True),
     # Ids are never reused (SQLite would reuse the highest after a delete): a late event
     # naming a deleted task must not match a new one.
     sqlite_autoincrement=True,
@@ -207,17 +213,22 @@ def insert_waiting_task(
 ) -> int:
     """The group's next run, status None; the unique open_group_id keeps it the only one."""
     return inserted_id(
-        conn.execute(
-            task.insert().values(
-                task_group_id=group_id,
-                job_name=job_name,
-                start_at=start_at,
-                status=TaskStatus.NONE,
-                open_group_id=group_id,
-                create_at=now,
-            )
-        )
+        conn.execute(task.insert().values(waiting_task_values(group_id, job_name, start_at, now)))
     )
+
+
+def waiting_task_values(
+    group_id: int, job_name: str, start_at: datetime, now: datetime
+) -> dict[str, Any]:
+    """The columns of a group's waiting task (one row, or one of many in a bulk INSERT)."""
+    return {
+        "task_group_id": group_id,
+        "job_name": job_name,
+        "start_at": start_at,
+        "status": TaskStatus.NONE,
+        "open_group_id": group_id,
+        "create_at": now,
+    }
 
 
 def inserted_id(result: CursorResult[Any]) -> int:

@@ -1,0 +1,258 @@
+"""`fss group apply / diff / export`: schedules kept as code, through click's CliRunner.
+
+The done-when of issue 10 item 1 runs on SQLite, PostgreSQL and MySQL: 50 groups in a YAML
+file, applied twice (no changes the second time), one edited, exactly that change in diff.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from cli_support import Fss, fss_json, sqlite_only
+from click.testing import CliRunner
+from sqlalchemy.engine import Engine
+
+from fss.cli import cli, main
+from fss.store.tables import task, task_group
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run(url: str, *args: str, stdin: str | None = None) -> Outcome:
+    """`fss ARGS --database-url URL` through fss.cli.main (its exit codes), whatever they are."""
+    with CliRunner().isolation(input=stdin) as (out, err, _):
+        try:
+            main([*args, "--database-url", url])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return Outcome(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+def fifty_groups() -> str:
+    lines = ["groups:"]
+    for i in range(50):
+        lines += [
+            f"  - key: team/job-{i:02}",
+            f"    caption: Job {i}",
+            f"    job_name: jobs.j{i % 5}",
+        ]
+        if i % 3 == 0:
+            lines += [f'    cron: "{i} 3 * * *"', "    time_zone: Europe/Berlin"]
+        elif i % 3 == 1:
+            lines += [f"    interval_ms: {(i + 1) * 1000}", f"    data: {{n: {i}, tag: t{i}}}"]
+        else:
+            lines += ["    job_sets_next: true", "    enabled: false", "    timeout_s: 90"]
+    return "\n".join(lines) + "\n"
+
+
+def rows(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        groups = [dict(r._mapping) for r in conn.execute(sa.select(task_group).order_by("id"))]
+        tasks = [dict(r._mapping) for r in conn.execute(sa.select(task).order_by("id"))]
+    return groups + tasks
+
+
+def test_done_when_fifty_groups_applied_twice_then_one_edit_shows_in_diff(
+    fss: Fss, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    groups_file = tmp_path / "groups.yaml"
+    groups_file.write_text(fifty_groups())
+
+    first = fss("group", "apply", "-f", str(groups_file))
+    assert first.stdout.splitlines()[-1] == "50 created, 0 updated, 0 deleted, 0 unchanged"
+    assert len(fss_json(fss, "group", "list")) == 50
+    written = rows(engine)
+
+    second = fss("group", "apply", "-f", str(groups_file))
+    assert second.stdout == "0 created, 0 updated, 0 deleted, 50 unchanged\n"
+    assert rows(engine) == written
+    in_sync = run(database_url, "group", "diff", "-f", str(groups_file))
+    assert (in_sync.exit_code, in_sync.stdout, in_sync.stderr) == (0, "", "")
+
+    groups_file.write_text(fifty_groups().replace('cron: "9 3 * * *"', 'cron: "9 4 * * *"'))
+    edited = run(database_url, "group", "diff", "-f", str(groups_file))
+
+    assert edited.exit_code == 1, edited.output
+    assert edited.stdout == '~ update team/job-09\n    cron: "9 3 * * *" -> "9 4 * * *"\n'
+    assert rows(engine) == written  # diff writes nothing
+
+
+def test_export_then_apply_and_diff_change_nothing(
+    fss: Fss, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    source = tmp_path / "source.json"
+    source.write_text(
+        json.dumps(
+            {
+                "groups": [
+                    {
+                        "key": "ünï/1",
+                        "caption": "Bericht ✓",
+                        "job_name": "reports.nightly",
+                        "cron": "0 30 2 * * *",
+                        "time_zone": "America/New_York",
+                        "data": {"to": ["a@example.com"], "deep": {"x": 1.5, "ok": True}},
+                        "timeout_s": 900,
+                        "misfire": "skip",
+                    },
+                    {
+                        "key": "off",
+                        "caption": "Off",
+                        "job_name": "j",
+                        "interval_ms": 5000,
+                        "enabled": False,
+                        "start_at": "2030-01-01T00:00:00Z",
+                    },
+                    {"key": "paced", "caption": "Paced", "job_name": "j", "job_sets_next": True},
+                ]
+            }
+        )
+    )
+    fss("group", "apply", "-f", str(source))
+    fss("group", "add", "--caption", "by hand", "--job-name", "j", "--interval-ms", "1000")
+    fss("group", "edit", "1", "--start-at", "2031-05-06T07:08:09.123456+02:00")
+    fss("group", "disable", "3")
+    written = rows(engine)
+
+    for name in ("export.yaml", "export.json"):
+        exported = tmp_path / name
+        out = run(database_url, "group", "export", "-o", str(exported))
+        assert out.exit_code == 0 and out.stdout == f"exported 3 groups to {exported}\n"
+        assert "1 group without a key" in out.stderr
+        diff = run(database_url, "group", "diff", "--prune", "-f", str(exported))
+        assert (diff.exit_code, diff.stdout) == (0, ""), diff.output
+        applied = fss("group", "apply", "--prune", "-f", str(exported))
+        assert applied.stdout == "0 created, 0 updated, 0 deleted, 3 unchanged\n"
+        assert rows(engine) == written
+
+    assert json.loads((tmp_path / "export.json").read_text())["groups"][1] == {
+        "key": "off",
+        "caption": "Off",
+        "job_name": "j",
+        "interval_ms": 5000,
+        "enabled": False,
+        "start_at": "2030-01-01T00:00:00+00:00",
+    }
+    assert "start_at: '2031-05-06T05:08:09.123456+00:00'" in (
+        tmp_path / "export.yaml"
+    ).read_text()
+
+
+def test_an_invalid_file_lists_every_error_and_writes_nothing(
+    fss: Fss, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    bad = tmp_path / "groups.yaml"
+    bad.write_text(
+        "groups:\n"
+        "  - key: fine\n    caption: Fine\n    job_name: j\n    interval_ms: 1000\n"
+        "  - key: broken\n    caption: Broken\n    job_name: j\n    interval_ms: -1\n"
+        "    time_zone: Nowhere/Land\n"
+    )
+    written = rows(engine)
+
+    for command in ("apply", "diff"):
+        result = run(database_url, "group", command, "-f", str(bad))
+        assert result.exit_code == 2, result.output
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            f"{bad}:9: groups[1].interval_ms: must be > 0, got -1",
+            f"{bad}:10: groups[1].time_zone: unknown time zone 'Nowhere/Land'",
+            f"error: {bad}: 2 errors" + ("; nothing was written" if command == "apply" else ""),
+        ]
+    assert rows(engine) == written
+
+
+@sqlite_only
+def test_prune_deletes_keyed_groups_missing_from_the_file_but_never_unkeyed_ones(
+    fss: Fss, database_url: str, tmp_path: Path
+) -> None:
+    both = tmp_path / "both.yaml"
+    both.write_text(
+        "groups:\n"
+        "  - {key: a, caption: A, job_name: j, interval_ms: 1000}\n"
+        "  - {key: b, caption: B, job_name: j, interval_ms: 1000}\n"
+    )
+    only_a = tmp_path / "a.yaml"
+    only_a.write_text("groups:\n  - {key: a, caption: A, job_name: j, interval_ms: 1000}\n")
+    fss("group", "add", "--caption", "by hand", "--job-name", "j", "--interval-ms", "1000")
+    fss("group", "apply", "-f", str(both))
+
+    kept = fss("group", "apply", "-f", str(only_a))
+    preview = run(database_url, "group", "diff", "--prune", "-f", str(only_a))
+    dry = fss("group", "apply", "--prune", "--dry-run", "-f", str(only_a))
+    assert [g["key"] for g in fss_json(fss, "group", "list")] == [None, "a", "b"]
+    pruned = fss("group", "apply", "--prune", "-f", str(only_a))
+
+    assert kept.stdout == "0 created, 0 updated, 0 deleted, 1 unchanged\n"
+    assert (preview.exit_code, preview.stdout) == (1, "- delete b\n")
+    assert dry.stdout == "- delete b\ndry run, nothing written: 0 created, 0 updated, " \
+        "1 deleted, 1 unchanged\n"
+    assert pruned.stdout == "- delete b\n0 created, 0 updated, 1 deleted, 1 unchanged\n"
+    assert [g["key"] for g in fss_json(fss, "group", "list")] == [None, "a"]
+
+
+@sqlite_only
+def test_apply_reads_stdin_and_group_show_has_the_key(fss: Fss, database_url: str) -> None:
+    text = '{"groups": [{"key": "k", "caption": "C", "job_name": "j", "interval_ms": 10}]}'
+    result = run(database_url, "group", "apply", "-f", "-", stdin=text)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "+ create k\n1 created, 0 updated, 0 deleted, 0 unchanged\n"
+    assert fss_json(fss, "group", "show", "1")["key"] == "k"
+
+
+@sqlite_only
+def test_export_key_prefix_and_format(fss: Fss, tmp_path: Path) -> None:
+    text = "".join(
+        f"  - {{key: {k}, caption: C, job_name: j, interval_ms: 10}}\n" for k in ("x/1", "y/1")
+    )
+    (tmp_path / "g.yaml").write_text("groups:\n" + text)
+    fss("group", "apply", "-f", str(tmp_path / "g.yaml"))
+
+    as_json = json.loads(fss("group", "export", "--key-prefix", "x/", "--format", "json").stdout)
+    as_yaml = fss("group", "export", "--key-prefix", "y/").stdout
+
+    assert [g["key"] for g in as_json["groups"]] == ["x/1"]
+    assert as_yaml == "groups:\n- key: y/1\n  caption: C\n  job_name: j\n  interval_ms: 10\n"
+
+
+def test_diff_exits_2_when_the_database_is_not_usable(tmp_path: Path) -> None:
+    groups_file = tmp_path / "g.yaml"
+    groups_file.write_text("groups: []\n")
+    empty_db = tmp_path / "empty.db"
+    empty_db.write_bytes(b"")
+
+    result = run(f"sqlite:///{empty_db}", "group", "diff", "-f", str(groups_file))
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: database: no such table: task_group")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_missing_file_is_one_line_and_exit_2(fss: Fss, database_url: str) -> None:
+    result = run(database_url, "group", "apply", "-f", "/nonexistent/groups.yaml")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: file: cannot read '/nonexistent/groups.yaml' (No such file or directory)\n"
+    )
+
+
+def test_help_lists_the_commands() -> None:
+    out = CliRunner().invoke(cli, ["group", "--help"]).stdout
+    for command in ("apply", "diff", "export"):
+        assert f"  {command} " in out

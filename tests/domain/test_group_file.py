@@ -1,0 +1,442 @@
+"""Groups files: YAML or JSON read with line numbers, every error listed, render -> parse exact."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fss.domain.cron import validate_cron
+from fss.domain.group_file import (
+    MAX_KEY,
+    GroupEntry,
+    GroupFileInvalid,
+    parse_group_file,
+    render_group_file,
+)
+from fss.domain.group_plan import plan_changes
+from fss.domain.group_spec import GroupSpec
+from fss.errors import InvalidField
+
+UTC = timezone.utc
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "groups.schema.json"
+
+VALID_YAML = """\
+groups:
+  - key: reports/nightly
+    caption: Nightly report
+    job_name: reports.nightly
+    cron: "0 3 * * *"
+    time_zone: Europe/Berlin
+  - key: sync
+    caption: Sync
+    job_name: sync.run
+    interval_ms: 60000
+    data: {source: crm, batch: 500}
+    enabled: false
+    timeout_s: 120
+    misfire: skip
+    start_at: "2031-03-14T09:00:00+01:00"
+  - key: self-paced
+    caption: Self paced
+    job_name: crawl
+    job_sets_next: true
+"""
+
+INVALID_YAML = """\
+groups:
+  - key: a
+    caption: ""
+    job_name: "bad name"
+    cron: "0 3 * * *"
+    interval_ms: 5
+    colour: red
+  - key: a
+    caption: B
+    job_name: ok
+    cron: "61 * * * *"
+    time_zone: Mars/Olympus
+    timeout_s: -1
+    misfire: never
+    enabled: "yes"
+  - 5
+  - caption: no key
+    job_name: ok
+"""
+
+
+def cron_reason(expression: str) -> str:
+    """What GroupSpec's cron check says (its wording belongs to fss.domain.cron)."""
+    with pytest.raises(InvalidField) as info:
+        validate_cron(expression)
+    return info.value.reason
+
+
+def problems(text: str, source: str = "groups.yaml") -> list[str]:
+    with pytest.raises(GroupFileInvalid) as info:
+        parse_group_file(text, source)
+    return info.value.problems
+
+
+def one_entry(fields: str) -> str:
+    """A YAML file with one entry: key, caption and job_name, then `fields` (YAML lines)."""
+    return "groups:\n  - key: k\n    caption: C\n    job_name: j\n" + "".join(
+        f"    {line}\n" for line in fields.strip().splitlines()
+    )
+
+
+def only_problem(fields: str) -> str:
+    found = problems(one_entry(fields))
+    assert len(found) == 1, found
+    return found[0]
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def test_given_a_valid_yaml_file_then_every_field_lands_in_the_spec() -> None:
+    nightly, sync, paced = parse_group_file(VALID_YAML, "groups.yaml")
+
+    assert nightly == GroupEntry(
+        "reports/nightly",
+        GroupSpec(
+            caption="Nightly report",
+            job_name="reports.nightly",
+            cron="0 3 * * *",
+            time_zone="Europe/Berlin",
+        ),
+    )
+    assert sync.spec == GroupSpec(
+        caption="Sync",
+        job_name="sync.run",
+        interval_ms=60000,
+        data={"source": "crm", "batch": 500},
+        is_enable=False,
+        timeout_s=120,
+        misfire="skip",
+        start_at=datetime(2031, 3, 14, 8, 0, tzinfo=UTC),
+    )
+    assert paced.spec.job_sets_next and paced.spec.interval_ms is None and not paced.spec.cron
+
+
+def test_values_are_normalized_as_group_add_does() -> None:
+    (entry,) = parse_group_file(
+        one_entry('cron: "0  3 * * ?"\ntime_zone: ""'), "groups.yaml"
+    )
+    assert entry.spec.cron == "0 3 * * *"
+    assert entry.spec.time_zone is None
+
+
+def test_given_an_invalid_file_then_every_bad_field_is_listed_with_its_line() -> None:
+    assert problems(INVALID_YAML) == [
+        "groups.yaml:3: groups[0].caption: must not be empty",
+        "groups.yaml:4: groups[0].job_name: 'bad name' may only use letters, digits and _ . : -",
+        "groups.yaml:6: groups[0].schedule: give exactly one of interval_ms, cron or "
+        "job_sets_next, not interval_ms and cron",
+        "groups.yaml:7: groups[0].colour: unknown field",
+        "groups.yaml:8: groups[1].key: 'a' is already the key of the entry on line 2",
+        f"groups.yaml:11: groups[1].cron: {cron_reason('61 * * * *')}",
+        "groups.yaml:12: groups[1].time_zone: unknown time zone 'Mars/Olympus'",
+        "groups.yaml:13: groups[1].timeout_s: must be a whole number of seconds > 0, got -1",
+        "groups.yaml:14: groups[1].misfire: 'never' is not one of run-once, skip",
+        "groups.yaml:15: groups[1].enabled: must be true or false, got a string",
+        "groups.yaml:16: groups[2]: must be a mapping of fields (key, caption, ...)",
+        "groups.yaml:17: groups[3].key: missing (required)",
+        "groups.yaml:17: groups[3].schedule: missing: give exactly one of interval_ms, cron "
+        "or job_sets_next: true",
+    ]
+
+
+def test_the_error_names_the_file_and_the_count() -> None:
+    with pytest.raises(InvalidField) as info:
+        parse_group_file(INVALID_YAML, "groups.yaml")
+    assert str(info.value).startswith("groups.yaml: 13 errors, nothing was written; first: ")
+
+
+@pytest.mark.parametrize(
+    ("fields", "line", "reason"),
+    [
+        ("interval_ms: '1000'", 5, "interval_ms: must be a whole number, got a string"),
+        ("interval_ms: true", 5, "interval_ms: must be a whole number, got a boolean"),
+        ("interval_ms: 0", 5, "interval_ms: must be > 0, got 0"),
+        ("interval_ms: 1.5", 5, "interval_ms: must be a whole number, got a number"),
+        ("cron: 5", 5, "cron: must be a string, got a number"),
+        ("job_sets_next: false", 2, "schedule: missing: give exactly one of"),
+        ("job_sets_next: true\ncron: '* * * * *'", 6, "schedule: give exactly one of"),
+        ("interval_ms: 1\ndata: [1, 2]", 6, "data: must be an object, got a list"),
+        ("interval_ms: 1\ndata: {1: x}", 6, "data: keys must be strings, got 1"),
+        ("interval_ms: 1\ndata: {a: [{2: x}]}", 6, "data: keys must be strings, got 2"),
+        ("interval_ms: 1\ndata: {when: 2031-01-01}", 6, "data: is not JSON-serializable"),
+        ("interval_ms: 1\ndata: {x: .nan}", 6, "data: is not JSON-serializable"),
+        ("interval_ms: 1\nstart_at: 2031-01-01", 6, "start_at: 2031-01-01 has no time of day"),
+        ("interval_ms: 1\nstart_at: soon", 6, "start_at: 'soon' is not an ISO 8601 time"),
+        ("interval_ms: 1\nstart_at: '0999-01-01T00:00:00'", 6, "start_at: '0999-01-01T00:00"),
+        ("interval_ms: 1\nenabled: null", 6, "enabled: must be true or false, got null"),
+        ("interval_ms: 1\ntimeout_s: 604801", 6, "timeout_s: must be at most 604800"),
+        ("interval_ms: 1\ncaption: again", 6, "caption: given twice (first on line 3)"),
+    ],
+)
+def test_each_bad_value_is_reported_on_its_line_with_its_field(
+    fields: str, line: int, reason: str
+) -> None:
+    found = only_problem(fields)
+    assert found.startswith(f"groups.yaml:{line}: groups[0].{reason}"), found
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ('""', f"must be 1 to {MAX_KEY} printable characters"),
+        ("x" * (MAX_KEY + 1), f"must be 1 to {MAX_KEY} printable characters"),
+        ('"tab\\there"', f"must be 1 to {MAX_KEY} printable characters"),
+        ('" padded"', "must not begin or end with a space"),
+        ("42", "must be a string, got a number"),
+    ],
+)
+def test_keys_are_1_to_128_printable_characters(key: str, reason: str) -> None:
+    text = f"groups:\n  - key: {key}\n    caption: C\n    job_name: j\n    interval_ms: 1\n"
+    assert problems(text) == [f"groups.yaml:2: groups[0].key: {reason}"]
+
+
+def test_a_key_of_exactly_128_characters_with_inner_spaces_and_unicode_is_fine() -> None:
+    key = "team ✓/" + "k" * (MAX_KEY - 7)
+    text = f"groups:\n  - key: '{key}'\n    caption: C\n    job_name: j\n    interval_ms: 1\n"
+    assert parse_group_file(text, "g.yaml")[0].key == key
+
+
+def test_null_means_not_given_for_time_zone_timeout_and_start_at() -> None:
+    (entry,) = parse_group_file(
+        one_entry("interval_ms: 1000\ntime_zone: null\ntimeout_s: null\nstart_at: null"), "g"
+    )
+    assert entry.spec == GroupSpec(caption="C", job_name="j", interval_ms=1000)
+
+
+def test_an_unquoted_yaml_timestamp_is_a_start_at_and_a_naive_time_is_utc() -> None:
+    unquoted = "interval_ms: 1\nstart_at: 2031-03-14T09:00:00+2"
+    assert isinstance(yaml.safe_load(one_entry(unquoted))["groups"][0]["start_at"], datetime)
+    (aware,) = parse_group_file(one_entry(unquoted), "g")
+    (naive,) = parse_group_file(one_entry("interval_ms: 1\nstart_at: '2031-03-14T09:00'"), "g")
+    assert aware.spec.start_at == datetime(2031, 3, 14, 7, tzinfo=UTC)
+    assert naive.spec.start_at == datetime(2031, 3, 14, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "g.yaml:1: groups: missing: the file needs a top-level `groups:` list"),
+        ("- a\n- b\n", "g.yaml:1: groups: the file must be a mapping with a `groups:` list"),
+        ("group:\n  - key: a\n", "g.yaml:1: group: unknown top-level field; expected groups"),
+        ("groups: {}\n", "g.yaml:1: groups: must be a list (write `groups: []` for none)"),
+        ("groups:\n", "g.yaml:1: groups: must be a list (write `groups: []` for none)"),
+        # The wording is libyaml's or PyYAML's; the line is the same.
+        ("groups:\n  - key: a\n  caption: b\n", "g.yaml:3: syntax: "),
+        ("groups: [\n", "g.yaml:2: syntax: "),
+        ("groups:\n  - key: !!python/name:os.system x\n", "g.yaml:2: groups[0].key: could not"),
+    ],
+)
+def test_file_level_problems_have_a_line_too(text: str, expected: str) -> None:
+    found = problems(text, "g.yaml")
+    assert found[0].startswith(expected), found
+
+
+def test_an_empty_list_and_a_schema_reference_are_fine() -> None:
+    assert parse_group_file('$schema: "./groups.schema.json"\ngroups: []\n', "g.yaml") == []
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+
+def test_json_validation_errors_carry_json_line_numbers() -> None:
+    text = (
+        '{\n\t"groups": [\n\t\t{"key": "a", "caption": "A", "job_name": "j",\n'
+        '\t\t "interval_ms": -5},\n\t\t{"key": "b",\n\t\t "caption": "B",\n'
+        '\t\t "job_name": "j", "cron": "* * * * *", "extra": {"x": [1, {"y": 2}]}}\n\t]\n}\n'
+    )
+    assert problems(text, "g.json") == [
+        "g.json:4: groups[0].interval_ms: must be > 0, got -5",
+        "g.json:7: groups[1].extra: unknown field",
+    ]
+
+
+def test_json_syntax_errors_carry_the_line_and_column() -> None:
+    text = '{\n  "groups": [\n    {"key": "a",}\n  ]\n}\n'
+    assert problems(text, "g.json") == [
+        "g.json:3: syntax: Expecting property name enclosed in double quotes (column 17)"
+    ]
+
+
+def test_json_is_recognized_by_content_whatever_the_file_is_called() -> None:
+    text = '{"groups": [{"key": "a", "caption": "A", "job_name": "j", "interval_ms": "1"}]}'
+    assert problems(text, "<stdin>") == [
+        "<stdin>:1: groups[0].interval_ms: must be a whole number, got a string"
+    ]
+    assert parse_group_file("{groups: []}", "flow.yaml") == []  # YAML flow style, not JSON
+
+
+def test_json_top_level_problems() -> None:
+    assert problems('[1]', "g.json") == [
+        "g.json:1: groups: the file must be an object with a groups list"
+    ]
+    assert problems('{"groups": {}, "x": 1}', "g.json") == [
+        'g.json:1: groups: must be a list (write `"groups": []` for none)',
+        "g.json:1: x: unknown top-level field; expected groups",
+    ]
+    assert problems("{}", "g.json") == [
+        "g.json:1: groups: missing: the file needs a top-level groups list"
+    ]
+
+
+def test_json_keeps_what_yaml_would_bend() -> None:
+    """Escapes, surrogate pairs and compact separators read exactly as JSON means them."""
+    text = (
+        '{"groups":[{"key":"k","caption":"C\\u00e9","job_name":"j","job_sets_next":true,'
+        '"data":{"emoji":"\\ud83d\\ude00","slash":"a\\/b","big":12345678901234567890}}]}'
+    )
+    (entry,) = parse_group_file(text, "g.json")
+    assert entry.spec.caption == "Cé"
+    assert entry.spec.data == {"emoji": "😀", "slash": "a/b", "big": 12345678901234567890}
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+ROUND_TRIP = [
+    GroupEntry("plain", GroupSpec(caption="Plain", job_name="j", interval_ms=1)),
+    GroupEntry(
+        "every/field ✓",
+        GroupSpec(
+            caption="Ünïcødé ✓ 😀",
+            job_name="reports.nightly",
+            cron="*/2 * * * * *",
+            time_zone="America/New_York",
+            data={
+                "yes": "yes",
+                "no": None,
+                "date": "2031-01-01",
+                "nested": {"list": [1, 2.5, True, "null"]},
+                "lines": "a\nb\u2028c\td",
+                "": "",
+                "~": "#x: [y]",
+            },
+            start_at=datetime(2031, 3, 14, 9, 26, 53, 589793, tzinfo=UTC),
+            is_enable=False,
+            timeout_s=600,
+            misfire="skip",
+        ),
+    ),
+    GroupEntry("self", GroupSpec(caption="on", job_name="j", job_sets_next=True)),
+]
+
+
+@pytest.mark.parametrize("file_format", ["yaml", "json"])
+def test_render_then_parse_gives_the_same_entries(file_format: str) -> None:
+    text = render_group_file(ROUND_TRIP, file_format)
+    parsed = parse_group_file(text, f"export.{file_format}")
+
+    assert parsed == [GroupEntry(e.key, e.spec.validated()) for e in ROUND_TRIP]
+    assert not plan_changes(parsed, ROUND_TRIP, prune=True).has_changes
+
+
+def test_rendering_leaves_defaults_out() -> None:
+    text = render_group_file([ROUND_TRIP[0]], "yaml")
+    assert text == (
+        "groups:\n- key: plain\n  caption: Plain\n  job_name: j\n  interval_ms: 1\n"
+    )
+    assert json.loads(render_group_file([ROUND_TRIP[2]], "json")) == {
+        "groups": [{"key": "self", "caption": "on", "job_name": "j", "job_sets_next": True}]
+    }
+
+
+def test_an_unknown_format_is_refused() -> None:
+    with pytest.raises(InvalidField, match="format: 'xml' is not one of yaml, json"):
+        render_group_file([], "xml")
+
+
+# --- the plan ------------------------------------------------------------------------------------
+
+
+def entry(key: str, **changes: Any) -> GroupEntry:
+    values: dict[str, Any] = {"caption": "C", "job_name": "j", "interval_ms": 1000}
+    values.update(changes)
+    return GroupEntry(key, GroupSpec(**values))
+
+
+def test_plan_lists_creates_updates_and_only_with_prune_deletes() -> None:
+    current = [entry("same"), entry("old"), entry("moved", interval_ms=1000)]
+    desired = [entry("new"), entry("same"), entry("moved", interval_ms=None, cron="0 * * * *")]
+
+    plan = plan_changes(current, desired, prune=False)
+    pruned = plan_changes(current, desired, prune=True)
+
+    assert plan.describe() == [
+        "+ create new",
+        "~ update moved",
+        "    interval_ms: 1000 -> null",
+        '    cron: null -> "0 * * * *"',
+    ]
+    assert plan.summary() == "1 created, 1 updated, 0 deleted, 1 unchanged"
+    assert pruned.describe()[-1] == "- delete old"
+    assert pruned.summary() == "1 created, 1 updated, 1 deleted, 1 unchanged"
+
+
+def test_plan_is_empty_when_in_sync_and_data_key_order_does_not_matter() -> None:
+    current = [entry("a", data={"x": 1, "y": 2})]
+    plan = plan_changes(current, [entry("a", data={"y": 2, "x": 1})], prune=True)
+    assert not plan.has_changes and plan.describe() == [] and plan.unchanged == 1
+
+
+def test_plan_tells_true_from_1_in_data_and_shows_times_and_switches() -> None:
+    start = datetime(2031, 1, 1, tzinfo=UTC)
+    current = [entry("a", data={"x": 1}, start_at=start)]
+    desired = [entry("a", data={"x": True}, is_enable=False, start_at=start + timedelta(hours=1))]
+    assert plan_changes(current, desired, prune=False).describe() == [
+        "~ update a",
+        '    data: {"x": 1} -> {"x": true}',
+        "    enabled: true -> false",
+        "    start_at: 2031-01-01T00:00:00+00:00 -> 2031-01-01T01:00:00+00:00",
+    ]
+
+
+# --- the JSON Schema -----------------------------------------------------------------------------
+
+
+def schema_validator() -> Any:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_the_json_schema_accepts_what_fss_writes_and_reads() -> None:
+    validator = schema_validator()
+    for text in (render_group_file(ROUND_TRIP, "json"), json.dumps(yaml.safe_load(VALID_YAML))):
+        document = json.loads(text)
+        assert list(validator.iter_errors(document)) == []
+        parse_group_file(text, "g.json")
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"caption": "no key", "job_name": "j", "interval_ms": 1},
+        {"key": "k", "caption": "C", "job_name": "j"},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "cron": "* * * * *"},
+        {"key": "k", "caption": "C", "job_name": "j", "cron": "* * * * *", "job_sets_next": True},
+        {"key": "k", "caption": "C", "job_name": "j", "job_sets_next": False},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "colour": "red"},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 0},
+        {"key": "k", "caption": "C", "job_name": "bad name", "interval_ms": 1},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "misfire": "never"},
+        {"key": " k", "caption": "C", "job_name": "j", "interval_ms": 1},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "data": []},
+    ],
+)
+def test_the_json_schema_rejects_what_fss_rejects(broken: dict[str, Any]) -> None:
+    validator = schema_validator()
+    text = json.dumps({"groups": [broken]})
+    assert list(validator.iter_errors(json.loads(text))) != []
+    with pytest.raises(GroupFileInvalid):
+        parse_group_file(text, "g.json")

@@ -1,0 +1,405 @@
+"""fss.store.group_files: a groups file applied set-based, by the rules of add/edit/enable/disable.
+
+Each rule is checked against a twin: the same change made through fss.store.groups (what
+`fss group add / edit / enable / disable` run) on a group without a key must leave the same
+rows as `apply_groups` leaves on the keyed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from store_helpers import (
+    BACKENDS,
+    MINUTE,
+    T0,
+    UTC,
+    count,
+    dispatch,
+    emptied,
+    group_raw,
+    module_engine,
+    pending,
+    task_rows,
+)
+
+from fss.domain.group_file import GroupEntry, parse_group_file, render_group_file
+from fss.domain.group_spec import GroupSpec
+from fss.domain.status import TaskStatus
+from fss.store import group_files, groups
+from fss.store.tables import task, task_group
+
+HOUR = timedelta(hours=1)
+# What differs between twins by construction: ids, the key, and the task each one points at.
+IDENTITY = {"id", "key", "task_id", "task_group_id", "open_group_id"}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    yield from module_engine(request, tmp_path_factory)
+
+
+@pytest.fixture
+def engine(store_engine: Engine) -> Engine:
+    return emptied(store_engine)
+
+
+def spec(**changes: Any) -> GroupSpec:
+    values: dict[str, Any] = {"caption": "every minute", "job_name": "demo.job"}
+    values.update(changes)
+    if not any(k in values for k in ("interval_ms", "cron", "job_sets_next")):
+        values["interval_ms"] = 60_000
+    return GroupSpec(**values).validated()
+
+
+def apply(engine: Engine, now: datetime, *entries: GroupEntry, prune: bool = False) -> Any:
+    return group_files.apply_groups(engine, list(entries), now, prune)
+
+
+def keyed_id(engine: Engine, key: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(task_group.c.id).where(task_group.c.key == key)).one()[0])
+
+
+def state(engine: Engine, group_id: int) -> dict[str, Any]:
+    """The group row and its tasks, without what identifies them."""
+    group = {k: v for k, v in group_raw(engine, group_id).items() if k not in IDENTITY}
+    tasks = [{k: v for k, v in t.items() if k not in IDENTITY} for t in task_rows(engine, group_id)]
+    return {"group": group, "tasks": tasks}
+
+
+def twins(engine: Engine, given: GroupSpec, now: datetime = T0) -> tuple[int, int]:
+    """The same group made by `group add` (no key) and by apply (key "twin")."""
+    by_hand = groups.add_group(engine, given, now)
+    apply(engine, now, GroupEntry("twin", given))
+    by_file = keyed_id(engine, "twin")
+    assert state(engine, by_file) == state(engine, by_hand)
+    return by_hand, by_file
+
+
+def assert_twins_agree(engine: Engine, by_hand: int, by_file: int) -> None:
+    hand, file = state(engine, by_hand), state(engine, by_file)
+    assert file == hand
+
+
+# --- creating ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        spec(),
+        spec(interval_ms=None, cron="*/10 * * * *", time_zone="Asia/Shanghai"),
+        spec(interval_ms=None, job_sets_next=True),
+        spec(is_enable=False, data={"x": [1, "✓"]}, timeout_s=30, misfire="skip"),
+        spec(start_at=T0 + HOUR),
+        spec(start_at=T0 - HOUR - 17 * timedelta(seconds=1)),
+    ],
+    ids=["interval", "cron", "job_sets_next", "disabled", "future_start", "past_start"],
+)
+def test_apply_creates_the_rows_group_add_would(engine: Engine, given: GroupSpec) -> None:
+    by_hand, by_file = twins(engine, given)
+
+    if given.is_enable:
+        assert pending(engine, by_file)["status"] == TaskStatus.NONE
+        assert group_raw(engine, by_file)["task_id"] == pending(engine, by_file)["id"]
+    else:
+        assert task_rows(engine, by_file) == []
+    assert group_raw(engine, by_file)["key"] == "twin"
+    assert group_raw(engine, by_hand)["key"] is None
+
+
+def test_applying_the_same_entries_twice_writes_nothing_the_second_time(engine: Engine) -> None:
+    entries = [GroupEntry(f"g{i}", spec(caption=f"group {i}")) for i in range(5)]
+    apply(engine, T0, *entries)
+    before = [state(engine, keyed_id(engine, e.key)) for e in entries]
+
+    second = apply(engine, T0 + MINUTE, *entries)
+
+    assert not second.has_changes and second.unchanged == 5
+    assert [state(engine, keyed_id(engine, e.key)) for e in entries] == before
+
+
+# --- updating: the rules of `group edit` --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"caption": "renamed"},
+        {"interval_ms": 5_000},
+        {"interval_ms": None, "cron": "0 3 * * *", "time_zone": "Europe/Berlin"},
+        {"interval_ms": None, "job_sets_next": True},
+        {"job_name": "other.job"},
+        {"start_at": T0 + 2 * HOUR},
+        {"data": {"new": True}, "timeout_s": 60, "misfire": "skip"},
+    ],
+    ids=["caption", "interval", "to_cron", "to_job_sets_next", "job_name", "start_at", "fields"],
+)
+def test_an_update_changes_what_group_edit_changes(
+    engine: Engine, changes: dict[str, Any]
+) -> None:
+    by_hand, by_file = twins(engine, spec())
+    claimed_before = pending(engine, by_file)["id"]
+    later = T0 + 7 * MINUTE + timedelta(microseconds=123)
+
+    groups.edit_group(engine, by_hand, changes, later)
+    plan = apply(engine, later, GroupEntry("twin", replace(spec(), **changes).validated()))
+
+    assert [u.key for u in plan.updates] == ["twin"]
+    assert_twins_agree(engine, by_hand, by_file)
+    assert pending(engine, by_file)["id"] == claimed_before  # moved, never replaced
+
+
+def test_a_caption_change_leaves_the_claimed_waiting_task_alone(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("a", spec()))
+    group_id = keyed_id(engine, "a")
+    waiting = pending(engine, group_id)
+    with engine.begin() as conn:
+        conn.execute(task.update().where(task.c.id == waiting["id"]).values(claimed_by="node-x"))
+
+    apply(engine, T0 + MINUTE, GroupEntry("a", spec(caption="renamed")))
+
+    assert pending(engine, group_id)["claimed_by"] == "node-x"
+    assert pending(engine, group_id)["start_at"] == waiting["start_at"]
+
+
+def test_a_schedule_change_unclaims_and_moves_the_waiting_task(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("a", spec()))
+    group_id = keyed_id(engine, "a")
+    with engine.begin() as conn:
+        conn.execute(task.update().values(claimed_by="node-x", claimed_until=T0 + HOUR))
+
+    apply(engine, T0 + MINUTE, GroupEntry("a", spec(interval_ms=None, cron="0 3 * * *")))
+
+    moved = pending(engine, group_id)
+    assert moved["claimed_by"] is None and moved["claimed_until"] is None
+    assert moved["start_at"] == datetime(2031, 3, 15, 3, tzinfo=UTC)
+    assert group_raw(engine, group_id)["next_at"] == moved["start_at"]
+
+
+def test_removing_start_at_from_the_file_means_the_creation_time(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("a", spec(start_at=T0 + HOUR)))
+    group_id = keyed_id(engine, "a")
+
+    plan = apply(engine, T0 + MINUTE, GroupEntry("a", spec()))
+
+    assert [c.name for c in plan.updates[0].changes] == ["start_at"]
+    assert group_raw(engine, group_id)["start_at"] == T0
+    assert pending(engine, group_id)["start_at"] == T0 + MINUTE  # on the grid from T0, due now
+
+
+# --- enabling and disabling: the rules of `group enable` / `group disable` ----------------------
+
+
+def test_disabling_withdraws_the_waiting_task_as_group_disable_does(engine: Engine) -> None:
+    by_hand, by_file = twins(engine, spec())
+    later = T0 + 3 * MINUTE
+
+    groups.set_enabled(engine, by_hand, False, later)
+    apply(engine, later, GroupEntry("twin", spec(is_enable=False)))
+
+    assert_twins_agree(engine, by_hand, by_file)
+    assert task_rows(engine, by_file) == []
+    assert group_raw(engine, by_file)["task_id"] is None
+
+
+def test_enabling_creates_the_waiting_task_as_group_enable_does(engine: Engine) -> None:
+    by_hand, by_file = twins(engine, spec(is_enable=False))
+    later = T0 + 3 * HOUR + timedelta(milliseconds=5)
+
+    groups.set_enabled(engine, by_hand, True, later)
+    apply(engine, later, GroupEntry("twin", spec()))
+
+    assert_twins_agree(engine, by_hand, by_file)
+    assert group_raw(engine, by_file)["task_id"] == pending(engine, by_file)["id"]
+
+
+def test_enabling_with_a_new_schedule_is_edit_then_enable(engine: Engine) -> None:
+    by_hand, by_file = twins(engine, spec(is_enable=False))
+    later = T0 + 3 * HOUR
+    changed = spec(interval_ms=None, cron="*/5 * * * *")
+
+    groups.edit_group(engine, by_hand, {"interval_ms": None, "cron": "*/5 * * * *"}, later)
+    groups.set_enabled(engine, by_hand, True, later)
+    apply(engine, later, GroupEntry("twin", changed))
+
+    assert_twins_agree(engine, by_hand, by_file)
+
+
+def test_disabling_a_running_group_lets_the_run_finish(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("a", spec()))
+    group_id = keyed_id(engine, "a")
+    running = pending(engine, group_id)["id"]
+    dispatch(engine, running, T0)
+
+    apply(engine, T0 + MINUTE, GroupEntry("a", spec(is_enable=False)))
+    apply(engine, T0 + 2 * MINUTE, GroupEntry("a", spec()))
+
+    rows = task_rows(engine, group_id)
+    assert [(r["id"], r["status"]) for r in rows] == [(running, TaskStatus.SCHEDULER)]
+
+
+# --- ownership and pruning ----------------------------------------------------------------------
+
+
+def test_groups_without_a_key_or_not_in_the_file_are_left_alone(engine: Engine) -> None:
+    by_hand = groups.add_group(engine, spec(caption="by hand"), T0)
+    apply(engine, T0, GroupEntry("a", spec()), GroupEntry("b", spec()))
+    before = state(engine, by_hand), state(engine, keyed_id(engine, "b"))
+
+    plan = apply(engine, T0 + MINUTE, GroupEntry("a", spec(caption="changed")))
+
+    assert plan.deletes == () and [u.key for u in plan.updates] == ["a"]
+    assert (state(engine, by_hand), state(engine, keyed_id(engine, "b"))) == before
+
+
+def test_prune_deletes_only_keyed_groups_missing_from_the_file(engine: Engine) -> None:
+    by_hand = groups.add_group(engine, spec(caption="by hand"), T0)
+    apply(engine, T0, *(GroupEntry(key, spec()) for key in ("a", "b", "c")))
+    gone = keyed_id(engine, "b")
+
+    plan = apply(engine, T0 + MINUTE, GroupEntry("a", spec()), prune=True)
+
+    assert sorted(e.key for e in plan.deletes) == ["b", "c"]
+    with engine.connect() as conn:
+        left = conn.execute(sa.select(task_group.c.id, task_group.c.key)).all()
+    assert sorted(left) == sorted([(by_hand, None), (keyed_id(engine, "a"), "a")])
+    assert task_rows(engine, gone) == []
+
+
+def test_apply_is_one_transaction(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("kept", spec()))
+    before = state(engine, keyed_id(engine, "kept"))
+    # Entries straight from code skip the file's duplicate-key check; the unique index fails
+    # the INSERT after the update of "kept" was planned and the first creates were sent.
+    broken = [
+        GroupEntry("kept", spec(caption="changed")),
+        GroupEntry("new", spec()),
+        GroupEntry("dup", spec()),
+        GroupEntry("dup", spec()),
+    ]
+
+    with pytest.raises(IntegrityError):
+        group_files.apply_groups(engine, broken, T0 + MINUTE, prune=True)
+
+    assert count(engine, task_group) == 1
+    assert state(engine, keyed_id(engine, "kept")) == before
+
+
+# --- export: the round trip ---------------------------------------------------------------------
+
+
+def varied_entries() -> list[GroupEntry]:
+    return [
+        GroupEntry("plain", spec()),
+        GroupEntry(
+            "team/nightly ✓",
+            spec(
+                caption="Nächtlicher Bericht 😀",
+                interval_ms=None,
+                cron="30 2 * * *",
+                time_zone="Europe/Berlin",
+                data={"to": ["ops@example.com"], "deep": {"n": 1.5, "ok": True, "none": None}},
+                timeout_s=900,
+                misfire="skip",
+            ),
+        ),
+        GroupEntry("off", spec(is_enable=False, start_at=T0 - HOUR)),
+        GroupEntry("later", spec(interval_ms=None, job_sets_next=True, start_at=T0 + HOUR)),
+    ]
+
+
+@pytest.mark.parametrize("file_format", ["yaml", "json"])
+def test_export_then_apply_changes_nothing(engine: Engine, file_format: str) -> None:
+    apply(engine, T0, *varied_entries())
+    groups.add_group(engine, spec(caption="by hand"), T0)
+    # Edited by hand after the apply, still round-trips:
+    groups.edit_group(engine, keyed_id(engine, "plain"), {"start_at": T0 - MINUTE}, T0)
+    groups.set_enabled(engine, keyed_id(engine, "later"), False, T0)
+    ids = [keyed_id(engine, e.key) for e in varied_entries()]
+    before = [state(engine, i) for i in ids]
+
+    with engine.connect() as conn:
+        exported = group_files.export_entries(conn)
+        text = render_group_file(exported, file_format)
+        entries = parse_group_file(text, f"groups.{file_format}")
+        plan = group_files.plan_groups(conn, entries, prune=True)
+    applied = apply(engine, T0 + HOUR, *entries, prune=True)
+
+    assert [e.key for e in exported] == [e.key for e in varied_entries()]
+    assert not plan.has_changes, plan.describe()
+    assert not applied.has_changes and applied.unchanged == 4
+    assert [state(engine, i) for i in ids] == before
+
+
+def test_export_writes_start_at_only_when_it_is_not_the_creation_time(engine: Engine) -> None:
+    apply(engine, T0, *varied_entries())
+
+    with engine.connect() as conn:
+        starts = {e.key: e.spec.start_at for e in group_files.export_entries(conn)}
+
+    assert starts == {
+        "plain": None,
+        "team/nightly ✓": None,
+        "off": T0 - HOUR,
+        "later": T0 + HOUR,
+    }
+
+
+def test_export_filters_by_key_prefix(engine: Engine) -> None:
+    apply(engine, T0, *(GroupEntry(k, spec()) for k in ("team-a/x", "team-a/y", "team-b/x")))
+    groups.add_group(engine, spec(), T0)
+
+    with engine.connect() as conn:
+        team_a = [e.key for e in group_files.export_entries(conn, "team-a/")]
+        everything = [e.key for e in group_files.export_entries(conn)]
+        unkeyed = group_files.count_unkeyed(conn)
+
+    assert team_a == ["team-a/x", "team-a/y"]
+    assert everything == ["team-a/x", "team-a/y", "team-b/x"]
+    assert unkeyed == 1
+
+
+# --- set-based: a few statements, whatever the number of groups ---------------------------------
+
+
+def statements_during(engine: Engine, action: Any) -> int:
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    return len(seen)
+
+
+def test_applying_a_thousand_groups_takes_a_handful_of_statements(engine: Engine) -> None:
+    created = [GroupEntry(f"k{i:04}", spec(caption=f"g{i}")) for i in range(1000)]
+    changed = [
+        GroupEntry(e.key, spec(caption="renamed", interval_ms=5_000, is_enable=i % 2 == 0))
+        for i, e in enumerate(created)
+    ]
+
+    creating = statements_during(engine, lambda: apply(engine, T0, *created))
+    updating = statements_during(engine, lambda: apply(engine, T0 + MINUTE, *changed))
+    pruning = statements_during(engine, lambda: apply(engine, T0 + HOUR, prune=True))
+
+    # Per chunk of 500 ids a few statements; an executemany may be sent in pages of rows.
+    assert creating <= 20, creating
+    assert updating <= 30, updating
+    assert pruning <= 12, pruning
+    assert count(engine, task_group) == 0 and count(engine, task) == 0
