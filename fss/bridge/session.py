@@ -204,7 +204,11 @@ class BridgeHub:
                 try:
                     session.tick(time.monotonic())
                 except Exception:
-                    log.exception("session %s: tick failed", session.client_id or "(new)")
+                    log.exception(
+                        "session %s: tick failed",
+                        session.client_id or "(new)",
+                        extra={"client_id": session.client_id},
+                    )
 
 
 @dataclass(frozen=True)
@@ -338,7 +342,11 @@ class Session:
         except grpc.RpcError:
             self.end(grpc.StatusCode.CANCELLED, "the client went away")
         except Exception as exc:  # never the bridge: only this session ends
-            log.exception("session %s: unexpected error", self.client_id or "(new)")
+            log.exception(
+                "session %s: unexpected error",
+                self.client_id or "(new)",
+                extra={"client_id": self.client_id},
+            )
             self.end(grpc.StatusCode.INTERNAL, f"bridge error: {type(exc).__name__}")
         finally:
             self.finish()
@@ -384,6 +392,7 @@ class Session:
             self.incarnation,
             ", ".join(registration.job_names),
             registration.concurrency,
+            extra={"client_id": registration.client_id},
         )
         self._consumer = threading.Thread(
             target=self._consume, name=f"fss-bridge-orders-{registration.client_id}", daemon=True
@@ -503,7 +512,12 @@ class Session:
         try:
             order, deadline = decode_order(body, message.headers or {})
         except InvalidField as exc:
-            log.error("session %s: dropping a malformed order: %s", self.client_id, exc)
+            log.error(
+                "session %s: dropping a malformed order: %s",
+                self.client_id,
+                exc,
+                extra={"client_id": self.client_id},
+            )
             message.ack()
             return
         if self._ended is not None or not self._accepting:
@@ -511,7 +525,7 @@ class Session:
             return
         refusal = self._refusal(order, deadline)
         if refusal is not None:
-            log.warning("session %s: %s", self.client_id, refusal)
+            log.warning("session %s: %s", self.client_id, refusal, extra=order_ids(order))
             message.ack()
             return
         if not self.hub.fence.enter(order.task_id, order.attempt, self.incarnation):
@@ -520,6 +534,7 @@ class Session:
                 self.client_id,
                 order.task_id,
                 order.attempt,
+                extra=order_ids(order),
             )
             message.ack()
             return
@@ -621,6 +636,7 @@ class Session:
             self._ended.details,
             f"; {len(unfinished)} unfinished order(s) failed" if unfinished else "",
             "" if left else "; a newer session holds the name",
+            extra={"client_id": self.client_id},
         )
 
     def _abandon(self, streamed: StreamedOrder) -> None:
@@ -657,6 +673,16 @@ class Session:
 
 
 # ---- messages <-> values -------------------------------------------------------------------
+
+
+def order_ids(order: RunOrder) -> dict[str, Any]:
+    """What a log line about this order carries (`extra=`): the ids JSON logs show."""
+    return {
+        "task_id": order.task_id,
+        "attempt": order.attempt,
+        "group_id": order.group_id,
+        "client_id": order.client_id,
+    }
 
 
 def decode_order(body: Any, headers: dict[str, Any]) -> tuple[RunOrder, datetime | None]:

@@ -9,7 +9,8 @@ import click
 
 from fss.bridge.grpc_server import DEFAULT_LISTEN, TlsFiles, check_listen, start_bridge
 from fss.celery_app import check_broker_transport
-from fss.cli.processes import setup_logging, wait_for_signal
+from fss.cli.logs import log_format_option, setup_logging
+from fss.cli.processes import wait_for_signal
 from fss.config import Settings
 from fss.errors import InvalidField
 
@@ -80,6 +81,7 @@ FILE = click.Path(dir_okay=False, path_type=Path)
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
+@log_format_option
 def bridge_command(
     listen: str,
     token_file: Path | None,
@@ -87,6 +89,7 @@ def bridge_command(
     tls_key: Path | None,
     broker_url: str | None,
     loglevel: str,
+    log_format: str,
 ) -> None:
     """Serve the fss.v1 gRPC protocol: workers in any language register, receive their
     runs and report back, like `fss worker` processes (see docs/bridge.md).
@@ -99,7 +102,7 @@ def bridge_command(
     token = read_token(token_file) if token_file is not None else None
     tls = read_tls(tls_cert, tls_key)
     settings = Settings.from_env(broker_url=broker_url)
-    setup_logging(loglevel)
+    setup_logging(loglevel, log_format)
     check_broker_transport(settings.broker_url)
     bridge = start_bridge(settings, listen=listen, token=token, tls=tls)
     log.info(

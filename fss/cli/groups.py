@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
 from fss.cli.context import ID, CliContext, IdCommand, pass_cli
 from fss.cli.output import emit_json, emit_record, emit_table
 from fss.domain.clock import parse_time
-from fss.domain.group_spec import GroupSpec, parse_data
+from fss.domain.group_spec import MAX_DATA_BYTES, GroupSpec, parse_data
 from fss.errors import InvalidField
 from fss.store import groups as store
 from fss.store.rows import GroupRow
@@ -23,6 +23,46 @@ def group_cli() -> None:
 
 def parse_start_at(value: str | None) -> datetime | None:
     return None if value is None else parse_time("start_at", value)
+
+
+# Read this much at most: compact data is at most 64 KiB, a pretty-printed file a few times
+# that; a larger file is refused without being read into memory.
+MAX_DATA_FILE_BYTES = 16 * MAX_DATA_BYTES
+
+
+def read_data_option(value: str) -> dict[str, Any]:
+    """--data: the JSON itself, `@path` for the content of a file, `-` for stdin."""
+    if value == "-":
+        return parse_data_from("stdin", click.get_binary_stream("stdin"))
+    if value.startswith("@"):
+        path = value[1:]
+        if not path:
+            raise InvalidField("data", "give a file name after @, e.g. --data @data.json")
+        try:
+            with open(path, "rb") as stream:
+                return parse_data_from(repr(path), stream)
+        except OSError as exc:
+            raise InvalidField(
+                "data", f"cannot read {path!r} ({exc.strerror or exc})"
+            ) from None
+    return parse_data(value)
+
+
+def parse_data_from(source: str, stream: BinaryIO) -> dict[str, Any]:
+    raw = stream.read(MAX_DATA_FILE_BYTES + 1)
+    if len(raw) > MAX_DATA_FILE_BYTES:
+        raise InvalidField(
+            "data", f"{source} is larger than {MAX_DATA_FILE_BYTES // 1024} KiB "
+            f"(data may be at most {MAX_DATA_BYTES // 1024} KiB)"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidField("data", f"{source} is not UTF-8 ({exc.reason})") from None
+    try:
+        return parse_data(text)
+    except InvalidField as exc:
+        raise InvalidField("data", f"{source}: {exc.reason}") from None
 
 
 def schedule_options(function: Any) -> Any:
@@ -42,7 +82,12 @@ def schedule_options(function: Any) -> Any:
                 "(30 s after it finishes otherwise).",
             ),
             click.option("--time-zone", help="IANA zone for cron, e.g. Asia/Shanghai (UTC)."),
-            click.option("--data", "data_json", help="JSON object handed to the job as ctx.data."),
+            click.option(
+                "--data",
+                "data_json",
+                help="JSON object handed to the job as ctx.data, at most 64 KiB as compact "
+                "JSON: the JSON itself, @FILE to read it from a file, or - for stdin.",
+            ),
             click.option(
                 "--start-at", help="ISO 8601 time of the first run (UTC if no offset; now)."
             ),
@@ -92,7 +137,7 @@ def add_group(
         cron=cron,
         job_sets_next=bool(job_sets_next),
         time_zone=time_zone,
-        data=parse_data(data_json) if data_json is not None else {},
+        data=read_data_option(data_json) if data_json is not None else {},
         start_at=parse_start_at(start_at),
         is_enable=not disabled,
         timeout_s=timeout_s,
@@ -175,7 +220,7 @@ def edit_group(
     """Change fields; a new schedule reschedules the waiting task."""
     changes = {k: v for k, v in fields.items() if v is not None}
     if data_json is not None:
-        changes["data"] = parse_data(data_json)
+        changes["data"] = read_data_option(data_json)
     if start_at is not None:
         changes["start_at"] = parse_start_at(start_at)
     if not changes:

@@ -11,6 +11,8 @@ import click
 
 from fss.celery_app import check_broker_transport, create_app
 from fss.cli.context import CliContext, pass_cli
+from fss.cli.logs import keep_celery_off_logging, log_format_option
+from fss.cli.logs import setup_logging as setup_logging  # re-exported: fss dev uses it
 from fss.config import Settings
 from fss.errors import FssError
 from fss.fence import create_fence
@@ -20,18 +22,9 @@ from fss.worker_sdk.worker import build_worker_app, client_id_for, load_jobs, wo
 
 log = logging.getLogger("fss")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
 class SchemaOutdated(FssError):
     def __init__(self) -> None:
         super().__init__("database schema is not up to date; run `fss db upgrade` first")
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
-    # The schema check at start is not news: alembic's INFO lines only say which backend.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def require_current_schema(cli: CliContext) -> None:
@@ -69,10 +62,11 @@ def wait_for_signal() -> None:
 @click.command("scheduler")
 @click.option("--name", help="Node name (default host-pid); unique per running instance.")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
+@log_format_option
 @pass_cli
-def scheduler_command(cli: CliContext, name: str | None, loglevel: str) -> None:
+def scheduler_command(cli: CliContext, name: str | None, loglevel: str, log_format: str) -> None:
     """Run a scheduler instance (run as many as you like; they share the work)."""
-    setup_logging(loglevel)
+    setup_logging(loglevel, log_format)
     if name:
         cli.settings = cli.settings.replace(node_name=name)
     check_broker_transport(cli.settings.broker_url)
@@ -112,6 +106,7 @@ def scheduler_command(cli: CliContext, name: str | None, loglevel: str) -> None:
     type=click.Choice(["prefork", "threads", "solo", "eventlet", "gevent"]),
 )
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
+@log_format_option
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @pass_cli
 def worker_command(
@@ -121,6 +116,7 @@ def worker_command(
     concurrency: int,
     pool: str,
     loglevel: str,
+    log_format: str,
     celery_args: tuple[str, ...],
 ) -> None:
     """Run a worker that serves the @job functions of the given modules.
@@ -134,4 +130,10 @@ def worker_command(
     jobs = load_jobs(list(modules))
     client_id = client_id_for(name, os.getpid())
     app, runtime = build_worker_app(cli.settings, jobs, client_id, cli.clock)
-    app.worker_main(worker_argv(runtime, concurrency, pool, loglevel, list(celery_args)))
+    argv = worker_argv(runtime, concurrency, pool, loglevel, list(celery_args))
+    if log_format == "json":
+        setup_logging(loglevel, log_format)
+        keep_celery_off_logging()
+        # --quiet: no startup banner, which Celery prints as plain text on stdout.
+        argv = ["--quiet", *argv]
+    app.worker_main(argv)

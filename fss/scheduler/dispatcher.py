@@ -101,7 +101,10 @@ class Dispatcher:
         with self._engine.begin() as conn:
             if tasks.warn_no_client_once(conn, claimed, now):
                 log.warning(
-                    "task %s waits: no live client runs job %r", claimed.id, claimed.job_name
+                    "task %s waits: no live client runs job %r",
+                    claimed.id,
+                    claimed.job_name,
+                    extra={"task_id": claimed.id, "group_id": claimed.group_id},
                 )
 
     def _mark_dispatched(
@@ -160,7 +163,12 @@ class Dispatcher:
             self._broker.failed(exc, "due tasks wait")
             return Outcome.LOST
         if not revoked:
-            log.info("task %s: attempt %s was delivered after all; it runs", claimed.id, attempt)
+            log.info(
+                "task %s: attempt %s was delivered after all; it runs",
+                claimed.id,
+                attempt,
+                extra={"task_id": claimed.id, "attempt": attempt, "group_id": claimed.group_id},
+            )
             return Outcome.SENT
         with self._engine.begin() as conn:
             tasks.undo_dispatch(conn, claimed.id, attempt)
@@ -179,6 +187,7 @@ class Dispatcher:
                     "task %s: not dispatching attempt %s, a worker holds an attempt of it",
                     claimed.id,
                     claimed.attempt + 1,
+                    extra={"task_id": claimed.id, "group_id": claimed.group_id},
                 )
                 outcomes[claimed.id] = Outcome.LOST
         return [(claimed, client) for claimed, client in ready if claimed.id not in refused]
@@ -211,6 +220,7 @@ class Dispatcher:
                 "task %s: missed run skipped (misfire=skip); next at %s",
                 claimed.id,
                 next_at.isoformat(),
+                extra={"task_id": claimed.id, "group_id": claimed.group_id},
             )
         return Outcome.SKIPPED if moved else Outcome.LOST
 

@@ -331,6 +331,7 @@ class QueueRecorder:
                 "event set aside in dead_letter (%s): %s",
                 self._queue.name,
                 item.reason[:MAX_LOGGED_REASON],
+                extra=ids_in(item.raw),
             )
 
     def _transaction(self, events: list[Event], rejected: list[Rejected]) -> None:
@@ -381,3 +382,13 @@ def _mysql_error_code(error: BaseException | None) -> int | None:
         return None
     code = error.args[0] if error.args else None
     return code if isinstance(code, int) else None
+
+
+LOGGED_IDS = ("task_id", "attempt", "client_id")
+
+
+def ids_in(raw: Any) -> dict[str, Any]:
+    """The ids a set-aside event names, for the log line's `extra=` (JSON logs show them)."""
+    if not isinstance(raw, dict):
+        return {}
+    return {name: str(raw[name])[:128] for name in LOGGED_IDS if raw.get(name) is not None}

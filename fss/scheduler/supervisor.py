@@ -178,6 +178,7 @@ class Supervisor:
                         "client %s removed: no heartbeat for %g s",
                         client_id,
                         self._settings.client_timeout_s,
+                        extra={"client_id": client_id},
                     )
 
     def _handle_stale_dispatches(self, now: datetime, report: SweepReport) -> None:
@@ -219,7 +220,7 @@ class Supervisor:
                     conn, task.client_id, self._settings.kick_after_hung, now
                 )
             report.failed.append(task.id)
-            log.warning("task %s: %s", task.id, reason)
+            log.warning("task %s: %s", task.id, reason, extra=task_ids(task))
             if kicked and task.client_id is not None:
                 report.kicked_clients.append(task.client_id)
                 log.warning(
@@ -227,19 +228,20 @@ class Supervisor:
                     "nothing or restarts",
                     task.client_id,
                     self._settings.kick_after_hung,
+                    extra={"client_id": task.client_id},
                 )
 
     def _return(self, task: OpenTask, reason: str, now: datetime, report: SweepReport) -> None:
         with self._engine.begin() as conn:
             if store.return_to_waiting(conn, task, reason, now):
                 report.redispatched.append(task.id)
-                log.warning("task %s: %s", task.id, reason)
+                log.warning("task %s: %s", task.id, reason, extra=task_ids(task))
 
     def _fail(self, task: OpenTask, reason: str, now: datetime, report: SweepReport) -> None:
         with self._engine.begin() as conn:
             if store.fail_task(conn, task, reason, now):
                 report.failed.append(task.id)
-                log.warning("task %s: %s", task.id, reason)
+                log.warning("task %s: %s", task.id, reason, extra=task_ids(task))
 
     def run(self, stop: threading.Event) -> None:
         backoff = self._settings.supervise_s
@@ -263,3 +265,13 @@ class Supervisor:
 
     def release(self) -> None:
         store.release_lease(self._engine, LEASE_NAME, self._settings.node_name)
+
+
+def task_ids(task: OpenTask) -> dict[str, object]:
+    """What a log line about this task carries (`extra=`): the ids JSON logs show."""
+    return {
+        "task_id": task.id,
+        "attempt": task.attempt,
+        "group_id": task.group_id,
+        "client_id": task.client_id,
+    }

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from fss.store.rows import ClientRow
-from fss.store.tables import client, server_node
+from fss.store.tables import client, server_node, task_group
 
 
 def list_clients(conn: Connection) -> list[ClientRow]:
@@ -57,3 +57,16 @@ def heartbeat_node(
 def mark_node_stopped(engine: Engine, node_id: str) -> None:
     with engine.begin() as conn:
         conn.execute(server_node.update().where(server_node.c.id == node_id).values(is_alive=False))
+
+
+def jobs_of_enabled_groups(conn: Connection) -> dict[str, list[int]]:
+    """The job name of every enabled group, with the ids of the groups that run it."""
+    rows = conn.execute(
+        sa.select(task_group.c.job_name, task_group.c.id)
+        .where(task_group.c.is_enable == sa.true())
+        .order_by(task_group.c.job_name, task_group.c.id)
+    )
+    jobs: dict[str, list[int]] = {}
+    for job_name, group_id in rows:
+        jobs.setdefault(job_name, []).append(group_id)
+    return jobs

@@ -1,0 +1,386 @@
+"""`fss health` and `fss doctor` against real databases and a real Redis: what is healthy, and
+each problem named on its own line (a stopped worker, an unreachable broker, an unmigrated
+database, no scheduler, clocks apart, fencing off)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from cli_support import Fss, sqlite_only
+from click.testing import CliRunner
+from runtime_python import runtime_python
+from servers import wait_for
+from sqlalchemy.engine import Engine
+
+from fss.cli import cli
+from fss.cli.health import version_problem
+from fss.events import ClientHeartbeat, ClientLeft
+from fss.store import migrate
+from fss.store.clients import heartbeat_node
+from fss.store.engine import create_engine
+from fss.store.recording import record_client_events
+
+UTC = timezone.utc
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    out: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.out.splitlines()
+
+    def failures(self) -> list[str]:
+        return [line for line in self.lines if line.startswith("FAIL")]
+
+
+def run(database_url: str, broker_url: str, *args: str) -> Outcome:
+    result = CliRunner().invoke(
+        cli,
+        [*args, "--database-url", database_url, "--broker-url", broker_url],
+        catch_exceptions=False,
+    )
+    assert "Traceback" not in result.output
+    return Outcome(result.exit_code, result.stdout)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def register_node(engine: Engine, node_id: str, at: datetime, unhealthy: str | None = None) -> None:
+    heartbeat_node(engine, node_id, at, at, unhealthy)
+
+
+def register_client(
+    engine: Engine, client_id: str, jobs: tuple[str, ...], at: datetime, accepting: bool = True
+) -> None:
+    beat = ClientHeartbeat(
+        client_id=client_id,
+        host="worker-host",
+        ip="127.0.0.1",
+        pid=4242,
+        job_names=jobs,
+        queue=f"fss.client.{client_id}",
+        at=at,
+        accepting=accepting,
+        incarnation="first",
+    )
+    with engine.begin() as conn:
+        record_client_events(conn, [beat], at)
+
+
+def unregister_client(engine: Engine, client_id: str) -> None:
+    with engine.begin() as conn:
+        record_client_events(conn, [ClientLeft(client_id=client_id, at=now())], now())
+
+
+def add_group(fss: Fss, job_name: str, *extra: str) -> int:
+    out = fss("group", "add", "--caption", job_name, "--job-name", job_name,
+              "--interval-ms", "60000", *extra)
+    return int(out.stdout.strip())
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def healthy(fss: Fss, engine: Engine) -> None:
+    """A live node and a live client for the only enabled group's job ('report', groups 1, 2)."""
+    add_group(fss, "report")
+    add_group(fss, "report")
+    add_group(fss, "nobody-runs-this", "--disabled")
+    register_node(engine, "node-1", now())
+    register_client(engine, "worker-1", ("report", "other"), now())
+
+
+# -- fss health -----------------------------------------------------------------------------------
+
+
+def test_given_a_live_node_and_a_client_for_every_enabled_job_then_health_exits_0(
+    healthy: None, database_url: str, redis_url: str
+) -> None:
+    outcome = run(database_url, redis_url, "health")
+
+    assert outcome.code == 0, outcome.out
+    assert outcome.failures() == []
+    assert [line.split()[1] for line in outcome.lines] == [
+        "broker:", "database:", "schema:", "scheduler:", "clients:"
+    ]
+    assert "node-1" in outcome.out
+
+
+def test_given_the_worker_stopped_then_health_fails_naming_its_job_and_groups(
+    healthy: None, engine: Engine, database_url: str, redis_url: str
+) -> None:
+    unregister_client(engine, "worker-1")
+
+    outcome = run(database_url, redis_url, "health")
+
+    assert outcome.code == 1
+    assert outcome.failures() == ["FAIL  clients: no live client serves job 'report' (groups 1, 2)"]
+
+
+@sqlite_only
+def test_given_a_silent_or_draining_worker_then_health_says_why_it_does_not_count(
+    healthy: None, engine: Engine, database_url: str, redis_url: str
+) -> None:
+    register_client(engine, "worker-1", ("report",), now() - timedelta(seconds=60))
+    register_client(engine, "worker-2", ("report",), now(), accepting=False)
+
+    failures = run(database_url, redis_url, "health").failures()
+
+    assert len(failures) == 1
+    assert failures[0].startswith("FAIL  clients: no live client serves job 'report' (groups 1, 2)")
+    assert "worker-1 silent for 60 s" in failures[0]
+    assert "worker-2 draining" in failures[0]
+
+
+@sqlite_only
+def test_given_an_unreachable_broker_then_health_names_it(
+    healthy: None, database_url: str
+) -> None:
+    broker = f"redis://127.0.0.1:{closed_port()}/0"
+
+    outcome = run(database_url, broker, "health")
+
+    assert outcome.code == 1
+    assert len(outcome.failures()) == 1
+    assert outcome.failures()[0].startswith(f"FAIL  broker: cannot connect to {broker} (")
+
+
+def test_given_an_unmigrated_database_then_health_says_so(
+    database_url: str, redis_url: str
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect():  # a SQLite file that exists, without tables
+            pass
+    finally:
+        engine.dispose()
+
+    outcome = run(database_url, redis_url, "health")
+
+    assert outcome.code == 1
+    assert outcome.failures() == [
+        f"FAIL  schema: database not migrated: no fss tables (this fss needs revision "
+        f"{migrate.head_revision()})"
+    ]
+
+
+@sqlite_only
+def test_given_an_older_schema_then_health_names_both_revisions(
+    database_url: str, redis_url: str
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        migrate.upgrade(engine, "0002")
+    finally:
+        engine.dispose()
+
+    failures = run(database_url, redis_url, "health").failures()
+
+    assert failures == [
+        f"FAIL  schema: database not migrated: at revision 0002, this fss needs "
+        f"{migrate.head_revision()}"
+    ]
+
+
+@sqlite_only
+def test_given_no_live_or_only_unhealthy_nodes_then_health_fails_on_the_scheduler(
+    fss: Fss, engine: Engine, database_url: str, redis_url: str
+) -> None:
+    assert run(database_url, redis_url, "health").failures() == [
+        "FAIL  scheduler: no live scheduler node (none has ever run against this database)"
+    ]
+
+    register_node(engine, "node-old", now() - timedelta(seconds=42))
+    assert run(database_url, redis_url, "health").failures() == [
+        "FAIL  scheduler: no live scheduler node (last heartbeat: node-old, 42 s ago)"
+    ]
+
+    register_node(engine, "node-sick", now(), unhealthy="recorder stuck: no iteration for 90 s")
+    assert run(database_url, redis_url, "health").failures() == [
+        "FAIL  scheduler: no healthy scheduler node (node-sick: recorder stuck: no iteration "
+        "for 90 s)"
+    ]
+
+
+@sqlite_only
+def test_health_json_lists_every_check_and_the_verdict(
+    healthy: None, engine: Engine, database_url: str, redis_url: str
+) -> None:
+    unregister_client(engine, "worker-1")
+
+    outcome = run(database_url, redis_url, "health", "--json")
+
+    assert outcome.code == 1
+    document = json.loads(outcome.out)
+    assert document["healthy"] is False
+    failed = [c for c in document["checks"] if not c["ok"]]
+    assert failed == [
+        {"check": "clients", "ok": False,
+         "detail": "no live client serves job 'report' (groups 1, 2)"}
+    ]
+    assert {c["check"] for c in document["checks"]} == {
+        "broker", "database", "schema", "scheduler", "clients"
+    }
+
+
+# -- the real processes: the done-when of issue 10 ------------------------------------------------
+
+FSS = [runtime_python(), "-c", "from fss.cli import main; main()"]
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    running: dict[str, subprocess.Popen[bytes]] = {}
+    yield running
+    for process in running.values():
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.mark.e2e
+@sqlite_only
+def test_given_running_processes_when_the_worker_is_stopped_then_health_names_its_job(
+    fss: Fss, database_url: str, fresh_redis_url: Callable[[], str], tmp_path: Path,
+    processes: dict[str, subprocess.Popen[bytes]],
+) -> None:
+    broker = fresh_redis_url()
+    env = dict(os.environ, FSS_DATABASE_URL=database_url, FSS_BROKER_URL=broker)
+    add_group(fss, "hello")
+
+    def start(name: str, *args: str) -> None:
+        with open(tmp_path / f"{name}.log", "ab") as log:
+            processes[name] = subprocess.Popen(
+                [*FSS, *args], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def health() -> Outcome:
+        return run(database_url, broker, "health")
+
+    start("scheduler", "scheduler", "--name", "node-e2e")
+    start("worker", "worker", "-A", "fss.examples.jobs", "--name", "worker-e2e", "-P", "solo")
+    wait_for(lambda: health().code == 0, timeout=30, what="a healthy installation")
+
+    processes["worker"].send_signal(signal.SIGTERM)
+    processes["worker"].wait(timeout=30)
+
+    wait_for(lambda: health().code == 1, timeout=15, what="health to notice the stopped worker")
+    assert health().failures() == ["FAIL  clients: no live client serves job 'hello' (group 1)"]
+
+
+# -- fss doctor -----------------------------------------------------------------------------------
+
+
+def test_given_a_healthy_installation_then_doctor_finds_nothing_and_names_the_server(
+    healthy: None, database_url: str, database_backend: str, redis_url: str
+) -> None:
+    outcome = run(database_url, redis_url, "doctor")
+
+    assert outcome.code == 0, outcome.out
+    assert outcome.lines[-1] == "no problems found."
+    version_line = next(line for line in outcome.lines if "database_version:" in line)
+    server = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "Maria"}[database_backend]
+    assert server in version_line
+    assert any(line.startswith("ok       clock:") for line in outcome.lines)
+    assert "ok       fencing: on (redis://" in outcome.out
+
+
+def problems(outcome: Outcome) -> dict[str, str]:
+    """check -> 'problem line | what to do' of each PROBLEM block."""
+    found = {}
+    for index, line in enumerate(outcome.lines):
+        if line.startswith("PROBLEM  "):
+            check, _, detail = line.removeprefix("PROBLEM  ").partition(": ")
+            advice = outcome.lines[index + 1].strip().removeprefix("what to do: ")
+            found[check] = f"{detail} | {advice}"
+    return found
+
+
+@sqlite_only
+def test_given_a_stopped_worker_and_a_rabbitmq_broker_then_doctor_explains_each_problem(
+    healthy: None, engine: Engine, database_url: str
+) -> None:
+    unregister_client(engine, "worker-1")
+    broker = f"amqp://guest:secret@127.0.0.1:{closed_port()}//"
+
+    outcome = run(database_url, broker, "doctor")
+
+    assert outcome.code == 1
+    found = problems(outcome)
+    assert set(found) == {"broker", "clients", "fencing"}
+    assert "secret" not in outcome.out
+    assert found["broker"].startswith("cannot connect to amqp://guest:***@127.0.0.1:")
+    assert "FSS_BROKER_URL" in found["broker"]
+    assert found["clients"].startswith("no live client serves job 'report' (groups 1, 2) |")
+    assert "fss worker -A" in found["clients"]
+    assert "FSS_FENCE_URL" in found["fencing"].split(" | ")[0]
+    assert "set FSS_FENCE_URL=redis://" in found["fencing"]
+    assert outcome.lines[-1] == "3 problem(s) found."
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+def test_given_a_node_whose_clock_is_ahead_then_doctor_reports_the_skew(
+    healthy: None, engine: Engine, database_url: str, redis_url: str
+) -> None:
+    register_node(engine, "node-fast", now() + timedelta(seconds=30))
+
+    found = problems(run(database_url, redis_url, "doctor"))
+
+    assert list(found) == ["clock"]
+    assert re.match(r"scheduler node node-fast wrote a heartbeat (29|30)\.\d s in the future",
+                    found["clock"]), found["clock"]
+    assert "NTP" in found["clock"]
+
+
+@sqlite_only
+def test_given_an_unmigrated_database_then_doctor_says_to_run_db_upgrade(
+    database_url: str, redis_url: str
+) -> None:
+    create_engine(database_url).dispose()
+    Path(database_url.removeprefix("sqlite:///")).touch()
+
+    found = problems(run(database_url, redis_url, "doctor"))
+
+    assert set(found) == {"schema"}
+    assert "run `fss db upgrade`" in found["schema"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "version", "too_old"),
+    [
+        ("mariadb", "10.5.23-MariaDB-0+deb11u1", True),
+        ("mariadb", "10.6.0-MariaDB", False),
+        ("mariadb", "5.5.5-10.11.6-MariaDB", False),
+        ("mysql", "5.7.44", True),
+        ("mysql", "8.0.36", False),
+        ("postgresql", "9.4.26", True),
+        ("postgresql", "9.5.0", False),
+        ("postgresql", "15.4 (Debian 15.4-1)", False),
+        ("sqlite", "3.24.0", True),
+        ("sqlite", "3.25.0", False),
+    ],
+)
+def test_database_servers_without_skip_locked_are_too_old(
+    kind: str, version: str, too_old: bool
+) -> None:
+    assert (version_problem(kind, version) is not None) == too_old
