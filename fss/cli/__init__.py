@@ -11,12 +11,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fss import __version__
 from fss.cli.bridge import bridge_command
+from fss.cli.completion import completion_command
 from fss.cli.context import CliContext, pass_cli
 from fss.cli.dead_letters import dead_letters_cli
 from fss.cli.dev import dev_command
 from fss.cli.groups import group_cli
+from fss.cli.health import doctor_command, health_command
 from fss.cli.nodes import node_cli
+from fss.cli.preview import next_runs  # noqa: F401  (registers `fss group next`)
 from fss.cli.processes import scheduler_command, worker_command
+from fss.cli.schedules import apply_command  # noqa: F401  (adds apply/diff/export to `group`)
 from fss.cli.tasks import client_cli, task_cli
 from fss.errors import FssError, InvalidField
 from fss.store import migrate
@@ -66,6 +70,9 @@ cli.add_command(scheduler_command)
 cli.add_command(worker_command)
 cli.add_command(dev_command)
 cli.add_command(bridge_command)
+cli.add_command(health_command)
+cli.add_command(doctor_command)
+cli.add_command(completion_command)
 
 
 DEBUG_ENV = "FSS_DEBUG"
@@ -75,10 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: every error becomes one line on stderr and a non-zero exit.
 
     2 for bad input, 1 for anything else; FSS_DEBUG=1 shows the traceback of an error
-    fss did not expect.
+    fss did not expect. A command group given no subcommand prints its help and exits 0.
     """
     try:
         cli.main(args=argv, prog_name="fss", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # `fss` (or `fss group`) alone asks for the help: print it, this is no error.
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else cli.get_help(click.Context(cli)))
+        sys.exit(0)
     except click.exceptions.Abort:
         fail("aborted", 1)
     except click.ClickException as exc:
