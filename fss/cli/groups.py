@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -33,7 +34,7 @@ MAX_DATA_FILE_BYTES = 16 * MAX_DATA_BYTES
 def read_data_option(value: str) -> dict[str, Any]:
     """--data: the JSON itself, `@path` for the content of a file, `-` for stdin."""
     if value == "-":
-        return parse_data_from("stdin", click.get_binary_stream("stdin"))
+        return parse_data_from("stdin", sys.stdin.buffer)
     if value.startswith("@"):
         path = value[1:]
         if not path:

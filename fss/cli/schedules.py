@@ -129,7 +129,7 @@ def read_group_file(path: str, consequence: str = "") -> list[GroupEntry]:
 
 def read_text(path: str) -> str:
     try:
-        raw = click.get_binary_stream("stdin").read() if path == STDIN else Path(path).read_bytes()
+        raw = sys.stdin.buffer.read() if path == STDIN else Path(path).read_bytes()
     except OSError as exc:
         raise InvalidField("file", f"cannot read {path!r} ({exc.strerror or exc})") from None
     try:
