@@ -115,6 +115,10 @@ def schedule_options(function: Any) -> Any:
 @click.option("--job-name", required=True, help="The @job name a worker registers.")
 @schedule_options
 @click.option("--disabled", is_flag=True, help="Create it disabled (no task until enabled).")
+@click.option(
+    "--key",
+    help="Stable key that makes a groups file (`fss group apply`) own this group.",
+)
 @pass_cli
 def add_group(
     cli: CliContext,
@@ -129,6 +133,7 @@ def add_group(
     timeout_s: int | None,
     misfire: str | None,
     disabled: bool,
+    key: str | None,
 ) -> None:
     """Create a task group; prints its id."""
     spec = GroupSpec(
@@ -144,7 +149,7 @@ def add_group(
         timeout_s=timeout_s,
         misfire=misfire or "run-once",
     ).validated()
-    click.echo(store.add_group(cli.engine, spec, cli.clock.now()))
+    click.echo(store.add_group(cli.engine, spec, cli.clock.now(), key=key))
 
 
 @group_cli.command("list")
@@ -208,6 +213,10 @@ def show_group(cli: CliContext, group_id: int, as_json: bool) -> None:
 @click.option("--caption")
 @click.option("--job-name")
 @schedule_options
+@click.option(
+    "--key",
+    help="Give the group a stable key, so a groups file (`fss group apply`) owns it.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_cli
 def edit_group(

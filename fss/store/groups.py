@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from fss.domain.group_file import check_key
 from fss.domain.group_spec import GroupSpec, validate_data
 from fss.domain.schedule import initial_run_at
 from fss.domain.status import TaskStatus
@@ -30,14 +31,18 @@ T = TypeVar("T")
 CHUNK = 500
 
 
-def add_group(engine: Engine, spec: GroupSpec, now: datetime) -> int:
+def add_group(engine: Engine, spec: GroupSpec, now: datetime, key: str | None = None) -> int:
+    """Create a group (with `key`, the group belongs to the groups file that names it)."""
     spec = spec.validated()
+    key = check_key(key) if key is not None else None
     start_at = spec.start_at or now
     with engine.begin() as conn:
+        _require_free_key(conn, key, None)
         group_id = inserted_id(
             conn.execute(
                 task_group.insert().values(
                     **group_columns(spec),
+                    key=key,
                     start_at=start_at,
                     next_at=start_at,
                     activate_at=now,
@@ -94,19 +99,37 @@ def spec_of(group: GroupRow) -> GroupSpec:
 
 
 def edit_group(engine: Engine, group_id: int, changes: dict[str, Any], now: datetime) -> GroupRow:
-    """Apply `changes` (GroupSpec field names); a schedule change reschedules the pending task."""
+    """Apply `changes` (GroupSpec field names, and `key`); a schedule change reschedules the
+    pending task."""
+    changes = dict(changes)
+    key_change = {"key": check_key(changes.pop("key"))} if "key" in changes else {}
     with engine.begin() as conn:
         current = _locked_group(conn, group_id)
         merged = replace(spec_of(current), **_schedule_exclusive(changes)).validated()
+        if key_change:
+            _require_free_key(conn, key_change["key"], group_id)
         conn.execute(
             task_group.update()
             .where(task_group.c.id == group_id)
-            .values(**group_columns(merged), start_at=merged.start_at or current.start_at)
+            .values(
+                **group_columns(merged),
+                **key_change,
+                start_at=merged.start_at or current.start_at,
+            )
         )
         rename_waiting(conn, [(group_id, merged.job_name)])
         if (merged.schedule, merged.start_at) != (current.schedule, current.start_at):
             _reschedule_pending(conn, group_id, now)
         return get_group(conn, group_id)
+
+
+def _require_free_key(conn: Connection, key: str | None, group_id: int | None) -> None:
+    """A key names one group; the unique index would refuse a second one less clearly."""
+    if key is None:
+        return
+    owner = conn.execute(sa.select(task_group.c.id).where(task_group.c.key == key)).scalar()
+    if owner is not None and owner != group_id:
+        raise InvalidField("key", f"{key!r} is already the key of group {owner}")
 
 
 def _schedule_exclusive(changes: dict[str, Any]) -> dict[str, Any]:

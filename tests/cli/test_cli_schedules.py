@@ -256,3 +256,56 @@ def test_help_lists_the_commands() -> None:
     out = CliRunner().invoke(cli, ["group", "--help"]).stdout
     for command in ("apply", "diff", "export"):
         assert f"  {command} " in out
+
+
+def test_a_group_made_by_hand_is_adopted_by_a_file_through_its_key(
+    fss: Fss, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    fss("group", "add", "--caption", "by hand", "--job-name", "j", "--interval-ms", "1000")
+    fss("group", "add", "--caption", "born keyed", "--job-name", "j", "--interval-ms", "500",
+        "--key", "team/b")
+    groups_file = tmp_path / "g.yaml"
+    groups_file.write_text(
+        "groups:\n"
+        "  - {key: team/a, caption: by hand, job_name: j, interval_ms: 2000}\n"
+        "  - {key: team/b, caption: born keyed, job_name: j, interval_ms: 500}\n"
+    )
+
+    fss("group", "edit", "1", "--key", "team/a")
+    preview = run(database_url, "group", "diff", "-f", str(groups_file))
+    applied = fss("group", "apply", "-f", str(groups_file))
+
+    assert (preview.exit_code, preview.stdout) == (
+        1, "~ update team/a\n    interval_ms: 1000 -> 2000\n"
+    )
+    assert applied.stdout.endswith("0 created, 1 updated, 0 deleted, 1 unchanged\n")
+    listed = fss_json(fss, "group", "list")
+    assert [(g["id"], g["key"], g["interval_ms"]) for g in listed] == [
+        (1, "team/a", 2000), (2, "team/b", 500)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["group", "add", "--caption", "x", "--job-name", "j", "--interval-ms", "9",
+          "--key", "team/a"], "error: key: 'team/a' is already the key of group 1"),
+        (["group", "edit", "2", "--key", "team/a"],
+         "error: key: 'team/a' is already the key of group 1"),
+        (["group", "edit", "2", "--key", ""], "error: key: must be 1 to 128"),
+        (["group", "edit", "2", "--key", "a\tb"], "error: key: must be 1 to 128"),
+    ],
+)
+def test_a_key_already_taken_or_malformed_is_one_line_and_writes_nothing(
+    fss: Fss, database_url: str, engine: Engine, args: list[str], message: str
+) -> None:
+    fss("group", "add", "--caption", "a", "--job-name", "j", "--interval-ms", "9",
+        "--key", "team/a")
+    fss("group", "add", "--caption", "b", "--job-name", "j", "--interval-ms", "9")
+    before = rows(engine)
+
+    outcome = run(database_url, *args)
+
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.stderr.startswith(message), outcome.stderr
+    assert rows(engine) == before
