@@ -43,6 +43,42 @@ def python_level_to_fss(level: int) -> int:
     return 5
 
 
+# A run's logger is named under this one; its records also reach the process's console.
+JOB_LOGGER = "fss.jobs"
+TRUNCATED = "\n[... truncated]"
+
+# (fss level, formatted text at most MAX_LOG_CONTENT long, the record's creation time)
+LogSink = Callable[[int, str, float], None]
+
+
+class RunLogHandler(logging.Handler):
+    """Hands every record of a run's logger to `sink` as an fss run-log line."""
+
+    def __init__(self, sink: LogSink) -> None:
+        super().__init__(logging.DEBUG)
+        self._sink = sink
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            content = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        if len(content) > MAX_LOG_CONTENT:
+            content = content[: MAX_LOG_CONTENT - 20] + TRUNCATED
+        self._sink(python_level_to_fss(record.levelno), content, record.created)
+
+
+def run_logger(job_name: str, sink: LogSink) -> logging.Logger:
+    """A run's logger: standalone (not in logging's registry, so runs do not pile up there),
+    its records become run logs through `sink` and still reach the console via the parent."""
+    logger = logging.Logger(f"{JOB_LOGGER}.{job_name}", logging.DEBUG)
+    logger.parent = logging.getLogger(JOB_LOGGER)
+    logger.addHandler(RunLogHandler(sink))
+    return logger
+
+
 def _event_id() -> str:
     return uuid.uuid4().hex
 

@@ -44,12 +44,11 @@ from fss.bridge.proto.fss.v1 import fss_pb2, fss_pb2_grpc
 from fss.domain.clock import Clock, SystemClock, as_utc
 from fss.domain.group_spec import validate_data
 from fss.errors import FssError, InvalidField
-from fss.events import MAX_ERROR_TEXT, MAX_LOG_CONTENT, python_level_to_fss
+from fss.events import MAX_ERROR_TEXT, run_logger
 from fss.hostinfo import local_ip
 
 log = logging.getLogger(__name__)
 
-JOB_LOGGER = "fss.jobs"
 MIN_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 5.0
 # Until the bridge says otherwise (registered.heartbeat_interval_ms).
@@ -100,23 +99,6 @@ def unix_ms(moment: datetime) -> int:
 
 def from_unix_ms(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
-
-
-class _RunLogHandler(logging.Handler):
-    """Turns the records of a run's logger into `Log` messages with fss levels."""
-
-    def __init__(self, context: BridgeJobContext) -> None:
-        super().__init__(logging.DEBUG)
-        self._context = context
-        self.setFormatter(logging.Formatter("%(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            content = self.format(record)
-        except Exception:
-            self.handleError(record)
-            return
-        self._context._send_log(python_level_to_fss(record.levelno), content, record.created)
 
 
 class BridgeJobContext:
@@ -201,8 +183,6 @@ class BridgeJobContext:
         self._cancelled.set()
 
     def _send_log(self, level: int, content: str, created: float) -> None:
-        if len(content) > MAX_LOG_CONTENT:
-            content = content[: MAX_LOG_CONTENT - 20] + "\n[... truncated]"
         self._send(
             fss_pb2.ClientMessage(
                 log=fss_pb2.Log(
@@ -217,12 +197,7 @@ class BridgeJobContext:
         )
 
     def _make_logger(self) -> logging.Logger:
-        # Standalone (not in logging's registry, so runs do not pile up there); its records
-        # become run logs and still reach the program's console through the parent.
-        logger = logging.Logger(f"{JOB_LOGGER}.{self.job_name}", logging.DEBUG)
-        logger.parent = logging.getLogger(JOB_LOGGER)
-        logger.addHandler(_RunLogHandler(self))
-        return logger
+        return run_logger(self.job_name, self._send_log)
 
     def __repr__(self) -> str:
         return (

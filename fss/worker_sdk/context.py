@@ -9,43 +9,7 @@ from typing import Any
 
 from fss.domain.clock import Clock, as_utc
 from fss.errors import InvalidField
-from fss.events import (
-    MAX_LOG_CONTENT,
-    Event,
-    TaskLogged,
-    TaskProgressed,
-    python_level_to_fss,
-)
-
-JOB_LOGGER = "fss.jobs"
-
-
-class RunLogHandler(logging.Handler):
-    def __init__(self, context: JobContext) -> None:
-        super().__init__(logging.DEBUG)
-        self._context = context
-        self.setFormatter(logging.Formatter("%(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            content = self.format(record)
-        except Exception:
-            self.handleError(record)
-            return
-        if len(content) > MAX_LOG_CONTENT:
-            content = content[: MAX_LOG_CONTENT - 20] + "\n[... truncated]"
-        ctx = self._context
-        ctx._emit(
-            TaskLogged(
-                task_id=ctx.task_id,
-                attempt=ctx.attempt,
-                client_id=ctx.client_id,
-                group_id=ctx.group_id,
-                level=python_level_to_fss(record.levelno),
-                content=content,
-                at=ctx._clock.now(),
-            )
-        )
+from fss.events import Event, TaskLogged, TaskProgressed, run_logger
 
 
 def _aware(when: datetime) -> datetime:
@@ -112,12 +76,20 @@ class JobContext:
             raise TypeError("set_next_at takes a datetime or a timedelta")
 
     def _make_logger(self) -> logging.Logger:
-        # A standalone logger (not in logging's registry, so runs do not accumulate there)
-        # whose records become run logs and still reach the worker's console via the parent.
-        logger = logging.Logger(f"{JOB_LOGGER}.{self.job_name}", logging.DEBUG)
-        logger.parent = logging.getLogger(JOB_LOGGER)
-        logger.addHandler(RunLogHandler(self))
-        return logger
+        return run_logger(self.job_name, self._log_line)
+
+    def _log_line(self, level: int, content: str, _created: float) -> None:
+        self._emit(
+            TaskLogged(
+                task_id=self.task_id,
+                attempt=self.attempt,
+                client_id=self.client_id,
+                group_id=self.group_id,
+                level=level,
+                content=content,
+                at=self._clock.now(),
+            )
+        )
 
     def __repr__(self) -> str:
         return f"<JobContext task={self.task_id} attempt={self.attempt} job={self.job_name!r}>"
