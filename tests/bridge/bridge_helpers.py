@@ -40,7 +40,11 @@ class RawClient:
         self._beat_every_s = beat_every_s
         self._closed = threading.Event()
         stub = fss_pb2_grpc.BridgeStub(channel)
-        self.call = stub.Connect(self._outgoing(), metadata=list(metadata))
+        # wait_for_ready: on a loaded machine the channel's first connect can lag the call;
+        # without it the call fails fast (UNAVAILABLE) and the test sees no message at all.
+        self.call = stub.Connect(
+            self._outgoing(), metadata=list(metadata), wait_for_ready=True
+        )
         self.ended = threading.Event()
         if read:
             threading.Thread(target=self._read, daemon=True).start()
@@ -56,9 +60,14 @@ class RawClient:
             language=language, concurrency=concurrency,
         ))
 
-    def next(self, kind: str, timeout: float = 5.0) -> fss_pb2.ServerMessage:
+    def next(self, kind: str, timeout: float = 10.0) -> fss_pb2.ServerMessage:
         """The next received message, which must be of `kind`."""
-        message = self.received.get(timeout=timeout)
+        try:
+            message = self.received.get(timeout=timeout)
+        except queue.Empty:
+            ended = self.ended.is_set()
+            state = f"{self.call.code()}: {self.call.details()}" if ended else "still open"
+            raise AssertionError(f"no {kind!r} message within {timeout} s; call {state}") from None
         assert message.WhichOneof("kind") == kind, message
         return message
 

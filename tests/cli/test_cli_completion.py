@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -54,16 +55,21 @@ def test_the_completion_request_of_fss_gr_answers_group() -> None:
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
-def test_bash_sourcing_the_script_completes_fss_gr_to_group(tmp_path: object) -> None:
+def test_bash_sourcing_the_script_completes_fss_gr_to_group(tmp_path: Path) -> None:
     script = subprocess.run([*FSS, "completion", "bash"], capture_output=True, text=True,
                             timeout=60, check=True).stdout
-    # The script calls `fss`; make that name run this interpreter's fss.
-    program = f"fss() {{ {' '.join(FSS[:2])} '{FSS[2]}' \"$@\"; }}\nexport -f fss\n"
-    probe = program + script + (
+    # The script runs `env ... fss` (click 8.2+), so `fss` must be a program on PATH, not a
+    # shell function: one that runs this interpreter's fss.
+    program = tmp_path / "fss"
+    program.write_text(f"#!/bin/sh\nexec '{FSS[0]}' -c '{FSS[2]}' \"$@\"\n")
+    program.chmod(0o755)
+    probe = script + (
         '\nCOMP_WORDS=(fss gr); COMP_CWORD=1; _fss_completion fss; echo "${COMPREPLY[@]}"\n'
     )
+    env = dict(os.environ, PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
 
-    out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=60,
+                         env=env)
 
     assert out.stdout.strip() == "group", out.stderr
 
