@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from kombu import Connection
+from kombu.connection import Connection
 
 from fss.outage import is_connection_error
 
