@@ -60,6 +60,7 @@ REDIS_RESERVATION_TTL_S = 3600
 PLAIN_QUEUE = "bench.plain"
 STAMPS_KEY = "bench:stamps"
 NOOP_JOB = "bench-noop"
+AGAIN_JOB = "bench-again"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -71,6 +72,12 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 @job(NOOP_JOB)
 def bench_noop(ctx: JobContext) -> None:
     """The fss job of every benchmark: does nothing (returns None = Success)."""
+
+
+@job(AGAIN_JOB)
+def bench_again(ctx: JobContext) -> None:
+    """Does nothing and asks to run again at once: its group's rate is 1 / cycle."""
+    ctx.set_next_at(timedelta(0))
 
 
 def _plain_app() -> Any:
@@ -687,7 +694,8 @@ BULK_ABOVE = 1000
 
 
 def add_groups(
-    database_url: str, first_at: Sequence[datetime], interval_ms: int, bulk: bool | None = None
+    database_url: str, first_at: Sequence[datetime], interval_ms: int, bulk: bool | None = None,
+    job_name: str = NOOP_JOB,
 ) -> None:
     """One enabled interval group per first_at (its first planned run), job bench-noop.
 
@@ -704,7 +712,7 @@ def add_groups(
     try:
         if not bulk and len(first_at) <= BULK_ABOVE:
             for i, at in enumerate(first_at):
-                spec = GroupSpec(caption=f"bench {i}", job_name=NOOP_JOB,
+                spec = GroupSpec(caption=f"bench {i}", job_name=job_name,
                                  interval_ms=interval_ms, start_at=at)
                 add_group(engine, spec, now)
             return

@@ -1,6 +1,12 @@
 """Executions per second: fss vs plain Celery vs Celery beat, one worker, same pool.
 
     python3 -m bench.throughput [--groups 200] [--interval-ms 100] [--window 30]
+    python3 -m bench.throughput --again --groups 50 --systems fss,celery
+
+* --again: G groups whose job (bench-again) asks to run again at once, so each group runs
+  back to back and the rate is G / cycle (finished -> recorded -> next task dispatched ->
+  started -> finished); counted from the groups' run_count over the window (retention may
+  prune task rows meanwhile). The stages of the cycle are printed from the task rows.
 
 * fss: G interval groups (job bench-noop, phases spread over the interval: G/I runs due per
   second), one `fss scheduler`, one `fss worker`. Counted: tasks that reached Success with
@@ -19,13 +25,18 @@ processes connected to the benchmark database (work fss puts on the database).
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
 from bench.common import (
+    AGAIN_JOB,
     PLAIN_QUEUE,
     Bench,
     CpuMeter,
@@ -65,6 +76,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pool", default="prefork", choices=["prefork", "threads"])
     parser.add_argument("--systems", default="fss,celery,beat",
                         help="comma list of fss, celery, beat [all]")
+    parser.add_argument("--again", action="store_true",
+                        help="self-rescheduling groups (job bench-again): measures the cycle")
     parser.add_argument("--profile", type=Path,
                         help="py-spy the fss scheduler over the window, raw output to this file")
     return parser.parse_args(argv)
@@ -77,6 +90,8 @@ def p50_p99(values: list[float]) -> str:
 
 
 def run_fss(args: argparse.Namespace) -> Row:
+    if args.again:
+        return run_fss_again(args)
     interval_s = args.interval_ms / 1000
     with bench("throughput-fss") as run:
         run.fss_upgrade()
@@ -130,6 +145,87 @@ def run_fss(args: argparse.Namespace) -> Row:
         f"{len(done) / args.window:.0f}", f"{len(sent) / args.window:.0f}", p50_p99(late),
         f"{cpu[0]:.0f}", f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", f"{cpu[2]:.0f}", loadavg,
     ]
+
+
+def run_fss_again(args: argparse.Namespace) -> Row:
+    with bench("throughput-fss-again") as run:
+        run.fss_upgrade()
+        scheduler = run.fss_scheduler()
+        worker = run.fss_worker("bench-w1", args.concurrency, args.pool)
+        run.wait_clients(1)
+        first = math.ceil(time.time()) + 3
+        start = datetime.fromtimestamp(first, timezone.utc)
+        # The interval is only the fallback: the job's "again at once" wins.
+        add_groups(run.database_url, [start] * args.groups, 60_000, job_name=AGAIN_JOB)
+        window_start = first + args.warmup
+        window_end = window_start + args.window
+        sleep_until(window_start)
+        runs_before = _run_count(run.database_url)
+        spy = start_profile(scheduler, args.window, args.profile) if args.profile else None
+        meters = [CpuMeter([scheduler]).start(), CpuMeter(tree(worker)).start(),
+                  CpuMeter(backend_pids(run.database_url)).start()]
+        rss = RssSampler(scheduler).start()
+        sleep_until(window_end)
+        runs_after = _run_count(run.database_url)
+        cpu = [m.stop() for m in meters]
+        rss.stop()
+        loadavg = load()
+        if spy is not None:
+            spy.wait(timeout=60)
+        run.check_alive()
+        cycles = _cycles(run.database_url, window_start, window_end)
+    print("  fss cycle of a group, runs started in the window (ms):")
+    print(table(["  stage", "p50", "p95", "p99", "max"],
+                [[f"  {k}", *summary_ms(v)] for k, v in cycles.items() if v]), flush=True)
+    if args.profile:
+        summary = profile_summary(args.profile)
+        print(f"\nprofile of the fss scheduler ({args.profile}):\n{summary}\n")
+    rate = (runs_after - runs_before) / args.window
+    return [
+        f"fss ({args.groups} groups, job runs again at once)", "-", f"{rate:.0f}", "-", "-",
+        f"{cpu[0]:.0f}", f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", f"{cpu[2]:.0f}", loadavg,
+    ]
+
+
+def _run_count(database_url: str) -> int:
+    engine = sa.create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT sum(run_count) FROM task_group").scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def _cycles(database_url: str, start: float, end: float) -> dict[str, list[float]]:
+    """Each run's stages, with the previous run of its group: previous finish (worker clock)
+    -> recorded (its reported_at) -> this one dispatched -> started -> finished."""
+    engine = sa.create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT task_group_id, dispatched_at, run_at, finish_at, reported_at FROM task "
+                "WHERE status = 4 ORDER BY task_group_id, id"
+            ).all()
+    finally:
+        engine.dispose()
+    stages: dict[str, list[float]] = {
+        "previous finish -> recorded": [], "recorded -> dispatched": [],
+        "dispatched -> job start": [], "job start -> finish": [], "whole cycle": [],
+    }
+    for prev, cur in itertools.pairwise(rows):
+        if prev[0] != cur[0] or cur[2] is None or not start <= cur[2].timestamp() < end:
+            continue
+        parts = [
+            ("previous finish -> recorded", seconds(prev[4], prev[3])),
+            ("recorded -> dispatched", seconds(cur[1], prev[4])),
+            ("dispatched -> job start", seconds(cur[2], cur[1])),
+            ("job start -> finish", seconds(cur[3], cur[2])),
+            ("whole cycle", seconds(cur[3], prev[3])),
+        ]
+        for name, value in parts:
+            if value is not None:
+                stages[name].append(value)
+    return stages
 
 
 def run_celery(args: argparse.Namespace) -> Row:
@@ -208,7 +304,9 @@ def _window_stamps(run: Bench, start: float, end: float) -> list[tuple[float, fl
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     print_header("bench.throughput: executions per second", ["bench.throughput", *sys.argv[1:]])
-    print(f"G={args.groups} schedules every {args.interval_ms} ms (phases spread), warmup "
+    what = ("job runs again at once" if args.again
+            else f"every {args.interval_ms} ms (phases spread)")
+    print(f"G={args.groups} schedules, {what}, warmup "
           f"{args.warmup:g} s, window {args.window:g} s; one worker -P {args.pool} "
           f"-c {args.concurrency}; broker Redis\n", flush=True)
     rows: list[Row] = []

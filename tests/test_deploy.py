@@ -263,6 +263,7 @@ def test_the_commands_in_the_dockerfile_comments_exist() -> None:
         ("fss", "scheduler"),
         ("fss", "worker"),
         ("fss", "bridge"),
+        ("fss", "web"),
     }
 
 
@@ -394,7 +395,7 @@ def test_compose_keeps_its_services_and_builds_one_image_for_every_fss_role() ->
 
     assert set(services) == {
         "postgres", "redis", "migrate", "scheduler-1", "scheduler-2",
-        "worker-1", "worker-2", "bridge",
+        "worker-1", "worker-2", "bridge", "web",
     }  # fmt: skip
     assert set(fss) == set(services) - {"postgres", "redis"}
     assert len({service["image"] for service in fss.values()}) == 1
@@ -416,6 +417,7 @@ def test_compose_runs_only_fss_commands_that_exist() -> None:
         "worker-1": ("fss", "worker"),
         "worker-2": ("fss", "worker"),
         "bridge": ("fss", "bridge"),
+        "web": ("fss", "web"),
     }
 
 
@@ -523,6 +525,7 @@ def test_the_manifests_parse_and_are_namespace_agnostic() -> None:
 
     assert {
         "secret.yaml", "migrate-job.yaml", "scheduler.yaml", "worker.yaml", "bridge.yaml",
+        "web.yaml",
     } <= files  # fmt: skip
     for name, doc in documents:
         assert doc.get("apiVersion") and doc.get("kind"), name
@@ -546,6 +549,7 @@ def test_the_manifests_run_every_role_from_the_image() -> None:
         ("fss", "bridge"),
         ("fss", "db", "upgrade"),
         ("fss", "scheduler"),
+        ("fss", "web"),
         ("fss", "worker"),
     ]
     assert [w["spec"]["replicas"] for w in schedulers] == [2]
@@ -710,3 +714,23 @@ def test_the_scheduler_probe_passes_only_for_its_own_fresh_healthy_node(
     assert probe_runner("stale") != 0
     assert probe_runner("stuck") != 0
     assert probe_runner("unknown") != 0
+
+
+def test_the_web_ui_runs_two_replicas_probed_on_healthz_and_readyz_with_users_from_the_secret(
+) -> None:
+    [web] = [d for d in k8s_objects("Deployment") if d["metadata"]["name"] == "fss-web"]
+    [container] = pod_spec(web)["containers"]
+    argv = container_argv(container)
+    port = int(argv[argv.index("--port") + 1])
+    env = {var["name"]: var for var in container["env"]}
+    [service] = [s for s in k8s_objects("Service") if s["metadata"]["name"] == "fss-web"]
+
+    assert web["spec"]["replicas"] == 2
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert "--no-auth" not in argv
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": port}
+    for name in ("FSS_WEB_USERS", "FSS_WEB_SECRET", "FSS_DATABASE_URL", "FSS_BROKER_URL"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "fss", name
+    assert service["spec"]["ports"][0]["targetPort"] == "http"

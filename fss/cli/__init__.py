@@ -22,6 +22,7 @@ from fss.cli.preview import next_runs  # noqa: F401  (registers `fss group next`
 from fss.cli.processes import scheduler_command, worker_command
 from fss.cli.schedules import apply_command  # noqa: F401  (adds apply/diff/export to `group`)
 from fss.cli.tasks import client_cli, task_cli
+from fss.cli.web import web_command
 from fss.errors import FssError, InvalidField
 from fss.store import migrate
 
@@ -73,6 +74,7 @@ cli.add_command(bridge_command)
 cli.add_command(health_command)
 cli.add_command(doctor_command)
 cli.add_command(completion_command)
+cli.add_command(web_command)
 
 
 DEBUG_ENV = "FSS_DEBUG"

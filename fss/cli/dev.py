@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,9 @@ from celery import signals
 
 from fss.cli.context import CliContext
 from fss.cli.processes import setup_logging, start_scheduler
+from fss.cli.web import ServerThread, listen_near
 from fss.config import Settings
-from fss.domain.clock import SystemClock
+from fss.domain.clock import Clock, SystemClock
 from fss.domain.group_spec import GroupSpec
 from fss.domain.status import FINISHED, TaskStatus
 from fss.errors import FssError
@@ -28,6 +31,7 @@ from fss.store.clients import list_clients
 from fss.store.nodes import live_nodes
 from fss.store.recording import record, upsert_client
 from fss.store.rows import NodeRow, TaskRow
+from fss.web import WebSettings, WebUser, create_web_app
 from fss.worker_sdk.runtime import WorkerRuntime
 from fss.worker_sdk.worker import build_worker_app, load_jobs, worker_options
 
@@ -71,8 +75,18 @@ class DatabaseInUse(FssError):
 )
 @click.option("-c", "--concurrency", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--quiet", is_flag=True, help="Do not print a line per finished task.")
-def dev_command(db_path: str, modules: tuple[str, ...], concurrency: int, quiet: bool) -> None:
-    """Everything in one process, nothing to install: try fss in a minute."""
+@click.option("--web-port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port of the web UI on 127.0.0.1 (the next free one if taken).")
+@click.option("--no-web", is_flag=True, help="Do not serve the web UI.")
+def dev_command(
+    db_path: str, modules: tuple[str, ...], concurrency: int, quiet: bool, web_port: int,
+    no_web: bool,
+) -> None:
+    """Everything in one process, nothing to install: try fss in a minute.
+
+    The web UI is served on http://127.0.0.1:8000; without FSS_WEB_USERS a user `admin`
+    with a random password is made, and the banner prints both.
+    """
     setup_logging("WARNING")
     logging.getLogger("fss.jobs").setLevel(logging.INFO)
     # Bad modules are refused before anything is written (the database file included).
@@ -87,7 +101,7 @@ def dev_command(db_path: str, modules: tuple[str, ...], concurrency: int, quiet:
     try:
         migrate.upgrade(cli.engine)
         refuse_if_in_use(cli, db_path)
-        run_dev(cli, db_path, jobs, concurrency, quiet)
+        run_dev(cli, db_path, jobs, concurrency, quiet, None if no_web else web_port)
     finally:
         cli.close()
 
@@ -102,7 +116,8 @@ def refuse_if_in_use(cli: CliContext, db_path: str) -> None:
 
 
 def run_dev(
-    cli: CliContext, db_path: str, jobs: dict[str, Any], concurrency: int, quiet: bool
+    cli: CliContext, db_path: str, jobs: dict[str, Any], concurrency: int, quiet: bool,
+    web_port: int | None = None,
 ) -> None:
     settings = cli.settings
     demo_id = ensure_demo_group(cli)
@@ -113,12 +128,14 @@ def run_dev(
         upsert_client(conn, runtime.heartbeat(), cli.clock.now())
     watcher = FinishedWatcher(cli)  # before the scheduler: what is finished now is history
     service = start_scheduler(cli, settings)
+    web = DevWeb.start(settings, cli.clock, web_port)
     click.echo(
         f"fss dev: database {db_path}, in-process broker\n"
         f"  scheduler  {settings.node_name}\n"
         f"  worker     {runtime.client_id} ({concurrency} threads), "
         f"jobs: {', '.join(sorted(jobs))}\n"
         f"  demo group {demo_id}: {DEMO_GROUP.caption}\n"
+        f"{web.banner}"
         f"Try: FSS_DATABASE_URL={settings.database_url} fss task list\n"
         "Ctrl-C stops."
     )
@@ -135,6 +152,7 @@ def run_dev(
     finally:
         signals.worker_shutting_down.disconnect(dispatch_uid=stopper.uid)
         stop_watch.set()
+        web.stop()
         stopper.finish()
 
 
@@ -202,6 +220,48 @@ class OrderedStop:
                 record(conn, [self._runtime.left()], self._cli.clock.now())
         except Exception as exc:
             log.warning("could not unregister the dev worker (%s)", exc)
+
+
+DEV_WEB_HOST = "127.0.0.1"
+WEB_PORT_TRIES = 20
+
+
+@dataclass
+class DevWeb:
+    """The web UI of `fss dev`, on loopback, with a login a newcomer can use right away."""
+
+    banner: str = ""
+    server: ServerThread | None = None
+
+    @classmethod
+    def start(cls, settings: Settings, clock: Clock, port: int | None) -> DevWeb:
+        if port is None:
+            return cls()
+        listener, note = listen_near(DEV_WEB_HOST, port, WEB_PORT_TRIES)
+        notes = f"  ({note})\n" if note else ""
+        if listener is None:
+            return cls(banner=notes)
+        web, login = dev_web_settings(listener.port)
+        server = ServerThread(create_web_app(settings, web, clock), listener, "WARNING")
+        return cls(f"  web UI     {listener.url}  {login}\n{notes}", server.start())
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+def dev_web_settings(port: int) -> tuple[WebSettings, str]:
+    """FSS_WEB_USERS / FSS_WEB_TOKEN when set; else user `admin` with a random password,
+    printed once in the banner (a new one every start)."""
+    configured = WebSettings.from_env(host=DEV_WEB_HOST, port=port)
+    if configured.auth_configured:
+        return configured, "(log in as a user of FSS_WEB_USERS)"
+    password = secrets.token_urlsafe(9)
+    web = WebSettings(
+        host=DEV_WEB_HOST, port=port, users=(WebUser("admin", password),),
+        secret=secrets.token_urlsafe(32),
+    )
+    return web, f"(log in as admin / {password})"
 
 
 def wait_until(done: Callable[[], bool], timeout_s: float) -> bool:

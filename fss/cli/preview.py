@@ -14,9 +14,9 @@ from fss.cli.context import ID, CliContext, IdCommand, pass_cli
 from fss.cli.groups import group_cli, parse_start_at
 from fss.cli.output import emit_json
 from fss.domain.clock import as_utc
-from fss.domain.cron import load_zone, validate_cron
-from fss.domain.group_spec import validate_interval
-from fss.domain.schedule import Schedule, initial_run_at, upcoming_runs
+from fss.domain.cron import validate_cron
+from fss.domain.preview import first_run, next_fire_times, preview_schedule
+from fss.domain.schedule import Schedule, initial_run_at
 from fss.errors import InvalidField
 from fss.store import groups as store
 from fss.store.rows import GroupRow
@@ -60,8 +60,8 @@ def next_runs(
         schedule, first = _group_preview(cli, group_id, cron, interval_ms, time_zone, since, now)
     else:
         schedule = _ad_hoc_schedule(cron, interval_ms, time_zone)
-        first = initial_run_at(schedule, since or now, since or now)
-    times = [_local(t, schedule.time_zone) for t in upcoming_runs(schedule, first, count)]
+        first = first_run(schedule, since or now)
+    times = next_fire_times(schedule, first, count)
     if as_json:
         emit_json({"schedule": schedule.describe(), "time_zone": schedule.time_zone, "next": times})
         return
@@ -74,13 +74,9 @@ def next_runs(
 def _ad_hoc_schedule(cron: str | None, interval_ms: int | None, time_zone: str | None) -> Schedule:
     if (cron is None) == (interval_ms is None):
         raise InvalidField("schedule", "give a group ID, --cron or --interval-ms (one of them)")
-    if time_zone:
-        load_zone(time_zone)
-    if interval_ms is not None:
-        if time_zone:
-            raise InvalidField("time_zone", "applies to --cron only (an interval ignores zones)")
-        return Schedule(interval_ms=validate_interval(interval_ms))
-    return Schedule(cron=validate_cron(str(cron)), time_zone=time_zone or None)
+    if interval_ms is not None and time_zone:
+        raise InvalidField("time_zone", "applies to --cron only (an interval ignores zones)")
+    return preview_schedule(cron, interval_ms, time_zone)
 
 
 def _group_preview(
@@ -116,7 +112,3 @@ def _warn_if_refused_today(group: GroupRow) -> None:
             "needs a valid cron",
             err=True,
         )
-
-
-def _local(moment: datetime, time_zone: str | None) -> str:
-    return as_utc(moment).astimezone(load_zone(time_zone)).isoformat()

@@ -13,12 +13,12 @@ and the guarded writes make the replay harmless.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from kombu.connection import Connection
@@ -37,12 +37,19 @@ from fss.events import Event, Rejected, TaskFinished, decode_events, reason_of, 
 from fss.outage import LoopErrors
 from fss.scheduler.health import LoopTracker, NodeHealth
 from fss.store.dead_letters import add_dead_letters, new_dead_letter
-from fss.store.recording import RecordStats, record
+from fss.store.recording import ClaimNext, RecordStats, record
+from fss.store.tasks import ClaimedTask
 
 log = logging.getLogger(__name__)
 
 # How long the client consumer waits for a message before looking at its stop flag.
 CLIENT_DRAIN_S = 0.5
+# How long an idle task consumer waits for a message before looking at its stop flag.
+IDLE_DRAIN_S = 0.2
+# With events in hand, a queue that yields nothing for this long counts as drained: write
+# them at once. Batches still form under load, from what arrives while a batch is written
+# (up to recorder_flush_ms or event_batch), but a lone `finished` never waits for a window.
+DRAINED_AFTER_S = 0.001
 # A consumer loop that completes no pass this long (a write held by a database that hangs)
 # marks the node unhealthy.
 RECORDER_STUCK_AFTER_S = 30.0
@@ -83,10 +90,14 @@ class Recorder:
         on_finished: Callable[[], None] | None = None,
         before_task_write: Callable[[], None] | None = None,
         health: NodeHealth | None = None,
+        on_claimed: Callable[[list[ClaimedTask]], None] | None = None,
     ) -> None:
         """`before_task_write` runs before each write of task events (a seam for tests that
         hold the task path back; it must not delay client events). `health` hears how both
-        consumer loops fare, for the node's `unhealthy_reason`."""
+        consumer loops fare, for the node's `unhealthy_reason`. With `on_claimed`, a
+        finished run's next task due within the look-ahead is created claimed by this node
+        (settings.node_name) and handed to `on_claimed` once committed: the scheduler fires
+        it from its wheel without a claim round trip."""
         health = health or NodeHealth()
         self._totals = _Totals()
         common: dict[str, Any] = {
@@ -100,8 +111,10 @@ class Recorder:
         self._tasks = QueueRecorder(
             queue=events_queue(),
             flush_s=flush_s,
-            drain_s=flush_s,
+            drain_s=IDLE_DRAIN_S,
+            drained_after_s=DRAINED_AFTER_S,
             before_write=before_task_write or (lambda: None),
+            on_claimed=on_claimed,
             health=health.tracker("recorder (task events)", RECORDER_STUCK_AFTER_S),
             **common,
         )
@@ -152,7 +165,11 @@ class QueueRecorder:
         on_finished: Callable[[], None],
         health: LoopTracker,
         before_write: Callable[[], None] = lambda: None,
+        drained_after_s: float | None = None,
+        on_claimed: Callable[[list[ClaimedTask]], None] | None = None,
     ) -> None:
+        """`drained_after_s`: with events in hand, wait this long for more and write them
+        when none comes (None: wait for the flush window, `flush_s`)."""
         self._engine = engine
         self._health = health
         self._settings = settings
@@ -163,6 +180,8 @@ class QueueRecorder:
         self._totals = totals
         self._on_finished = on_finished
         self._before_write = before_write
+        self._drained_after_s = drained_after_s
+        self._on_claimed = on_claimed
         self._pending: list[_Pending] = []
         self._first_pending_at = 0.0
         # True while a batch waits for the database to come back.
@@ -201,14 +220,22 @@ class QueueRecorder:
                 accept=["json"],
             ):
                 while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        conn.drain_events(timeout=self._drain_s)
-                    if self._pending and self._should_flush():
+                    drained = self._drain(conn)
+                    if self._pending and (drained or self._should_flush()):
                         self._write_pending(stop)
                     if not self.holding:
                         self._health.progressed()
                 if self._pending:
                     self._write_pending(stop)
+
+    def _drain(self, conn: Connection) -> bool:
+        """Wait for the next message; True if the queue looks drained with events in hand."""
+        waiting = self._pending and self._drained_after_s is not None
+        try:
+            conn.drain_events(timeout=self._drained_after_s if waiting else self._drain_s)
+        except TimeoutError:
+            return bool(waiting)
+        return False
 
     # Receiving: every message is kept, its bad events beside its good ones.
 
@@ -336,11 +363,20 @@ class QueueRecorder:
 
     def _transaction(self, events: list[Event], rejected: list[Rejected]) -> None:
         letters = [new_dead_letter(r.reason, r.raw) for r in rejected]
+        claim_next: ClaimNext | None = None
         with self._engine.begin() as conn:
             now = self._clock.now()
-            stats = record(conn, events, now) if events else RecordStats()
+            if self._on_claimed is not None:
+                claim_next = ClaimNext(
+                    self._settings.node_name,
+                    lease_until=now + timedelta(seconds=self._settings.lease_s),
+                    horizon=now + timedelta(seconds=self._settings.lookahead_s),
+                )
+            stats = record(conn, events, now, claim_next) if events else RecordStats()
             add_dead_letters(conn, self._queue.name, letters, now)
         self._totals.add(stats, len(letters))
+        if claim_next is not None and claim_next.claimed and self._on_claimed is not None:
+            self._on_claimed(claim_next.claimed)  # committed: they are this node's claims
         if any(isinstance(e, TaskFinished) for e in events):
             self._on_finished()
 

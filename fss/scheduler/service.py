@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -58,8 +59,10 @@ class SchedulerService:
             "claim loop", max(STUCK_AFTER_S, 3 * settings.lease_s)
         )
         self.dispatcher = Dispatcher(engine, app, fence, settings, clock)
+        # Next tasks due soon come from the recorder already claimed (hand_over), so a
+        # finished run does not cost a claim round trip before its successor fires.
         self.recorder = Recorder(
-            engine, settings, clock, on_finished=self.wake, health=self.health
+            engine, settings, clock, health=self.health, on_claimed=self.hand_over
         )
         self.supervisor = Supervisor(
             engine,
@@ -77,7 +80,10 @@ class SchedulerService:
         self._renewals = Every(settings.lease_s / 3)
         self._claim_errors = LoopErrors(log, "scheduler loop", "database")
         self._beat_errors = LoopErrors(log, "node heartbeat", "database")
+        # Set to end the loop's wait early; _claim_now says a claim is wanted too.
         self._woken = threading.Event()
+        self._claim_now = False
+        self._handed: deque[ClaimedTask] = deque()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -93,8 +99,10 @@ class SchedulerService:
                 now + timedelta(seconds=self.settings.lease_s),
             )
             self._renewals.done(now)
-        if self._woken.is_set() or self._claims.due(now):
-            self._woken.clear()
+        self._woken.clear()
+        self._take_handed()
+        if self._claim_now or self._claims.due(now):
+            self._claim_now = False
             self._claim(now)
             self._claims.done(now)
         self._fire_due()
@@ -151,8 +159,19 @@ class SchedulerService:
         return max(MIN_SLEEP_S, wait)
 
     def wake(self) -> None:
-        """Claim at once (the recorder just created next tasks)."""
+        """Claim at once, without waiting for the next poll."""
+        self._claim_now = True
         self._woken.set()
+
+    def hand_over(self, claimed: list[ClaimedTask]) -> None:
+        """Tasks this node claimed elsewhere (the recorder, with the run before them): the
+        loop puts them on its wheel at once. Called from other threads."""
+        self._handed.extend(claimed)
+        self._woken.set()
+
+    def _take_handed(self) -> None:
+        while self._handed:
+            self.wheel.add(self._handed.popleft())
 
     # Threads for a real process.
 

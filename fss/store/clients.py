@@ -10,8 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from fss.errors import FssError
 from fss.store.rows import ClientRow
-from fss.store.tables import client, server_node, task_group
+from fss.store.tables import UTCDateTime, client, server_node, task_group
 
 
 def list_clients(conn: Connection) -> list[ClientRow]:
@@ -70,3 +71,46 @@ def jobs_of_enabled_groups(conn: Connection) -> dict[str, list[int]]:
     for job_name, group_id in rows:
         jobs.setdefault(job_name, []).append(group_id)
     return jobs
+
+
+MAX_KICK_REASON = 128
+
+
+def kick_client(engine: Engine, client_id: str, by: str, now: datetime) -> ClientRow:
+    """An operator's kick: nothing more is dispatched to the client (its running tasks go on)
+    until an operator admits it again or its worker process restarts."""
+    reason = f"operator: {by}"[:MAX_KICK_REASON]
+    with engine.begin() as conn:
+        conn.execute(
+            client.update()
+            .where(client.c.id == client_id)
+            .values(
+                kicked_at=sa.func.coalesce(client.c.kicked_at, sa.literal(now, UTCDateTime())),
+                kick_reason=reason,
+            )
+        )
+        return get_client(conn, client_id)
+
+
+def admit_client(engine: Engine, client_id: str) -> ClientRow:
+    """Lift a kick (an operator's or the supervisor's): the client takes runs again."""
+    with engine.begin() as conn:
+        conn.execute(
+            client.update()
+            .where(client.c.id == client_id)
+            .values(kicked_at=None, kick_reason=None, hung_count=0)
+        )
+        return get_client(conn, client_id)
+
+
+def get_client(conn: Connection, client_id: str) -> ClientRow:
+    row = conn.execute(sa.select(client).where(client.c.id == client_id)).first()
+    if row is None:
+        raise ClientNotFound(client_id)
+    return ClientRow.from_row(row)
+
+
+class ClientNotFound(FssError, LookupError):
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        super().__init__(f"client {client_id!r} is not registered")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,12 +30,26 @@ from fss.events import (
     TaskStarted,
 )
 from fss.store.tables import client, insert_waiting_task, run_log, task, task_group
+from fss.store.tasks import ClaimedTask
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 8000
 # Longest run duration the scheduling arithmetic believes (a year).
 MAX_RUN_MS = 366 * 24 * 3600 * 1000
+
+
+@dataclass
+class ClaimNext:
+    """Create the next tasks due before `horizon` already claimed by `node` until
+    `lease_until` (one transaction with the finish, no claim round trip). After the commit,
+    `claimed` holds them, for the node's timing wheel; a node that dies before firing them
+    loses them to its peers when the lease ends, as with any claim."""
+
+    node: str
+    lease_until: datetime
+    horizon: datetime
+    claimed: list[ClaimedTask] = field(default_factory=list)
 
 
 @dataclass
@@ -48,8 +62,11 @@ class RecordStats:
     heartbeats: int = 0
 
 
-def record(conn: Connection, events: Sequence[Event], now: datetime) -> RecordStats:
-    """Apply a batch in the caller's transaction, in lifecycle order."""
+def record(
+    conn: Connection, events: Sequence[Event], now: datetime, claim_next: ClaimNext | None = None
+) -> RecordStats:
+    """Apply a batch in the caller's transaction, in lifecycle order. With `claim_next`, the
+    next tasks due soon are created claimed by that node (see ClaimNext)."""
     stats = RecordStats()
     by_kind: dict[type[Event], list[Any]] = {}
     for event in events:
@@ -59,7 +76,7 @@ def record(conn: Connection, events: Sequence[Event], now: datetime) -> RecordSt
     stats.started = _started(conn, by_kind.get(TaskStarted, []), now)
     stats.progressed = _progressed(conn, by_kind.get(TaskProgressed, []), now)
     stats.logged = _logged(conn, by_kind.get(TaskLogged, []), now)
-    stats.finished = finish_tasks(conn, by_kind.get(TaskFinished, []), now)
+    stats.finished = finish_tasks(conn, by_kind.get(TaskFinished, []), now, claim_next)
     total = len(events) - len(client_events)
     stats.ignored = total - stats.started - stats.progressed - stats.logged - stats.finished
     return stats
@@ -187,7 +204,12 @@ _ALIVE_STATEMENT = (
 )
 
 
-def finish_tasks(conn: Connection, events: list[TaskFinished], now: datetime) -> int:
+def finish_tasks(
+    conn: Connection,
+    events: list[TaskFinished],
+    now: datetime,
+    claim_next: ClaimNext | None = None,
+) -> int:
     """Close the tasks, update their groups' stats and data, and create their next tasks.
 
     One guarded UPDATE per event (its row count says whether this event finished the task;
@@ -211,7 +233,7 @@ def finish_tasks(conn: Connection, events: list[TaskFinished], now: datetime) ->
             ).where(task.c.id.in_([e.task_id for e in won_events]))
         )
     }
-    _schedule_after(conn, [(e, runs[e.task_id]) for e in won_events], now)
+    _schedule_after(conn, [(e, runs[e.task_id]) for e in won_events], now, claim_next)
     return len(won_events)
 
 
@@ -264,13 +286,18 @@ class _GroupOutcome:
     data: str | None = None
 
 
-def _schedule_after(conn: Connection, won: list[tuple[TaskFinished, Any]], now: datetime) -> None:
+def _schedule_after(
+    conn: Connection,
+    won: list[tuple[TaskFinished, Any]],
+    now: datetime,
+    claim_next: ClaimNext | None,
+) -> None:
     groups = _lock_groups(conn, {row.task_group_id for _, row in won})
     outcomes = _outcomes(won, groups, now)
     if not outcomes:
         return
-    enabled = [gid for gid in outcomes if groups[gid].is_enable]
-    next_ids = _insert_next_tasks(conn, {gid: groups[gid] for gid in enabled}, outcomes, now)
+    enabled = {gid: groups[gid] for gid in outcomes if groups[gid].is_enable}
+    next_ids = _insert_next_tasks(conn, enabled, outcomes, now, claim_next)
     conn.execute(
         _GROUP_STATEMENT,
         [
@@ -299,6 +326,8 @@ def _lock_groups(conn: Connection, group_ids: set[int]) -> dict[int, Any]:
                 task_group.c.cron,
                 task_group.c.time_zone,
                 task_group.c.job_name,
+                task_group.c.data,
+                task_group.c.misfire,
             )
             .where(task_group.c.id.in_(sorted(group_ids)))
             .order_by(task_group.c.id)  # one lock order for every recorder: no deadlocks
@@ -368,11 +397,21 @@ def _shifted(moment: datetime, delta: timedelta) -> datetime:
 
 
 def _insert_next_tasks(
-    conn: Connection, groups: dict[int, Any], outcomes: dict[int, _GroupOutcome], now: datetime
+    conn: Connection,
+    groups: dict[int, Any],
+    outcomes: dict[int, _GroupOutcome],
+    now: datetime,
+    claim_next: ClaimNext | None = None,
 ) -> dict[int, int]:
     """The next task of each enabled group: {group id: task id}."""
     if not groups:
         return {}
+    claimed = {
+        gid
+        for gid in groups
+        if claim_next is not None and outcomes[gid].next_run.at <= claim_next.horizon
+    }
+    lease_until = claim_next.lease_until if claim_next is not None else None
     conn.execute(
         task.insert(),
         [
@@ -384,16 +423,37 @@ def _insert_next_tasks(
                 "open_group_id": gid,
                 "create_at": now,
                 "catch_up": outcomes[gid].next_run.catch_up,
+                "claimed_by": claim_next.node if gid in claimed and claim_next else None,
+                "claimed_until": lease_until if gid in claimed else None,
             }
             for gid, group in groups.items()
         ],
     )
-    return {
+    next_ids = {
         r.open_group_id: r.id
         for r in conn.execute(
             sa.select(task.c.id, task.c.open_group_id).where(task.c.open_group_id.in_(groups))
         )
     }
+    if claim_next is not None:
+        claim_next.claimed.extend(
+            _claimed_task(next_ids[gid], groups[gid], outcomes[gid]) for gid in sorted(claimed)
+        )
+    return next_ids
+
+
+def _claimed_task(task_id: int, group: Any, outcome: _GroupOutcome) -> ClaimedTask:
+    """What claim_due would have read for this new task (the group's data as updated now)."""
+    return ClaimedTask(
+        task_id,
+        group.id,
+        group.job_name,
+        outcome.next_run.at,
+        0,
+        outcome.data if outcome.data is not None else group.data,
+        Schedule(group.interval_ms, group.cron, group.time_zone),
+        group.misfire,
+    )
 
 
 _INC = sa.bindparam("b_inc", type_=sa.BigInteger())
@@ -517,14 +577,19 @@ def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> Non
         "accepting": beat.accepting,
     }
     restarted = sa.and_(client.c.incarnation.is_not(None), client.c.incarnation != beat.incarnation)
-    # A kicked client is healthy again once it runs nothing (its hung run ended) or restarted.
-    healthy = sa.or_(sa.literal(beat.active) == 0, client.c.pid != beat.pid, restarted)
+    new_process = sa.or_(client.c.pid != beat.pid, restarted)
+    # A client kicked for hanging is healthy again once it runs nothing (its hung run ended)
+    # or restarted; one an operator kicked (kick_reason set) only when it restarted.
+    healthy = sa.or_(
+        sa.and_(sa.literal(beat.active) == 0, client.c.kick_reason.is_(None)), new_process
+    )
     updated = conn.execute(
         client.update()
         .where(client.c.id == beat.client_id)
         .values(
             **values,
             kicked_at=sa.case((healthy, None), else_=client.c.kicked_at),
+            kick_reason=sa.case((new_process, None), else_=client.c.kick_reason),
             hung_count=sa.case((healthy, 0), else_=client.c.hung_count),
             registered_at=sa.case((restarted, now), else_=client.c.registered_at),
             incarnation=beat.incarnation,

@@ -126,6 +126,7 @@ class ClientRow:
     hung_count: int = 0
     kicked_at: datetime | None = None
     incarnation: str | None = None
+    kick_reason: str | None = None
 
     @property
     def dispatchable(self) -> bool:

@@ -122,6 +122,15 @@ task = sa.Table(
     sa.Index("ix_task_status_start_at", "status", "start_at"),
     sa.Index("ix_task_group_status", "task_group_id", "status"),
     sa.Index("ix_task_client_status", "client_id", "status"),
+    sa.Index("ix_task_status_finish_at", "status", "finish_at"),
+    sa.Index("ix_task_task_group_id_id", "task_group_id", "id"),
+    sa.Index("ix_task_job_name_id", "job_name", "id"),
+    sa.Index("ix_task_client_id_id", "client_id", "id"),
+    # Failed tasks only (status 3 = Fail) on PostgreSQL and SQLite; a full index on MySQL.
+    sa.Index(
+        "ix_task_fail_job_name", "status", "job_name",
+        postgresql_where=sa.text("status = 3"), sqlite_where=sa.text("status = 3"),
+    ),
     sa.UniqueConstraint("open_group_id", name="uq_task_open_group_id"),
     sqlite_autoincrement=True,
     **MYSQL_UTF8MB4,
@@ -164,6 +173,9 @@ client = sa.Table(
     # Changes when the worker process behind this client id restarts; `registered_at` is
     # then moved to the restart, so orders sent to the previous process can be told apart.
     sa.Column("incarnation", sa.String(32), nullable=True),
+    # Who kicked it: NULL for a hung-client kick by the supervisor, "operator: <name>" for
+    # an operator's kick, which only an admit or a restart of the worker lifts.
+    sa.Column("kick_reason", sa.String(128), nullable=True),
     **MYSQL_UTF8MB4,
 )
 

@@ -33,6 +33,7 @@ class RawClient:
         metadata: Sequence[tuple[str, str]] = (),
         read: bool = True,
         beat_every_s: float = 0.05,
+        wait_for_ready: bool = True,
     ) -> None:
         self._requests: queue.Queue[fss_pb2.ClientMessage | None] = queue.Queue()
         self.received: queue.Queue[fss_pb2.ServerMessage] = queue.Queue()
@@ -42,8 +43,9 @@ class RawClient:
         stub = fss_pb2_grpc.BridgeStub(channel)
         # wait_for_ready: on a loaded machine the channel's first connect can lag the call;
         # without it the call fails fast (UNAVAILABLE) and the test sees no message at all.
+        # Tests of a server that is gone or refuses the connection turn it off.
         self.call = stub.Connect(
-            self._outgoing(), metadata=list(metadata), wait_for_ready=True
+            self._outgoing(), metadata=list(metadata), wait_for_ready=wait_for_ready
         )
         self.ended = threading.Event()
         if read:

@@ -101,7 +101,7 @@ def test_given_tls_then_a_client_trusting_the_cert_registers_and_plaintext_fails
             assert raw.next("registered").registered.client_id == "over-tls"
             raw.close()
         with grpc.insecure_channel(bridge.address) as plain:
-            raw = RawClient(plain)
+            raw = RawClient(plain, wait_for_ready=False)
             raw.register("plaintext")
             assert raw.wait_end() == grpc.StatusCode.UNAVAILABLE
     finally:
@@ -123,6 +123,8 @@ def test_stop_is_idempotent_and_refuses_new_calls(
     bridge.stop(grace_s=1)
     bridge.stop(grace_s=1)
     assert bridge.wait(timeout_s=1)
-    raw = RawClient(channel, metadata=[("authorization", f"Bearer {TOKEN}")])
+    raw = RawClient(
+        channel, metadata=[("authorization", f"Bearer {TOKEN}")], wait_for_ready=False
+    )
     raw.register("too-late")
     assert raw.wait_end() == grpc.StatusCode.UNAVAILABLE

@@ -4,13 +4,16 @@ run printed (the first one too), a clean stop, and one `fss dev` per database.""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from fss_processes import FSS, query
 from servers import wait_for
@@ -185,3 +188,59 @@ def test_given_a_running_fss_dev_when_a_second_starts_on_its_database_then_it_re
     assert f"dev-{first.process.pid}" in lines[0]
     assert count(db_url, "SELECT COUNT(*) FROM server_node") == tasks_before
     assert first.process.poll() is None  # the first one keeps running
+
+
+WEB_LINE = re.compile(r"web UI +(http://127\.0\.0\.1:\d+) +\(log in as admin / (\S+)\)")
+
+
+def web_login(output: str) -> tuple[str, str] | None:
+    found = WEB_LINE.search(output)
+    return (found.group(1), found.group(2)) if found else None
+
+
+def test_given_fss_dev_when_the_printed_url_is_opened_then_the_printed_login_works(
+    tmp_path: Path, start_dev: object
+) -> None:
+    with socket.socket() as taken:  # the asked-for port is busy: dev moves on to a free one
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        dev = start_dev("--web-port", str(busy))  # type: ignore[operator]
+        wait_for(lambda: web_login(dev.output()) is not None, timeout=15, what="the web UI line")
+    login = web_login(dev.output())
+    assert login is not None
+    url, password = login
+    assert f"port {busy} is taken: the web UI listens on" in dev.output()
+    assert url != f"http://127.0.0.1:{busy}"
+
+    with httpx.Client(base_url=url, timeout=5) as browser:
+        health = browser.get("/healthz")
+        refused = browser.post("/login", data={"username": "admin", "password": "wrong"})
+        accepted = browser.post(
+            "/login", data={"username": "admin", "password": password, "next": "/"}
+        )
+        me = browser.get("/api/v1/me")
+        groups = browser.get("/api/v1/groups")
+    output = dev.stop()
+
+    assert health.json() == {"status": "ok"}
+    assert refused.status_code == 401
+    assert accepted.status_code == 303, accepted.text
+    assert me.json()["name"] == "admin", me.text
+    assert [g["caption"] for g in groups.json()["items"]] == ["demo: hello every 2 s"]
+    assert dev.process.returncode == 0, output
+
+
+def test_given_no_web_when_fss_dev_starts_then_no_web_ui(
+    tmp_path: Path, start_dev: object
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'fss-dev.db'}"
+    dev = start_dev("--no-web")  # type: ignore[operator]
+    wait_for(lambda: "Ctrl-C stops." in dev.output(), timeout=15, what="the banner")
+    wait_for(
+        lambda: count(db_url, f"SELECT COUNT(*) FROM task WHERE status = {SUCCESS}") >= 1,
+        timeout=10, what="a successful demo run",
+    )
+    output = dev.stop()
+
+    assert "web UI" not in output

@@ -291,3 +291,36 @@ def test_given_the_database_down_then_heartbeats_are_held_unacked_and_written_wh
             conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         admin.dispose()
         engine.dispose()
+
+
+def test_given_a_lone_finished_event_then_it_is_written_at_once_not_after_the_flush_window(
+    database_url: str, fresh_redis_url: Callable[[], str]
+) -> None:
+    """Batching waits only under load: with the queue drained the events are written at once
+    (issue 9), even with a flush window of a minute."""
+    settings = Settings(
+        database_url=database_url, broker_url=fresh_redis_url(), recorder_flush_ms=60_000
+    )
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    publisher = EventPublisher(settings.broker_url)
+    task_id = dispatched_task(engine)
+    recorder = Recorder(engine, settings, ManualClock(T0))
+    stop = threading.Event()
+    thread = threading.Thread(target=recorder.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        publisher.emit(TaskFinished(task_id, 1, "c1", True, 12, T0))
+        assert publisher.flush()
+
+        def finished() -> bool:
+            with engine.connect() as conn:
+                status = conn.execute(sa.select(task.c.status).where(task.c.id == task_id))
+                return bool(status.scalar_one() == TaskStatus.SUCCESS)
+
+        wait_for(finished, timeout=10, what="the lone finished event to be written")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        publisher.close()
+        engine.dispose()

@@ -305,3 +305,66 @@ def test_given_misfire_skip_when_the_supervisor_puts_a_run_back_then_it_is_sent_
     row = h.task_row(task_id)
     assert (row.status, row.client_id, row.attempt) == (TaskStatus.SCHEDULER, "alive", 2)
     assert h.redis.llen(client_queue("alive")) == 1
+
+
+def test_given_a_run_finished_whose_next_time_is_now_then_it_is_sent_without_waiting_for_a_poll(
+    harness: Harness,
+) -> None:
+    """The handoff of issue 9: the recorder creates the next task claimed by this node and
+    hands it to the wheel, so the next tick sends it although no claim poll is due."""
+    from fss.events import TaskFinished
+    from fss.scheduler.recorder import Recorder
+
+    h = harness
+    h.register("c1", "job-a")
+    group_id = add_group(h, start_in_s=0, interval_ms=60_000)
+    first = pending_task_id(h, group_id)
+    h.service.tick()  # claims (the poll) and sends the first run
+    assert h.task_row(first).status == TaskStatus.SCHEDULER
+    h.redis.delete(client_queue("c1"))
+
+    h.clock.advance(0.01)  # far from the next claim poll (poll_s = 0.5)
+    now = h.clock.now()
+    recorder = Recorder(h.engine, h.service.settings, h.clock, on_claimed=h.service.hand_over)
+    recorder._tasks._transaction([TaskFinished(first, 1, "c1", True, 3, now, next_at=now)], [])
+
+    second = pending_task_id(h, group_id)
+    assert second != first
+    assert h.task_row(second).claimed_by == "node-a"
+    assert h.service.tick() == pytest.approx(0.49)  # it went out; the next wait is the poll's
+    assert h.redis.llen(client_queue("c1")) == 1
+    row = h.task_row(second)
+    assert (row.status, row.client_id, row.dispatched_at) == (TaskStatus.SCHEDULER, "c1", now)
+
+
+def test_given_a_run_finished_whose_next_time_is_later_then_it_fires_at_its_time(
+    harness: Harness,
+) -> None:
+    from fss.events import TaskFinished
+    from fss.scheduler.recorder import Recorder
+
+    h = harness
+    h.register("c1", "job-a")
+    group_id = add_group(h, start_in_s=0, interval_ms=1000)
+    first = pending_task_id(h, group_id)
+    h.service.tick()
+    h.redis.delete(client_queue("c1"))
+    h.clock.advance(0.2)
+    recorder = Recorder(h.engine, h.service.settings, h.clock, on_claimed=h.service.hand_over)
+    recorder._tasks._transaction([TaskFinished(first, 1, "c1", True, 3, h.clock.now())], [])
+
+    assert h.service.tick() == pytest.approx(0.3)  # the claim poll at 0.5 s comes first
+    assert h.redis.llen(client_queue("c1")) == 0
+    h.clock.advance(0.8)  # the planned time of the second run (T0 + 1 s)
+    h.service.tick()
+    assert h.redis.llen(client_queue("c1")) == 1
+    assert h.task_row(pending_or_last(h, group_id)).dispatched_at == T0 + timedelta(seconds=1)
+
+
+def pending_or_last(h: Harness, group_id: int) -> int:
+    with h.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.max(task.c.id)).where(task.c.task_group_id == group_id)
+            ).scalar_one()
+        )

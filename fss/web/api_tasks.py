@@ -1,0 +1,86 @@
+"""/api/v1/tasks: task search with cursor pagination, one task with its timeline, run logs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from fss.domain.clock import parse_time
+from fss.domain.status import TaskStatus
+from fss.errors import InvalidField
+from fss.store.views import (
+    MAX_TASK_PAGE,
+    TaskFilter,
+    decode_cursor,
+    log_page,
+    require_task,
+    search_tasks,
+    task_detail,
+)
+from fss.web.auth import Viewer
+from fss.web.context import Context
+
+router = APIRouter(prefix="/api/v1", tags=["tasks"])
+MAX_LOG_PAGE = 1000
+
+
+def parse_status(value: str | None) -> TaskStatus | None:
+    if value is None or value == "":
+        return None
+    try:
+        return TaskStatus.parse(value)
+    except ValueError as exc:
+        raise InvalidField("status", str(exc)) from None
+
+
+@router.get("/tasks", summary="Tasks, newest first, one page at a time")
+def list_tasks(
+    principal: Viewer,
+    context: Context,
+    status: Annotated[str | None, Query(description="None, Scheduler, Working, Success, Fail")]
+    = None,
+    group_id: int | None = None,
+    job_name: Annotated[str | None, Query(max_length=64)] = None,
+    client_id: Annotated[str | None, Query(max_length=128)] = None,
+    since: Annotated[str | None, Query(description="Planned start at or after (ISO 8601)")]
+    = None,
+    until: Annotated[str | None, Query(description="Planned start before (ISO 8601)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_TASK_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of a page")]
+    = None,
+) -> dict[str, Any]:
+    wanted = TaskFilter(
+        status=parse_status(status),
+        group_id=group_id,
+        job_name=job_name or None,
+        client_id=client_id or None,
+        since=parse_time("since", since) if since else None,
+        until=parse_time("until", until) if until else None,
+        limit=limit,
+        before_id=decode_cursor(cursor) if cursor else None,
+    )
+    with context.engine.connect() as conn:
+        items, next_cursor = search_tasks(conn, wanted)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/tasks/{task_id}", summary="One task with its timeline")
+def get_task(task_id: int, principal: Viewer, context: Context) -> dict[str, Any]:
+    with context.engine.connect() as conn:
+        return task_detail(conn, task_id)
+
+
+@router.get("/tasks/{task_id}/logs", summary="Run logs of a task, oldest first")
+def get_logs(
+    task_id: int,
+    principal: Viewer,
+    context: Context,
+    after_id: Annotated[int, Query(ge=0)] = 0,
+    min_level: Annotated[int, Query(ge=0, le=5)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LOG_PAGE)] = 500,
+) -> dict[str, Any]:
+    with context.engine.connect() as conn:
+        require_task(conn, task_id)
+        rows = log_page(conn, task_id, after_id, min_level, limit)
+    return {"items": [r.to_json() for r in rows], "last_id": rows[-1].id if rows else after_id}

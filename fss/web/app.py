@@ -1,0 +1,130 @@
+"""The ASGI app of `fss web`, built from settings by a factory (nothing happens at import)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
+
+from fss import __version__
+from fss.config import Settings
+from fss.domain.clock import Clock
+from fss.errors import FssError, GroupBusy, InvalidField
+from fss.web import api, health, login, metrics, pages
+from fss.web.auth import Authenticator, LoginRequired
+from fss.web.config import WebSettings
+from fss.web.context import WebContext
+from fss.web.templating import create_templates
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+# Paths that answer machines: errors as JSON, 401 instead of a redirect to the login form.
+MACHINE_PREFIXES = ("/api/", "/metrics")
+
+
+def create_web_app(
+    settings: Settings, web: WebSettings | None = None, clock: Clock | None = None
+) -> FastAPI:
+    web = web or WebSettings.from_env()
+    context = WebContext(settings, web, clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            context.close()
+
+    app = FastAPI(
+        title="fss",
+        version=__version__,
+        description="Task groups, tasks, run logs, clients and scheduler nodes of fss.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    app.state.authenticator = Authenticator(web)
+    app.state.templates = create_templates()
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    for router in (health.router, login.router, api.router, metrics.router, pages.router):
+        app.include_router(router)
+    install_error_handlers(app)
+    return app
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith(MACHINE_PREFIXES) or "text/html" not in request.headers.get(
+        "accept", ""
+    )
+
+
+def error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, str] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, _: LoginRequired) -> Response:
+        if wants_json(request):
+            response = error(401, "authentication required: log in, or use Basic or Bearer")
+            response.headers["WWW-Authenticate"] = 'Basic realm="fss"'
+            return response
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+    @app.exception_handler(InvalidField)
+    async def _invalid(_: Request, exc: InvalidField) -> Response:
+        return error(422, str(exc), exc.field)
+
+    @app.exception_handler(GroupBusy)
+    async def _busy(_: Request, exc: GroupBusy) -> Response:
+        return error(409, str(exc))
+
+    @app.exception_handler(FssError)
+    async def _refused(_: Request, exc: FssError) -> Response:
+        # GroupNotFound, TaskNotFound, ...: FssError comes first in their MRO.
+        return error(404 if isinstance(exc, LookupError) else 400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _malformed(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            reason = str(first.get("ctx", {}).get("error", "not JSON")).splitlines()[0]
+            return error(422, f"body: invalid JSON ({reason})", "body")
+        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query",
+                                                                               "path")]
+        field = ".".join(location) or "body"
+        message = str(first.get("msg", "invalid request")).splitlines()[0]
+        return error(422, f"{field}: {message}", field)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> Response:
+        response = error(exc.status_code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # A bug of ours: logged with its traceback, answered as one JSON line, never a page.
+        log.exception("%s %s failed", request.method, request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); the fss web log has details")
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_: Request, exc: OperationalError) -> Response:
+        line = str(exc.orig).strip().splitlines()[0] if exc.orig else "unreachable"
+        return error(503, f"database unavailable: {line}")

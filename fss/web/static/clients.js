@@ -1,0 +1,82 @@
+/* Clients: registered workers and bridge clients, their state, running tasks; kick / admit. */
+"use strict";
+
+(() => {
+  const { el, $, setText, get, api, poll, syncTable, link, mono, badge, canChange, act,
+    confirmAction } = FSS;
+  const STATE_KIND = { ready: "success", draining: "warn", kicked: "fail" };
+  const MAX_TASK_LINKS = 5;
+  let poller = null;
+  const clientsById = new Map();
+
+  function stateCell(c) {
+    const node = badge(c.state, STATE_KIND[c.state] || "muted");
+    if (c.state === "kicked" && c.kick_reason) node.title = `kicked: ${c.kick_reason}`;
+    return c.alive === false ? [node, " ", badge("silent", "muted", "no recent heartbeat")] : node;
+  }
+
+  function runningCell(c) {
+    if (!c.running) return el("span", { class: "muted" }, "0");
+    const ids = c.running_task_ids || [];
+    const links = ids.slice(0, MAX_TASK_LINKS).map((id) => [link(`/tasks/${id}`, mono(`#${id}`)), " "]);
+    const more = ids.length > MAX_TASK_LINKS ? link(`/tasks?client_id=${encodeURIComponent(c.id)}&status=Working`,
+      `+${ids.length - MAX_TASK_LINKS}`) : null;
+    return el("span", { class: "running" }, el("b", {}, String(c.running)), " ", links, more);
+  }
+
+  function jobsCell(c) {
+    return el("span", { class: "chips" }, c.job_names.map((name) => el("span", { class: "chip mono" }, name)));
+  }
+
+  async function kick(shown, button) {
+    const c = clientsById.get(shown.id) || shown;
+    if (c.state === "kicked") {
+      await act(button, () => api("POST", `/api/v1/clients/${encodeURIComponent(c.id)}/admit`),
+        `Client ${c.id} admitted`);
+    } else {
+      const sure = await confirmAction(`Kick ${c.id}?`, "The scheduler sends it no new runs until you " +
+        "admit it again or its worker restarts. Runs it holds now continue.", "Kick");
+      if (!sure) return;
+      await act(button, () => api("POST", `/api/v1/clients/${encodeURIComponent(c.id)}/kick`),
+        `Client ${c.id} kicked`);
+    }
+    poller.now();
+  }
+
+  function actionCell(c) {
+    const kicked = c.state === "kicked";
+    const button = el("button", { type: "button", class: kicked ? "btn btn-sm" : "btn btn-sm btn-danger-outline",
+      "data-write": true, "aria-label": `${kicked ? "admit" : "kick"} client ${c.id}` }, kicked ? "Admit" : "Kick");
+    button.addEventListener("click", () => kick(c, button));
+    return button;
+  }
+
+  const columns = [
+    { value: (c) => c.id, render: (c) => link(`/tasks?client_id=${encodeURIComponent(c.id)}`, mono(c.id)) },
+    { value: (c) => c.host, render: (c) => c.host },
+    { value: (c) => c.ip, render: (c) => mono(c.ip) },
+    { value: (c) => c.pid, render: (c) => mono(String(c.pid)), class: "num" },
+    { value: (c) => c.language, render: (c) => c.language },
+    { value: (c) => c.job_names, render: jobsCell },
+    { value: (c) => [c.state, c.alive, c.kick_reason], render: stateCell },
+    { value: (c) => [c.running, c.running_task_ids], render: runningCell },
+    { value: (c) => c.heartbeat_age_s, render: (c) => el("span", { class: c.heartbeat_age_s > 10 ? "text-fail" : "" },
+      FSS.ageSeconds(c.heartbeat_age_s)), class: "num" },
+    { value: (c) => c.queue_depth, render: (c) => (c.queue_depth === null || c.queue_depth === undefined
+      ? el("span", { class: "muted", title: "the broker cannot be asked (or is in-process)" }, "n/a")
+      : String(c.queue_depth)), class: "num" },
+  ];
+  if (canChange) columns.push({ value: (c) => c.state === "kicked", render: actionCell, class: "actions-col" });
+
+  async function refresh() {
+    const data = await get("/api/v1/clients");
+    clientsById.clear();
+    for (const c of data.items) clientsById.set(c.id, c);
+    syncTable($("#clients"), data.items, (c) => c.id, columns,
+      { rowClass: (c) => (c.state === "kicked" || c.alive === false ? "row-dim" : "") });
+    const online = data.items.filter((c) => c.alive !== false).length;
+    setText($("#count"), `${online} online · ${data.items.length} registered`);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { poller = poll(refresh); });
+})();

@@ -1,0 +1,398 @@
+/* fss web UI: the helpers every page script uses.
+ *
+ * Safety rule: text from the store (captions, job names, data, log lines, errors) is put
+ * into the page ONLY as text nodes or through setAttribute on harmless attributes. Nothing
+ * here assigns innerHTML, so such text can never run as HTML or JavaScript.
+ */
+"use strict";
+
+const FSS = (() => {
+  const POLL_MS = 2000;
+  const meta = (name) => {
+    const node = document.querySelector(`meta[name="${name}"]`);
+    return node ? node.getAttribute("content") || "" : "";
+  };
+  const csrfToken = meta("csrf-token");
+  const canChange = meta("fss-can-change") === "1";
+
+  /* ---- DOM ------------------------------------------------------------------------- */
+
+  // el("a", {href: "/x", class: "y"}, "text", childNode, ...): children are text or nodes.
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "class") node.className = value;
+      else if (name === "dataset") Object.assign(node.dataset, value);
+      else if (name.startsWith("on") && typeof value === "function") {
+        node.addEventListener(name.slice(2), value);
+      } else if (name === "href" && !safeHref(String(value))) continue;
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+  }
+
+  // Only our own paths: a value from the store never becomes a javascript: link.
+  function safeHref(href) {
+    return href.startsWith("/") && !href.startsWith("//");
+  }
+
+  function setText(node, text) {
+    const value = text === null || text === undefined ? "" : String(text);
+    if (node && node.textContent !== value) node.textContent = value;
+  }
+
+  function replaceChildren(node, ...children) {
+    node.replaceChildren();
+    append(node, children);
+  }
+
+  const $ = (selector, root) => (root || document).querySelector(selector);
+  const $$ = (selector, root) => Array.from((root || document).querySelectorAll(selector));
+
+  /* ---- formatting ------------------------------------------------------------------ */
+
+  const pad = (n, width = 2) => String(n).padStart(width, "0");
+
+  function parseTime(iso) {
+    if (!iso) return null;
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? null : date;
+  }
+
+  // Local wall-clock time, "2024-05-01 13:04:05"; the ISO UTC value goes into the title.
+  function formatTime(iso) {
+    const d = parseTime(iso);
+    if (!d) return "";
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  function formatClock(iso) {
+    const d = parseTime(iso);
+    return d ? `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}` : "";
+  }
+
+  // "in 4 s", "12 s ago", "3 min ago", "2 h ago", "5 d ago".
+  function relative(iso, now) {
+    const d = parseTime(iso);
+    if (!d) return "";
+    const diff = Math.round(((now || Date.now()) - d.getTime()) / 1000);
+    const abs = Math.abs(diff);
+    let text;
+    if (abs < 1) return "now";
+    if (abs < 90) text = `${abs} s`;
+    else if (abs < 5400) text = `${Math.round(abs / 60)} min`;
+    else if (abs < 172800) text = `${Math.round(abs / 3600)} h`;
+    else text = `${Math.round(abs / 86400)} d`;
+    return diff >= 0 ? `${text} ago` : `in ${text}`;
+  }
+
+  function timeNode(iso, mode) {
+    if (!iso) return el("span", { class: "muted" }, "—");
+    const text = mode === "relative" ? relative(iso, serverNow()) : formatTime(iso);
+    return el("time", { datetime: iso, title: iso }, text);
+  }
+
+  function duration(ms) {
+    if (ms === null || ms === undefined) return "";
+    if (ms < 1000) return `${Math.round(ms)} ms`;
+    if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
+    if (ms < 3600000) return `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+    return `${(ms / 3600000).toFixed(1)} h`;
+  }
+
+  function ageSeconds(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    return seconds < 90 ? `${Number(seconds).toFixed(1)} s` : relative(
+      new Date(Date.now() - seconds * 1000).toISOString());
+  }
+
+  // The line of an error worth a table cell: for a Python traceback its last line (the
+  // exception), otherwise the first.
+  function firstLine(text) {
+    if (!text) return "";
+    const lines = String(text).split("\n").map((line) => line.trim()).filter(Boolean);
+    if (!lines.length) return "";
+    return lines[0].startsWith("Traceback (most recent call last)") ? lines[lines.length - 1] : lines[0];
+  }
+
+  const STATUS_CLASS = {
+    None: "none", Scheduler: "scheduler", Working: "working", Success: "success", Fail: "fail",
+  };
+
+  function statusBadge(status) {
+    if (!status) return el("span", { class: "muted" }, "—");
+    const kind = STATUS_CLASS[status] || "none";
+    return el("span", { class: `badge badge-${kind}` }, status === "None" ? "Waiting" : status,
+    );
+  }
+
+  function badge(text, kind, title) {
+    return el("span", { class: `badge badge-${kind}`, title: title || null }, text);
+  }
+
+  function link(href, ...children) {
+    return el("a", { href }, ...children);
+  }
+
+  function mono(text, title) {
+    return el("span", { class: "mono", title: title || null }, text);
+  }
+
+  /* ---- the server's clock ---------------------------------------------------------- */
+
+  // Relative times use the server's "now" (from /overview) when known, so a browser whose
+  // clock is off does not show heartbeats from the future.
+  let clockSkewMs = 0;
+  function noteServerNow(iso) {
+    const d = parseTime(iso);
+    if (d) clockSkewMs = d.getTime() - Date.now();
+  }
+  function serverNow() {
+    return Date.now() + clockSkewMs;
+  }
+
+  /* ---- API ------------------------------------------------------------------------- */
+
+  class ApiError extends Error {
+    constructor(status, message, field) {
+      super(message);
+      this.status = status;
+      this.field = field || null;
+    }
+  }
+
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (method !== "GET") headers["X-CSRF-Token"] = csrfToken;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(path, {
+        method, headers, credentials: "same-origin",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ApiError(0, "the server cannot be reached");
+    }
+    if (response.status === 401) {
+      // The session ended: back to the login form, then here again.
+      window.location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+      throw new ApiError(401, "signed out");
+    }
+    if (response.status === 204) return null;
+    let payload = null;
+    try {
+      payload = await response.json();
+    } catch (err) {
+      payload = null;
+    }
+    if (!response.ok) {
+      const message = payload && payload.error ? payload.error : `HTTP ${response.status}`;
+      throw new ApiError(response.status, message, payload && payload.field);
+    }
+    return payload;
+  }
+
+  const get = (path) => api("GET", path);
+
+  function query(params) {
+    const search = new URLSearchParams();
+    for (const [key, value] of Object.entries(params)) {
+      if (value !== null && value !== undefined && value !== "") search.set(key, value);
+    }
+    const text = search.toString();
+    return text ? `?${text}` : "";
+  }
+
+  /* ---- live updates ---------------------------------------------------------------- */
+
+  // Calls `refresh` now and then every 2 s after the previous call ended; waits while the
+  // tab is hidden and refreshes as soon as it is shown again.
+  function poll(refresh, intervalMs) {
+    const every = intervalMs || POLL_MS;
+    let timer = null;
+    let running = false;
+    let stopped = false;
+    async function tick() {
+      timer = null;
+      if (stopped) return;
+      if (document.hidden) {
+        setLive("paused");
+        return;
+      }
+      running = true;
+      try {
+        await refresh();
+        setLive("live");
+      } catch (err) {
+        if (err && err.status === 401) return;
+        setLive("offline", err && err.message);
+      } finally {
+        running = false;
+      }
+      if (!document.hidden && !stopped) timer = setTimeout(tick, every);
+    }
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && timer === null && !running && !stopped) tick();
+      if (document.hidden) setLive("paused");
+    });
+    const control = {
+      now() {
+        if (timer !== null) clearTimeout(timer);
+        timer = null;
+        if (!running && !stopped) tick();
+      },
+      stop() {
+        stopped = true;
+        if (timer !== null) clearTimeout(timer);
+        timer = null;
+      },
+    };
+    tick();
+    return control;
+  }
+
+  function setLive(state, message) {
+    const node = $("#live");
+    if (!node) return;
+    node.dataset.state = state;
+    setText($(".live-text", node), state);
+    node.title = state === "offline" ? `cannot refresh: ${message || "unknown error"}` :
+      "Pages refresh every 2 s while visible";
+  }
+
+  /* ---- keyed tables ---------------------------------------------------------------- */
+
+  // Keeps a <tbody> equal to `items` without rebuilding it: one <tr> per key, a cell is
+  // rebuilt only when its own value changed, rows move only when the order changed. So
+  // nothing flickers, and scroll position, focus and selections survive each refresh.
+  //
+  // columns: [{ value: item => any (compared as JSON), render: item => Node|string,
+  //             class: "num" }]
+  function syncTable(table, items, key, columns, options) {
+    const opts = options || {};
+    const tbody = table.tBodies[0];
+    const existing = new Map();
+    for (const row of Array.from(tbody.rows)) existing.set(row.dataset.key, row);
+    const wanted = new Set();
+    let previous = null;
+    for (const item of items) {
+      const id = String(key(item));
+      wanted.add(id);
+      let row = existing.get(id);
+      if (!row) {
+        row = el("tr", { dataset: { key: id } });
+        for (const column of columns) row.appendChild(el("td", { class: column.class || null }));
+        if (opts.onNewRow) opts.onNewRow(row, item);
+      }
+      columns.forEach((column, index) => {
+        const cell = row.cells[index];
+        const value = column.value ? column.value(item) : null;
+        const signature = JSON.stringify(value === undefined ? null : value);
+        if (cell.dataset.sig === signature && column.value) return;
+        cell.dataset.sig = signature;
+        const content = column.render ? column.render(item) : value;
+        replaceChildren(cell, content === null || content === undefined ? "" : content);
+      });
+      if (opts.rowClass) {
+        const cls = opts.rowClass(item) || "";
+        if (row.className !== cls) row.className = cls;
+      }
+      const expectedPosition = previous ? previous.nextSibling : tbody.firstChild;
+      if (row !== expectedPosition) tbody.insertBefore(row, expectedPosition);
+      previous = row;
+    }
+    for (const [id, row] of existing) if (!wanted.has(id)) row.remove();
+    const empty = table.closest("section") && $(".empty", table.closest("section"));
+    if (empty) empty.hidden = items.length > 0;
+    table.hidden = items.length === 0 && !opts.keepHeader;
+  }
+
+  /* ---- feedback -------------------------------------------------------------------- */
+
+  function toast(message, kind) {
+    const box = $("#toasts");
+    if (!box) return;
+    const node = el("div", { class: `toast toast-${kind || "info"}`, role: "status" }, message);
+    box.appendChild(node);
+    setTimeout(() => node.classList.add("toast-out"), 3500);
+    setTimeout(() => node.remove(), 4000);
+  }
+
+  // An in-page confirmation (<dialog id="confirm-dialog">): resolves true on "ok".
+  function confirmAction(title, text, okLabel) {
+    const dialog = $("#confirm-dialog");
+    setText($("#confirm-title", dialog), title);
+    setText($("#confirm-text", dialog), text);
+    setText($("#confirm-ok", dialog), okLabel);
+    dialog.returnValue = "";
+    dialog.showModal();
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    });
+  }
+
+  // Runs an API write, with the button disabled meanwhile; failures become a toast.
+  async function act(button, work, done) {
+    if (button) button.disabled = true;
+    try {
+      const result = await work();
+      if (done) toast(done, "ok");
+      return result;
+    } catch (err) {
+      if (err.status !== 401) toast(err.message, "error");
+      return undefined;
+    } finally {
+      if (button) button.disabled = false;
+    }
+  }
+
+  /* ---- charts ---------------------------------------------------------------------- */
+
+  const COLORS = {
+    success: "#1f9d55", fail: "#d64545", working: "#2f6fdb", grid: "#eceef1", axis: "#6b7280",
+  };
+
+  function chartWidth(container) {
+    return Math.max(240, Math.floor(container.getBoundingClientRect().width));
+  }
+
+  // A uPlot chart that follows its container's width.
+  function makeChart(container, options, data) {
+    if (typeof uPlot === "undefined") return null;
+    const chart = new uPlot({ width: chartWidth(container), ...options }, data, container);
+    let pending = null;
+    new ResizeObserver(() => {
+      if (pending) cancelAnimationFrame(pending);
+      pending = requestAnimationFrame(() => {
+        const width = chartWidth(container);
+        if (width !== chart.width) chart.setSize({ width, height: chart.height });
+      });
+    }).observe(container);
+    return chart;
+  }
+
+  function axis(extra) {
+    return {
+      stroke: COLORS.axis, grid: { stroke: COLORS.grid, width: 1 },
+      ticks: { stroke: COLORS.grid, width: 1 }, font: "11px system-ui, sans-serif", ...extra,
+    };
+  }
+
+  return {
+    POLL_MS, canChange, csrfToken, el, append, setText, replaceChildren, $, $$, parseTime,
+    formatTime, formatClock, relative, timeNode, duration, ageSeconds, firstLine, statusBadge,
+    badge, link, mono, noteServerNow, serverNow, ApiError, api, get, query, poll, syncTable,
+    toast, confirmAction, act, COLORS, makeChart, axis,
+  };
+})();

@@ -1,0 +1,166 @@
+/* One task group: settings, run history chart (duration per run by status), recent tasks. */
+"use strict";
+
+(() => {
+  const { el, $, setText, get, api, poll, syncTable, link, mono, timeNode, statusBadge, badge,
+    duration, act, confirmAction, toast, replaceChildren, firstLine } = FSS;
+  const groupId = Number($("#group-head").dataset.groupId);
+  const RECENT_TASKS = 25;
+  const CHART_RUNS = 100;
+  let group = null;
+  let chart = null;
+  let poller = null;
+
+  function prop(label, value) {
+    return [el("dt", {}, label), el("dd", {}, value === null || value === undefined || value === ""
+      ? el("span", { class: "muted" }, "—") : value)];
+  }
+
+  let propsSignature = "";
+
+  // Rebuilt only when the group changed, so a selection in the panel survives refreshes.
+  function renderProps(g) {
+    const signature = JSON.stringify(g);
+    const relativeNext = g.is_enable ? `(${FSS.relative(g.next_at, FSS.serverNow())})` : "";
+    if (signature === propsSignature) {
+      setText($("#next-rel"), relativeNext);
+      return;
+    }
+    propsSignature = signature;
+    const schedule = g.schedule_text || g.schedule || "";
+    replaceChildren($("#props"),
+      prop("Job", mono(g.job_name)),
+      prop("Schedule", [schedule, g.cron ? [" ", mono(`(${g.cron})`)] : null]),
+      prop("Time zone", g.time_zone),
+      prop("Next run", g.is_enable ? [timeNode(g.next_at), " ",
+        el("span", { class: "muted", id: "next-rel" }, relativeNext)] : null),
+      prop("Last run", g.last_run_at ? [timeNode(g.last_run_at), " ", statusBadge(g.last_status)] : null),
+      prop("Last error", g.last_error ? el("span", { class: "error-line" }, firstLine(g.last_error)) : null),
+      prop("Runs", `${g.run_count.toLocaleString()}${g.run_count ? `, ${duration(g.run_speed_avg)} on average` : ""}`),
+      prop("Misfire", g.misfire),
+      prop("Timeout", g.timeout_s ? `${g.timeout_s} s` : null),
+      prop("Start at", timeNode(g.start_at)),
+      prop("Created", timeNode(g.created_at)),
+      prop("Key", g.key ? mono(g.key) : null),
+      prop("Data", el("pre", { class: "json" }, JSON.stringify(g.data, null, 2))),
+    );
+  }
+
+  function renderHead(g) {
+    setText($("#caption"), g.caption);
+    $("#caption").title = g.caption;
+    document.title = `${g.caption} · fss`;
+    replaceChildren($("#enabled-badge"), g.is_enable ? badge("enabled", "success")
+      : badge("disabled", "muted"));
+    const toggle = $("#toggle-enabled");
+    if (toggle) setText(toggle, g.is_enable ? "Disable" : "Enable");
+  }
+
+  /* ---- chart ----------------------------------------------------------------------- */
+
+  function chartData(runs) {
+    const finished = runs.filter((r) => r.run_speed !== null && (r.status === "Success" || r.status === "Fail"));
+    const xs = finished.map((r) => new Date(r.finish_at || r.start_at).getTime() / 1000);
+    const ok = finished.map((r) => (r.status === "Success" ? r.run_speed : null));
+    const failed = finished.map((r) => (r.status === "Fail" ? r.run_speed : null));
+    return [xs, ok, failed];
+  }
+
+  function updateChart(runs) {
+    const data = chartData(runs);
+    $("#chart-empty").hidden = data[0].length > 0;
+    $("#runs-chart").hidden = data[0].length === 0;
+    if (!data[0].length) return;
+    if (chart) {
+      chart.setData(data);
+      return;
+    }
+    const dots = (color) => ({ stroke: color, fill: color, size: 7 });
+    const bars = uPlot.paths.bars({ size: [0.6, 14], align: 0 });
+    chart = FSS.makeChart($("#runs-chart"), {
+      height: 220,
+      cursor: { points: { size: 9 } },
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(10, max * 1.1)] } },
+      axes: [FSS.axis(), FSS.axis({ size: 56, values: (u, ticks) => ticks.map((v) => duration(v)) })],
+      series: [
+        {},
+        { label: "success", stroke: FSS.COLORS.success, fill: "rgba(31,157,85,0.45)", paths: bars,
+          points: dots(FSS.COLORS.success), value: (u, v) => (v === null ? "—" : duration(v)) },
+        { label: "fail", stroke: FSS.COLORS.fail, fill: "rgba(214,69,69,0.6)", paths: bars,
+          points: dots(FSS.COLORS.fail), value: (u, v) => (v === null ? "—" : duration(v)) },
+      ],
+    }, data);
+  }
+
+  /* ---- recent tasks ---------------------------------------------------------------- */
+
+  const taskColumns = [
+    { value: (t) => t.id, render: (t) => link(`/tasks/${t.id}`, mono(`#${t.id}`)), class: "num" },
+    { value: (t) => t.status, render: (t) => statusBadge(t.status) },
+    { value: (t) => t.start_at, render: (t) => timeNode(t.start_at) },
+    { value: (t) => t.run_at, render: (t) => timeNode(t.run_at) },
+    { value: (t) => t.finish_at, render: (t) => timeNode(t.finish_at) },
+    { value: (t) => t.run_speed, render: (t) => duration(t.run_speed), class: "num" },
+    { value: (t) => t.attempt, render: (t) => String(t.attempt), class: "num" },
+    { value: (t) => t.client_id, render: (t) => (t.client_id ? mono(t.client_id) : "") },
+    { value: (t) => t.error, render: (t) => el("span", { class: "error-line", title: t.error || "" },
+      firstLine(t.error)), class: "cell-error" },
+  ];
+
+  async function refresh() {
+    let fresh;
+    try {
+      fresh = await get(`/api/v1/groups/${groupId}`);
+    } catch (err) {
+      if (err.status === 404) {
+        $("#not-found").hidden = false;
+        $("#group-body").hidden = true;
+        return;
+      }
+      throw err;
+    }
+    group = fresh;
+    $("#not-found").hidden = true;
+    renderHead(group);
+    renderProps(group);
+    const [runs, tasks] = await Promise.all([
+      get(`/api/v1/groups/${groupId}/runs?limit=${CHART_RUNS}`),
+      get(`/api/v1/tasks?group_id=${groupId}&limit=${RECENT_TASKS}`),
+    ]);
+    updateChart(runs.items);
+    syncTable($("#tasks"), tasks.items, (t) => t.id, taskColumns);
+  }
+
+  function wireButtons() {
+    const run = $("#run-now");
+    if (!run) return;
+    run.addEventListener("click", () => act(run, () => api("POST", `/api/v1/groups/${groupId}/run`))
+      .then((result) => {
+        if (result) toast(`Task ${result.task_id} starts now`, "ok");
+        poller.now();
+      }));
+    const toggle = $("#toggle-enabled");
+    toggle.addEventListener("click", () => {
+      const verb = group && group.is_enable ? "disable" : "enable";
+      act(toggle, () => api("POST", `/api/v1/groups/${groupId}/${verb}`), `Group ${verb}d`)
+        .then(() => poller.now());
+    });
+    $("#edit-group").addEventListener("click", () => {
+      if (group) GroupForm.open(group, () => poller.now());
+    });
+    const del = $("#delete-group");
+    del.addEventListener("click", async () => {
+      const sure = await confirmAction(`Delete group ${groupId}?`,
+        `“${group ? group.caption : ""}” is deleted with all its tasks and run logs. This cannot be undone.`,
+        "Delete");
+      if (!sure) return;
+      const done = await act(del, () => api("DELETE", `/api/v1/groups/${groupId}`));
+      if (done !== undefined) window.location.assign("/groups");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    wireButtons();
+    poller = poll(refresh);
+  });
+})();

@@ -1,0 +1,235 @@
+/* The create/edit form of a task group (a <dialog>), shared by /groups and /groups/{id}.
+ *
+ * The server validates exactly as the CLI does (one code path); this form only refuses
+ * what cannot be sent at all (data that is not a JSON object) and shows the server's 422
+ * message next to the field it names.
+ */
+"use strict";
+
+const GroupForm = (() => {
+  const { $, $$, el, setText, api, replaceChildren } = FSS;
+  const PREVIEW_COUNT = 5;
+  const PREVIEW_DELAY_MS = 300;
+  let dialog = null;
+  let form = null;
+  let editing = null; // the group being edited, or null for a new one
+  let onSaved = null;
+  let previewTimer = null;
+  let previewSeq = 0;
+
+  function field(name) {
+    return form.elements.namedItem(name);
+  }
+
+  function kind() {
+    const checked = $("input[name=kind]:checked", form);
+    return checked ? checked.value : "interval";
+  }
+
+  function showKind() {
+    for (const node of $$("[data-kind]", form)) node.hidden = node.dataset.kind !== kind();
+  }
+
+  function clearErrors() {
+    for (const node of $$(".field-error", form)) setText(node, "");
+    for (const node of $$(".has-error", form)) node.classList.remove("has-error");
+    $("#form-error").hidden = true;
+  }
+
+  function showError(fieldName, message) {
+    const holder = fieldName && $(`[data-field="${CSS.escape(fieldName)}"]`, form);
+    if (holder && !holder.hidden) {
+      holder.classList.add("has-error");
+      setText($(".field-error", holder), message);
+      const input = $("input:not([type=radio]), textarea, select", holder);
+      if (input) input.focus();
+      return;
+    }
+    const box = $("#form-error");
+    setText(box, message);
+    box.hidden = false;
+  }
+
+  // The data editor: refuses what is not a JSON object before anything is sent.
+  function parseData() {
+    const text = field("data").value.trim();
+    if (!text) return {};
+    let value;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      throw new FSS.ApiError(0, `data: not valid JSON (${err.message})`, "data");
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      throw new FSS.ApiError(0, "data: must be a JSON object, like {\"key\": \"value\"}", "data");
+    }
+    return value;
+  }
+
+  function checkDataLive() {
+    const holder = $('[data-field="data"]', form);
+    try {
+      parseData();
+      holder.classList.remove("has-error");
+      setText($(".field-error", holder), "");
+    } catch (err) {
+      holder.classList.add("has-error");
+      setText($(".field-error", holder), err.message);
+    }
+  }
+
+  function localToIso(value) {
+    if (!value) return null;
+    const date = new Date(value);
+    return Number.isNaN(date.getTime()) ? value : date.toISOString();
+  }
+
+  function numberOrNull(name) {
+    const text = field(name).value.trim();
+    if (text === "") return null;
+    const number = Number(text);
+    return Number.isFinite(number) ? number : text; // the server names the field if bad
+  }
+
+  function scheduleBody() {
+    const chosen = kind();
+    if (chosen === "interval") return { interval_ms: numberOrNull("interval_ms") };
+    if (chosen === "cron") return { cron: field("cron").value.trim() || null };
+    return { job_sets_next: true };
+  }
+
+  function body() {
+    const payload = {
+      caption: field("caption").value,
+      job_name: field("job_name").value.trim(),
+      ...scheduleBody(),
+      time_zone: field("time_zone").value.trim() || null,
+      timeout_s: numberOrNull("timeout_s"),
+      misfire: field("misfire").value,
+      is_enable: field("is_enable").checked,
+      data: parseData(),
+    };
+    const startAt = localToIso(field("start_at").value);
+    if (startAt) payload.start_at = startAt;
+    if (!editing) {
+      // A new group: leave out what is not given, the server's defaults apply.
+      for (const name of ["time_zone", "timeout_s"]) if (payload[name] === null) delete payload[name];
+    }
+    return payload;
+  }
+
+  async function submit(event) {
+    event.preventDefault();
+    clearErrors();
+    let payload;
+    try {
+      payload = body();
+    } catch (err) {
+      showError(err.field, err.message);
+      return;
+    }
+    const save = $("#group-save");
+    save.disabled = true;
+    try {
+      const group = editing
+        ? await api("PATCH", `/api/v1/groups/${editing.id}`, payload)
+        : await api("POST", "/api/v1/groups", payload);
+      dialog.close();
+      FSS.toast(editing ? `Group ${group.id} saved` : `Group ${group.id} created`, "ok");
+      if (onSaved) onSaved(group);
+    } catch (err) {
+      if (err.status !== 401) showError(err.field, err.message);
+    } finally {
+      save.disabled = false;
+    }
+  }
+
+  /* ---- next fire times ------------------------------------------------------------- */
+
+  function schedulePreview() {
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(preview, PREVIEW_DELAY_MS);
+  }
+
+  async function preview() {
+    const list = $("#preview");
+    const note = $("#preview-note");
+    const seq = ++previewSeq;
+    if (kind() === "job_sets_next") {
+      replaceChildren(list);
+      setText(note, "The job returns each next time; the first run is at the start time.");
+      return;
+    }
+    const request = { ...scheduleBody(), count: PREVIEW_COUNT };
+    const zone = field("time_zone").value.trim();
+    if (zone) request.time_zone = zone;
+    const startAt = localToIso(field("start_at").value);
+    if (startAt) request.start_at = startAt;
+    if (request.interval_ms === null || request.cron === null) {
+      replaceChildren(list);
+      setText(note, kind() === "cron" ? "Type a cron expression." : "Type an interval.");
+      return;
+    }
+    try {
+      const answer = await api("POST", "/api/v1/schedule/preview", request);
+      if (seq !== previewSeq) return; // a newer preview is on its way
+      replaceChildren(list, ...answer.next.map((iso) => el("li", { title: iso },
+        FSS.formatTime(iso), el("span", { class: "muted" }, ` (${FSS.relative(iso)})`))));
+      setText(note, answer.next.length ? "in your browser's time zone" : "no fire times ahead");
+    } catch (err) {
+      if (seq !== previewSeq) return;
+      replaceChildren(list);
+      setText(note, err.message);
+    }
+  }
+
+  /* ---- open ------------------------------------------------------------------------ */
+
+  function fill(group) {
+    form.reset();
+    field("caption").value = group ? group.caption : "";
+    field("job_name").value = group ? group.job_name : "";
+    const chosen = !group ? "interval" : group.cron ? "cron" : group.interval_ms ? "interval"
+      : "job_sets_next";
+    $(`input[name=kind][value="${chosen}"]`, form).checked = true;
+    field("interval_ms").value = group && group.interval_ms ? group.interval_ms : 60000;
+    field("cron").value = group && group.cron ? group.cron : "";
+    field("time_zone").value = group && group.time_zone ? group.time_zone : "";
+    field("start_at").value = "";
+    field("timeout_s").value = group && group.timeout_s ? group.timeout_s : "";
+    field("misfire").value = group ? group.misfire : "run-once";
+    field("is_enable").checked = group ? group.is_enable : true;
+    field("data").value = group ? JSON.stringify(group.data, null, 2) : "{}";
+  }
+
+  function open(group, saved) {
+    editing = group || null;
+    onSaved = saved;
+    fill(editing);
+    clearErrors();
+    showKind();
+    setText($("#group-form-title"), editing ? `Edit group ${editing.id}` : "New task group");
+    setText($("#group-save"), editing ? "Save" : "Create group");
+    dialog.showModal();
+    field("caption").focus();
+    preview();
+  }
+
+  function init() {
+    dialog = $("#group-dialog");
+    if (!dialog) return;
+    form = $("#group-form");
+    form.addEventListener("submit", submit);
+    for (const node of $$("[data-close]", dialog)) node.addEventListener("click", () => dialog.close());
+    for (const radio of $$("input[name=kind]", form)) {
+      radio.addEventListener("change", () => { showKind(); schedulePreview(); });
+    }
+    for (const name of ["interval_ms", "cron", "time_zone", "start_at"]) {
+      field(name).addEventListener("input", schedulePreview);
+    }
+    field("data").addEventListener("input", checkDataLive);
+  }
+
+  document.addEventListener("DOMContentLoaded", init);
+  return { open };
+})();

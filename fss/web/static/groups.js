@@ -1,0 +1,214 @@
+/* Task groups: sortable, filterable table; create, edit, run now, enable/disable, delete.
+   The server sorts, filters and pages: the table shows the first page (100 groups, or
+   /groups?limit=N) and "Load more" adds a page (10,000 groups in one answer cost seconds). */
+"use strict";
+
+(() => {
+  const { el, $, $$, setText, get, api, poll, syncTable, link, mono, timeNode, statusBadge, badge,
+    duration, canChange, act, confirmAction, toast } = FSS;
+  const FILTER_DELAY_MS = 250;
+  const DEFAULT_PAGE = 100; // groups per "Load more", unless /groups?limit=N says otherwise
+  const MAX_PAGE = 500; // the API's largest page (limit)
+  const state = { q: "", enabled: "", sort: "id", order: "asc", page: DEFAULT_PAGE };
+  let wanted = DEFAULT_PAGE; // how many groups the table shows; one page when filters change
+  let poller = null;
+
+  function readUrl() {
+    const params = new URLSearchParams(location.search);
+    state.q = params.get("q") || "";
+    state.enabled = params.get("enabled") || "";
+    state.sort = params.get("sort") || "id";
+    state.order = params.get("order") === "desc" ? "desc" : "asc";
+    const limit = Number.parseInt(params.get("limit") || "", 10);
+    state.page = limit >= 1 && limit <= MAX_PAGE ? limit : DEFAULT_PAGE;
+    wanted = state.page;
+    $("#filter").value = state.q;
+    $("#enabled-filter").value = state.enabled;
+  }
+
+  function writeUrl() {
+    const params = FSS.query({ q: state.q, enabled: state.enabled,
+      sort: state.sort === "id" ? "" : state.sort, order: state.order === "asc" ? "" : state.order,
+      limit: state.page === DEFAULT_PAGE ? "" : state.page });
+    history.replaceState(null, "", `/groups${params}`);
+  }
+
+  function showSort() {
+    for (const th of $$("th[data-sort]")) {
+      const active = th.dataset.sort === state.sort;
+      th.classList.toggle("sorted", active);
+      th.setAttribute("aria-sort", active ? (state.order === "asc" ? "ascending" : "descending") : "none");
+      th.dataset.arrow = active ? (state.order === "asc" ? "▲" : "▼") : "";
+    }
+  }
+
+  /* ---- writes ---------------------------------------------------------------------- */
+
+  function toggle(group, input) {
+    const verb = input.checked ? "enable" : "disable";
+    act(input, () => api("POST", `/api/v1/groups/${group.id}/${verb}`),
+      `Group ${group.id} ${verb}d`).then((result) => {
+      if (result === undefined) input.checked = !input.checked;
+      poller.now();
+    });
+  }
+
+  function runNow(group, button) {
+    act(button, () => api("POST", `/api/v1/groups/${group.id}/run`)).then((result) => {
+      if (result) toast(`Task ${result.task_id} of group ${group.id} starts now`, "ok");
+      poller.now();
+    });
+  }
+
+  async function remove(group, button) {
+    const sure = await confirmAction(`Delete group ${group.id}?`,
+      `“${group.caption}” is deleted with all its tasks and run logs. This cannot be undone.`, "Delete");
+    if (!sure) return;
+    await act(button, () => api("DELETE", `/api/v1/groups/${group.id}`), `Group ${group.id} deleted`);
+    poller.now();
+  }
+
+  /* ---- table ----------------------------------------------------------------------- */
+
+  function enabledCell(group) {
+    if (!canChange) return group.is_enable ? badge("on", "success") : badge("off", "muted");
+    const input = el("input", { type: "checkbox", role: "switch", "aria-label":
+      `enabled: group ${group.id}`, class: "switch-input", "data-write": true });
+    input.checked = group.is_enable;
+    input.addEventListener("change", () => toggle(group, input));
+    return el("label", { class: "switch", title: group.is_enable ? "enabled: click to disable"
+      : "disabled: click to enable" }, input, el("span", { class: "switch-track" }));
+  }
+
+  const groupsById = new Map(); // the newest copy of each group, for the buttons
+
+  function actionsCell(shown) {
+    const current = () => groupsById.get(shown.id) || shown;
+    const run = el("button", { type: "button", class: "btn btn-sm", "data-write": true,
+      title: "create a run that starts now" }, "Run");
+    run.addEventListener("click", () => runNow(current(), run));
+    const edit = el("button", { type: "button", class: "btn btn-sm", "data-write": true }, "Edit");
+    edit.addEventListener("click", () => GroupForm.open(current(), () => poller.now()));
+    const del = el("button", { type: "button", class: "btn btn-sm btn-danger-outline",
+      "data-write": true, "aria-label": `delete group ${shown.id}` }, "Delete");
+    del.addEventListener("click", () => remove(current(), del));
+    return el("div", { class: "row-actions" }, run, edit, del);
+  }
+
+  function scheduleText(group) {
+    return group.schedule_text || group.schedule || "";
+  }
+
+  const columns = [
+    { value: (g) => g.id, render: (g) => link(`/groups/${g.id}`, mono(String(g.id))), class: "num" },
+    { value: (g) => g.caption, render: (g) => link(`/groups/${g.id}`, el("span",
+      { class: "caption", title: g.caption }, g.caption)), class: "cell-caption" },
+    { value: (g) => g.job_name, render: (g) => mono(g.job_name) },
+    { value: (g) => scheduleText(g), render: (g) => el("span", { class: "schedule",
+      title: g.cron || (g.interval_ms ? `${g.interval_ms} ms` : "the job sets its next time") },
+      scheduleText(g)) },
+    { value: (g) => [g.is_enable, FSS.relative(g.next_at, FSS.serverNow())],
+      render: (g) => (g.is_enable ? timeNode(g.next_at, "relative") : el("span", { class: "muted" }, "—")) },
+    { value: (g) => [g.last_status, g.last_error, FSS.relative(g.last_run_at, FSS.serverNow())],
+      render: (g) => {
+        if (!g.last_status && !g.last_run_at) return el("span", { class: "muted" }, "never ran");
+        const node = statusBadge(g.last_status);
+        if (g.last_error) node.title = FSS.firstLine(g.last_error);
+        return [node, " ", el("span", { class: "muted small" }, timeNode(g.last_run_at, "relative"))];
+      } },
+    { value: (g) => [g.run_count, g.run_speed_avg],
+      render: (g) => (g.run_count ? duration(g.run_speed_avg) : ""), class: "num" },
+    { value: (g) => g.run_count, render: (g) => g.run_count.toLocaleString(), class: "num" },
+    { value: (g) => g.is_enable, render: enabledCell },
+  ];
+  if (canChange) {
+    columns.push({ value: (g) => g.id, render: actionsCell, class: "actions-col" });
+  }
+
+  /* The first `wanted` groups in the current order, a page of at most MAX_PAGE at a time. */
+  async function fetchGroups() {
+    const filters = { q: state.q, enabled: state.enabled, sort: state.sort, order: state.order };
+    const requests = [];
+    for (let offset = 0; offset < wanted; offset += MAX_PAGE) {
+      const limit = Math.min(MAX_PAGE, wanted - offset);
+      requests.push(get(`/api/v1/groups${FSS.query({ ...filters, limit, offset })}`));
+    }
+    const pages = await Promise.all(requests);
+    const unique = new Map(); // a group that moved between two pages while they were read
+    for (const page of pages) for (const group of page.items) unique.set(group.id, group);
+    return { items: Array.from(unique.values()), total: pages[pages.length - 1].total };
+  }
+
+  function loadMoreBar() {
+    let bar = $("#groups-more");
+    if (!bar) {
+      const button = el("button", { type: "button", class: "btn", id: "groups-load-more" },
+        "Load more");
+      button.addEventListener("click", () => {
+        wanted += state.page;
+        poller.now();
+      });
+      bar = el("div", { class: "load-more", id: "groups-more", hidden: true }, button,
+        el("span", { class: "muted small", id: "groups-shown" }));
+      $("#groups").closest(".table-wrap").after(bar);
+    }
+    return bar;
+  }
+
+  function showCount(shown, total) {
+    const noun = `group${total === 1 ? "" : "s"}`;
+    setText($("#count"), shown < total ? `${shown.toLocaleString()} of ${total.toLocaleString()} ${noun}`
+      : `${total.toLocaleString()} ${noun}`);
+    loadMoreBar().hidden = shown >= total;
+    setText($("#groups-shown"), shown < total ? `showing ${shown.toLocaleString()} of ${total.toLocaleString()}` : "");
+  }
+
+  async function refresh() {
+    const data = await fetchGroups();
+    groupsById.clear();
+    for (const group of data.items) groupsById.set(group.id, group);
+    syncTable($("#groups"), data.items, (g) => g.id, columns,
+      { rowClass: (g) => (g.is_enable ? "" : "row-dim"), keepHeader: false });
+    showCount(data.items.length, data.total);
+  }
+
+  /* A new filter or order starts again from the first page. */
+  function restart() {
+    wanted = state.page;
+    writeUrl();
+    poller.now();
+  }
+
+  function init() {
+    readUrl();
+    showSort();
+    for (const th of $$("th[data-sort]")) {
+      th.tabIndex = 0;
+      const sortBy = () => {
+        state.order = state.sort === th.dataset.sort && state.order === "asc" ? "desc" : "asc";
+        state.sort = th.dataset.sort;
+        showSort();
+        restart();
+      };
+      th.addEventListener("click", sortBy);
+      th.addEventListener("keydown", (event) => { if (event.key === "Enter") sortBy(); });
+    }
+    let filterTimer = null;
+    $("#filter").addEventListener("input", () => {
+      clearTimeout(filterTimer);
+      filterTimer = setTimeout(() => {
+        state.q = $("#filter").value.trim();
+        restart();
+      }, FILTER_DELAY_MS);
+    });
+    $("#enabled-filter").addEventListener("change", () => {
+      state.enabled = $("#enabled-filter").value;
+      restart();
+    });
+    const create = $("#new-group");
+    if (create) create.addEventListener("click", () => GroupForm.open(null, () => poller.now()));
+    poller = poll(refresh);
+  }
+
+  document.addEventListener("DOMContentLoaded", init);
+})();

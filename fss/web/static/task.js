@@ -1,0 +1,213 @@
+/* One task: status, progress, timeline, details, and its run log tailed live (SSE). */
+"use strict";
+
+(() => {
+  const { el, $, setText, get, poll, link, mono, timeNode, statusBadge, duration,
+    replaceChildren, formatTime } = FSS;
+  const taskId = Number($("#task-head").dataset.taskId);
+  const FINISHED = new Set(["Success", "Fail"]);
+  const LOG_LIMIT = 500;
+  let task = null;
+  let poller = null;
+  let source = null;
+  let lastLogId = 0;
+  let lineCount = 0;
+  let finished = false;
+  let streamGeneration = 0;
+
+  /* ---- status, progress, details, timeline ----------------------------------------- */
+
+  function applyTask(t) {
+    task = { ...(task || {}), ...t };
+    replaceChildren($("#status-badge"), statusBadge(task.status));
+    const progress = Math.max(0, Math.min(100, Number(task.progress) || 0));
+    const shownProgress = task.status === "Success" ? 100 : progress;
+    const bar = $("#progress-bar");
+    bar.style.width = `${shownProgress}%`;
+    bar.className = `progress-bar progress-${(task.status || "none").toLowerCase()}`;
+    $("#progress").setAttribute("aria-valuenow", String(shownProgress));
+    setText($("#progress-text"), `${shownProgress} %`);
+    if (task.caption !== undefined) setText($("#caption"), task.caption);
+    finished = FINISHED.has(task.status);
+  }
+
+  function prop(label, value) {
+    const empty = value === null || value === undefined || value === "";
+    return [el("dt", {}, label), el("dd", {}, empty ? el("span", { class: "muted" }, "—") : value)];
+  }
+
+  // The exception line, with the whole text (a traceback) one click away.
+  function errorProp(error) {
+    const line = FSS.firstLine(error);
+    if (line === error.trim()) return el("span", { class: "error-line" }, line);
+    return el("details", { class: "error-details" },
+      el("summary", {}, el("span", { class: "error-line" }, line)),
+      el("pre", { class: "error-block" }, error));
+  }
+
+  let detailSignature = "";
+
+  function renderDetails(t) {
+    const signature = JSON.stringify(t);
+    if (signature === detailSignature) return;
+    detailSignature = signature;
+    document.title = `Task ${t.id} · ${t.caption || t.job_name} · fss`;
+    replaceChildren($("#props"),
+      prop("Group", link(`/groups/${t.task_group_id}`, t.caption || `group ${t.task_group_id}`)),
+      prop("Job", mono(t.job_name)),
+      prop("Planned start", timeNode(t.start_at)),
+      prop("Duration", t.run_speed !== null ? duration(t.run_speed) : null),
+      prop("Attempt", String(t.attempt)),
+      prop("Client", t.client_id ? link(`/tasks?client_id=${encodeURIComponent(t.client_id)}`,
+        mono(t.client_id)) : null),
+      prop("Client host", t.client_host ? `${t.client_host}${t.client_ip ? ` (${t.client_ip})` : ""}` : null),
+      prop("Scheduler node", t.server_node ? mono(t.server_node) : null),
+      prop("Error", t.error ? errorProp(t.error) : null),
+    );
+    const events = t.timeline || [];
+    const labels = { created: "Created", dispatched: "Dispatched to a client",
+      started: "Started on the client", finished: FINISHED.has(t.status) ? `Finished: ${t.status}` : "Finished" };
+    const all = ["created", "dispatched", "started", "finished"];
+    const happened = new Map(events.map((e) => [e.event, e.at]));
+    replaceChildren($("#timeline"), ...all.map((name) => {
+      const at = happened.get(name);
+      const kind = name === "finished" && at ? (t.status === "Fail" ? "fail" : "success") : "";
+      return el("li", { class: `tl-item${at ? " done" : ""} ${kind ? `tl-${kind}` : ""}` },
+        el("span", { class: "tl-dot" }),
+        el("span", { class: "tl-label" }, labels[name]),
+        at ? el("time", { datetime: at, title: at, class: "tl-time mono" }, formatTime(at))
+          : el("span", { class: "tl-time muted" }, "not yet"));
+    }));
+  }
+
+  async function refresh() {
+    let t;
+    try {
+      t = await get(`/api/v1/tasks/${taskId}`);
+    } catch (err) {
+      if (err.status === 404) {
+        $("#not-found").hidden = false;
+        poller.stop();
+        closeStream();
+        streamGeneration += 1; // and no log polling either
+        tailState("", "done");
+        return;
+      }
+      throw err;
+    }
+    applyTask(t);
+    renderDetails(t);
+    if (finished) poller.stop(); // the stream's "end" brings the last log lines
+  }
+
+  /* ---- run log --------------------------------------------------------------------- */
+
+  function minLevel() {
+    return Number($("#min-level").value) || 0;
+  }
+
+  function logLine(line) {
+    const level = (line.level || String(line.log_level)).toLowerCase();
+    return el("div", { class: `log-line log-${level}`, dataset: { id: String(line.id) } },
+      el("time", { class: "log-time", datetime: line.create_at, title: line.create_at },
+        FSS.formatClock(line.create_at)),
+      el("span", { class: `log-level lvl-${level}` }, line.level || String(line.log_level)),
+      el("span", { class: "log-content" }, line.content));
+  }
+
+  function addLines(lines) {
+    const box = $("#logs");
+    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+    const fragment = document.createDocumentFragment();
+    for (const line of lines) {
+      if (line.id <= lastLogId) continue; // a reconnect may repeat what we have
+      lastLogId = line.id;
+      lineCount += 1;
+      fragment.appendChild(logLine(line));
+    }
+    box.appendChild(fragment);
+    setText($("#log-count"), `${lineCount.toLocaleString()} line${lineCount === 1 ? "" : "s"}`);
+    $("#logs-empty").hidden = lineCount > 0 || !finished;
+    if ($("#follow").checked && (atBottom || lines.length)) box.scrollTop = box.scrollHeight;
+  }
+
+  function tailState(text, kind) {
+    const node = $("#tail-state");
+    setText(node, text);
+    node.className = `tail-state tail-${kind}`;
+  }
+
+  function closeStream() {
+    if (source) source.close();
+    source = null;
+  }
+
+  function startStream() {
+    closeStream();
+    const generation = ++streamGeneration;
+    const url = `/api/v1/tasks/${taskId}/logs/stream${FSS.query({ after_id: lastLogId, min_level: minLevel() })}`;
+    source = new EventSource(url, { withCredentials: true });
+    tailState("● live", "live");
+    source.addEventListener("log", (event) => addLines([JSON.parse(event.data)]));
+    source.addEventListener("task", (event) => {
+      const previous = task && task.status;
+      applyTask(JSON.parse(event.data));
+      if (task.status !== previous) poller.now(); // the timeline moved
+    });
+    source.addEventListener("end", () => {
+      closeStream();
+      finished = true;
+      tailState("finished", "done");
+      $("#logs-empty").hidden = lineCount > 0;
+      poller.now();
+    });
+    source.addEventListener("error", () => {
+      if (generation !== streamGeneration || !source) return;
+      if (source.readyState === EventSource.CLOSED) {
+        // Refused outright (signed out, or no stream endpoint): read the log by polling.
+        closeStream();
+        tailState("polling", "poll");
+        pollLogs(generation);
+      } else {
+        tailState("reconnecting…", "poll");
+      }
+    });
+  }
+
+  async function pollLogs(generation) {
+    while (generation === streamGeneration) {
+      if (!document.hidden) {
+        try {
+          const page = await get(`/api/v1/tasks/${taskId}/logs${FSS.query({ after_id: lastLogId,
+            min_level: minLevel(), limit: LOG_LIMIT })}`);
+          addLines(page.items);
+          if (finished && page.items.length < LOG_LIMIT) {
+            tailState("finished", "done");
+            return;
+          }
+        } catch (err) {
+          tailState("offline", "poll");
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, FSS.POLL_MS));
+    }
+  }
+
+  function restartLog() {
+    closeStream();
+    streamGeneration += 1;
+    replaceChildren($("#logs"));
+    lastLogId = 0;
+    lineCount = 0;
+    startStream();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("#min-level").addEventListener("change", restartLog);
+    $("#follow").addEventListener("change", () => {
+      if ($("#follow").checked) $("#logs").scrollTop = $("#logs").scrollHeight;
+    });
+    poller = poll(refresh);
+    startStream();
+  });
+})();

@@ -1,0 +1,119 @@
+/* Tasks: filters from the query string, newest first, "Load more" by cursor, live first page. */
+"use strict";
+
+(() => {
+  const { el, $, setText, get, poll, syncTable, link, mono, timeNode, statusBadge, duration,
+    firstLine } = FSS;
+  const PAGE = 50;
+  const FILTERS = ["status", "group_id", "job_name", "client_id", "since", "until"];
+  const shown = new Map(); // task id -> task, everything on screen
+  let cursor = null; // where "Load more" continues (older tasks)
+  let firstLoad = true;
+
+  // datetime-local values carry no zone: they are the browser's local time.
+  function toIso(value) {
+    if (!value) return "";
+    const date = new Date(value);
+    return Number.isNaN(date.getTime()) ? value : date.toISOString();
+  }
+
+  function filters() {
+    const params = new URLSearchParams(location.search);
+    const form = $("#filters");
+    const values = {};
+    for (const name of FILTERS) {
+      const value = params.get(name) || "";
+      form.elements.namedItem(name).value = value;
+      values[name] = name === "since" || name === "until" ? toIso(value) : value;
+    }
+    return values;
+  }
+
+  const activeFilters = {};
+
+  function progressCell(t) {
+    if (t.status !== "Working" && t.status !== "Scheduler") return "";
+    return el("div", { class: "mini-progress", title: `${t.progress} %` },
+      el("div", { class: "mini-progress-bar", style: `width: ${Math.max(0, Math.min(100, t.progress))}%` }));
+  }
+
+  const columns = [
+    { value: (t) => t.id, render: (t) => link(`/tasks/${t.id}`, mono(`#${t.id}`)), class: "num" },
+    { value: (t) => t.status, render: (t) => statusBadge(t.status) },
+    { value: (t) => [t.task_group_id, t.caption], render: (t) => link(`/groups/${t.task_group_id}`,
+      el("span", { class: "caption", title: t.caption || "" }, t.caption || `group ${t.task_group_id}`)),
+      class: "cell-caption" },
+    { value: (t) => t.job_name, render: (t) => mono(t.job_name) },
+    { value: (t) => t.start_at, render: (t) => timeNode(t.start_at) },
+    { value: (t) => t.finish_at, render: (t) => timeNode(t.finish_at) },
+    { value: (t) => t.run_speed, render: (t) => duration(t.run_speed), class: "num" },
+    { value: (t) => [t.status, t.progress], render: progressCell },
+    { value: (t) => t.client_id, render: (t) => (t.client_id ? mono(t.client_id) : "") },
+    { value: (t) => t.error, render: (t) => el("span", { class: "error-line", title: t.error || "" },
+      firstLine(t.error)), class: "cell-error" },
+  ];
+
+  function render() {
+    const items = Array.from(shown.values()).sort((a, b) => b.id - a.id);
+    syncTable($("#tasks"), items, (t) => t.id, columns);
+    $("#load-more").hidden = !cursor;
+    setText($("#shown"), items.length ? `${items.length.toLocaleString()} shown${cursor ? "" : " · that is all"}` : "");
+  }
+
+  function showError(err) {
+    const box = $("#filter-error");
+    setText(box, err.message);
+    box.hidden = false;
+    const input = err.field && $("#filters").elements.namedItem(err.field);
+    if (input) input.classList.add("input-error");
+  }
+
+  // The newest page again: new tasks appear on top, changed ones update, and tasks of that
+  // range that no longer match the filters (a Working task finished) leave.
+  async function refresh() {
+    let page;
+    try {
+      page = await get(`/api/v1/tasks${FSS.query({ ...activeFilters, limit: PAGE })}`);
+    } catch (err) {
+      if (err.status === 422) {
+        showError(err);
+        return;
+      }
+      throw err;
+    }
+    const fresh = new Set(page.items.map((t) => t.id));
+    const oldest = page.next_cursor && page.items.length ? page.items[page.items.length - 1].id : 0;
+    for (const id of Array.from(shown.keys())) if (id >= oldest && !fresh.has(id)) shown.delete(id);
+    for (const t of page.items) shown.set(t.id, t);
+    if (firstLoad) {
+      cursor = page.next_cursor;
+      firstLoad = false;
+    }
+    render();
+  }
+
+  async function loadMore() {
+    const button = $("#load-more");
+    button.disabled = true;
+    try {
+      const page = await get(`/api/v1/tasks${FSS.query({ ...activeFilters, limit: PAGE, cursor })}`);
+      for (const t of page.items) shown.set(t.id, t);
+      cursor = page.next_cursor;
+      render();
+    } catch (err) {
+      FSS.toast(err.message, "error");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    Object.assign(activeFilters, filters());
+    $("#load-more").addEventListener("click", loadMore);
+    // Empty filters stay out of the address: /tasks?status=Fail, not /tasks?status=Fail&job_name=
+    $("#filters").addEventListener("submit", () => {
+      for (const input of $("#filters").elements) if (input.name && !input.value) input.disabled = true;
+    });
+    poll(refresh);
+  });
+})();

@@ -1,0 +1,339 @@
+"""Who may do what: FSS_WEB_USERS parsing, password hashes, HTTP Basic, the Bearer token,
+the login form's session cookie (expiry, tampering), CSRF on cookie writes, cross-site
+requests refused, viewers refused every change, and --no-auth.
+
+Most cases use a probe app (the real create_web_app plus two tiny routes guarded by the
+real Viewer / Admin dependencies) so they test the auth rules, not one API route; the last
+ones go through the real API on the conftest's databases and count rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from web_helpers import add_group, counts
+
+from fss.config import Settings
+from fss.errors import InvalidField
+from fss.web import Role, WebSettings, WebUser, create_web_app
+from fss.web.auth import (
+    SESSION_COOKIE,
+    Admin,
+    Authenticator,
+    Viewer,
+    hash_password,
+    password_matches,
+)
+from fss.web.config import parse_users
+
+USERS = "admin:pw,viewer:pw2:viewer"
+TOKEN = "a-token-of-20-chars!"
+
+
+def probe_app(sqlite_url: str, web: WebSettings) -> FastAPI:
+    app = create_web_app(Settings(database_url=sqlite_url, broker_url="memory://"), web)
+
+    @app.get("/api/v1/_probe")
+    def read(principal: Viewer) -> dict[str, Any]:
+        return {"name": principal.name, "method": principal.method}
+
+    @app.post("/api/v1/_probe")
+    def write(principal: Admin) -> dict[str, Any]:
+        return {"name": principal.name, "method": principal.method}
+
+    @app.get("/_page")
+    def page(principal: Viewer) -> dict[str, Any]:
+        return {"name": principal.name}
+
+    return app
+
+
+@pytest.fixture
+def web() -> WebSettings:
+    return WebSettings(users=parse_users(USERS), token=TOKEN)
+
+
+@pytest.fixture
+def client(sqlite_url: str, web: WebSettings) -> Iterator[TestClient]:
+    with TestClient(probe_app(sqlite_url, web)) as test_client:
+        yield test_client
+
+
+def basic(name: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+
+def log_in(client: TestClient, name: str, password: str) -> str:
+    """The form login; returns the CSRF token of the new session."""
+    response = client.post(
+        "/login", data={"username": name, "password": password, "next": "/"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    assert SESSION_COOKIE in response.cookies
+    me = client.get("/api/v1/_probe")
+    assert me.json() == {"name": name, "method": "session"}
+    cookie = client.cookies[SESSION_COOKIE]
+    payload = json.loads(base64.urlsafe_b64decode(cookie.split(".")[0] + "=="))
+    return str(payload["csrf"])
+
+
+# ---- FSS_WEB_USERS and hashes --------------------------------------------------------------
+
+
+def test_users_parse_with_roles_separators_and_colons_in_passwords() -> None:
+    hashed = hash_password("secret")
+    users = parse_users(f"alice:pw:with:colons, bob:pw2:viewer\ncarol:{hashed}:viewer")
+
+    assert users == (
+        WebUser("alice", "pw:with:colons", Role.ADMIN),
+        WebUser("bob", "pw2", Role.VIEWER),
+        WebUser("carol", hashed, Role.VIEWER),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("alice", "each entry is name:password[:role]"),
+        ("al ice:pw", "each entry is name:password[:role]"),
+        ("alice::viewer", "empty password"),
+        ("alice:pw,alice:pw2", "given twice"),
+    ],
+)
+def test_bad_users_name_the_variable(text: str, reason: str) -> None:
+    with pytest.raises(InvalidField) as caught:
+        parse_users(text)
+
+    assert caught.value.field == "FSS_WEB_USERS"
+    assert reason in str(caught.value)
+
+
+def test_hashes_verify_only_their_password_and_malformed_ones_never() -> None:
+    hashed = hash_password("right")
+
+    assert "," not in hashed  # FSS_WEB_USERS splits entries on commas
+    assert password_matches(hashed, "right")
+    assert not password_matches(hashed, "wrong")
+    assert not password_matches("$scrypt$garbage", "right")
+    assert not password_matches(hashed[:-4], "right")
+    assert hash_password("right") != hashed  # salted
+
+
+def test_a_hashed_user_logs_in_with_basic_and_repeated_checks_are_cached(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+
+    def counted(secret: str, password: str) -> bool:
+        checks.append(password)
+        return password_matches(secret, password)
+
+    monkeypatch.setattr("fss.web.auth.password_matches", counted)
+    web = WebSettings(users=(WebUser("alice", hash_password("s3cret")),))
+    with TestClient(probe_app(sqlite_url, web)) as client:
+        answers = [
+            client.get("/api/v1/_probe", headers=basic("alice", "s3cret")).status_code
+            for _ in range(5)
+        ]
+        wrong = client.get("/api/v1/_probe", headers=basic("alice", "s3cre"))
+
+    assert answers == [200] * 5
+    assert wrong.status_code == 401
+    # scrypt costs ~50 ms: the right password is checked once, then remembered.
+    assert checks == ["s3cret", "s3cre"]
+
+
+# ---- Basic and Bearer ----------------------------------------------------------------------
+
+
+def test_basic_with_a_user_and_bearer_with_the_token_are_let_in(client: TestClient) -> None:
+    admin = client.get("/api/v1/_probe", headers=basic("admin", "pw"))
+    viewer = client.get("/api/v1/_probe", headers=basic("viewer", "pw2"))
+    token = client.post("/api/v1/_probe", headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert admin.json() == {"name": "admin", "method": "basic"}
+    assert viewer.json() == {"name": "viewer", "method": "basic"}
+    assert token.json() == {"name": "token", "method": "token"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        basic("admin", "wrong"),
+        basic("nobody", "pw"),
+        {"Authorization": "Basic not-base64!!"},
+        {"Authorization": "Bearer wrong-token-of-20-chars"},
+        {"Authorization": "Digest abc"},
+    ],
+)
+def test_without_valid_credentials_the_api_answers_401_json(
+    client: TestClient, headers: dict[str, str]
+) -> None:
+    response = client.get("/api/v1/_probe", headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Basic realm="fss"'
+    assert response.json()["error"].startswith("authentication required")
+
+
+def test_a_page_without_credentials_redirects_to_the_login_form(client: TestClient) -> None:
+    response = client.get("/_page?x=1", headers={"Accept": "text/html"}, follow_redirects=False)
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/_page%3Fx%3D1"
+
+
+# ---- session cookies -----------------------------------------------------------------------
+
+
+def test_the_login_form_sets_a_session_cookie_and_a_wrong_password_does_not(
+    client: TestClient,
+) -> None:
+    refused = client.post("/login", data={"username": "admin", "password": "nope"})
+    assert refused.status_code == 401
+    assert "Wrong user name or password." in refused.text
+    assert SESSION_COOKIE not in client.cookies
+
+    log_in(client, "admin", "pw")
+    logout = client.post("/logout", follow_redirects=False)
+
+    assert logout.status_code == 303
+    assert client.get("/api/v1/_probe").status_code == 401
+
+
+def test_login_never_redirects_to_another_site(client: TestClient) -> None:
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        response = client.post(
+            "/login", data={"username": "admin", "password": "pw", "next": target},
+            follow_redirects=False,
+        )
+        assert response.headers["location"] == "/", target
+
+
+def test_an_expired_session_is_refused(web: WebSettings, client: TestClient) -> None:
+    auth = Authenticator(web)
+    (admin,) = [u for u in web.users if u.name == "admin"]
+    stale = auth.session_cookie(admin, now=time.time() - web.session_max_age_s - 1)
+    fresh = auth.session_cookie(admin)
+
+    client.cookies.set(SESSION_COOKIE, stale)
+    assert client.get("/api/v1/_probe").status_code == 401
+    client.cookies.set(SESSION_COOKIE, fresh)
+    assert client.get("/api/v1/_probe").status_code == 200
+
+
+def test_a_tampered_or_foreign_cookie_is_refused(
+    web: WebSettings, client: TestClient, sqlite_url: str
+) -> None:
+    log_in(client, "viewer", "pw2")
+    body, signature = client.cookies[SESSION_COOKIE].split(".")
+    payload = json.loads(base64.urlsafe_b64decode(body + "=="))
+    payload["u"] = "admin"
+    forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    other = Authenticator(WebSettings(users=parse_users("admin:other")))
+    foreign = other.session_cookie(WebUser("admin", "other"))
+
+    for cookie in (f"{forged}.{signature}", f"{body}.{signature[:-2]}xx", foreign, "garbage"):
+        client.cookies.clear()
+        client.cookies.set(SESSION_COOKIE, cookie)
+        assert client.get("/api/v1/_probe").status_code == 401, cookie
+
+
+def test_replicas_with_the_same_users_accept_each_others_cookies(
+    web: WebSettings, client: TestClient, sqlite_url: str
+) -> None:
+    log_in(client, "admin", "pw")
+    with TestClient(probe_app(sqlite_url, WebSettings(users=parse_users(USERS), token=TOKEN))) as b:
+        b.cookies.set(SESSION_COOKIE, client.cookies[SESSION_COOKIE])
+        assert b.get("/api/v1/_probe").json()["name"] == "admin"
+
+
+# ---- CSRF and cross-site requests ----------------------------------------------------------
+
+
+def test_a_cookie_write_needs_the_sessions_csrf_token(client: TestClient) -> None:
+    csrf = log_in(client, "admin", "pw")
+
+    missing = client.post("/api/v1/_probe")
+    wrong = client.post("/api/v1/_probe", headers={"X-CSRF-Token": "x" + csrf})
+    header = client.post("/api/v1/_probe", headers={"X-CSRF-Token": csrf})
+    form = client.post("/api/v1/_probe", data={"csrf_token": csrf})
+
+    assert missing.status_code == 403
+    assert missing.json()["error"].startswith("csrf_token: ")
+    assert wrong.status_code == 403
+    assert header.status_code == 200
+    assert form.status_code == 200
+
+
+def test_basic_writes_need_no_csrf_token_but_cross_site_ones_are_refused(
+    client: TestClient,
+) -> None:
+    admin = basic("admin", "pw")
+    plain = client.post("/api/v1/_probe", headers=admin)
+    same_origin = client.post("/api/v1/_probe", headers={**admin, "Origin": "http://testserver"})
+    other_origin = client.post("/api/v1/_probe", headers={**admin, "Origin": "https://evil.example"})
+    fetch_site = client.post("/api/v1/_probe", headers={**admin, "Sec-Fetch-Site": "cross-site"})
+    login = client.post(
+        "/login", data={"username": "admin", "password": "pw"},
+        headers={"Origin": "https://evil.example"},
+    )
+
+    assert plain.status_code == 200
+    assert same_origin.status_code == 200
+    assert other_origin.status_code == 403
+    assert "evil.example" in other_origin.json()["error"]
+    assert fetch_site.status_code == 403
+    assert login.status_code == 403
+    assert SESSION_COOKIE not in client.cookies
+
+
+# ---- roles and --no-auth -------------------------------------------------------------------
+
+
+def test_a_viewer_reads_but_is_refused_every_write(client: TestClient) -> None:
+    viewer = basic("viewer", "pw2")
+
+    assert client.get("/api/v1/_probe", headers=viewer).status_code == 200
+    refused = client.post("/api/v1/_probe", headers=viewer)
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "user 'viewer' is a viewer and cannot change anything"}
+
+
+def test_no_auth_lets_anyone_in_as_admin(sqlite_url: str) -> None:
+    with TestClient(probe_app(sqlite_url, WebSettings(no_auth=True))) as client:
+        response = client.post("/api/v1/_probe")
+
+    assert response.json() == {"name": "anonymous", "method": "anonymous"}
+
+
+def test_on_the_real_api_a_viewer_changes_nothing_and_anonymous_sees_nothing(
+    web_db: Any, clock: Any, viewer_client: TestClient, anon_client: TestClient
+) -> None:
+    group_id = add_group(web_db.engine, clock.now())
+    before = counts(web_db.engine)
+
+    writes = [
+        viewer_client.post("/api/v1/groups", json={"caption": "x", "job_name": "j",
+                                                   "interval_ms": 1000}),
+        viewer_client.patch(f"/api/v1/groups/{group_id}", json={"caption": "y"}),
+        viewer_client.delete(f"/api/v1/groups/{group_id}"),
+        viewer_client.post(f"/api/v1/groups/{group_id}/run"),
+        viewer_client.post(f"/api/v1/groups/{group_id}/disable"),
+    ]
+    reads = [anon_client.get(path) for path in ("/api/v1/groups", f"/api/v1/groups/{group_id}",
+                                                "/api/v1/tasks", "/metrics")]
+
+    assert [r.status_code for r in writes] == [403] * len(writes)
+    assert [r.status_code for r in reads] == [401] * len(reads)
+    assert counts(web_db.engine) == before
+    assert viewer_client.get(f"/api/v1/groups/{group_id}").json()["caption"] == "every minute"
