@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -56,7 +56,7 @@ class GroupRow:
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        body = {k: _jsonable(v) for k, v in asdict(self).items()}
+        body = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
         body["schedule"] = self.schedule.describe()
         return body
 
@@ -88,7 +88,7 @@ class TaskRow:
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: _jsonable(v) for k, v in asdict(self).items()}
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class LogRow:
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        body = {k: _jsonable(v) for k, v in asdict(self).items()}
+        body = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
         body["level"] = LOG_LEVEL_NAMES.get(self.log_level, str(self.log_level))
         return body
 
@@ -140,7 +140,7 @@ class ClientRow:
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        body = {k: _jsonable(v) for k, v in asdict(self).items()}
+        body = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
         body["job_names"] = list(self.job_names)
         return body
 
@@ -169,7 +169,7 @@ class NodeRow:
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: _jsonable(v) for k, v in asdict(self).items()}
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
 # Microsoft.Extensions.Logging levels, as the seed records them.

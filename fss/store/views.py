@@ -4,7 +4,8 @@ Every query here is bounded for a store of 10,000 groups and 1,000,000 tasks: co
 per-minute buckets are aggregated in SQL over indexed ranges (migration 0005 adds the
 indexes), nothing counts all the Success rows (see tasks_by_status), task lists are
 keyset-paginated, group lists are pages of at most MAX_GROUP_PAGE, and per-group "last
-result" lookups read one index entry per group. Plain SQLAlchemy Core, the same on PostgreSQL, MySQL and SQLite.
+result" lookups read one index entry per group. Plain SQLAlchemy Core, the same on
+PostgreSQL, MySQL and SQLite.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from fss.store.views import (
 )
 from fss.web.auth import Admin, Viewer
 from fss.web.context import Context
+from fss.web.params import GroupId
 
 router = APIRouter(prefix="/api/v1", tags=["groups"])
 
@@ -142,13 +143,13 @@ def create_group(body: NewGroup, principal: Admin, context: Context) -> dict[str
 
 
 @router.get("/groups/{group_id}", summary="One task group")
-def get_group(group_id: int, principal: Viewer, context: Context) -> dict[str, Any]:
+def get_group(group_id: GroupId, principal: Viewer, context: Context) -> dict[str, Any]:
     return _group_json(context, group_id)
 
 
 @router.patch("/groups/{group_id}", summary="Change a task group", dependencies=[BodyLimit])
 def edit_group(
-    group_id: int, body: GroupChanges, principal: Admin, context: Context
+    group_id: GroupId, body: GroupChanges, principal: Admin, context: Context
 ) -> dict[str, Any]:
     changes = changes_from(body)
     enable = changes.pop("is_enable", None)
@@ -163,31 +164,31 @@ def edit_group(
 
 
 @router.delete("/groups/{group_id}", status_code=204, summary="Delete a group, its tasks, logs")
-def delete_group(group_id: int, principal: Admin, context: Context) -> Response:
+def delete_group(group_id: GroupId, principal: Admin, context: Context) -> Response:
     store.delete_group(context.engine, group_id)
     return Response(status_code=204)
 
 
 @router.post("/groups/{group_id}/run", summary="Run now")
-def run_group(group_id: int, principal: Admin, context: Context) -> dict[str, int]:
+def run_group(group_id: GroupId, principal: Admin, context: Context) -> dict[str, int]:
     return {"task_id": store.run_now(context.engine, group_id, context.clock.now())}
 
 
 @router.post("/groups/{group_id}/enable", summary="Enable (creates the waiting task)")
-def enable_group(group_id: int, principal: Admin, context: Context) -> dict[str, Any]:
+def enable_group(group_id: GroupId, principal: Admin, context: Context) -> dict[str, Any]:
     store.set_enabled(context.engine, group_id, True, context.clock.now())
     return _group_json(context, group_id)
 
 
 @router.post("/groups/{group_id}/disable", summary="Disable (withdraws the waiting task)")
-def disable_group(group_id: int, principal: Admin, context: Context) -> dict[str, Any]:
+def disable_group(group_id: GroupId, principal: Admin, context: Context) -> dict[str, Any]:
     store.set_enabled(context.engine, group_id, False, context.clock.now())
     return _group_json(context, group_id)
 
 
 @router.get("/groups/{group_id}/runs", summary="Newest finished runs, oldest first")
 def list_runs(
-    group_id: int,
+    group_id: GroupId,
     principal: Viewer,
     context: Context,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -20,6 +20,7 @@ from fss.store.views import (
 )
 from fss.web.auth import Viewer
 from fss.web.context import Context
+from fss.web.params import AfterLogId, GroupIdFilter, TaskId
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 MAX_LOG_PAGE = 1000
@@ -40,7 +41,7 @@ def list_tasks(
     context: Context,
     status: Annotated[str | None, Query(description="None, Scheduler, Working, Success, Fail")]
     = None,
-    group_id: int | None = None,
+    group_id: GroupIdFilter = None,
     job_name: Annotated[str | None, Query(max_length=64)] = None,
     client_id: Annotated[str | None, Query(max_length=128)] = None,
     since: Annotated[str | None, Query(description="Planned start at or after (ISO 8601)")]
@@ -66,17 +67,17 @@ def list_tasks(
 
 
 @router.get("/tasks/{task_id}", summary="One task with its timeline")
-def get_task(task_id: int, principal: Viewer, context: Context) -> dict[str, Any]:
+def get_task(task_id: TaskId, principal: Viewer, context: Context) -> dict[str, Any]:
     with context.engine.connect() as conn:
         return task_detail(conn, task_id)
 
 
 @router.get("/tasks/{task_id}/logs", summary="Run logs of a task, oldest first")
 def get_logs(
-    task_id: int,
+    task_id: TaskId,
     principal: Viewer,
     context: Context,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: AfterLogId = 0,
     min_level: Annotated[int, Query(ge=0, le=5)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LOG_PAGE)] = 500,
 ) -> dict[str, Any]:

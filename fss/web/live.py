@@ -25,6 +25,7 @@ from fss.store.rows import LogRow, TaskRow
 from fss.store.views import log_page, require_task, task_state
 from fss.web.auth import Viewer
 from fss.web.context import Context
+from fss.web.params import AfterLogId, TaskId
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 
@@ -136,10 +137,10 @@ def _resume_after(after_id: int, last_event_id: str | None) -> int:
 )
 async def stream_logs(
     request: Request,
-    task_id: int,
+    task_id: TaskId,
     principal: Viewer,
     context: Context,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: AfterLogId = 0,
     min_level: Annotated[int, Query(ge=0, le=5)] = 0,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
 ) -> StreamingResponse:

@@ -14,12 +14,11 @@ from fss.domain.group_spec import MISFIRE_POLICIES
 from fss.domain.status import TaskStatus
 from fss.store.rows import LOG_LEVEL_NAMES
 from fss.web.auth import Viewer
+from fss.web.params import MAX_ID
 from fss.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 
-# Largest id the pages accept in a path; larger ones are 422, like the API's.
-MAX_ID = 2**63 - 1
 STATUS_LABELS = [status.label for status in TaskStatus]
 
 

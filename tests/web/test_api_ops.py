@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from web_helpers import (
     CLIENT,
@@ -181,3 +182,26 @@ def test_openapi_lists_every_endpoint(anon_client: TestClient) -> None:
     assert expected <= set(paths)
     assert set(paths["/api/v1/groups/{group_id}"]) == {"get", "patch", "delete"}
     assert anon_client.get("/api/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", "/api/v1/groups/9223372036854775808", "group_id"),
+        ("DELETE", "/api/v1/groups/-4513418889811284459520", "group_id"),
+        ("POST", "/api/v1/groups/233710430864801389346816/enable", "group_id"),
+        ("GET", "/api/v1/tasks/18446744073709551617", "task_id"),
+        ("GET", "/api/v1/tasks/34531807142022234112/logs", "task_id"),
+        ("GET", "/api/v1/tasks/33811942475730922766336/logs/stream", "task_id"),
+        ("GET", "/api/v1/tasks?group_id=100000000000000000000000", "group_id"),
+        ("GET", "/api/v1/tasks/1/logs?after_id=100000000000000000000000", "after_id"),
+    ],
+)
+def test_ids_beyond_bigint_are_a_422_naming_the_field_not_a_500(
+    admin_client: TestClient, method: str, path: str, field: str
+) -> None:
+    # Found by schemathesis: SQLite cannot bind them (OverflowError).
+    response = admin_client.request(method, path)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
