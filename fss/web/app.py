@@ -10,7 +10,8 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
@@ -20,7 +21,7 @@ from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.errors import FssError, GroupBusy, InvalidField
 from fss.web import api, health, login, metrics, pages
-from fss.web.auth import Authenticator, LoginRequired
+from fss.web.auth import Authenticator, LoginRequired, Viewer
 from fss.web.config import WebSettings
 from fss.web.context import WebContext
 from fss.web.templating import create_templates
@@ -48,9 +49,10 @@ def create_web_app(
         title="fss",
         version=__version__,
         description="Task groups, tasks, run logs, clients and scheduler nodes of fss.",
-        docs_url="/api/docs",
+        # Served below, behind the same auth as the API and from vendored files (no CDN).
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/api/v1/openapi.json",
+        openapi_url=None,
         lifespan=lifespan,
     )
     app.state.context = context
@@ -59,8 +61,27 @@ def create_web_app(
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     for router in (health.router, login.router, api.router, metrics.router, pages.router):
         app.include_router(router)
+    install_api_docs(app)
     install_error_handlers(app)
     return app
+
+
+def install_api_docs(app: FastAPI) -> None:
+    """OpenAPI at /api/v1/openapi.json and Swagger UI at /api/docs, for signed-in users."""
+
+    @app.get("/api/v1/openapi.json", include_in_schema=False)
+    def openapi_document(principal: Viewer) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs(principal: Viewer) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/v1/openapi.json",
+            title="fss API",
+            swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
 
 
 def wants_json(request: Request) -> bool:

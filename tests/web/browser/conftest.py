@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, Dialog, Page, sync_playwright
+from runtime_python import runtime_python
 from sqlalchemy.engine import Engine
 
 from fss.config import Settings
@@ -87,12 +87,12 @@ def start_dev(workdir: Path, db_path: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FSS_")}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
-    # The interpreter running pytest (the editable checkout): the web app reads the tables
-    # of this checkout's migrations, so `fss dev` must create exactly those.
+    # The runtime venv (what a user installs, built from this checkout by scripts/test); the
+    # web app under test is served by this process, so `fss dev` runs without its own.
     with (workdir / "dev.out").open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-c", "from fss.cli import main; main()", "dev", "--db",
-             str(db_path), "-A", "browser_jobs", "--quiet", "-c", "8"],
+            [runtime_python(), "-c", "from fss.cli import main; main()", "dev", "--db",
+             str(db_path), "-A", "browser_jobs", "--quiet", "-c", "8", "--no-web"],
             cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
