@@ -113,15 +113,17 @@ class Dispatcher:
         now: datetime,
         outcomes: dict[int, Outcome],
     ) -> list[tuple[ClaimedTask, ClientRow]]:
-        won = []
-        node = self._settings.node_name
+        if not ready:
+            return []
+        items = [(claimed, DispatchTarget(c.id, c.host, c.ip)) for claimed, c in ready]
         with self._engine.begin() as conn:
-            for claimed, client in ready:
-                target = DispatchTarget(client.id, client.host, client.ip)
-                if tasks.mark_dispatched(conn, claimed, node, target, now) is None:
-                    outcomes[claimed.id] = Outcome.LOST
-                else:
-                    won.append((claimed, client))
+            moved = tasks.mark_dispatched_many(conn, items, self._settings.node_name, now)
+        won = []
+        for claimed, client in ready:
+            if claimed.id in moved:
+                won.append((claimed, client))
+            else:
+                outcomes[claimed.id] = Outcome.LOST
         return won
 
     def _send_all(

@@ -24,11 +24,15 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, **options: Any) -> Engine:
+def create_engine(url: str, pre_ping: bool = True, **options: Any) -> Engine:
+    """`pre_ping=False` saves a `SELECT 1` round trip per checkout, for a process whose
+    every database loop already treats a dropped connection as transient and retries (the
+    scheduler: its recorder, claim loop and supervisor); a pooled connection that died
+    then fails one iteration instead of being replaced silently."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url, **options)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800, "future": True}
+    kwargs: dict[str, Any] = {"pool_pre_ping": pre_ping, "pool_recycle": 1800, "future": True}
     if url.startswith("mysql"):
         # SKIP LOCKED claims rely on row locks only; REPEATABLE READ adds gap locks.
         kwargs["isolation_level"] = "READ COMMITTED"

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,7 +29,14 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
 )
-from fss.store.tables import client, insert_waiting_task, run_log, task, task_group
+from fss.store.tables import (
+    UTCDateTime,
+    client,
+    insert_waiting_task,
+    run_log,
+    task,
+    task_group,
+)
 from fss.store.tasks import ClaimedTask
 
 log = logging.getLogger(__name__)
@@ -108,11 +115,50 @@ def _started(conn: Connection, events: list[TaskStarted], now: datetime) -> int:
         )
         .values(status=TaskStatus.WORKING, run_at=sa.bindparam("b_at"), reported_at=now)
     )
+    if conn.dialect.name == "postgresql" and len(events) > 1:
+        return _started_set_based(conn, events, now)
     params = [
         {"b_task": e.task_id, "b_attempt": e.attempt, "b_client": e.client_id, "b_at": e.at}
         for e in events
     ]
     return _count(conn.execute(statement, params).rowcount, len(events))
+
+
+def _started_set_based(conn: Connection, events: list[TaskStarted], now: datetime) -> int:
+    """_started's guarded UPDATE for the whole batch in one statement (PostgreSQL); rows
+    locked in id order first, as every batch write here does."""
+    first: dict[tuple[int, int, str], TaskStarted] = {}
+    for event in events:  # the first one wins, as in the per-event path
+        first.setdefault((event.task_id, event.attempt, event.client_id), event)
+    unique = sorted(first.values(), key=lambda e: e.task_id)
+    conn.execute(
+        sa.select(task.c.id)
+        .where(task.c.id.in_([e.task_id for e in unique]))
+        .order_by(task.c.id)
+        .with_for_update()
+    ).all()
+    params = {
+        "ids": [e.task_id for e in unique],
+        "attempts": [e.attempt for e in unique],
+        "clients": [e.client_id for e in unique],
+        "ats": [_naive_utc(e.at) for e in unique],
+        "now": now,
+    }
+    return len(conn.execute(_STARTED_MANY_PG, params).all())
+
+
+_STARTABLE = sorted(sources_of(TaskStatus.WORKING))
+_STARTED_MANY_PG = sa.text(
+    f"""
+    UPDATE task SET status = {int(TaskStatus.WORKING)}, run_at = v.at, reported_at = :now
+    FROM unnest(CAST(:ids AS BIGINT[]), CAST(:attempts AS INTEGER[]),
+                CAST(:clients AS VARCHAR[]), CAST(:ats AS TIMESTAMP[]))
+        AS v(id, attempt, client_id, at)
+    WHERE task.id = v.id AND task.attempt = v.attempt AND task.client_id = v.client_id
+        AND task.status IN ({", ".join(str(int(s)) for s in _STARTABLE)})
+    RETURNING task.id
+    """
+).bindparams(sa.bindparam("now", type_=UTCDateTime()))
 
 
 def _progressed(conn: Connection, events: list[TaskProgressed], now: datetime) -> int:
@@ -219,9 +265,7 @@ def finish_tasks(
     """
     # Task rows are locked in id order, as groups are, so two recorders never deadlock.
     unique = sorted({(e.task_id, e.attempt): e for e in events}.values(), key=lambda e: e.task_id)
-    won_events = [
-        e for e in unique if conn.execute(_FINISH_STATEMENT, _finish_params(e, now)).rowcount == 1
-    ]
+    won_events = _finish_guarded(conn, unique, now)
     if not won_events:
         return 0
     runs = {
@@ -235,6 +279,72 @@ def finish_tasks(
     }
     _schedule_after(conn, [(e, runs[e.task_id]) for e in won_events], now, claim_next)
     return len(won_events)
+
+
+def _finish_guarded(
+    conn: Connection, unique: list[TaskFinished], now: datetime
+) -> list[TaskFinished]:
+    """The events whose guarded UPDATE moved their task (one per (task, attempt), id order).
+
+    PostgreSQL: one set-based statement for the batch (UPDATE ... FROM VALUES ... RETURNING),
+    after locking the rows in id order; elsewhere one UPDATE per event, whose row count says
+    whether it won. The guard is the same either way, so a replay changes nothing."""
+    if conn.dialect.name == "postgresql" and len(unique) > 1:
+        return _finish_set_based(conn, unique, now)
+    return [
+        e for e in unique if conn.execute(_FINISH_STATEMENT, _finish_params(e, now)).rowcount == 1
+    ]
+
+
+def _finish_set_based(
+    conn: Connection, unique: list[TaskFinished], now: datetime
+) -> list[TaskFinished]:
+    ids = [e.task_id for e in unique]
+    # Rows locked in id order first, as the per-event path does: two recorders replaying
+    # overlapping batches wait for each other instead of deadlocking.
+    conn.execute(
+        sa.select(task.c.id).where(task.c.id.in_(ids)).order_by(task.c.id).with_for_update()
+    ).all()
+    params = {
+        "ids": ids,
+        "attempts": [e.attempt for e in unique],
+        "clients": [e.client_id for e in unique],
+        "statuses": [int(TaskStatus.SUCCESS if e.success else TaskStatus.FAIL) for e in unique],
+        "successes": [e.success for e in unique],
+        "ats": [_naive_utc(e.at) for e in unique],
+        "speeds": [e.run_speed_ms for e in unique],
+        "errors": [e.error[-MAX_ERROR_CHARS:] if e.error else None for e in unique],
+        "now": now,
+    }
+    won = {(r.id, r.attempt) for r in conn.execute(_FINISH_MANY_PG, params)}
+    return [e for e in unique if (e.task_id, e.attempt) in won]
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """As UTCDateTime stores it (the arrays below bypass the column type)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+# The guard of _FINISH_STATEMENT, for a whole batch: one array per field, unnested into
+# rows; a fixed text, so it is compiled once whatever the batch size.
+_FINISH_MANY_PG = sa.text(
+    f"""
+    UPDATE task SET status = v.status, finish_at = v.at, run_speed = v.speed,
+        error = COALESCE(v.error, task.error),
+        progress = CASE WHEN v.success THEN 100 ELSE task.progress END,
+        reported_at = :now, open_group_id = NULL
+    FROM unnest(CAST(:ids AS BIGINT[]), CAST(:attempts AS INTEGER[]),
+                CAST(:clients AS VARCHAR[]), CAST(:statuses AS SMALLINT[]),
+                CAST(:successes AS BOOLEAN[]), CAST(:ats AS TIMESTAMP[]),
+                CAST(:speeds AS BIGINT[]), CAST(:errors AS TEXT[]))
+        AS v(id, attempt, client_id, status, success, at, speed, error)
+    WHERE task.id = v.id AND task.attempt = v.attempt AND task.client_id = v.client_id
+        AND task.status IN ({int(TaskStatus.SCHEDULER)}, {int(TaskStatus.WORKING)})
+    RETURNING task.id, task.attempt
+    """
+).bindparams(sa.bindparam("now", type_=UTCDateTime()))
 
 
 def _finish_params(event: TaskFinished, now: datetime) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from fss.domain.schedule import Schedule
 from fss.domain.status import TaskStatus
 from fss.errors import TaskNotFound
 from fss.store.rows import LogRow, TaskRow
-from fss.store.tables import run_log, task, task_group
+from fss.store.tables import UTCDateTime, run_log, task, task_group
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,67 @@ def mark_dispatched(
         )
     ).rowcount
     return attempt if won == 1 else None
+
+
+def mark_dispatched_many(
+    conn: Connection,
+    items: list[tuple[ClaimedTask, DispatchTarget]],
+    node: str,
+    now: datetime,
+) -> set[int]:
+    """mark_dispatched for several claims at once: the ids of the tasks this call moved.
+
+    PostgreSQL: one guarded UPDATE for all (arrays unnested into rows, RETURNING the
+    winners), after locking the rows in id order; elsewhere one UPDATE per task."""
+    if conn.dialect.name != "postgresql" or len(items) < 2:
+        return {
+            claimed.id
+            for claimed, target in items
+            if mark_dispatched(conn, claimed, node, target, now) is not None
+        }
+    items = sorted(items, key=lambda item: item[0].id)
+    ids = [claimed.id for claimed, _ in items]
+    conn.execute(
+        sa.select(task.c.id).where(task.c.id.in_(ids)).order_by(task.c.id).with_for_update()
+    ).all()
+    params = {
+        "ids": ids,
+        "attempts": [claimed.attempt for claimed, _ in items],
+        "starts": [_naive_utc(claimed.start_at) for claimed, _ in items],
+        "clients": [target.client_id for _, target in items],
+        "hosts": [target.host for _, target in items],
+        "ips": [target.ip for _, target in items],
+        "node": node,
+        "now": now,
+    }
+    return {row.id for row in conn.execute(_DISPATCH_MANY_PG, params)}
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """As UTCDateTime stores it (arrays bypass the column type)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+# mark_dispatched's guard and values, for a batch: one array per field, unnested into rows;
+# a fixed text, compiled once whatever the batch size.
+_DISPATCH_MANY_PG = sa.text(
+    f"""
+    UPDATE task SET status = {int(TaskStatus.SCHEDULER)}, attempt = v.attempt + 1,
+        client_id = v.client_id, client_host = v.host, client_ip = v.ip,
+        server_node = :node, dispatched_at = :now, reported_at = :now,
+        claimed_by = NULL, claimed_until = NULL
+    FROM unnest(CAST(:ids AS BIGINT[]), CAST(:attempts AS INTEGER[]),
+                CAST(:starts AS TIMESTAMP[]), CAST(:clients AS VARCHAR[]),
+                CAST(:hosts AS VARCHAR[]), CAST(:ips AS VARCHAR[]))
+        AS v(id, attempt, start_at, client_id, host, ip)
+    WHERE task.id = v.id AND task.status = {int(TaskStatus.NONE)}
+        AND task.claimed_by = :node AND task.start_at = v.start_at
+        AND task.attempt = v.attempt
+    RETURNING task.id
+    """
+).bindparams(sa.bindparam("now", type_=UTCDateTime()))
 
 
 def undo_dispatch(conn: Connection, task_id: int, attempt: int) -> bool:

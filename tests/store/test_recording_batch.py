@@ -1,0 +1,115 @@
+"""Finishing many runs in one batch: the set-based path (PostgreSQL) keeps every guard of
+the per-event path (other backends), so both give the same rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.engine import Engine
+from store_helpers import (
+    BACKENDS,
+    CLIENT,
+    MINUTE,
+    SECOND,
+    T0,
+    add_interval_group,
+    dispatch,
+    emptied,
+    module_engine,
+    open_tasks,
+    pending,
+    task_row,
+)
+
+from fss.domain.status import TaskStatus
+from fss.events import Event, TaskFinished, TaskProgressed, TaskStarted
+from fss.store import recording
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    yield from module_engine(request, tmp_path_factory)
+
+
+@pytest.fixture
+def engine(store_engine: Engine) -> Engine:
+    return emptied(store_engine)
+
+
+def _dispatched(engine: Engine) -> tuple[int, int, int]:
+    group_id = add_interval_group(engine, T0 - MINUTE, start_at=T0)
+    task_id = pending(engine, group_id)["id"]
+    return group_id, task_id, dispatch(engine, task_id, T0)
+
+
+def _record(engine: Engine, events: list[Event]) -> recording.RecordStats:
+    with engine.begin() as conn:
+        return recording.record(conn, events, T0 + SECOND)
+
+
+def test_a_batch_finishes_the_current_attempts_only_and_keeps_each_guard(engine: Engine) -> None:
+    runs = [_dispatched(engine) for _ in range(5)]
+    (g1, t1, a1), (g2, t2, a2), (g3, t3, a3), (g4, t4, a4), (g5, t5, a5) = runs
+    _record(engine, [TaskStarted(t3, a3, CLIENT, T0), TaskProgressed(t3, a3, CLIENT, 40, T0)])
+    _record(engine, [TaskFinished(t5, a5, CLIENT, True, 10, T0 + SECOND)])  # already done
+    events: list[Event] = [
+        TaskFinished(t1, a1, CLIENT, True, 1200, T0 + SECOND),
+        TaskFinished(t2, a2 + 1, CLIENT, True, 5, T0 + SECOND),  # stale attempt
+        TaskFinished(t3, a3, CLIENT, False, 700, T0 + SECOND, error="boom"),
+        TaskFinished(t4, a4, "another-client", True, 5, T0 + SECOND),  # not its client
+        TaskFinished(t5, a5, CLIENT, False, 9, T0 + 2 * SECOND, error="late"),  # replay-ish
+        TaskFinished(t1, a1, CLIENT, True, 1200, T0 + SECOND),  # duplicate in the batch
+    ]
+
+    stats = _record(engine, events)
+
+    assert stats.finished == 2
+    one, three = task_row(engine, t1), task_row(engine, t3)
+    assert (one["status"], one["progress"], one["run_speed"], one["error"]) == (
+        TaskStatus.SUCCESS, 100, 1200, None,
+    )
+    assert one["finish_at"] == T0 + SECOND and one["open_group_id"] is None
+    assert (three["status"], three["progress"], three["error"]) == (TaskStatus.FAIL, 40, "boom")
+    assert task_row(engine, t2)["status"] == TaskStatus.SCHEDULER
+    assert task_row(engine, t4)["status"] == TaskStatus.SCHEDULER
+    five = task_row(engine, t5)
+    assert (five["status"], five["error"]) == (TaskStatus.SUCCESS, None)
+    # Exactly one unfinished task per group: the winners got their next one, nobody two.
+    assert [len(open_tasks(engine, g)) for g in (g1, g2, g3, g4, g5)] == [1, 1, 1, 1, 1]
+    assert pending(engine, g1)["start_at"] == T0 + MINUTE
+
+
+def test_replaying_a_finished_batch_changes_nothing(engine: Engine) -> None:
+    runs = [_dispatched(engine) for _ in range(3)]
+    events: list[Event] = [TaskFinished(t, a, CLIENT, True, 50, T0 + SECOND) for _, t, a in runs]
+    assert _record(engine, events).finished == 3
+    before = [pending(engine, g)["id"] for g, _, _ in runs]
+
+    assert _record(engine, events).finished == 0
+
+    assert [pending(engine, g)["id"] for g, _, _ in runs] == before
+    assert all(len(open_tasks(engine, g)) == 1 for g, _, _ in runs)
+
+
+def test_a_batch_of_starts_moves_current_attempts_once_and_keeps_the_first_time(
+    engine: Engine,
+) -> None:
+    runs = [_dispatched(engine) for _ in range(3)]
+    (_, t1, a1), (_, t2, a2), (_, t3, a3) = runs
+    events: list[Event] = [
+        TaskStarted(t1, a1, CLIENT, T0 + SECOND),
+        TaskStarted(t1, a1, CLIENT, T0 + 2 * SECOND),  # duplicate: the first one counts
+        TaskStarted(t2, a2 + 1, CLIENT, T0),  # stale attempt
+        TaskStarted(t3, a3, "another-client", T0),  # not its client
+    ]
+
+    assert _record(engine, events).started == 1
+
+    assert task_row(engine, t1)["status"] == TaskStatus.WORKING
+    assert task_row(engine, t1)["run_at"] == T0 + SECOND
+    assert task_row(engine, t2)["status"] == TaskStatus.SCHEDULER
+    assert task_row(engine, t3)["status"] == TaskStatus.SCHEDULER
+    assert _record(engine, events).started == 0  # a replay changes nothing
