@@ -168,8 +168,12 @@ def test_dead_letters(viewer_client: TestClient, web_db: WebDatabase) -> None:
     assert viewer_client.get("/api/v1/dead-letters?limit=0").status_code == 422
 
 
-def test_openapi_lists_every_endpoint(anon_client: TestClient) -> None:
-    paths = anon_client.get("/api/v1/openapi.json").json()["paths"]
+def test_openapi_lists_every_endpoint(
+    viewer_client: TestClient, anon_client: TestClient
+) -> None:
+    assert anon_client.get("/api/v1/openapi.json").status_code == 401
+    assert anon_client.get("/api/docs").status_code == 401
+    paths = viewer_client.get("/api/v1/openapi.json").json()["paths"]
     expected = {
         "/api/v1/me", "/api/v1/overview", "/api/v1/groups", "/api/v1/groups/{group_id}",
         "/api/v1/groups/{group_id}/run", "/api/v1/groups/{group_id}/enable",
