@@ -185,7 +185,7 @@ def test_openapi_lists_every_endpoint(
     }
     assert expected <= set(paths)
     assert set(paths["/api/v1/groups/{group_id}"]) == {"get", "patch", "delete"}
-    assert anon_client.get("/api/docs").status_code == 200
+    assert viewer_client.get("/api/docs").status_code == 200
 
 
 @pytest.mark.parametrize(
