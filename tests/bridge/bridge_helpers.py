@@ -23,6 +23,21 @@ from fss.store import groups, tasks
 NODE = "test-node"
 
 
+def ready_channel(address: str, attempts: int = 3, timeout_s: float = 10.0) -> grpc.Channel:
+    """An insecure channel to `address` that has connected. On a loaded machine a channel's
+    first connect has been seen to stall; a fresh channel then connects at once."""
+    for _ in range(attempts - 1):
+        channel = grpc.insecure_channel(address)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout_s)
+            return channel
+        except grpc.FutureTimeoutError:
+            channel.close()
+    channel = grpc.insecure_channel(address)
+    grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    return channel
+
+
 class RawClient:
     """One Connect stream; messages to send are queued, messages received are collected by
     a reader thread unless `read=False` (a client that never reads its stream)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from bridge_helpers import RawClient
+from bridge_helpers import RawClient, ready_channel
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -35,7 +35,7 @@ def bridge(settings: Settings) -> Iterator[RunningBridge]:
 
 @pytest.fixture
 def channel(bridge: RunningBridge) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(bridge.address) as opened:
+    with ready_channel(bridge.address) as opened:
         yield opened
 
 

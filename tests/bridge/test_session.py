@@ -12,7 +12,7 @@ import grpc
 import pytest
 import redis
 import sqlalchemy as sa
-from bridge_helpers import RawClient, Sent, dispatch
+from bridge_helpers import RawClient, Sent, dispatch, ready_channel
 from celery import Celery
 from servers import wait_for
 from sqlalchemy.engine import Engine
@@ -92,7 +92,7 @@ def world(sqlite_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[World
     app = create_app(settings, main="fss-test-scheduler")
     fence = RedisFence(settings.broker_url)
     bridge = start_bridge(settings, listen="127.0.0.1:0")
-    channel = grpc.insecure_channel(bridge.address)
+    channel = ready_channel(bridge.address)
     broker = redis.Redis.from_url(settings.broker_url)
     stop = threading.Event()
     recorder = threading.Thread(
