@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from store_helpers import (
-    BACKENDS,
     CLIENT,
     LEASE,
     LOOKAHEAD,
@@ -26,10 +25,8 @@ from store_helpers import (
     claim,
     claim_one,
     dispatch,
-    emptied,
     log_rows,
     migrated_engine,
-    module_engine,
     pending,
     task_row,
 )
@@ -44,18 +41,6 @@ NODE_B = "node-b"
 MICRO = timedelta(microseconds=1)
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    yield from module_engine(request, tmp_path_factory)
-
-
-@pytest.fixture
-def engine(store_engine: Engine) -> Engine:
-    return emptied(store_engine)
 
 
 def _mark(engine: Engine, claimed: ClaimedTask, node: str = NODE, now: datetime = T0) -> int | None:

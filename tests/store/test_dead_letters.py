@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from store_helpers import BACKENDS, SECOND, T0, emptied, module_engine
+from store_helpers import SECOND, T0
 
 from fss.store import dead_letters as store
 from fss.store.dead_letters import DeadLetterNotFound, new_dead_letter
@@ -17,18 +16,6 @@ from fss.store.supervision import RetentionPolicy, prune
 from fss.store.tables import dead_letter
 
 DAY = 24 * 3600 * SECOND
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    yield from module_engine(request, tmp_path_factory)
-
-
-@pytest.fixture
-def engine(store_engine: Engine) -> Engine:
-    return emptied(store_engine)
 
 
 def add(engine: Engine, reason: str, raw: object, now: datetime = T0, queue: str = "q") -> None:

@@ -7,7 +7,6 @@ rows as `apply_groups` leaves on the keyed one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,15 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from store_helpers import (
-    BACKENDS,
     MINUTE,
     T0,
     UTC,
     count,
     dispatch,
-    emptied,
     group_raw,
-    module_engine,
     pending,
     task_rows,
 )
@@ -39,18 +35,6 @@ from fss.store.tables import task, task_group
 HOUR = timedelta(hours=1)
 # What differs between twins by construction: ids, the key, and the task each one points at.
 IDENTITY = {"id", "key", "task_id", "task_group_id", "open_group_id"}
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    yield from module_engine(request, tmp_path_factory)
-
-
-@pytest.fixture
-def engine(store_engine: Engine) -> Engine:
-    return emptied(store_engine)
 
 
 def spec(**changes: Any) -> GroupSpec:

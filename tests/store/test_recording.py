@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from store_helpers import (
-    BACKENDS,
     CLIENT,
     MINUTE,
     SECOND,
@@ -23,11 +22,9 @@ from store_helpers import (
     claim_one,
     client_rows,
     dispatch,
-    emptied,
     get_group,
     group_raw,
     log_rows,
-    module_engine,
     open_tasks,
     pending,
     task_row,
@@ -51,18 +48,6 @@ from fss.store.recording import RecordStats
 from fss.store.tables import task_group
 
 MS = timedelta(milliseconds=1)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    yield from module_engine(request, tmp_path_factory)
-
-
-@pytest.fixture
-def engine(store_engine: Engine) -> Engine:
-    return emptied(store_engine)
 
 
 def _record(engine: Engine, events: Sequence[Event], now: datetime) -> RecordStats:

@@ -3,20 +3,14 @@ the per-event path (other backends), so both give the same rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from sqlalchemy.engine import Engine
 from store_helpers import (
-    BACKENDS,
     CLIENT,
     MINUTE,
     SECOND,
     T0,
     add_interval_group,
     dispatch,
-    emptied,
-    module_engine,
     open_tasks,
     pending,
     task_row,
@@ -25,18 +19,6 @@ from store_helpers import (
 from fss.domain.status import TaskStatus
 from fss.events import Event, TaskFinished, TaskProgressed, TaskStarted
 from fss.store import recording
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    yield from module_engine(request, tmp_path_factory)
-
-
-@pytest.fixture
-def engine(store_engine: Engine) -> Engine:
-    return emptied(store_engine)
 
 
 def _dispatched(engine: Engine) -> tuple[int, int, int]:

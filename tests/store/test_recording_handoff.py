@@ -3,13 +3,10 @@ the recording node, so the scheduler fires it without a claim round trip (issue 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-import pytest
 from sqlalchemy.engine import Engine
 from store_helpers import (
-    BACKENDS,
     CLIENT,
     MINUTE,
     NODE,
@@ -19,8 +16,6 @@ from store_helpers import (
     add_interval_group,
     claim,
     dispatch,
-    emptied,
-    module_engine,
     pending,
     task_row,
 )
@@ -32,18 +27,6 @@ from fss.store.recording import ClaimNext
 
 LEASE = timedelta(seconds=5)
 LOOKAHEAD = timedelta(seconds=2)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    yield from module_engine(request, tmp_path_factory)
-
-
-@pytest.fixture
-def engine(store_engine: Engine) -> Engine:
-    return emptied(store_engine)
 
 
 def _claim_next(now: datetime, node: str = NODE) -> ClaimNext:

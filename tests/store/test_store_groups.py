@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -11,7 +10,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from store_helpers import (
-    BACKENDS,
     CLIENT,
     MINUTE,
     NODE,
@@ -22,11 +20,9 @@ from store_helpers import (
     claim,
     count,
     dispatch,
-    emptied,
     get_group,
     group_raw,
     log_rows,
-    module_engine,
     open_tasks,
     pending,
     task_row,
@@ -39,18 +35,6 @@ from fss.errors import GroupBusy, GroupNotFound, InvalidField
 from fss.events import TaskFinished, TaskLogged, TaskStarted
 from fss.store import groups, recording
 from fss.store.tables import run_log, task, task_group
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    yield from module_engine(request, tmp_path_factory)
-
-
-@pytest.fixture
-def engine(store_engine: Engine) -> Engine:
-    return emptied(store_engine)
 
 
 def _start(engine: Engine, task_id: int, attempt: int, at: datetime) -> None:

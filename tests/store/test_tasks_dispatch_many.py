@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy.engine import Engine
 from store_helpers import (
-    BACKENDS,
     NODE,
     SECOND,
     T0,
     add_interval_group,
     claim,
-    emptied,
-    module_engine,
     pending,
     task_row,
 )
@@ -27,18 +22,6 @@ from fss.store import tasks
 from fss.store.tasks import ClaimedTask, DispatchTarget
 
 NODE_B = "node-b"
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    yield from module_engine(request, tmp_path_factory)
-
-
-@pytest.fixture
-def engine(store_engine: Engine) -> Engine:
-    return emptied(store_engine)
 
 
 def _targets(claims: list[ClaimedTask]) -> list[tuple[ClaimedTask, DispatchTarget]]:
