@@ -61,6 +61,8 @@ PLAIN_QUEUE = "bench.plain"
 STAMPS_KEY = "bench:stamps"
 NOOP_JOB = "bench-noop"
 AGAIN_JOB = "bench-again"
+BUSY_JOB = "bench-busy"
+BUSY_ENV = "BENCH_BUSY_S"  # seconds bench-busy / bench.stamp spend after they started
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -78,6 +80,12 @@ def bench_noop(ctx: JobContext) -> None:
 def bench_again(ctx: JobContext) -> None:
     """Does nothing and asks to run again at once: its group's rate is 1 / cycle."""
     ctx.set_next_at(timedelta(0))
+
+
+@job(BUSY_JOB)
+def bench_busy(ctx: JobContext) -> None:
+    """Sleeps BENCH_BUSY_S seconds (default 0.1): a run a killed worker can be caught in."""
+    time.sleep(float(os.environ.get(BUSY_ENV, "0.1")))
 
 
 def _plain_app() -> Any:
@@ -129,6 +137,9 @@ def stamp(planned: float, grid: float | None = None, **_: Any) -> None:
     if _stamp_client is None:
         _stamp_client = redis.Redis.from_url(plain_app.conf.broker_url)
     _stamp_client.rpush(STAMPS_KEY, f"{planned!r} {grid!r} {started!r}")
+    busy = float(os.environ.get(BUSY_ENV, "0"))
+    if busy:
+        time.sleep(busy)
 
 
 class StampingScheduler(PersistentScheduler):  # type: ignore[misc]
@@ -551,6 +562,14 @@ class Bench:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout_s)
         # Our own session: the process and whatever it forked (prefork children).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+    def kill(self, name: str) -> None:
+        """kill -9 the process and whatever it forked (its own session), and reap it."""
+        proc = self.procs.pop(name)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):

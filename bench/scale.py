@@ -16,7 +16,7 @@ dispatching, recording), not the jobs'.
 
 CPU% of the scheduler process over the window (100 = one core), its peak RSS (VmRSS sampled
 every 0.5 s), and for fss the PostgreSQL server processes serving the benchmark database.
-Each N takes about --lead + --window + 10 s per system.
+Each N takes about --lead + N / 7000 + --window + 10 s per system.
 """
 
 from __future__ import annotations
@@ -24,9 +24,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 from bench.common import (
     CpuMeter,
@@ -50,6 +54,7 @@ from bench.common import (
 
 Row = list[object]
 SETTLE_S = 2.0
+LOAD_PER_S = 7000  # bulk group rows written per second, added to --lead
 SQL_ROWS: list[Row] = []  # fss's PostgreSQL work per dispatched run, one row per N
 
 
@@ -58,6 +63,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100,1000,10000", help="N values [100,1000,10000]")
     parser.add_argument("--interval-s", type=float, default=60, help="interval [60]")
+    parser.add_argument("--due-rate", type=float, default=None,
+                        help="instead of --interval-s: interval = N / this, so every N has "
+                             "the same runs due per second (e.g. 278 = 1,000,000 per hour)")
     parser.add_argument("--lead", type=float, default=8,
                         help="seconds from start-up to the first due run [8]")
     parser.add_argument("--window", type=float, default=25, help="seconds measured [25]")
@@ -78,15 +86,65 @@ def p50_p99(values: list[float]) -> str:
 
 class Window:
     def __init__(self, args: argparse.Namespace, n: int) -> None:
-        self.first = math.ceil(time.time()) + args.lead
+        # The bulk rows are written after this: ~11 s per 100,000 groups here.
+        self.first = math.ceil(time.time()) + args.lead + n / LOAD_PER_S
         self.end = self.first + args.window
         start = datetime.fromtimestamp(self.first, timezone.utc)
-        self.first_at = phases(n, start, args.interval_s, spread=True)
-        self.due = sum(1 for t in self.first_at if t.timestamp() < self.end)
+        self.interval_s = interval_for(args, n)
+        self.first_at = phases(n, start, self.interval_s, spread=True)
+        # Runs planned inside the window (an interval shorter than the window repeats).
+        self.due = sum(
+            max(0, math.ceil((self.end - t.timestamp()) / self.interval_s))
+            for t in self.first_at
+        )
         self.seconds = args.window
 
     def inside(self, moment: float | None) -> bool:
         return moment is not None and self.first <= moment < self.end
+
+
+def interval_for(args: argparse.Namespace, n: int) -> float:
+    return n / args.due_rate if args.due_rate else float(args.interval_s)
+
+
+class ClaimProbe:
+    """Times the claim's row lookup (the statement whose cost grows with the table) every
+    0.1 s from its own connection, without FOR UPDATE so it takes nothing from the
+    scheduler: `SELECT id FROM task WHERE status = 0 AND start_at <= now + lookahead AND
+    (claimed_until IS NULL OR claimed_until < now) ORDER BY start_at LIMIT 500`, the query
+    of fss.store.tasks.claim_due. Round trip included (~0.05 ms here)."""
+
+    SQL = ("SELECT id FROM task WHERE status = 0 AND start_at <= %(due)s "
+           "AND (claimed_until IS NULL OR claimed_until < %(now)s) ORDER BY start_at LIMIT 500")
+
+    def __init__(self, database_url: str, lookahead_s: float = 2.0) -> None:
+        self.engine = sa.create_engine(database_url, poolclass=NullPool)
+        self.lookahead = timedelta(seconds=lookahead_s)
+        self.times: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with self.engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            while not self._stop.is_set():
+                now = datetime.now(timezone.utc).replace(tzinfo=None)  # stored as naive UTC
+                t0 = time.perf_counter()
+                cursor.execute(self.SQL, {"due": now + self.lookahead, "now": now})
+                cursor.fetchall()
+                self.times.append(time.perf_counter() - t0)
+                conn.connection.driver_connection.rollback()  # type: ignore[union-attr]
+                self._stop.wait(0.1)
+
+    def start(self) -> ClaimProbe:
+        self._thread.start()
+        return self
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.engine.dispose()
+        return p50_p99(self.times)
 
 
 def run_fss(args: argparse.Namespace, n: int, profile: Path | None) -> Row:
@@ -94,7 +152,9 @@ def run_fss(args: argparse.Namespace, n: int, profile: Path | None) -> Row:
         run.fss_upgrade()
         window = Window(args, n)
         # Bulk rows (as add_group writes them): creating them is not what is measured here.
-        add_groups(run.database_url, window.first_at, int(args.interval_s * 1000), bulk=True)
+        t_load = time.monotonic()
+        add_groups(run.database_url, window.first_at, int(window.interval_s * 1000), bulk=True)
+        print(f"  (N={n}: bulk rows written in {time.monotonic() - t_load:.0f} s)", flush=True)
         scheduler = run.fss_scheduler()
         for i in range(args.workers):
             run.fss_worker(f"bench-w{i + 1}", args.concurrency, args.pool)
@@ -105,10 +165,12 @@ def run_fss(args: argparse.Namespace, n: int, profile: Path | None) -> Row:
         spy = start_profile(scheduler, args.window, profile) if profile else None
         meters = [CpuMeter([scheduler]).start(), CpuMeter(backend_pids(run.database_url)).start()]
         rss = RssSampler(scheduler).start()
+        probe = ClaimProbe(run.database_url).start()
         sql_before = sql_counters(run.database_url)
         sleep_until(window.end)
         cpu = [m.stop() for m in meters]
         rss.stop()
+        claim = probe.stop()
         sql_after = sql_counters(run.database_url)
         loadavg = load()
         if spy is not None:
@@ -130,7 +192,7 @@ def run_fss(args: argparse.Namespace, n: int, profile: Path | None) -> Row:
         n, "fss scheduler", f"{window.due / window.seconds:.1f}",
         f"{len(sent) / window.seconds:.1f}", f"{100 * len(sent) / max(window.due, 1):.0f}%",
         p50_p99(late), p50_p99(start_late), f"{cpu[0]:.1f}", f"{rss.max_kb / 1024:.0f}",
-        f"{cpu[1]:.1f}", loadavg,
+        f"{cpu[1]:.1f}", claim, loadavg,
     ]
 
 
@@ -141,7 +203,7 @@ def run_beat(args: argparse.Namespace, n: int) -> Row:
         run.wait_plain_workers()
         window = Window(args, n)
         beat = run.celery_beat(
-            {"interval_s": args.interval_s, "first_at": [t.timestamp() for t in window.first_at]}
+            {"interval_s": window.interval_s, "first_at": [t.timestamp() for t in window.first_at]}
         )
         sleep_until(window.first)
         meter = CpuMeter([beat]).start()
@@ -159,7 +221,7 @@ def run_beat(args: argparse.Namespace, n: int) -> Row:
         n, "celery beat", f"{window.due / window.seconds:.1f}",
         f"{len(stamps) / window.seconds:.1f}", f"{100 * len(stamps) / max(window.due, 1):.0f}%",
         p50_p99(late), p50_p99(grid_late), f"{cpu:.1f}", f"{rss.max_kb / 1024:.0f}", "-",
-        loadavg,
+        "-", loadavg,
     ]
 
 
@@ -168,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     print_header("bench.scale: scheduler cost at N schedules", ["bench.scale", *sys.argv[1:]])
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    print(f"N schedules every {args.interval_s:g} s (phases spread), window {args.window:g} s "
+    every = (f"N / {args.due_rate:g} s" if args.due_rate else f"{args.interval_s:g} s")
+    print(f"N schedules every {every} (phases spread), window {args.window:g} s "
           f"from the first due run; {args.workers} workers -P {args.pool} -c {args.concurrency}"
           "; broker Redis\n", flush=True)
     rows: list[Row] = []
@@ -185,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     print()
     print(table(["N", "scheduler", "due/s", "sent/s", "sent/due", "late p50/p99 ms",
-                 "start late p50/p99 ms", "CPU%", "RSS MB", "PG CPU%", "load 1/5/15"], rows))
+                 "start late p50/p99 ms", "CPU%", "RSS MB", "PG CPU%",
+                 "claim lookup p50/p99 ms", "load 1/5/15"], rows))
     if SQL_ROWS:
         print("\nfss: PostgreSQL work per run dispatched in the window (pg_stat counters of the "
               "benchmark database; a run needs about 4 task-row updates: claim, dispatch, "

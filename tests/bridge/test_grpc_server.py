@@ -21,7 +21,7 @@ TOKEN = "s3cret-token"
 
 @pytest.fixture
 def settings(fresh_redis_url: Callable[[], str]) -> Settings:
-    return Settings(broker_url=fresh_redis_url(), heartbeat_s=0.1, client_timeout_s=0.5)
+    return Settings(broker_url=fresh_redis_url(), heartbeat_s=0.4, client_timeout_s=1.2)
 
 
 @pytest.fixture

@@ -30,8 +30,10 @@ from fss.store import migrate
 from fss.store.engine import create_engine
 from fss.store.tables import client, run_log, task
 
-HEARTBEAT_S = 0.1
-CLIENT_TIMEOUT_S = 0.5  # liveness: min(3 x 0.1 s, 0.5 s) = 0.3 s
+HEARTBEAT_S = 0.4
+# liveness: min(3 x 0.4 s, 1.2 s) = 1.2 s: 0.3 s ended sessions of healthy clients on a
+# loaded CI machine (their heartbeat thread, every 50 ms, was starved that long).
+CLIENT_TIMEOUT_S = 1.2
 
 
 @dataclass
@@ -116,8 +118,8 @@ def test_given_a_registration_then_the_client_row_has_its_language_and_queue(wor
     raw = world.client("node-1")
     registered = raw.next("registered").registered
     assert registered.client_id == "node-1"
-    assert registered.heartbeat_interval_ms == 100
-    assert registered.liveness_timeout_ms == 300
+    assert registered.heartbeat_interval_ms == 400
+    assert registered.liveness_timeout_ms == 1200
     wait_for(lambda: world.client_row("node-1") is not None, 5, what="client row")
     row = world.client_row("node-1")
     assert row is not None
