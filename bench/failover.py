@@ -52,8 +52,8 @@ SETTLE_S = 3.0
 Row = list[object]
 
 TASK_ROWS = (
-    "SELECT task_group_id, start_at, dispatched_at, run_at, finish_at, client_id, server_node "
-    "FROM task"
+    "SELECT id, task_group_id, start_at, dispatched_at, run_at, finish_at, client_id, "
+    "server_node, status, attempt, claimed_by, claimed_until FROM task"
 )
 
 
@@ -155,10 +155,16 @@ def fss_scenario(args: argparse.Namespace, what: str) -> Row:
         first_after = {g: min((s for s in starts[g] if s > kill), default=math.inf)
                        for g in affected}
         label = f"fss: worker kill -9 ({victim}; peer alive) -> affected groups run again"
+    stopped = sorted(g for g, s in starts.items() if max(s) < kill)
+    for g in stopped:  # a group that never ran again: show its rows, to be explained
+        print(f"  group {g} did not run after the kill; its last tasks:")
+        for r in sorted((r for r in rows if r.task_group_id == g), key=lambda r: r.id)[-3:]:
+            print(f"    {dict(r._mapping)}")
     resumed = [t - kill for t in first_after.values()]
     pauses = [longest_pause(s, kill, args.after) for s in starts.values()]
     return [label, len(affected), fmt_or_never(max(resumed, default=math.nan)),
-            fmt_or_never(max(pauses, default=math.nan)), "-", loadavg]
+            fmt_or_never(max(pauses, default=math.nan)), f"{len(stopped)} groups stopped",
+            loadavg]
 
 
 def fmt_or_never(seconds_: float) -> str:
@@ -230,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                  "instance", "-", "all until restarted", "-"])
     print()
     print(table(["scenario (seconds after the kill)", "groups hit", "resumed (max)",
-                 "longest pause of any group", "runs never started", "load 1/5/15"], rows))
+                 "longest pause of any group", "runs never started / groups stopped",
+                 "load 1/5/15"], rows))
     print("\n(targets: scheduler kill -> its runs fire on a peer within 5 s; worker kill -> "
           "every affected group runs again within 6 s)")
     return 0

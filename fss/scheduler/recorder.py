@@ -221,7 +221,11 @@ class QueueRecorder:
                 on_decode_error=self._undecodable,
                 accept=["json"],
             ):
+                restore_due = time.monotonic() + RESTORE_EVERY_S
                 while not stop.is_set():
+                    if time.monotonic() >= restore_due:
+                        restore_stale(channel)
+                        restore_due = time.monotonic() + RESTORE_EVERY_S
                     drained = self._drain(conn)
                     if self._pending and (drained or self._should_flush()):
                         self._write_pending(stop)
@@ -381,6 +385,22 @@ class QueueRecorder:
             self._on_claimed(claim_next.claimed)  # committed: they are this node's claims
         if any(isinstance(e, TaskFinished) for e in events):
             self._on_finished()
+
+
+# How often a recorder puts back what a killed consumer held (kombu's Redis transport does it
+# only when a poll comes back empty, every Nth time: a busy events queue held a dead
+# scheduler's `finished` event back for minutes, and its group stood still meanwhile).
+RESTORE_EVERY_S = 1.0
+
+
+def restore_stale(channel: Any) -> None:
+    """Requeue the messages on the broker's unacked list older than its visibility timeout
+    (a consumer that was killed holding them). kombu's own sweep, under its Redis mutex, so
+    several recorders may call it; a replayed event changes nothing."""
+    qos: Any = getattr(channel, "qos", None)
+    if qos is None or type(qos).__module__ != "kombu.transport.redis":
+        return  # AMQP brokers requeue a dead consumer's messages themselves
+    qos.restore_visible(num=channel.unacked_restore_limit, interval=1)
 
 
 def ack_all(messages: Sequence[Message]) -> None:
