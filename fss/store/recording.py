@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +33,7 @@ from fss.store.tables import (
     UTCDateTime,
     client,
     insert_waiting_task,
+    naive_utc,
     run_log,
     task,
     task_group,
@@ -141,7 +142,7 @@ def _started_set_based(conn: Connection, events: list[TaskStarted], now: datetim
         "ids": [e.task_id for e in unique],
         "attempts": [e.attempt for e in unique],
         "clients": [e.client_id for e in unique],
-        "ats": [_naive_utc(e.at) for e in unique],
+        "ats": [naive_utc(e.at) for e in unique],
         "now": now,
     }
     return len(conn.execute(_STARTED_MANY_PG, params).all())
@@ -311,20 +312,13 @@ def _finish_set_based(
         "clients": [e.client_id for e in unique],
         "statuses": [int(TaskStatus.SUCCESS if e.success else TaskStatus.FAIL) for e in unique],
         "successes": [e.success for e in unique],
-        "ats": [_naive_utc(e.at) for e in unique],
+        "ats": [naive_utc(e.at) for e in unique],
         "speeds": [e.run_speed_ms for e in unique],
         "errors": [e.error[-MAX_ERROR_CHARS:] if e.error else None for e in unique],
         "now": now,
     }
     won = {(r.id, r.attempt) for r in conn.execute(_FINISH_MANY_PG, params)}
     return [e for e in unique if (e.task_id, e.attempt) in won]
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    """As UTCDateTime stores it (the arrays below bypass the column type)."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
 
 
 # The guard of _FINISH_STATEMENT, for a whole batch: one array per field, unnested into

@@ -20,6 +20,14 @@ metadata = sa.MetaData(
 )
 
 
+def naive_utc(moment: datetime) -> datetime:
+    """How UTCDateTime stores a time: naive UTC. Also for values that bypass the column
+    type (arrays unnested by the set-based PostgreSQL statements)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Stored as naive UTC with microseconds on every backend; read back as aware UTC."""
 
@@ -32,11 +40,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return dialect.type_descriptor(sa.DateTime())
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return value
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from fss.domain.schedule import Schedule
 from fss.domain.status import TaskStatus
 from fss.errors import TaskNotFound
 from fss.store.rows import LogRow, TaskRow
-from fss.store.tables import UTCDateTime, run_log, task, task_group
+from fss.store.tables import UTCDateTime, naive_utc, run_log, task, task_group
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def mark_dispatched_many(
     params = {
         "ids": ids,
         "attempts": [claimed.attempt for claimed, _ in items],
-        "starts": [_naive_utc(claimed.start_at) for claimed, _ in items],
+        "starts": [naive_utc(claimed.start_at) for claimed, _ in items],
         "clients": [target.client_id for _, target in items],
         "hosts": [target.host for _, target in items],
         "ips": [target.ip for _, target in items],
@@ -196,13 +196,6 @@ def mark_dispatched_many(
         "now": now,
     }
     return {row.id for row in conn.execute(_DISPATCH_MANY_PG, params)}
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    """As UTCDateTime stores it (arrays bypass the column type)."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
 
 
 # mark_dispatched's guard and values, for a batch: one array per field, unnested into rows;

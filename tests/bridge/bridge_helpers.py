@@ -4,15 +4,18 @@ orders put on a client's queue the way the scheduler's Dispatcher sends them."""
 from __future__ import annotations
 
 import queue
+import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import grpc
 from celery import Celery
 from sqlalchemy.engine import Engine
 
+from fss.bridge.grpc_server import TlsFiles
 from fss.bridge.proto.fss.v1 import fss_pb2, fss_pb2_grpc
 from fss.domain.group_spec import GroupSpec
 from fss.fence import Fence
@@ -21,6 +24,18 @@ from fss.orders import RunOrder
 from fss.store import groups, tasks
 
 NODE = "test-node"
+
+
+def self_signed(tmp_path: Path) -> TlsFiles:
+    """A certificate for localhost/127.0.0.1 and its key, made by openssl for one test."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return TlsFiles(cert_pem=cert.read_bytes(), key_pem=key.read_bytes())
 
 
 def ready_channel(address: str, attempts: int = 3, timeout_s: float = 10.0) -> grpc.Channel:

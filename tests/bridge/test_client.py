@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 import grpc
 import pytest
 import sqlalchemy as sa
+from bridge_helpers import self_signed
 from servers import wait_for
 from sqlalchemy.engine import Engine
 
@@ -32,7 +32,7 @@ from fss.bridge.client import (
     JobHandler,
     _Session,
 )
-from fss.bridge.grpc_server import RunningBridge, TlsFiles, start_bridge
+from fss.bridge.grpc_server import RunningBridge, start_bridge
 from fss.bridge.proto.fss.v1 import fss_pb2
 from fss.celery_app import create_app
 from fss.config import Settings
@@ -540,17 +540,6 @@ def test_given_an_idle_client_then_its_heartbeats_keep_the_session_past_the_live
     time.sleep(4 * liveness_s)  # nothing to wait for: silence is what is tested
     assert running.client.sessions == 1 and running.thread.is_alive()
     assert sqlite_world.client_ids() == ["idle"]
-
-
-def self_signed(tmp_path: Path) -> TlsFiles:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return TlsFiles(cert_pem=cert.read_bytes(), key_pem=key.read_bytes())
 
 
 def test_given_a_tls_bridge_then_a_client_trusting_its_certificate_runs_jobs(

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from bridge_helpers import RawClient, ready_channel
+from bridge_helpers import RawClient, ready_channel, self_signed
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from fss.bridge.grpc_server import RunningBridge, TlsFiles, start_bridge
+from fss.bridge.grpc_server import RunningBridge, start_bridge
 from fss.config import Settings
 from fss.errors import InvalidField
 
@@ -75,17 +74,6 @@ def test_reflection_lists_the_bridge_service(channel: grpc.Channel) -> None:
     reply = next(stub.ServerReflectionInfo(iter([request]), timeout=5))
     names = {service.name for service in reply.list_services_response.service}
     assert "fss.v1.Bridge" in names
-
-
-def self_signed(tmp_path: Path) -> TlsFiles:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return TlsFiles(cert_pem=cert.read_bytes(), key_pem=key.read_bytes())
 
 
 def test_given_tls_then_a_client_trusting_the_cert_registers_and_plaintext_fails(

@@ -3,30 +3,17 @@ the newest finished task per group, task search pages and cursors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from store_helpers import BACKENDS, T0, add_interval_group, emptied, module_engine
+from store_helpers import T0, add_interval_group
 
 from fss.domain.status import TaskStatus
 from fss.errors import InvalidField
 from fss.store import views
 from fss.store.tables import task, task_group
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def shared_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    yield from module_engine(request, tmp_path_factory)
-
-
-@pytest.fixture
-def engine(shared_engine: Engine) -> Engine:
-    return emptied(shared_engine)
 
 
 def finished(engine: Engine, group_id: int, status: TaskStatus, at: object,
