@@ -7,27 +7,35 @@ import sys
 from typing import NoReturn
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from fss import __version__
-from fss.cli.bridge import bridge_command
-from fss.cli.completion import completion_command
-from fss.cli.context import CliContext, pass_cli
-from fss.cli.dead_letters import dead_letters_cli
-from fss.cli.dev import dev_command
-from fss.cli.groups import group_cli
-from fss.cli.health import doctor_command, health_command
-from fss.cli.nodes import node_cli
-from fss.cli.preview import next_runs  # noqa: F401  (registers `fss group next`)
-from fss.cli.processes import scheduler_command, worker_command
-from fss.cli.schedules import apply_command  # noqa: F401  (adds apply/diff/export to `group`)
-from fss.cli.tasks import client_cli, task_cli
-from fss.cli.web import web_command
+from fss.cli.lazy import LazyGroup
 from fss.errors import FssError, InvalidField
-from fss.store import migrate
+
+# Imported when run (LazyGroup): a process loads only what its command needs.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "db": ("fss.cli.db:db_cli",),
+    "group": ("fss.cli.groups:group_cli", "fss.cli.preview", "fss.cli.schedules"),
+    "task": ("fss.cli.tasks:task_cli",),
+    "client": ("fss.cli.tasks:client_cli",),
+    "dead-letters": ("fss.cli.dead_letters:dead_letters_cli",),
+    "node": ("fss.cli.nodes:node_cli",),
+    "scheduler": ("fss.cli.processes:scheduler_command",),
+    "worker": ("fss.cli.worker:worker_command",),
+    "dev": ("fss.cli.dev:dev_command",),
+    "bridge": ("fss.cli.bridge:bridge_command",),
+    "health": ("fss.cli.health:health_command",),
+    "doctor": ("fss.cli.health:doctor_command",),
+    "completion": ("fss.cli.completion:completion_command",),
+    "web": ("fss.cli.web:web_command",),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="fss")
 def cli() -> None:
     """a distributed job scheduling center on Celery.
@@ -36,45 +44,6 @@ def cli() -> None:
     each due task to one live worker; status, progress and run logs land in SQL.
     Every command reads FSS_DATABASE_URL / FSS_BROKER_URL unless given the options.
     """
-
-
-@cli.group("db")
-def db_cli() -> None:
-    """Database schema."""
-
-
-@db_cli.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
-@pass_cli
-def db_upgrade(ctx: CliContext, revision: str) -> None:
-    """Create or migrate the FSS tables (creates a SQLite file that is not there yet)."""
-    ctx.may_create_database = True
-    migrate.upgrade(ctx.engine, revision)
-    click.echo(f"database at revision {migrate.current_revision(ctx.engine)}")
-
-
-@db_cli.command("current")
-@pass_cli
-def db_current(ctx: CliContext) -> None:
-    """Print the schema revision (and whether it is the newest)."""
-    current = migrate.current_revision(ctx.engine)
-    state = "up to date" if current == migrate.head_revision() else "needs `fss db upgrade`"
-    click.echo(f"{current or 'empty'} ({state})")
-
-
-cli.add_command(group_cli)
-cli.add_command(task_cli)
-cli.add_command(client_cli)
-cli.add_command(dead_letters_cli)
-cli.add_command(node_cli)
-cli.add_command(scheduler_command)
-cli.add_command(worker_command)
-cli.add_command(dev_command)
-cli.add_command(bridge_command)
-cli.add_command(health_command)
-cli.add_command(doctor_command)
-cli.add_command(completion_command)
-cli.add_command(web_command)
 
 
 DEBUG_ENV = "FSS_DEBUG"
@@ -100,9 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(exc), 2)
     except FssError as exc:
         fail(str(exc), 1)
-    except SQLAlchemyError as exc:
-        fail(f"database: {describe_database_error(exc)}", 1)
     except Exception as exc:
+        if is_database_error(exc):
+            fail(f"database: {describe_database_error(exc)}", 1)
         if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
         fail(f"{type(exc).__name__}: {one_line(str(exc))} (set {DEBUG_ENV}=1 for details)", 1)
@@ -133,7 +102,13 @@ def describe_click_error(exc: click.ClickException) -> str:
 MISSING_TABLE_MARKERS = ("no such table", "does not exist", "doesn't exist")
 
 
-def describe_database_error(exc: SQLAlchemyError) -> str:
+def is_database_error(exc: Exception) -> bool:
+    """A SQLAlchemyError, without importing SQLAlchemy into commands that never use it."""
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    return sqlalchemy_errors is not None and isinstance(exc, sqlalchemy_errors.SQLAlchemyError)
+
+
+def describe_database_error(exc: Exception) -> str:
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     text = lines[0] if lines else type(exc).__name__
     if any(marker in text for marker in MISSING_TABLE_MARKERS):

@@ -6,36 +6,21 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from fss.config import Settings
 from fss.domain.clock import Clock, SystemClock
 from fss.errors import InvalidField
-from fss.store.engine import create_engine, normalize_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_ID = 2**63 - 1  # BIGINT on every backend
 NEGATIVE_NUMBER = re.compile(r"^-\d+$")
-
-
-class DatabaseFileMissing(InvalidField):
-    """A SQLite URL naming a file that does not exist: almost always the wrong database."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        super().__init__(
-            "database_url",
-            f"no SQLite database at {path}; point at yours with "
-            "FSS_DATABASE_URL or --database-url (`fss dev` keeps its tables in fss-dev.db), "
-            "or create this one with `fss db upgrade`"
-        )
 
 
 @dataclass
@@ -49,6 +34,9 @@ class CliContext:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
+            # Imported here: `fss worker` never opens the database, and SQLAlchemy is ~24 MB.
+            from fss.cli.database import open_engine
+
             self._engine = open_engine(self.settings.database_url, self.may_create_database)
         return self._engine
 
@@ -56,36 +44,6 @@ class CliContext:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
-
-
-def open_engine(url: str, may_create: bool) -> Engine:
-    """The engine for `url`, or one line saying why SQLAlchemy cannot use it."""
-    try:
-        parsed = sa.engine.make_url(normalize_url(url))
-    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
-        raise InvalidField("database_url", f"cannot be parsed ({first_line(exc)})") from None
-    try:
-        parsed.get_dialect()
-        if not may_create:
-            require_existing_sqlite_file(parsed)
-        return create_engine(url)
-    except NoSuchModuleError:
-        raise InvalidField(
-            "database_url", f"unknown database or driver {parsed.drivername!r}"
-        ) from None
-    except ImportError as exc:
-        raise InvalidField("database_url", f"its driver is not installed ({exc})") from None
-
-
-def require_existing_sqlite_file(url: sa.engine.URL) -> None:
-    if url.get_backend_name() != "sqlite" or url.query.get("uri"):
-        return
-    database = url.database or ""
-    if database in ("", ":memory:"):
-        return
-    path = Path(database).resolve()
-    if not path.exists():
-        raise DatabaseFileMissing(path)
 
 
 def first_line(exc: BaseException) -> str:

@@ -21,7 +21,8 @@ from kombu.connection import Connection as BrokerConnection
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from fss.cli.context import CliContext, DatabaseFileMissing, first_line, pass_cli
+from fss.cli.context import CliContext, first_line, pass_cli
+from fss.cli.database import DatabaseFileMissing
 from fss.cli.output import emit_json
 from fss.config import Settings
 from fss.scheduler.supervisor import LEASE_NAME as SUPERVISOR_LEASE

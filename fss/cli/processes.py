@@ -1,4 +1,4 @@
-"""`fss scheduler` and `fss worker`: the long-running processes."""
+"""`fss scheduler`, and what every long-running process shares (signals, schema check)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ import click
 
 from fss.celery_app import check_broker_transport, create_app
 from fss.cli.context import CliContext, pass_cli
-from fss.cli.logs import keep_celery_off_logging, log_format_option
+from fss.cli.logs import log_format_option
 from fss.cli.logs import setup_logging as setup_logging  # re-exported: fss dev uses it
 from fss.config import Settings
 from fss.errors import FssError
 from fss.fence import create_fence
 from fss.scheduler.service import SchedulerService
-from fss.store import migrate
-from fss.worker_sdk.worker import build_worker_app, client_id_for, load_jobs, worker_argv
+from fss.store import schema_revision
 
 log = logging.getLogger("fss")
 
@@ -28,7 +27,7 @@ class SchemaOutdated(FssError):
 
 
 def require_current_schema(cli: CliContext) -> None:
-    if not migrate.is_up_to_date(cli.engine):
+    if not schema_revision.is_up_to_date(cli.engine):
         raise SchemaOutdated()
 
 
@@ -82,58 +81,3 @@ def scheduler_command(cli: CliContext, name: str | None, loglevel: str, log_form
         wait_for_signal()
     finally:
         service.stop()
-
-
-@click.command(
-    "worker",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-)
-@click.option(
-    "-A",
-    "--app",
-    "modules",
-    multiple=True,
-    required=True,
-    help="Module(s) with @job functions, e.g. -A myproject.jobs (repeatable).",
-)
-@click.option("--name", help="Client id (default host-pid); keep it stable across restarts.")
-@click.option("-c", "--concurrency", type=click.IntRange(1, 1024), default=2, show_default=True)
-@click.option(
-    "-P",
-    "--pool",
-    default="prefork",
-    show_default=True,
-    type=click.Choice(["prefork", "threads", "solo", "eventlet", "gevent"]),
-)
-@click.option("--loglevel", "-l", default="INFO", show_default=True)
-@log_format_option
-@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-@pass_cli
-def worker_command(
-    cli: CliContext,
-    modules: tuple[str, ...],
-    name: str | None,
-    concurrency: int,
-    pool: str,
-    loglevel: str,
-    log_format: str,
-    celery_args: tuple[str, ...],
-) -> None:
-    """Run a worker that serves the @job functions of the given modules.
-
-    Needs the broker only (no database). Arguments fss does not know are passed on to
-    `celery worker`, e.g. `fss worker -A jobs --max-tasks-per-child 100`.
-    """
-    import os
-
-    check_broker_transport(cli.settings.broker_url)
-    jobs = load_jobs(list(modules))
-    client_id = client_id_for(name, os.getpid())
-    app, runtime = build_worker_app(cli.settings, jobs, client_id, cli.clock)
-    argv = worker_argv(runtime, concurrency, pool, loglevel, list(celery_args))
-    if log_format == "json":
-        setup_logging(loglevel, log_format)
-        keep_celery_off_logging()
-        # --quiet: no startup banner, which Celery prints as plain text on stdout.
-        argv = ["--quiet", *argv]
-    app.worker_main(argv)

@@ -1,6 +1,5 @@
-"""SQL store: tables, migrations and the queries every component uses."""
+"""SQL store: tables, migrations and the queries every component uses.
 
-from fss.store.engine import create_engine
-from fss.store.migrate import upgrade
-
-__all__ = ["create_engine", "upgrade"]
+Import the modules themselves (fss.store.groups, fss.store.migrate, ...): this package
+imports nothing, so a process that never migrates never loads alembic.
+"""

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from fss.store import migrate
+from fss.store import migrate, schema_revision
 from fss.store.engine import create_engine
 from fss.store.tables import metadata
 
@@ -53,6 +53,21 @@ def test_upgrade_creates_the_five_tables_at_head(engine: Engine) -> None:
     assert _version_rows(engine) == [migrate.head_revision()]
     assert migrate.current_revision(engine) == migrate.head_revision()
     assert migrate.is_up_to_date(engine)
+
+
+def test_the_light_revision_check_agrees_with_alembic(engine: Engine) -> None:
+    """Long-running processes check the schema without alembic: the two must never disagree."""
+    assert schema_revision.HEAD_REVISION == migrate.head_revision()
+    assert schema_revision.current_revision(engine) is None
+    assert not schema_revision.is_up_to_date(engine)
+
+    migrate.upgrade(engine, "0004")
+    assert schema_revision.current_revision(engine) == migrate.current_revision(engine) == "0004"
+    assert not schema_revision.is_up_to_date(engine)
+
+    migrate.upgrade(engine)
+    assert schema_revision.current_revision(engine) == migrate.current_revision(engine)
+    assert schema_revision.is_up_to_date(engine)
 
 
 def test_upgrade_twice_is_a_no_op(engine: Engine) -> None:
