@@ -33,7 +33,8 @@ class Settings:
     node_name: str = field(default_factory=default_node_name)
     heartbeat_s: float = 1.0
     client_timeout_s: float = 10.0
-    lease_s: float = 5.0
+    # A killed scheduler's claimed tasks go to a peer after this (+ one poll): <= 5 s.
+    lease_s: float = 4.0
     lookahead_s: float = 2.0
     poll_s: float = 0.5
     no_client_retry_s: float = 1.0

@@ -16,6 +16,7 @@ from fss.cli.logs import setup_logging as setup_logging  # re-exported: fss dev 
 from fss.config import Settings
 from fss.errors import FssError
 from fss.fence import create_fence
+from fss.presence import create_presence
 from fss.scheduler.service import SchedulerService
 from fss.store import schema_revision
 
@@ -40,7 +41,8 @@ def start_scheduler(cli: CliContext, settings: Settings) -> SchedulerService:
             "so a re-sent order can never run twice",
             settings.broker_url,
         )
-    service = SchedulerService(settings, cli.engine, app, fence, cli.clock)
+    presence = create_presence(settings.effective_fence_url)
+    service = SchedulerService(settings, cli.engine, app, fence, cli.clock, presence=presence)
     service.start()
     return service
 

@@ -21,6 +21,7 @@ from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.fence import Fence
 from fss.outage import LoopErrors
+from fss.presence import Presence
 from fss.scheduler.dispatcher import Dispatcher, Outcome
 from fss.scheduler.health import NodeHealth
 from fss.scheduler.recorder import Recorder
@@ -48,6 +49,7 @@ class SchedulerService:
         fence: Fence,
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
+        presence: Presence | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -73,6 +75,7 @@ class SchedulerService:
             health=self.health.tracker(
                 "supervisor", max(STUCK_AFTER_S, 10 * settings.supervise_s)
             ),
+            presence=presence,
         )
         self.started_at = clock.now()
         self.sent = 0

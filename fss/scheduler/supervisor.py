@@ -20,6 +20,7 @@ from fss.domain.clock import Clock
 from fss.domain.status import TaskStatus
 from fss.fence import Fence
 from fss.outage import LoopErrors
+from fss.presence import Presence, beacon_name
 from fss.scheduler.health import LoopTracker
 from fss.scheduler.timers import Every
 from fss.store import supervision as store
@@ -32,6 +33,11 @@ LEASE_NAME = "supervisor"
 EXPIRY_MARGIN = timedelta(seconds=2)
 # A dispatch is a SQL commit, then the send: give a live scheduler this long between them.
 SEND_GRACE = timedelta(seconds=1)
+# A client whose beacon is gone is dropped once its heartbeat is this many intervals late and
+# the beacon has been missing for this many: a beacon reconnecting after a Redis restart, or
+# a heartbeat the recorder has not written yet, does not drop a live client.
+GONE_AFTER_HEARTBEATS = 3
+BEACON_MISSING_HEARTBEATS = 2
 
 
 @dataclass
@@ -55,8 +61,13 @@ class Supervisor:
         clock: Clock,
         events_current: Callable[[], bool] = lambda: True,
         health: LoopTracker | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self._engine = engine
+        self._presence = presence
+        # Clients whose beacon this supervisor has seen connected, and since when it is missing.
+        self._beacons_seen: set[str] = set()
+        self._beacon_missing_since: dict[str, datetime] = {}
         self._events_current = events_current
         self._health = health
         # After an outage of our own, heartbeats held meanwhile are not written yet: judge
@@ -87,7 +98,8 @@ class Supervisor:
         if self._may_judge(now):
             with self._engine.begin() as conn:
                 report.dead_nodes = store.mark_dead_nodes(conn, alive_since)
-            self._handle_orphans(alive_since, now, report)
+            gone = self._remove_gone_clients(now, report)
+            self._handle_orphans(alive_since, now, report, gone)
             self._remove_dead_clients(alive_since, report)
             self._handle_restarted_clients(alive_since, now, report)
             self._handle_silent_dispatchers(now, report)
@@ -108,17 +120,20 @@ class Supervisor:
         """The database was unreachable: silence measured across it says nothing about clients."""
         self._outage_seen = True
 
-    def _handle_orphans(self, alive_since: datetime, now: datetime, report: SweepReport) -> None:
+    def _handle_orphans(
+        self, alive_since: datetime, now: datetime, report: SweepReport, gone_clients: set[str]
+    ) -> None:
         with self._engine.connect() as conn:
             orphans = store.orphaned_tasks(conn, alive_since)
             registered = set(store.registered_client_ids(conn))
         timeout = self._settings.client_timeout_s
         for orphan in orphans:
-            gone = (
-                f"client {orphan.client_id} went silent (> {timeout:g} s)"
-                if orphan.client_id in registered
-                else f"client {orphan.client_id} unregistered"
-            )
+            if orphan.client_id in gone_clients:
+                gone = f"the process of client {orphan.client_id} is gone"
+            elif orphan.client_id in registered:
+                gone = f"client {orphan.client_id} went silent (> {timeout:g} s)"
+            else:
+                gone = f"client {orphan.client_id} unregistered"
             if orphan.status == TaskStatus.SCHEDULER and self._fence.revoke(
                 orphan.id, orphan.attempt
             ):
@@ -168,6 +183,59 @@ class Supervisor:
                     "not started; dispatching again"
                 )
                 self._return(task, reason, now, report)
+
+    def _remove_gone_clients(self, now: datetime, report: SweepReport) -> set[str]:
+        """Drop clients whose process died: beacon seen before, missing now, heartbeat late.
+
+        Seconds instead of the liveness timeout after a kill -9; a live client keeps its
+        beacon connected however slowly its heartbeats are recorded."""
+        connected = self._presence.connected() if self._presence is not None else None
+        if connected is None:
+            return set()
+        with self._engine.connect() as conn:
+            registered = store.registered_client_ids(conn)
+        missing = self._note_beacons(registered, connected, now)
+        heartbeat_s = self._settings.heartbeat_s
+        late_since = now - timedelta(seconds=GONE_AFTER_HEARTBEATS * heartbeat_s)
+        missing_for = timedelta(seconds=BEACON_MISSING_HEARTBEATS * heartbeat_s)
+        gone: set[str] = set()
+        with self._engine.begin() as conn:
+            for client_id in store.dead_client_ids(conn, late_since):
+                since = missing.get(client_id)
+                if since is None or now - since < missing_for:
+                    continue
+                if store.remove_client_if_silent(conn, client_id, late_since):
+                    gone.add(client_id)
+                    report.removed_clients.append(client_id)
+                    log.warning(
+                        "client %s removed: its process is gone (its Redis connection closed "
+                        "%.1f s ago, no heartbeat for over %g s)",
+                        client_id,
+                        (now - since).total_seconds(),
+                        GONE_AFTER_HEARTBEATS * heartbeat_s,
+                        extra={"client_id": client_id},
+                    )
+        for client_id in gone:
+            self._beacons_seen.discard(client_id)
+            self._beacon_missing_since.pop(client_id, None)
+        return gone
+
+    def _note_beacons(
+        self, registered: list[str], connected: set[str], now: datetime
+    ) -> dict[str, datetime]:
+        """Since when each client whose beacon was seen before has been missing it."""
+        for client_id in registered:
+            if beacon_name(client_id) in connected:
+                self._beacons_seen.add(client_id)
+                self._beacon_missing_since.pop(client_id, None)
+            elif client_id in self._beacons_seen:
+                self._beacon_missing_since.setdefault(client_id, now)
+        known = set(registered)
+        self._beacons_seen &= known
+        for client_id in list(self._beacon_missing_since):
+            if client_id not in known:
+                del self._beacon_missing_since[client_id]
+        return dict(self._beacon_missing_since)
 
     def _remove_dead_clients(self, alive_since: datetime, report: SweepReport) -> None:
         with self._engine.begin() as conn:

@@ -24,6 +24,7 @@ from fss.domain.clock import Clock
 from fss.errors import InvalidField
 from fss.naming import job_name_of, job_task_name, validate_client_id
 from fss.orders import RunOrder
+from fss.presence import PresenceBeacon, create_beacon
 from fss.worker_sdk.job import JobImportError, JobSpec, discover_jobs, import_modules
 from fss.worker_sdk.runtime import WorkerRuntime
 
@@ -131,6 +132,8 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self._draining = threading.Event()
         self._thread: threading.Thread | None = None
         self._runtime: WorkerRuntime | None = None
+        self._beacon: PresenceBeacon | None = None
+        self._beacon_failing = False
         self._uid = f"fss.heartbeat.{id(self)}"
 
     def start(self, worker: Any) -> None:
@@ -138,6 +141,8 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
         if runtime is None:
             return
         self._runtime = runtime
+        # Opened after the pool has forked its processes, so they do not hold it open.
+        self._beacon = create_beacon(runtime.settings.effective_fence_url, runtime.client_id)
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._beat, args=(runtime,), name="fss-heartbeat", daemon=True
@@ -203,6 +208,8 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
             runtime.emit(runtime.left())
             runtime.publisher.flush(timeout_s=5)
             log.info("client %s unregistered", runtime.client_id)
+        if self._beacon is not None:
+            self._beacon.close()
 
     def _beat(self, runtime: WorkerRuntime) -> None:
         interval = runtime.settings.heartbeat_s
@@ -215,8 +222,22 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
                 runtime.publisher.flush(timeout_s=interval)
             except Exception:
                 log.exception("heartbeat failed")
+            self._keep_beacon()
             self._wake.wait(interval)
             self._wake.clear()
+
+    def _keep_beacon(self) -> None:
+        if self._beacon is None:
+            return
+        try:
+            self._beacon.keep()
+        except Exception as exc:
+            # Not fatal: without its beacon the client is judged by its heartbeat alone.
+            if not self._beacon_failing:
+                log.warning("presence connection to Redis failed: %s", exc)
+            self._beacon_failing = True
+        else:
+            self._beacon_failing = False
 
 
 def running_orders() -> list[RunOrder]:
