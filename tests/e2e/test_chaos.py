@@ -45,7 +45,7 @@ INTERVAL_MS = 1000
 KILL_AFTER_S = 8  # after the runs flow
 RESTART_AFTER_S = 3
 KILL_OFFSET_S = 0.3  # after a whole second, when the groups fire
-RUN_FOR_S = 36  # from the moment the runs flow to the graceful stop
+RUN_FOR_S = 28  # from the moment the runs flow to the graceful stop: 20 s after the kill > bound
 SCHEDULERS = ("sched-1", "sched-2")
 WORKERS = ("w1", "w2")
 
