@@ -232,9 +232,10 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
         try:
             self._beacon.keep()
         except Exception as exc:
-            # Not fatal: without its beacon the client is judged by its heartbeat alone.
+            # Not fatal: without its beacon the client is judged by its heartbeat alone. INFO:
+            # a Redis outage is already reported (once each way) by the event publisher.
             if not self._beacon_failing:
-                log.warning("presence connection to Redis failed: %s", exc)
+                log.info("presence connection to Redis lost (%s); reconnecting", exc)
             self._beacon_failing = True
         else:
             self._beacon_failing = False
