@@ -1,0 +1,183 @@
+"""Run orders as Celery protocol-2 messages built here, published through one producer.
+
+`Celery.send_task` publishes each message on its own broker round trip (on Redis one LPUSH,
+waited for) after routing, option merging and signals that are the same for every order of a
+tick. Here the dispatcher builds each order's message itself and publishes a tick's orders
+together: on a transport that batches publishes (kombu's `Producer.batch`: on Redis a
+non-transactional pipeline of the LPUSHes kombu would send one by one) up to 64 orders share
+a round trip; on the others (amqp, memory) each message is published on its own as before.
+
+The message is what `app.amqp.as_task_v2` builds for the dispatcher's former call
+`app.send_task(name, kwargs=..., queue=..., task_id=..., expires=...)` on the scheduler's app,
+which registers no job task (tests/scheduler/test_publish.py compares the two on the wire).
+Skipped on purpose: Celery's `before/after_task_publish` signals (nothing in the scheduler
+connects to them) and the per-call task registry and router lookups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+from celery import Celery
+from celery.utils.nodenames import anon_nodename
+from celery.utils.saferepr import saferepr
+from kombu.serialization import dumps
+
+from fss.naming import celery_task_id, job_task_name
+from fss.orders import RunOrder
+
+# Orders per pipeline round trip: the first round trip carries few, so the workers get going
+# while the rest is built; the size doubles up to BATCH_ORDERS (a burst of 200 due at once
+# goes out in 6 round trips instead of 200, its first orders ~3 ms after the tick).
+FIRST_BATCH_ORDERS = 8
+BATCH_ORDERS = 64
+# Room in a pipeline per message: its LPUSH and, should its queue carry x-expires, one
+# PEXPIRE per priority level, so kombu never flushes part of a chunk on its own.
+COMMANDS_PER_MESSAGE = 16
+# What as_task_v2 puts in every message of ours: no callbacks, no chain, no chord.
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+@dataclass(frozen=True)
+class OrderMessage:
+    """One order, ready to publish: the Celery headers and the serialized body."""
+
+    order: RunOrder
+    queue: str
+    headers: dict[str, Any]
+    body: str | bytes
+    content_type: str
+    content_encoding: str
+    # Seconds until `expires`: send_task hands it to kombu as the message TTL (AMQP honours it).
+    expiration_s: float
+
+    @property
+    def task_id(self) -> str:
+        return str(self.headers["id"])
+
+
+class OrderPublisher:
+    """Builds order messages and publishes a batch of them through one producer."""
+
+    def __init__(self, app: Celery) -> None:
+        conf = app.conf
+        self._app = app
+        self._serializer: str = conf.task_serializer
+        self._compression: str | None = conf.task_compression
+        self._delivery_mode = conf.task_default_delivery_mode
+        self._retry: bool = conf.task_publish_retry
+        self._retry_policy = dict(conf.task_publish_retry_policy or {})
+        self._repr_levels: int = conf.task_repr_maxlevels
+        self._kwargsrepr_max: int = app.amqp.kwargsrepr_maxsize
+        self._argsrepr = saferepr((), app.amqp.argsrepr_maxsize, maxlevels=self._repr_levels)
+
+    def message(
+        self, order: RunOrder, queue: str, expires: datetime, now: datetime
+    ) -> OrderMessage:
+        """The message send_task would build for `order`, expiring at `expires`; `now` is
+        the sending time its TTL counts from."""
+        kwargs = order.to_kwargs()
+        payload = ((), kwargs, _EMBED)  # args, kwargs, embed: protocol 2's body
+        content_type, content_encoding, body = dumps(payload, self._serializer)  # type: ignore[no-untyped-call]
+        return OrderMessage(
+            order=order,
+            queue=queue,
+            headers=self._headers(order, kwargs, expires),
+            body=body,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            # send_task's rule: an expiry already past becomes 0, "expire on arrival".
+            expiration_s=max(0.0, (expires - now).total_seconds()),
+        )
+
+    def _headers(
+        self, order: RunOrder, kwargs: dict[str, Any], expires: datetime
+    ) -> dict[str, Any]:
+        task_id = celery_task_id(order.task_id, order.attempt)
+        # Keys and order as in celery.app.amqp.AMQP.as_task_v2.
+        return {
+            "lang": "py",
+            "task": job_task_name(order.job_name),
+            "id": task_id,
+            "shadow": None,
+            "eta": None,
+            "expires": expires.isoformat(),
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": [None, None],
+            "root_id": task_id,
+            "parent_id": None,
+            "argsrepr": self._argsrepr,
+            "kwargsrepr": saferepr(kwargs, self._kwargsrepr_max, maxlevels=self._repr_levels),
+            "origin": anon_nodename(),
+            "ignore_result": None,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
+            "stamps": {},
+        }
+
+    def publish(
+        self,
+        producer: Any,
+        messages: Iterable[OrderMessage],
+        on_sent: Callable[[OrderMessage], None],
+    ) -> None:
+        """Publish `messages` in order; `on_sent` hears of each one once it is known to be
+        out. An iterator is consumed a round trip's worth at a time, so the first orders
+        leave before the last are built. An exception leaves the rest unconfirmed: a batch
+        whose round trip failed may have been delivered in part or whole (kombu's
+        BatchPublishError says "uncertain"), so the caller treats every unconfirmed
+        message as possibly delivered."""
+        reply_to = self._app.thread_oid
+        if not _batching(producer):
+            for message in messages:
+                self._publish_one(producer, message, reply_to)
+                on_sent(message)
+            return
+        for chunk in _chunks(messages):
+            # Sent in one round trip when the block ends without error; dropped unsent when
+            # it raises.
+            with producer.batch(max_size=len(chunk) * COMMANDS_PER_MESSAGE):
+                for message in chunk:
+                    self._publish_one(producer, message, reply_to)
+            for message in chunk:
+                on_sent(message)
+
+    def _publish_one(self, producer: Any, message: OrderMessage, reply_to: str) -> None:
+        # The arguments send_task's send_task_message passes to Producer.publish.
+        queue = self._app.amqp.queues[message.queue]
+        producer.publish(
+            message.body,
+            exchange="",
+            routing_key=message.queue,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            compression=self._compression,
+            retry=self._retry,
+            retry_policy=self._retry_policy,
+            delivery_mode=queue.exchange.delivery_mode or self._delivery_mode,
+            declare=[queue],
+            headers=message.headers,
+            timeout=None,
+            confirm_timeout=None,
+            correlation_id=message.task_id,
+            reply_to=reply_to,
+            expiration=message.expiration_s,
+        )
+
+
+def _chunks(messages: Iterable[OrderMessage]) -> Iterator[list[OrderMessage]]:
+    pending, size = iter(messages), FIRST_BATCH_ORDERS
+    while chunk := list(islice(pending, size)):
+        yield chunk
+        size = min(2 * size, BATCH_ORDERS)
+
+
+def _batching(producer: Any) -> bool:
+    """Whether `producer` buffers publishes (kombu >= 5.7 on a transport that batches)."""
+    return hasattr(producer, "batch") and bool(producer.supports_batch_publish)
