@@ -209,7 +209,7 @@ def test_given_a_client_without_a_beacon_then_only_the_liveness_timeout_drops_it
 
 
 def test_given_a_beacon_that_comes_back_then_the_client_is_kept(world: World) -> None:
-    client_id, beacon, _group_id, task_id = running_client(world)
+    _client_id, beacon, _group_id, task_id = running_client(world)
     world.supervisor.sweep()
     beacon.close()
     time.sleep(0.2)

@@ -57,7 +57,7 @@ def test_upgrade_creates_the_five_tables_at_head(engine: Engine) -> None:
 
 def test_the_light_revision_check_agrees_with_alembic(engine: Engine) -> None:
     """Long-running processes check the schema without alembic: the two must never disagree."""
-    assert schema_revision.HEAD_REVISION == migrate.head_revision()
+    assert migrate.head_revision() == schema_revision.HEAD_REVISION
     assert schema_revision.current_revision(engine) is None
     assert not schema_revision.is_up_to_date(engine)
 
