@@ -27,6 +27,7 @@ from kombu.entity import Queue
 from kombu.message import Message
 from kombu.messaging import Consumer
 from kombu.transport.virtual.base import QoS as VirtualQoS
+from kombu.utils.json import loads
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -220,13 +221,14 @@ class QueueRecorder:
                 on_message=self._receive,
                 on_decode_error=self._undecodable,
                 accept=["json"],
-            ):
+            ) as consumer:
+                taker = WaitingTaker(channel, consumer, self._queue.name)
                 restore_due = time.monotonic() + RESTORE_EVERY_S
                 while not stop.is_set():
                     if time.monotonic() >= restore_due:
                         restore_stale(channel)
                         restore_due = time.monotonic() + RESTORE_EVERY_S
-                    drained = self._drain(conn)
+                    drained = self._drain(conn, taker)
                     if self._pending and (drained or self._should_flush()):
                         self._write_pending(stop)
                     if not self.holding:
@@ -234,13 +236,17 @@ class QueueRecorder:
                 if self._pending:
                     self._write_pending(stop)
 
-    def _drain(self, conn: Connection) -> bool:
-        """Wait for the next message; True if the queue looks drained with events in hand."""
+    def _drain(self, conn: Connection, taker: WaitingTaker) -> bool:
+        """Wait for the next message, then take those already waiting behind it; True if
+        the queue looks drained with events in hand."""
         waiting = self._pending and self._drained_after_s is not None
         try:
             conn.drain_events(timeout=self._drained_after_s if waiting else self._drain_s)
         except TimeoutError:
             return bool(waiting)
+        room = self._settings.event_batch - len(self._pending)
+        if taker.enabled and room > 0:
+            taker.take(room)
         return False
 
     # Receiving: every message is kept, its bad events beside its good ones.
@@ -387,10 +393,114 @@ class QueueRecorder:
             self._on_finished()
 
 
+# kombu's Redis transport emulates acks: a consumed message sits in an "unacked" hash (its
+# payload, exchange and routing key) and index (a sorted set scored by the time it was taken)
+# until it is acked; a consumer that dies holding it leaves it there, and a sweep
+# (`QoS.restore_visible`, restore_stale below) puts back every entry older than the
+# visibility timeout. kombu pays two round trips to take one message (BRPOP, then a
+# pipeline that records it as unacked) and one to ack it. WaitingTaker and ack_all do the
+# same bookkeeping for many messages in one round trip, writing exactly the entries kombu
+# writes, so its sweep and its restore on close treat them as its own. Any other transport,
+# or a kombu whose internals differ, takes the ordinary path.
+
 # How often a recorder puts back what a killed consumer held (kombu's Redis transport does it
 # only when a poll comes back empty, every Nth time: a busy events queue held a dead
 # scheduler's `finished` event back for minutes, and its group stood still meanwhile).
 RESTORE_EVERY_S = 1.0
+
+# Moves up to ARGV[1] messages from the queue's lists (KEYS[3..], highest priority first,
+# the order of kombu's BRPOP) into the unacked index (KEYS[1], score ARGV[2]) and hash
+# (KEYS[2]), as kombu's QoS.append records one: one atomic step per message, so no
+# moment exists in which a message is in neither place (kombu's own BRPOP-then-pipeline
+# has one). A message is only popped once it is known to be well-formed: a script's
+# writes are not undone by a later error, so anything unexpected stays in the queue for
+# kombu's ordinary path.
+_TAKE_SCRIPT = """
+local taken = {}
+local limit = tonumber(ARGV[1])
+local function parts(item)
+    local ok, payload = pcall(cjson.decode, item)
+    if not ok or type(payload) ~= 'table' then return nil end
+    local props = payload['properties']
+    if type(props) ~= 'table' then return nil end
+    local info = props['delivery_info']
+    local tag = props['delivery_tag']
+    if type(info) ~= 'table' or type(tag) ~= 'string' then return nil end
+    local exchange, routing_key = info['exchange'], info['routing_key']
+    if type(exchange) ~= 'string' or type(routing_key) ~= 'string' then return nil end
+    return tag, '[' .. item .. ',' .. cjson.encode(exchange) .. ','
+        .. cjson.encode(routing_key) .. ']'
+end
+for i = 3, #KEYS do
+    while #taken < limit do
+        local item = redis.call('LINDEX', KEYS[i], -1)
+        if not item then break end
+        local tag, entry = parts(item)
+        if not tag then return taken end
+        redis.call('RPOP', KEYS[i])
+        redis.call('ZADD', KEYS[1], ARGV[2], tag)
+        redis.call('HSET', KEYS[2], tag, entry)
+        taken[#taken + 1] = item
+    end
+end
+return taken
+"""
+
+
+class WaitingTaker:
+    """Takes the messages already waiting on a consumer's queue in one round trip and hands
+    them to the consumer as if kombu had delivered them one by one."""
+
+    def __init__(self, channel: Any, consumer: Consumer, queue: str) -> None:
+        self._channel = channel
+        self._consumer = consumer
+        self._script: Any = None
+        self._keys: list[str] = []
+        if _can_take(channel, consumer):
+            qos = channel.qos
+            self._keys = [qos.unacked_index_key, qos.unacked_key] + [
+                channel._q_for_pri(queue, pri) for pri in channel.priority_steps
+            ]
+            self._script = channel.client.register_script(_TAKE_SCRIPT)
+
+    @property
+    def enabled(self) -> bool:
+        return self._script is not None
+
+    def take(self, limit: int) -> int:
+        """Deliver up to `limit` waiting messages (fewer if the prefetch limit says so);
+        returns how many. Each is unacked until acked, as a message kombu delivered."""
+        qos = self._channel.qos
+        room = qos.can_consume_max_estimate()
+        count = limit if room is None else min(limit, room)
+        if self._script is None or count <= 0:
+            return 0
+        with self._channel.conn_or_acquire() as client:
+            items = self._script(keys=self._keys, args=[count, time.time()], client=client)
+        messages = [self._channel.Message(loads(item), channel=self._channel) for item in items]
+        # The channel's local bookkeeping (Redis has its part): all of them before any is
+        # handed on, so a channel closed midway puts every one back, as kombu does on close.
+        for message in messages:
+            VirtualQoS.append(qos, message, message.delivery_tag)
+        for message in messages:
+            self._consumer._receive_callback(message)
+        return len(messages)
+
+
+def _can_take(channel: Any, consumer: Consumer) -> bool:
+    """Only kombu's Redis transport as this module knows it, one queue, acks on, no key
+    prefix (the script names its keys itself)."""
+    qos = getattr(channel, "qos", None)
+    if _batch_ack_qos() is None or type(qos) is not _batch_ack_qos():
+        return False
+    if len(consumer.queues or ()) != 1 or consumer.no_ack or channel.no_ack_consumers:
+        return False
+    needed = ("_q_for_pri", "priority_steps", "conn_or_acquire", "Message", "client")
+    if getattr(channel, "global_keyprefix", "") or not all(hasattr(channel, n) for n in needed):
+        return False
+    return callable(getattr(qos, "can_consume_max_estimate", None)) and callable(
+        getattr(consumer, "_receive_callback", None)
+    )
 
 
 def restore_stale(channel: Any) -> None:
@@ -453,6 +563,7 @@ def _batch_ack_qos() -> type | None:
             (RedisQoS, "_remove_from_indices"),
             (RedisQoS, "pipe_or_acquire"),
             (VirtualQoS, "ack"),
+            (VirtualQoS, "append"),
         )
     )
     return RedisQoS if ready else None

@@ -80,14 +80,42 @@ def record(
     for event in events:
         by_kind.setdefault(type(event), []).append(event)
     client_events = [e for e in events if isinstance(e, ClientHeartbeat | ClientLeft)]
+    started, finished = by_kind.get(TaskStarted, []), by_kind.get(TaskFinished, [])
     stats.heartbeats = record_client_events(conn, client_events, now)
-    stats.started = _started(conn, by_kind.get(TaskStarted, []), now)
+    locked = _lock_for_set_based(conn, started, finished)
+    stats.started = _started(conn, started, now, locked)
     stats.progressed = _progressed(conn, by_kind.get(TaskProgressed, []), now)
     stats.logged = _logged(conn, by_kind.get(TaskLogged, []), now)
-    stats.finished = finish_tasks(conn, by_kind.get(TaskFinished, []), now, claim_next)
+    stats.finished = finish_tasks(conn, finished, now, claim_next, locked)
     total = len(events) - len(client_events)
     stats.ignored = total - stats.started - stats.progressed - stats.logged - stats.finished
     return stats
+
+
+def _lock_for_set_based(
+    conn: Connection, started: list[TaskStarted], finished: list[TaskFinished]
+) -> set[int]:
+    """PostgreSQL, when a set-based statement will run: lock the task rows of the batch's
+    starts and finishes at once, in id order (a run's `started` and `finished` mostly come
+    in one message: one locking read instead of one per statement). Returns the ids locked,
+    which the set-based statements then need not lock again."""
+    if conn.dialect.name != "postgresql" or (len(started) < 2 and len(finished) < 2):
+        return set()
+    locked: set[int] = set()
+    _lock_tasks(conn, [e.task_id for e in started] + [e.task_id for e in finished], locked)
+    return locked
+
+
+def _lock_tasks(conn: Connection, ids: Iterable[int], locked: set[int]) -> None:
+    """Lock these task rows in id order, as every batch write here does (two recorders
+    replaying overlapping batches wait for each other instead of deadlocking), unless this
+    transaction holds them already (`locked`, which grows by them)."""
+    todo = sorted(set(ids) - locked)
+    if todo:
+        conn.execute(
+            sa.select(task.c.id).where(task.c.id.in_(todo)).order_by(task.c.id).with_for_update()
+        ).all()
+        locked.update(todo)
 
 
 def status_in(statuses: Iterable[TaskStatus]) -> Any:
@@ -103,7 +131,9 @@ def _current_attempt(event_task_id: Any, event_attempt: Any, client_id: Any) -> 
     )
 
 
-def _started(conn: Connection, events: list[TaskStarted], now: datetime) -> int:
+def _started(
+    conn: Connection, events: list[TaskStarted], now: datetime, locked: set[int]
+) -> int:
     if not events:
         return 0
     statement = (
@@ -117,7 +147,7 @@ def _started(conn: Connection, events: list[TaskStarted], now: datetime) -> int:
         .values(status=TaskStatus.WORKING, run_at=sa.bindparam("b_at"), reported_at=now)
     )
     if conn.dialect.name == "postgresql" and len(events) > 1:
-        return _started_set_based(conn, events, now)
+        return _started_set_based(conn, events, now, locked)
     params = [
         {"b_task": e.task_id, "b_attempt": e.attempt, "b_client": e.client_id, "b_at": e.at}
         for e in events
@@ -125,19 +155,16 @@ def _started(conn: Connection, events: list[TaskStarted], now: datetime) -> int:
     return _count(conn.execute(statement, params).rowcount, len(events))
 
 
-def _started_set_based(conn: Connection, events: list[TaskStarted], now: datetime) -> int:
+def _started_set_based(
+    conn: Connection, events: list[TaskStarted], now: datetime, locked: set[int]
+) -> int:
     """_started's guarded UPDATE for the whole batch in one statement (PostgreSQL); rows
     locked in id order first, as every batch write here does."""
     first: dict[tuple[int, int, str], TaskStarted] = {}
     for event in events:  # the first one wins, as in the per-event path
         first.setdefault((event.task_id, event.attempt, event.client_id), event)
     unique = sorted(first.values(), key=lambda e: e.task_id)
-    conn.execute(
-        sa.select(task.c.id)
-        .where(task.c.id.in_([e.task_id for e in unique]))
-        .order_by(task.c.id)
-        .with_for_update()
-    ).all()
+    _lock_tasks(conn, [e.task_id for e in unique], locked)
     params = {
         "ids": [e.task_id for e in unique],
         "attempts": [e.attempt for e in unique],
@@ -256,56 +283,63 @@ def finish_tasks(
     events: list[TaskFinished],
     now: datetime,
     claim_next: ClaimNext | None = None,
+    locked: set[int] | None = None,
 ) -> int:
     """Close the tasks, update their groups' stats and data, and create their next tasks.
 
-    One guarded UPDATE per event (its row count says whether this event finished the task;
-    a replayed or stale one changes nothing), then for all winners together: one read of
-    their planned times, one locked read of their groups, one INSERT of the next tasks and
-    one UPDATE of the groups, instead of five statements per event.
+    A guarded UPDATE decides which events finished their task (a replayed or stale one
+    changes nothing), then for all winners together: one locked read of their groups, one
+    INSERT of the next tasks and the groups' UPDATE, instead of five statements per event.
+    On PostgreSQL each of these is one statement for the batch (the finish UPDATE returns
+    the runs' planned times, the INSERT the new ids); elsewhere the finish and the group
+    UPDATE go row by row. `locked`: task ids this transaction has locked already.
     """
     # Task rows are locked in id order, as groups are, so two recorders never deadlock.
     unique = sorted({(e.task_id, e.attempt): e for e in events}.values(), key=lambda e: e.task_id)
-    won_events = _finish_guarded(conn, unique, now)
-    if not won_events:
-        return 0
-    runs = {
-        r.id: r
-        for r in conn.execute(
-            sa.select(
-                task.c.id, task.c.task_group_id, task.c.start_at, task.c.dispatched_at,
-                task.c.catch_up,
-            ).where(task.c.id.in_([e.task_id for e in won_events]))
-        )
-    }
-    _schedule_after(conn, [(e, runs[e.task_id]) for e in won_events], now, claim_next)
-    return len(won_events)
+    won = _finish_guarded(conn, unique, now, set() if locked is None else locked)
+    if won:
+        _schedule_after(conn, won, now, claim_next)
+    return len(won)
+
+
+# What the group bookkeeping reads of a finished run (none of it changes when it finishes).
+_RUN_COLUMNS = (
+    task.c.id, task.c.task_group_id, task.c.start_at, task.c.dispatched_at, task.c.catch_up
+)
 
 
 def _finish_guarded(
-    conn: Connection, unique: list[TaskFinished], now: datetime
-) -> list[TaskFinished]:
-    """The events whose guarded UPDATE moved their task (one per (task, attempt), id order).
+    conn: Connection, unique: list[TaskFinished], now: datetime, locked: set[int]
+) -> list[tuple[TaskFinished, Any]]:
+    """The events whose guarded UPDATE moved their task (one per (task, attempt), id order),
+    each with its run's row (_RUN_COLUMNS).
 
-    PostgreSQL: one set-based statement for the batch (UPDATE ... FROM VALUES ... RETURNING),
-    after locking the rows in id order; elsewhere one UPDATE per event, whose row count says
-    whether it won. The guard is the same either way, so a replay changes nothing."""
+    PostgreSQL: one set-based statement for the batch (UPDATE ... FROM unnest ... RETURNING
+    the rows), after locking the rows in id order; elsewhere one UPDATE per event, whose row
+    count says whether it won, then one read of the winners' rows. The guard is the same
+    either way, so a replay changes nothing."""
     if conn.dialect.name == "postgresql" and len(unique) > 1:
-        return _finish_set_based(conn, unique, now)
-    return [
+        return _finish_set_based(conn, unique, now, locked)
+    won = [
         e for e in unique if conn.execute(_FINISH_STATEMENT, _finish_params(e, now)).rowcount == 1
     ]
+    if not won:
+        return []
+    runs = {
+        r.id: r
+        for r in conn.execute(
+            sa.select(*_RUN_COLUMNS).where(task.c.id.in_([e.task_id for e in won]))
+        )
+    }
+    return [(e, runs[e.task_id]) for e in won]
 
 
 def _finish_set_based(
-    conn: Connection, unique: list[TaskFinished], now: datetime
-) -> list[TaskFinished]:
+    conn: Connection, unique: list[TaskFinished], now: datetime, locked: set[int]
+) -> list[tuple[TaskFinished, Any]]:
     ids = [e.task_id for e in unique]
-    # Rows locked in id order first, as the per-event path does: two recorders replaying
-    # overlapping batches wait for each other instead of deadlocking.
-    conn.execute(
-        sa.select(task.c.id).where(task.c.id.in_(ids)).order_by(task.c.id).with_for_update()
-    ).all()
+    # Rows locked in id order first, as the per-event path does (it updates in id order).
+    _lock_tasks(conn, ids, locked)
     params = {
         "ids": ids,
         "attempts": [e.attempt for e in unique],
@@ -317,12 +351,13 @@ def _finish_set_based(
         "errors": [e.error[-MAX_ERROR_CHARS:] if e.error else None for e in unique],
         "now": now,
     }
-    won = {(r.id, r.attempt) for r in conn.execute(_FINISH_MANY_PG, params)}
-    return [e for e in unique if (e.task_id, e.attempt) in won]
+    won = {(r.id, r.attempt): r for r in conn.execute(_FINISH_MANY_PG, params)}
+    return [(e, won[key]) for e in unique if (key := (e.task_id, e.attempt)) in won]
 
 
 # The guard of _FINISH_STATEMENT, for a whole batch: one array per field, unnested into
-# rows; a fixed text, so it is compiled once whatever the batch size.
+# rows; a fixed text, so it is compiled once whatever the batch size. It returns what the
+# group bookkeeping needs of each winner, which spares a read of the same rows.
 _FINISH_MANY_PG = sa.text(
     f"""
     UPDATE task SET status = v.status, finish_at = v.at, run_speed = v.speed,
@@ -336,9 +371,14 @@ _FINISH_MANY_PG = sa.text(
         AS v(id, attempt, client_id, status, success, at, speed, error)
     WHERE task.id = v.id AND task.attempt = v.attempt AND task.client_id = v.client_id
         AND task.status IN ({int(TaskStatus.SCHEDULER)}, {int(TaskStatus.WORKING)})
-    RETURNING task.id, task.attempt
+    RETURNING task.id, task.attempt, task.task_group_id, task.start_at, task.dispatched_at,
+        task.catch_up
     """
-).bindparams(sa.bindparam("now", type_=UTCDateTime()))
+).bindparams(sa.bindparam("now", type_=UTCDateTime())).columns(
+    # The run's row as _RUN_COLUMNS reads it (times as aware UTC), beside the attempt.
+    task.c.id, task.c.attempt, task.c.task_group_id, task.c.start_at, task.c.dispatched_at,
+    task.c.catch_up,
+)
 
 
 def _finish_params(event: TaskFinished, now: datetime) -> dict[str, Any]:
@@ -402,21 +442,7 @@ def _schedule_after(
         return
     enabled = {gid: groups[gid] for gid in outcomes if groups[gid].is_enable}
     next_ids = _insert_next_tasks(conn, enabled, outcomes, now, claim_next)
-    conn.execute(
-        _GROUP_STATEMENT,
-        [
-            {
-                "b_group": gid,
-                "b_inc": o.successes,
-                "b_speed_sum": o.speed_sum,
-                "b_last": o.last_run_at,
-                "b_next": o.next_run.at,
-                "b_data": o.data,
-                "b_task_id": next_ids.get(gid),
-            }
-            for gid, o in outcomes.items()
-        ],
-    )
+    _update_groups(conn, outcomes, next_ids)
 
 
 def _lock_groups(conn: Connection, group_ids: set[int]) -> dict[int, Any]:
@@ -516,8 +542,8 @@ def _insert_next_tasks(
         if claim_next is not None and outcomes[gid].next_run.at <= claim_next.horizon
     }
     lease_until = claim_next.lease_until if claim_next is not None else None
-    conn.execute(
-        task.insert(),
+    next_ids = _inserted_ids(
+        conn,
         [
             {
                 "task_group_id": gid,
@@ -533,17 +559,28 @@ def _insert_next_tasks(
             for gid, group in groups.items()
         ],
     )
-    next_ids = {
-        r.open_group_id: r.id
-        for r in conn.execute(
-            sa.select(task.c.id, task.c.open_group_id).where(task.c.open_group_id.in_(groups))
-        )
-    }
     if claim_next is not None:
         claim_next.claimed.extend(
             _claimed_task(next_ids[gid], groups[gid], outcomes[gid]) for gid in sorted(claimed)
         )
     return next_ids
+
+
+def _inserted_ids(conn: Connection, rows: list[dict[str, Any]]) -> dict[int, int]:
+    """Insert the groups' next tasks: {group id: new task id}. One statement that returns
+    the ids where the dialect can (PostgreSQL, SQLite, MariaDB: INSERT ... RETURNING),
+    else the INSERT and a read of the groups' open tasks, which are exactly these rows."""
+    if conn.dialect.insert_executemany_returning:
+        inserted = conn.execute(task.insert().returning(task.c.id, task.c.open_group_id), rows)
+        return {r.open_group_id: r.id for r in inserted}
+    conn.execute(task.insert(), rows)
+    group_ids = [row["open_group_id"] for row in rows]
+    return {
+        r.open_group_id: r.id
+        for r in conn.execute(
+            sa.select(task.c.id, task.c.open_group_id).where(task.c.open_group_id.in_(group_ids))
+        )
+    }
 
 
 def _claimed_task(task_id: int, group: Any, outcome: _GroupOutcome) -> ClaimedTask:
@@ -557,6 +594,44 @@ def _claimed_task(task_id: int, group: Any, outcome: _GroupOutcome) -> ClaimedTa
         outcome.data if outcome.data is not None else group.data,
         Schedule(group.interval_ms, group.cron, group.time_zone),
         group.misfire,
+    )
+
+
+def _update_groups(
+    conn: Connection, outcomes: dict[int, _GroupOutcome], next_ids: dict[int, int]
+) -> None:
+    """Each group's stats, next time, data and next task. The rows are locked already
+    (_lock_groups). PostgreSQL: one set-based UPDATE for the batch; elsewhere one UPDATE per
+    group (an executemany, which psycopg2 would send row by row)."""
+    if conn.dialect.name == "postgresql" and len(outcomes) > 1:
+        ordered = sorted(outcomes.items())
+        conn.execute(
+            _GROUPS_MANY_PG,
+            {
+                "ids": [gid for gid, _ in ordered],
+                "incs": [o.successes for _, o in ordered],
+                "speed_sums": [o.speed_sum for _, o in ordered],
+                "lasts": [naive_utc(o.last_run_at) for _, o in ordered],
+                "nexts": [naive_utc(o.next_run.at) for _, o in ordered],
+                "datas": [o.data for _, o in ordered],
+                "task_ids": [next_ids.get(gid) for gid, _ in ordered],
+            },
+        )
+        return
+    conn.execute(
+        _GROUP_STATEMENT,
+        [
+            {
+                "b_group": gid,
+                "b_inc": o.successes,
+                "b_speed_sum": o.speed_sum,
+                "b_last": o.last_run_at,
+                "b_next": o.next_run.at,
+                "b_data": o.data,
+                "b_task_id": next_ids.get(gid),
+            }
+            for gid, o in outcomes.items()
+        ],
     )
 
 
@@ -582,6 +657,26 @@ _GROUP_STATEMENT = (
             sa.bindparam("b_task_id", type_=sa.BigInteger()), task_group.c.task_id
         ),
     )
+)
+
+
+# _GROUP_STATEMENT for a whole batch, column for column (bigint / bigint is the floor
+# division of non-negative values there); a fixed text, compiled once.
+_GROUPS_MANY_PG = sa.text(
+    """
+    UPDATE task_group SET run_count = task_group.run_count + v.inc,
+        run_speed_avg = CASE WHEN v.inc = 0 THEN task_group.run_speed_avg
+            ELSE (task_group.run_speed_avg * task_group.run_count + v.speed_sum)
+                / (task_group.run_count + v.inc) END,
+        last_run_at = v.last_run_at, next_at = v.next_at,
+        data = COALESCE(v.data, task_group.data),
+        task_id = COALESCE(v.task_id, task_group.task_id)
+    FROM unnest(CAST(:ids AS BIGINT[]), CAST(:incs AS BIGINT[]), CAST(:speed_sums AS BIGINT[]),
+                CAST(:lasts AS TIMESTAMP[]), CAST(:nexts AS TIMESTAMP[]),
+                CAST(:datas AS TEXT[]), CAST(:task_ids AS BIGINT[]))
+        AS v(id, inc, speed_sum, last_run_at, next_at, data, task_id)
+    WHERE task_group.id = v.id
+    """
 )
 
 

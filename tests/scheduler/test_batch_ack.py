@@ -1,5 +1,6 @@
-"""The recorder acks a batch of event messages in one Redis round trip (ack_all), and what
-it did not ack still comes back: real Redis, real kombu consumer, no mocks."""
+"""The recorder takes the event messages already waiting in one Redis round trip
+(WaitingTaker) and acks a batch in one (ack_all), and what it did not ack still comes back,
+exactly once: real Redis, real kombu consumer, no mocks."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from kombu.messaging import Consumer, Producer
 
 from fss.channels import EVENTS_REDIS_OPTIONS, events_queue
 from fss.naming import EVENTS_QUEUE
-from fss.scheduler.recorder import _redis_qos, ack_all, restore_stale
+from fss.scheduler.recorder import WaitingTaker, _redis_qos, ack_all, restore_stale
 
 
 @pytest.fixture
@@ -132,3 +133,125 @@ def test_what_a_killed_consumer_held_is_put_back_although_the_queue_is_never_idl
             time.sleep(0.2)
         assert raw.llen(EVENTS_QUEUE) == 1
         assert _unacked(raw) == (0, 0)
+
+
+def _take_after_one(conn: Connection, limit: int, prefetch: int = 0) -> tuple[list[Message], int]:
+    """One message the ordinary way (BRPOP), then up to `limit` more in one round trip."""
+    got: list[Message] = []
+    channel = conn.channel()
+    if prefetch:
+        channel.basic_qos(0, prefetch, False)
+    consumer = Consumer(channel, queues=[events_queue()], on_message=got.append,
+                        accept=["json"])
+    consumer.consume()
+    for _ in range(50):
+        if got:
+            break
+        with contextlib.suppress(TimeoutError):
+            conn.drain_events(timeout=0.1)
+    taker = WaitingTaker(channel, consumer, EVENTS_QUEUE)
+    assert taker.enabled  # the one-round-trip path, not the fallback
+    return got, taker.take(limit)
+
+
+BODIES = [f"m{i}" for i in range(10)]
+
+
+def test_waiting_messages_are_taken_at_once_and_recorded_as_unacked(
+    url: str, raw: redis.Redis
+) -> None:
+    _publish(url, BODIES)
+    with Connection(url, transport_options=EVENTS_REDIS_OPTIONS) as conn:
+        messages, taken = _take_after_one(conn, limit=20)
+
+        assert taken == 9 and [m.decode() for m in messages] == BODIES  # in queue order
+        assert raw.llen(EVENTS_QUEUE) == 0 and _unacked(raw) == (10, 10)
+        ack_all(messages)
+        assert _unacked(raw) == (0, 0)
+    with Connection(url, transport_options=EVENTS_REDIS_OPTIONS) as conn:
+        assert _receive(conn, 1, tries=3) == []  # acked: nothing comes back
+
+
+def test_taking_stops_at_the_limit_and_the_prefetch_count(url: str, raw: redis.Redis) -> None:
+    _publish(url, BODIES)
+    with Connection(url, transport_options=EVENTS_REDIS_OPTIONS) as conn:
+        assert _take_after_one(conn, limit=3)[1] == 3
+        assert raw.llen(EVENTS_QUEUE) == 6
+    with Connection(url, transport_options=EVENTS_REDIS_OPTIONS) as conn:
+        messages, taken = _take_after_one(conn, limit=20, prefetch=4)
+        assert taken == 3 and len(messages) == 4  # prefetch 4: one delivered + 3 taken
+
+
+def test_a_message_the_script_cannot_read_stays_in_the_queue(url: str, raw: redis.Redis) -> None:
+    _publish(url, ["a", "b", "c"])
+    raw.lpush(EVENTS_QUEUE, b"not a kombu message")  # behind c
+    with Connection(url, transport_options=EVENTS_REDIS_OPTIONS) as conn:
+        messages, taken = _take_after_one(conn, limit=20)
+        assert taken == 2 and [m.decode() for m in messages] == ["a", "b", "c"]
+        assert raw.lrange(EVENTS_QUEUE, 0, -1) == [b"not a kombu message"]
+        ack_all(messages)
+
+
+def test_taken_messages_not_acked_come_back_exactly_once_when_the_channel_closes(
+    url: str, raw: redis.Redis
+) -> None:
+    _publish(url, BODIES)
+    with Connection(url, transport_options=EVENTS_REDIS_OPTIONS) as conn:
+        messages, _ = _take_after_one(conn, limit=20)
+        ack_all(messages[:3])
+    assert raw.llen(EVENTS_QUEUE) == 7 and _unacked(raw) == (0, 0)
+    with Connection(url, transport_options=EVENTS_REDIS_OPTIONS) as conn:
+        again = _receive(conn, 7)
+        assert sorted(m.decode() for m in again) == BODIES[3:]
+        ack_all(again)
+    assert raw.llen(EVENTS_QUEUE) == 0 and _unacked(raw) == (0, 0)
+
+
+KILLED_TAKER = """
+import contextlib, sys, time
+from kombu.connection import Connection
+from kombu.messaging import Consumer
+from fss.channels import EVENTS_REDIS_OPTIONS, events_queue
+from fss.naming import EVENTS_QUEUE
+from fss.scheduler.recorder import WaitingTaker
+got = []
+with Connection(sys.argv[1], transport_options=EVENTS_REDIS_OPTIONS) as conn:
+    channel = conn.channel()
+    consumer = Consumer(channel, queues=[events_queue()], on_message=got.append,
+                        accept=["json"])
+    consumer.consume()
+    while not got:
+        with contextlib.suppress(TimeoutError):
+            conn.drain_events(timeout=0.1)
+    WaitingTaker(channel, consumer, EVENTS_QUEUE).take(100)
+    print("holding", len(got), flush=True)
+    time.sleep(60)  # killed here, every message unacked
+"""
+
+
+def test_what_a_killed_consumer_took_comes_back_exactly_once(url: str, raw: redis.Redis) -> None:
+    """kill -9 of a recorder holding a batch it took: every message is in kombu's unacked
+    hash and index, and the sweep (restore_stale) puts each back once."""
+    _publish(url, BODIES)
+    consumer = subprocess.Popen([sys.executable, "-c", KILLED_TAKER, url],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert consumer.stdout is not None and consumer.stdout.readline() == "holding 10\n"
+    finally:
+        consumer.kill()
+        consumer.wait(timeout=10)
+    assert raw.llen(EVENTS_QUEUE) == 0 and _unacked(raw) == (10, 10)
+    options = dict(EVENTS_REDIS_OPTIONS, visibility_timeout=1)
+    with Connection(url, transport_options=options) as conn:
+        channel = conn.channel()
+        deadline = time.monotonic() + 10
+        while raw.llen(EVENTS_QUEUE) < 10 and time.monotonic() < deadline:
+            restore_stale(channel)
+            time.sleep(0.2)
+        restore_stale(channel)  # once more: nothing is left to put back twice
+    assert raw.llen(EVENTS_QUEUE) == 10 and _unacked(raw) == (0, 0)
+    with Connection(url, transport_options=EVENTS_REDIS_OPTIONS) as conn:
+        again = _receive(conn, 10)
+        assert sorted(m.decode() for m in again) == BODIES
+        ack_all(again)
+    assert raw.llen(EVENTS_QUEUE) == 0 and _unacked(raw) == (0, 0)

@@ -324,3 +324,37 @@ def test_given_a_lone_finished_event_then_it_is_written_at_once_not_after_the_fl
         thread.join(timeout=10)
         publisher.close()
         engine.dispose()
+
+
+def test_given_many_messages_waiting_then_they_are_recorded_in_few_batches_and_all_acked(
+    setup: tuple[Settings, Engine, EventPublisher],
+) -> None:
+    """What waits behind the first message is taken in one round trip (WaitingTaker, see
+    test_batch_ack.py) and recorded with it: 20 messages, 20 runs recorded in fewer writes
+    than messages, every message acked, nothing left on the queue or unacked."""
+    settings, engine, publisher = setup
+    task_ids = [dispatched_task(engine) for _ in range(20)]
+    for task_id in task_ids:  # one message per run
+        publisher.emit(TaskStarted(task_id, 1, "c1", T0))
+        publisher.emit(TaskFinished(task_id, 1, "c1", True, 12, T0 + timedelta(milliseconds=12)))
+        assert publisher.flush()
+    writes: list[int] = []
+    recorder = Recorder(
+        engine, settings, ManualClock(T0), before_task_write=lambda: writes.append(1)
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=recorder.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: recorder.totals.finished == 20, timeout=10, what="20 runs recorded")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert (recorder.totals.started, recorder.totals.ignored) == (20, 0)
+    assert len(writes) < 20
+    broker = redis.Redis.from_url(settings.broker_url)
+    try:
+        assert broker.llen("fss.events") == 0
+        assert broker.hlen("fss.events.unacked") == 0
+    finally:
+        broker.close()

@@ -3,6 +3,7 @@ the per-event path (other backends), so both give the same rows."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from store_helpers import (
     CLIENT,
@@ -11,6 +12,7 @@ from store_helpers import (
     T0,
     add_interval_group,
     dispatch,
+    group_raw,
     open_tasks,
     pending,
     task_row,
@@ -18,7 +20,8 @@ from store_helpers import (
 
 from fss.domain.status import TaskStatus
 from fss.events import Event, TaskFinished, TaskProgressed, TaskStarted
-from fss.store import recording
+from fss.store import groups, recording
+from fss.store.tables import task_group
 
 
 def _dispatched(engine: Engine) -> tuple[int, int, int]:
@@ -95,3 +98,64 @@ def test_a_batch_of_starts_moves_current_attempts_once_and_keeps_the_first_time(
     assert task_row(engine, t2)["status"] == TaskStatus.SCHEDULER
     assert task_row(engine, t3)["status"] == TaskStatus.SCHEDULER
     assert _record(engine, events).started == 0  # a replay changes nothing
+
+
+def test_a_batch_updates_each_groups_stats_data_and_next_task(engine: Engine) -> None:
+    """The group bookkeeping of a batch (one set-based UPDATE on PostgreSQL, one per group
+    elsewhere) gives every group exactly what finishing its run alone would."""
+    runs = [_dispatched(engine) for _ in range(4)]
+    (g1, t1, a1), (g2, t2, a2), (g3, t3, a3), (g4, t4, a4) = runs
+    with engine.begin() as conn:  # g1 has run 3 times before, 100 ms on average
+        conn.execute(
+            sa.update(task_group)
+            .where(task_group.c.id == g1)
+            .values(run_count=3, run_speed_avg=100)
+        )
+    groups.set_enabled(engine, g3, False, T0)  # disabled while its run is out: no next task
+    events: list[Event] = [
+        TaskFinished(t1, a1, CLIENT, True, 301, T0 + SECOND),
+        TaskFinished(t2, a2, CLIENT, False, 50, T0 + SECOND, error="boom"),
+        TaskFinished(t3, a3, CLIENT, True, 40, T0 + SECOND, data={"k": "é"}),
+        TaskFinished(t4, a4, CLIENT, True, 20, T0 + SECOND, next_at=T0 + 30 * SECOND),
+    ]
+
+    assert _record(engine, events).finished == 4
+
+    one, two, three, four = (group_raw(engine, g) for g in (g1, g2, g3, g4))
+    assert (one["run_count"], one["run_speed_avg"]) == (4, (3 * 100 + 301) // 4)
+    assert (two["run_count"], two["run_speed_avg"]) == (0, 0)  # a failure counts no run
+    assert (three["run_count"], three["run_speed_avg"], three["data"]) == (1, 40, '{"k":"é"}')
+    assert (four["run_count"], four["run_speed_avg"]) == (1, 20)
+    assert all(g["last_run_at"] == T0 + SECOND for g in (one, two, three, four))
+    assert (one["next_at"], four["next_at"]) == (T0 + MINUTE, T0 + 30 * SECOND)
+    for group_id, row in ((g1, one), (g2, two), (g4, four)):
+        assert row["task_id"] == pending(engine, group_id)["id"]
+        assert row["next_at"] == pending(engine, group_id)["start_at"]
+    assert three["task_id"] == t3 and open_tasks(engine, g3) == []  # kept: no next task
+    assert one["data"] == two["data"] == four["data"] == "{}"  # untouched without data
+
+
+def test_runs_that_start_and_finish_in_one_batch_end_finished_with_their_start_time(
+    engine: Engine,
+) -> None:
+    """A run's `started` and `finished` mostly arrive in one message: the batch locks their
+    rows once (PostgreSQL) and applies the start before the finish, as separate batches do."""
+    runs = [_dispatched(engine) for _ in range(3)]
+    (g1, t1, a1), (g2, t2, a2), (_, t3, a3) = runs
+    events: list[Event] = [
+        TaskStarted(t2, a2, CLIENT, T0 + SECOND),
+        TaskFinished(t2, a2, CLIENT, True, 30, T0 + 2 * SECOND),
+        TaskStarted(t1, a1, CLIENT, T0 + SECOND),
+        TaskFinished(t1, a1, CLIENT, False, 20, T0 + 2 * SECOND, error="boom"),
+        TaskStarted(t3, a3, CLIENT, T0 + SECOND),
+    ]
+
+    with engine.begin() as conn:
+        stats = recording.record(conn, events, T0 + 2 * SECOND)
+
+    assert (stats.started, stats.finished) == (3, 2)
+    one, two, three = (task_row(engine, t) for t in (t1, t2, t3))
+    assert (one["status"], one["run_at"], one["error"]) == (TaskStatus.FAIL, T0 + SECOND, "boom")
+    assert (two["status"], two["run_at"], two["progress"]) == (TaskStatus.SUCCESS, T0 + SECOND, 100)
+    assert (three["status"], three["run_at"]) == (TaskStatus.WORKING, T0 + SECOND)
+    assert [len(open_tasks(engine, g)) for g in (g1, g2)] == [1, 1]
