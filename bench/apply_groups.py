@@ -1,6 +1,7 @@
 """Schedules as code at scale: `fss group apply -f` with 10,000 groups (the issue asks < 10 s).
 
     python3 -m bench.apply_groups [--groups 10000] [--backends sqlite,postgres,mysql]
+                                  [--format yaml|json] [--only-create | --steps K]
 
 For each backend, on a throw-away database (`fss_bench_<hex>`, dropped afterwards; SQLite in
 a temporary directory), it writes a YAML file of N groups (a mix of interval, cron with time
@@ -11,8 +12,10 @@ zones, job-set, disabled, with data) and times, as the user runs them:
 * apply after every group changed (caption + schedule: N updates, every waiting task moved);
 * `fss group export` and `fss group apply --prune` of an empty file (N deletes).
 
-Each figure is wall time of the whole `fss` process (Python start-up included, ~0.5 s here),
-plus, for the first apply, the in-process split: reading + validating the file vs writing.
+Each figure is wall time, CPU time and peak RSS of the whole `fss` process (Python start-up
+included, ~0.5 s here), plus, for the first apply, the in-process split: reading + validating
+the file vs writing. `--only-create` times the first apply only (for 1,000,000 groups),
+`--steps 2` the first apply and the unchanged re-apply.
 """
 
 from __future__ import annotations
@@ -99,25 +102,49 @@ def mysql_database() -> Iterator[str]:
         admin.dispose()
 
 
-def fss(url: str, *args: str, ok: Sequence[int] = (0,)) -> float:
-    """Wall time of one `fss` process; fails loudly on an unexpected exit code."""
+def fss(url: str, *args: str, ok: Sequence[int] = (0,)) -> tuple[float, float, float]:
+    """Wall time, CPU time (user + system) and peak RSS (MB) of one `fss` process; fails
+    loudly on an unexpected exit code. CPU time is what a loaded machine changes least."""
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "fss", *args, "--database-url", url],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    elapsed = time.perf_counter() - started
-    if done.returncode not in ok:
-        raise SystemExit(f"fss {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
-    return elapsed
+    with tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fss", *args, "--database-url", url],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        peak_mb = 0.0
+        while True:
+            peak_mb = max(peak_mb, high_water_mb(process.pid))
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    if process.returncode not in ok:
+        raise SystemExit(f"fss {' '.join(args)} exited {process.returncode}: {stderr.strip()}")
+    return elapsed, usage.ru_utime + usage.ru_stime, peak_mb
 
 
-def in_process_split(url: str, text: str) -> tuple[float, float]:
+def high_water_mb(pid: int) -> float:
+    """The process's peak RSS so far (VmHWM: its own, not the forking bench's, which
+    `wait4`'s ru_maxrss would report after a vfork)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def in_process_split(url: str, path: Path) -> tuple[float, float]:
     """(read + validate, write) seconds of one apply, without the process around it."""
     started = time.perf_counter()
-    parsed = parse_group_file(text, "groups.yaml")
+    parsed = parse_group_file(path.read_text(), path.name)
     parsed_at = time.perf_counter()
     engine = create_engine(url)
     try:
@@ -138,26 +165,41 @@ STEPS = (
 )
 
 
-def run_backend(backend: str, count: int, workdir: Path, only_create: bool = False
+def write_files(workdir: Path, count: int, file_format: str, steps: int) -> dict[str, Path]:
+    """The groups files of the steps; written once per size and format, reused by backends."""
+    only_create = steps <= 2  # the first two steps read the original file only
+    names = ("original",) if only_create else ("original", "changed", "empty")
+    files = {name: workdir / f"{name}.{file_format}" for name in names}
+    files["export"] = workdir / f"export.{file_format}"
+    if not files["original"].exists():
+        files["original"].write_text(render_group_file(entries(count), file_format))
+        if not only_create:
+            files["changed"].write_text(render_group_file(entries(count, 1), file_format))
+            files["empty"].write_text(render_group_file([], file_format))
+    return files
+
+
+def run_backend(backend: str, files: dict[str, Path], workdir: Path, steps: int = len(STEPS)
                 ) -> list[list[object]]:
-    files = {name: workdir / f"{name}.yaml" for name in ("original", "changed", "empty", "export")}
-    files["original"].write_text(render_group_file(entries(count)))
-    files["changed"].write_text(render_group_file(entries(count, variant=1)))
-    files["empty"].write_text("groups: []\n")
     rows: list[list[object]] = []
     with database(backend, workdir) as url:
         engine = create_engine(url)
         upgrade(engine)
         engine.dispose()
-        for step, args, ok in STEPS[:1] if only_create else STEPS:
+        for step, args, ok in STEPS[:steps]:
             command = [a.format(**{k: str(v) for k, v in files.items()}) for a in args]
-            rows.append([backend, step, f"{fss(url, *command, ok=ok):.2f}"])
-        if only_create:
+            seconds, cpu_s, peak_mb = fss(url, *command, ok=ok)
+            rows.append([backend, step, f"{seconds:.2f}", f"{cpu_s:.2f}", f"{peak_mb:.0f}", load()])
+        if steps < len(STEPS):
             return rows
-        parse_s, write_s = in_process_split(url, files["original"].read_text())
+        parse_s, write_s = in_process_split(url, files["original"])
         split = f"{parse_s:.2f} / {write_s:.2f}"
-        rows.append([backend, "in process: read+validate / write", split])
+        rows.append([backend, "in process: read+validate / write", split, "-", "-", load()])
     return rows
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -166,16 +208,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--backends", default="sqlite,postgres,mysql")
     parser.add_argument("--only-create", action="store_true",
                         help="time only the first apply (N creates): for very large N")
+    parser.add_argument("--steps", type=int, default=len(STEPS),
+                        help="time only the first K steps (2: creates, then apply unchanged)")
+    parser.add_argument("--format", choices=("yaml", "json"), default="yaml",
+                        help="the groups files' format")
     args = parser.parse_args(argv)
-    title = f"fss group apply with {args.groups} groups"
+    title = f"fss group apply with {args.groups} groups ({args.format})"
     print_header(title, ["bench.apply_groups", *sys.argv[1:]])
     print(f"PostgreSQL admin URL: {sa.make_url(PG_ADMIN_URL).render_as_string()}")
     rows: list[list[object]] = []
-    for backend in args.backends.split(","):
-        with tempfile.TemporaryDirectory(prefix="fss-bench-apply-") as workdir:
-            rows += run_backend(backend.strip(), args.groups, Path(workdir),
-                                args.only_create)
-    print(table(["backend", "step", "seconds"], rows))
+    with tempfile.TemporaryDirectory(prefix="fss-bench-apply-") as workdir:
+        steps = 1 if args.only_create else args.steps
+        files = write_files(Path(workdir), args.groups, args.format, steps)
+        for backend in args.backends.split(","):
+            rows += run_backend(backend.strip(), files, Path(workdir), steps)
+    columns = ["backend", "step", "seconds", "fss CPU s", "peak RSS MB", "load 1/5/15"]
+    print(table(columns, rows))
 
 
 if __name__ == "__main__":

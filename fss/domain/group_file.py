@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -23,6 +23,15 @@ import yaml
 
 from fss.domain.clock import parse_time, require_storable_time
 from fss.domain.cron import load_zone, validate_cron
+from fss.domain.group_file_fast import (
+    TOP_LEVEL_FIELDS,
+    Loader,
+    NotPlain,
+    RawEntry,
+    RawField,
+    plain_json_entries,
+    plain_yaml_entries,
+)
 from fss.domain.group_spec import (
     GroupSpec,
     validate_caption,
@@ -50,11 +59,9 @@ FIELDS = (
 )
 # Optional fields where null means "not given".
 NULLABLE_FIELDS = ("time_zone", "timeout_s", "start_at")
-TOP_LEVEL_FIELDS = ("groups", "$schema")
 FORMATS = ("yaml", "json")
 
-# libyaml when it is there: ten thousand groups read in a fraction of the time.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's emitter when it is there.
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -99,21 +106,6 @@ class GroupFileInvalid(InvalidField):
 # --- reading -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RawField:
-    name: str
-    line: int
-    value: Any
-
-
-@dataclass(frozen=True)
-class RawEntry:
-    """One element of `groups`, with the line of each field; fields None = not a mapping."""
-
-    line: int
-    fields: tuple[RawField, ...] | None
-
-
 @dataclass
 class Problems:
     source: str
@@ -130,12 +122,39 @@ class Problems:
             raise GroupFileInvalid(self.source, [text for _, _, text in sorted(self.found)])
 
 
-def parse_group_file(text: str, source: str) -> list[GroupEntry]:
-    """Every entry of a YAML or JSON groups file, validated; GroupFileInvalid lists all errors."""
+def parse_group_file(text: str, source: str, fast: bool = True) -> list[GroupEntry]:
+    """Every entry of a YAML or JSON groups file, validated; GroupFileInvalid lists all errors.
+
+    A file of the plain shape goes through the fast readers; any other file, and any file
+    with a problem, through the full readers, which name every problem with its line.
+    `fast=False` uses the full readers only (what the fast ones are tested against).
+    """
+    is_json = looks_like_json(source, text)
+    try:
+        if fast and is_json:
+            return _valid_entries(plain_json_entries(text), Problems(source), lines=False)
+        if fast:
+            return _valid_entries(plain_yaml_entries(text), Problems(source), lines=True)
+    except NotPlain:
+        pass
     problems = Problems(source)
-    raw = read_json(text, problems) if looks_like_json(source, text) else read_yaml(text, problems)
-    entries = [entry for i, item in enumerate(raw) if (entry := _entry(item, i, problems))]
-    _require_unique_keys(raw, problems)
+    raw = read_json(text, problems) if is_json else read_yaml(text, problems)
+    return _valid_entries(raw, problems, lines=True)
+
+
+def _valid_entries(raw: Iterable[RawEntry], problems: Problems, lines: bool) -> list[GroupEntry]:
+    """The entries, checked one by one as they are read; `lines=False`: the fields carry no
+    line, so a problem sends the file to the full reader (NotPlain) to be reported."""
+    entries: list[GroupEntry] = []
+    keys = _UniqueKeys()
+    for index, item in enumerate(raw):
+        entry = _entry(item, index, problems)
+        if entry is not None:
+            entries.append(entry)
+        keys.check(item, index)
+    if not lines and (problems or keys.found):
+        raise NotPlain
+    keys.report(problems)
     problems.raise_if_any()
     return entries
 
@@ -153,7 +172,7 @@ def looks_like_json(source: str, text: str) -> bool:
 
 
 def read_yaml(text: str, problems: Problems) -> list[RawEntry]:
-    loader = _Loader(text)
+    loader = Loader(text)
     try:
         root = loader.get_single_node()
         return _yaml_entries(loader, root, problems)
@@ -327,7 +346,7 @@ def _entry(raw: RawEntry, index: int, problems: Problems) -> GroupEntry | None:
         problems.add(line, f"{where}.schedule", _schedule_reason(schedules))
     if len(problems) > before:
         return None
-    return _validated(values, given, raw.line, where, problems)
+    return _validated(values)
 
 
 def _chosen(value: Any) -> bool:
@@ -367,46 +386,54 @@ def _checked(item: RawField, where: str, problems: Problems) -> Any:
         return None
 
 
-def _validated(
-    values: dict[str, Any], given: dict[str, RawField], line: int, where: str, problems: Problems
-) -> GroupEntry | None:
-    """The entry through GroupSpec.validated(), the rule `fss group add` and `edit` use."""
+def _validated(values: dict[str, Any]) -> GroupEntry:
+    """The entry's spec, normalized as GroupSpec.validated() (the rule of `fss group add` and
+    `edit`) leaves it: every value already went through the validator validated() applies
+    to it, and _entry checked that exactly one schedule is given, so validating again would
+    find nothing and only double the cost of reading a large file."""
     spec = GroupSpec(
         caption=values["caption"],
         job_name=values["job_name"],
         interval_ms=values.get("interval_ms"),
         cron=values.get("cron"),
         job_sets_next=bool(values.get("job_sets_next")),
-        time_zone=values.get("time_zone"),
+        time_zone=values.get("time_zone") or None,
         data=values.get("data") or {},
         start_at=values.get("start_at"),
         is_enable=values.get("enabled", True),
         timeout_s=values.get("timeout_s"),
         misfire=values.get("misfire") or "run-once",
     )
-    try:
-        return GroupEntry(values["key"], spec.validated())
-    except InvalidField as exc:
-        at = given[exc.field].line if exc.field in given else line
-        problems.add(at, f"{where}.{exc.field}", exc.reason)
-        return None
+    return GroupEntry(values["key"], spec)
 
 
-def _require_unique_keys(raw: list[RawEntry], problems: Problems) -> None:
-    first_line: dict[str, int] = {}
-    for index, item in enumerate(raw):
+@dataclass
+class _UniqueKeys:
+    """Keys seen so far; each repeat is reported after every entry's own problems."""
+
+    first_line: dict[str, int] = field(default_factory=dict)
+    found: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def check(self, item: RawEntry, index: int) -> None:
         key_field = next((f for f in item.fields or () if f.name == "key"), None)
         if key_field is None or not isinstance(key_field.value, str):
-            continue
+            return
         key = key_field.value
-        if key in first_line:
-            problems.add(
+        first = self.first_line.get(key)
+        if first is None:
+            self.first_line[key] = key_field.line
+            return
+        self.found.append(
+            (
                 key_field.line,
                 f"groups[{index}].key",
-                f"{key!r} is already the key of the entry on line {first_line[key]}",
+                f"{key!r} is already the key of the entry on line {first}",
             )
-        else:
-            first_line[key] = key_field.line
+        )
+
+    def report(self, problems: Problems) -> None:
+        for line, path, reason in self.found:
+            problems.add(line, path, reason)
 
 
 def check_key(value: Any) -> str:

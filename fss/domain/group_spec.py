@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -100,12 +99,17 @@ def validate_caption(caption: str) -> str:
     return text
 
 
+# The same characters as one class (Cc is U+0000-001F and U+007F-009F, Zl and Zp one each):
+# one search in C instead of a category lookup per character (hot when a file has many groups).
+LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def reject_control_characters(field_name: str, text: str) -> None:
-    for ch in text:
-        if unicodedata.category(ch) in LINE_BREAKING_CATEGORIES:
-            raise InvalidField(
-                field_name, f"must not contain control characters (found {ch!r})"
-            )
+    found = LINE_BREAKING.search(text)
+    if found:
+        raise InvalidField(
+            field_name, f"must not contain control characters (found {found.group()!r})"
+        )
 
 
 def validate_job_name(name: str) -> str:

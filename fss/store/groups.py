@@ -20,6 +20,7 @@ from fss.store.tables import (
     UTCDateTime,
     insert_waiting_task,
     inserted_id,
+    naive_utc,
     run_log,
     task,
     task_group,
@@ -256,6 +257,17 @@ def move_waiting(conn: Connection, moves: Sequence[tuple[int, datetime]]) -> Non
     """A new schedule: each group's waiting task moves to its new time, unclaimed."""
     if not moves:
         return
+    if conn.dialect.name == "postgresql":  # one statement, not one round trip per group
+        for chunk in chunked(moves, BATCH):
+            conn.execute(
+                _MOVE_MANY,
+                {
+                    "groups": [group_id for group_id, _ in chunk],
+                    "run_ats": [naive_utc(run_at) for _, run_at in chunk],
+                    "waiting": int(TaskStatus.NONE),
+                },
+            )
+        return
     conn.execute(
         task.update()
         .where(task.c.task_group_id == sa.bindparam("b_group"), task.c.status == TaskStatus.NONE)
@@ -272,12 +284,38 @@ def rename_waiting(conn: Connection, renames: Sequence[tuple[int, str]]) -> None
     """A new job name reaches the waiting task too (one already sent keeps its name)."""
     if not renames:
         return
+    if conn.dialect.name == "postgresql":  # one statement, not one round trip per group
+        for chunk in chunked(renames, BATCH):
+            conn.execute(
+                _RENAME_MANY,
+                {
+                    "groups": [group_id for group_id, _ in chunk],
+                    "job_names": [job_name for _, job_name in chunk],
+                    "waiting": int(TaskStatus.NONE),
+                },
+            )
+        return
     conn.execute(
         task.update()
         .where(task.c.task_group_id == sa.bindparam("b_group"), task.c.status == TaskStatus.NONE)
         .values(job_name=sa.bindparam("b_job_name")),
         [{"b_group": group_id, "b_job_name": job_name} for group_id, job_name in renames],
     )
+
+
+# move_waiting's and rename_waiting's statements (same guard: the group's task still waiting)
+# for many groups at once on PostgreSQL: one array per field, unnested into rows.
+BATCH = 20_000
+_MOVE_MANY = sa.text(
+    "UPDATE task SET start_at = m.run_at, claimed_by = NULL, claimed_until = NULL"
+    " FROM unnest(CAST(:groups AS BIGINT[]), CAST(:run_ats AS TIMESTAMP[])) AS m(group_id, run_at)"
+    " WHERE task.task_group_id = m.group_id AND task.status = :waiting"
+)
+_RENAME_MANY = sa.text(
+    "UPDATE task SET job_name = m.job_name"
+    " FROM unnest(CAST(:groups AS BIGINT[]), CAST(:job_names AS TEXT[])) AS m(group_id, job_name)"
+    " WHERE task.task_group_id = m.group_id AND task.status = :waiting"
+)
 
 
 def insert_waiting_tasks(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 
 from fss.cli import cli, main
+from fss.domain.clock import parse_time
+from fss.domain.group_file import parse_group_file, render_group_file
+from fss.domain.schedule import Schedule, initial_run_at
+from fss.domain.status import TaskStatus
 from fss.store.tables import task, task_group
 
 
@@ -309,3 +314,102 @@ def test_a_key_already_taken_or_malformed_is_one_line_and_writes_nothing(
     assert outcome.exit_code == 2, outcome.output
     assert outcome.stderr.startswith(message), outcome.stderr
     assert rows(engine) == before
+
+
+# --- thousands of groups: every row and every first task as `fss group add` would write it ---
+
+
+def varied_document(count: int) -> dict[str, Any]:
+    """`count` groups of every kind: interval, cron in zones, job-set, disabled, past and
+    future starts, data with text COPY must escape (tabs, backslashes, newlines)."""
+    zones = ("UTC", "Europe/Berlin", "Asia/Kolkata", "America/New_York")
+    groups: list[dict[str, Any]] = []
+    for i in range(count):
+        entry: dict[str, Any] = {
+            "key": f"team-{i % 7}/g\\{i:05}",
+            "caption": f"Group {i} ✓ \\ tab",
+            "job_name": f"jobs.j{i % 9}",
+            "data": {"n": i, "text": "a\tb\\c\nd", "list": [i, None, True]} if i % 2 else {},
+        }
+        kind = i % 5
+        if kind == 0:
+            entry["interval_ms"] = 1000 * (i % 13 + 1)
+        elif kind == 1:
+            entry.update(cron=f"{i % 60} {i % 24} * * *", time_zone=zones[i % 4])
+        elif kind == 2:
+            entry.update(job_sets_next=True, timeout_s=60 + i, misfire="skip")
+        elif kind == 3:
+            entry.update(interval_ms=60_000, enabled=False)
+        else:
+            entry.update(cron="*/7 * * * * *", start_at=f"20{20 + i % 20}-03-04T05:06:07Z")
+        groups.append(entry)
+    return {"groups": groups}
+
+
+def expected_group(entry: dict[str, Any], created_at: datetime) -> dict[str, Any]:
+    """The row `fss group add` writes for the entry at `created_at` (its `now`)."""
+    start_at = parse_time("start_at", entry["start_at"]) if "start_at" in entry else created_at
+    enabled = entry.get("enabled", True)
+    schedule = Schedule(entry.get("interval_ms"), entry.get("cron"), entry.get("time_zone"))
+    return {
+        "key": entry["key"],
+        "caption": entry["caption"],
+        "job_name": entry["job_name"],
+        "data": json.dumps(entry["data"], ensure_ascii=False, separators=(",", ":")),
+        "interval_ms": entry.get("interval_ms"),
+        "cron": entry.get("cron"),
+        "time_zone": entry.get("time_zone"),
+        "timeout_s": entry.get("timeout_s"),
+        "misfire": entry.get("misfire", "run-once"),
+        "is_enable": enabled,
+        "start_at": start_at,
+        "next_at": initial_run_at(schedule, start_at, created_at) if enabled else start_at,
+        "activate_at": created_at,
+        "last_run_at": None,
+        "run_count": 0,
+        "run_speed_avg": 0,
+    }
+
+
+@pytest.mark.parametrize("file_format", ["yaml", "json"])
+def test_thousands_of_groups_are_written_as_group_add_writes_each(
+    fss: Fss, engine: Engine, tmp_path: Path, file_format: str
+) -> None:
+    document = varied_document(3000)
+    groups_file = tmp_path / f"groups.{file_format}"
+    entries = parse_group_file(json.dumps(document), "groups.json")
+    groups_file.write_text(render_group_file(entries, file_format))
+
+    applied = fss("group", "apply", "-f", str(groups_file))
+
+    assert applied.stdout.splitlines()[-1] == "3000 created, 0 updated, 0 deleted, 0 unchanged"
+    with engine.connect() as conn:
+        groups = [dict(r._mapping) for r in conn.execute(sa.select(task_group).order_by("id"))]
+        tasks = {r.task_group_id: dict(r._mapping) for r in conn.execute(sa.select(task))}
+    assert [g["key"] for g in groups] == [e["key"] for e in document["groups"]]  # file order
+    created_at = groups[0]["created_at"]
+    for entry, group in zip(document["groups"], groups, strict=True):
+        assert {k: group[k] for k in expected_group(entry, created_at)} == expected_group(
+            entry, created_at
+        ), entry["key"]
+        assert group["created_at"] == created_at
+        waiting = tasks.pop(group["id"], None)
+        if not group["is_enable"]:
+            assert waiting is None and group["task_id"] is None
+            continue
+        assert waiting is not None and group["task_id"] == waiting["id"]
+        assert {k: waiting[k] for k in ("job_name", "start_at", "status", "open_group_id")} == {
+            "job_name": group["job_name"],
+            "start_at": group["next_at"],
+            "status": TaskStatus.NONE,
+            "open_group_id": group["id"],
+        }
+        assert (waiting["attempt"], waiting["claimed_by"], waiting["create_at"]) == (
+            0,
+            None,
+            created_at,
+        )
+    assert tasks == {}  # no task without its group
+
+    again = fss("group", "apply", "-f", str(groups_file))
+    assert again.stdout == "0 created, 0 updated, 0 deleted, 3000 unchanged\n"
