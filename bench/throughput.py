@@ -19,7 +19,10 @@
   to count it), same worker; counted: runs started inside the window.
 
 CPU% is per process tree over the window, 100 = one core; "PG" is the PostgreSQL server
-processes connected to the benchmark database (work fss puts on the database).
+processes connected to the benchmark database (work fss puts on the database), "Redis" the
+local redis-server (shared by everything on it). "CPU ms/run (all)" adds up every measured
+process per executed run: on a machine whose cores are all busy, the ratio of two systems'
+rates cannot beat the inverse ratio of this figure.
 """
 
 from __future__ import annotations
@@ -107,7 +110,8 @@ def run_fss(args: argparse.Namespace) -> Row:
         sleep_until(window_start)
         spy = start_profile(scheduler, args.window, args.profile) if args.profile else None
         meters = [CpuMeter([scheduler]).start(), CpuMeter(tree(worker)).start(),
-                  CpuMeter(backend_pids(run.database_url)).start()]
+                  CpuMeter(backend_pids(run.database_url)).start(),
+                  CpuMeter(redis_server_pids(run)).start()]
         rss = RssSampler(scheduler).start()
         sleep_until(window_end)
         cpu = [m.stop() for m in meters]
@@ -140,10 +144,12 @@ def run_fss(args: argparse.Namespace) -> Row:
     if args.profile:
         summary = profile_summary(args.profile)
         print(f"\nprofile of the fss scheduler ({args.profile}):\n{summary}\n")
+    rate = len(done) / args.window
     return [
         "fss (scheduler + worker)", f"{args.groups / interval_s:.0f}",
-        f"{len(done) / args.window:.0f}", f"{len(sent) / args.window:.0f}", p50_p99(late),
-        f"{cpu[0]:.0f}", f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", f"{cpu[2]:.0f}", loadavg,
+        f"{rate:.0f}", f"{len(sent) / args.window:.0f}", p50_p99(late),
+        f"{cpu[0]:.0f}", f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", f"{cpu[2]:.0f}",
+        f"{cpu[3]:.0f}", cpu_ms_per_run(cpu, rate), loadavg,
     ]
 
 
@@ -163,7 +169,8 @@ def run_fss_again(args: argparse.Namespace) -> Row:
         runs_before = _run_count(run.database_url)
         spy = start_profile(scheduler, args.window, args.profile) if args.profile else None
         meters = [CpuMeter([scheduler]).start(), CpuMeter(tree(worker)).start(),
-                  CpuMeter(backend_pids(run.database_url)).start()]
+                  CpuMeter(backend_pids(run.database_url)).start(),
+                  CpuMeter(redis_server_pids(run)).start()]
         rss = RssSampler(scheduler).start()
         sleep_until(window_end)
         runs_after = _run_count(run.database_url)
@@ -183,8 +190,25 @@ def run_fss_again(args: argparse.Namespace) -> Row:
     rate = (runs_after - runs_before) / args.window
     return [
         f"fss ({args.groups} groups, job runs again at once)", "-", f"{rate:.0f}", "-", "-",
-        f"{cpu[0]:.0f}", f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", f"{cpu[2]:.0f}", loadavg,
+        f"{cpu[0]:.0f}", f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", f"{cpu[2]:.0f}",
+        f"{cpu[3]:.0f}", cpu_ms_per_run(cpu, rate), loadavg,
     ]
+
+
+def redis_server_pids(run: Bench) -> list[int]:
+    """The local redis-server serving the bench (its CPU is part of each system's cost)."""
+    client = run.redis()
+    try:
+        return [int(client.info("server")["process_id"])]
+    finally:
+        client.close()
+
+
+def cpu_ms_per_run(cpu_percents: list[float], rate: float) -> str:
+    """CPU time of every measured process per run: 100 % of a core for 1 s = 1,000 ms."""
+    if rate <= 0:
+        return "-"
+    return f"{10 * sum(cpu_percents) / rate:.2f}"
 
 
 def _run_count(database_url: str) -> int:
@@ -248,14 +272,15 @@ def run_celery(args: argparse.Namespace) -> Row:
                 now, queued = time.monotonic(), int(client.llen(PLAIN_QUEUE))
                 if started is None and queued <= args.preload - 200:
                     started = (now, queued)
-                    meters = [CpuMeter(tree(worker)).start()]
+                    meters = [CpuMeter(tree(worker)).start(),
+                              CpuMeter(redis_server_pids(run)).start()]
                 elif started is not None and (now - started[0] >= args.window or queued < 200):
                     ended = (now, queued)
                     break
                 time.sleep(0.05)
         finally:
             client.close()
-        cpu = [m.stop() for m in meters] or [float("nan")]
+        cpu = [m.stop() for m in meters] or [float("nan"), float("nan")]
         loadavg = load()
     if started is None or ended is None:
         raise RuntimeError("plain Celery worker did not drain the queue in time")
@@ -264,7 +289,7 @@ def run_celery(args: argparse.Namespace) -> Row:
           f"drain measured over {ended[0] - started[0]:.1f} s)", flush=True)
     return [
         "plain Celery (queue preloaded)", "saturated", f"{rate:.0f}", "-", "-", "-", "-",
-        f"{cpu[0]:.0f}", "-", loadavg,
+        f"{cpu[0]:.0f}", "-", f"{cpu[1]:.0f}", cpu_ms_per_run(cpu, rate), loadavg,
     ]
 
 
@@ -280,7 +305,8 @@ def run_beat(args: argparse.Namespace) -> Row:
         window_start = first + args.warmup
         window_end = window_start + args.window
         sleep_until(window_start)
-        meters = [CpuMeter([beat]).start(), CpuMeter(tree(worker)).start()]
+        meters = [CpuMeter([beat]).start(), CpuMeter(tree(worker)).start(),
+                  CpuMeter(redis_server_pids(run)).start()]
         rss = RssSampler(beat).start()
         sleep_until(window_end)
         cpu = [m.stop() for m in meters]
@@ -290,10 +316,12 @@ def run_beat(args: argparse.Namespace) -> Row:
         run.check_alive()
         stamps = _window_stamps(run, window_start, window_end)
     late = [s[2] - s[0] for s in stamps]
+    rate = len(stamps) / args.window
     return [
         "Celery beat + worker", f"{args.groups / interval_s:.0f}",
-        f"{len(stamps) / args.window:.0f}", "-", p50_p99(late), f"{cpu[0]:.0f}",
-        f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", "-", loadavg,
+        f"{rate:.0f}", "-", p50_p99(late), f"{cpu[0]:.0f}",
+        f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", "-", f"{cpu[2]:.0f}",
+        cpu_ms_per_run(cpu, rate), loadavg,
     ]
 
 
@@ -323,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ({system} done in {time.monotonic() - t0:.0f} s, load {load()})", flush=True)
     print()
     print(table(["system", "due/s", "executed/s", "sent/s", "start late p50/p99 ms",
-                 "sched CPU%", "sched RSS MB", "worker CPU%", "PG CPU%", "load 1/5/15"], rows))
+                 "sched CPU%", "sched RSS MB", "worker CPU%", "PG CPU%", "Redis CPU%",
+                 "CPU ms/run (all)", "load 1/5/15"], rows))
     return 0
 
 
