@@ -21,9 +21,23 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     return {}
 
 
+REDIS_TRANSPORT = "fss.redis_transport:Transport"
+REDIS_SCHEMES = ("redis://", "rediss://")
+
+
+def transport_for(broker_url: str) -> str | None:
+    """fss's Redis transport (fss.redis_transport) for a Redis broker URL, every part of a
+    `;` failover list included; None otherwise: kombu picks by the URL's scheme."""
+    parts = [part.strip() for part in broker_url.split(";") if part.strip()]
+    if parts and all(part.startswith(REDIS_SCHEMES) for part in parts):
+        return REDIS_TRANSPORT
+    return None
+
+
 def create_app(settings: Settings, main: str = "fss") -> Celery:
     app = Celery(main, broker=settings.broker_url, set_as_current=False)
     app.conf.update(
+        broker_transport=transport_for(settings.broker_url),
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

@@ -16,19 +16,16 @@ return at once until the broker is back, so a run's end blocks once per outage, 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
 
 from kombu.common import maybe_declare
 from kombu.connection import Connection
 from kombu.messaging import Producer
 
-from fss.celery_app import broker_transport_options
+from fss.celery_app import broker_transport_options, transport_for
 from fss.channels import clients_queue, events_queue
 from fss.config import Settings
 from fss.events import ClientHeartbeat, ClientLeft, Event, TaskLogged, TaskProgressed, encode_batch
@@ -258,11 +255,11 @@ class EventPublisher:
         if self._producer is None:
             self._connection = Connection(
                 self._url,
+                transport=transport_for(self._url),
                 transport_options=self._transport_options,
                 connect_timeout=CONNECT_TIMEOUT_S,
             )
             channel = self._connection.default_channel
-            reuse_one_redis_client(channel)
             for queue in (events_queue(), clients_queue()):
                 maybe_declare(queue, channel, retry=True, **RETRY_POLICY)
             self._producer = Producer(channel)
@@ -280,23 +277,3 @@ class EventPublisher:
             except Exception:
                 log.debug("error closing event connection", exc_info=True)
 
-
-def reuse_one_redis_client(channel: Any) -> None:
-    """Make kombu's Redis channel publish through one redis-py client.
-
-    kombu builds a new `redis.Redis` object (response-callback tables and all) for every
-    publish (`Channel.conn_or_acquire`): 120 of the ~240 us of CPU each run's `finished`
-    publish cost a worker process. This channel only publishes, from one thread at a time
-    (the send lock), so one client over kombu's own connection pool does the same work.
-    Other transports are left as they are.
-    """
-    create_client = getattr(channel, "_create_client", None)
-    if create_client is None or not hasattr(channel, "conn_or_acquire"):
-        return
-    client = create_client()
-
-    @contextlib.contextmanager
-    def conn_or_acquire(given: Any = None) -> Iterator[Any]:
-        yield given or client
-
-    channel.conn_or_acquire = conn_or_acquire

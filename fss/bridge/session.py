@@ -32,7 +32,7 @@ from kombu.message import Message
 
 from fss.bridge.proto.fss.v1 import fss_pb2
 from fss.bridge.publisher import EventPublisher
-from fss.celery_app import broker_transport_options
+from fss.celery_app import broker_transport_options, transport_for
 from fss.config import Settings
 from fss.domain.clock import Clock, SystemClock, as_utc, require_storable_time
 from fss.domain.group_spec import validate_data, validate_job_name
@@ -474,7 +474,9 @@ class Session:
 
     def _consume_connected(self) -> None:
         with Connection(
-            self._settings.broker_url, transport_options=broker_transport_options(self._settings)
+            self._settings.broker_url,
+            transport=transport_for(self._settings.broker_url),
+            transport_options=broker_transport_options(self._settings),
         ) as connection:
             consumer = connection.Consumer(
                 [order_queue(self.queue_name)],

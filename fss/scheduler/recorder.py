@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from fss.celery_app import broker_transport_options
+from fss.celery_app import broker_transport_options, transport_for
 from fss.channels import EVENTS_REDIS_OPTIONS, clients_queue, events_queue
 from fss.config import Settings
 from fss.domain.clock import Clock
@@ -211,7 +211,11 @@ class QueueRecorder:
         options = dict(broker_transport_options(self._settings))
         if self._settings.broker_url.startswith(("redis://", "rediss://")):
             options.update(EVENTS_REDIS_OPTIONS)
-        with Connection(self._settings.broker_url, transport_options=options) as conn:
+        with Connection(
+            self._settings.broker_url,
+            transport=transport_for(self._settings.broker_url),
+            transport_options=options,
+        ) as conn:
             channel = conn.channel()
             self._errors.succeeded()
             channel.basic_qos(0, self._settings.event_batch * 2, False)

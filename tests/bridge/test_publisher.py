@@ -17,7 +17,7 @@ from kombu.connection import Connection
 from kombu.simple import SimpleQueue
 from servers import wait_for
 
-from fss.bridge.publisher import EventPublisher, reuse_one_redis_client
+from fss.bridge.publisher import EventPublisher
 from fss.events import (
     ClientHeartbeat,
     ClientLeft,
@@ -144,17 +144,6 @@ def test_one_flush_per_run_delivers_every_event_in_order(redis_url: str) -> None
         publisher.close()
     got = received(redis_url, EVENTS_QUEUE)
     assert [e.task_id for e in got if isinstance(e, TaskFinished)] == list(range(1, 201))
-
-
-def test_a_redis_channel_publishes_through_one_client(redis_url: str) -> None:
-    with Connection(redis_url) as conn:
-        channel = conn.default_channel
-        reuse_one_redis_client(channel)
-        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
-            assert first is second
-            first.lpush("fss.test.reuse", b"x")
-            assert second.llen("fss.test.reuse") == 1
-            first.delete("fss.test.reuse")
 
 
 def test_given_the_broker_down_then_the_buffer_is_bounded_and_a_run_end_blocks_once(
