@@ -92,6 +92,8 @@ def _plain_app() -> Any:
     # The same Celery configuration fss uses for its own app (serializer, prefetch 1, no
     # results, acks early), so that only fss's own work differs.
     app = create_app(Settings.from_env(), main="bench-plain")
+    # ... but kombu's own Redis transport: fss.redis_transport is fss's work, not Celery's.
+    app.conf.broker_transport = None
     app.conf.task_default_queue = PLAIN_QUEUE
     spec_file = os.environ.get("BENCH_BEAT_SPEC")
     if spec_file:
@@ -678,6 +680,7 @@ class Bench:
 def sending_app(broker_url: str) -> Any:
     """A Celery app for the benchmark process itself to send plain tasks with."""
     app = create_app(Settings(broker_url=broker_url), main="bench-sender")
+    app.conf.broker_transport = None  # plain Celery sends through kombu's own transport
     app.conf.task_default_queue = PLAIN_QUEUE
     return app
 
