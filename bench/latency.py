@@ -53,6 +53,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--interval-ms", type=int, default=1000, help="interval (I) [1000]")
     parser.add_argument("--duration", type=float, default=30, help="seconds measured [30]")
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c [2]")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes (each -c CONCURRENCY), every system [1]")
     parser.add_argument("--pool", default="prefork", choices=["prefork", "threads"])
     parser.add_argument("--spread", action="store_true",
                         help="spread the schedules' phases over the interval (default: aligned)")
@@ -84,8 +86,9 @@ def run_fss(args: argparse.Namespace) -> list[Row]:
     with bench("latency-fss") as run:
         run.fss_upgrade()
         run.fss_scheduler()
-        run.fss_worker("bench-w1", args.concurrency, args.pool)
-        run.wait_clients(1)
+        for n in range(1, args.workers + 1):
+            run.fss_worker(f"bench-w{n}", args.concurrency, args.pool)
+        run.wait_clients(args.workers)
         window = Window(args, lead_s=2)
         first = [datetime.fromtimestamp(t, timezone.utc) for t in window.first_at(args)]
         add_groups(run.database_url, first, args.interval_ms)
@@ -121,7 +124,8 @@ def _plain_producer(run: Bench, args: argparse.Namespace, window: Window, eta: b
 
 def run_plain(args: argparse.Namespace, eta: bool) -> list[Row]:
     with bench("latency-celery", with_database=False) as run:
-        run.celery_worker("celery-w1", args.concurrency, args.pool)
+        for n in range(1, args.workers + 1):
+            run.celery_worker(f"celery-w{n}", args.concurrency, args.pool)
         run.wait_plain_workers()
         window = Window(args, lead_s=1)
         _plain_producer(run, args, window, eta)
@@ -137,7 +141,8 @@ def run_plain(args: argparse.Namespace, eta: bool) -> list[Row]:
 
 def run_beat(args: argparse.Namespace) -> list[Row]:
     with bench("latency-beat", with_database=False) as run:
-        run.celery_worker("celery-w1", args.concurrency, args.pool)
+        for n in range(1, args.workers + 1):
+            run.celery_worker(f"celery-w{n}", args.concurrency, args.pool)
         run.wait_plain_workers()
         window = Window(args, lead_s=4)  # beat takes ~1.5 s to start
         run.celery_beat({"interval_s": window.interval_s, "first_at": window.first_at(args)})
@@ -160,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     print_header("bench.latency: planned time -> job start", ["bench.latency", *sys.argv[1:]])
     phase = "spread over the interval" if args.spread else "aligned (a burst of G per tick)"
     print(f"G={args.groups} schedules every {args.interval_ms} ms for {args.duration:g} s, "
-          f"phases {phase}; one worker -P {args.pool} -c {args.concurrency}; broker Redis\n",
+          f"phases {phase}; {args.workers} worker(s) -P {args.pool} -c {args.concurrency}; "
+          "broker Redis\n",
           flush=True)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     rows: list[Row] = []
