@@ -69,8 +69,8 @@ def register_jobs(app: Celery, runtime: WorkerRuntime) -> None:
 
 
 def _task_body(runtime: WorkerRuntime) -> Any:
-    def run_fss_job(self: Any, **_order: Any) -> dict[str, Any]:
-        return runtime.run(self.request.id)
+    def run_fss_job(self: Any, **_order: Any) -> None:
+        runtime.run(self.request.id)
 
     return run_fss_job
 
