@@ -7,29 +7,16 @@ import dataclasses
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
-import redis
-import sqlalchemy as sa
-from celery import Celery
-from sqlalchemy.engine import Engine
 
-from fss.celery_app import create_app
-from fss.config import Settings
-from fss.domain.clock import ManualClock
-from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
-from fss.events import ClientHeartbeat
 from fss.fence import Fence, MemoryFence, RedisFence
 from fss.naming import client_queue, fence_key
-from fss.scheduler.dispatcher import Dispatcher, Outcome
-from fss.store import groups, migrate, tasks
-from fss.store.engine import create_engine
-from fss.store.recording import upsert_client
+from fss.scheduler.dispatcher import Outcome
 from fss.store.tables import task
-from fss.store.tasks import ClaimedTask
+from tests.dispatch_scene import Scene, dispatch_scene
 
 T0 = datetime(2026, 4, 1, 10, 0, 0, tzinfo=timezone.utc)
 
@@ -79,33 +66,6 @@ def test_given_a_revoked_or_newer_attempt_then_an_older_one_is_never_armed_again
 # --- the dispatcher's take-back after a failed send -----------------------------------------
 
 
-@dataclass
-class Scene:
-    engine: Engine
-    clock: ManualClock
-    fence: RedisFence
-    redis: redis.Redis
-    settings: Settings
-    apps: list[Celery] = dataclasses.field(default_factory=list)
-
-    def due_task(self) -> ClaimedTask:
-        spec = GroupSpec(caption="g", job_name="job", interval_ms=60_000, start_at=self.clock.now())
-        group_id = groups.add_group(self.engine, spec, self.clock.now())
-        claimed = tasks.claim_due(
-            self.engine, "node-a", self.clock.now(), timedelta(seconds=1), timedelta(seconds=5)
-        )
-        return next(c for c in claimed if c.group_id == group_id)
-
-    def row(self, task_id: int) -> sa.Row[tuple[object, ...]]:
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(task).where(task.c.id == task_id)).one()
-
-    def dispatcher(self, broker_url: str) -> Dispatcher:
-        app = create_app(self.settings.replace(broker_url=broker_url))
-        self.apps.append(app)
-        return Dispatcher(self.engine, app, self.fence, self.settings, self.clock)
-
-
 def closed_port() -> int:
     """A local port nothing listens on: connections to it are refused at once."""
     with socket.socket() as probe:
@@ -115,21 +75,8 @@ def closed_port() -> int:
 
 @pytest.fixture
 def scene(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Scene]:
-    broker = fresh_redis_url()
-    settings = Settings(database_url=database_url, broker_url=broker, node_name="node-a")
-    engine = create_engine(database_url)
-    migrate.upgrade(engine)
-    clock = ManualClock(T0)
-    beat = ClientHeartbeat("c1", "h", "127.0.0.1", 1, ("job",), client_queue("c1"), T0)
-    with engine.begin() as conn:
-        upsert_client(conn, beat, T0)
-    made = Scene(engine, clock, RedisFence(broker), redis.Redis.from_url(broker), settings)
-    yield made
-    for app in made.apps:
-        app.close()
-    made.redis.close()
-    made.fence.close()
-    engine.dispose()
+    with dispatch_scene(database_url, fresh_redis_url(), T0) as made:
+        yield made
 
 
 def test_given_a_send_that_fails_and_nobody_entered_then_the_attempt_is_revoked_and_undone(

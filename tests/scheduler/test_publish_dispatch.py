@@ -4,82 +4,30 @@ SQLite file (the send path does not depend on the database)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
-import redis
-import sqlalchemy as sa
-from celery import Celery
-from sqlalchemy.engine import Engine
 
-from fss.celery_app import create_app
-from fss.config import Settings
-from fss.domain.clock import ManualClock
-from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
-from fss.events import ClientHeartbeat
-from fss.fence import RedisFence
 from fss.naming import client_queue
-from fss.scheduler.dispatcher import Dispatcher, Outcome
-from fss.store import groups, migrate, tasks
-from fss.store.engine import create_engine
-from fss.store.recording import upsert_client
-from fss.store.tables import task
-from fss.store.tasks import ClaimedTask
+from fss.scheduler.dispatcher import Outcome
+from tests.dispatch_scene import Scene, dispatch_scene
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0)
 QUEUE = client_queue("c1")
 
 
-@dataclasses.dataclass
-class Scene:
-    engine: Engine
-    clock: ManualClock
-    fence: RedisFence
-    redis: redis.Redis
-    settings: Settings
-    apps: list[Celery] = dataclasses.field(default_factory=list)
-
-    def due_tasks(self, count: int) -> list[ClaimedTask]:
-        for i in range(count):
-            spec = GroupSpec(caption=f"g{i}", job_name="job", interval_ms=60_000,
-                             start_at=self.clock.now(), data={"n": i})
-            groups.add_group(self.engine, spec, self.clock.now())
-        return tasks.claim_due(
-            self.engine, "node-a", self.clock.now(), timedelta(seconds=1), timedelta(seconds=5)
-        )
-
-    def dispatcher(self, broker_url: str) -> Dispatcher:
-        app = create_app(self.settings.replace(broker_url=broker_url))
-        self.apps.append(app)
-        return Dispatcher(self.engine, app, self.fence, self.settings, self.clock)
-
-    def status(self, task_id: int) -> tuple[object, ...]:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(task).where(task.c.id == task_id)).one()
-        return (row.status, row.attempt, row.client_id)
-
-
 @pytest.fixture
 def scene(sqlite_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Scene]:
-    broker = fresh_redis_url()
-    settings = Settings(database_url=sqlite_url, broker_url=broker, node_name="node-a")
-    engine = create_engine(sqlite_url)
-    migrate.upgrade(engine)
-    beat = ClientHeartbeat("c1", "h", "127.0.0.1", 1, ("job",), QUEUE, T0)
-    with engine.begin() as conn:
-        upsert_client(conn, beat, T0)
-    made = Scene(engine, ManualClock(T0), RedisFence(broker), redis.Redis.from_url(broker),
-                 settings)
-    yield made
-    for app in made.apps:
-        app.close()
-    made.redis.close()
-    made.fence.close()
-    engine.dispose()
+    with dispatch_scene(sqlite_url, fresh_redis_url(), T0) as made:
+        yield made
+
+
+def status(scene: Scene, task_id: int) -> tuple[object, ...]:
+    row = scene.row(task_id)
+    return (row.status, row.attempt, row.client_id)
 
 
 @pytest.fixture
@@ -104,7 +52,7 @@ def test_given_a_tick_of_due_tasks_then_all_orders_are_sent_with_their_data(
     queued = [json.loads(m) for m in reversed(scene.redis.lrange(QUEUE, 0, -1))]
     assert [m["headers"]["id"] for m in queued] == [f"fss-{c.id}-1" for c in due]
     for claimed in due:
-        assert scene.status(claimed.id) == (TaskStatus.SCHEDULER, 1, "c1")
+        assert status(scene, claimed.id) == (TaskStatus.SCHEDULER, 1, "c1")
         assert scene.fence.arm(claimed.id, 1)  # armed for attempt 1, still open to enter
 
 
@@ -118,7 +66,7 @@ def test_given_a_broker_refusing_the_tick_then_every_order_is_revoked_and_undone
     assert outcomes == {c.id: Outcome.FAILED for c in due}
     assert scene.redis.llen(QUEUE) == 0
     for claimed in due:
-        assert scene.status(claimed.id) == (TaskStatus.NONE, 1, None)
+        assert status(scene, claimed.id) == (TaskStatus.NONE, 1, None)
         # Should an order turn up after all, it can never enter.
         assert not scene.fence.enter(claimed.id, 1, "late-worker")
 
@@ -143,6 +91,6 @@ def test_given_a_failed_tick_whose_order_a_worker_entered_then_that_dispatch_is_
     outcomes = dispatcher.dispatch_many(due)
 
     assert outcomes == {first.id: Outcome.SENT, second.id: Outcome.FAILED}
-    assert scene.status(first.id) == (TaskStatus.SCHEDULER, 1, "c1")
+    assert status(scene, first.id) == (TaskStatus.SCHEDULER, 1, "c1")
     assert scene.fence.holder(first.id, 1) == "w"
-    assert scene.status(second.id) == (TaskStatus.NONE, 1, None)
+    assert status(scene, second.id) == (TaskStatus.NONE, 1, None)

@@ -106,12 +106,7 @@ def test_given_events_on_the_queue_then_the_recorder_writes_them_and_wakes_the_l
         row = conn.execute(sa.select(task).where(task.c.id == task_id)).one()
     assert (row.progress, row.run_speed) == (100, 12)
     # Everything was acked: nothing is left on the queue nor waiting unacked (kombu's Redis keys).
-    broker = redis.Redis.from_url(settings.broker_url)
-    try:
-        assert broker.llen("fss.events") == 0
-        assert broker.hlen("fss.events.unacked") == 0
-    finally:
-        broker.close()
+    assert_events_all_acked(settings.broker_url)
 
 
 def test_given_a_malformed_message_then_it_is_set_aside_and_the_rest_recorded(
@@ -352,7 +347,12 @@ def test_given_many_messages_waiting_then_they_are_recorded_in_few_batches_and_a
         thread.join(timeout=10)
     assert (recorder.totals.started, recorder.totals.ignored) == (20, 0)
     assert len(writes) < 20
-    broker = redis.Redis.from_url(settings.broker_url)
+    assert_events_all_acked(settings.broker_url)
+
+
+def assert_events_all_acked(broker_url: str) -> None:
+    """Nothing left on the events queue nor waiting unacked (kombu's Redis keys)."""
+    broker = redis.Redis.from_url(broker_url)
     try:
         assert broker.llen("fss.events") == 0
         assert broker.hlen("fss.events.unacked") == 0
