@@ -47,6 +47,15 @@ def build_worker_app(
     if not jobs:
         raise InvalidField("jobs", "no @job functions found in the given modules")
     app = create_app(settings, main=f"fss-worker-{client_id}")
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        # Orders need no broker-side ack bookkeeping: one the worker took and never started
+        # (a kill -9) is sent again by the supervisor under a new attempt, the fence shuts the
+        # old one out, and a graceful stop still puts taken orders back. kombu's emulation
+        # costs two Redis pipelines per order in the consumer process.
+        app.conf.broker_transport_options = {
+            **app.conf.broker_transport_options,
+            "ack_emulation": False,
+        }
     runtime = WorkerRuntime(settings, client_id, jobs, clock=clock)
     register_jobs(app, runtime)
     hooks.install(app, runtime)
