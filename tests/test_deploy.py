@@ -74,8 +74,13 @@ def dry_tree(command: click.Command, calls: list[Call], path: tuple[str, ...]) -
 
     clone.callback = record
     if isinstance(command, click.Group) and isinstance(clone, click.Group):
+        # list_commands/get_command, not .commands: `fss` loads its subcommands lazily.
+        context = click.Context(command)
+        subcommands = {name: command.get_command(context, name)
+                       for name in command.list_commands(context)}
         clone.commands = {
-            name: dry_tree(sub, calls, (*path, name)) for name, sub in command.commands.items()
+            name: dry_tree(sub, calls, (*path, name))
+            for name, sub in subcommands.items() if sub is not None
         }
     return clone
 

@@ -320,8 +320,12 @@ def test_every_id_parameter_uses_the_one_id_type() -> None:
         for param in command.params:
             yield path, param
         if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
-                yield from walk(sub, f"{path} {name}")
+            # list_commands/get_command, not .commands: `fss` loads its subcommands lazily.
+            context = click.Context(command)
+            for name in command.list_commands(context):
+                sub = command.get_command(context, name)
+                if sub is not None:
+                    yield from walk(sub, f"{path} {name}")
 
     id_params = [
         (path, p.name) for path, p in walk(cli, "fss")
