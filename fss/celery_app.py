@@ -16,7 +16,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     if settings.broker_url.startswith("memory://"):
         # kombu's in-process transport polls, 1 s by default: far too slow for a scheduler.
         return {"polling_interval": settings.broker_polling_s}
-    if settings.broker_url.startswith(("redis://", "rediss://")):
+    if is_redis_broker(settings.broker_url):
         return {"visibility_timeout": 3600}
     return {}
 
@@ -25,11 +25,16 @@ REDIS_TRANSPORT = "fss.redis_transport:Transport"
 REDIS_SCHEMES = ("redis://", "rediss://")
 
 
+def is_redis_broker(broker_url: str) -> bool:
+    """Whether kombu talks to this broker through its Redis transport."""
+    return broker_url.startswith(REDIS_SCHEMES)
+
+
 def transport_for(broker_url: str) -> str | None:
     """fss's Redis transport (fss.redis_transport) for a Redis broker URL, every part of a
     `;` failover list included; None otherwise: kombu picks by the URL's scheme."""
     parts = [part.strip() for part in broker_url.split(";") if part.strip()]
-    if parts and all(part.startswith(REDIS_SCHEMES) for part in parts):
+    if parts and all(is_redis_broker(part) for part in parts):
         return REDIS_TRANSPORT
     return None
 

@@ -224,10 +224,12 @@ def _holder_of(value: str | None, attempt: int) -> str | None:
 
 
 _MEMORY_FENCE = MemoryFence()
+# URLs redis-py opens (Redis over TCP, TLS or a unix socket): the fence and the presence beacon.
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def create_fence(url: str) -> Fence:
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(REDIS_URL_SCHEMES):
         return RedisFence(url)
     if url.startswith("memory://"):
         # Scheduler and worker share it inside one process, as they share the memory broker.

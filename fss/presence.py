@@ -17,12 +17,13 @@ import re
 import weakref
 from typing import Any
 
+from fss.fence import REDIS_URL_SCHEMES
+
 log = logging.getLogger(__name__)
 
 BEACON_PREFIX = "fss-client:"
 # CLIENT SETNAME accepts printable ASCII without spaces; anything else becomes "_".
 UNNAMEABLE = re.compile(r"[^!-~]")
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 _beacons: weakref.WeakSet[PresenceBeacon] = weakref.WeakSet()
 
@@ -83,7 +84,7 @@ os.register_at_fork(after_in_child=_forget_beacons_in_child)
 
 
 def create_beacon(url: str, client_id: str) -> PresenceBeacon | None:
-    return PresenceBeacon(url, client_id) if url.startswith(REDIS_SCHEMES) else None
+    return PresenceBeacon(url, client_id) if url.startswith(REDIS_URL_SCHEMES) else None
 
 
 class Presence:
@@ -125,4 +126,4 @@ class Presence:
 
 
 def create_presence(url: str) -> Presence | None:
-    return Presence(url) if url.startswith(REDIS_SCHEMES) else None
+    return Presence(url) if url.startswith(REDIS_URL_SCHEMES) else None

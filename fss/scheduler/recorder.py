@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from fss.celery_app import broker_transport_options, transport_for
+from fss.celery_app import broker_transport_options, is_redis_broker, transport_for
 from fss.channels import EVENTS_REDIS_OPTIONS, clients_queue, events_queue
 from fss.config import Settings
 from fss.domain.clock import Clock
@@ -209,7 +209,7 @@ class QueueRecorder:
 
     def _consume(self, stop: threading.Event) -> None:
         options = dict(broker_transport_options(self._settings))
-        if self._settings.broker_url.startswith(("redis://", "rediss://")):
+        if is_redis_broker(self._settings.broker_url):
             options.update(EVENTS_REDIS_OPTIONS)
         with Connection(
             self._settings.broker_url,

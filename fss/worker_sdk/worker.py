@@ -18,7 +18,7 @@ from celery import Celery, bootsteps, signals
 from celery.worker import state as worker_state
 
 from fss.bridge import hooks
-from fss.celery_app import create_app
+from fss.celery_app import create_app, is_redis_broker
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.errors import InvalidField
@@ -47,7 +47,7 @@ def build_worker_app(
     if not jobs:
         raise InvalidField("jobs", "no @job functions found in the given modules")
     app = create_app(settings, main=f"fss-worker-{client_id}")
-    if settings.broker_url.startswith(("redis://", "rediss://")):
+    if is_redis_broker(settings.broker_url):
         # Orders need no broker-side ack bookkeeping: one the worker took and never started
         # (a kill -9) is sent again by the supervisor under a new attempt, the fence shuts the
         # old one out, and a graceful stop still puts taken orders back. kombu's emulation
