@@ -30,6 +30,7 @@ from fss.events import (
     TaskStarted,
 )
 from fss.store.tables import (
+    STATUS_UNINDEXED,
     UTCDateTime,
     client,
     insert_waiting_task,
@@ -183,7 +184,7 @@ _STARTED_MANY_PG = sa.text(
                 CAST(:clients AS VARCHAR[]), CAST(:ats AS TIMESTAMP[]))
         AS v(id, attempt, client_id, at)
     WHERE task.id = v.id AND task.attempt = v.attempt AND task.client_id = v.client_id
-        AND task.status IN ({", ".join(str(int(s)) for s in _STARTABLE)})
+        AND {STATUS_UNINDEXED} IN ({", ".join(str(int(s)) for s in _STARTABLE)})
     RETURNING task.id
     """
 ).bindparams(sa.bindparam("now", type_=UTCDateTime()))
@@ -370,7 +371,7 @@ _FINISH_MANY_PG = sa.text(
                 CAST(:speeds AS BIGINT[]), CAST(:errors AS TEXT[]))
         AS v(id, attempt, client_id, status, success, at, speed, error)
     WHERE task.id = v.id AND task.attempt = v.attempt AND task.client_id = v.client_id
-        AND task.status IN ({int(TaskStatus.SCHEDULER)}, {int(TaskStatus.WORKING)})
+        AND {STATUS_UNINDEXED} IN ({int(TaskStatus.SCHEDULER)}, {int(TaskStatus.WORKING)})
     RETURNING task.id, task.attempt, task.task_group_id, task.start_at, task.dispatched_at,
         task.catch_up
     """

@@ -13,7 +13,14 @@ from fss.domain.schedule import Schedule
 from fss.domain.status import TaskStatus
 from fss.errors import TaskNotFound
 from fss.store.rows import LogRow, TaskRow
-from fss.store.tables import UTCDateTime, naive_utc, run_log, task, task_group
+from fss.store.tables import (
+    STATUS_UNINDEXED,
+    UTCDateTime,
+    naive_utc,
+    run_log,
+    task,
+    task_group,
+)
 
 
 @dataclass(frozen=True)
@@ -210,7 +217,7 @@ _DISPATCH_MANY_PG = sa.text(
                 CAST(:starts AS TIMESTAMP[]), CAST(:clients AS VARCHAR[]),
                 CAST(:hosts AS VARCHAR[]), CAST(:ips AS VARCHAR[]))
         AS v(id, attempt, start_at, client_id, host, ip)
-    WHERE task.id = v.id AND task.status = {int(TaskStatus.NONE)}
+    WHERE task.id = v.id AND {STATUS_UNINDEXED} = {int(TaskStatus.NONE)}
         AND task.claimed_by = :node AND task.start_at = v.start_at
         AND task.attempt = v.attempt
     RETURNING task.id
