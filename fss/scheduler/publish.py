@@ -161,7 +161,7 @@ class OrderPublisher:
             retry=self._retry,
             retry_policy=self._retry_policy,
             delivery_mode=queue.exchange.delivery_mode or self._delivery_mode,
-            declare=[queue],
+            declare=[queue] if _undeclared(producer, queue) else [],
             headers=message.headers,
             timeout=None,
             confirm_timeout=None,
@@ -169,6 +169,16 @@ class OrderPublisher:
             reply_to=reply_to,
             expiration=message.expiration_s,
         )
+
+
+def _undeclared(producer: Any, queue: Any) -> bool:
+    """Whether kombu's declaration cache lacks `queue` on the producer's connection: the
+    test kombu's maybe_declare makes, without the bound copy of the queue it builds first
+    for every message (6% of the scheduler's CPU at 800 orders/s)."""
+    connection = producer.channel.connection
+    if connection is None or not queue.can_cache_declaration:
+        return True
+    return hash(queue) not in connection.client.declared_entities
 
 
 def _chunks(messages: Iterable[OrderMessage]) -> Iterator[list[OrderMessage]]:

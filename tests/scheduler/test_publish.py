@@ -29,6 +29,7 @@ from fss.scheduler.publish import (
     FIRST_BATCH_ORDERS,
     OrderMessage,
     OrderPublisher,
+    _undeclared,
 )
 
 QUEUE = client_queue("c1")
@@ -174,6 +175,32 @@ def test_given_rabbitmq_then_messages_go_one_by_one_and_match_send_task() -> Non
         k: v for k, v in before.properties.items() if k != "expiration"
     }
     assert abs(int(after.properties["expiration"]) - int(before.properties["expiration"])) < 2000
+
+
+@pytest.mark.skipif(not _amqp_reachable(), reason="no RabbitMQ on 127.0.0.1:5672 (optional)")
+def test_given_a_client_queue_not_declared_yet_then_its_first_order_declares_it_once() -> None:
+    """RabbitMQ drops a message for a queue that does not exist: an order that arrives
+    proves the publisher declared the queue; the second one goes out from kombu's cache."""
+    app = create_app(Settings(database_url="sqlite://", broker_url=AMQP_URL))
+    name = client_queue(f"fresh-{int(datetime.now().timestamp() * 1000)}")
+    publisher = OrderPublisher(app)
+    first, second = _order(task_id=1), _order(task_id=2)
+    expires = first.start_at + timedelta(seconds=30)
+    try:
+        with Connection(AMQP_URL) as conn:
+            queue = app.amqp.queues[name](conn.default_channel)
+            queue.delete()
+            with app.producer_or_acquire() as producer:
+                assert _undeclared(producer, app.amqp.queues[name])
+                for order in (first, second):
+                    message = publisher.message(order, name, expires, datetime.now(timezone.utc))
+                    publisher.publish(producer, [message], on_sent=lambda _: None)
+                    assert not _undeclared(producer, app.amqp.queues[name])
+            got = _get_two(queue)
+            queue.delete()
+    finally:
+        app.close()
+    assert [m.headers["id"] for m in got] == ["fss-1-1", "fss-2-1"]
 
 
 def _get_two(queue: Any) -> list[Any]:
