@@ -39,7 +39,7 @@ from fss.store.tables import (
     task,
     task_group,
 )
-from fss.store.tasks import ClaimedTask
+from fss.store.tasks import ClaimedTask, lock_tasks_in_id_order
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,7 @@ def _lock_tasks(conn: Connection, ids: Iterable[int], locked: set[int]) -> None:
     transaction holds them already (`locked`, which grows by them)."""
     todo = sorted(set(ids) - locked)
     if todo:
-        conn.execute(
-            sa.select(task.c.id).where(task.c.id.in_(todo)).order_by(task.c.id).with_for_update()
-        ).all()
+        lock_tasks_in_id_order(conn, todo)
         locked.update(todo)
 
 
@@ -447,6 +445,9 @@ def _schedule_after(
 
 
 def _lock_groups(conn: Connection, group_ids: set[int]) -> dict[int, Any]:
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(_LOCK_GROUPS_PG, {"ids": sorted(group_ids)})
+        return {g.id: g for g in rows}
     return {
         g.id: g
         for g in conn.execute(
@@ -465,6 +466,18 @@ def _lock_groups(conn: Connection, group_ids: set[int]) -> dict[int, Any]:
             .with_for_update()
         )
     }
+
+
+# _lock_groups on PostgreSQL: a fixed text (no IN list rendered per batch size).
+_LOCK_GROUPS_PG = sa.text(
+    """
+    SELECT id, is_enable, interval_ms, cron, time_zone, job_name, data, misfire
+    FROM task_group WHERE id = ANY(CAST(:ids AS BIGINT[])) ORDER BY id FOR UPDATE
+    """
+).columns(
+    task_group.c.id, task_group.c.is_enable, task_group.c.interval_ms, task_group.c.cron,
+    task_group.c.time_zone, task_group.c.job_name, task_group.c.data, task_group.c.misfire,
+)
 
 
 def _outcomes(
@@ -569,8 +582,15 @@ def _insert_next_tasks(
 
 def _inserted_ids(conn: Connection, rows: list[dict[str, Any]]) -> dict[int, int]:
     """Insert the groups' next tasks: {group id: new task id}. One statement that returns
-    the ids where the dialect can (PostgreSQL, SQLite, MariaDB: INSERT ... RETURNING),
-    else the INSERT and a read of the groups' open tasks, which are exactly these rows."""
+    the ids where the dialect can (PostgreSQL: arrays unnested into rows, a fixed text;
+    SQLite, MariaDB: INSERT ... RETURNING), else the INSERT and a read of the groups' open
+    tasks, which are exactly these rows."""
+    if conn.dialect.name == "postgresql":
+        params = {column: [row[column] for row in rows] for column in _NEXT_TASK_COLUMNS}
+        for column in ("start_at", "create_at", "claimed_until"):
+            params[column] = [naive_utc(at) if at is not None else None for at in params[column]]
+        params["status"] = [int(status) for status in params["status"]]
+        return {r.open_group_id: r.id for r in conn.execute(_INSERT_NEXT_PG, params)}
     if conn.dialect.insert_executemany_returning:
         inserted = conn.execute(task.insert().returning(task.c.id, task.c.open_group_id), rows)
         return {r.open_group_id: r.id for r in inserted}
@@ -582,6 +602,29 @@ def _inserted_ids(conn: Connection, rows: list[dict[str, Any]]) -> dict[int, int
             sa.select(task.c.id, task.c.open_group_id).where(task.c.open_group_id.in_(group_ids))
         )
     }
+
+
+_NEXT_TASK_COLUMNS = {
+    "task_group_id": "BIGINT",
+    "job_name": "VARCHAR",
+    "start_at": "TIMESTAMP",
+    "status": "SMALLINT",
+    "open_group_id": "BIGINT",
+    "create_at": "TIMESTAMP",
+    "catch_up": "BOOLEAN",
+    "claimed_by": "VARCHAR",
+    "claimed_until": "TIMESTAMP",
+}
+# The batch's next tasks in one statement whose text does not depend on the batch size:
+# SQLAlchemy's multi-row INSERT ... RETURNING rendered and processed every row in Python
+# (8% of the scheduler's CPU at 800 runs/s).
+_INSERT_NEXT_PG = sa.text(
+    f"""
+    INSERT INTO task ({", ".join(_NEXT_TASK_COLUMNS)})
+    SELECT * FROM unnest({", ".join(f"CAST(:{c} AS {t}[])" for c, t in _NEXT_TASK_COLUMNS.items())})
+    RETURNING id, open_group_id
+    """
+)
 
 
 def _claimed_task(task_id: int, group: Any, outcome: _GroupOutcome) -> ClaimedTask:
