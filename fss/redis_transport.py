@@ -14,10 +14,12 @@ Used for every `redis://` / `rediss://` broker URL (fss.celery_app.transport_for
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.utils.json import dumps
 
 
 class Channel(kombu_redis.Channel):
@@ -31,6 +33,28 @@ class Channel(kombu_redis.Channel):
         if self._fss_client is None:
             self._fss_client = self._create_client()  # type: ignore[no-untyped-call]
         yield self._fss_client
+
+    def push_json(self, queue: str, body: str) -> None:
+        """Put `body` (JSON text) on `queue` as the message kombu's
+        `Producer.publish(body, exchange="", routing_key=queue, serializer="json",
+        delivery_mode=2)` puts there (tests compare the two), in one LPUSH, without the
+        producer's per-publish layers: they were half of a worker's cost per event publish."""
+        encoded, body_encoding = self.encode_body(body, self.body_encoding)  # type: ignore[no-untyped-call]
+        message = {
+            "body": encoded,
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {},
+            "properties": {
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": 0,
+                "body_encoding": body_encoding,
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+        with self.conn_or_acquire() as client:
+            client.lpush(self._q_for_pri(queue, 0), dumps(message))  # type: ignore[no-untyped-call]
 
 
 class Transport(kombu_redis.Transport):

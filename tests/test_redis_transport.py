@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -85,3 +86,31 @@ def test_the_celery_app_of_a_redis_broker_uses_it(fresh_redis_url: Callable[[], 
     memory = create_app(Settings(database_url="sqlite://", broker_url="memory://"))
     with memory.connection_for_write() as conn:
         assert not isinstance(conn.transport, Transport)
+
+
+ODD_BODY = {"text": "zażółć \"q\" \\ \u2028", "n": [1, 2.5, None]}
+
+
+@pytest.mark.parametrize("body", [{"v": 1, "events": []}, ODD_BODY])
+def test_push_json_puts_what_producer_publish_puts(
+    fresh_redis_url: Callable[[], str], body: dict[str, object]
+) -> None:
+    """The worker's event publish skips kombu's Producer on Redis: the list item is the same
+    envelope but for kombu's random delivery tag, and kombu's consumer reads it back."""
+    url = fresh_redis_url()
+    raw = redis.Redis.from_url(url)
+    with Connection(url, transport=transport_for(url)) as conn:
+        channel = conn.default_channel
+        conn.Producer(channel).publish(
+            body, exchange="", routing_key=QUEUE, serializer="json", delivery_mode=2
+        )
+        channel.push_json(QUEUE, json.dumps(body))
+        by_producer, pushed = (json.loads(item) for item in reversed(raw.lrange(QUEUE, 0, -1)))
+        for envelope in (by_producer, pushed):
+            assert envelope["properties"].pop("delivery_tag")
+        assert pushed == by_producer
+        queue = SimpleQueue(conn, QUEUE)
+        payloads = [queue.get(timeout=2).payload for _ in range(2)]
+        queue.close()
+    raw.close()
+    assert payloads == [body, body]

@@ -24,6 +24,7 @@ import time
 from kombu.common import maybe_declare
 from kombu.connection import Connection
 from kombu.messaging import Producer
+from kombu.utils.json import dumps as json_dumps
 
 from fss.celery_app import broker_transport_options, transport_for
 from fss.channels import clients_queue, events_queue
@@ -31,6 +32,7 @@ from fss.config import Settings
 from fss.events import ClientHeartbeat, ClientLeft, Event, TaskLogged, TaskProgressed, encode_batch
 from fss.naming import CLIENTS_QUEUE, EVENTS_QUEUE
 from fss.outage import LoopErrors
+from fss.redis_transport import Channel as RedisChannel
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +240,12 @@ class EventPublisher:
     def _publish(self, batch: list[Event], queue_name: str) -> None:
         # No kombu retry and no declare here: flush() and the background loop retry on a new
         # connection, and the queues are declared once per connection (_producer_for_process).
-        self._producer_for_process().publish(
+        producer = self._producer_for_process()
+        channel = producer.channel
+        if isinstance(channel, RedisChannel):
+            channel.push_json(queue_name, json_dumps(encode_batch(batch)))
+            return
+        producer.publish(
             encode_batch(batch),
             # The default exchange routes by queue name: no binding lookup per publish.
             exchange="",
