@@ -57,6 +57,23 @@ class Channel(kombu_redis.Channel):
             client.lpush(self._q_for_pri(queue, 0), dumps(message))  # type: ignore[no-untyped-call]
 
 
+    def push_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """Put each (queue, message) on its queue in one pipeline round trip, as kombu's
+        publish to the default exchange does message by message: `message` is what
+        `prepare_message` made; the delivery tag, routing and body encoding are added here,
+        and a queue declared with x-expires gets its PEXPIREs."""
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            for queue, message in messages:
+                self._inplace_augment_message(message, "", queue)  # type: ignore[no-untyped-call]
+                priority = self._get_message_priority(message, reverse=False)  # type: ignore[no-untyped-call]
+                pipe.lpush(self._q_for_pri(queue, priority), dumps(message))  # type: ignore[no-untyped-call]
+                if self._expires and queue in self._expires:
+                    for step in self.priority_steps:
+                        pipe.pexpire(self._q_for_pri(queue, step), self._expires[queue])  # type: ignore[no-untyped-call]
+            pipe.execute()
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
 

@@ -241,13 +241,28 @@ class QueueRecorder:
                     self._write_pending(stop)
 
     def _drain(self, conn: Connection, taker: WaitingTaker) -> bool:
-        """Wait for the next message, then take those already waiting behind it; True if
-        the queue looks drained with events in hand."""
-        waiting = self._pending and self._drained_after_s is not None
+        """Take the messages waiting, else wait for the next one; True if the queue looks
+        drained with events in hand.
+
+        With the Lua take, a blocking read (BRPOP, and kombu's unacked bookkeeping of the
+        one message it brings: a pipeline round trip each) happens only on an empty queue
+        with nothing in hand; under load every message comes in a take."""
+        drained_after_s = self._drained_after_s if self._pending else None
+        waiting = drained_after_s is not None
+        if taker.enabled:
+            room = self._settings.event_batch - len(self._pending)
+            if room <= 0:
+                return True
+            if taker.take(room):
+                return False
+            if drained_after_s is not None:
+                # Nothing waiting: give the workers a moment to send more, then write.
+                time.sleep(drained_after_s)
+                return not taker.take(room)
         try:
-            conn.drain_events(timeout=self._drained_after_s if waiting else self._drain_s)
+            conn.drain_events(timeout=drained_after_s if waiting else self._drain_s)
         except TimeoutError:
-            return bool(waiting)
+            return waiting
         room = self._settings.event_batch - len(self._pending)
         if taker.enabled and room > 0:
             taker.take(room)
