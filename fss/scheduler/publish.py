@@ -9,8 +9,9 @@ on another transport that batches publishes through kombu's `Producer.batch`; on
 (amqp, memory) each message is published on its own as before.
 
 The message is what `app.amqp.as_task_v2` builds for the dispatcher's former call
-`app.send_task(name, kwargs=..., queue=..., task_id=..., expires=...)` on the scheduler's app,
-which registers no job task (tests/scheduler/test_publish.py compares the two on the wire).
+`app.send_task(name, kwargs=..., queue=..., task_id=..., expires=..., kwargsrepr=...)` on the
+scheduler's app, which registers no job task (tests/scheduler/test_publish.py compares the
+two on the wire); `kwargsrepr` is `kwargs_repr`'s, not Celery's saferepr.
 Skipped on purpose: Celery's `before/after_task_publish` signals (nothing in the scheduler
 connects to them) and the per-call task registry and router lookups.
 """
@@ -116,7 +117,7 @@ class OrderPublisher:
             "root_id": task_id,
             "parent_id": None,
             "argsrepr": self._argsrepr,
-            "kwargsrepr": saferepr(kwargs, self._kwargsrepr_max, maxlevels=self._repr_levels),
+            "kwargsrepr": kwargs_repr(kwargs, self._kwargsrepr_max),
             "origin": anon_nodename(),
             "ignore_result": None,
             "replaced_task_nesting": 0,
@@ -216,6 +217,15 @@ class OrderPublisher:
             reply_to=reply_to,
             expiration=message.expiration_s,
         )
+
+
+def kwargs_repr(kwargs: dict[str, Any], max_chars: int) -> str:
+    """The order's `kwargsrepr` header (what Flower and `celery inspect` show): Python's repr,
+    cut at Celery's size limit. Celery's default, saferepr, is a pure-Python walk that cost
+    7% of the scheduler's CPU at 900 orders/s; send_task takes any text here
+    (`kwargsrepr=`), and the data of an order is plain JSON, which repr shows exactly."""
+    text = repr(kwargs)
+    return text if len(text) <= max_chars else text[: max(0, max_chars - 3)] + "..."
 
 
 def _undeclared(producer: Any, queue: Any) -> bool:

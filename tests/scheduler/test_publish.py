@@ -30,6 +30,7 @@ from fss.scheduler.publish import (
     OrderMessage,
     OrderPublisher,
     _undeclared,
+    kwargs_repr,
 )
 
 QUEUE = client_queue("c1")
@@ -59,6 +60,7 @@ def _send_task(app: Celery, order: RunOrder, expires: datetime) -> None:
             task_id=celery_task_id(order.task_id, order.attempt),
             expires=expires,
             producer=producer,
+            kwargsrepr=kwargs_repr(order.to_kwargs(), app.amqp.kwargsrepr_maxsize),
         )
 
 
@@ -106,6 +108,9 @@ def _without_send_time(envelope: dict[str, Any]) -> tuple[dict[str, Any], int]:
     in ms that send_task counted from its own clock reading."""
     properties = dict(envelope["properties"])
     del properties["delivery_tag"]
+    # send_task passes its kwargsrepr option on as a message property too; the header is
+    # what Celery reads (compared), the property a by-product.
+    properties.pop("kwargsrepr", None)
     ttl_ms = int(properties.pop("expiration"))
     return {**envelope, "properties": properties}, ttl_ms
 
@@ -214,6 +219,16 @@ def _get_two(queue: Any) -> list[Any]:
 
     wait_for(both, timeout=5, what="both messages routed")
     return got
+
+
+def test_kwargsrepr_is_the_repr_of_the_kwargs_cut_at_celerys_limit() -> None:
+    kwargs = _order(data=ODD_DATA).to_kwargs()
+    assert kwargs_repr({"a": 1}, 1024) == "{'a': 1}"
+    cut = kwargs_repr(kwargs, 1024)
+    assert len(cut) == 1024 and cut.endswith("...") and cut[:-3] == repr(kwargs)[:1021]
+    assert eval(kwargs_repr(_order(data={"deep": ODD_DATA["deep"]}).to_kwargs(), 1024)) == (
+        _order(data={"deep": ODD_DATA["deep"]}).to_kwargs()
+    )
 
 
 # --- the batch ------------------------------------------------------------------------------
