@@ -4,12 +4,14 @@ send failed is revoked before its dispatch is undone. Real Redis, real databases
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 import pytest
+import redis
 
 from fss.domain.status import TaskStatus
 from fss.fence import Fence, MemoryFence, RedisFence
@@ -133,3 +135,42 @@ def test_given_a_task_back_in_waiting_while_its_attempt_runs_then_it_is_not_disp
     assert scene.row(claimed.id).status == TaskStatus.NONE
     assert scene.fence.holder(claimed.id, 1) == "w"
     assert scene.redis.llen(client_queue("c1")) == 0
+
+
+# --- the Redis connection -------------------------------------------------------------------
+
+
+def test_given_the_server_dropped_the_connection_or_forgot_the_scripts_then_calls_still_work(
+    fresh_redis_url: Callable[[], str],
+) -> None:
+    url = fresh_redis_url()
+    fence = RedisFence(url)
+    admin = redis.Redis.from_url(url)
+    try:
+        assert fence.arm(1, 1)
+        admin.client_kill_filter(_type="normal", skipme=True)  # drops the fence's connection
+        admin.script_flush()
+        assert fence.enter(1, 1, "worker-a")
+        assert fence.holder(1, 1) == "worker-a"
+        assert not fence.revoke(1, 1)
+    finally:
+        fence.close()
+        admin.close()
+
+
+def test_given_a_forked_child_then_it_uses_a_connection_of_its_own(
+    fresh_redis_url: Callable[[], str],
+) -> None:
+    url = fresh_redis_url()
+    fence = RedisFence(url)
+    try:
+        assert fence.arm(1, 1) and fence.arm(2, 1)
+        pid = os.fork()
+        if pid == 0:  # the child: enter task 1 on its own socket, then leave at once
+            os._exit(0 if fence.enter(1, 1, "child") else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert fence.enter(2, 1, "parent")  # the parent's connection still answers in turn
+        assert (fence.holder(1, 1), fence.holder(2, 1)) == ("child", "parent")
+    finally:
+        fence.close()
