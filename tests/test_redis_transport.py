@@ -114,3 +114,16 @@ def test_push_json_puts_what_producer_publish_puts(
         queue.close()
     raw.close()
     assert payloads == [body, body]
+
+
+def test_push_json_honours_a_global_key_prefix(fresh_redis_url: Callable[[], str]) -> None:
+    url = fresh_redis_url()
+    options = {"global_keyprefix": "tenant-a:"}
+    raw = redis.Redis.from_url(url)
+    with Connection(url, transport=transport_for(url), transport_options=options) as conn:
+        conn.default_channel.push_json(QUEUE, json.dumps({"n": 1}))
+        assert raw.llen(f"tenant-a:{QUEUE}") == 1
+        queue = SimpleQueue(conn, QUEUE)
+        assert queue.get(timeout=2).payload == {"n": 1}
+        queue.close()
+    raw.close()
