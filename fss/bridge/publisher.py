@@ -32,7 +32,6 @@ from fss.config import Settings
 from fss.events import ClientHeartbeat, ClientLeft, Event, TaskLogged, TaskProgressed, encode_batch
 from fss.naming import CLIENTS_QUEUE, EVENTS_QUEUE
 from fss.outage import LoopErrors
-from fss.redis_transport import Channel as RedisChannel
 
 log = logging.getLogger(__name__)
 
@@ -241,9 +240,11 @@ class EventPublisher:
         # No kombu retry and no declare here: flush() and the background loop retry on a new
         # connection, and the queues are declared once per connection (_producer_for_process).
         producer = self._producer_for_process()
-        channel = producer.channel
-        if isinstance(channel, RedisChannel):
-            channel.push_json(queue_name, json_dumps(encode_batch(batch)))
+        # fss.redis_transport's channel: one LPUSH of kombu's envelope (not imported here, as
+        # kombu's Redis transport needs packages checked at start).
+        push_json = getattr(producer.channel, "push_json", None)
+        if callable(push_json):
+            push_json(queue_name, json_dumps(encode_batch(batch)))
             return
         producer.publish(
             encode_batch(batch),
