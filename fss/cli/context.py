@@ -29,6 +29,8 @@ class CliContext:
     clock: Clock = field(default_factory=SystemClock)
     # Only `fss db upgrade` (and `fss dev`) may create a SQLite file that is not there yet.
     may_create_database: bool = False
+    # False for `fss scheduler`: see fss.store.engine.create_engine.
+    pre_ping: bool = True
     _engine: Engine | None = None
 
     @property
@@ -37,7 +39,9 @@ class CliContext:
             # Imported here: `fss worker` never opens the database, and SQLAlchemy is ~24 MB.
             from fss.cli.database import open_engine
 
-            self._engine = open_engine(self.settings.database_url, self.may_create_database)
+            self._engine = open_engine(
+                self.settings.database_url, self.may_create_database, pre_ping=self.pre_ping
+            )
         return self._engine
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ class DatabaseFileMissing(InvalidField):
         )
 
 
-def open_engine(url: str, may_create: bool) -> Engine:
+def open_engine(url: str, may_create: bool, pre_ping: bool = True) -> Engine:
     """The engine for `url`, or one line saying why SQLAlchemy cannot use it."""
     try:
         parsed = sa.engine.make_url(normalize_url(url))
@@ -36,7 +36,7 @@ def open_engine(url: str, may_create: bool) -> Engine:
         parsed.get_dialect()
         if not may_create:
             require_existing_sqlite_file(parsed)
-        return create_engine(url)
+        return create_engine(url, pre_ping=pre_ping)
     except NoSuchModuleError:
         raise InvalidField(
             "database_url", f"unknown database or driver {parsed.drivername!r}"

@@ -67,6 +67,9 @@ def wait_for_signal() -> None:
 @pass_cli
 def scheduler_command(cli: CliContext, name: str | None, loglevel: str, log_format: str) -> None:
     """Run a scheduler instance (run as many as you like; they share the work)."""
+    # Every database loop of the scheduler retries a failed iteration, so a pooled
+    # connection that died costs one iteration, not a `SELECT 1` before every transaction.
+    cli.pre_ping = False
     setup_logging(loglevel, log_format)
     if name:
         cli.settings = cli.settings.replace(node_name=name)
