@@ -53,6 +53,9 @@ IDLE_DRAIN_S = 0.2
 # them at once. Batches still form under load, from what arrives while a batch is written
 # (up to recorder_flush_ms or event_batch), but a lone `finished` never waits for a window.
 DRAINED_AFTER_S = 0.001
+# Redis: how soon an empty queue is looked at again, first and at most (see _drain).
+POLL_FIRST_S = 0.001
+POLL_IDLE_S = 0.02
 # A consumer loop that completes no pass this long (a write held by a database that hangs)
 # marks the node unhealthy.
 RECORDER_STUCK_AFTER_S = 30.0
@@ -187,6 +190,7 @@ class QueueRecorder:
         self._on_claimed = on_claimed
         self._pending: list[_Pending] = []
         self._first_pending_at = 0.0
+        self._poll_s = POLL_FIRST_S
         # True while a batch waits for the database to come back.
         self.holding = False
         # Connection errors are an outage (one line down, one back); anything else is a
@@ -241,31 +245,34 @@ class QueueRecorder:
                     self._write_pending(stop)
 
     def _drain(self, conn: Connection, taker: WaitingTaker) -> bool:
-        """Take the messages waiting, else wait for the next one; True if the queue looks
-        drained with events in hand.
+        """Take what is waiting, else wait for more; True if the queue looks drained with
+        events in hand.
 
-        With the Lua take, a blocking read (BRPOP, and kombu's unacked bookkeeping of the
-        one message it brings: a pipeline round trip each) happens only on an empty queue
-        with nothing in hand; under load every message comes in a take."""
-        drained_after_s = self._drained_after_s if self._pending else None
-        waiting = drained_after_s is not None
+        On Redis every message comes through the Lua take, which moves it onto kombu's
+        unacked list in the same step; the queue is never read with BRPOP. A BRPOP pops a
+        message before kombu records it as unacked, and a consumer killed in between (its
+        socket not yet closed when the server answers) lost it for good: bench.failover saw a
+        worker's `finished` published 5 ms after the scheduler's kill -9 vanish, and the
+        group stopped. The take is polled instead, 1 ms after an empty one and backing off
+        to POLL_IDLE_S; under load it never comes back empty."""
+        waiting = bool(self._pending) and self._drained_after_s is not None
         if taker.enabled:
             room = self._settings.event_batch - len(self._pending)
             if room <= 0:
                 return True
             if taker.take(room):
+                self._poll_s = POLL_FIRST_S
                 return False
-            if drained_after_s is not None:
-                # Nothing waiting: give the workers a moment to send more, then write.
-                time.sleep(drained_after_s)
-                return not taker.take(room)
+            if waiting:
+                return True
+            time.sleep(self._poll_s)
+            self._poll_s = min(self._poll_s * 2, POLL_IDLE_S)
+            return False
+        # Other transports: kombu's consumer (AMQP brokers keep a delivered message unacked).
         try:
-            conn.drain_events(timeout=drained_after_s if waiting else self._drain_s)
+            conn.drain_events(timeout=self._drained_after_s if waiting else self._drain_s)
         except TimeoutError:
             return waiting
-        room = self._settings.event_batch - len(self._pending)
-        if taker.enabled and room > 0:
-            taker.take(room)
         return False
 
     # Receiving: every message is kept, its bad events beside its good ones.
