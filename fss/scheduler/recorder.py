@@ -254,7 +254,8 @@ class QueueRecorder:
         socket not yet closed when the server answers) lost it for good: bench.failover saw a
         worker's `finished` published 5 ms after the scheduler's kill -9 vanish, and the
         group stopped. The take is polled instead, 1 ms after an empty one and backing off
-        to POLL_IDLE_S; under load it never comes back empty."""
+        to POLL_IDLE_S; under load it never comes back empty. (The clients queue, whose
+        recorder writes at once, polls the same way.)"""
         waiting = bool(self._pending) and self._drained_after_s is not None
         if taker.enabled:
             room = self._settings.event_batch - len(self._pending)
@@ -263,8 +264,11 @@ class QueueRecorder:
             if taker.take(room):
                 self._poll_s = POLL_FIRST_S
                 return False
-            if waiting:
-                return True
+            if waiting and self._drained_after_s is not None:
+                # As a BRPOP with this timeout would: give the workers a moment to add to
+                # the batch (fewer, larger transactions under load), then write it.
+                time.sleep(self._drained_after_s)
+                return not taker.take(room)
             time.sleep(self._poll_s)
             self._poll_s = min(self._poll_s * 2, POLL_IDLE_S)
             return False
