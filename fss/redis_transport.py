@@ -63,12 +63,6 @@ class Channel(kombu_redis.Channel):
             self._fss_direct = DirectRedis(self.pool.make_connection)
         self._fss_direct.call("LPUSH", key, dumps(message))  # type: ignore[no-untyped-call]
 
-    def close(self) -> None:
-        super().close()  # type: ignore[no-untyped-call]
-        if self._fss_direct is not None:
-            self._fss_direct.close()
-
-
     def push_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
         """Put each (queue, message) on its queue in one pipeline round trip, as kombu's
         publish to the default exchange does message by message: `message` is what
@@ -84,6 +78,11 @@ class Channel(kombu_redis.Channel):
                     for step in self.priority_steps:
                         pipe.pexpire(self._q_for_pri(queue, step), self._expires[queue])  # type: ignore[no-untyped-call]
             pipe.execute()
+
+    def close(self) -> None:
+        super().close()  # type: ignore[no-untyped-call]
+        if self._fss_direct is not None:
+            self._fss_direct.close()
 
 
 class Transport(kombu_redis.Transport):
