@@ -196,15 +196,17 @@ def mark_dispatched_many(
 ) -> set[int]:
     """mark_dispatched for several claims at once: the ids of the tasks this call moved.
 
-    PostgreSQL: one guarded UPDATE for all (arrays unnested into rows, RETURNING the
-    winners), after locking the rows in id order; elsewhere one UPDATE per task."""
+    Rows are taken in id order on every backend, so two calls over overlapping claims wait
+    for each other instead of deadlocking. PostgreSQL: one guarded UPDATE for all (arrays
+    unnested into rows, RETURNING the winners), after locking the rows; elsewhere one UPDATE
+    per task."""
+    items = sorted(items, key=lambda item: item[0].id)
     if conn.dialect.name != "postgresql" or len(items) < 2:
         return {
             claimed.id
             for claimed, target in items
             if mark_dispatched(conn, claimed, node, target, now) is not None
         }
-    items = sorted(items, key=lambda item: item[0].id)
     ids = [claimed.id for claimed, _ in items]
     lock_tasks_in_id_order(conn, ids)
     params = {
