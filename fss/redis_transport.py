@@ -14,7 +14,6 @@ Used for every `redis://` / `rediss://` broker URL (fss.celery_app.transport_for
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,20 +43,10 @@ class Channel(kombu_redis.Channel):
         delivery_mode=2)` puts there (tests compare the two), in one LPUSH on a connection of
         its own (fss.redis_direct), without the producer's per-publish layers and the
         redis-py client: together most of a worker's cost per event publish."""
-        encoded, body_encoding = self.encode_body(body, self.body_encoding)  # type: ignore[no-untyped-call]
-        message = {
-            "body": encoded,
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": {},
-            "properties": {
-                "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": queue},
-                "priority": 0,
-                "body_encoding": body_encoding,
-                "delivery_tag": str(uuid.uuid4()),
-            },
-        }
+        message = self.prepare_message(  # type: ignore[no-untyped-call]
+            body, 0, "application/json", "utf-8", {}, {"delivery_mode": 2}
+        )
+        self._inplace_augment_message(message, "", queue)  # type: ignore[no-untyped-call]
         key = self.global_keyprefix + self._q_for_pri(queue, 0)  # type: ignore[no-untyped-call]
         if self._fss_direct is None:
             self._fss_direct = DirectRedis(self.pool.make_connection)

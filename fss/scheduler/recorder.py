@@ -256,7 +256,8 @@ class QueueRecorder:
         group stopped. The take is polled instead, 1 ms after an empty one and backing off
         to POLL_IDLE_S; under load it never comes back empty. (The clients queue, whose
         recorder writes at once, polls the same way.)"""
-        waiting = bool(self._pending) and self._drained_after_s is not None
+        # With events in hand: how long a queue yielding nothing counts as drained.
+        drained_after_s = self._drained_after_s if self._pending else None
         if taker.enabled:
             room = self._settings.event_batch - len(self._pending)
             if room <= 0:
@@ -264,19 +265,19 @@ class QueueRecorder:
             if taker.take(room):
                 self._poll_s = POLL_FIRST_S
                 return False
-            if waiting and self._drained_after_s is not None:
+            if drained_after_s is not None:
                 # As a BRPOP with this timeout would: give the workers a moment to add to
                 # the batch (fewer, larger transactions under load), then write it.
-                time.sleep(self._drained_after_s)
+                time.sleep(drained_after_s)
                 return not taker.take(room)
             time.sleep(self._poll_s)
             self._poll_s = min(self._poll_s * 2, POLL_IDLE_S)
             return False
         # Other transports: kombu's consumer (AMQP brokers keep a delivered message unacked).
         try:
-            conn.drain_events(timeout=self._drained_after_s if waiting else self._drain_s)
+            conn.drain_events(timeout=self._drain_s if drained_after_s is None else drained_after_s)
         except TimeoutError:
-            return waiting
+            return drained_after_s is not None
         return False
 
     # Receiving: every message is kept, its bad events beside its good ones.

@@ -451,16 +451,7 @@ def _lock_groups(conn: Connection, group_ids: set[int]) -> dict[int, Any]:
     return {
         g.id: g
         for g in conn.execute(
-            sa.select(
-                task_group.c.id,
-                task_group.c.is_enable,
-                task_group.c.interval_ms,
-                task_group.c.cron,
-                task_group.c.time_zone,
-                task_group.c.job_name,
-                task_group.c.data,
-                task_group.c.misfire,
-            )
+            sa.select(*_LOCKED_GROUP_COLUMNS)
             .where(task_group.c.id.in_(sorted(group_ids)))
             .order_by(task_group.c.id)  # one lock order for every recorder: no deadlocks
             .with_for_update()
@@ -468,16 +459,24 @@ def _lock_groups(conn: Connection, group_ids: set[int]) -> dict[int, Any]:
     }
 
 
+# What the group bookkeeping reads of a finished run's group (locked: it changes them).
+_LOCKED_GROUP_COLUMNS = (
+    task_group.c.id,
+    task_group.c.is_enable,
+    task_group.c.interval_ms,
+    task_group.c.cron,
+    task_group.c.time_zone,
+    task_group.c.job_name,
+    task_group.c.data,
+    task_group.c.misfire,
+)
 # _lock_groups on PostgreSQL: a fixed text (no IN list rendered per batch size).
 _LOCK_GROUPS_PG = sa.text(
-    """
-    SELECT id, is_enable, interval_ms, cron, time_zone, job_name, data, misfire
+    f"""
+    SELECT {", ".join(c.name for c in _LOCKED_GROUP_COLUMNS)}
     FROM task_group WHERE id = ANY(CAST(:ids AS BIGINT[])) ORDER BY id FOR UPDATE
     """
-).columns(
-    task_group.c.id, task_group.c.is_enable, task_group.c.interval_ms, task_group.c.cron,
-    task_group.c.time_zone, task_group.c.job_name, task_group.c.data, task_group.c.misfire,
-)
+).columns(*_LOCKED_GROUP_COLUMNS)
 
 
 def _outcomes(
@@ -587,8 +586,9 @@ def _inserted_ids(conn: Connection, rows: list[dict[str, Any]]) -> dict[int, int
     tasks, which are exactly these rows."""
     if conn.dialect.name == "postgresql":
         params = {column: [row[column] for row in rows] for column in _NEXT_TASK_COLUMNS}
-        for column in ("start_at", "create_at", "claimed_until"):
-            params[column] = [naive_utc(at) if at is not None else None for at in params[column]]
+        for column, kind in _NEXT_TASK_COLUMNS.items():
+            if kind == "TIMESTAMP":  # arrays bypass UTCDateTime: stored as naive UTC
+                params[column] = [None if at is None else naive_utc(at) for at in params[column]]
         params["status"] = [int(status) for status in params["status"]]
         return {r.open_group_id: r.id for r in conn.execute(_INSERT_NEXT_PG, params)}
     if conn.dialect.insert_executemany_returning:
