@@ -103,7 +103,14 @@ def apply_groups(
         _create(conn, plan.creates, now)
         _update(conn, plan.updates, current, now)
         delete_groups(conn, [current[entry.key].id for entry in plan.deletes])
+        if conn.dialect.name == "postgresql" and len(plan.creates) >= ANALYZE_AFTER_CREATES:
+            # Autovacuum analyzes a bulk-loaded table only minutes later; until then the
+            # planner's row counts predate the load and the schedulers' first claims pay for it.
+            conn.exec_driver_sql("ANALYZE task_group, task")
     return plan
+
+
+ANALYZE_AFTER_CREATES = 10_000
 
 
 # --- creates -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from fss.store.tables import (
     UTCDateTime,
     naive_utc,
     run_log,
+    status_unindexed,
     task,
     task_group,
 )
@@ -65,7 +66,7 @@ def claim_due(
             return []
         conn.execute(
             task.update()
-            .where(task.c.id.in_(ids), task.c.status == TaskStatus.NONE, claimable)
+            .where(task.c.id.in_(ids), status_unindexed == TaskStatus.NONE, claimable)
             .values(claimed_by=node, claimed_until=now + lease)
         )
         rows = conn.execute(
@@ -82,7 +83,12 @@ def claim_due(
                 task_group.c.misfire,
             )
             .join(task_group, task_group.c.id == task.c.task_group_id)
-            .where(task.c.id.in_(ids), task.c.claimed_by == node, task.c.status == TaskStatus.NONE)
+            .where(
+                task.c.id.in_(ids),
+                task.c.claimed_by == node,
+                status_unindexed == TaskStatus.NONE,
+            )
+            .order_by(task.c.start_at, task.c.id)
         )
         return [
             ClaimedTask(
@@ -108,7 +114,7 @@ def extend_claims(engine: Engine, node: str, task_ids: list[int], until: datetim
             .where(
                 task.c.id.in_(task_ids),
                 task.c.claimed_by == node,
-                task.c.status == TaskStatus.NONE,
+                status_unindexed == TaskStatus.NONE,
             )
             .values(claimed_until=until)
         )
@@ -118,11 +124,14 @@ def release_claims(
     engine: Engine, node: str, task_ids: list[int] | None = None, until: datetime | None = None
 ) -> int:
     """Give claims back (all of this node's when `task_ids` is None), free from `until` on."""
-    condition = [task.c.claimed_by == node, task.c.status == TaskStatus.NONE]
-    if task_ids is not None:
+    if task_ids is None:
+        condition = [task.c.claimed_by == node, task.c.status == TaskStatus.NONE]
+    else:
         if not task_ids:
             return 0
-        condition.append(task.c.id.in_(task_ids))
+        condition = [
+            task.c.id.in_(task_ids), task.c.claimed_by == node, status_unindexed == TaskStatus.NONE
+        ]
     values: dict[str, Any] = (
         {"claimed_by": None, "claimed_until": None} if until is None else {"claimed_until": until}
     )

@@ -1,0 +1,150 @@
+"""A scheduler's claim statements find their rows by key on a table the planner has no
+statistics for yet.
+
+Right after a bulk load (`fss group apply` of many groups, a restore) and before autovacuum
+has analyzed the table, PostgreSQL expects a handful of tasks with status 0 where there are
+all of them. The claim statements that name their rows by id and also test `status = 0` were
+planned as a bitmap scan of every status-0 index entry: renewing a scheduler's claims took
+90 ms per statement at a million groups (bench.scale), delaying every run due meanwhile.
+Here the table holds 20,000 waiting tasks, autovacuum off, never analyzed; every statement
+the real claim functions send with an id list is explained on its own connection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from store_helpers import T0, migrated_engine, module_engine
+
+from fss.domain.group_file import GroupEntry
+from fss.domain.group_spec import GroupSpec
+from fss.store import group_files, tasks
+
+STATUS_INDEXES = ("ix_task_status_start_at", "ix_task_status_finish_at")
+WAITING = 20_000
+NODE = "sched-a"
+
+
+@pytest.fixture(scope="module", params=["postgres"])
+def pg_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    yield from module_engine(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def bulk_loaded(pg_engine: Engine) -> Engine:
+    """WAITING groups, each with its waiting task one second apart from T0, as a bulk load
+    leaves them: no statistics, autovacuum off so none appear during the test."""
+    t0 = T0.replace(tzinfo=None)
+    with pg_engine.begin() as conn:
+        for table in ("task_group", "task"):
+            conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        conn.exec_driver_sql(
+            "INSERT INTO task_group (id, caption, job_name, data, start_at, next_at, task_id, "
+            "activate_at, interval_ms, created_at) "
+            "SELECT g, 'bulk', 'job', '{}', %(t0)s + g * interval '1 second', "
+            "%(t0)s + g * interval '1 second', g, %(t0)s, 60000, %(t0)s "
+            f"FROM generate_series(1, {WAITING}) g",
+            {"t0": t0},
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO task (id, task_group_id, job_name, start_at, status, open_group_id, "
+            "create_at) SELECT g, g, 'job', %(t0)s + g * interval '1 second', 0, g, %(t0)s "
+            f"FROM generate_series(1, {WAITING}) g",
+            {"t0": t0},
+        )
+    with pg_engine.connect() as conn:
+        analyzed = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stats WHERE tablename = 'task' AND attname = 'status'"
+        ).scalar_one()
+    assert analyzed == 0, "the table must be without statistics for this test"
+    return pg_engine
+
+
+class PlanRecorder:
+    """Explains, on a connection of its own, every statement that names task rows by id."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.plans: list[tuple[str, str]] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "task.id IN" not in statement:
+            return
+        explain = "EXPLAIN (FORMAT JSON) " + statement.replace(" FOR UPDATE SKIP LOCKED", "")
+        with self.engine.connect() as own:
+            cur = own.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cur.execute(explain, parameters)
+            plan = cur.fetchone()[0]
+        self.plans.append((statement, plan if isinstance(plan, str) else json.dumps(plan)))
+
+    def status_index_users(self) -> list[str]:
+        return [s for s, plan in self.plans if any(f'"{i}"' in plan for i in STATUS_INDEXES)]
+
+
+@pytest.fixture
+def recorder(bulk_loaded: Engine) -> Iterator[PlanRecorder]:
+    recorder = PlanRecorder(bulk_loaded)
+    sa.event.listen(bulk_loaded, "before_cursor_execute", recorder)
+    try:
+        yield recorder
+    finally:
+        sa.event.remove(bulk_loaded, "before_cursor_execute", recorder)
+
+
+def test_claim_renew_and_release_probe_by_key(
+    bulk_loaded: Engine, recorder: PlanRecorder
+) -> None:
+    now = T0 + timedelta(seconds=300)
+    claimed = tasks.claim_due(
+        bulk_loaded, NODE, now, lookahead=timedelta(seconds=2), lease=timedelta(seconds=10)
+    )
+    assert len(claimed) == 302  # start_at T0+1 s ... T0+302 s
+    ids = [c.id for c in claimed]
+    tasks.extend_claims(bulk_loaded, NODE, ids, now + timedelta(seconds=20))
+    assert tasks.release_claims(bulk_loaded, NODE, ids[:100]) == 100
+
+    assert len(recorder.plans) == 4  # claim's UPDATE and SELECT, renew, release
+    assert recorder.status_index_users() == []
+    with bulk_loaded.connect() as conn:
+        held = conn.exec_driver_sql(
+            "SELECT min(claimed_until), count(*) FROM task WHERE claimed_by = %(n)s", {"n": NODE}
+        ).one()
+    assert held == ((now + timedelta(seconds=20)).replace(tzinfo=None), 202)
+
+
+def test_a_bulk_apply_leaves_statistics_behind(postgres_server: Any) -> None:
+    """`fss group apply` of many groups analyzes what it loaded, so the planner does not wait
+    minutes for autovacuum to learn that the table holds them."""
+    url = postgres_server.create_database()
+    try:
+        with migrated_engine(url) as engine:
+            with engine.begin() as conn:
+                for table in ("task_group", "task"):
+                    conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+            spec = GroupSpec(caption="bulk", job_name="job", interval_ms=60_000).validated()
+            few = [GroupEntry(f"few{i}", spec) for i in range(10)]
+            many = [GroupEntry(f"k{i}", spec) for i in range(group_files.ANALYZE_AFTER_CREATES)]
+
+            group_files.apply_groups(engine, few, T0)
+            assert _status_statistics(engine) == 0
+            group_files.apply_groups(engine, few + many, T0)
+            assert _status_statistics(engine) == 1
+    finally:
+        postgres_server.drop_database(url)
+
+
+def _status_statistics(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stats WHERE tablename = 'task' AND attname = 'status'"
+            ).scalar_one()
+        )
