@@ -22,3 +22,11 @@ def store_engine(
 @pytest.fixture
 def engine(store_engine: Engine) -> Engine:
     return emptied(store_engine)
+
+
+@pytest.fixture(scope="module", params=["postgres"])
+def pg_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """A migrated PostgreSQL database of the module's own, for tests of PostgreSQL's plans."""
+    yield from module_engine(request, tmp_path_factory)

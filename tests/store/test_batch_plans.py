@@ -11,14 +11,13 @@ many dead entries of each status a run passes, few live ones, fresh statistics.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from store_helpers import T0, module_engine
+from store_helpers import T0
 
 from fss.domain.status import TaskStatus
 from fss.store import recording, tasks
@@ -26,13 +25,6 @@ from fss.store.tables import UTCDateTime, task
 
 STATUS_INDEXES = {"ix_task_status_start_at", "ix_task_status_finish_at"}
 BATCH = 64
-
-
-@pytest.fixture(scope="module", params=["postgres"])
-def pg_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    yield from module_engine(request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from store_helpers import T0, migrated_engine, module_engine
+from store_helpers import T0, migrated_engine
 
 from fss.domain.group_file import GroupEntry
 from fss.domain.group_spec import GroupSpec
@@ -29,13 +29,6 @@ from fss.store import group_files, tasks
 STATUS_INDEXES = ("ix_task_status_start_at", "ix_task_status_finish_at")
 WAITING = 20_000
 NODE = "sched-a"
-
-
-@pytest.fixture(scope="module", params=["postgres"])
-def pg_engine(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    yield from module_engine(request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
