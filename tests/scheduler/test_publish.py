@@ -17,6 +17,7 @@ import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from kombu import Connection
+from kombu.compression import decompress
 from kombu.exceptions import BatchPublishError
 from servers import wait_for
 
@@ -118,10 +119,15 @@ def _without_send_time(envelope: dict[str, Any]) -> tuple[dict[str, Any], int]:
 # --- the message ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("data", [{}, ODD_DATA], ids=["empty", "odd"])
+@pytest.mark.parametrize(
+    ("data", "compression"),
+    [({}, None), (ODD_DATA, None), (ODD_DATA, "gzip")],
+    ids=["empty", "odd", "odd-gzip"],
+)
 def test_given_an_order_then_its_message_on_redis_is_the_one_send_task_made(
-    app: Celery, raw: redis.Redis, data: dict[str, Any]
+    app: Celery, raw: redis.Redis, data: dict[str, Any], compression: str | None
 ) -> None:
+    app.conf.task_compression = compression
     order = _order(data=data)
     expires = order.start_at + timedelta(seconds=30)
 
@@ -131,8 +137,10 @@ def test_given_an_order_then_its_message_on_redis_is_the_one_send_task_made(
     before, after = (_without_send_time(e) for e in _queued(raw))
     assert after[0] == before[0]
     assert abs(after[1] - before[1]) < 2000  # the same expiry, read from two clocks
-    body = json.loads(base64.b64decode(after[0]["body"]))
-    assert body == [[], order.to_kwargs(), {
+    body = base64.b64decode(after[0]["body"])
+    if compression:
+        body = decompress(body, after[0]["headers"]["compression"])
+    assert json.loads(body) == [[], order.to_kwargs(), {
         "callbacks": None, "errbacks": None, "chain": None, "chord": None}]
     assert after[0]["headers"]["id"] == "fss-7-1"
     assert after[0]["headers"]["expires"] == expires.isoformat()
@@ -157,8 +165,12 @@ def _amqp_reachable() -> bool:
 
 
 @pytest.mark.skipif(not _amqp_reachable(), reason="no RabbitMQ on 127.0.0.1:5672 (optional)")
-def test_given_rabbitmq_then_messages_go_one_by_one_and_match_send_task() -> None:
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_given_rabbitmq_then_messages_go_one_by_one_and_match_send_task(
+    compression: str | None,
+) -> None:
     app = create_app(Settings(database_url="sqlite://", broker_url=AMQP_URL))
+    app.conf.task_compression = compression
     order = _order(task_id=int(datetime.now().timestamp() * 1000) % 10**9, data=ODD_DATA)
     expires = order.start_at + timedelta(seconds=30)
     try:
