@@ -89,6 +89,11 @@ def plan_groups(conn: Connection, desired: Sequence[GroupEntry], prune: bool) ->
     return plan_changes([entry_of(g) for g in current.values()], desired, prune)
 
 
+# Autovacuum analyzes a bulk-loaded table only minutes later; until then every query of the
+# schedulers and the web UI is planned with the row counts from before the load.
+ANALYZE_AFTER_CREATES = 10_000
+
+
 def apply_groups(
     engine: Engine, desired: Sequence[GroupEntry], now: datetime, prune: bool = False
 ) -> GroupPlan:
@@ -104,13 +109,8 @@ def apply_groups(
         _update(conn, plan.updates, current, now)
         delete_groups(conn, [current[entry.key].id for entry in plan.deletes])
         if conn.dialect.name == "postgresql" and len(plan.creates) >= ANALYZE_AFTER_CREATES:
-            # Autovacuum analyzes a bulk-loaded table only minutes later; until then the
-            # planner's row counts predate the load and the schedulers' first claims pay for it.
             conn.exec_driver_sql("ANALYZE task_group, task")
     return plan
-
-
-ANALYZE_AFTER_CREATES = 10_000
 
 
 # --- creates -------------------------------------------------------------------------------

@@ -92,16 +92,6 @@ task_group = sa.Table(
     **MYSQL_UTF8MB4,
 )
 
-# The statements that find their rows by a list of ids test the status through this
-# expression, which no index covers. Written as `status = 0` or `status IN (1, 2)`, the
-# guard let the planner pick a bitmap scan of every index entry with that status: a busy
-# task table holds thousands of dead ones (each run leaves one per status it passed) that
-# the statistics do not count, 1-7 ms per batch instead of a key probe per id
-# (bench.throughput, 2026-12-06); and right after a bulk load, before autovacuum has
-# analyzed the table, the planner expects a few rows with status 0 where there are a
-# million, and renewing a scheduler's claims took 90 ms (bench.scale at 1M groups).
-STATUS_UNINDEXED = "(task.status + 0)"
-
 
 task = sa.Table(
     "task",
@@ -151,7 +141,16 @@ task = sa.Table(
     **MYSQL_UTF8MB4,
 )
 
-# STATUS_UNINDEXED for SQLAlchemy Core statements.
+# The statements that find their rows by a list of ids test the status through this
+# expression, which no index covers. Written as `status = 0` or `status IN (1, 2)`, the
+# guard let the planner pick a bitmap scan of every index entry with that status: a busy
+# task table holds thousands of dead ones (each run leaves one per status it passed) that
+# the statistics do not count, 1-7 ms per batch instead of a key probe per id
+# (bench.throughput, 2026-12-06); and right after a bulk load, before autovacuum has
+# analyzed the table, the planner expects a few rows with status 0 where there are a
+# million, and renewing a scheduler's claims took 90 ms (bench.scale at 1M groups).
+STATUS_UNINDEXED = "(task.status + 0)"
+# The same for SQLAlchemy Core statements.
 status_unindexed = (task.c.status + sa.literal_column("0")).self_group()
 
 

@@ -124,14 +124,13 @@ def release_claims(
     engine: Engine, node: str, task_ids: list[int] | None = None, until: datetime | None = None
 ) -> int:
     """Give claims back (all of this node's when `task_ids` is None), free from `until` on."""
+    condition = [task.c.claimed_by == node]
     if task_ids is None:
-        condition = [task.c.claimed_by == node, task.c.status == TaskStatus.NONE]
+        condition.append(task.c.status == TaskStatus.NONE)
     else:
         if not task_ids:
             return 0
-        condition = [
-            task.c.id.in_(task_ids), task.c.claimed_by == node, status_unindexed == TaskStatus.NONE
-        ]
+        condition += [task.c.id.in_(task_ids), status_unindexed == TaskStatus.NONE]
     values: dict[str, Any] = (
         {"claimed_by": None, "claimed_until": None} if until is None else {"claimed_until": until}
     )

@@ -71,10 +71,9 @@ class PlanRecorder:
     def __call__(self, conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if "task.id IN" not in statement:
             return
-        explain = "EXPLAIN (FORMAT JSON) " + statement.replace(" FOR UPDATE SKIP LOCKED", "")
         with self.engine.connect() as own:
             cur = own.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            cur.execute(explain, parameters)
+            cur.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
             plan = cur.fetchone()[0]
         self.plans.append((statement, plan if isinstance(plan, str) else json.dumps(plan)))
 
