@@ -86,6 +86,12 @@ task_group = sa.Table(
     # A unique index rather than a constraint: SQLite can add only an index to an existing
     # table, and the same declaration on every backend keeps the schemas comparable.
     sa.Index("uq_task_group_key", "key", unique=True),
+    # Bumped by every change of the group's settings (not by runs): an edit names the
+    # version it started from and is refused (409) when someone changed the group meanwhile.
+    sa.Column("version", sa.BigInteger(), nullable=False, server_default="1"),
+    # What `fss group apply` last applied to this group (JSON of its spec fields), so the
+    # next apply merges three ways: a field changes only when the file changed it.
+    sa.Column("applied", LongText, nullable=True),
     # Ids are never reused (SQLite would reuse the highest after a delete): a late event
     # naming a deleted task must not match a new one.
     sqlite_autoincrement=True,
@@ -164,6 +170,9 @@ run_log = sa.Table(
     sa.Column("content", LongText, nullable=False),
     sa.Column("create_at", UTCDateTime(), nullable=False),
     sa.Column("event_id", sa.String(64), nullable=True),
+    # The job's own order of its lines within one attempt (1, 2, ...): lines travel in
+    # batches from several flushes and land out of order; readers sort by (task_id, seq).
+    sa.Column("seq", sa.BigInteger(), nullable=True),
     sa.Index("ix_run_log_task_id", "task_id"),
     sa.Index("ix_run_log_group_id", "task_group_id"),
     sa.UniqueConstraint("event_id", name="uq_run_log_event_id"),
@@ -234,6 +243,46 @@ dead_letter = sa.Table(
     sa.Column("body", LongText, nullable=False),
     sa.Index("ix_dead_letter_received_at", "received_at"),
     sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
+)
+
+
+# One row: the identity of this installation, made by `fss db upgrade`. Everything the
+# installation puts on a shared broker (fence keys, queues, orders, events) carries it.
+installation = sa.Table(
+    "installation",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    # A random token the first scheduler writes both here and on the broker: a scheduler
+    # whose broker does not hold it is on another broker and does not dispatch.
+    sa.Column("broker_token", sa.String(64), nullable=True),
+    **MYSQL_UTF8MB4,
+)
+
+# Web sessions live on the server, so a logout (or a password change) ends them for good:
+# the cookie carries a random token; the row holds its SHA-256.
+web_session = sa.Table(
+    "web_session",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_name", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_web_session_user_name", "user_name"),
+    **MYSQL_UTF8MB4,
+)
+
+# Refused logins per key ("user:<name>" or "ip:<address>"): shared by every web replica,
+# so throttling and lock-out hold behind a load balancer too.
+login_failure = sa.Table(
+    "login_failure",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("failures", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_at", UTCDateTime(), nullable=False),
+    sa.Column("locked_until", UTCDateTime(), nullable=True),
     **MYSQL_UTF8MB4,
 )
 
