@@ -42,5 +42,9 @@ def celery_task_id(task_id: int, attempt: int) -> str:
     return f"fss-{task_id}-{attempt}"
 
 
-def fence_key(task_id: int) -> str:
+def fence_key(task_id: int, installation: str = "") -> str:
+    """The fence of a task of one installation: task ids of two installations sharing a
+    Redis (or of a database re-created under an old Redis) never meet."""
+    if installation:
+        return f"{FENCE_KEY_PREFIX}{installation}:{task_id}"
     return f"{FENCE_KEY_PREFIX}{task_id}"

@@ -20,9 +20,12 @@ class RunOrder:
     client_id: str
     start_at: datetime
     data: dict[str, Any]
+    # The installation (fss db upgrade's id) that sent the order: the worker enters the
+    # fence under it and stamps it on the run's events. "" from a sender that predates it.
+    installation: str = ""
 
     def to_kwargs(self) -> dict[str, Any]:
-        return {
+        kwargs = {
             "task_id": self.task_id,
             "attempt": self.attempt,
             "group_id": self.group_id,
@@ -31,6 +34,9 @@ class RunOrder:
             "start_at": as_utc(self.start_at).isoformat(),
             "data": self.data,
         }
+        if self.installation:
+            kwargs["installation"] = self.installation
+        return kwargs
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> RunOrder:
@@ -39,6 +45,7 @@ class RunOrder:
             if name not in kwargs:
                 raise InvalidField(name, "missing in run order")
         data = kwargs.get("data")
+        installation = kwargs.get("installation")
         return cls(
             task_id=require_int("task_id", kwargs["task_id"]),
             attempt=require_int("attempt", kwargs["attempt"]),
@@ -47,4 +54,5 @@ class RunOrder:
             client_id=require_str("client_id", kwargs["client_id"]),
             start_at=require_time("start_at", kwargs["start_at"]),
             data={} if data is None else require_dict("data", data),
+            installation="" if installation is None else require_str("installation", installation),
         )
