@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,7 +21,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-MYSQL_UTF8MB4 = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+MYSQL_UTF8MB4: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
 Moment = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 
