@@ -43,6 +43,10 @@ class GroupRow:
     misfire: str = "run-once"
     # The name a groups file knows it by (`fss group apply`); None for groups made by hand.
     key: str | None = None
+    # Bumped by every settings change: an edit names it and is refused when it is stale.
+    version: int = 1
+    # The spec `fss group apply` last applied (its JSON text), the base of its three-way merge.
+    applied: str | None = None
 
     @property
     def schedule(self) -> Schedule:
@@ -56,7 +60,9 @@ class GroupRow:
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        body = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        body = {
+            f.name: _jsonable(getattr(self, f.name)) for f in fields(self) if f.name != "applied"
+        }
         body["schedule"] = self.schedule.describe()
         return body
 
@@ -99,6 +105,8 @@ class LogRow:
     log_level: int
     content: str
     create_at: datetime
+    # The job's own order of its lines (None for lines recorded before it was kept).
+    seq: int | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> LogRow:
