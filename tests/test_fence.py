@@ -174,3 +174,87 @@ def test_given_a_forked_child_then_it_uses_a_connection_of_its_own(
         assert (fence.holder(1, 1), fence.holder(2, 1)) == ("child", "parent")
     finally:
         fence.close()
+
+
+# --- entering is safe to retry (a reply lost to a socket timeout) ----------------------------
+
+# Keeps Redis busy (a script blocks the whole server) for 0.8 s, as a slow command would.
+BUSY_SCRIPT = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+while true do
+  local n = redis.call('TIME')
+  if n[1] * 1000000 + n[2] - start > 800000 then return 1 end
+end
+"""
+
+
+def test_given_redis_busy_past_the_socket_timeout_then_the_entry_succeeds_for_that_delivery_only(
+    fresh_redis_url: Callable[[], str],
+) -> None:
+    url = fresh_redis_url()
+    fence = RedisFence(url, socket_timeout=0.5)
+    blocker = redis.Connection(**redis.ConnectionPool.from_url(url).connection_kwargs)
+    try:
+        assert fence.arm(1, 1) and fence.arm(99, 1)
+        assert fence.enter(99, 1, "w", delivery="warm-up")  # scripts loaded, connection open
+        blocker.send_command("EVAL", BUSY_SCRIPT, 0)
+        threading.Event().wait(0.05)  # the server has started the script
+        # The first try times out after 0.5 s; DirectRedis sends the call again on a new
+        # connection; Redis then runs both: the first enters, the retry must still say yes.
+        assert fence.enter(1, 1, "w", delivery="delivery-a")
+        assert blocker.read_response() == 1
+        assert fence.holder(1, 1) == "w"
+        assert fence.enter(1, 1, "w", delivery="delivery-a")  # the same delivery: yes again
+        # Another delivery of the same order, even in a process of the same incarnation: no.
+        assert not fence.enter(1, 1, "w", delivery="delivery-b")
+        assert not fence.enter(1, 1, "w")
+        assert not fence.revoke(1, 1)
+    finally:
+        blocker.disconnect()
+        fence.close()
+
+
+def test_given_a_delivery_token_then_only_that_token_enters_again(fence: Fence) -> None:
+    fence.arm(5, 2)
+    assert fence.enter(5, 2, "w", delivery="t1")
+    assert fence.enter(5, 2, "w", delivery="t1")
+    assert not fence.enter(5, 2, "w", delivery="t2")
+    assert not fence.enter(5, 2, "other", delivery="t1")  # the token is per holder too
+    assert not fence.enter(5, 3, "w", delivery="t1")
+    assert fence.holder(5, 2) == "w" and fence.holder(5, 3) is None
+
+
+# --- installations ----------------------------------------------------------------------------
+
+
+def test_given_two_installations_then_their_fences_of_one_task_id_never_meet(
+    fence: Fence,
+) -> None:
+    assert fence.arm_many([(4, 1)], installation="inst-a") == []
+    assert fence.enter(4, 1, "wa", installation="inst-a")
+    # The same task id of another installation (or of an old sender) is its own fence.
+    assert fence.arm(4, 1, installation="inst-b")
+    assert fence.arm(4, 1)
+    assert fence.holder(4, 1, installation="inst-b") is None
+    assert fence.revoke(4, 1, installation="inst-b")
+    assert not fence.enter(4, 1, "wb", installation="inst-b")
+    assert fence.enter(4, 1, "w-old")
+    assert fence.holder(4, 1, installation="inst-a") == "wa"
+    assert fence.holder(4, 1) == "w-old"
+    assert not fence.revoke(4, 1, installation="inst-a")
+
+
+def test_given_an_installation_then_the_redis_key_is_named_by_it(
+    fresh_redis_url: Callable[[], str],
+) -> None:
+    url = fresh_redis_url()
+    fence = RedisFence(url)
+    admin = redis.Redis.from_url(url)
+    try:
+        fence.arm(8, 3, installation="inst-a")
+        assert admin.get(fence_key(8, "inst-a")) == b"3"
+        assert admin.get(fence_key(8)) is None
+    finally:
+        fence.close()
+        admin.close()

@@ -530,7 +530,9 @@ class Session:
             log.warning("session %s: %s", self.client_id, refusal, extra=order_ids(order))
             message.ack()
             return
-        if not self.hub.fence.enter(order.task_id, order.attempt, self.incarnation):
+        if not self.hub.fence.enter(
+            order.task_id, order.attempt, self.incarnation, installation=order.installation
+        ):
             log.info(
                 "session %s: task %s attempt %s is not current any more; dropped",
                 self.client_id,
