@@ -206,7 +206,8 @@ def web_command(
     """Serve the web UI, the JSON API (/api/v1, docs at /api/docs) and /metrics.
 
     Users: FSS_WEB_USERS='alice:secret,bob:secret2:viewer' (roles admin, the default, and
-    viewer; a password may be a hash from `fss web hash-password`); FSS_WEB_TOKEN is a
+    viewer; a password containing ':' needs the role after it, `carol:a:b:admin`; an unknown
+    role stops it; a password may be a hash from `fss web hash-password`); FSS_WEB_TOKEN is a
     Bearer token for scripts. Browsers log in with a form, scripts use HTTP Basic or the
     token. Needs FSS_DATABASE_URL (migrated) and FSS_BROKER_URL, like the scheduler.
     """

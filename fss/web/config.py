@@ -26,31 +26,54 @@ class WebUser:
 
 
 USER_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.@\-]{1,64}")
+USERS_FORMAT = (
+    "entries are name:password or name:password:role (role admin or viewer, lower case), "
+    "separated by commas or newlines; a password containing ':' needs the role after it"
+)
 
 
 def parse_users(text: str) -> tuple[WebUser, ...]:
-    """FSS_WEB_USERS: entries `name:password[:role]`, separated by commas or newlines; the
-    password may be a hash from `fss web hash-password`; role is admin (default) or viewer."""
+    """FSS_WEB_USERS: entries `name:password[:role]`, separated by commas or newlines.
+
+    The name runs to the first ':'. If the rest holds no ':', it is the password and the role
+    is admin. If it does, the text after its last ':' must be a role (admin or viewer, lower
+    case) and everything before it is the password: `bob:pw:Viewer` is refused, not read as
+    the password `pw:Viewer`, and a password with ':' in it is written `bob:a:b:admin`.
+    A password can't hold a comma or a newline, nor begin or end with a space: use a hash
+    from `fss web hash-password` (no ':' or ',' in it) for those. Errors name the entry by
+    number and user, never a password or anything after the name."""
     users: list[WebUser] = []
-    for raw in re.split(r"[,\n]", text):
-        entry = raw.strip()
-        if not entry:
-            continue
-        name, sep, rest = entry.partition(":")
-        if not sep or not USER_NAME_PATTERN.fullmatch(name):
-            raise InvalidField(
-                "FSS_WEB_USERS", "each entry is name:password[:role], name of letters, digits, _.@-"
-            )
-        role = Role.ADMIN
-        for candidate in Role:
-            if rest.endswith(":" + candidate.value):
-                rest, role = rest[: -len(candidate.value) - 1], candidate
-        if not rest:
-            raise InvalidField("FSS_WEB_USERS", f"user {name!r} has an empty password")
-        if any(u.name == name for u in users):
-            raise InvalidField("FSS_WEB_USERS", f"user {name!r} is given twice")
-        users.append(WebUser(name, rest, role))
+    entries = [raw.strip() for raw in re.split(r"[,\n]", text)]
+    for number, entry in enumerate((e for e in entries if e), start=1):
+        user = parse_user_entry(number, entry)
+        if any(u.name == user.name for u in users):
+            raise InvalidField("FSS_WEB_USERS", f"user {user.name!r} is given twice")
+        users.append(user)
     return tuple(users)
+
+
+def parse_user_entry(number: int, entry: str) -> WebUser:
+    name, separator, rest = entry.partition(":")
+    if not separator or not USER_NAME_PATTERN.fullmatch(name):
+        # The name may be a password typed without one: it is not printed.
+        raise InvalidField(
+            "FSS_WEB_USERS",
+            f"entry {number} is not name:password[:role] with a name of letters, digits, "
+            f"_.@- ({USERS_FORMAT})",
+        )
+    password, separator, role_text = rest.rpartition(":")
+    if not separator:
+        password, role_text = rest, Role.ADMIN.value
+    role = next((r for r in Role if r.value == role_text), None)
+    if role is None:
+        raise InvalidField(
+            "FSS_WEB_USERS",
+            f"entry {number} (user {name!r}): the text after the last ':' is not a role "
+            f"({USERS_FORMAT})",
+        )
+    if not password:
+        raise InvalidField("FSS_WEB_USERS", f"entry {number} (user {name!r}) has an empty password")
+    return WebUser(name, password, role)
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,27 @@ def test_bad_users_are_refused_naming_the_variable(
     code, _, err = run(capsys, "web", "--database-url", migrated_sqlite)
 
     assert code == 2
-    assert err.startswith("error: FSS_WEB_USERS: each entry is name:password"), err
+    assert err.startswith("error: FSS_WEB_USERS: entry 1 is not name:password[:role]"), err
+    assert "no-password-here" not in err
+
+
+@pytest.mark.parametrize("users", ["alice:pw,bob:s3cr3t:Viewer", "alice:pw,bob:s3cr3t:x:y"])
+def test_an_unknown_role_refuses_to_start_naming_the_entry_not_the_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, migrated_sqlite: str,
+    users: str,
+) -> None:
+    """`bob:s3cr3t:Viewer` made bob an admin whose password was `s3cr3t:Viewer`."""
+    monkeypatch.setenv("FSS_WEB_USERS", users)
+
+    code, out, err = run(capsys, "web", "--database-url", migrated_sqlite)
+
+    assert code == 2
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(
+        "error: FSS_WEB_USERS: entry 2 (user 'bob'): the text after the last ':' is not a role"
+    ), err
+    assert "s3cr3t" not in err and "Viewer" not in err
 
 
 def test_an_unmigrated_database_stops_it_with_one_line(

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from web_helpers import add_group, counts
@@ -90,30 +92,94 @@ def log_in(client: TestClient, name: str, password: str) -> str:
 
 def test_users_parse_with_roles_separators_and_colons_in_passwords() -> None:
     hashed = hash_password("secret")
-    users = parse_users(f"alice:pw:with:colons, bob:pw2:viewer\ncarol:{hashed}:viewer")
+    users = parse_users(
+        f"alice:pw:with:colons:admin, bob:pw2:viewer\ncarol:{hashed}:viewer,dave:plain"
+    )
 
     assert users == (
         WebUser("alice", "pw:with:colons", Role.ADMIN),
         WebUser("bob", "pw2", Role.VIEWER),
         WebUser("carol", hashed, Role.VIEWER),
+        WebUser("dave", "plain", Role.ADMIN),
     )
 
 
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("alice", "each entry is name:password[:role]"),
-        ("al ice:pw", "each entry is name:password[:role]"),
-        ("alice::viewer", "empty password"),
+        ("alice", "entry 1 is not name:password[:role]"),
+        ("al ice:pw", "entry 1 is not name:password[:role]"),
+        ("alice::viewer", "entry 1 (user 'alice') has an empty password"),
+        ("alice:", "entry 1 (user 'alice') has an empty password"),
         ("alice:pw,alice:pw2", "given twice"),
+        # Unknown roles fail closed: bob was an admin with the password "pw:Viewer".
+        ("alice:pw, bob:pw:Viewer", "entry 2 (user 'bob'): the text after the last ':' is not"),
+        ("bob:pw:VIEWER", "entry 1 (user 'bob'): the text after the last ':' is not a role"),
+        ("bob:pw:reader", "entry 1 (user 'bob'): the text after the last ':' is not a role"),
+        ("bob:pw:", "entry 1 (user 'bob'): the text after the last ':' is not a role"),
+        ("bob:pw:with:colons", "a password containing ':' needs the role after it"),
     ],
 )
-def test_bad_users_name_the_variable(text: str, reason: str) -> None:
+def test_bad_users_name_the_variable_and_entry(text: str, reason: str) -> None:
     with pytest.raises(InvalidField) as caught:
         parse_users(text)
 
     assert caught.value.field == "FSS_WEB_USERS"
     assert reason in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+# Passwords of letters no message uses (Greek), with ':' and the other characters an entry
+# may hold, so a message that quoted any part of a password would show it.
+SECRET_TEXT = st.text(
+    alphabet=st.sampled_from("αβγδ:;$=/+ !\"'"), min_size=1, max_size=24
+).filter(lambda s: s == s.strip())
+USER_NAMES = st.from_regex(r"[A-Za-z0-9_.@\-]{1,16}", fullmatch=True)
+
+
+@given(
+    st.lists(st.tuples(USER_NAMES, SECRET_TEXT, st.sampled_from([None, *Role])), min_size=1,
+             max_size=5, unique_by=lambda u: u[0]),
+    st.sampled_from([",", "\n", " , "]),
+)
+def test_written_users_parse_back_exactly(
+    written: list[tuple[str, str, Role | None]], separator: str
+) -> None:
+    """The documented way to write an entry (role required when the password holds ':')
+    gives back each user, password and role."""
+    entries = [
+        f"{name}:{password}" + (f":{(role or Role.ADMIN).value}" if role or ":" in password
+                                else "")
+        for name, password, role in written
+    ]
+
+    users = parse_users(separator.join(entries))
+
+    assert users == tuple(WebUser(n, p, r or Role.ADMIN) for n, p, r in written)
+
+
+@given(USER_NAMES, SECRET_TEXT)
+def test_any_entry_parses_as_written_or_fails_without_quoting_the_password(
+    name: str, rest: str
+) -> None:
+    """`name:<anything>` is a user whose role is the exact text after the last ':' (or admin
+    when there is none) or one line naming the entry, never a word of the password."""
+    try:
+        (user,) = parse_users(f"{name}:{rest}")
+    except InvalidField as refused:
+        message = str(refused)
+        assert refused.field == "FSS_WEB_USERS"
+        assert not any(ch in message for ch in "αβγδ"), message
+        assert "\n" not in message
+        assert f"user {name!r}" in message
+        password, colon, role = rest.rpartition(":")
+        assert colon and (role not in ("admin", "viewer") or not password)
+        return
+    password, colon, role = rest.rpartition(":")
+    if colon:
+        assert (user.secret, user.role.value) == (password, role)
+    else:
+        assert (user.secret, user.role) == (rest, Role.ADMIN)
 
 
 def test_hashes_verify_only_their_password_and_malformed_ones_never() -> None:
