@@ -22,6 +22,10 @@ from fss.orders import RunOrder
 
 log = logging.getLogger(__name__)
 RUNTIME_ATTRIBUTE = "fss_runtime"
+# Set on Celery's request context of one execution: the delivery token of the run that
+# execution began. The context is per execution (thread, greenlet or pool process), while
+# the Celery id is shared by every copy of one order.
+DELIVERY_ATTRIBUTE = "fss_delivery"
 
 
 class Flushable(Protocol):
@@ -34,9 +38,9 @@ class WorkerRuntime(Protocol):
     @property
     def publisher(self) -> Flushable: ...
 
-    def begin(self, celery_id: str, kwargs: dict[str, Any]) -> bool: ...
+    def begin(self, celery_id: str, kwargs: dict[str, Any]) -> str | None: ...
 
-    def end(self, celery_id: str, state: str | None = None) -> None: ...
+    def end(self, delivery: str | None, state: str | None = None) -> None: ...
 
     def emit(self, event: Event) -> None: ...
 
@@ -57,6 +61,13 @@ def runtime_of(task: Task | None) -> WorkerRuntime | None:
     return runtime
 
 
+def delivery_of(task: Task | None) -> str | None:
+    """The delivery token the prerun hook gave the execution now running `task`."""
+    request = getattr(task, "request", None)
+    delivery = getattr(request, DELIVERY_ATTRIBUTE, None)
+    return delivery if isinstance(delivery, str) else None
+
+
 def on_task_prerun(
     sender: Task | None = None,
     task_id: str | None = None,
@@ -67,7 +78,9 @@ def on_task_prerun(
     if runtime is None or task_id is None:
         return
     try:
-        runtime.begin(task_id, kwargs or {})
+        delivery = runtime.begin(task_id, kwargs or {})
+        if delivery is not None and sender is not None:
+            setattr(sender.request, DELIVERY_ATTRIBUTE, delivery)
     except InvalidField as exc:
         log.error("dropping malformed run order %s: %s", task_id, exc)
     except Exception:
@@ -105,6 +118,6 @@ def on_task_postrun(
     if runtime is None or task_id is None:
         return
     try:
-        runtime.end(task_id, state)
+        runtime.end(delivery_of(sender), state)
     except Exception:
         log.exception("could not report the end of task %s", task_id)

@@ -20,7 +20,7 @@ from fss.domain.clock import Clock, SystemClock
 from fss.domain.group_spec import validate_data
 from fss.errors import InvalidField
 from fss.events import ClientHeartbeat, ClientLeft, Event, TaskFinished, TaskStarted
-from fss.fence import Fence, create_fence
+from fss.fence import Fence, create_fence, new_delivery_token
 from fss.hostinfo import local_ip
 from fss.naming import client_queue
 from fss.orders import RunOrder
@@ -33,6 +33,10 @@ MAX_ERROR_CHARS = 8000
 # How long a run's end waits for its events to reach the broker; the publisher waits this
 # once per outage, later ends return at once while the background thread keeps retrying.
 END_FLUSH_TIMEOUT_S = 10.0
+# Entering the fence is retried with the same delivery token (a yes if an earlier try got
+# through and only its reply was lost) after these pauses, then the order is left to the
+# supervisor.
+ENTER_RETRY_PAUSES_S = (0.2, 1.0)
 
 
 @dataclass
@@ -115,8 +119,12 @@ class WorkerRuntime:
         return ClientLeft(self.client_id, self.clock.now())
 
     # The three steps of a run: the bridge's prerun hook, the task body, the postrun hook.
+    # One delivery of an order is one run, named by a token `begin` draws: two copies of
+    # one order (same Celery id) executing at once in a threads pool are two deliveries,
+    # and only the one that entered the fence finds its run.
 
-    def begin(self, celery_id: str, kwargs: dict[str, Any]) -> bool:
+    def begin(self, celery_id: str, kwargs: dict[str, Any]) -> str | None:
+        """Enter the fence for this delivery of an order; its token if the job may run."""
         order = RunOrder.from_kwargs(kwargs)
         if order.client_id != self.client_id:
             log.warning(
@@ -126,14 +134,15 @@ class WorkerRuntime:
                 order.client_id,
                 self.client_id,
             )
-            return False
-        if not self.fence.enter(order.task_id, order.attempt, self.incarnation):
+            return None
+        delivery = new_delivery_token()
+        if not self._enter(order, delivery):
             log.warning(
                 "task %s attempt %s is not current any more; not running it",
                 order.task_id,
                 order.attempt,
             )
-            return False
+            return None
         context = JobContext(
             task_id=order.task_id,
             attempt=order.attempt,
@@ -147,16 +156,40 @@ class WorkerRuntime:
         )
         run = ActiveRun(order, context, _canonical(order.data), time.monotonic())
         with self._lock:
-            self._active[celery_id] = run
+            self._active[delivery] = run
         self.emit(TaskStarted(order.task_id, order.attempt, self.client_id, self.clock.now()))
-        return True
+        return delivery
 
-    def run(self, celery_id: str) -> None:
+    def _enter(self, order: RunOrder, delivery: str) -> bool:
+        for pause in (*ENTER_RETRY_PAUSES_S, None):
+            try:
+                return self.fence.enter(
+                    order.task_id,
+                    order.attempt,
+                    self.incarnation,
+                    installation=order.installation,
+                    delivery=delivery,
+                )
+            except Exception as exc:
+                if pause is None:
+                    raise
+                log.warning(
+                    "task %s attempt %s: entering the fence failed (%s); trying again",
+                    order.task_id,
+                    order.attempt,
+                    exc,
+                )
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def run(self, delivery: str | None) -> None:
         """Run the job of a begun order; the outcome goes out with `end`. Returns nothing:
         Celery reprs and pickles a task's return value on every run (the result is ignored),
         which cost 6% of a pool process's CPU for a two-key dict."""
+        if delivery is None:
+            return
         with self._lock:
-            active = self._active.get(celery_id)
+            active = self._active.get(delivery)
         if active is None:
             return
         spec = self.jobs[active.order.job_name]
@@ -175,9 +208,11 @@ class WorkerRuntime:
             else:
                 active.outcome = (True, None)
 
-    def end(self, celery_id: str, state: str | None = None) -> None:
+    def end(self, delivery: str | None, state: str | None = None) -> None:
+        if delivery is None:
+            return
         with self._lock:
-            active = self._active.pop(celery_id, None)
+            active = self._active.pop(delivery, None)
         if active is None:
             return
         success, error = active.outcome or (

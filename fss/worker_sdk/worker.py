@@ -79,7 +79,8 @@ def register_jobs(app: Celery, runtime: WorkerRuntime) -> None:
 
 def _task_body(runtime: WorkerRuntime) -> Any:
     def run_fss_job(self: Any, **_order: Any) -> None:
-        runtime.run(self.request.id)
+        # Not the Celery id: a copy of this order running in another thread shares it.
+        runtime.run(hooks.delivery_of(self))
 
     return run_fss_job
 

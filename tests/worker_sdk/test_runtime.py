@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -103,9 +104,9 @@ def drain_events(rt: WorkerRuntime) -> list[Event]:
 
 
 def run_once(rt: WorkerRuntime, celery_id: str, kwargs: dict[str, Any]) -> None:
-    if rt.begin(celery_id, kwargs):
-        rt.run(celery_id)
-    rt.end(celery_id, "SUCCESS")
+    delivery = rt.begin(celery_id, kwargs)
+    rt.run(delivery)
+    rt.end(delivery, "SUCCESS")
 
 
 def test_discovery_finds_every_marked_function() -> None:
@@ -150,6 +151,38 @@ def test_given_one_attempt_delivered_twice_then_it_runs_once(runtime: WorkerRunt
     run_once(runtime, "c-a", order(13, "ok"))
     run_once(runtime, "c-b", order(13, "ok"))
     assert calls == [13]
+
+
+def test_given_two_copies_of_one_order_running_at_once_then_only_the_entered_one_runs(
+    runtime: WorkerRuntime,
+) -> None:
+    # A threads pool: both copies share the Celery id and are begun before either ends.
+    RedisFence(runtime.settings.broker_url).arm(18, 1)
+    first = runtime.begin("fss-18-1", order(18, "ok"))
+    second = runtime.begin("fss-18-1", order(18, "ok"))
+    assert first and second is None
+    runtime.run(second)
+    runtime.end(second, "SUCCESS")  # the refused copy ends first: the entered run stays
+    runtime.run(first)
+    runtime.end(first, "SUCCESS")
+    assert calls == [18]
+    finished = [e for e in drain_events(runtime) if isinstance(e, TaskFinished)]
+    assert [(f.task_id, f.success) for f in finished] == [(18, True)]
+
+
+def test_given_an_order_of_an_installation_then_the_worker_enters_its_fence(
+    runtime: WorkerRuntime,
+) -> None:
+    fence = RedisFence(runtime.settings.broker_url)
+    fence.arm(19, 1, installation="inst-a")
+    kwargs = dataclasses.replace(
+        RunOrder.from_kwargs(order(19, "ok")), installation="inst-a"
+    ).to_kwargs()
+    run_once(runtime, "c-1", kwargs)
+    assert calls == [19]
+    assert fence.holder(19, 1, installation="inst-a") == runtime.incarnation
+    assert fence.holder(19, 1) is None
+    fence.close()
 
 
 def test_given_an_order_for_another_client_then_it_is_not_run(runtime: WorkerRuntime) -> None:
@@ -203,10 +236,11 @@ def test_given_the_broker_down_then_only_the_first_run_end_waits_for_it(
         ends = []
         for task_id in (21, 22, 23):
             fence.arm(task_id, 1)
-            assert rt.begin(f"c-{task_id}", order(task_id, "ok"))
-            rt.run(f"c-{task_id}")
+            delivery = rt.begin(f"c-{task_id}", order(task_id, "ok"))
+            assert delivery
+            rt.run(delivery)
             started = time.monotonic()
-            rt.end(f"c-{task_id}", "SUCCESS")
+            rt.end(delivery, "SUCCESS")
             ends.append(time.monotonic() - started)
         assert calls == [21, 22, 23]
         assert ends[0] >= 0.5  # the first end waits for the broker once ...
