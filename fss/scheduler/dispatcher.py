@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import logging
@@ -59,6 +60,15 @@ class Dispatcher:
         self._broker = LoopErrors(log, "dispatcher", "broker")
         self._clients_refresh = Every(CLIENT_CACHE_S)
         self._publisher = OrderPublisher(app)
+        # Claims whose dispatch was taken back after a failed send, as they now stand in SQL
+        # (the attempt moved on): retry_form() hands them to the wheel's retry.
+        self._taken_back: dict[int, ClaimedTask] = {}
+
+    def retry_form(self, claimed: ClaimedTask) -> ClaimedTask:
+        """The claim to retry after a FAILED outcome: with the attempt the last dispatch
+        burned when its send was taken back, so the retry arms the next attempt instead of
+        being refused by the revoked one."""
+        return self._taken_back.pop(claimed.id, claimed)
 
     def dispatch(self, claimed: ClaimedTask) -> Outcome:
         return self.dispatch_many([claimed])[claimed.id]
@@ -67,6 +77,7 @@ class Dispatcher:
         """Dispatch tasks due at the same moment: one Redis round trip arms their fences,
         one transaction moves them, one producer sends them (20 due at once go out in a few
         milliseconds, not one after the other)."""
+        self._taken_back.clear()
         now = self._clock.now()
         outcomes: dict[int, Outcome] = {}
         ready: list[tuple[ClaimedTask, ClientRow]] = []
@@ -175,8 +186,15 @@ class Dispatcher:
                 extra={"task_id": claimed.id, "attempt": attempt, "group_id": claimed.group_id},
             )
             return Outcome.SENT
+        lease_until = self._clock.now() + timedelta(seconds=self._settings.lease_s)
         with self._engine.begin() as conn:
-            tasks.undo_dispatch(conn, claimed.id, attempt)
+            undone = tasks.undo_dispatch(
+                conn, claimed.id, attempt, self._settings.node_name, lease_until
+            )
+        if undone:
+            # Back to waiting at `attempt`, still claimed by this node: that is the claim
+            # the wheel's retry must carry (the old one is refused by the revoked attempt).
+            self._taken_back[claimed.id] = dataclasses.replace(claimed, attempt=attempt)
         return Outcome.FAILED
 
     @staticmethod

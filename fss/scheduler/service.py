@@ -151,7 +151,8 @@ class SchedulerService:
                     if outcome is Outcome.NO_CLIENT
                     else RETRY_AFTER_ERROR_S
                 )
-                self.wheel.schedule(claimed, self.clock.now() + timedelta(seconds=retry_s))
+                retry = self.dispatcher.retry_form(claimed)
+                self.wheel.schedule(retry, self.clock.now() + timedelta(seconds=retry_s))
 
     def _sleep_for(self) -> float:
         now = self.clock.now()

@@ -250,8 +250,16 @@ _DISPATCH_MANY_PG = sa.text(
 ).bindparams(sa.bindparam("now", type_=UTCDateTime()))
 
 
-def undo_dispatch(conn: Connection, task_id: int, attempt: int) -> bool:
-    """Scheduler -> None when the message could not be sent; only if nothing happened since."""
+def undo_dispatch(
+    conn: Connection,
+    task_id: int,
+    attempt: int,
+    claim_for: str | None = None,
+    claimed_until: datetime | None = None,
+) -> bool:
+    """Scheduler -> None when the message could not be sent; only if nothing happened since.
+    `claim_for` keeps the task claimed by that node until `claimed_until`: the dispatcher
+    retries it from its wheel, and a claim lost here would refuse that retry."""
     return (
         conn.execute(
             task.update()
@@ -260,7 +268,14 @@ def undo_dispatch(conn: Connection, task_id: int, attempt: int) -> bool:
                 task.c.attempt == attempt,
                 task.c.status == TaskStatus.SCHEDULER,
             )
-            .values(status=TaskStatus.NONE, client_id=None, client_host=None, client_ip=None)
+            .values(
+                status=TaskStatus.NONE,
+                client_id=None,
+                client_host=None,
+                client_ip=None,
+                claimed_by=claim_for,
+                claimed_until=claimed_until if claim_for is not None else None,
+            )
         ).rowcount
         == 1
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -368,3 +370,53 @@ def pending_or_last(h: Harness, group_id: int) -> int:
                 sa.select(sa.func.max(task.c.id)).where(task.c.task_group_id == group_id)
             ).scalar_one()
         )
+
+
+# --- a send taken back, and a scheduler restarted under the same name -----------------------
+
+
+@contextmanager
+def service_on(h: Harness, broker_url: str, **changes: object) -> Iterator[SchedulerService]:
+    """Another scheduler process on the harness' database and clock (`changes` to its
+    settings): its own app and fence, closed after."""
+    settings = h.service.settings.replace(broker_url=broker_url, **changes)
+    app = create_app(settings)
+    fence = RedisFence(h.service.settings.broker_url)
+    try:
+        yield SchedulerService(settings, h.engine, app, fence, h.clock)
+    finally:
+        fence.close()
+        app.close()
+
+
+def test_given_a_send_taken_back_then_the_retry_sends_the_next_attempt(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness
+    h.register("c1", "job-a")
+    task_id = pending_task_id(h, add_group(h, start_in_s=0))
+    user = f"fss-test-nolpush-{id(h)}"
+    # Logged in as a Redis user that may do all but LPUSH: the send of the order fails.
+    h.redis.acl_setuser(user, enabled=True, nopass=True, keys=["*"], channels=["*"],
+                        categories=["+@all"], commands=["-lpush"])
+    broker = h.service.settings.broker_url.replace("redis://", f"redis://{user}:x@", 1)
+    # Claim polls far apart: the wheel's retry (1 s), not a new claim, sends it again.
+    with service_on(h, broker, poll_s=5.0) as service:
+        try:
+            service.tick()
+            row = h.task_row(task_id)
+            assert (row.status, row.attempt, row.client_id) == (TaskStatus.NONE, 1, None)
+            assert row.claimed_by == "node-a"  # still ours: the retry may dispatch it
+            assert h.redis.get(fence_key(task_id)) == b"revoked:1"
+
+            h.redis.acl_setuser(user, commands=["+lpush"])  # the broker is back
+            h.clock.advance(1.0)  # the retry after a failed send
+            with caplog.at_level(logging.WARNING, logger="fss"):
+                service.tick()
+        finally:
+            h.redis.acl_deluser(user)
+    row = h.task_row(task_id)
+    assert (row.status, row.attempt, row.client_id) == (TaskStatus.SCHEDULER, 2, "c1")
+    assert h.redis.get(fence_key(task_id)) == b"2"
+    assert h.redis.llen(client_queue("c1")) == 1
+    assert not [r for r in caplog.records if "holds an attempt" in r.getMessage()]
