@@ -2,17 +2,24 @@
 
 Pure: it compares the groups a file describes with the keyed groups the database holds,
 both as GroupEntry, field by field under the names of the file format.
+
+A three-way merge, as `kubectl apply` does: each group remembers what the last apply set
+(`applied`, the canonical JSON text of its fields). A field changes only when the file's
+value differs from that last-applied one, so what a job saved in `data` (a cursor, a
+counter) or what someone edited by hand survives a deploy of an unchanged file. A group
+with no record (applied before this existed) takes the file's values, as before, once.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from fss.domain.group_file import GroupEntry
+from fss.domain.group_spec import GroupSpec
 
 COMPARED_FIELDS = (
     "caption",
@@ -56,6 +63,9 @@ class GroupPlan:
     updates: tuple[GroupUpdate, ...] = ()
     deletes: tuple[GroupEntry, ...] = ()
     unchanged: int = 0
+    # (key, applied text) of every existing group whose last-applied record changes (the
+    # updated ones and those whose file entry changed without changing the group).
+    recorded: tuple[tuple[str, str], ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -78,22 +88,97 @@ class GroupPlan:
 
 
 def plan_changes(
-    current: Iterable[GroupEntry], desired: Sequence[GroupEntry], prune: bool
+    current: Iterable[GroupEntry],
+    desired: Sequence[GroupEntry],
+    prune: bool,
+    applied: Mapping[str, str | None] | None = None,
 ) -> GroupPlan:
-    """Creates and updates in file order; with `prune`, deletes of keys the file lacks."""
+    """Creates and updates in file order; with `prune`, deletes of keys the file lacks.
+
+    `applied` (key -> last-applied text) makes updates three-way merges; without it (or for
+    a key without a record) the file's values win, field by field."""
     existing = {entry.key: entry for entry in current}
+    base = applied or {}
     creates: list[GroupEntry] = []
     updates: list[GroupUpdate] = []
+    recorded: list[tuple[str, str]] = []
     for entry in desired:
         before = existing.get(entry.key)
         if before is None:
             creates.append(entry)
-        elif changes := field_changes(before, entry):
-            updates.append(GroupUpdate(before, entry, changes))
+            continue
+        last = base.get(entry.key)
+        text = applied_text(entry)
+        if last == text:  # the file changed nothing since the last apply: nothing to do
+            continue
+        after = merged(before, entry, text, last)
+        recorded.append((entry.key, text))
+        if changes := field_changes(before, after):
+            updates.append(GroupUpdate(before, after, changes))
     wanted = {entry.key for entry in desired}
     deletes = [e for key, e in sorted(existing.items()) if key not in wanted] if prune else []
     unchanged = len(desired) - len(creates) - len(updates)
-    return GroupPlan(tuple(creates), tuple(updates), tuple(deletes), unchanged)
+    return GroupPlan(tuple(creates), tuple(updates), tuple(deletes), unchanged, tuple(recorded))
+
+
+def applied_text(entry: GroupEntry) -> str:
+    """The canonical JSON of an entry's fields: what a group records as last applied. Equal
+    texts mean equal entries as `_same` sees them (sorted keys, `true` is not `1`)."""
+    values = comparable(entry)
+    if values["start_at"] is not None:
+        values["start_at"] = values["start_at"].isoformat()
+    return json.dumps(values, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+# Fields that change together: a schedule is one of interval, cron or the job's own times.
+MERGE_UNITS = (
+    ("caption",),
+    ("job_name",),
+    ("interval_ms", "cron", "job_sets_next"),
+    ("time_zone",),
+    ("data",),
+    ("enabled",),
+    ("timeout_s",),
+    ("misfire",),
+    ("start_at",),
+)
+
+
+def merged(live: GroupEntry, file: GroupEntry, file_text: str, last: str | None) -> GroupEntry:
+    """The group the file asks for: each field (a schedule as one) from the file where the
+    file changed it since the last apply, else as the group has it now."""
+    if last is None:
+        return file
+    try:
+        base = json.loads(last)
+    except ValueError:  # a record we cannot read: the file wins, as without one
+        return file
+    if not isinstance(base, dict):
+        return file
+    wanted, now, target = json.loads(file_text), comparable(live), comparable(live)
+    file_values = comparable(file)
+    for unit in MERGE_UNITS:
+        if any(not _same(wanted[name], base.get(name)) for name in unit):
+            target.update({name: file_values[name] for name in unit})
+    if all(_same(target[name], now[name]) for name in COMPARED_FIELDS):
+        return live
+    return GroupEntry(file.key, spec_of_comparable(target))
+
+
+def spec_of_comparable(values: dict[str, Any]) -> GroupSpec:
+    return GroupSpec(
+        caption=values["caption"],
+        job_name=values["job_name"],
+        interval_ms=values["interval_ms"],
+        cron=values["cron"],
+        job_sets_next=values["job_sets_next"],
+        time_zone=values["time_zone"],
+        data=values["data"],
+        start_at=values["start_at"],
+        is_enable=values["enabled"],
+        timeout_s=values["timeout_s"],
+        misfire=values["misfire"],
+    )
 
 
 def field_changes(before: GroupEntry, after: GroupEntry) -> tuple[FieldChange, ...]:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from fss.domain.group_file import GroupEntry
-from fss.domain.group_plan import GroupPlan, GroupUpdate, plan_changes
+from fss.domain.group_plan import GroupPlan, GroupUpdate, applied_text, plan_changes
 from fss.domain.group_spec import GroupSpec
 from fss.domain.schedule import Schedule, initial_run_at
 from fss.store.groups import (
@@ -52,6 +52,7 @@ UPDATED_COLUMNS = (
     "next_at",
     "is_enable",
     "activate_at",
+    "applied",
 )
 
 
@@ -86,7 +87,13 @@ def count_unkeyed(conn: Connection) -> int:
 def plan_groups(conn: Connection, desired: Sequence[GroupEntry], prune: bool) -> GroupPlan:
     """What apply would do now; writes nothing."""
     current = keyed_groups(conn)
-    return plan_changes([entry_of(g) for g in current.values()], desired, prune)
+    return plan_changes([entry_of(g) for g in current.values()], desired, prune,
+                        _applied(current))
+
+
+def _applied(current: dict[str, GroupRow]) -> dict[str, str | None]:
+    """What the last apply set on each group: the base of the three-way merge."""
+    return {key: group.applied for key, group in current.items()}
 
 
 # Autovacuum analyzes a bulk-loaded table only minutes later; until then every query of the
@@ -104,9 +111,15 @@ def apply_groups(
     """
     with engine.begin() as conn:
         current = keyed_groups(conn, lock=True)
-        plan = plan_changes([entry_of(g) for g in current.values()], desired, prune)
+        plan = plan_changes(
+            [entry_of(g) for g in current.values()], desired, prune, _applied(current)
+        )
         _create(conn, plan.creates, now)
-        _update(conn, plan.updates, current, now)
+        records = dict(plan.recorded)
+        _update(conn, plan.updates, current, now, records)
+        for update in plan.updates:  # written by the update itself
+            del records[update.key]
+        _write_applied(conn, [(current[key].id, text) for key, text in records.items()])
         delete_groups(conn, [current[entry.key].id for entry in plan.deletes])
         if conn.dialect.name == "postgresql" and len(plan.creates) >= ANALYZE_AFTER_CREATES:
             conn.exec_driver_sql("ANALYZE task_group, task")
@@ -158,6 +171,7 @@ def _new_group_row(entry: GroupEntry, now: datetime, first_run: _FirstRuns) -> d
         "activate_at": now,
         "is_enable": spec.is_enable,
         "created_at": now,
+        "applied": applied_text(entry),
     }
 
 
@@ -187,6 +201,7 @@ GROUP_COPY = (
     ("is_enable", "bool"),
     ("created_at", "time"),
     ("task_id", "int"),
+    ("applied", "text"),
 )
 TASK_COPY = (
     ("id", "int"),
@@ -302,6 +317,7 @@ class _Edit:
     now: datetime
     has_open_task: bool
     first_run: _FirstRuns
+    applied: str
 
     @property
     def start_at(self) -> datetime:
@@ -344,12 +360,17 @@ class _Edit:
             "next_at": self.next_at(),
             "is_enable": self.spec.is_enable,
             "activate_at": self.now if switched else self.group.activate_at,
+            "applied": self.applied,
         }
         return {"b_id": self.group.id, **{f"b_{name}": values[name] for name in UPDATED_COLUMNS}}
 
 
 def _update(
-    conn: Connection, updates: Sequence[GroupUpdate], current: dict[str, GroupRow], now: datetime
+    conn: Connection,
+    updates: Sequence[GroupUpdate],
+    current: dict[str, GroupRow],
+    now: datetime,
+    applied: dict[str, str],
 ) -> None:
     if not updates:
         return
@@ -359,7 +380,10 @@ def _update(
     open_tasks = groups_with_open_task(conn, [i for i in enabling if not by_id[i].is_enable])
     first_run = _FirstRuns(now)
     edits = [
-        _Edit(current[u.key], u.after.spec, now, current[u.key].id in open_tasks, first_run)
+        _Edit(
+            current[u.key], u.after.spec, now, current[u.key].id in open_tasks, first_run,
+            applied[u.key],
+        )
         for u in updates
     ]
     _update_groups(conn, [edit.row() for edit in edits])
@@ -391,6 +415,7 @@ UPDATED_TYPES = {
     "next_at": "timestamp",
     "is_enable": "boolean",
     "activate_at": "timestamp",
+    "applied": "text",
 }
 
 
@@ -403,6 +428,7 @@ def _update_groups(conn: Connection, rows: list[dict[str, Any]]) -> None:
     names = ", ".join(UPDATED_COLUMNS)
     arrays = ", ".join(f"CAST(:b_{name} AS {UPDATED_TYPES[name]}[])" for name in UPDATED_COLUMNS)
     sets = ", ".join(f"{name} = v.{name}" for name in UPDATED_COLUMNS)
+    sets += ", version = task_group.version + 1"  # an apply is an edit: stale forms see it
     statement = sa.text(
         f"UPDATE task_group SET {sets} FROM unnest(CAST(:b_id AS bigint[]), {arrays})"
         f" AS v(id, {names}) WHERE task_group.id = v.id"
@@ -419,4 +445,38 @@ def _naive(value: Any) -> Any:
 def _update_statement() -> sa.Update:
     columns = task_group.c
     bound = {name: sa.bindparam(f"b_{name}", type_=columns[name].type) for name in UPDATED_COLUMNS}
-    return task_group.update().where(columns.id == sa.bindparam("b_id")).values(bound)
+    return (
+        task_group.update()
+        .where(columns.id == sa.bindparam("b_id"))
+        .values({**bound, "version": columns.version + 1})
+    )
+
+
+# --- last-applied records ---------------------------------------------------------------------
+
+
+# Groups the file changed without changing them (what it set is what they hold, or a job's
+# data was kept): only their record moves, their version stays.
+_APPLIED_MANY = sa.text(
+    "UPDATE task_group SET applied = v.applied"
+    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:texts AS TEXT[])) AS v(id, applied)"
+    " WHERE task_group.id = v.id"
+)
+
+
+def _write_applied(conn: Connection, rows: Sequence[tuple[int, str]]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":  # one statement per chunk, not one per group
+        for chunk in chunked(rows, ROWS_PER_STATEMENT):
+            conn.execute(
+                _APPLIED_MANY,
+                {"ids": [i for i, _ in chunk], "texts": [t for _, t in chunk]},
+            )
+        return
+    conn.execute(
+        task_group.update()
+        .where(task_group.c.id == sa.bindparam("b_id"))
+        .values(applied=sa.bindparam("b_applied")),
+        [{"b_id": group_id, "b_applied": text} for group_id, text in rows],
+    )

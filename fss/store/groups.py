@@ -14,7 +14,7 @@ from fss.domain.group_file import check_key
 from fss.domain.group_spec import GroupSpec, validate_data
 from fss.domain.schedule import initial_run_at
 from fss.domain.status import TaskStatus
-from fss.errors import GroupBusy, GroupNotFound, InvalidField
+from fss.errors import FssError, GroupBusy, GroupNotFound, InvalidField
 from fss.store.rows import GroupRow
 from fss.store.tables import (
     UTCDateTime,
@@ -99,29 +99,98 @@ def spec_of(group: GroupRow) -> GroupSpec:
     )
 
 
-def edit_group(engine: Engine, group_id: int, changes: dict[str, Any], now: datetime) -> GroupRow:
-    """Apply `changes` (GroupSpec field names, and `key`); a schedule change reschedules the
-    pending task."""
+class GroupChanged(FssError):
+    """An edit named a version of the group that is no longer current (someone else changed
+    it meanwhile): nothing was written; `current` is the group as it is now."""
+
+    def __init__(self, group_id: int, expected: int, current: GroupRow) -> None:
+        self.group_id = group_id
+        self.expected = expected
+        self.current = current
+        super().__init__(
+            f"version: task group {group_id} changed since version {expected} (it is at "
+            f"version {current.version} now); reload it and edit again"
+        )
+
+
+# An edit without a version (the CLI) that loses a race reads the group again and retries:
+# it sets only the fields it was given, so merging them into the newer row is what it means.
+EDIT_ATTEMPTS = 5
+
+
+def edit_group(
+    engine: Engine,
+    group_id: int,
+    changes: dict[str, Any],
+    now: datetime,
+    expected_version: int | None = None,
+) -> GroupRow:
+    """Apply `changes` (GroupSpec field names, `key`, `is_enable`); a schedule change
+    reschedules the pending task. Only the columns the changes alter are written, in one
+    UPDATE guarded by the version the edit started from, which it bumps; with
+    `expected_version`, a group at another version is GroupChanged (nothing written)."""
     changes = dict(changes)
     key_change = {"key": check_key(changes.pop("key"))} if "key" in changes else {}
-    with engine.begin() as conn:
-        current = _locked_group(conn, group_id)
-        merged = replace(spec_of(current), **_schedule_exclusive(changes)).validated()
-        if key_change:
-            _require_free_key(conn, key_change["key"], group_id)
-        conn.execute(
-            task_group.update()
-            .where(task_group.c.id == group_id)
-            .values(
-                **group_columns(merged),
-                **key_change,
-                start_at=merged.start_at or current.start_at,
-            )
-        )
+    enable = changes.pop("is_enable", None)
+    for _ in range(EDIT_ATTEMPTS):
+        with engine.begin() as conn:
+            current = get_group(conn, group_id)
+            version = current.version if expected_version is None else expected_version
+            if current.version != version:
+                raise GroupChanged(group_id, version, current)
+            merged = replace(spec_of(current), **_schedule_exclusive(changes)).validated()
+            if key_change:
+                _require_free_key(conn, key_change["key"], group_id)
+            values = _changed_columns(current, merged, now, enable) | key_change
+            if not _bump_version(conn, group_id, version, values):
+                if expected_version is not None:
+                    raise GroupChanged(group_id, version, get_group(conn, group_id))
+                continue
+            _after_edit(conn, current, merged, enable, now)
+            return get_group(conn, group_id)
+    raise GroupChanged(group_id, version, current)
+
+
+def _changed_columns(
+    current: GroupRow, merged: GroupSpec, now: datetime, enable: bool | None
+) -> dict[str, Any]:
+    """The columns whose value the edit changes (the others are left as they are)."""
+    before = group_columns(spec_of(current))
+    values = {name: value for name, value in group_columns(merged).items()
+              if value != before[name]}
+    if merged.start_at is not None and merged.start_at != current.start_at:
+        values["start_at"] = merged.start_at
+    if enable is not None and enable != current.is_enable:
+        values.update(is_enable=enable, activate_at=now)
+    return values
+
+
+def _bump_version(conn: Connection, group_id: int, version: int, values: dict[str, Any]) -> bool:
+    """The guarded UPDATE of an edit: False when the group is no longer at `version`."""
+    result = conn.execute(
+        task_group.update()
+        .where(task_group.c.id == group_id, task_group.c.version == version)
+        .values(**values, version=task_group.c.version + 1)
+    )
+    return result.rowcount == 1
+
+
+def _after_edit(
+    conn: Connection, before: GroupRow, merged: GroupSpec, enable: bool | None, now: datetime
+) -> None:
+    """The waiting task follows the edit: renamed, moved, created (enable), withdrawn."""
+    group_id = before.id
+    if merged.job_name != before.job_name:
         rename_waiting(conn, [(group_id, merged.job_name)])
-        if (merged.schedule, merged.start_at) != (current.schedule, current.start_at):
-            _reschedule_pending(conn, group_id, now)
-        return get_group(conn, group_id)
+    start_at = merged.start_at or before.start_at
+    if (merged.schedule, start_at) != (before.schedule, before.start_at):
+        _reschedule_pending(conn, group_id, now)
+    if enable is None or enable == before.is_enable:
+        return
+    if not enable:
+        withdraw_waiting(conn, [group_id])
+    elif _open_task(conn, group_id) is None:
+        _schedule_pending(conn, get_group(conn, group_id), now)
 
 
 def _require_free_key(conn: Connection, key: str | None, group_id: int | None) -> None:
@@ -158,7 +227,7 @@ def set_enabled(engine: Engine, group_id: int, enabled: bool, now: datetime) -> 
         conn.execute(
             task_group.update()
             .where(task_group.c.id == group_id)
-            .values(is_enable=enabled, activate_at=now)
+            .values(is_enable=enabled, activate_at=now, version=task_group.c.version + 1)
         )
         if enabled:
             if _open_task(conn, group_id) is None:

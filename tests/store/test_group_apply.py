@@ -21,6 +21,7 @@ from store_helpers import (
     UTC,
     count,
     dispatch,
+    get_group,
     group_raw,
     pending,
     task_rows,
@@ -34,7 +35,9 @@ from fss.store.tables import task, task_group
 
 HOUR = timedelta(hours=1)
 # What differs between twins by construction: ids, the key, and the task each one points at.
-IDENTITY = {"id", "key", "task_id", "task_group_id", "open_group_id"}
+# applied: what the last apply set (a group made by hand has none); version counts edits
+# (edit then enable is two, one apply doing both is one), not what the group is.
+IDENTITY = {"id", "key", "task_id", "task_group_id", "open_group_id", "applied", "version"}
 
 
 def spec(**changes: Any) -> GroupSpec:
@@ -387,3 +390,86 @@ def test_applying_a_thousand_groups_takes_a_handful_of_statements(engine: Engine
     assert updating <= 30, updating
     assert pruning <= 12, pruning
     assert count(engine, task_group) == 0 and count(engine, task) == 0
+
+
+# --- three-way merge: a field changes only when the file changed it ---------------------------
+
+
+def job_saves(engine: Engine, group_id: int, data: dict[str, Any], at: datetime) -> None:
+    """What the recorder does when a run ends with ctx.data changed (a cursor saved)."""
+    from fss.store.recording import schedule_next
+
+    with engine.begin() as conn:
+        conn.execute(task.delete().where(task.c.task_group_id == group_id))
+        schedule_next(conn, group_id=group_id, planned_at=at, finished_at=at, success=True,
+                      run_speed_ms=5, data=data)
+
+
+def test_reapplying_the_same_file_keeps_what_the_job_saved(engine: Engine) -> None:
+    entry = GroupEntry("cursor", spec(data={"cursor": 0}))
+    apply(engine, T0, entry)
+    group_id = keyed_id(engine, "cursor")
+    job_saves(engine, group_id, {"cursor": 41}, T0 + MINUTE)
+
+    with engine.connect() as conn:
+        assert not group_files.plan_groups(conn, [entry], prune=False).has_changes  # in sync
+    plan = apply(engine, T0 + HOUR, entry)
+
+    assert not plan.has_changes
+    assert get_group(engine, group_id).data == {"cursor": 41}
+
+
+def test_a_file_change_of_one_field_keeps_the_jobs_data(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("cursor", spec(data={"cursor": 0})))
+    group_id = keyed_id(engine, "cursor")
+    job_saves(engine, group_id, {"cursor": 41}, T0 + MINUTE)
+    version = get_group(engine, group_id).version
+
+    plan = apply(engine, T0 + HOUR, GroupEntry("cursor", spec(caption="renamed",
+                                                               data={"cursor": 0})))
+
+    assert [c.name for u in plan.updates for c in u.changes] == ["caption"]
+    group = get_group(engine, group_id)
+    assert (group.caption, group.data, group.version) == ("renamed", {"cursor": 41}, version + 1)
+    # The next deploy of that file changes nothing.
+    again = apply(engine, T0 + 2 * HOUR, GroupEntry("cursor", spec(caption="renamed",
+                                                                    data={"cursor": 0})))
+    assert not again.has_changes
+
+
+def test_data_changed_in_the_file_replaces_the_saved_data(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("cursor", spec(data={"cursor": 0})))
+    group_id = keyed_id(engine, "cursor")
+    job_saves(engine, group_id, {"cursor": 41}, T0 + MINUTE)
+
+    plan = apply(engine, T0 + HOUR, GroupEntry("cursor", spec(data={"cursor": 100})))
+
+    assert [c.name for u in plan.updates for c in u.changes] == ["data"]
+    assert get_group(engine, group_id).data == {"cursor": 100}
+
+
+def test_a_hand_edit_survives_until_the_file_changes_that_field(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("g", spec()))
+    group_id = keyed_id(engine, "g")
+    groups.edit_group(engine, group_id, {"caption": "by hand", "timeout_s": 60}, T0)
+
+    assert not apply(engine, T0 + MINUTE, GroupEntry("g", spec())).has_changes
+    apply(engine, T0 + HOUR, GroupEntry("g", spec(timeout_s=120)))
+
+    group = get_group(engine, group_id)
+    assert (group.caption, group.timeout_s) == ("by hand", 120)
+
+
+def test_a_group_applied_before_records_existed_takes_the_file_once(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("old", spec(data={"cursor": 0})))
+    group_id = keyed_id(engine, "old")
+    with engine.begin() as conn:  # as migration 0006 leaves groups applied before it
+        conn.execute(task_group.update().values(applied=None))
+    job_saves(engine, group_id, {"cursor": 41}, T0 + MINUTE)
+
+    first = apply(engine, T0 + HOUR, GroupEntry("old", spec(data={"cursor": 0})))
+    assert [c.name for u in first.updates for c in u.changes] == ["data"]  # as before
+    assert get_group(engine, group_id).applied is not None
+    job_saves(engine, group_id, {"cursor": 7}, T0 + 2 * HOUR)
+    assert not apply(engine, T0 + 3 * HOUR, GroupEntry("old", spec(data={"cursor": 0}))).has_changes
+    assert get_group(engine, group_id).data == {"cursor": 7}

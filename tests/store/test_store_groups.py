@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -506,3 +507,87 @@ def test_edit_with_an_unchanged_interval_keeps_the_pending_slot(engine: Engine) 
 
     assert pending(engine, group_id)["start_at"] == T0 + 53 * MINUTE
     assert get_group(engine, group_id).next_at == T0 + 53 * MINUTE
+
+
+# --- versions: every edit bumps it, a stale edit is refused ----------------------------------
+
+
+def test_every_edit_bumps_the_version_and_a_stale_one_writes_nothing(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+    assert get_group(engine, group_id).version == 1
+    groups.edit_group(engine, group_id, {"caption": "a"}, T0, expected_version=1)
+    groups.set_enabled(engine, group_id, False, T0)
+    assert get_group(engine, group_id).version == 3
+    before = group_raw(engine, group_id)
+
+    with pytest.raises(groups.GroupChanged) as refused:
+        groups.edit_group(engine, group_id, {"caption": "b"}, T0, expected_version=1)
+
+    assert refused.value.current.version == 3
+    assert group_raw(engine, group_id) == before
+
+
+def test_an_edit_writes_only_the_fields_it_names(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0, data={"counter": 1})
+    with engine.begin() as conn:  # a run saved its counter (the recorder writes data)
+        conn.execute(task_group.update().values(data='{"counter":9}'))
+
+    edited = groups.edit_group(engine, group_id, {"caption": "renamed"}, T0)
+
+    assert (edited.caption, edited.data) == ("renamed", {"counter": 9})
+
+
+def test_an_edit_of_a_row_locked_by_another_edit_from_the_same_version_loses(
+    engine: Engine,
+) -> None:
+    """Two edits from version 1: the second runs its guarded UPDATE while the first holds the
+    row, and is refused once the first commits (PostgreSQL re-checks the WHERE, InnoDB reads
+    the latest row, SQLite waits for the writer)."""
+    group_id = add_interval_group(engine, T0)
+    outcome: list[BaseException | None] = []
+
+    def second() -> None:
+        try:
+            groups.edit_group(engine, group_id, {"caption": "second"}, T0, expected_version=1)
+            outcome.append(None)
+        except groups.GroupChanged as exc:
+            outcome.append(exc)
+
+    with engine.begin() as conn:
+        assert groups._bump_version(conn, group_id, 1, {"caption": "first"})
+        racer = threading.Thread(target=second)
+        racer.start()
+        racer.join(0.5)  # it waits on the row (or the database) meanwhile
+    racer.join(10)
+
+    assert len(outcome) == 1 and isinstance(outcome[0], groups.GroupChanged)
+    group = get_group(engine, group_id)
+    assert (group.caption, group.version) == ("first", 2)
+
+
+def test_concurrent_edits_from_one_version_exactly_one_wins(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+    for round_no in range(1, 6):
+        gate = threading.Barrier(2)
+        won: list[str] = []
+
+        def edit(
+            name: str, version: int = round_no, gate: threading.Barrier = gate,
+            won: list[str] = won,
+        ) -> None:
+            gate.wait()
+            try:
+                groups.edit_group(engine, group_id, {"caption": name}, T0,
+                                  expected_version=version)
+                won.append(name)
+            except groups.GroupChanged:
+                pass
+
+        threads = [threading.Thread(target=edit, args=(f"r{round_no}-{n}",)) for n in "ab"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        group = get_group(engine, group_id)
+        assert len(won) == 1
+        assert (group.caption, group.version) == (won[0], round_no + 1)
