@@ -235,6 +235,11 @@ class MemoryFence:
     def close(self) -> None:
         pass
 
+    def __len__(self) -> int:
+        """Entries held: the live ones, and expired ones until the next call prunes them."""
+        with self._lock:
+            return len(self._state)
+
     def _current(self, key: str) -> str | None:
         value, until = self._state.get(key, (None, 0.0))
         return value if until >= self._clock() else None
