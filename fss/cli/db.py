@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import click
+import sqlalchemy as sa
 
 from fss.cli.context import CliContext, pass_cli
 from fss.store import migrate
+from fss.store.installation import installation_id
 
 
 @click.group("db")
@@ -21,6 +23,9 @@ def db_upgrade(ctx: CliContext, revision: str) -> None:
     ctx.may_create_database = True
     migrate.upgrade(ctx.engine, revision)
     click.echo(f"database at revision {migrate.current_revision(ctx.engine)}")
+    if sa.inspect(ctx.engine).has_table("installation"):
+        # The id this database's schedulers mark their broker with, and name orders by.
+        click.echo(f"installation {installation_id(ctx.engine)}")
 
 
 @db_cli.command("current")

@@ -25,9 +25,11 @@ from fss.cli.context import CliContext, first_line, pass_cli
 from fss.cli.database import DatabaseFileMissing
 from fss.cli.output import emit_json
 from fss.config import Settings
+from fss.installation import BrokerMark
 from fss.scheduler.supervisor import LEASE_NAME as SUPERVISOR_LEASE
 from fss.store import migrate
 from fss.store.clients import jobs_of_enabled_groups, list_clients
+from fss.store.installation import installation_id
 from fss.store.nodes import list_nodes
 from fss.store.rows import ClientRow, NodeRow
 
@@ -162,13 +164,33 @@ def is_known_revision(revision: str) -> bool:
 # -- scheduler nodes and clients ------------------------------------------------------------------
 
 
+def live_node_ids(conn: Connection, now: datetime, settings: Settings) -> list[str]:
+    alive_since = now - timedelta(seconds=settings.client_timeout_s)
+    return [
+        n.id
+        for n in list_nodes(conn, SUPERVISOR_LEASE, now)
+        if n.is_alive and n.heartbeat_at >= alive_since
+    ]
+
+
 def check_nodes(conn: Connection, now: datetime, settings: Settings) -> Finding:
     alive_since = now - timedelta(seconds=settings.client_timeout_s)
     nodes = list_nodes(conn, SUPERVISOR_LEASE, now)
     live = [n for n in nodes if n.is_alive and n.heartbeat_at >= alive_since]
     healthy = [n for n in live if not n.unhealthy_reason]
-    if healthy:
+    unhealthy = [n for n in live if n.unhealthy_reason]
+    if healthy and not unhealthy:
         return ok("scheduler", f"{len(healthy)} live node(s): {', '.join(n.id for n in healthy)}")
+    if healthy:
+        # The healthy ones carry the load, but a node that cannot dispatch (another
+        # installation's broker, a wrong broker URL) or whose loop fails is still a fault.
+        reasons = "; ".join(f"{n.id}: {n.unhealthy_reason}" for n in unhealthy)
+        return problem(
+            "scheduler",
+            f"{len(healthy)} healthy node(s) ({', '.join(n.id for n in healthy)}), "
+            f"{len(unhealthy)} unhealthy ({reasons})",
+            "see the log of the unhealthy scheduler; `fss node list` shows why",
+        )
     if live:
         reasons = "; ".join(f"{n.id}: {n.unhealthy_reason}" for n in live)
         return problem(
@@ -244,6 +266,44 @@ def group_list(group_ids: list[int]) -> str:
     return f"{noun} {shown}" + (f" and {more} more" if more > 0 else "")
 
 
+def check_installation(engine: Engine, settings: Settings, live_nodes: bool) -> Finding:
+    """This database's installation id, and whether the broker's Redis carries its mark."""
+    installation = installation_id(engine)
+    url = settings.effective_fence_url
+    if not url.startswith(("redis://", "rediss://")):
+        return ok("installation", f"{installation} (no Redis: the broker's mark is not kept)")
+    mark = BrokerMark(url)
+    try:
+        found = mark.read()
+    except Exception as exc:
+        return problem(
+            "installation",
+            f"{installation}: cannot read the mark on {hide_password(url)} ({first_line(exc)})",
+            "start Redis, or fix FSS_BROKER_URL / FSS_FENCE_URL",
+        )
+    finally:
+        mark.close()
+    if found == installation:
+        return ok("installation", f"{installation}, the owner of {hide_password(url)}")
+    if found is not None:
+        return problem(
+            "installation",
+            f"{hide_password(url)} is in use by installation {found}, this database is "
+            f"installation {installation}",
+            "give each installation its own Redis database (redis://HOST:6379/N); its "
+            "schedulers refuse to dispatch until then",
+        )
+    if live_nodes:
+        return problem(
+            "installation",
+            f"{installation}: its schedulers run, but {hide_password(url)} carries no mark "
+            "of theirs: they use another broker (or Redis database) than this command",
+            "give every scheduler, worker, bridge and this command the same FSS_BROKER_URL",
+        )
+    return ok("installation", f"{installation} (no scheduler has marked {hide_password(url)} "
+              "yet)")
+
+
 def health_findings(cli: CliContext, broker_timeout_s: float) -> list[Finding]:
     findings = [check_broker(cli.settings.broker_url, broker_timeout_s)]
     engine, reachable = open_database(cli)
@@ -257,6 +317,12 @@ def health_findings(cli: CliContext, broker_timeout_s: float) -> list[Finding]:
         with engine.connect() as conn:
             findings.append(check_nodes(conn, now, cli.settings))
             findings.extend(check_clients(conn, now, cli.settings))
+            live_nodes = bool(live_node_ids(conn, now, cli.settings))
+        broker_down = not findings[0].ok and cli.settings.effective_fence_url == (
+            cli.settings.broker_url
+        )
+        if not broker_down:  # said once already
+            findings.append(check_installation(engine, cli.settings, live_nodes))
     return findings
 
 

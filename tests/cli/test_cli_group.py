@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from fss.domain.status import TaskStatus
 from fss.store import migrate
+from fss.store.installation import installation_id
 from fss.store.tables import run_log, task, task_group
 
 UTC = timezone.utc
@@ -76,13 +77,17 @@ def test_given_an_empty_database_when_upgraded_then_current_reports_the_head(
     after = invoke(database_url, "db", "current").stdout
 
     assert before == "empty (needs `fss db upgrade`)\n"
-    assert upgraded == f"database at revision {head}\n"
+    assert upgraded == (
+        f"database at revision {head}\ninstallation {installation_id(engine)}\n"
+    )
     assert after == f"{head} (up to date)\n"
 
 
 @sqlite_only
 def test_given_an_upgraded_database_when_upgraded_again_then_nothing_changes(fss: Fss) -> None:
-    assert fss("db", "upgrade").stdout == f"database at revision {migrate.head_revision()}\n"
+    first = fss("db", "upgrade").stdout
+    assert first.startswith(f"database at revision {migrate.head_revision()}\ninstallation ")
+    assert fss("db", "upgrade").stdout == first  # the installation id is drawn once
 
 
 # -- group add --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import redis
 from cli_support import Fss, sqlite_only
 from click.testing import CliRunner
 from runtime_python import runtime_python
@@ -25,9 +26,11 @@ from sqlalchemy.engine import Engine
 from fss.cli import cli
 from fss.cli.health import version_problem
 from fss.events import ClientHeartbeat, ClientLeft
+from fss.installation import MARK_KEY
 from fss.store import migrate
 from fss.store.clients import heartbeat_node
 from fss.store.engine import create_engine
+from fss.store.installation import installation_id
 from fss.store.recording import record_client_events
 
 UTC = timezone.utc
@@ -99,14 +102,36 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(autouse=True)
+def unmarked_broker(redis_url: str) -> Iterator[None]:
+    """The session's Redis db is shared by this module's tests: no test sees another's mark."""
+    client = redis.Redis.from_url(redis_url)
+    client.delete(MARK_KEY)
+    yield
+    client.delete(MARK_KEY)
+    client.close()
+
+
+def mark_broker(engine: Engine, redis_url: str, installation: str | None = None) -> str:
+    """What a running scheduler does within seconds: mark its Redis as its installation's."""
+    owner = installation or installation_id(engine)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.set(MARK_KEY, owner, ex=60)
+    finally:
+        client.close()
+    return owner
+
+
 @pytest.fixture
-def healthy(fss: Fss, engine: Engine) -> None:
+def healthy(fss: Fss, engine: Engine, redis_url: str) -> None:
     """A live node and a live client for the only enabled group's job ('report', groups 1, 2)."""
     add_group(fss, "report")
     add_group(fss, "report")
     add_group(fss, "nobody-runs-this", "--disabled")
     register_node(engine, "node-1", now())
     register_client(engine, "worker-1", ("report", "other"), now())
+    mark_broker(engine, redis_url)
 
 
 # -- fss health -----------------------------------------------------------------------------------
@@ -120,7 +145,7 @@ def test_given_a_live_node_and_a_client_for_every_enabled_job_then_health_exits_
     assert outcome.code == 0, outcome.out
     assert outcome.failures() == []
     assert [line.split()[1] for line in outcome.lines] == [
-        "broker:", "database:", "schema:", "scheduler:", "clients:"
+        "broker:", "database:", "schema:", "scheduler:", "clients:", "installation:"
     ]
     assert "node-1" in outcome.out
 
@@ -215,6 +240,7 @@ def test_given_no_live_or_only_unhealthy_nodes_then_health_fails_on_the_schedule
     ]
 
     register_node(engine, "node-sick", now(), unhealthy="recorder stuck: no iteration for 90 s")
+    mark_broker(engine, redis_url)
     assert run(database_url, redis_url, "health").failures() == [
         "FAIL  scheduler: no healthy scheduler node (node-sick: recorder stuck: no iteration "
         "for 90 s)"
@@ -238,8 +264,55 @@ def test_health_json_lists_every_check_and_the_verdict(
          "detail": "no live client serves job 'report' (groups 1, 2)"}
     ]
     assert {c["check"] for c in document["checks"]} == {
-        "broker", "database", "schema", "scheduler", "clients"
+        "broker", "database", "schema", "scheduler", "clients", "installation"
     }
+
+
+@sqlite_only
+def test_given_another_installation_on_the_broker_then_health_and_doctor_name_both(
+    healthy: None, engine: Engine, database_url: str, redis_url: str
+) -> None:
+    ours = installation_id(engine)
+    mark_broker(engine, redis_url, "0ther1d0")
+
+    outcome = run(database_url, redis_url, "health")
+
+    assert outcome.code == 1
+    assert outcome.failures() == [
+        f"FAIL  installation: {redis_url} is in use by installation 0ther1d0, this database "
+        f"is installation {ours}"
+    ]
+    doctor = run(database_url, redis_url, "doctor")
+    assert doctor.code == 1
+    assert "own Redis database" in doctor.out
+
+
+@sqlite_only
+def test_given_live_schedulers_that_never_marked_this_broker_then_health_says_they_use_another(
+    healthy: None, engine: Engine, database_url: str, redis_url: str
+) -> None:
+    redis.Redis.from_url(redis_url).delete(MARK_KEY)
+
+    outcome = run(database_url, redis_url, "health")
+
+    assert outcome.code == 1
+    [failure] = outcome.failures()
+    assert failure.startswith("FAIL  installation: ") and "another broker" in failure
+
+
+@sqlite_only
+def test_given_one_healthy_and_one_unhealthy_node_then_health_names_the_unhealthy_one(
+    healthy: None, engine: Engine, database_url: str, redis_url: str
+) -> None:
+    register_node(engine, "node-lost", now(), unhealthy="broker check failing: not ours")
+
+    outcome = run(database_url, redis_url, "health")
+
+    assert outcome.code == 1
+    assert outcome.failures() == [
+        "FAIL  scheduler: 1 healthy node(s) (node-1), 1 unhealthy (node-lost: broker check "
+        "failing: not ours)"
+    ]
 
 
 # -- the real processes: the done-when of issue 10 ------------------------------------------------
