@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from fss.domain.clock import parse_time
@@ -73,7 +74,13 @@ class NewGroup(GroupFields):
 
 
 class GroupChanges(GroupFields):
-    """Only the fields given change; `null` clears time_zone or timeout_s."""
+    """Only the fields given change; `null` clears time_zone or timeout_s. `version` (or an
+    If-Match header with the ETag) names the version the change was made from: when the
+    group has changed since, nothing is written and the answer is 409."""
+
+    version: int | None = Field(
+        None, ge=1, description="The group's version this edit starts from (see ETag)."
+    )
 
 
 # Fields whose null means "clear it"; any other field given as null is refused.
@@ -102,7 +109,7 @@ def spec_from(body: NewGroup) -> GroupSpec:
 
 def changes_from(body: GroupChanges) -> dict[str, Any]:
     """The fields the body sets, as fss.store.groups.edit_group takes them."""
-    given = {name: getattr(body, name) for name in body.model_fields_set}
+    given = {name: getattr(body, name) for name in body.model_fields_set if name != "version"}
     for name, value in given.items():
         if value is None and name not in CLEARABLE:
             raise InvalidField(name, "must not be null")
@@ -142,25 +149,64 @@ def create_group(body: NewGroup, principal: Admin, context: Context) -> dict[str
     return _group_json(context, group_id)
 
 
-@router.get("/groups/{group_id}", summary="One task group")
-def get_group(group_id: GroupId, principal: Viewer, context: Context) -> dict[str, Any]:
-    return _group_json(context, group_id)
-
-
-@router.patch("/groups/{group_id}", summary="Change a task group", dependencies=[BodyLimit])
-def edit_group(
-    group_id: GroupId, body: GroupChanges, principal: Admin, context: Context
+@router.get("/groups/{group_id}", summary="One task group (its version as the ETag)")
+def get_group(
+    group_id: GroupId, principal: Viewer, context: Context, response: Response
 ) -> dict[str, Any]:
+    body = _group_json(context, group_id)
+    response.headers["ETag"] = etag(body["version"])
+    return body
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def version_from(if_match: str | None, body: GroupChanges) -> int | None:
+    """The version an edit starts from: If-Match (an ETag of GET) or the body's `version`."""
+    header = None
+    if if_match is not None and if_match.strip() != "*":
+        text = if_match.strip().removeprefix("W/").strip('"')
+        if not text.isdigit():
+            raise InvalidField("If-Match", 'must be an ETag of this API, like "3"')
+        header = int(text)
+    if header is not None and body.version is not None and header != body.version:
+        raise InvalidField("version", "differs from the If-Match header")
+    return header if header is not None else body.version
+
+
+@router.patch(
+    "/groups/{group_id}",
+    summary="Change a task group",
+    dependencies=[BodyLimit],
+    responses={409: {"description": "The group changed since `version` / If-Match"}},
+)
+def edit_group(
+    group_id: GroupId,
+    body: GroupChanges,
+    principal: Admin,
+    context: Context,
+    if_match: Annotated[str | None, Header(max_length=40)] = None,
+) -> Response:
+    """Only the fields given change (one guarded UPDATE that bumps `version`). With a version
+    (If-Match or `version`) a stale edit writes nothing and answers 409 with the group as it
+    is now (`current`), so a client can show what changed meanwhile."""
     changes = changes_from(body)
-    enable = changes.pop("is_enable", None)
-    if not changes and enable is None:
+    expected = version_from(if_match, body)
+    if not changes:
         raise InvalidField("body", "nothing to change; give at least one field")
-    now = context.clock.now()
-    if changes:
-        store.edit_group(context.engine, group_id, changes, now)
-    if enable is not None:
-        store.set_enabled(context.engine, group_id, enable, now)
-    return _group_json(context, group_id)
+    try:
+        store.edit_group(context.engine, group_id, changes, context.clock.now(), expected)
+    except store.GroupChanged as exc:
+        current = _group_json(context, group_id)
+        return JSONResponse(
+            {"error": str(exc), "field": "version", "version": current["version"],
+             "current": current},
+            status_code=409,
+            headers={"ETag": etag(current["version"])},
+        )
+    body_now = _group_json(context, group_id)
+    return JSONResponse(body_now, headers={"ETag": etag(body_now["version"])})
 
 
 @router.delete("/groups/{group_id}", status_code=204, summary="Delete a group, its tasks, logs")

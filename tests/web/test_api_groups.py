@@ -301,3 +301,50 @@ def test_preview_refuses_bad_input(viewer_client: TestClient, body: Any, field: 
     response = viewer_client.post("/api/v1/schedule/preview", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
+
+
+def test_get_gives_the_version_as_etag_and_a_stale_patch_is_409(
+    admin_client: TestClient, web_db: WebDatabase, clock: ManualClock
+) -> None:
+    group_id = add_group(web_db.engine, clock.now())
+    got = admin_client.get(f"/api/v1/groups/{group_id}")
+    assert (got.json()["version"], got.headers["etag"]) == (1, '"1"')
+    # Someone disables it (version 2) while a form opened at version 1 is still open.
+    assert admin_client.post(f"/api/v1/groups/{group_id}/disable").json()["version"] == 2
+    before = group_row(web_db.engine, group_id)
+
+    stale = admin_client.patch(f"/api/v1/groups/{group_id}", json={"caption": "renamed"},
+                               headers={"If-Match": got.headers["etag"]})
+
+    assert stale.status_code == 409, stale.text
+    body = stale.json()
+    assert (body["field"], body["version"], stale.headers["etag"]) == ("version", 2, '"2"')
+    assert body["current"]["is_enable"] is False and "changed since version 1" in body["error"]
+    assert group_row(web_db.engine, group_id) == before
+    fresh = admin_client.patch(f"/api/v1/groups/{group_id}",
+                               json={"caption": "renamed", "version": 2})
+    assert fresh.status_code == 200, fresh.text
+    assert (fresh.json()["caption"], fresh.json()["version"], fresh.headers["etag"]) == (
+        "renamed", 3, '"3"')
+    assert fresh.json()["is_enable"] is False  # not sent, not changed
+
+
+def test_patch_without_a_version_changes_only_the_fields_given(
+    admin_client: TestClient, web_db: WebDatabase, clock: ManualClock
+) -> None:
+    group_id = add_group(web_db.engine, clock.now())
+    with web_db.engine.begin() as conn:  # a run saved its counter meanwhile
+        conn.execute(sa.text("UPDATE task_group SET data = :data"), {"data": '{"n":7}'})
+    body = admin_client.patch(f"/api/v1/groups/{group_id}", json={"caption": "x"}).json()
+    assert (body["caption"], body["data"], body["version"]) == ("x", {"n": 7}, 2)
+
+
+@pytest.mark.parametrize(("headers", "body"), [({"If-Match": "abc"}, {"caption": "x"}),
+                                               ({"If-Match": '"1"'},
+                                                {"caption": "x", "version": 2})])
+def test_a_malformed_version_is_422(admin_client: TestClient, web_db: WebDatabase,
+                                    clock: ManualClock, headers: dict[str, str],
+                                    body: dict[str, Any]) -> None:
+    group_id = add_group(web_db.engine, clock.now())
+    response = admin_client.patch(f"/api/v1/groups/{group_id}", json=body, headers=headers)
+    assert response.status_code == 422, response.text
