@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery, bootsteps, signals
 from celery.worker import state as worker_state
@@ -151,6 +152,7 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
         if runtime is None:
             return
         self._runtime = runtime
+        warn_if_unfenced(runtime.settings)
         # Opened after the pool has forked its processes, so they do not hold it open.
         self._beacon = create_beacon(runtime.settings.effective_fence_url, runtime.client_id)
         self._stop.clear()
@@ -249,6 +251,21 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
             self._beacon_failing = True
         else:
             self._beacon_failing = False
+
+
+def warn_if_unfenced(settings: Settings) -> None:
+    """A broker that is not Redis and no FSS_FENCE_URL: nothing stops a re-sent order from
+    running twice. Said once at start, as the scheduler does (the broker URL is not shown:
+    it may hold a password)."""
+    if settings.effective_fence_url != "none":
+        return
+    scheme = urlsplit(settings.broker_url).scheme or "unknown"
+    log.warning(
+        "no Redis for fencing: the broker (%s) is not Redis and FSS_FENCE_URL is not set, so "
+        "an order sent again could run twice; set FSS_FENCE_URL to the Redis URL the "
+        "schedulers use",
+        scheme,
+    )
 
 
 def running_orders() -> list[RunOrder]:
