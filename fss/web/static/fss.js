@@ -164,10 +164,11 @@ const FSS = (() => {
   /* ---- API ------------------------------------------------------------------------- */
 
   class ApiError extends Error {
-    constructor(status, message, field) {
+    constructor(status, message, field, body) {
       super(message);
       this.status = status;
       this.field = field || null;
+      this.body = body || null; // the whole answer (a 409 carries the group as it is now)
     }
   }
 
@@ -198,7 +199,7 @@ const FSS = (() => {
     }
     if (!response.ok) {
       const message = payload && payload.error ? payload.error : `HTTP ${response.status}`;
-      throw new ApiError(response.status, message, payload && payload.field);
+      throw new ApiError(response.status, message, payload && payload.field, payload);
     }
     return payload;
   }

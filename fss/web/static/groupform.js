@@ -3,6 +3,10 @@
  * The server validates exactly as the CLI does (one code path); this form only refuses
  * what cannot be sent at all (data that is not a JSON object) and shows the server's 422
  * message next to the field it names.
+ *
+ * An edit sends only the fields the user changed, with the version the form was opened at:
+ * a job that saved its data meanwhile keeps it, and when anyone changed the group since,
+ * the server refuses (409) and the form names the fields that changed.
  */
 "use strict";
 
@@ -114,8 +118,64 @@ const GroupForm = (() => {
     if (!editing) {
       // A new group: leave out what is not given, the server's defaults apply.
       for (const name of ["time_zone", "timeout_s"]) if (payload[name] === null) delete payload[name];
+      return payload;
     }
-    return payload;
+    return changedOnly(payload, editing);
+  }
+
+  // JSON with sorted keys: two objects equal as data give the same text.
+  function canonical(value) {
+    if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+    if (value && typeof value === "object") {
+      return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
+    }
+    return JSON.stringify(value);
+  }
+
+  // The group's fields as this form would send them, to compare with what it sends.
+  function asSent(group) {
+    return {
+      caption: group.caption,
+      job_name: group.job_name,
+      interval_ms: group.interval_ms || null,
+      cron: group.cron || null,
+      job_sets_next: !group.interval_ms && !group.cron,
+      time_zone: group.time_zone || null,
+      timeout_s: group.timeout_s || null,
+      misfire: group.misfire,
+      is_enable: group.is_enable,
+      data: group.data,
+    };
+  }
+
+  const SCHEDULE = ["interval_ms", "cron", "job_sets_next"];
+
+  function differs(name, a, b) {
+    if (name === "caption") return String(a).trim() !== String(b).trim();
+    return canonical(a === undefined ? null : a) !== canonical(b === undefined ? null : b);
+  }
+
+  function changedOnly(payload, group) {
+    const was = asSent(group);
+    const sent = { version: group.version };
+    const scheduleChanged = SCHEDULE.some((name) => name in payload && differs(name, payload[name], was[name])
+      && !(name === "job_sets_next" && !payload[name] && !was[name]));
+    for (const [name, value] of Object.entries(payload)) {
+      if (SCHEDULE.includes(name)) {
+        if (scheduleChanged) sent[name] = value;
+      } else if (name === "start_at" || differs(name, value, was[name])) {
+        sent[name] = value;
+      }
+    }
+    return sent;
+  }
+
+  // The fields someone changed since the form was opened, by their labels' names.
+  function changedSince(opened, now) {
+    const a = asSent(opened);
+    const b = asSent(now);
+    return Object.keys(a).filter((name) => differs(name, a[name], b[name]))
+      .map((name) => (name === "is_enable" ? "enabled" : name));
   }
 
   async function submit(event) {
@@ -128,6 +188,11 @@ const GroupForm = (() => {
       showError(err.field, err.message);
       return;
     }
+    if (editing && Object.keys(payload).length === 1) {
+      dialog.close();
+      FSS.toast("Nothing changed", "ok");
+      return;
+    }
     const save = $("#group-save");
     save.disabled = true;
     try {
@@ -138,9 +203,44 @@ const GroupForm = (() => {
       FSS.toast(editing ? `Group ${group.id} saved` : `Group ${group.id} created`, "ok");
       if (onSaved) onSaved(group);
     } catch (err) {
-      if (err.status !== 401) showError(err.field, err.message);
+      if (err.status === 409 && err.body && err.body.current) {
+        showStale(err.body.current, payload);
+      } else if (err.status !== 401) {
+        showError(err.field, err.message);
+      }
     } finally {
       save.disabled = false;
+    }
+  }
+
+  // Someone changed the group since the form was opened: nothing was saved. Say what
+  // changed; the form keeps the user's input and now edits the newer version.
+  function showStale(current, mine) {
+    const fields = changedSince(editing, current);
+    const what = fields.length ? `changed meanwhile: ${fields.join(", ")}` : "changed meanwhile";
+    const startAt = field("start_at").value;
+    const dataText = field("data").value;
+    // The form now shows the group as it is, with the user's own changes kept on top.
+    editing = current;
+    fill(current);
+    keepMine(mine, startAt, dataText);
+    showKind();
+    showError(null, `Not saved: group ${current.id} was ${what} (now version ${current.version}). `
+      + "Check those fields and save again.");
+  }
+
+  function keepMine(mine, startAt, dataText) {
+    for (const name of ["caption", "job_name", "time_zone", "timeout_s", "misfire"]) {
+      if (name in mine) field(name).value = mine[name] === null ? "" : mine[name];
+    }
+    if ("is_enable" in mine) field("is_enable").checked = mine.is_enable;
+    if ("data" in mine) field("data").value = dataText;
+    if ("start_at" in mine) field("start_at").value = startAt;
+    const kinds = { interval_ms: "interval", cron: "cron", job_sets_next: "job_sets_next" };
+    for (const [name, chosen] of Object.entries(kinds)) {
+      if (mine[name] === null || mine[name] === undefined || mine[name] === false) continue;
+      $(`input[name=kind][value="${chosen}"]`, form).checked = true;
+      if (name !== "job_sets_next") field(name).value = mine[name];
     }
   }
 

@@ -7,10 +7,14 @@ docs/screenshots/ (1280x800, full page) each run.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from conftest import LiveFss, screenshot, wait_until
 from playwright.sync_api import Page, expect
+
+from fss.domain.group_spec import GroupSpec
+from fss.store import groups
 
 PAGES_TIMEOUT_S = 15.0
 
@@ -316,3 +320,42 @@ def test_the_groups_table_is_paged_by_the_server_and_loads_more(
     page.click("#groups-load-more")
     expect(rows).to_have_count(min(4, len(ids)))
     assert [rows.nth(i).get_attribute("data-key") for i in range(min(4, len(ids)))] == ids[:4]
+
+
+def test_a_stale_edit_form_saves_nothing_and_names_what_changed_meanwhile(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    """The form was opened; meanwhile a run saved its counter and someone disabled the group.
+    Saving a rename must neither put the counter back nor enable the group again."""
+    page, base, engine = admin_page, live_fss.url, live_fss.engine
+    later = datetime.now(timezone.utc) + timedelta(days=1)
+    group_id = groups.add_group(
+        engine,
+        GroupSpec(caption="counter", job_name="hello", interval_ms=3_600_000,
+                  data={"n": 1}, start_at=later),
+        datetime.now(timezone.utc),
+    )
+    page.goto(f"{base}/groups/{group_id}")
+    expect(page.locator("#caption")).to_have_text("counter")
+    page.click("#edit-group")
+    expect(page.locator("[name=caption]")).to_have_value("counter")
+
+    with engine.begin() as conn:  # what the recorder writes when a run saves ctx.data
+        conn.execute(sa.text("UPDATE task_group SET data = :d WHERE id = :id"),
+                     {"d": '{"n":9}', "id": group_id})
+    groups.set_enabled(engine, group_id, False, datetime.now(timezone.utc))
+
+    page.fill("[name=caption]", "counter renamed")
+    page.click("#group-save")
+    expect(page.locator("#form-error")).to_contain_text("changed meanwhile: enabled")
+    with engine.connect() as conn:
+        stored = groups.get_group(conn, group_id)
+    assert (stored.caption, stored.is_enable, stored.data) == ("counter", False, {"n": 9})
+    expect(page.locator("[name=is_enable]")).not_to_be_checked()  # the form shows it now
+    expect(page.locator("[name=caption]")).to_have_value("counter renamed")  # input kept
+
+    page.click("#group-save")
+    expect(page.locator("#group-dialog")).not_to_be_visible()
+    with engine.connect() as conn:
+        stored = groups.get_group(conn, group_id)
+    assert (stored.caption, stored.is_enable, stored.data) == ("counter renamed", False, {"n": 9})
