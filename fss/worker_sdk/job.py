@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from fss.domain.group_spec import validate_job_name
 from fss.errors import InvalidField
@@ -41,15 +41,36 @@ class JobSpec:
         return self.function(context)
 
 
-def job(name: str) -> Callable[[F], F]:
-    """Mark a function (sync or async, taking a JobContext) as the job `name`."""
-    job_name = validate_job_name(name)
+@overload
+def job(name: F) -> F: ...
+
+
+@overload
+def job(name: str | None = None) -> Callable[[F], F]: ...
+
+
+def job(name: str | F | None = None) -> F | Callable[[F], F]:
+    """Mark a function (sync or async, taking a JobContext) as the job `name`.
+
+    `@job("sync-orders")` names the job; bare `@job` (or `@job()`) uses the function's name,
+    as Celery's `@app.task` does."""
+    if callable(name):
+        return _mark(name, validate_job_name(name.__name__))
+    if name is not None and not isinstance(name, str):
+        raise InvalidField(
+            "job_name", f"must be a string like @job(\"sync-orders\"), not {type(name).__name__}"
+        )
+    job_name = None if name is None else validate_job_name(name)
 
     def mark(function: F) -> F:
-        setattr(function, JOB_ATTRIBUTE, JobSpec(job_name, function))
-        return function
+        return _mark(function, job_name or validate_job_name(function.__name__))
 
     return mark
+
+
+def _mark(function: F, job_name: str) -> F:
+    setattr(function, JOB_ATTRIBUTE, JobSpec(job_name, function))
+    return function
 
 
 class JobImportError(InvalidField):
