@@ -87,6 +87,8 @@ class SchedulerService:
         self._woken = threading.Event()
         self._claim_now = False
         self._handed: deque[ClaimedTask] = deque()
+        # Whether what an earlier process under this name left unsent has been settled.
+        self._settled = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -102,6 +104,10 @@ class SchedulerService:
                 now + timedelta(seconds=self.settings.lease_s),
             )
             self._renewals.done(now)
+        if not self._settled:
+            # Before this process dispatches anything (retried with the tick on error).
+            self.supervisor.settle_previous_process()
+            self._settled = True
         self._woken.clear()
         self._take_handed()
         if self._claim_now or self._claims.due(now):

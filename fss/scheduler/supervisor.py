@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.domain.status import TaskStatus
-from fss.fence import Fence
+from fss.fence import Fence, NoFence
 from fss.outage import LoopErrors
 from fss.presence import Presence, beacon_name
 from fss.scheduler.health import LoopTracker
@@ -183,6 +183,28 @@ class Supervisor:
                     "not started; dispatching again"
                 )
                 self._return(task, reason, now, report)
+
+    def settle_previous_process(self) -> SweepReport:
+        """What an earlier process under this node name dispatched and nobody started goes
+        out again at once: that process may have died between its SQL and its send, and
+        this node, alive again under the same name, never looks silent to its peers.
+        Called before this process dispatches anything, so every such task is the earlier
+        process's. Without a fence an order already in a queue could then run twice: it is
+        left to expire, as before."""
+        report = SweepReport()
+        if isinstance(self._fence, NoFence):
+            return report
+        now = self._clock.now()
+        with self._engine.connect() as conn:
+            earlier = store.sent_by_node(conn, self._settings.node_name)
+        for task in earlier:
+            if self._fence.revoke(task.id, task.attempt):
+                reason = (
+                    f"scheduler {self._settings.node_name} restarted after dispatching attempt "
+                    f"{task.attempt}, which was not started; dispatching again"
+                )
+                self._return(task, reason, now, report)
+        return report
 
     def _remove_gone_clients(self, now: datetime, report: SweepReport) -> set[str]:
         """Drop clients whose process died: beacon seen before, missing now, heartbeat late.

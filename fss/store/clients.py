@@ -32,10 +32,13 @@ def heartbeat_node(
     started_at: datetime,
     unhealthy_reason: str | None = None,
 ) -> None:
-    """Upsert the node's row; `unhealthy_reason` is None while all its loops make progress."""
+    """Upsert the node's row; `unhealthy_reason` is None while all its loops make progress.
+    `started_at` and `pid` are the current process's: a node restarted under the same name
+    shows its new start."""
     values = {
         "host": socket.gethostname()[:128],
         "pid": os.getpid(),
+        "started_at": started_at,
         "heartbeat_at": now,
         "is_alive": True,
         "unhealthy_reason": unhealthy_reason[:512] if unhealthy_reason else None,
@@ -49,7 +52,7 @@ def heartbeat_node(
         try:
             with conn.begin_nested():
                 conn.execute(
-                    server_node.insert().values(id=node_id, started_at=started_at, **values)
+                    server_node.insert().values(id=node_id, **values)
                 )
         except IntegrityError:
             conn.execute(server_node.update().where(server_node.c.id == node_id).values(**values))

@@ -169,6 +169,14 @@ def sent_by_silent_nodes(
     )
 
 
+def sent_by_node(conn: Connection, node: str) -> list[OpenTask]:
+    """Dispatched by `node` and not started. Read by a scheduler before its first dispatch,
+    these are its previous process's: it may have died between the SQL and the send."""
+    return _open_tasks(
+        conn, task.c.status == TaskStatus.SCHEDULER, task.c.server_node == node
+    )
+
+
 def in_flight_tasks(conn: Connection) -> list[OpenTask]:
     return _open_tasks(conn)
 

@@ -23,7 +23,8 @@ from fss.events import ClientHeartbeat
 from fss.fence import RedisFence
 from fss.naming import client_queue, fence_key
 from fss.scheduler.service import SchedulerService
-from fss.store import groups, migrate
+from fss.store import groups, migrate, tasks
+from fss.store.clients import heartbeat_node
 from fss.store.engine import create_engine
 from fss.store.recording import upsert_client
 from fss.store.tables import run_log, server_node, task
@@ -420,3 +421,40 @@ def test_given_a_send_taken_back_then_the_retry_sends_the_next_attempt(
     assert h.redis.get(fence_key(task_id)) == b"2"
     assert h.redis.llen(client_queue("c1")) == 1
     assert not [r for r in caplog.records if "holds an attempt" in r.getMessage()]
+
+
+def test_given_a_scheduler_restarted_under_the_same_name_then_what_it_never_sent_goes_out(
+    harness: Harness,
+) -> None:
+    """The previous process of node-a dispatched two tasks in SQL and died before sending:
+    the restarted node-a is alive again under that name, so no peer ever sees it silent.
+    Its first tick sends the one nobody entered again; the one a worker entered runs."""
+    h = harness
+    h.register("c1", "job-a")
+    unsent = pending_task_id(h, add_group(h, start_in_s=0))
+    entered = pending_task_id(h, add_group(h, start_in_s=0))
+    fence = RedisFence(h.service.settings.broker_url)
+    claims = tasks.claim_due(h.engine, "node-a", h.clock.now(), timedelta(seconds=1),
+                             timedelta(seconds=5))
+    with h.engine.begin() as conn:
+        for claimed in claims:
+            tasks.mark_dispatched(conn, claimed, "node-a",
+                                  tasks.DispatchTarget("c1", "host", "127.0.0.1"), h.clock.now())
+    assert fence.arm_many([(unsent, 1), (entered, 1)]) == []
+    assert fence.enter(entered, 1, "worker-incarnation")
+    fence.close()
+    heartbeat_node(h.engine, "node-a", h.clock.now(), h.clock.now())  # the old process' beat
+
+    h.clock.advance(1.5)  # restarted well within the lease (4 s)
+    h.service.tick()
+
+    row = h.task_row(unsent)
+    assert (row.status, row.attempt, row.client_id) == (TaskStatus.SCHEDULER, 2, "c1")
+    assert h.redis.llen(client_queue("c1")) == 1
+    with h.engine.connect() as conn:
+        logs = list(conn.execute(sa.select(run_log.c.content).where(run_log.c.task_id == unsent))
+                    .scalars())
+    assert any("scheduler node-a restarted" in line for line in logs)
+    row = h.task_row(entered)
+    assert (row.status, row.attempt) == (TaskStatus.SCHEDULER, 1)  # a worker runs it
+    assert (h.redis.get(fence_key(entered)) or b"").startswith(b"1:run:worker-incarnation")
