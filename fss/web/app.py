@@ -21,7 +21,7 @@ from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.errors import FssError, GroupBusy, InvalidField
 from fss.web import api, health, login, metrics, pages
-from fss.web.auth import Authenticator, LoginRequired, Viewer
+from fss.web.auth import Authenticator, LoginRequired, LoginThrottled, Viewer
 from fss.web.config import WebSettings
 from fss.web.context import WebContext
 from fss.web.templating import create_templates
@@ -56,7 +56,7 @@ def create_web_app(
         lifespan=lifespan,
     )
     app.state.context = context
-    app.state.authenticator = Authenticator(web)
+    app.state.authenticator = Authenticator(web, context)
     app.state.templates = create_templates()
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     for router in (health.router, login.router, api.router, metrics.router, pages.router):
@@ -106,6 +106,12 @@ def install_error_handlers(app: FastAPI) -> None:
             return response
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+    @app.exception_handler(LoginThrottled)
+    async def _throttled(_: Request, exc: LoginThrottled) -> Response:
+        response = error(429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(InvalidField)
     async def _invalid(_: Request, exc: InvalidField) -> Response:

@@ -1,4 +1,4 @@
-"""The login form and logout: a signed session cookie for browsers."""
+"""The login form and logout: a server-side session for browsers, throttled logins."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from fss.web.auth import SESSION_COOKIE, authenticator, refuse_cross_site
+from fss.web.auth import (
+    SESSION_COOKIE,
+    LoginThrottled,
+    authenticator,
+    client_address,
+    refuse_cross_site,
+)
 from fss.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -34,19 +40,26 @@ def login(
 ) -> Response:
     refuse_cross_site(request)
     auth = authenticator(request)
-    user = auth.check_password(username, password)
+    again = {"next": safe_next(next), "username": username}
+    try:
+        user = auth.log_in(username, password, client_address(request), "login form")
+    except LoginThrottled as throttled:
+        refused = render(
+            request, "login.html", {**again, "error": f"Too many failed logins: try again in "
+                                    f"{throttled.retry_after_s} s."}, status_code=429,
+        )
+        refused.headers["Retry-After"] = str(throttled.retry_after_s)
+        return refused
     if user is None:
         return render(
-            request,
-            "login.html",
-            {"next": safe_next(next), "error": "Wrong user name or password.",
-             "username": username},
+            request, "login.html", {**again, "error": "Wrong user name or password."},
             status_code=401,
         )
+    session = auth.start_session(user)
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        auth.session_cookie(user),
+        session.cookie,
         max_age=auth.settings.session_max_age_s,
         httponly=True,
         samesite="lax",
@@ -59,6 +72,7 @@ def login(
 @router.post("/logout")
 def logout(request: Request) -> Response:
     refuse_cross_site(request)
+    authenticator(request).end_session(request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -1,60 +1,33 @@
 """Who may do what: FSS_WEB_USERS parsing, password hashes, HTTP Basic, the Bearer token,
-the login form's session cookie (expiry, tampering), CSRF on cookie writes, cross-site
-requests refused, viewers refused every change, and --no-auth.
+the login form's server-side session (expiry, tampering, replicas), CSRF on cookie writes,
+cross-site requests refused, viewers refused every change, and --no-auth.
 
-Most cases use a probe app (the real create_web_app plus two tiny routes guarded by the
-real Viewer / Admin dependencies) so they test the auth rules, not one API route; the last
-ones go through the real API on the conftest's databases and count rows.
+Most cases use a probe app (tests/web/probe.py: the real create_web_app plus tiny routes
+guarded by the real Viewer / Admin dependencies) over a migrated database, so they test the
+auth rules, not one API route; the last ones go through the real API and count rows.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
-from web_helpers import add_group, counts
+from probe import basic, log_in, probe_app
+from web_helpers import WebDatabase, add_group, counts
 
-from fss.config import Settings
+from fss.domain.clock import ManualClock
 from fss.errors import InvalidField
-from fss.web import Role, WebSettings, WebUser, create_web_app
-from fss.web.auth import (
-    SESSION_COOKIE,
-    Admin,
-    Authenticator,
-    Viewer,
-    hash_password,
-    password_matches,
-)
+from fss.web import Role, WebSettings, WebUser
+from fss.web.auth import SESSION_COOKIE, hash_password, password_matches
 from fss.web.config import parse_users
 
 USERS = "admin:pw,viewer:pw2:viewer"
 TOKEN = "a-token-of-20-chars!"
-
-
-def probe_app(sqlite_url: str, web: WebSettings) -> FastAPI:
-    app = create_web_app(Settings(database_url=sqlite_url, broker_url="memory://"), web)
-
-    @app.get("/api/v1/_probe")
-    def read(principal: Viewer) -> dict[str, Any]:
-        return {"name": principal.name, "method": principal.method}
-
-    @app.post("/api/v1/_probe")
-    def write(principal: Admin) -> dict[str, Any]:
-        return {"name": principal.name, "method": principal.method}
-
-    @app.get("/_page")
-    def page(principal: Viewer) -> dict[str, Any]:
-        return {"name": principal.name}
-
-    return app
 
 
 @pytest.fixture
@@ -63,28 +36,15 @@ def web() -> WebSettings:
 
 
 @pytest.fixture
-def client(sqlite_url: str, web: WebSettings) -> Iterator[TestClient]:
-    with TestClient(probe_app(sqlite_url, web)) as test_client:
+def db_url(web_db: WebDatabase) -> str:
+    """A migrated database (SQLite, PostgreSQL): sessions and login failures live there."""
+    return web_db.url
+
+
+@pytest.fixture
+def client(db_url: str, web: WebSettings, clock: ManualClock) -> Iterator[TestClient]:
+    with TestClient(probe_app(db_url, web, clock)) as test_client:
         yield test_client
-
-
-def basic(name: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
-
-
-def log_in(client: TestClient, name: str, password: str) -> str:
-    """The form login; returns the CSRF token of the new session."""
-    response = client.post(
-        "/login", data={"username": name, "password": password, "next": "/"},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    assert SESSION_COOKIE in response.cookies
-    me = client.get("/api/v1/_probe")
-    assert me.json() == {"name": name, "method": "session"}
-    cookie = client.cookies[SESSION_COOKIE]
-    payload = json.loads(base64.urlsafe_b64decode(cookie.split(".")[0] + "=="))
-    return str(payload["csrf"])
 
 
 # ---- FSS_WEB_USERS and hashes --------------------------------------------------------------
@@ -194,7 +154,7 @@ def test_hashes_verify_only_their_password_and_malformed_ones_never() -> None:
 
 
 def test_a_hashed_user_logs_in_with_basic_and_repeated_checks_are_cached(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checks: list[str] = []
 
@@ -204,7 +164,7 @@ def test_a_hashed_user_logs_in_with_basic_and_repeated_checks_are_cached(
 
     monkeypatch.setattr("fss.web.auth.password_matches", counted)
     web = WebSettings(users=(WebUser("alice", hash_password("s3cret")),))
-    with TestClient(probe_app(sqlite_url, web)) as client:
+    with TestClient(probe_app(db_url, web)) as client:
         answers = [
             client.get("/api/v1/_probe", headers=basic("alice", "s3cret")).status_code
             for _ in range(5)
@@ -262,7 +222,7 @@ def test_a_page_without_credentials_redirects_to_the_login_form(client: TestClie
 
 
 def test_the_login_form_sets_a_session_cookie_and_a_wrong_password_does_not(
-    client: TestClient,
+    client: TestClient, clock: ManualClock
 ) -> None:
     refused = client.post("/login", data={"username": "admin", "password": "nope"})
     assert refused.status_code == 401
@@ -270,9 +230,13 @@ def test_the_login_form_sets_a_session_cookie_and_a_wrong_password_does_not(
     assert SESSION_COOKIE not in client.cookies
 
     log_in(client, "admin", "pw")
+    captured = client.cookies[SESSION_COOKIE]
     logout = client.post("/logout", follow_redirects=False)
 
     assert logout.status_code == 303
+    assert client.get("/api/v1/_probe").status_code == 401
+    # The session ended on the server: a copy of the cookie taken before is refused too.
+    client.cookies.set(SESSION_COOKIE, captured)
     assert client.get("/api/v1/_probe").status_code == 401
 
 
@@ -285,42 +249,44 @@ def test_login_never_redirects_to_another_site(client: TestClient) -> None:
         assert response.headers["location"] == "/", target
 
 
-def test_an_expired_session_is_refused(web: WebSettings, client: TestClient) -> None:
-    auth = Authenticator(web)
-    (admin,) = [u for u in web.users if u.name == "admin"]
-    stale = auth.session_cookie(admin, now=time.time() - web.session_max_age_s - 1)
-    fresh = auth.session_cookie(admin)
+def test_an_expired_session_is_refused(
+    web: WebSettings, client: TestClient, clock: ManualClock
+) -> None:
+    log_in(client, "admin", "pw")
 
-    client.cookies.set(SESSION_COOKIE, stale)
-    assert client.get("/api/v1/_probe").status_code == 401
-    client.cookies.set(SESSION_COOKIE, fresh)
+    clock.advance(timedelta(seconds=web.session_max_age_s - 1))
     assert client.get("/api/v1/_probe").status_code == 200
+    clock.advance(timedelta(seconds=1))
+    assert client.get("/api/v1/_probe").status_code == 401
 
 
 def test_a_tampered_or_foreign_cookie_is_refused(
-    web: WebSettings, client: TestClient, sqlite_url: str
+    client: TestClient, db_url: str, clock: ManualClock
 ) -> None:
     log_in(client, "viewer", "pw2")
-    body, signature = client.cookies[SESSION_COOKIE].split(".")
-    payload = json.loads(base64.urlsafe_b64decode(body + "=="))
-    payload["u"] = "admin"
-    forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
-    other = Authenticator(WebSettings(users=parse_users("admin:other")))
-    foreign = other.session_cookie(WebUser("admin", "other"))
+    token, _, name = client.cookies[SESSION_COOKIE].partition(".")
+    assert name == "viewer"
+    with TestClient(probe_app(db_url, WebSettings(users=parse_users("admin:other")), clock)) as b:
+        log_in(b, "admin", "other")
+        foreign = b.cookies[SESSION_COOKIE]
 
-    for cookie in (f"{forged}.{signature}", f"{body}.{signature[:-2]}xx", foreign, "garbage"):
+    for cookie in (f"{token}.admin", f"{token[:-2]}xx.viewer", foreign, "garbage", token):
         client.cookies.clear()
         client.cookies.set(SESSION_COOKIE, cookie)
         assert client.get("/api/v1/_probe").status_code == 401, cookie
 
 
-def test_replicas_with_the_same_users_accept_each_others_cookies(
-    web: WebSettings, client: TestClient, sqlite_url: str
+def test_replicas_with_the_same_users_share_sessions_and_logouts(
+    client: TestClient, db_url: str, clock: ManualClock
 ) -> None:
     log_in(client, "admin", "pw")
-    with TestClient(probe_app(sqlite_url, WebSettings(users=parse_users(USERS), token=TOKEN))) as b:
-        b.cookies.set(SESSION_COOKIE, client.cookies[SESSION_COOKIE])
+    cookie = client.cookies[SESSION_COOKIE]
+    with TestClient(probe_app(db_url, WebSettings(users=parse_users(USERS)), clock)) as b:
+        b.cookies.set(SESSION_COOKIE, cookie)
         assert b.get("/api/v1/_probe").json()["name"] == "admin"
+        assert b.post("/logout", follow_redirects=False).status_code == 303
+
+    assert client.get("/api/v1/_probe").status_code == 401
 
 
 # ---- CSRF and cross-site requests ----------------------------------------------------------
@@ -375,8 +341,8 @@ def test_a_viewer_reads_but_is_refused_every_write(client: TestClient) -> None:
     assert refused.json() == {"error": "user 'viewer' is a viewer and cannot change anything"}
 
 
-def test_no_auth_lets_anyone_in_as_admin(sqlite_url: str) -> None:
-    with TestClient(probe_app(sqlite_url, WebSettings(no_auth=True))) as client:
+def test_no_auth_lets_anyone_in_as_admin(db_url: str) -> None:
+    with TestClient(probe_app(db_url, WebSettings(no_auth=True))) as client:
         response = client.post("/api/v1/_probe")
 
     assert response.json() == {"name": "anonymous", "method": "anonymous"}
