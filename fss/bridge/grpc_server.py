@@ -58,33 +58,41 @@ class BridgeService(fss_pb2_grpc.BridgeServicer):
 
 
 class TokenInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Calls to fss.v1.Bridge without `authorization: Bearer <token>` end UNAUTHENTICATED.
+    """Calls to fss.v1.Bridge without `authorization: Bearer <token>` end UNAUTHENTICATED,
+    each logged at WARNING with the peer's address and the method (never the token given).
 
     Health checks and reflection stay open: load balancers and grpcurl probe without it."""
 
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
 
-        def refuse(_request: Any, context: grpc.ServicerContext) -> None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-
-        self._refusal = grpc.stream_stream_rpc_method_handler(refuse)
-
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        if not details.method.startswith(f"/{SERVICE_NAME}/") or self._authorized(details):
+        if not details.method.startswith(f"/{SERVICE_NAME}/"):
             return continuation(details)
-        return self._refusal
+        given = self._given(details)
+        if given is not None and hmac.compare_digest(given, self._expected):
+            return continuation(details)
+        return self._refusal(details.method, "no token" if given is None else "wrong token")
 
-    def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
+    @staticmethod
+    def _given(details: grpc.HandlerCallDetails) -> bytes | None:
         for key, value in details.invocation_metadata or ():
             if key == "authorization":
-                given = value.encode() if isinstance(value, str) else bytes(value)
-                return hmac.compare_digest(given, self._expected)
-        return False
+                return value.encode() if isinstance(value, str) else bytes(value)
+        return None
+
+    @staticmethod
+    def _refusal(method: str, reason: str) -> grpc.RpcMethodHandler:
+        # The peer is known only to the handler's context, not to the interceptor.
+        def refuse(_request: Any, context: grpc.ServicerContext) -> None:
+            log.warning("bridge refused a call to %s from %s: %s", method, context.peer(), reason)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+        return grpc.stream_stream_rpc_method_handler(refuse)
 
 
 class RunningBridge:

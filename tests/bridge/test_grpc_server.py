@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,13 +44,21 @@ def channel(bridge: RunningBridge) -> Iterator[grpc.Channel]:
     [(), (("authorization", "Bearer wrong"),), (("authorization", TOKEN),)],
     ids=["missing", "wrong", "not-bearer"],
 )
-def test_given_a_token_when_a_call_lacks_it_then_unauthenticated(
-    channel: grpc.Channel, metadata: tuple[tuple[str, str], ...]
+def test_given_a_token_when_a_call_lacks_it_then_unauthenticated_and_logged(
+    channel: grpc.Channel, metadata: tuple[tuple[str, str], ...],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, "fss.bridge.grpc_server")
     raw = RawClient(channel, metadata=metadata)
     raw.register("no-token")
     assert raw.wait_end() == grpc.StatusCode.UNAUTHENTICATED
     assert raw.received.empty()
+    lines = [r.getMessage() for r in caplog.records if r.name == "fss.bridge.grpc_server"]
+    reason = "no token" if not metadata else "wrong token"
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("bridge refused a call to /fss.v1.Bridge/Connect from ipv4:127.")
+    assert lines[0].endswith(f": {reason}")
+    assert TOKEN not in lines[0] and "Bearer" not in lines[0]  # what was given is not logged
 
 
 def test_given_a_token_when_a_call_carries_it_then_it_registers(channel: grpc.Channel) -> None:
