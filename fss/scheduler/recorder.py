@@ -17,6 +17,7 @@ import functools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,7 +28,7 @@ from kombu.entity import Queue
 from kombu.message import Message
 from kombu.messaging import Consumer
 from kombu.transport.virtual.base import QoS as VirtualQoS
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -155,6 +156,21 @@ class Recorder:
         clients.join(timeout=10)
 
 
+# How long kombu's restore mutex outlives a recorder killed while holding it. kombu's
+# default is 300 s: every restore of every recorder waited 5 minutes, and a dead
+# scheduler's `finished` with them. A sweep holds it for a few Redis round trips.
+RESTORE_MUTEX_EXPIRE_S = 3
+
+
+def events_transport_options(settings: Settings) -> dict[str, Any]:
+    """The transport options of the recorder's consumers of the event queues."""
+    options = dict(broker_transport_options(settings))
+    if is_redis_broker(settings.broker_url):
+        options.update(EVENTS_REDIS_OPTIONS)
+        options["unacked_mutex_expire"] = RESTORE_MUTEX_EXPIRE_S
+    return options
+
+
 class QueueRecorder:
     """Consumes one queue and records its events, a batch of messages at a time."""
 
@@ -212,13 +228,10 @@ class QueueRecorder:
             backoff = min(backoff * 2, 5.0)
 
     def _consume(self, stop: threading.Event) -> None:
-        options = dict(broker_transport_options(self._settings))
-        if is_redis_broker(self._settings.broker_url):
-            options.update(EVENTS_REDIS_OPTIONS)
         with Connection(
             self._settings.broker_url,
             transport=transport_for(self._settings.broker_url),
-            transport_options=options,
+            transport_options=events_transport_options(self._settings),
         ) as conn:
             channel = conn.channel()
             self._errors.succeeded()
@@ -292,12 +305,16 @@ class QueueRecorder:
         self._keep(_Pending(message, events, rejected))
 
     def _undecodable(self, message: Any, exc: Exception) -> None:
-        """A body that is no JSON (or of a content type not accepted): set aside whole."""
+        """A body that is no JSON (or of a content type not accepted), or an item on the
+        queue that is no kombu message at all: set aside whole."""
         if not isinstance(message, Message):  # the transport could not even build a message
             log.error("unreadable message on %s: %s", self._queue.name, reason_of(exc))
             return
-        kind = message.content_type or "untyped"
-        rejected = Rejected(f"undecodable {kind} body: {reason_of(exc)}", message.body)
+        if isinstance(exc, Unreadable):  # an item on the list that is no kombu message
+            rejected = Rejected(exc.reason, exc.raw)
+        else:
+            kind = message.content_type or "untyped"
+            rejected = Rejected(f"undecodable {kind} body: {reason_of(exc)}", message.body)
         self._keep(_Pending(message, [], [rejected]))
 
     def _keep(self, pending: _Pending) -> None:
@@ -439,52 +456,139 @@ class QueueRecorder:
 # scheduler's `finished` event back for minutes, and its group stood still meanwhile).
 RESTORE_EVERY_S = 1.0
 
-# Moves up to ARGV[1] messages from the queue's lists (KEYS[3..], highest priority first,
-# the order of kombu's BRPOP) into the unacked index (KEYS[1], score ARGV[2]) and hash
-# (KEYS[2]), as kombu's QoS.append records one: one atomic step per message, so no
-# moment exists in which a message is in neither place (kombu's own BRPOP-then-pipeline
-# has one). A message is only popped once it is known to be well-formed: a script's
-# writes are not undone by a later error, so anything unexpected stays in the queue for
-# kombu's ordinary path.
-_TAKE_SCRIPT = """
+# Moves up to ARGV[1] items from the queue's lists (KEYS[3..], highest priority first, the
+# order of kombu's BRPOP) into the unacked index (KEYS[1], score ARGV[2]) and hash (KEYS[2]),
+# as kombu's QoS.append records one: one atomic step per item, so no moment exists in which
+# an item is in neither place (kombu's own BRPOP-then-pipeline has one). Returns
+# {tag, item, tag, item, ...}.
+#
+# Every item at the tail is taken, whatever it is: one that is not a kombu envelope this
+# script can file (not JSON, no string delivery tag or routing, a tag already unacked, bytes
+# that are not UTF-8 or raw control characters, which kombu's restore could not read back)
+# is wrapped, hex-encoded, in an envelope of content type UNREADABLE_CONTENT_TYPE under a
+# fresh tag (ARGV[3] .. n) and filed like any other. Leaving it in the queue stopped the queue
+# for good: every later take met it first and returned nothing. The recorder sets a wrapped
+# item aside in dead_letter and acks it after the commit, as it does a malformed event; a
+# recorder killed before that leaves it unacked, and kombu's restore puts the (readable)
+# wrapper back on the queue.
+_TAKE_SCRIPT = r"""
 local taken = {}
 local limit = tonumber(ARGV[1])
+local wrapped_count = 0
+local function utf8_ok(s)
+    if string.find(s, '[%z\1-\8\11\12\14-\31]') then return false end
+    local i = 1
+    while true do
+        i = string.find(s, '[\128-\255]', i)
+        if not i then return true end
+        local c, d = string.byte(s, i, i + 1)
+        local len
+        if c >= 194 and c <= 223 then len = 2
+        elseif c >= 224 and c <= 239 then len = 3
+        elseif c >= 240 and c <= 244 then len = 4
+        else return false end
+        if not d or (c == 224 and d < 160) or (c == 237 and d > 159)
+            or (c == 240 and d < 144) or (c == 244 and d > 143) then return false end
+        for j = i + 1, i + len - 1 do
+            local b = string.byte(s, j)
+            if not b or b < 128 or b > 191 then return false end
+        end
+        i = i + len
+    end
+end
 local function parts(item)
+    if not utf8_ok(item) then return nil, 'not UTF-8 JSON text' end
     local ok, payload = pcall(cjson.decode, item)
-    if not ok or type(payload) ~= 'table' then return nil end
+    if not ok then return nil, 'not JSON' end
+    if type(payload) ~= 'table' then return nil, 'not a kombu envelope (no object)' end
     local props = payload['properties']
-    if type(props) ~= 'table' then return nil end
+    if type(props) ~= 'table' then return nil, 'not a kombu envelope (no properties)' end
     local info = props['delivery_info']
     local tag = props['delivery_tag']
-    if type(info) ~= 'table' or type(tag) ~= 'string' then return nil end
+    if type(info) ~= 'table' or type(tag) ~= 'string' or #tag > 200
+        or not string.find(tag, '^[\32-\126]+$') then
+        return nil, 'not a kombu envelope (no delivery tag)'
+    end
     local exchange, routing_key = info['exchange'], info['routing_key']
-    if type(exchange) ~= 'string' or type(routing_key) ~= 'string' then return nil end
+    if type(exchange) ~= 'string' or type(routing_key) ~= 'string' then
+        return nil, 'not a kombu envelope (no routing)'
+    end
+    local headers = payload['headers']
+    if headers ~= nil and type(headers) ~= 'table' then
+        return nil, 'not a kombu envelope (headers)'
+    end
     return tag, '[' .. item .. ',' .. cjson.encode(exchange) .. ','
         .. cjson.encode(routing_key) .. ']'
 end
+local function hex(s)
+    return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+local function wrap(item, reason)
+    wrapped_count = wrapped_count + 1
+    local tag = ARGV[3] .. wrapped_count
+    local payload = cjson.encode({
+        body = hex(item),
+        ['content-type'] = ARGV[5],
+        ['content-encoding'] = 'binary',
+        headers = {fss_reason = reason},
+        properties = {delivery_tag = tag,
+                      delivery_info = {exchange = '', routing_key = ARGV[4]}},
+    })
+    return tag, payload, '[' .. payload .. ',"",' .. cjson.encode(ARGV[4]) .. ']'
+end
 for i = 3, #KEYS do
-    while #taken < limit do
-        local item = redis.call('LINDEX', KEYS[i], -1)
+    while #taken < 2 * limit do
+        local item = redis.call('RPOP', KEYS[i])
         if not item then break end
         local tag, entry = parts(item)
-        if not tag then return taken end
-        redis.call('RPOP', KEYS[i])
+        if tag and redis.call('HSETNX', KEYS[2], tag, entry) == 0 then
+            tag, entry = nil, 'delivery tag already unacked (a duplicate)'
+        end
+        if not tag then
+            tag, item, entry = wrap(item, entry)
+            redis.call('HSET', KEYS[2], tag, entry)
+        end
         redis.call('ZADD', KEYS[1], ARGV[2], tag)
-        redis.call('HSET', KEYS[2], tag, entry)
+        taken[#taken + 1] = tag
         taken[#taken + 1] = item
     end
 end
 return taken
 """
 
+# What the take wraps an item in that is no kombu envelope it can file (see _TAKE_SCRIPT).
+UNREADABLE_CONTENT_TYPE = "application/x-fss-unreadable"
+
+
+class Unreadable(Exception):
+    """An item on an event queue that is no decodable kombu message: `raw` is its bytes as
+    they lay on the list, for the dead letter."""
+
+    def __init__(self, reason: str, raw: bytes) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
 
 class WaitingTaker:
     """Takes the messages already waiting on a consumer's queue in one round trip and hands
-    them to the consumer as if kombu had delivered them one by one."""
+    them to the consumer as if kombu had delivered them one by one.
 
-    def __init__(self, channel: Any, consumer: Consumer, queue: str) -> None:
+    An item that is no decodable message is handed to `on_unreadable` (default: the
+    consumer's `on_decode_error`) with an Unreadable error, as an unacked message of its
+    own: acking it removes it from the queue's bookkeeping like any other."""
+
+    def __init__(
+        self,
+        channel: Any,
+        consumer: Consumer,
+        queue: str,
+        on_unreadable: Callable[[Message, Exception], None] | None = None,
+    ) -> None:
         self._channel = channel
         self._consumer = consumer
+        self._queue = queue
+        self._on_unreadable = on_unreadable or consumer.on_decode_error
         self._script: Any = None
         self._keys: list[str] = []
         if _can_take(channel, consumer):
@@ -506,16 +610,70 @@ class WaitingTaker:
         count = limit if room is None else min(limit, room)
         if self._script is None or count <= 0:
             return 0
+        args = [count, time.time(), f"fss-unreadable-{uuid.uuid4().hex}-", self._queue,
+                UNREADABLE_CONTENT_TYPE]
         with self._channel.conn_or_acquire() as client:
-            items = self._script(keys=self._keys, args=[count, time.time()], client=client)
-        messages = [self._channel.Message(loads(item), channel=self._channel) for item in items]
+            flat = self._script(keys=self._keys, args=args, client=client)
+            pairs = zip(flat[::2], flat[1::2], strict=True)
+            taken = [self._message(tag, item, client) for tag, item in pairs]
         # The channel's local bookkeeping (Redis has its part): all of them before any is
         # handed on, so a channel closed midway puts every one back, as kombu does on close.
-        for message in messages:
+        for message, _ in taken:
             VirtualQoS.append(qos, message, message.delivery_tag)
-        for message in messages:
-            self._consumer._receive_callback(message)
-        return len(messages)
+        for message, unreadable in taken:
+            if unreadable is None:
+                self._consumer._receive_callback(message)
+            elif self._on_unreadable is not None:
+                self._on_unreadable(message, unreadable)
+            # else: left unacked; restored after the visibility timeout
+        return len(taken)
+
+    def _message(self, tag: bytes, item: bytes, client: Any) -> tuple[Message, Unreadable | None]:
+        """The kombu message of one taken item, or (a stand-in, why) for one that is none.
+
+        The script filed what it could read; kombu can still fail on it (a body_encoding
+        whose decoding fails, JSON that Lua reads and Python does not). Such an item's
+        unacked entry is replaced by the wrapped form, so a restore after a crash puts back
+        something readable."""
+        try:
+            payload = loads(item)
+            message = self._channel.Message(payload, channel=self._channel)
+            if message.content_type == UNREADABLE_CONTENT_TYPE:
+                return message, _unwrapped(message)
+            if message.delivery_tag != tag.decode():
+                raise ValueError("delivery tag changed")
+            return message, None
+        except Exception as exc:
+            reason = f"undecodable kombu message: {reason_of(exc)}"
+        payload = _wrapped(tag.decode(), item, reason, self._queue)
+        client.hset(self._keys[1], tag, dumps([payload, "", self._queue]))
+        message = self._channel.Message(payload, channel=self._channel)
+        return message, Unreadable(reason, item)
+
+
+def _wrapped(tag: str, item: bytes, reason: str, queue: str) -> dict[str, Any]:
+    """The envelope _TAKE_SCRIPT wraps an unreadable item in (same fields)."""
+    return {
+        "body": item.hex(),
+        "content-type": UNREADABLE_CONTENT_TYPE,
+        "content-encoding": "binary",
+        "headers": {"fss_reason": reason},
+        "properties": {
+            "delivery_tag": tag,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+        },
+    }
+
+
+def _unwrapped(message: Message) -> Unreadable:
+    reason = message.headers.get("fss_reason") if isinstance(message.headers, dict) else None
+    body = message.body  # the hex text (kombu encodes a str body to bytes)
+    text = body.decode("ascii", errors="replace") if isinstance(body, bytes) else str(body)
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:  # a sender's own envelope of this content type: keep it as it came
+        raw = text.encode()
+    return Unreadable(f"unreadable item on the queue: {reason or 'not a kombu message'}", raw)
 
 
 def _can_take(channel: Any, consumer: Consumer) -> bool:

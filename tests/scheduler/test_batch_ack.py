@@ -17,8 +17,17 @@ from kombu.message import Message
 from kombu.messaging import Consumer, Producer
 
 from fss.channels import EVENTS_REDIS_OPTIONS, events_queue
+from fss.config import Settings
 from fss.naming import EVENTS_QUEUE
-from fss.scheduler.recorder import WaitingTaker, _redis_qos, ack_all, restore_stale
+from fss.scheduler.recorder import (
+    RESTORE_MUTEX_EXPIRE_S,
+    Unreadable,
+    WaitingTaker,
+    _redis_qos,
+    ack_all,
+    events_transport_options,
+    restore_stale,
+)
 
 
 @pytest.fixture
@@ -95,6 +104,7 @@ import sys, time
 from kombu.connection import Connection
 from kombu.messaging import Consumer
 from fss.channels import EVENTS_REDIS_OPTIONS, events_queue
+from fss.config import Settings
 got = []
 with Connection(sys.argv[1], transport_options=EVENTS_REDIS_OPTIONS) as conn:
     Consumer(conn.channel(), queues=[events_queue()], on_message=got.append,
@@ -182,14 +192,31 @@ def test_taking_stops_at_the_limit_and_the_prefetch_count(url: str, raw: redis.R
         assert taken == 3 and len(messages) == 4  # prefetch 4: one delivered + 3 taken
 
 
-def test_a_message_the_script_cannot_read_stays_in_the_queue(url: str, raw: redis.Redis) -> None:
-    _publish(url, ["a", "b", "c"])
-    raw.lpush(EVENTS_QUEUE, b"not a kombu message")  # behind c
+def test_an_item_that_is_no_kombu_message_is_taken_and_handed_over_apart(
+    url: str, raw: redis.Redis
+) -> None:
+    """A foreign item at the tail used to stay in the queue 'for kombu's ordinary path', a
+    path the recorder no longer takes: every later take returned nothing and the queue
+    stopped for good. It is taken now, unacked like any message, and handed over apart with
+    its raw bytes; what lies behind it flows."""
+    raw.lpush(EVENTS_QUEUE, b"not a kombu message")
+    _publish(url, ["a", "b", "c"])  # behind the foreign item
+    unreadable: list[tuple[Message, Exception]] = []
     with Connection(url, transport_options=EVENTS_REDIS_OPTIONS) as conn:
-        messages, taken = _take_after_one(conn, limit=20)
-        assert taken == 2 and [m.decode() for m in messages] == ["a", "b", "c"]
-        assert raw.lrange(EVENTS_QUEUE, 0, -1) == [b"not a kombu message"]
-        ack_all(messages)
+        got: list[Message] = []
+        channel = conn.channel()
+        consumer = Consumer(channel, queues=[events_queue()], on_message=got.append,
+                            accept=["json"])
+        taker = WaitingTaker(channel, consumer, EVENTS_QUEUE,
+                             on_unreadable=lambda m, e: unreadable.append((m, e)))
+        assert taker.take(20) == 4
+        assert [m.decode() for m in got] == ["a", "b", "c"]
+        [(message, error)] = unreadable
+        assert isinstance(error, Unreadable) and error.raw == b"not a kombu message"
+        assert "not JSON" in error.reason
+        assert raw.llen(EVENTS_QUEUE) == 0 and _unacked(raw) == (4, 4)
+        ack_all([*got, message])
+        assert _unacked(raw) == (0, 0)
 
 
 def test_taken_messages_not_acked_come_back_exactly_once_when_the_channel_closes(
@@ -212,6 +239,7 @@ import contextlib, sys, time
 from kombu.connection import Connection
 from kombu.messaging import Consumer
 from fss.channels import EVENTS_REDIS_OPTIONS, events_queue
+from fss.config import Settings
 from fss.naming import EVENTS_QUEUE
 from fss.scheduler.recorder import WaitingTaker
 got = []
@@ -255,3 +283,31 @@ def test_what_a_killed_consumer_took_comes_back_exactly_once(url: str, raw: redi
         assert sorted(m.decode() for m in again) == BODIES
         ack_all(again)
     assert raw.llen(EVENTS_QUEUE) == 0 and _unacked(raw) == (0, 0)
+
+
+def test_a_restore_mutex_left_by_a_killed_recorder_blocks_restores_for_seconds_only(
+    url: str, raw: redis.Redis
+) -> None:
+    """kombu's restore mutex expires after 300 s by default: a recorder killed holding it
+    blocked every restore for 5 minutes. The recorder's consumers hold it a few seconds."""
+    _publish(url, BODIES[:2])
+    consumer = subprocess.Popen([sys.executable, "-c", KILLED_TAKER, url],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert consumer.stdout is not None and consumer.stdout.readline() == "holding 2\n"
+    finally:
+        consumer.kill()
+        consumer.wait(timeout=10)
+    options = events_transport_options(Settings(broker_url=url))
+    with Connection(url, transport_options=dict(options, visibility_timeout=1)) as conn:
+        channel = conn.channel()
+        # A recorder killed inside its sweep: the mutex taken, never released.
+        held = channel.client.lock(options["unacked_mutex_key"],
+                                   timeout=channel.qos.unacked_mutex_expire)
+        assert held.acquire(blocking=False)
+        begun = time.monotonic()
+        while raw.llen(EVENTS_QUEUE) < 2 and time.monotonic() - begun < 15:
+            restore_stale(channel)
+            time.sleep(0.2)
+        assert raw.llen(EVENTS_QUEUE) == 2 and _unacked(raw) == (0, 0)
+        assert time.monotonic() - begun <= RESTORE_MUTEX_EXPIRE_S + 1.5
