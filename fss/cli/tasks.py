@@ -13,6 +13,7 @@ from fss.errors import InvalidField
 from fss.store import tasks as store
 from fss.store.clients import list_clients
 from fss.store.rows import LOG_LEVEL_NAMES, ClientRow, LogRow
+from fss.store.views import LogCursor, log_key, log_lines, log_page
 
 
 @click.group("task")
@@ -96,32 +97,60 @@ def print_log(row: LogRow) -> None:
     click.echo(f"{stamp} {level:<11} {row.content}")
 
 
+# Lines per round trip when `fss task logs` prints a whole log.
+LOG_PAGE = 1000
+
+
 @task_cli.command("logs", cls=IdCommand)
 @click.argument("task_id", type=ID)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the task finishes.")
+@click.option("--limit", type=click.IntRange(1), help="Print at most N lines (all by default).")
+@click.option("--after", "after", help="Start after this cursor (printed by --limit).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_cli
-def task_logs(cli: CliContext, task_id: int, follow: bool, as_json: bool) -> None:
-    """Run logs of a task, oldest first."""
-    with cli.engine.connect() as conn:
-        store.get_task(conn, task_id)
-        rows = store.task_logs(conn, task_id)
+def task_logs(
+    cli: CliContext,
+    task_id: int,
+    follow: bool,
+    limit: int | None,
+    after: str | None,
+    as_json: bool,
+) -> None:
+    """Run logs of a task in the job's order: every line, page by page (like kubectl logs);
+    --limit N prints N and, when there are more, the --after cursor to continue on stderr."""
+    cursor = LogCursor.decode(after, "after") if after else None
+    collected: list[LogRow] = []  # for --json: one document
+    count = last_id = 0
+    while True:
+        page_size = LOG_PAGE if limit is None else min(LOG_PAGE, limit - count)
+        with cli.engine.connect() as conn:
+            store.get_task(conn, task_id)
+            rows, cursor = log_lines(conn, task_id, cursor, limit=page_size)
+        if as_json:
+            collected.extend(rows)
+        else:
+            for row in rows:
+                print_log(row)
+        count += len(rows)
+        last_id = max([last_id, *(r.id for r in rows)])
+        if cursor is None or (limit is not None and count >= limit):
+            break
     if as_json:
-        emit_json([r.to_json() for r in rows])
+        emit_json([r.to_json() for r in collected])
+    if limit is not None and cursor is not None:
+        click.echo(f"more lines: --after {cursor.encode()}", err=True)
         return
-    for row in rows:
-        print_log(row)
-    last_id = rows[-1].id if rows else 0
     while follow:
         with cli.engine.connect() as conn:
             done = store.get_task(conn, task_id).status in FINISHED
-            rows = store.task_logs(conn, task_id, after_id=last_id)
-        for row in rows:
+            rows = log_page(conn, task_id, last_id, limit=LOG_PAGE)
+        for row in sorted(rows, key=log_key):
             print_log(row)
-            last_id = row.id
+            last_id = max(last_id, row.id)
         if done and not rows:
             return
-        time.sleep(0.5)
+        if len(rows) < LOG_PAGE:
+            time.sleep(0.5)
 
 
 @click.group("client")

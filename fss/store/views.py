@@ -507,7 +507,9 @@ def task_state(conn: Connection, task_id: int) -> TaskRow | None:
 def log_page(
     conn: Connection, task_id: int, after_id: int = 0, min_level: int = 0, limit: int = 500
 ) -> list[LogRow]:
-    """Log lines of a task after `after_id` at `min_level` or above, oldest first."""
+    """Log lines of a task with an id above `after_id` at `min_level` or above, by id: the
+    live tail finds new lines by id (and sorts what it sends by `log_key`); readers that page
+    a whole log use log_lines, in the job's order."""
     rows = conn.execute(
         sa.select(run_log)
         .where(run_log.c.task_id == task_id, run_log.c.id > after_id,
@@ -516,6 +518,77 @@ def log_page(
         .limit(limit)
     )
     return [LogRow.from_row(r) for r in rows]
+
+
+# The job's own order: seq (its line number); lines recorded before seq was kept (NULL)
+# come first, by id, which is the order they were recorded in.
+LOG_ORDER = (sa.case((run_log.c.seq.is_(None), 0), else_=1), run_log.c.seq, run_log.c.id)
+LOG_CURSOR_PREFIX = "l1:"
+
+
+def log_key(row: LogRow) -> tuple[int, int, int]:
+    """LOG_ORDER in Python."""
+    return (0, 0, row.id) if row.seq is None else (1, row.seq, row.id)
+
+
+@dataclass(frozen=True)
+class LogCursor:
+    """Where a page of log lines ended: the last line's (seq, id)."""
+
+    seq: int | None
+    id: int
+
+    def encode(self) -> str:
+        seq = "" if self.seq is None else str(self.seq)
+        text = f"{LOG_CURSOR_PREFIX}{seq}:{self.id}"
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str, field_name: str = "cursor") -> LogCursor:
+        """InvalidField naming `field_name` for anything this API did not hand out."""
+        try:
+            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            if not text.startswith(LOG_CURSOR_PREFIX):
+                raise ValueError(text)
+            seq, _, line_id = text[len(LOG_CURSOR_PREFIX):].partition(":")
+            found = cls(int(seq) if seq else None, int(line_id))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise InvalidField(field_name, "not a log cursor this API handed out") from None
+        if found.id < 0 or (found.seq is not None and found.seq < 0):
+            raise InvalidField(field_name, "not a log cursor this API handed out")
+        return found
+
+    def after(self) -> ColumnElement[bool]:
+        """The lines after this one in LOG_ORDER."""
+        seq, line_id = run_log.c.seq, run_log.c.id
+        if self.seq is None:
+            return sa.or_(seq.is_not(None), sa.and_(seq.is_(None), line_id > self.id))
+        return sa.and_(
+            seq.is_not(None), sa.or_(seq > self.seq, sa.and_(seq == self.seq, line_id > self.id))
+        )
+
+
+def log_lines(
+    conn: Connection,
+    task_id: int,
+    after: LogCursor | None = None,
+    min_level: int = 0,
+    limit: int = 500,
+) -> tuple[list[LogRow], LogCursor | None]:
+    """One page of a task's log lines in the job's order, and the cursor of the next page
+    (None on the last one)."""
+    conditions = [run_log.c.task_id == task_id, run_log.c.log_level >= min_level]
+    if after is not None:
+        conditions.append(after.after())
+    rows = [
+        LogRow.from_row(r)
+        for r in conn.execute(
+            sa.select(run_log).where(*conditions).order_by(*LOG_ORDER).limit(limit + 1)
+        )
+    ]
+    page = rows[:limit]
+    more = len(rows) > limit
+    return page, LogCursor(page[-1].seq, page[-1].id) if more else None
 
 
 def require_task(conn: Connection, task_id: int) -> None:

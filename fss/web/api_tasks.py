@@ -11,8 +11,10 @@ from fss.domain.status import TaskStatus
 from fss.errors import InvalidField
 from fss.store.views import (
     MAX_TASK_PAGE,
+    LogCursor,
     TaskFilter,
     decode_cursor,
+    log_lines,
     log_page,
     require_task,
     search_tasks,
@@ -72,7 +74,7 @@ def get_task(task_id: TaskId, principal: Viewer, context: Context) -> dict[str, 
         return task_detail(conn, task_id)
 
 
-@router.get("/tasks/{task_id}/logs", summary="Run logs of a task, oldest first")
+@router.get("/tasks/{task_id}/logs", summary="Run logs of a task in the job's order, paged")
 def get_logs(
     task_id: TaskId,
     principal: Viewer,
@@ -80,8 +82,22 @@ def get_logs(
     after_id: AfterLogId = 0,
     min_level: Annotated[int, Query(ge=0, le=5)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LOG_PAGE)] = 500,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of a page")]
+    = None,
 ) -> dict[str, Any]:
+    """Lines in the job's order (its line numbers; lines recorded before fss kept them, by
+    id). `next_cursor` continues with the next page and is null on the last one. `after_id`
+    (lines with a larger id, by id, `last_id` to continue) is what a live poller uses."""
     with context.engine.connect() as conn:
         require_task(conn, task_id)
-        rows = log_page(conn, task_id, after_id, min_level, limit)
-    return {"items": [r.to_json() for r in rows], "last_id": rows[-1].id if rows else after_id}
+        if after_id and cursor is None:
+            rows = log_page(conn, task_id, after_id, min_level, limit)
+            return {"items": [r.to_json() for r in rows], "next_cursor": None,
+                    "last_id": rows[-1].id if rows else after_id}
+        after = LogCursor.decode(cursor) if cursor else None
+        rows, next_page = log_lines(conn, task_id, after, min_level, limit)
+    return {
+        "items": [r.to_json() for r in rows],
+        "next_cursor": next_page.encode() if next_page else None,
+        "last_id": max((r.id for r in rows), default=after_id),
+    }

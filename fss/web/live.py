@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from fss.domain.status import FINISHED
 from fss.errors import InvalidField
 from fss.store.rows import LogRow, TaskRow
-from fss.store.views import log_page, require_task, task_state
+from fss.store.views import log_key, log_page, require_task, task_state
 from fss.web.auth import Viewer
 from fss.web.context import Context
 from fss.web.params import AfterLogId, TaskId
@@ -84,7 +84,8 @@ def _read(engine: Engine, task_id: int, tail: Tail, min_level: int) -> Snapshot:
             if r.id <= tail.after_id
         ]
         newer = log_page(conn, task_id, tail.after_id, min_level, BATCH)
-        return Snapshot(current, tail.unseen(late) + newer)
+        # In the job's order (seq): the page puts each line in its place by that key too.
+        return Snapshot(current, sorted(tail.unseen(late) + newer, key=log_key))
 
 
 def _require(engine: Engine, task_id: int) -> None:

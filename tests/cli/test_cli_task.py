@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from cli_support import Fss, fss_json, sqlite_only
+from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 
+from fss.cli import cli
 from fss.domain.status import TaskStatus
 from fss.events import ClientHeartbeat
 from fss.store.recording import upsert_client
@@ -393,3 +395,53 @@ def test_given_a_draining_and_a_kicked_client_when_listed_then_their_state_says_
     rows = [re.split(r"\s{2,}", line) for line in fss("client", "list").stdout.splitlines()[1:]]
 
     assert [(r[0], r[1]) for r in rows] == [("w-drain", "draining"), ("w-kick", "kicked")]
+
+
+def insert_lines(engine: Engine, task_id: int, group_id: int, seqs: list[int | None]) -> None:
+    """Lines in the order given (ids ascending), each with its seq; content names the seq."""
+    with engine.begin() as conn:
+        conn.execute(
+            run_log.insert(),
+            [
+                {"task_id": task_id, "task_group_id": group_id, "log_level": 2,
+                 "content": f"seq {seq} #{n}", "create_at": T0, "seq": seq}
+                for n, seq in enumerate(seqs)
+            ],
+        )
+
+
+def test_given_more_than_a_page_of_lines_then_every_line_is_printed_in_the_jobs_order(
+    fss: Fss, engine: Engine, history: dict[str, Any]
+) -> None:
+    fail, hello = history["fail"], history["hello"]
+    # 2,500 lines (more than two pages), recorded out of order: the last flush landed first.
+    seqs = [*range(1201, 2501), *range(1, 1201)]
+    insert_lines(engine, fail, hello, [None, None, *seqs])
+
+    out = fss("task", "logs", str(fail)).stdout
+    contents = [line.split(" ", 2)[2] for line in out.splitlines()]
+
+    assert len(contents) == 2502
+    assert contents[:2] == ["seq None #0", "seq None #1"]  # recorded before seq: first, by id
+    assert [int(c.split()[1]) for c in contents[2:]] == list(range(1, 2501))
+    assert len(fss_json(fss, "task", "logs", str(fail))) == 2502
+
+
+@sqlite_only
+def test_given_a_limit_then_a_cursor_continues_where_it_stopped(
+    fss: Fss, engine: Engine, history: dict[str, Any]
+) -> None:
+    fail, hello = history["fail"], history["hello"]
+    insert_lines(engine, fail, hello, [3, None, 1, 2])
+
+    first = CliRunner().invoke(cli, ["task", "logs", str(fail), "--limit", "2",
+                                     "--database-url", str(engine.url)])
+    assert first.exit_code == 0, first.output
+    cursor = first.stderr.strip().removeprefix("more lines: --after ")
+    rest = fss("task", "logs", str(fail), "--after", cursor)
+
+    assert [line.split(" ", 2)[2] for line in first.stdout.splitlines()] == ["seq None #1",
+                                                                            "seq 1 #2"]
+    assert [line.split(" ", 2)[2] for line in rest.stdout.splitlines()] == ["seq 2 #3",
+                                                                           "seq 3 #0"]
+    assert rest.stderr == ""

@@ -101,7 +101,7 @@ def test_task_detail_timeline_and_logs(
     warned = viewer_client.get(f"/api/v1/tasks/{task_id}/logs?min_level=3").json()
     assert [r["level"] for r in warned["items"]] == ["Warning"]
     after = viewer_client.get(f"/api/v1/tasks/{task_id}/logs?after_id={logs['last_id']}")
-    assert after.json() == {"items": [], "last_id": logs["last_id"]}
+    assert after.json() == {"items": [], "next_cursor": None, "last_id": logs["last_id"]}
     assert viewer_client.get(f"/api/v1/tasks/{task_id}/logs?min_level=9").status_code == 422
 
 
@@ -214,3 +214,28 @@ def test_stream_sends_a_line_committed_late_with_a_lower_id_once(
 
     contents = [e[1]["content"] for e in first + rest if e[0] == "log"]
     assert contents == ["committed first", "committed late"]
+
+
+def test_logs_come_in_the_jobs_order_and_a_cursor_pages_through_all(
+    viewer_client: TestClient, web_db: WebDatabase, clock: ManualClock
+) -> None:
+    engine = web_db.engine
+    group_id = add_group(engine, clock.now())
+    task_id, _ = dispatch_waiting(engine, group_id, T0)
+    seqs = [None, 5, 3, 4, 1, 2, None]  # two flushes landed out of order; two lines from before
+    with engine.begin() as conn:
+        conn.execute(run_log.insert(), [
+            {"task_id": task_id, "task_group_id": group_id, "log_level": 2,
+             "content": f"{seq}", "create_at": T0, "seq": seq} for seq in seqs])
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        body = viewer_client.get(f"/api/v1/tasks/{task_id}/logs", params=params).json()
+        seen += [r["content"] for r in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["None", "None", "1", "2", "3", "4", "5"]
+    bad = viewer_client.get(f"/api/v1/tasks/{task_id}/logs", params={"cursor": "nope"})
+    assert (bad.status_code, bad.json()["field"]) == (422, "cursor")

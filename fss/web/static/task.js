@@ -12,6 +12,7 @@
   let source = null;
   let lastLogId = 0;
   let lineCount = 0;
+  let shownIds = new Set(); // a line committed late comes with a lower id: shown by id, once
   let finished = false;
   let streamGeneration = 0;
 
@@ -108,24 +109,46 @@
 
   function logLine(line) {
     const level = (line.level || String(line.log_level)).toLowerCase();
-    return el("div", { class: `log-line log-${level}`, dataset: { id: String(line.id) } },
+    return el("div", { class: `log-line log-${level}`,
+      dataset: { id: String(line.id), seq: line.seq === null || line.seq === undefined ? "" : String(line.seq) } },
       el("time", { class: "log-time", datetime: line.create_at, title: line.create_at },
         FSS.formatClock(line.create_at)),
       el("span", { class: `log-level lvl-${level}` }, line.level || String(line.log_level)),
       el("span", { class: "log-content" }, line.content));
   }
 
+  // The job's order, as the server sorts: lines without seq (recorded before fss kept it)
+  // first by id, then by seq, then id.
+  function orderKey(seq, id) {
+    return seq === null || seq === undefined || seq === "" ? [0, 0, id] : [1, Number(seq), id];
+  }
+
+  function before(a, b) {
+    for (let i = 0; i < 3; i += 1) if (a[i] !== b[i]) return a[i] < b[i];
+    return false;
+  }
+
+  function nodeKey(node) {
+    return orderKey(node.dataset.seq, Number(node.dataset.id));
+  }
+
+  // Each line in its place: almost always at the end, so the search starts there.
+  function place(box, node, key) {
+    let after = box.lastElementChild;
+    while (after && before(key, nodeKey(after))) after = after.previousElementSibling;
+    box.insertBefore(node, after ? after.nextElementSibling : box.firstElementChild);
+  }
+
   function addLines(lines) {
     const box = $("#logs");
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-    const fragment = document.createDocumentFragment();
     for (const line of lines) {
-      if (line.id <= lastLogId) continue; // a reconnect may repeat what we have
-      lastLogId = line.id;
+      if (shownIds.has(line.id)) continue; // a reconnect may repeat what we have
+      shownIds.add(line.id);
+      lastLogId = Math.max(lastLogId, line.id);
       lineCount += 1;
-      fragment.appendChild(logLine(line));
+      place(box, logLine(line), orderKey(line.seq, line.id));
     }
-    box.appendChild(fragment);
     setText($("#log-count"), `${lineCount.toLocaleString()} line${lineCount === 1 ? "" : "s"}`);
     $("#logs-empty").hidden = lineCount > 0 || !finished;
     if ($("#follow").checked && (atBottom || lines.length)) box.scrollTop = box.scrollHeight;
@@ -199,6 +222,7 @@
     replaceChildren($("#logs"));
     lastLogId = 0;
     lineCount = 0;
+    shownIds = new Set();
     startStream();
   }
 

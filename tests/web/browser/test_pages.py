@@ -359,3 +359,25 @@ def test_a_stale_edit_form_saves_nothing_and_names_what_changed_meanwhile(
     with engine.connect() as conn:
         stored = groups.get_group(conn, group_id)
     assert (stored.caption, stored.is_enable, stored.data) == ("counter renamed", False, {"n": 9})
+
+
+def test_the_task_page_shows_log_lines_in_the_jobs_order(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    """Lines that landed out of order (two flushes) show in the job's order, with every line
+    of a log longer than one page of the stream."""
+    page, base = admin_page, live_fss.url
+    flaky = live_fss.group_ids["flaky import"]
+    failed = wait_until(lambda: newest_task_id(live_fss, flaky, status=3), PAGES_TIMEOUT_S,
+                        "a failed run")
+    seqs = [*range(1001, 1201), *range(1, 1001)]  # the last flush was recorded first
+    with live_fss.engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO run_log (task_id, task_group_id, log_level, content, create_at,"
+                    " seq) VALUES (:t, :g, 2, :c, CURRENT_TIMESTAMP, :s)"),
+            [{"t": failed, "g": flaky, "c": f"ordered {s}", "s": 100_000 + s} for s in seqs],
+        )
+    page.goto(f"{base}/tasks/{failed}")
+    expect(page.locator("#tail-state")).to_have_text("finished")
+    lines = page.locator(".log-content", has_text="ordered ").all_inner_texts()
+    assert lines == [f"ordered {s}" for s in range(1, 1201)]
