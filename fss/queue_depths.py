@@ -1,4 +1,5 @@
-"""How many messages wait in broker queues (the event queues, each client's queue).
+"""How many messages wait in broker queues (the event queues, each client's queue), and
+deleting the queue of a client that is gone.
 
 Read through kombu's passive queue declaration, which every transport fss supports answers
 with a message count (Redis: the list's length; AMQP: the broker's count), so the web UI
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 
 from fss.outage import is_connection_error
 
@@ -97,3 +99,18 @@ class QueueDepths:
             with contextlib.suppress(Exception):  # already broken: nothing left to release
                 self._connection.release()
             self._connection = None
+
+
+def delete_queues(connection: Connection, names: Iterable[str]) -> None:
+    """Delete each queue with the messages in it. Each is declared first, the way its
+    senders and consumers declare a client queue: kombu's Redis transport deletes only what
+    its channel knows is bound, and then takes the lists and the `_kombu.binding.*` entry
+    together (on AMQP the declare is a no-op for a queue that exists)."""
+    with connection:
+        channel = connection.default_channel
+        for name in names:
+            queue = Queue(
+                name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True
+            )(channel)
+            queue.declare()
+            queue.delete()

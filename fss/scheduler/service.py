@@ -22,6 +22,7 @@ from fss.domain.clock import Clock
 from fss.fence import Fence
 from fss.outage import LoopErrors
 from fss.presence import Presence
+from fss.queue_depths import delete_queues
 from fss.scheduler.dispatcher import Dispatcher, Outcome
 from fss.scheduler.health import NodeHealth
 from fss.scheduler.recorder import Recorder
@@ -76,6 +77,7 @@ class SchedulerService:
                 "supervisor", max(STUCK_AFTER_S, 10 * settings.supervise_s)
             ),
             presence=presence,
+            drop_queues=lambda names: delete_queues(app.connection_for_write(), names),
         )
         self.started_at = clock.now()
         self.sent = 0

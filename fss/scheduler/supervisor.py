@@ -19,6 +19,7 @@ from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.domain.status import TaskStatus
 from fss.fence import Fence, NoFence
+from fss.naming import client_queue
 from fss.outage import LoopErrors
 from fss.presence import Presence, beacon_name
 from fss.scheduler.health import LoopTracker
@@ -48,6 +49,7 @@ class SweepReport:
     removed_clients: list[str] = field(default_factory=list)
     kicked_clients: list[str] = field(default_factory=list)
     dead_nodes: int = 0
+    dropped_queues: list[str] = field(default_factory=list)
     retention_ran: bool = False
     pruned: int = 0
 
@@ -62,8 +64,14 @@ class Supervisor:
         events_current: Callable[[], bool] = lambda: True,
         health: LoopTracker | None = None,
         presence: Presence | None = None,
+        drop_queues: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._engine = engine
+        # Deletes broker queues (fss.queue_depths.delete_queues); removed clients whose queue
+        # is still to delete wait here, across sweeps while the broker is down.
+        self._drop_queues = drop_queues
+        self._queues_to_drop: set[str] = set()
+        self._broker_errors = LoopErrors(log, "supervisor", "broker")
         self._presence = presence
         # Clients whose beacon this supervisor has seen connected, and since when it is missing.
         self._beacons_seen: set[str] = set()
@@ -99,8 +107,9 @@ class Supervisor:
             with self._engine.begin() as conn:
                 report.dead_nodes = store.mark_dead_nodes(conn, alive_since)
             gone = self._remove_gone_clients(now, report)
-            self._handle_orphans(alive_since, now, report, gone)
+            left = self._handle_orphans(alive_since, now, report, gone)
             self._remove_dead_clients(alive_since, report)
+            self._drop_removed_queues({*report.removed_clients, *left}, report)
             self._handle_restarted_clients(alive_since, now, report)
             self._handle_silent_dispatchers(now, report)
             self._handle_stale_dispatches(now, report)
@@ -122,11 +131,13 @@ class Supervisor:
 
     def _handle_orphans(
         self, alive_since: datetime, now: datetime, report: SweepReport, gone_clients: set[str]
-    ) -> None:
+    ) -> set[str]:
+        """Settle what gone, silent or unregistered clients held; the unregistered ones."""
         with self._engine.connect() as conn:
             orphans = store.orphaned_tasks(conn, alive_since)
             registered = set(store.registered_client_ids(conn))
         timeout = self._settings.client_timeout_s
+        left: set[str] = set()
         for orphan in orphans:
             if orphan.client_id in gone_clients:
                 gone = f"the process of client {orphan.client_id} is gone"
@@ -134,6 +145,7 @@ class Supervisor:
                 gone = f"client {orphan.client_id} went silent (> {timeout:g} s)"
             else:
                 gone = f"client {orphan.client_id} unregistered"
+                left.add(orphan.client_id or "")
             if orphan.status == TaskStatus.SCHEDULER and self._fence.revoke(
                 orphan.id, orphan.attempt
             ):
@@ -142,6 +154,32 @@ class Supervisor:
             else:
                 reason = f"{gone} while running attempt {orphan.attempt}; marked failed"
                 self._fail(orphan, reason, now, report)
+        left.discard("")
+        return left
+
+    def _drop_removed_queues(self, client_ids: set[str], report: SweepReport) -> None:
+        """Delete the queues of clients that are gone, once their orders are settled: what is
+        left in them was revoked and is sent again elsewhere, and nobody would ever read it."""
+        if self._drop_queues is None:
+            return
+        self._queues_to_drop |= client_ids
+        if not self._queues_to_drop:
+            return
+        with self._engine.connect() as conn:
+            registered = set(store.registered_client_ids(conn))
+        # A client id registered again (restarted under its name) reads its queue again.
+        self._queues_to_drop -= registered
+        names = [client_queue(client_id) for client_id in sorted(self._queues_to_drop)]
+        if not names:
+            return
+        try:
+            self._drop_queues(names)
+        except Exception as exc:
+            self._broker_errors.failed(exc, "queues of removed clients are deleted later")
+            return
+        self._broker_errors.succeeded()
+        self._queues_to_drop.clear()
+        report.dropped_queues.extend(names)
 
     def _handle_restarted_clients(
         self, alive_since: datetime, now: datetime, report: SweepReport

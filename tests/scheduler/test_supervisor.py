@@ -7,16 +7,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import redis
 import sqlalchemy as sa
+from celery import Celery
+from kombu import Exchange, Queue
 from sqlalchemy.engine import Engine
 
+from fss.celery_app import create_app
 from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
 from fss.events import ClientHeartbeat, TaskFinished, TaskProgressed, TaskStarted
 from fss.fence import RedisFence
-from fss.naming import client_queue
+from fss.naming import client_queue, job_task_name
+from fss.queue_depths import delete_queues
 from fss.scheduler.supervisor import Supervisor
 from fss.store import groups, migrate, tasks
 from fss.store.engine import create_engine
@@ -324,3 +329,101 @@ def test_given_the_wall_clock_stepped_back_an_hour_then_retention_and_judging_go
     report = world.supervisor.sweep()
     assert report.retention_ran  # not an hour later
     assert report.redispatched == [task_id]  # silent clients are judged again
+
+
+# --- queues of removed clients -------------------------------------------------------------
+
+
+@pytest.fixture
+def dropping(world: World) -> Iterator[tuple[Supervisor, Celery, redis.Redis]]:
+    """A supervisor that deletes the queues of removed clients on the world's Redis broker."""
+    app = create_app(world.settings)
+    supervisor = Supervisor(
+        world.engine, world.fence, world.settings, world.clock,
+        drop_queues=lambda names: delete_queues(app.connection_for_write(), names),
+    )
+    raw = redis.Redis.from_url(world.settings.broker_url)
+    yield supervisor, app, raw
+    raw.close()
+    app.close()
+
+
+def queue_order(app: Celery, client_id: str, task_id: int) -> None:
+    """Put an order on the client's queue as the dispatcher does, the queue declared by its
+    sender (kombu's binding entry included: declared here, as kombu's declaration cache may
+    skip it for a queue this process declared before)."""
+    with app.connection_for_write() as conn:
+        name = client_queue(client_id)
+        Queue(name, Exchange(name, type="direct", durable=True), routing_key=name,
+              durable=True)(conn.default_channel).declare()
+    app.send_task(job_task_name("job"), kwargs={"task_id": task_id}, queue=client_queue(client_id),
+                  task_id=f"fss-{task_id}-1")
+
+
+def test_given_a_removed_client_then_its_queue_is_deleted_after_its_orders_are_settled(
+    world: World, dropping: tuple[Supervisor, Celery, redis.Redis]
+) -> None:
+    supervisor, app, raw = dropping
+    world.beat("dead")
+    world.beat("alive")
+    _, task_id = world.dispatch_new_group("dead")
+    queue_order(app, "dead", task_id)
+    queue_order(app, "alive", 999)
+    assert raw.llen(client_queue("dead")) == 1
+    assert raw.smembers("_kombu.binding.fss.client.dead")
+
+    world.clock.advance(10.5)
+    world.beat("alive")
+    report = supervisor.sweep()
+
+    assert report.removed_clients == ["dead"] and report.redispatched == [task_id]
+    assert report.dropped_queues == [client_queue("dead")]
+    assert not raw.exists(client_queue("dead"))
+    assert not raw.smembers("_kombu.binding.fss.client.dead")
+    assert raw.llen(client_queue("alive")) == 1  # a live client's queue is left alone
+    assert not world.fence.enter(task_id, 1)  # revoked before its queue went
+
+
+def test_given_a_client_that_left_with_orders_queued_then_its_queue_is_deleted(
+    world: World, dropping: tuple[Supervisor, Celery, redis.Redis]
+) -> None:
+    supervisor, app, raw = dropping
+    world.beat("leaver")
+    _, task_id = world.dispatch_new_group("leaver")
+    queue_order(app, "leaver", task_id)  # a graceful stop put the order it took back
+    with world.engine.begin() as conn:
+        conn.execute(client.delete().where(client.c.id == "leaver"))  # its `left` recorded
+
+    report = supervisor.sweep()
+
+    assert report.redispatched == [task_id]
+    assert report.dropped_queues == [client_queue("leaver")]
+    assert not raw.exists(client_queue("leaver"))
+
+
+def test_given_the_broker_down_when_dropping_then_it_is_retried_unless_the_client_came_back(
+    world: World, dropping: tuple[Supervisor, Celery, redis.Redis]
+) -> None:
+    _, app, raw = dropping
+    calls: list[list[str]] = []
+
+    def down_once(names: list[str]) -> None:
+        calls.append(names)
+        if len(calls) == 1:
+            raise ConnectionError("broker down")
+        delete_queues(app.connection_for_write(), names)
+
+    supervisor = Supervisor(world.engine, world.fence, world.settings, world.clock,
+                            drop_queues=down_once)
+    for name in ("gone", "back"):
+        world.beat(name)
+        queue_order(app, name, 1)
+    world.clock.advance(10.5)
+    assert supervisor.sweep().dropped_queues == []
+    world.beat("back")  # restarted under its name: it reads its queue again
+    world.clock.advance(1)
+
+    assert supervisor.sweep().dropped_queues == [client_queue("gone")]
+    assert calls == [[client_queue("back"), client_queue("gone")], [client_queue("gone")]]
+    assert not raw.exists(client_queue("gone"))
+    assert raw.llen(client_queue("back")) == 1
