@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +15,9 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fss import __version__
 from fss.config import Settings
@@ -58,12 +61,89 @@ def create_web_app(
     app.state.context = context
     app.state.authenticator = Authenticator(web, context)
     app.state.templates = create_templates()
+    app.state.templates.context_processors.append(csp_nonce_context)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     for router in (health.router, login.router, api.router, metrics.router, pages.router):
         app.include_router(router)
     install_api_docs(app)
     install_error_handlers(app)
+    app.add_middleware(SecurityHeaders, hsts=web.secure_cookies)
     return app
+
+
+# ---- security headers -------------------------------------------------------------------
+#
+# Every response says: never in a frame (a page on another port of the same host could frame
+# the signed-in UI: SameSite=Lax sends the cookie there), scripts only from this origin or an
+# inline <script nonce="{{ csp_nonce }}"> of this response, style sheets and images only from
+# this origin (plus data: images; style attributes may set a width), no plugins, no <base>,
+# forms post only here; no MIME sniffing; the Referer only to this origin.
+
+
+def content_security_policy(nonce: str) -> str:
+    return (
+        "default-src 'self'; "
+        f"script-src 'self' 'nonce-{nonce}'; "
+        "style-src 'self'; "
+        # Style attributes only (tasks.js sets a progress bar's width through one); they can
+        # load nothing, img-src and font-src say from where. No inline <style>, no scripts.
+        "style-src-attr 'unsafe-inline'; "
+        "img-src 'self' data:; "
+        "font-src 'self' data:; "
+        "connect-src 'self'; "
+        "object-src 'none'; "
+        "base-uri 'none'; "
+        "form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+
+
+def security_headers(nonce: str, hsts: bool) -> dict[str, str]:
+    headers = {
+        "Content-Security-Policy": content_security_policy(nonce),
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+    if hsts:  # FSS_WEB_SECURE_COOKIES: served over HTTPS only
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return headers
+
+
+class SecurityHeaders:
+    """Adds security_headers to every response of the app (pages, API, static files, errors,
+    /metrics); draws the per-response CSP nonce templates read as `csp_nonce`."""
+
+    def __init__(self, app: ASGIApp, hsts: bool) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        nonce = secrets.token_urlsafe(16)
+        scope.setdefault("state", {})["csp_nonce"] = nonce
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in security_headers(nonce, self.hsts).items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def request_nonce(request: Request) -> str:
+    return str(getattr(request.state, "csp_nonce", ""))
+
+
+def csp_nonce_context(request: Request) -> dict[str, str]:
+    """`{{ csp_nonce }}` in every template: `<script nonce="{{ csp_nonce }}">` may run."""
+    return {"csp_nonce": request_nonce(request)}
 
 
 def install_api_docs(app: FastAPI) -> None:
@@ -74,14 +154,19 @@ def install_api_docs(app: FastAPI) -> None:
         return JSONResponse(app.openapi())
 
     @app.get("/api/docs", include_in_schema=False)
-    def api_docs(principal: Viewer) -> HTMLResponse:
-        return get_swagger_ui_html(
+    def api_docs(request: Request, principal: Viewer) -> HTMLResponse:
+        page = get_swagger_ui_html(
             openapi_url="/api/v1/openapi.json",
             title="fss API",
             swagger_js_url="/static/vendor/swagger-ui-bundle.js",
             swagger_css_url="/static/vendor/swagger-ui.css",
             swagger_favicon_url="data:,",
         )
+        # Its one inline script (SwaggerUIBundle's setup) runs under the CSP by the nonce.
+        body = bytes(page.body).replace(
+            b"<script>", f'<script nonce="{request_nonce(request)}">'.encode()
+        )
+        return HTMLResponse(body)
 
 
 def wants_json(request: Request) -> bool:
@@ -149,7 +234,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         # A bug of ours: logged with its traceback, answered as one JSON line, never a page.
         log.exception("%s %s failed", request.method, request.url.path)
-        return error(500, f"internal error ({type(exc).__name__}); the fss web log has details")
+        response = error(500, f"internal error ({type(exc).__name__}); the fss web log has details")
+        # Starlette answers these outside every middleware: the headers are set here.
+        hsts = bool(request.app.state.context.web.secure_cookies)
+        response.headers.update(security_headers(request_nonce(request), hsts))
+        return response
 
     @app.exception_handler(OperationalError)
     async def _database_down(_: Request, exc: OperationalError) -> Response:

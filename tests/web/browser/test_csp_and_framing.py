@@ -1,0 +1,114 @@
+"""The security headers in a real browser: no page of the UI (nor the login form or the API
+docs) reports a Content-Security-Policy violation, and a page on another port of the same
+host cannot frame the signed-in UI (screenshot of the attempt: /tmp/fss-framing-attempt.png).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import VIEWPORT, LiveFss, wait_until
+from playwright.sync_api import Browser, ConsoleMessage, Page
+
+FRAMING_SHOT = Path("/tmp/fss-framing-attempt.png")
+# Recorded before any script of the page runs, so a violation during loading is seen too.
+COLLECT_VIOLATIONS = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.__csp.push(
+    `${e.violatedDirective} blocked ${e.blockedURI} (${e.sourceFile}:${e.lineNumber})`);
+});
+"""
+
+
+def watch(page: Page) -> list[str]:
+    console: list[str] = []
+
+    def remember(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text or "Refused to" in message.text:
+            console.append(message.text)
+
+    page.on("console", remember)
+    page.add_init_script(COLLECT_VIOLATIONS)
+    return console
+
+
+def first_id(live: LiveFss, table: str) -> int:
+    with live.engine.connect() as conn:
+        value = conn.exec_driver_sql(f"SELECT MIN(id) FROM {table}").scalar()
+    assert value is not None, table
+    return int(value)
+
+
+def test_no_page_reports_a_csp_violation(
+    admin_page: Page, live_fss: LiveFss, browser: Browser
+) -> None:
+    console = watch(admin_page)
+    wait_until(lambda: first_id(live_fss, "task"), 15, "a task")
+    paths = ["/", "/groups", f"/groups/{first_id(live_fss, 'task_group')}", "/tasks",
+             f"/tasks/{first_id(live_fss, 'task')}", "/clients", "/nodes", "/api/docs"]
+    violations: dict[str, list[str]] = {}
+    for path in paths:
+        admin_page.goto(f"{live_fss.url}{path}")
+        admin_page.wait_for_load_state("load")
+        admin_page.wait_for_timeout(800)  # the page's scripts fetch and render
+        violations[path] = admin_page.evaluate("window.__csp")
+    # The docs page rendered, so its inline setup script ran under the nonce.
+    assert admin_page.locator(".swagger-ui .opblock-summary-path").count() > 0
+
+    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    login = context.new_page()
+    console += watch(login)
+    login.goto(f"{live_fss.url}/login")
+    login.wait_for_load_state("load")
+    violations["/login"] = login.evaluate("window.__csp")
+    context.close()
+
+    assert {p: v for p, v in violations.items() if v} == {}
+    assert console == []
+
+
+@pytest.fixture
+def framer(tmp_path: Path, live_fss: LiveFss) -> Iterator[str]:
+    """An attacker's page on another port of the same host, framing the signed-in UI."""
+    (tmp_path / "index.html").write_text(
+        "<!doctype html><title>framer</title><h1>another site on this host</h1>"
+        f'<iframe id="ui" src="{live_fss.url}/groups" width="1200" height="600"></iframe>'
+    )
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_page_on_another_port_cannot_frame_the_signed_in_ui(
+    admin_page: Page, framer: str, live_fss: LiveFss
+) -> None:
+    console: list[str] = []
+    admin_page.on("console", lambda m: console.append(m.text))
+    # The signed-in UI itself works in this browser context (its cookie is there).
+    admin_page.goto(f"{live_fss.url}/groups")
+    admin_page.wait_for_selector("#groups tbody tr")
+
+    admin_page.goto(framer)
+    admin_page.wait_for_load_state("load")
+    admin_page.wait_for_timeout(1000)
+    admin_page.screenshot(path=str(FRAMING_SHOT), full_page=True)
+
+    (frame,) = [f for f in admin_page.frames if f != admin_page.main_frame]
+    assert not frame.url.startswith(live_fss.url), frame.url  # an error page, not the UI
+    assert any("frame-ancestors" in line or "X-Frame-Options" in line for line in console), (
+        console
+    )
