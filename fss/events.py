@@ -160,6 +160,9 @@ class ClientLeft(Event):
     kind: ClassVar[str] = "left"
     client_id: str
     at: datetime
+    # The incarnation that left: a `left` replayed after the worker restarted under the same
+    # id must not remove the new process's row. Empty (old senders): whatever row is there.
+    incarnation: str = ""
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -627,7 +627,9 @@ class Session:
             return
         for streamed in unfinished:
             self._abandon(streamed)
-        left = self.hub.release(self, ClientLeft(self.client_id, self.hub.clock.now()))
+        left = self.hub.release(
+            self, ClientLeft(self.client_id, self.hub.clock.now(), incarnation=self.incarnation)
+        )
         if not left:
             lost = [(s.order.task_id, s.order.attempt) for s in unfinished]
             self.hub.abandon(self.client_id, lost)

@@ -147,11 +147,18 @@ def _started(
     )
     if conn.dialect.name == "postgresql" and len(events) > 1:
         return _started_set_based(conn, events, now, locked)
+    # Rows in id order, as every batch write here takes them (in arrival order, two
+    # recorders replaying one batch in different orders deadlocked on MariaDB); the sort is
+    # stable, so the first `started` of a run still wins.
     params = [
         {"b_task": e.task_id, "b_attempt": e.attempt, "b_client": e.client_id, "b_at": e.at}
-        for e in events
+        for e in sorted(events, key=_task_id)
     ]
     return _count(conn.execute(statement, params).rowcount, len(events))
+
+
+def _task_id(event: TaskStarted | TaskProgressed) -> int:
+    return event.task_id
 
 
 def _started_set_based(
@@ -208,7 +215,7 @@ def _progressed(conn: Connection, events: list[TaskProgressed], now: datetime) -
             "b_client": e.client_id,
             "b_progress": e.progress,
         }
-        for e in events
+        for e in sorted(events, key=_task_id)  # id order (see _started); the last one wins
     ]
     return _count(conn.execute(statement, params).rowcount, len(events))
 
@@ -789,17 +796,17 @@ def record_client_events(conn: Connection, events: Sequence[Event], now: datetim
     revive it, and one sent after a `left` registers the client anew (a restart).
     """
     last: dict[str, ClientHeartbeat | ClientLeft] = {}
-    left: set[str] = set()
+    left: dict[str, ClientLeft] = {}
     beats = 0
     for event in events:
         if isinstance(event, ClientLeft):
-            left.add(event.client_id)
+            left[event.client_id] = event
         elif isinstance(event, ClientHeartbeat):
             beats += 1
         else:
             continue
         last[event.client_id] = event
-    _clients_left(conn, sorted(left))
+    _clients_left(conn, [left[client_id] for client_id in sorted(left)])
     # Rows locked in id order, so two recorders writing the same clients never deadlock.
     for client_id in sorted(last):
         event = last[client_id]
@@ -851,9 +858,28 @@ def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> Non
         conn.execute(client.update().where(client.c.id == beat.client_id).values(**values))
 
 
-def _clients_left(conn: Connection, ids: list[str]) -> None:
-    if ids:
-        conn.execute(client.delete().where(client.c.id.in_(ids)))
+def _clients_left(conn: Connection, events: list[ClientLeft]) -> None:
+    """Remove the rows of the clients that left, each only if it is still the incarnation
+    that left (a guarded DELETE): a `left` replayed after the worker restarted under the
+    same id removed the new process's row, and the supervisor then failed its runs. A `left`
+    without an incarnation (older senders), or a row without one, is not guarded."""
+    if events:
+        conn.execute(
+            _LEFT_STATEMENT,
+            [{"b_id": e.client_id, "b_incarnation": e.incarnation} for e in events],
+        )
+
+
+_LEFT_INCARNATION = sa.bindparam("b_incarnation", type_=sa.String())
+_LEFT_STATEMENT = client.delete().where(
+    client.c.id == sa.bindparam("b_id"),
+    sa.or_(
+        _LEFT_INCARNATION == "",
+        client.c.incarnation.is_(None),
+        client.c.incarnation == "",
+        client.c.incarnation == _LEFT_INCARNATION,
+    ),
+)
 
 
 def _count(rowcount: int, fallback: int) -> int:

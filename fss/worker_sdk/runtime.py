@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,9 @@ class WorkerRuntime:
         self._pid = os.getpid()
         self._active: dict[str, ActiveRun] = {}
         self._lock = threading.Lock()
+        # Run after a second Ctrl-C reported the running runs, right before the process
+        # leaves without waiting for them (fss dev records them and unregisters here).
+        self.before_exit: list[Callable[[], None]] = []
 
     @property
     def publisher(self) -> EventPublisher:
@@ -116,7 +120,7 @@ class WorkerRuntime:
         )
 
     def left(self) -> ClientLeft:
-        return ClientLeft(self.client_id, self.clock.now())
+        return ClientLeft(self.client_id, self.clock.now(), incarnation=self.incarnation)
 
     # The three steps of a run: the bridge's prerun hook, the task body, the postrun hook.
     # One delivery of an order is one run, named by a token `begin` draws: two copies of
