@@ -1,8 +1,8 @@
 """`fss web`: the monitoring UI, JSON API and /metrics, served by uvicorn.
 
-Any number of replicas may run behind one address: they keep no state of their own (give
-them the same FSS_WEB_USERS / FSS_WEB_TOKEN, or the same FSS_WEB_SECRET, so a session cookie
-from one is good at all of them).
+Any number of replicas may run behind one address: sessions and refused-login counts live
+in the database, so a cookie from one is good at all of them and a logout on one ends it at
+all of them (give them the same FSS_WEB_USERS: a session is bound to its user's password).
 """
 
 from __future__ import annotations

@@ -85,8 +85,8 @@ class WebSettings:
     token: str = ""
     # Anonymous access with admin rights; only with an explicit --no-auth.
     no_auth: bool = False
-    # Signs session cookies; every replica behind one address needs the same. Derived from
-    # the users and token when not given, so replicas with the same config agree.
+    # Keys the in-process digests of proven Basic passwords (sessions live in the database
+    # and need no shared secret). Derived from the users and token when not given.
     secret: str = ""
     session_max_age_s: int = 12 * 3600
     # Set the cookie's Secure flag (serve behind HTTPS).
