@@ -147,6 +147,15 @@ def run_dev(
     signals.worker_shutting_down.connect(
         stopper.on_worker_stopping, weak=False, dispatch_uid=stopper.uid
     )
+
+    def before_exit() -> None:
+        # A second Ctrl-C leaves without waiting for the runs: record what the worker
+        # reported (those runs failed, its unregistration) before the process goes.
+        stop_watch.set()
+        web.stop()
+        stopper.finish()
+
+    runtime.before_exit.append(before_exit)
     try:
         worker.start()
     finally:

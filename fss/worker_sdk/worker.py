@@ -15,7 +15,9 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from celery import Celery, bootsteps, signals
+from billiard.process import active_children
+from celery import Celery, bootsteps, platforms, signals
+from celery.platforms import EX_FAILURE, EX_OK
 from celery.worker import state as worker_state
 
 from fss.bridge import hooks
@@ -146,13 +148,20 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self._beacon: PresenceBeacon | None = None
         self._beacon_failing = False
         self._uid = f"fss.heartbeat.{id(self)}"
+        self._interrupts = 0
+        self._hostname = ""
 
     def start(self, worker: Any) -> None:
         runtime: WorkerRuntime | None = getattr(worker.app, hooks.RUNTIME_ATTRIBUTE, None)
         if runtime is None:
             return
         self._runtime = runtime
+        self._hostname = str(getattr(worker, "hostname", ""))
         warn_if_unfenced(runtime.settings)
+        if threading.current_thread() is threading.main_thread():
+            # After Celery's own handlers (installed before the steps start): ours replace
+            # its Ctrl-C, whose second press printed a 60-line traceback on a threads pool.
+            platforms.signals["SIGINT"] = self._on_interrupt
         # Opened after the pool has forked its processes, so they do not hold it open.
         self._beacon = create_beacon(runtime.settings.effective_fence_url, runtime.client_id)
         self._stop.clear()
@@ -176,6 +185,52 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def stop(self, worker: Any) -> None:
         # Called before the pool drains: keep beating (as draining) until worker_shutdown.
         self._start_draining()
+
+    def _on_interrupt(self, *_: Any) -> None:
+        """Ctrl-C. The first: a warm stop (running runs finish), said in one line. The second:
+        running runs are reported failed and the process stops at once, in one line."""
+        self._interrupts += 1
+        if self._interrupts == 1:
+            worker_state.should_stop = EX_OK
+            signals.worker_shutting_down.send(
+                sender=self._hostname, sig="SIGINT", how="Warm", exitcode=EX_OK
+            )
+            target = self._say_finishing
+        elif self._interrupts == 2:
+            target = self._stop_now
+        else:
+            return
+        # Logging and publishing take locks the interrupted code may hold: not in here.
+        threading.Thread(target=target, name="fss-interrupt", daemon=True).start()
+
+    def _say_finishing(self) -> None:
+        log.warning(
+            "stopping: finishing %d running run(s); press Ctrl-C again to stop at once",
+            len(running_orders()),
+        )
+
+    def _stop_now(self) -> None:
+        orders = running_orders()
+        log.warning("stopping now: %d unfinished run(s) reported failed", len(orders))
+        runtime = self._runtime
+        try:
+            if runtime is not None:
+                for order in orders:
+                    runtime.emit(
+                        runtime.abandoned(order, "the worker was stopped (a second Ctrl-C)")
+                    )
+                runtime.emit(runtime.left())
+                runtime.publisher.flush(timeout_s=5)
+                for hook in list(runtime.before_exit):
+                    hook()
+        except Exception as exc:
+            log.warning("could not report the stop (%s)", exc)
+        finally:
+            # Pool processes reset SIGTERM to its default: they end with their jobs. Threads
+            # cannot be stopped, so the process leaves without waiting for them.
+            for child in active_children():
+                child.terminate()
+            os._exit(EX_FAILURE)
 
     def _on_shutting_down(self, **_: Any) -> None:
         # Runs inside a signal handler: only flip flags and start a timer thread.
