@@ -21,6 +21,8 @@ import click
 from celery import signals
 from celery.apps import worker as celery_worker_module
 
+from fss.logsafe import MaskSecrets
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_FORMATS = ("text", "json")
 # Record attributes (set with `extra=`) copied into the JSON object, in this order.
@@ -86,6 +88,7 @@ def make_handler(log_format: str) -> logging.Handler:
         handler.addFilter(RunContextFilter())
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(MaskSecrets())  # no URL password in any line (fss.logsafe)
     return handler
 
 
