@@ -118,6 +118,10 @@ class TaskLogged(Event):
     content: str
     at: datetime
     event_id: str = field(default_factory=_event_id)
+    # The line's place among its run's lines (1, 2, ... per task id and attempt), given where
+    # it is made: batches from several flushes land out of order, so readers sort by it.
+    # None from older senders.
+    seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -361,6 +365,7 @@ _INT_LIMITS = {
     "task_id": INT64_MAX,
     "group_id": INT64_MAX,
     "run_speed_ms": INT64_MAX,
+    "seq": INT64_MAX,
     "attempt": INT32_MAX,
     "pid": INT32_MAX,
     "active": INT32_MAX,
@@ -383,6 +388,8 @@ def check(event: Event) -> None:
         validate_data(event.data)
     if isinstance(event, TaskLogged) and not event.event_id:
         raise InvalidField("event_id", "must not be empty")
+    if isinstance(event, TaskLogged) and event.seq is not None and event.seq < 1:
+        raise InvalidField("seq", f"must be >= 1, got {event.seq}")
     if isinstance(event, ClientHeartbeat):
         for job_name in event.job_names:
             if not job_name or len(job_name) > 64:

@@ -12,6 +12,7 @@ failed and (unless a newer session took the name over) the client left, then flu
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -245,6 +246,8 @@ def registration_of(message: fss_pb2.Register) -> Registration:
 class StreamedOrder:
     order: RunOrder
     streamed_at: float  # monotonic
+    # Numbers the run's log lines in the order the client reported them (run_log.seq).
+    log_seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
 
 def order_queue(name: str) -> Queue:
@@ -451,7 +454,7 @@ class Session:
                 order.task_id, order.attempt, self.client_id, report.progress, now
             )
         if kind == "log":
-            return log_event(report, order, self.client_id, now)
+            return log_event(report, order, self.client_id, now, next(streamed.log_seq))
         elapsed_ms = int((time.monotonic() - streamed.streamed_at) * 1000)
         return finished_event(report, order, self.client_id, now, elapsed_ms)
 
@@ -663,6 +666,7 @@ class Session:
                 level=python_level_to_fss(logging.ERROR),
                 content=reason,
                 at=now,
+                seq=next(streamed.log_seq),  # after every line the client reported
             )
         )
         self.hub.emit(
@@ -731,7 +735,9 @@ def order_message(order: RunOrder, deadline: datetime | None) -> fss_pb2.RunOrde
     )
 
 
-def log_event(report: fss_pb2.Log, order: RunOrder, client_id: str, now: datetime) -> TaskLogged:
+def log_event(
+    report: fss_pb2.Log, order: RunOrder, client_id: str, now: datetime, seq: int | None = None
+) -> TaskLogged:
     if not 0 <= report.level <= 5:
         raise InvalidField("level", f"must be 0..5 (TRACE..CRITICAL), got {report.level}")
     if len(report.content) > MAX_LOG_CONTENT:
@@ -748,6 +754,7 @@ def log_event(report: fss_pb2.Log, order: RunOrder, client_id: str, now: datetim
         level=report.level,
         content=report.content,
         at=at,
+        seq=seq,
         **values,
     )
 

@@ -250,6 +250,7 @@ def _logged(conn: Connection, events: list[TaskLogged], now: datetime) -> int:
             "content": e.content,
             "create_at": e.at,
             "event_id": e.event_id,
+            "seq": e.seq,
         }
         for e in current
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -51,6 +52,10 @@ class JobContext:
         self.next_at: datetime | None = None
         self._emit = emit
         self._clock = clock
+        # Numbers the run's log lines where they are made (run_log.seq): lines travel in
+        # batches of several flushes and reach the database out of order. next() on a count
+        # is atomic, so lines logged from several threads still get distinct numbers.
+        self._log_seq = itertools.count(1)
 
     def set_progress(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -91,6 +96,7 @@ class JobContext:
                 level=level,
                 content=content,
                 at=self._clock.now(),
+                seq=next(self._log_seq),
             )
         )
 
