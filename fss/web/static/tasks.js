@@ -68,12 +68,33 @@
     if (input) input.classList.add("input-error");
   }
 
-  // The newest page again: new tasks appear on top, changed ones update, and tasks of that
-  // range that no longer match the filters (a Working task finished) leave.
+  // Pages fetched per refresh to catch up with new tasks (50 each); past that the table
+  // starts again from the newest, and says so, instead of leaving a silent hole.
+  const CATCH_UP_PAGES = 20;
+
+  async function newestPages() {
+    const newestShown = shown.size ? Math.max(...shown.keys()) : 0;
+    const items = [];
+    let next = null;
+    for (let n = 0; n < CATCH_UP_PAGES; n += 1) {
+      const page = await get(`/api/v1/tasks${FSS.query({ ...activeFilters, limit: PAGE, cursor: next })}`);
+      items.push(...page.items);
+      next = page.next_cursor;
+      // Done once this page reaches what is on screen (or on the first load, or the end).
+      const oldest = page.items.length ? page.items[page.items.length - 1].id : 0;
+      if (!next || firstLoad || oldest <= newestShown) return { items, next, complete: true };
+    }
+    return { items, next, complete: false };
+  }
+
+  // The newest tasks again, page by page down to what is on screen: new tasks appear on top
+  // (however many came since the last poll, e.g. while the tab was hidden), changed ones
+  // update, and tasks of that range that no longer match the filters (a Working task
+  // finished) leave.
   async function refresh() {
-    let page;
+    let got;
     try {
-      page = await get(`/api/v1/tasks${FSS.query({ ...activeFilters, limit: PAGE })}`);
+      got = await newestPages();
     } catch (err) {
       if (err.status === 422) {
         showError(err);
@@ -81,12 +102,21 @@
       }
       throw err;
     }
-    const fresh = new Set(page.items.map((t) => t.id));
-    const oldest = page.next_cursor && page.items.length ? page.items[page.items.length - 1].id : 0;
+    const notice = $("#tasks-restarted");
+    if (!got.complete) {
+      // Too many new tasks to fetch in one go: start over from the newest, said plainly.
+      shown.clear();
+      cursor = got.next;
+      notice.hidden = false;
+      setText(notice, `More than ${(PAGE * CATCH_UP_PAGES).toLocaleString()} new tasks since the`
+        + " last update: the table starts again from the newest; older ones are under Load more.");
+    }
+    const fresh = new Set(got.items.map((t) => t.id));
+    const oldest = got.next && got.items.length ? got.items[got.items.length - 1].id : 0;
     for (const id of Array.from(shown.keys())) if (id >= oldest && !fresh.has(id)) shown.delete(id);
-    for (const t of page.items) shown.set(t.id, t);
+    for (const t of got.items) shown.set(t.id, t);
     if (firstLoad) {
-      cursor = page.next_cursor;
+      cursor = got.next;
       firstLoad = false;
     }
     render();

@@ -381,3 +381,45 @@ def test_the_task_page_shows_log_lines_in_the_jobs_order(
     expect(page.locator("#tail-state")).to_have_text("finished")
     lines = page.locator(".log-content", has_text="ordered ").all_inner_texts()
     assert lines == [f"ordered {s}" for s in range(1, 1201)]
+
+
+def test_the_tasks_page_shows_every_task_that_came_between_two_polls(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    """More than a page (50) of new tasks between two polls: all of them appear, none is
+    skipped; more than the page fetches in one go (1,000): the table starts again from the
+    newest and says so."""
+    from fss.domain.status import TaskStatus
+    from fss.store.tables import task
+
+    page, base, engine = admin_page, live_fss.url, live_fss.engine
+    group_id = live_fss.group_ids["paused cleanup"]  # disabled: only the tasks made here
+
+    def add_tasks(count: int) -> list[int]:
+        now = datetime.now(timezone.utc)
+        with engine.begin() as conn:
+            first = conn.execute(sa.select(sa.func.max(task.c.id))).scalar() or 0
+            conn.execute(task.insert(), [
+                {"task_group_id": group_id, "job_name": "hello", "start_at": now,
+                 "status": TaskStatus.SUCCESS, "create_at": now, "finish_at": now}
+                for _ in range(count)])
+            return [int(i) for (i,) in conn.execute(
+                sa.select(task.c.id).where(task.c.id > first, task.c.task_group_id == group_id))]
+
+    page.goto(f"{base}/tasks?group_id={group_id}")
+    expect(page.locator("#tasks tbody tr")).to_have_count(0)
+    first = add_tasks(3)
+    expect(page.locator("#tasks tbody tr")).to_have_count(3)
+    burst = add_tasks(120)  # one poll later: 2.4 pages of new tasks
+    expect(page.locator("#tasks tbody tr")).to_have_count(123, timeout=10_000)
+    shown = {int(t.lstrip("#")) for t in page.locator("#tasks tbody tr td:first-child")
+             .all_inner_texts()}
+    assert shown == set(first + burst)
+    expect(page.locator("#tasks-restarted")).to_be_hidden()
+
+    flood = add_tasks(1100)
+    expect(page.locator("#tasks-restarted")).to_be_visible(timeout=40_000)  # 20 pages, loaded host
+    expect(page.locator("#tasks-restarted")).to_contain_text("starts again from the newest")
+    expect(page.locator("#tasks tbody tr td:first-child").first).to_have_text(f"#{max(flood)}")
+    expect(page.locator("#tasks tbody tr")).to_have_count(1000)
+    expect(page.locator("#load-more")).to_be_visible()
