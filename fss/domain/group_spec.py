@@ -45,10 +45,8 @@ class GroupSpec:
         chosen = [self.interval_ms is not None, bool(self.cron), self.job_sets_next]
         if sum(chosen) != 1:
             raise InvalidField("schedule", "give exactly one of interval_ms, cron or job_sets_next")
-        interval = validate_interval(self.interval_ms) if self.interval_ms is not None else None
-        cron = validate_cron(self.cron) if self.cron else None
-        if self.time_zone:
-            load_zone(self.time_zone)
+        checked = validate_schedule(self.interval_ms, self.cron, self.time_zone)
+        interval, cron = checked.interval_ms, checked.cron
         validate_data(self.data)
         if self.timeout_s is not None:
             validate_timeout(self.timeout_s)
@@ -65,6 +63,17 @@ class GroupSpec:
             time_zone=self.time_zone or None,
             start_at=start_at,
         )
+
+
+def validate_schedule(interval_ms: int | None, cron: str | None, time_zone: str | None) -> Schedule:
+    """The schedule fields as a group stores them; the form's preview checks them with this
+    too, so both accept and refuse the same. A zone is accepted with an interval as well (an
+    interval ignores it; times are shown in it): groups and files have carried one."""
+    interval = validate_interval(interval_ms) if interval_ms is not None else None
+    checked_cron = validate_cron(cron) if cron else None
+    if time_zone:
+        load_zone(time_zone)
+    return Schedule(interval, checked_cron, time_zone or None)
 
 
 MISFIRE_POLICIES = ("run-once", "skip")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from fss.domain.clock import as_utc
-from fss.domain.cron import load_zone, validate_cron
-from fss.domain.group_spec import validate_interval
+from fss.domain.cron import load_zone
+from fss.domain.group_spec import validate_schedule
 from fss.domain.schedule import Schedule, initial_run_at, upcoming_runs
 from fss.errors import InvalidField
 
@@ -16,13 +16,8 @@ def preview_schedule(cron: str | None, interval_ms: int | None, time_zone: str |
     """A validated schedule of exactly one cron or interval; InvalidField names the bad field."""
     if (cron is None) == (interval_ms is None):
         raise InvalidField("schedule", "give exactly one of cron or interval_ms")
-    if time_zone:
-        load_zone(time_zone)
-    if interval_ms is not None:
-        if time_zone:
-            raise InvalidField("time_zone", "applies to cron only (an interval ignores zones)")
-        return Schedule(interval_ms=validate_interval(interval_ms))
-    return Schedule(cron=validate_cron(str(cron)), time_zone=time_zone or None)
+    # What a group accepts (GroupSpec.validated runs the same function).
+    return validate_schedule(interval_ms, str(cron) if cron is not None else None, time_zone)
 
 
 def first_run(schedule: Schedule, since: datetime) -> datetime:

@@ -294,7 +294,7 @@ def test_preview_gives_the_cli_times(viewer_client: TestClient) -> None:
     ("body", "field"),
     [({"cron": "not a cron"}, "cron"), ({"interval_ms": -1}, "interval_ms"), ({}, "schedule"),
      ({"cron": "* * * * *", "count": 21}, "count"),
-     ({"interval_ms": 5, "time_zone": "UTC"}, "time_zone"),
+     ({"interval_ms": 5, "time_zone": "Mars/Olympus"}, "time_zone"),
      ({"cron": "* * * * *", "start_at": "x"}, "start_at")],
 )
 def test_preview_refuses_bad_input(viewer_client: TestClient, body: Any, field: str) -> None:
@@ -348,3 +348,21 @@ def test_a_malformed_version_is_422(admin_client: TestClient, web_db: WebDatabas
     group_id = add_group(web_db.engine, clock.now())
     response = admin_client.patch(f"/api/v1/groups/{group_id}", json=body, headers=headers)
     assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [{"interval_ms": 60000, "time_zone": "Asia/Tokyo"}, {"interval_ms": 60000, "time_zone": "X/Y"},
+     {"cron": "0 3 * * *", "time_zone": "Europe/Berlin"}, {"cron": "0 3 * * *", "time_zone": "Z"},
+     {"interval_ms": 0}, {"cron": "61 * * * *"}],
+)
+def test_the_form_and_its_preview_accept_and_refuse_the_same_schedules(
+    admin_client: TestClient, schedule: dict[str, Any]
+) -> None:
+    preview = admin_client.post("/api/v1/schedule/preview", json=schedule)
+    created = admin_client.post("/api/v1/groups",
+                                json={"caption": "c", "job_name": "j", **schedule})
+    assert (preview.status_code == 200) == (created.status_code == 201), (preview.text,
+                                                                          created.text)
+    if preview.status_code != 200:
+        assert preview.json()["field"] == created.json()["field"]
