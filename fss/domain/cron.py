@@ -4,12 +4,16 @@ Five fields are classic cron (minute first). Six fields put **seconds first**
 (`*/2 * * * * *` fires every two seconds). Quartz's `?` (no specific value) is read as `*`.
 Times are evaluated in the given time zone and returned as aware UTC.
 
-Daylight saving time follows Vixie cron:
-- a local time skipped when clocks spring forward fires once, at the instant of the jump
-  (02:30 on a night that goes 02:00 -> 03:00 fires at 03:00 new time);
-- a local time that happens twice when clocks fall back fires once (the first time) if the
-  second, minute and hour fields are plain values (`0 30 2 * * *`); with `*`, a range or a
-  step in any of them it fires in both passes (`0 */30 * * * *` keeps its 30-minute rhythm).
+Daylight saving time follows Vixie/Debian cron (and cronsim, which the tests compare with),
+which splits jobs in two. A *wildcard* job has a time field (second, minute or hour) that
+starts with `*` (`*/15 * * * *`, `0 * * * *`, `* 2 * * *`); any other job is *fixed-time*
+(`30 2 * * *`, `0 1-3 * * *`, `0,30 1 * * *`):
+- a local time skipped when clocks spring forward fires a fixed-time job once, at the instant
+  of the jump (02:30 on a night that goes 02:00 -> 03:00 fires at 03:00 new time; several
+  skipped times fire once together); a wildcard job does not fire for skipped times, it just
+  carries on at the new time (`*/15 * * * *` fires at 01:45 then 03:00);
+- a local time that happens twice when clocks fall back fires a fixed-time job once (the
+  first time) and a wildcard job in both passes (`*/30 * * * *` keeps its 30-minute rhythm).
 """
 
 from __future__ import annotations
@@ -96,7 +100,10 @@ def _next_in_zone(spec: CronSpec, expression: str, zone: tzinfo, after: datetime
     best: datetime | None = None
     while True:
         wall = _wall_after(spec, expression, wall)
-        firings = _instants(wall, zone, fires_twice=not spec.fixed_time)
+        firings = _instants(wall, zone, fixed_time=spec.fixed_time)
+        if not firings:  # skipped, wildcard job: resume where the clocks landed, not each second
+            wall = _landing_wall(wall, zone) - timedelta(seconds=1)
+            continue
         later = [f for f in firings if f > after]
         if later and (best is None or min(later) < best):
             best = min(later)
@@ -115,7 +122,8 @@ def _search_start(spec: CronSpec, zone: tzinfo, after: datetime) -> datetime:
     return wall - repeat if repeat > timedelta(0) else wall
 
 
-def _instants(wall: datetime, zone: tzinfo, *, fires_twice: bool) -> list[datetime]:
+def _instants(wall: datetime, zone: tzinfo, *, fixed_time: bool) -> list[datetime]:
+    """The instants a local wall time fires at (Vixie/Debian's rule, see the module doc)."""
     first_offset = _offset(wall.replace(tzinfo=zone))
     second_offset = _offset(wall.replace(tzinfo=zone, fold=1))
     first = (wall - first_offset).replace(tzinfo=timezone.utc)
@@ -123,8 +131,17 @@ def _instants(wall: datetime, zone: tzinfo, *, fires_twice: bool) -> list[dateti
         return [first]
     second = (wall - second_offset).replace(tzinfo=timezone.utc)
     if first_offset > second_offset:  # clocks fell back: the wall time happens twice
-        return [first, second] if fires_twice else [first]
+        return [first] if fixed_time else [first, second]
+    if not fixed_time:  # skipped: a wildcard job just carries on after the jump
+        return []
     return [_jump_instant(second, first, zone)]  # skipped: fires when the clocks jump
+
+
+def _landing_wall(skipped: datetime, zone: tzinfo) -> datetime:
+    """The local wall time the clocks jumped to over a skipped wall time."""
+    first = (skipped - _offset(skipped.replace(tzinfo=zone))).replace(tzinfo=timezone.utc)
+    second = (skipped - _offset(skipped.replace(tzinfo=zone, fold=1))).replace(tzinfo=timezone.utc)
+    return _jump_instant(second, first, zone).astimezone(zone).replace(tzinfo=None)
 
 
 def _repeated(wall: datetime, zone: tzinfo) -> bool:

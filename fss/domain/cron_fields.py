@@ -26,7 +26,8 @@ class FieldKind:
 
     @property
     def cycle_high(self) -> int:
-        """The last value of the field's cycle: day of week 7 is Sunday again (0)."""
+        """The last value of the field's cycle: day of week 7 is Sunday again (0), so `*` and
+        a wrap-around range (`FRI-MON`) go round 0-6."""
         return 6 if self is WEEKDAY else self.high
 
 
@@ -62,7 +63,9 @@ class CronSpec:
     hours: tuple[int, ...]
     months: tuple[int, ...]
     days: DayRule
-    fixed_time: bool  # second, minute and hour are plain values: fires once when clocks fall back
+    # No time field starts with `*` (Debian cron's fixed-time job): a skipped local time fires
+    # at the jump, a repeated one once. Otherwise a wildcard job: neither (fss.domain.cron).
+    fixed_time: bool
 
 
 def parse_cron(expression: str, *, strict: bool) -> CronSpec:
@@ -90,7 +93,7 @@ def parse_cron(expression: str, *, strict: bool) -> CronSpec:
         hours=parser.values(hour, HOUR),
         months=parser.values(month, MONTH),
         days=parser.day_rule(dom, dow, either=not dom_star and not dow_star),
-        fixed_time=all(_is_plain(f) for f in (second, minute, hour)),
+        fixed_time=not any(_is_star(f) for f in (second, minute, hour)),
     )
 
 
@@ -99,8 +102,9 @@ def _is_star(text: str) -> bool:
     return text[0] in "*?"
 
 
-def _is_plain(text: str) -> bool:
-    return all(item.isdigit() for item in text.split(","))
+def _is_number(text: str) -> bool:
+    # Not str.isdigit(): it is true for '²' and '٣', which int() refuses or reads as 3.
+    return text != "" and all(char in "0123456789" for char in text)
 
 
 class _FieldParser:
@@ -129,11 +133,13 @@ class _FieldParser:
             first, last = self.value(low_text, kind), self.value(high_text, kind)
         else:
             first = self.value(body, kind)
-            last = kind.cycle_high if slash else first
+            # `a/n` runs to the field's end; for the day of week that is 7 (Sunday), as in
+            # cronie and cronsim: `5/2` is Friday and Sunday.
+            last = kind.high if slash else first
         return _cycle(first, last, kind)[::step]
 
     def step(self, text: str, kind: FieldKind) -> int:
-        if not text.isdigit() or int(text) == 0:
+        if not _is_number(text) or int(text) == 0:
             raise self.fail(kind, f"step {text!r} is not a whole number from 1")
         step = int(text)
         if self._strict and step > kind.high:
@@ -145,7 +151,7 @@ class _FieldParser:
         upper = text.upper()
         if upper in kind.names:
             return kind.names.index(upper) + kind.name_base
-        if text.isdigit() and kind.low <= int(text) <= kind.high:
+        if _is_number(text) and kind.low <= int(text) <= kind.high:
             return int(text)
         names = f" or {kind.names[0]}-{kind.names[-1]}" if kind.names else ""
         raise self.fail(kind, f"{text!r} is not {_span(kind)}{names}")
@@ -187,7 +193,7 @@ class _FieldParser:
 
     def nth_weekday(self, item: str) -> tuple[int, int]:
         day_text, _, n_text = item.partition("#")
-        if not n_text.isdigit() or not 1 <= int(n_text) <= 5:
+        if not _is_number(n_text) or not 1 <= int(n_text) <= 5:
             raise self.fail(WEEKDAY, f"{item!r} needs a week 1-5 after '#'")
         return self.value(day_text, WEEKDAY) % 7, int(n_text)
 
@@ -197,8 +203,12 @@ def _span(kind: FieldKind) -> str:
 
 
 def _cycle(first: int, last: int, kind: FieldKind) -> list[int]:
-    """first..last, wrapping around the field's end when first > last (hours 23-3: 23,0..3)."""
-    if kind is WEEKDAY and first == 7:
+    """first..last, wrapping around the field's end when first > last (hours 23-3: 23,0..3).
+
+    Day of week 7 stays 7 here (the caller reads it as Sunday); only a wrap-around range
+    starting at 7 (`7-2`) starts at Sunday 0 instead, since 7 is past the cycle's end (6).
+    """
+    if kind is WEEKDAY and first == 7 and last < first:
         first = 0
     if first <= last:
         return list(range(first, last + 1))

@@ -307,13 +307,30 @@ def test_given_a_fixed_time_already_run_in_the_first_pass_then_the_second_pass_s
             "0 */30 1 * * *",
             ["01:00:00-04:00", "01:30:00-04:00", "01:00:00-05:00", "01:30:00-05:00"],
         ),
-        ("0 0 1-2 * * *", ["01:00:00-04:00", "01:00:00-05:00", "02:00:00-05:00"]),
         ("0 0 * * * *", ["01:00:00-04:00", "01:00:00-05:00", "02:00:00-05:00"]),
+        ("*/30 0 1 * * *", ["01:00:00-04:00", "01:00:30-04:00", "01:00:00-05:00"]),
     ],
 )
-def test_given_a_step_range_or_star_in_the_time_when_clocks_fall_back_then_both_passes_fire(
+def test_given_a_time_field_starting_with_a_star_when_clocks_fall_back_then_both_passes_fire(
     expression: str, expected: list[str]
 ) -> None:
+    fired = local_firings(expression, at(2016, 11, 6, 4, 30), len(expected), "America/New_York")
+
+    assert fired == [f"2016-11-06T{t}" for t in expected]
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("0 0 1-2 * * *", ["01:00:00-04:00", "02:00:00-05:00"]),  # a range is still fixed-time
+        ("0 30 1/1 * * *", ["01:30:00-04:00", "02:30:00-05:00"]),
+        ("0 0,30 1 * * *", ["01:00:00-04:00", "01:30:00-04:00"]),
+    ],
+)
+def test_given_no_time_field_starting_with_a_star_when_clocks_fall_back_then_once(
+    expression: str, expected: list[str]
+) -> None:
+    # Debian cron: only a minute or hour field starting with '*' makes a wildcard job.
     fired = local_firings(expression, at(2016, 11, 6, 4, 30), len(expected), "America/New_York")
 
     assert fired == [f"2016-11-06T{t}" for t in expected]
@@ -357,12 +374,53 @@ def test_berlin_daily_0230_in_october_fires_once_on_the_day_0230_happens_twice()
 
 
 def test_given_several_skipped_times_then_they_fire_once_together_after_the_jump() -> None:
-    fired = local_firings("0 */15 * * * *", at(2026, 3, 29, 0, 50), 3, "Europe/Berlin")
+    fired = local_firings("0 0,15,30,45 2,3 * * *", at(2026, 3, 29, 0, 50), 3, "Europe/Berlin")
 
     assert fired == [
         "2026-03-29T03:00:00+02:00",  # 02:00, 02:15, 02:30, 02:45 and 03:00: one run
         "2026-03-29T03:15:00+02:00",
         "2026-03-29T03:30:00+02:00",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # Debian cron: a wildcard job runs at the new time only, no extra run at the jump.
+        ("*/15 * * * *", ["29T01:45:00+01:00", "29T03:00:00+02:00", "29T03:15:00+02:00"]),
+        ("30 * * * *", ["29T03:30:00+02:00", "29T04:30:00+02:00"]),
+        ("* 2 * * *", ["30T02:00:00+02:00", "30T02:01:00+02:00"]),  # 29th: 02:xx skipped
+        ("0 */2 * * *", ["29T04:00:00+02:00", "29T06:00:00+02:00"]),
+    ],
+)
+def test_given_a_wildcard_job_when_clocks_spring_forward_then_skipped_times_do_not_fire(
+    expression: str, expected: list[str]
+) -> None:
+    # 2026-03-29 in Berlin: 02:00 -> 03:00. Minute or hour starting with '*' = wildcard job.
+    fired = local_firings(expression, at(2026, 3, 29, 0, 40), len(expected), "Europe/Berlin")
+
+    assert fired == ["2026-03-" + t for t in expected]
+
+
+@pytest.mark.parametrize("expression", ["30 2 * * *", "30 1-3 * * *", "30 2,4 * * *"])
+def test_given_a_fixed_time_job_when_clocks_spring_forward_then_it_runs_at_the_jump(
+    expression: str,
+) -> None:
+    # No time field starts with '*' (a range or a list still counts as fixed, as in Debian).
+    fired = next_cron_time(expression, at(2026, 3, 29, 0, 40), "Europe/Berlin")
+
+    assert fired == at(2026, 3, 29, 1, 0)  # 03:00+02:00, the instant the clocks jumped
+
+
+def test_given_a_lord_howe_half_hour_jump_then_only_fixed_time_jobs_run_at_it() -> None:
+    # Australia/Lord_Howe 2024-10-06: 02:00 +10:30 -> 02:30 +11:00.
+    zone = "Australia/Lord_Howe"
+    assert local_firings("15 2 * * *", at(2024, 10, 5, 15), 1, zone) == [
+        "2024-10-06T02:30:00+11:00"
+    ]
+    assert local_firings("*/20 2 * * *", at(2024, 10, 5, 15), 2, zone) == [
+        "2024-10-06T02:40:00+11:00",
+        "2024-10-07T02:00:00+11:00",
     ]
 
 
@@ -474,3 +532,83 @@ def test_given_a_comma_list_of_plain_values_then_fall_back_fires_each_once() -> 
         "2016-11-06T01:30:00-04:00",
         "2016-11-07T01:00:00-05:00",
     ]
+
+
+# -- day of week 7 (issue 16, A4) --------------------------------------------------------------
+
+
+def weekdays_fired(expression: str) -> set[str]:
+    """The days of the week of the days it fires on, over January and February 2024."""
+    days = [at(2024, 1, 1) + timedelta(days=n) for n in range(60)]
+    return {
+        day.strftime("%a")
+        for day in days
+        if next_cron_time(expression, day - timedelta(seconds=1)) < day + timedelta(days=1)
+    }
+
+
+@pytest.mark.parametrize(
+    ("expression", "days"),
+    [
+        ("0 0 * * 7", {"Sun"}),  # fired every day: _cycle(7, 7) was 0..7
+        ("0 0 * * 5,7", {"Fri", "Sun"}),
+        ("* * * * * 3,5,7", {"Wed", "Fri", "Sun"}),  # 6 fields: seconds first
+        ("0 0 * * 7-7", {"Sun"}),
+        ("0 0 * * 5-7", {"Fri", "Sat", "Sun"}),
+        ("0 0 * * 6-7/2", {"Sat"}),
+        ("0 0 * * 5/2", {"Fri", "Sun"}),  # a/n runs to 7, as in cronie and cronsim
+        ("0 0 * * 7/3", {"Sun"}),
+        ("0 0 * * */7", {"Sun"}),
+        ("0 0 * * 7-2", {"Sun", "Mon", "Tue"}),  # wrap-around from Sunday
+        ("0 0 * * SUN", {"Sun"}),
+        ("0 0 * * sun,7,0", {"Sun"}),
+        ("0 0 * * 7#2", {"Sun"}),
+        ("0 0 * * 7L", {"Sun"}),
+    ],
+)
+def test_given_day_of_week_7_then_it_is_sunday_only(expression: str, days: set[str]) -> None:
+    validate_cron(expression)
+
+    assert weekdays_fired(expression) == days
+
+
+def test_given_sunday_as_7_then_it_fires_on_the_same_days_as_0() -> None:
+    start = at(2024, 1, 1)
+    assert firings("0 0 * * 7", start, 10) == firings("0 0 * * 0", start, 10)
+    assert firings("0 0 * * 7", start, 2) == [at(2024, 1, 7), at(2024, 1, 14)]
+
+
+@pytest.mark.parametrize(
+    ("expression", "field"),
+    [
+        ("0 0 * * 8", "day-of-week"),
+        ("0 0 32 * *", "day-of-month"),
+        ("0 0 0 * *", "day-of-month"),
+        ("0 0 * 13 *", "month"),
+        ("0 0 * 0 *", "month"),
+        ("0 24 * * *", "hour"),
+        ("60 * * * *", "minute"),
+        ("\u00b2 * * * *", "minute"),  # superscript two: str.isdigit() is true, int() fails
+        ("\u0663 * * * *", "minute"),  # Arabic-Indic three: was read as 3
+        ("*/\u00b2 * * * *", "minute"),
+        ("0 0 \u00b3W * *", "day-of-month"),
+        ("0 0 * * 1#\u00b2", "day-of-week"),
+    ],
+)
+def test_given_a_value_outside_its_field_then_one_line_error_names_the_field(
+    expression: str, field: str
+) -> None:
+    with pytest.raises(InvalidField) as info:
+        validate_cron(expression)
+
+    assert info.value.field == "cron"
+    assert f"{field} field" in info.value.reason
+    assert "\n" not in info.value.reason
+
+
+@pytest.mark.parametrize(
+    "expression", ["0 0 31 12 *", "0 0 L DEC *", "0 0 1 JAN-DEC SUN-SAT", "59 23 31 12 7"]
+)
+def test_given_the_last_value_of_each_field_then_it_is_accepted(expression: str) -> None:
+    validate_cron(expression)
+    assert next_cron_time(expression, at(2024, 12, 30)) <= at(2025, 1, 6)
