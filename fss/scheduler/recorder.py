@@ -41,6 +41,7 @@ from fss.events import Event, Rejected, TaskFinished, decode_events, reason_of, 
 from fss.outage import LoopErrors
 from fss.scheduler.health import LoopTracker, NodeHealth
 from fss.store.dead_letters import add_dead_letters, new_dead_letter
+from fss.store.deadlocks import deadlock_pause, is_deadlock
 from fss.store.recording import ClaimNext, RecordStats, record
 from fss.store.tasks import ClaimedTask
 
@@ -334,6 +335,7 @@ class QueueRecorder:
         self._before_write()
         backoff = 0.2
         announced = False
+        deadlocks = 0
         while batch:
             try:
                 self._write_isolating(batch)
@@ -344,6 +346,19 @@ class QueueRecorder:
                 if not is_transient(exc):
                     raise
                 batch = [p for p in batch if not p.done]
+                if is_deadlock(exc):
+                    # Another writer (a recorder, a group delete) won: the database is fine.
+                    # Retry at once, after a short random pause, with no outage announced.
+                    deadlocks += 1
+                    log.warning(
+                        "deadlock writing events (recorder, %s), retry %d: %s",
+                        self._queue.name,
+                        deadlocks,
+                        reason_of(exc)[:MAX_LOGGED_REASON],
+                    )
+                    if stop.wait(deadlock_pause(min(deadlocks, 10))):
+                        raise ConnectionError("stopping with unwritten events") from exc
+                    continue
                 self.holding = True
                 if not announced:
                     log.warning(
