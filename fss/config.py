@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
@@ -57,6 +58,13 @@ class Settings:
     shutdown_grace_s: float = 30.0
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            # NaN compares false with everything, so `<= 0` alone would let it through.
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidField(f.name, f"must be a finite number, got {value}")
+            if isinstance(value, int | float) and value < 0:
+                raise InvalidField(f.name, f"must be >= 0, got {value}")
         for name in ("heartbeat_s", "client_timeout_s", "lease_s", "poll_s", "dispatch_expires_s"):
             if getattr(self, name) <= 0:
                 raise InvalidField(name, "must be > 0")
@@ -64,6 +72,7 @@ class Settings:
             raise InvalidField("lookahead_s", "must be shorter than lease_s")
         validate_broker_url(self.broker_url)
         validate_database_url(self.database_url)
+        validate_fence_url(self.fence_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -91,14 +100,28 @@ class Settings:
 
 
 def _convert(name: str, type_name: str, raw: str) -> Any:
+    """The text of FSS_<NAME> as the field's type; errors name the variable, where the value
+    came from (`heartbeat_s` in Settings' own checks names the field)."""
+    setting = ENV_PREFIX + name.upper()
+    if type_name not in ("int", "float"):
+        return raw
+    number: float
     try:
-        if type_name == "int":
-            return int(raw)
-        if type_name == "float":
-            return float(raw)
+        number = int(raw) if type_name == "int" else float(raw)
     except ValueError:
-        raise InvalidField(name, f"{raw!r} is not a number") from None
-    return raw
+        kind = "a whole number" if type_name == "int" else "a number"
+        raise InvalidField(setting, f"{raw!r} is not {kind}") from None
+    if not math.isfinite(number):  # "nan", "inf", "1e999"
+        raise InvalidField(setting, f"{raw!r} is not a finite number")
+    return number
+
+
+PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@/]*@")
+
+
+def hide_password(url: str) -> str:
+    """`url` as it may be logged or shown: a password in it becomes `***`."""
+    return PASSWORD_IN_URL.sub(r"\1***@", url)
 
 
 # RFC 3986 scheme; SQLAlchemy adds "+driver" (postgresql+psycopg2), kombu "+variant".
@@ -111,8 +134,19 @@ def url_scheme(url: str) -> str | None:
     return scheme if separator and URL_SCHEME.match(scheme) else None
 
 
+# The broker transports fss runs on and tests: Redis (fss.redis_transport, the default),
+# RabbitMQ (kombu's py-amqp transport) and the in-process one of `fss dev`. kombu knows more
+# (kafka, sqs, sentinel, ...), but fss leans on the behaviour of these (acks, expiry, queue
+# depths, batch publishing), and one kombu cannot load fails late: `kafka://` without
+# confluent-kafka ended in `NameError: KafkaException`. Those are refused at the start.
+BROKER_TRANSPORTS = ("amqp", "amqps", "memory", "pyamqp", "redis", "rediss")
+# FSS_FENCE_URL: a Redis redis-py opens (fss.fence.REDIS_URL_SCHEMES), the in-process fence
+# of `fss dev`, or "none" (no fencing, said out loud); anything else would disable fencing.
+FENCE_SCHEMES = ("redis", "rediss", "unix", "memory")
+
+
 def validate_broker_url(url: str) -> str:
-    """A kombu URL (several joined by `;` for failover) whose transport kombu knows.
+    """A kombu URL (several joined by `;` for failover) whose transport fss supports.
 
     Without this check kombu reads anything without a scheme as amqp and retries forever.
     """
@@ -121,10 +155,43 @@ def validate_broker_url(url: str) -> str:
         if scheme is None:
             raise InvalidField("broker_url", f"{part!r} is not a URL like redis://host:6379/0")
         transport = scheme.split("+", 1)[0]
-        if transport not in TRANSPORT_ALIASES:
-            known = ", ".join(sorted(t for t in TRANSPORT_ALIASES if t.islower()))
-            raise InvalidField("broker_url", f"unknown transport {transport!r} (known: {known})")
+        if transport not in BROKER_TRANSPORTS:
+            supported = ", ".join(BROKER_TRANSPORTS)
+            what = "unsupported" if transport in TRANSPORT_ALIASES else "unknown"
+            raise InvalidField(
+                "broker_url", f"{what} transport {transport!r} (fss supports: {supported})"
+            )
     return url
+
+
+def validate_fence_url(url: str) -> str:
+    """"" (the broker's Redis), "none", or a URL whose scheme is one of FENCE_SCHEMES."""
+    if url in ("", "none"):
+        return url
+    scheme = url_scheme(url)
+    if scheme is None or scheme.lower() not in FENCE_SCHEMES:
+        raise InvalidField(
+            "fence_url",
+            f"{url_scheme(url) or url!r} is not a fence: give redis://host:6379/0 "
+            "(rediss://, unix://), memory:// (fss dev) or none",
+        )
+    return url
+
+
+FLAG_VALUES = {"1": True, "true": True, "yes": True, "on": True,
+               "0": False, "false": False, "no": False, "off": False, "": False}
+
+
+def read_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """An on/off environment variable (FSS_DEBUG): a value that is neither is an error,
+    never silently "off" (or "on")."""
+    env = os.environ if environ is None else environ
+    raw = env.get(name, "")
+    try:
+        return FLAG_VALUES[raw.strip().lower()]
+    except KeyError:
+        choices = ", ".join(value for value in FLAG_VALUES if value)
+        raise InvalidField(name, f"{raw!r} is not one of {choices}") from None
 
 
 def validate_database_url(url: str) -> str:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import sys
+import traceback
 from typing import NoReturn
 
 import click
 
 from fss import __version__
 from fss.cli.lazy import LazyGroup
+from fss.config import read_flag
 from fss.errors import FssError, InvalidField
 
 # Imported when run (LazyGroup): a process loads only what its command needs.
@@ -52,29 +53,47 @@ DEBUG_ENV = "FSS_DEBUG"
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error becomes one line on stderr and a non-zero exit.
 
-    2 for bad input, 1 for anything else; FSS_DEBUG=1 shows the traceback of an error
-    fss did not expect. A command group given no subcommand prints its help and exits 0.
+    2 for bad input, 1 for anything else. FSS_DEBUG=1 prints the traceback of every error
+    above that line (the exit code stays the same). A command group given no subcommand
+    prints its help and exits 0.
     """
+    try:
+        debug = read_flag(DEBUG_ENV)
+    except InvalidField as exc:
+        fail(str(exc), 2)
     try:
         cli.main(args=argv, prog_name="fss", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
         # `fss` (or `fss group`) alone asks for the help: print it, this is no error.
         click.echo(exc.ctx.get_help() if exc.ctx is not None else cli.get_help(click.Context(cli)))
         sys.exit(0)
-    except click.exceptions.Abort:
-        fail("aborted", 1)
-    except click.ClickException as exc:
-        fail(describe_click_error(exc), exc.exit_code)
-    except InvalidField as exc:
-        fail(str(exc), 2)
-    except FssError as exc:
-        fail(str(exc), 1)
-    except Exception as exc:
-        if is_database_error(exc):
-            fail(f"database: {describe_database_error(exc)}", 1)
-        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
-            raise
-        fail(f"{type(exc).__name__}: {one_line(str(exc))} (set {DEBUG_ENV}=1 for details)", 1)
+    except Exception as exc:  # click.exceptions.Abort is an Exception too (RuntimeError)
+        message, code = describe_error(exc)
+        if debug:
+            if message is None:
+                raise  # unexpected: Python's own report
+            traceback.print_exc()
+        fail(message or unexpected_error(exc), code)
+
+
+def describe_error(exc: Exception) -> tuple[str | None, int]:
+    """The one line and exit code for an error that ends a command; None for an error fss
+    did not expect."""
+    if isinstance(exc, click.exceptions.Abort):
+        return "aborted", 1
+    if isinstance(exc, click.ClickException):
+        return describe_click_error(exc), exc.exit_code
+    if isinstance(exc, InvalidField):
+        return str(exc), 2
+    if isinstance(exc, FssError):
+        return str(exc), 1
+    if is_database_error(exc):
+        return f"database: {describe_database_error(exc)}", 1
+    return None, 1
+
+
+def unexpected_error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {one_line(str(exc))} (set {DEBUG_ENV}=1 for details)"
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 
 import click
+from kombu.connection import Connection
 
 from fss.bridge.grpc_server import DEFAULT_LISTEN, TlsFiles, check_listen, start_bridge
 from fss.celery_app import check_broker_transport
+from fss.cli.context import first_line
 from fss.cli.logs import log_format_option, setup_logging
 from fss.cli.processes import wait_for_signal
-from fss.config import Settings
+from fss.config import Settings, hide_password
 from fss.errors import InvalidField
 
 log = logging.getLogger("fss")
@@ -49,6 +54,57 @@ def read_tls(cert: Path | None, key: Path | None) -> TlsFiles | None:
 
 
 FILE = click.Path(dir_okay=False, path_type=Path)
+
+BROKER_PROBE_TIMEOUT_S = 2.0
+BROKER_RETRY_MAX_S = 5.0
+
+
+def broker_problem(url: str, timeout_s: float = BROKER_PROBE_TIMEOUT_S) -> str | None:
+    """Why the broker does not answer a connection now, or None when it does."""
+    if url.startswith("memory://"):
+        return None
+    try:
+        with Connection(url, connect_timeout=timeout_s) as connection:  # type: ignore[no-untyped-call]
+            connection.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=timeout_s
+            )
+    except Exception as exc:  # kombu raises the transport's own errors
+        return first_line(exc)
+    return None
+
+
+def wait_for_broker(url: str, stopped: threading.Event) -> bool:
+    """Block until the broker answers (True) or SIGTERM/SIGINT arrives first (False).
+
+    The bridge binds its port only after this: a bridge that said "serving" while it could
+    not reach the broker took registrations it could never hand a run. Like schedulers and
+    workers it waits for a broker that is not up yet instead of exiting.
+    """
+    problem = broker_problem(url)
+    if problem is None:
+        return True
+    shown = hide_password(url)
+    log.warning("waiting for broker %s (%s); not serving until it answers", shown, problem)
+    delay = 0.5
+    while not stopped.wait(delay):
+        if broker_problem(url) is None:
+            log.info("broker %s answers", shown)
+            return True
+        delay = min(delay * 2, BROKER_RETRY_MAX_S)
+    return False
+
+
+def stop_on_signal() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (wait_for_signal installs its own handlers later)."""
+    stopped = threading.Event()
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stopped
 
 
 @click.command("bridge")
@@ -104,12 +160,14 @@ def bridge_command(
     settings = Settings.from_env(broker_url=broker_url)
     setup_logging(loglevel, log_format)
     check_broker_transport(settings.broker_url)
+    if not wait_for_broker(settings.broker_url, stop_on_signal()):
+        return
     bridge = start_bridge(settings, listen=listen, token=token, tls=tls)
     log.info(
         "bridge %s serving on %s (broker %s%s)",
         bridge.hub.node,
         bridge.listening,
-        settings.broker_url,
+        hide_password(settings.broker_url),
         ", token required" if token else "",
     )
     if token is None and not is_loopback(listen):

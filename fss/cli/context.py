@@ -44,6 +44,15 @@ class CliContext:
             )
         return self._engine
 
+    def explain(self, exc: Exception) -> Exception | None:
+        """A one-line error for a database failure whose cause the URL tells (the database
+        is not on its server), None otherwise."""
+        if self._engine is None:
+            return None
+        from fss.cli.database import missing_database
+
+        return missing_database(exc, self._engine.url)
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
@@ -137,6 +146,12 @@ def pass_cli(function: F) -> F:
         settings = Settings.from_env(database_url=database_url, broker_url=broker_url)
         cli = CliContext(settings)
         ctx.call_on_close(cli.close)
-        return function(cli, **kwargs)
+        try:
+            return function(cli, **kwargs)
+        except Exception as exc:
+            explained = cli.explain(exc)
+            if explained is None:
+                raise
+            raise explained from exc
 
     return wrapper  # type: ignore[return-value]

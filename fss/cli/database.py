@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from fss.cli.context import first_line
 from fss.errors import InvalidField
@@ -54,3 +56,54 @@ def require_existing_sqlite_file(url: sa.engine.URL) -> None:
     path = Path(database).resolve()
     if not path.exists():
         raise DatabaseFileMissing(path)
+
+
+# PostgreSQL's "FATAL:  database "x" does not exist" (no SQLSTATE reaches the client at
+# connect time); MySQL/MariaDB's error 1049 "Unknown database 'x'".
+PG_MISSING_DATABASE = re.compile(r'database "(?P<name>.*)" does not exist')
+MYSQL_UNKNOWN_DATABASE = 1049
+
+
+class DatabaseMissing(InvalidField):
+    """The server answers but the database the URL names is not there. `fss db upgrade`
+    creates tables, not databases: the message gives the command that creates it."""
+
+    def __init__(self, url: sa.engine.URL) -> None:
+        self.url = url
+        super().__init__(
+            "database_url",
+            f"database {url.database!r} does not exist on {url.host or 'localhost'}"
+            f":{url.port or default_port(url)}; create it with `{create_database_command(url)}`, "
+            "then run `fss db upgrade`",
+        )
+
+
+def default_port(url: sa.engine.URL) -> int:
+    return 5432 if url.get_backend_name() == "postgresql" else 3306
+
+
+def create_database_command(url: sa.engine.URL) -> str:
+    """The shell command that creates the database `url` names, as its own login."""
+    host = shlex.quote(url.host or "localhost")
+    port = url.port or default_port(url)
+    user = shlex.quote(url.username or "")
+    name = url.database or ""
+    if url.get_backend_name() == "postgresql":
+        login = f" -U {user}" if url.username else ""
+        return f"createdb -h {host} -p {port}{login} {shlex.quote(name)}"
+    login = f" -u {user}" if url.username else ""
+    password = " -p" if url.password else ""
+    create = f"CREATE DATABASE `{name.replace('`', '``')}` CHARACTER SET utf8mb4"
+    return f"mysql -h {host} -P {port}{login}{password} -e {shlex.quote(create)}"
+
+
+def missing_database(exc: BaseException, url: sa.engine.URL) -> DatabaseMissing | None:
+    """A DatabaseMissing when `exc` says the database `url` names is not on its server."""
+    if not isinstance(exc, DBAPIError) or url.get_backend_name() not in ("postgresql", "mysql"):
+        return None
+    orig = exc.orig
+    if url.get_backend_name() == "mysql":
+        code = orig.args[0] if orig is not None and orig.args else None
+        return DatabaseMissing(url) if code == MYSQL_UNKNOWN_DATABASE else None
+    match = PG_MISSING_DATABASE.search(str(orig))
+    return DatabaseMissing(url) if match and match.group("name") == url.database else None
