@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -144,23 +145,70 @@ def validate_interval(interval_ms: int) -> int:
 
 
 def validate_data(data: Any) -> str:
-    """The JSON text to store; data must be a JSON object of bounded size."""
+    """The JSON text to store; data must be a JSON object of bounded size and depth."""
     if not isinstance(data, dict):
         raise InvalidField("data", "must be a JSON object")
+    if nesting_depth(data) > MAX_DATA_DEPTH:
+        raise InvalidField("data", f"nested deeper than {MAX_DATA_DEPTH} levels")
     try:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidField("data", f"is not JSON-serializable ({exc})") from None
-    if len(text.encode()) > MAX_DATA_BYTES:
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:  # "\ud800" in JSON text decodes to a lone surrogate
+        bad = text[exc.start]
+        raise InvalidField(
+            "data", f"contains a lone surrogate \\u{ord(bad):04x}, which is not valid UTF-8"
+        ) from None
+    if size > MAX_DATA_BYTES:
         raise InvalidField("data", f"larger than {MAX_DATA_BYTES} bytes as JSON")
     return text
 
 
+# Data travels in every order and is parsed again by workers in other languages: a bound far
+# above real configuration keeps every recursive encoder and decoder on the way safe.
+MAX_DATA_DEPTH = 100
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (1 for a flat object), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DATA_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidField("data", f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise InvalidField("data", f"number {text[:20]} is out of range (a double at most)")
+    return number
+
+
 def parse_data(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text) if text.strip() else {}
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_finite_float
+        ) if text.strip() else {}
     except json.JSONDecodeError as exc:
         raise InvalidField("data", f"invalid JSON ({exc.msg} at position {exc.pos})") from None
+    except RecursionError:
+        raise InvalidField("data", f"nested deeper than {MAX_DATA_DEPTH} levels") from None
+    except InvalidField:
+        raise
+    except ValueError as exc:  # an integer longer than Python converts (4300 digits)
+        raise InvalidField("data", f"invalid JSON ({str(exc).split(':')[0]})") from None
     if not isinstance(value, dict):
         raise InvalidField("data", "must be a JSON object")
     validate_data(value)
