@@ -139,6 +139,20 @@ class TaskFinished(Event):
 
 
 @dataclass(frozen=True)
+class TaskDataSaved(Event):
+    """The job saved its group's data while running (`ctx.save_data()`): kept whatever the
+    run's outcome. Data changed and not saved is saved only by a successful finish."""
+
+    kind: ClassVar[str] = "data"
+    task_id: int
+    attempt: int
+    client_id: str
+    group_id: int
+    data: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
 class ClientHeartbeat(Event):
     """Also the registration: the recorder upserts the client row from it."""
 
@@ -171,7 +185,15 @@ class ClientLeft(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (TaskStarted, TaskProgressed, TaskLogged, TaskFinished, ClientHeartbeat, ClientLeft)
+    for cls in (
+        TaskStarted,
+        TaskProgressed,
+        TaskLogged,
+        TaskDataSaved,
+        TaskFinished,
+        ClientHeartbeat,
+        ClientLeft,
+    )
 }
 
 
@@ -384,7 +406,7 @@ def check(event: Event) -> None:
         value = getattr(event, name, None)
         if isinstance(value, str) and len(value) > limit:
             raise InvalidField(name, f"longer than {limit} characters")
-    if isinstance(event, TaskFinished) and event.data is not None:
+    if isinstance(event, TaskFinished | TaskDataSaved) and event.data is not None:
         validate_data(event.data)
     if isinstance(event, TaskLogged) and not event.event_id:
         raise InvalidField("event_id", "must not be empty")

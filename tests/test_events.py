@@ -16,6 +16,7 @@ from fss.events import (
     ClientHeartbeat,
     ClientLeft,
     Event,
+    TaskDataSaved,
     TaskFinished,
     TaskLogged,
     TaskProgressed,
@@ -73,6 +74,10 @@ EXAMPLES: list[Event] = [
         accepting=False,
         active=2,
     ),
+    TaskLogged(
+        task_id=7, attempt=2, client_id="w-1", group_id=3, level=1, content="n", at=AT, seq=12
+    ),
+    TaskDataSaved(task_id=7, attempt=1, client_id="w-1", group_id=3, data={"cursor": 5}, at=AT),
     ClientLeft(client_id="w-1", at=AT),
 ]
 

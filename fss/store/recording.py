@@ -24,6 +24,7 @@ from fss.events import (
     ClientHeartbeat,
     ClientLeft,
     Event,
+    TaskDataSaved,
     TaskFinished,
     TaskLogged,
     TaskProgressed,
@@ -66,6 +67,7 @@ class RecordStats:
     started: int = 0
     progressed: int = 0
     logged: int = 0
+    data_saved: int = 0
     finished: int = 0
     ignored: int = 0
     heartbeats: int = 0
@@ -87,9 +89,13 @@ def record(
     stats.started = _started(conn, started, now, locked)
     stats.progressed = _progressed(conn, by_kind.get(TaskProgressed, []), now)
     stats.logged = _logged(conn, by_kind.get(TaskLogged, []), now)
+    stats.data_saved = _data_saved(conn, by_kind.get(TaskDataSaved, []))
     stats.finished = finish_tasks(conn, finished, now, claim_next, locked)
     total = len(events) - len(client_events)
-    stats.ignored = total - stats.started - stats.progressed - stats.logged - stats.finished
+    stats.ignored = (
+        total - stats.started - stats.progressed - stats.logged - stats.data_saved
+        - stats.finished
+    )
     return stats
 
 
@@ -258,6 +264,43 @@ def _logged(conn: Connection, events: list[TaskLogged], now: datetime) -> int:
         conn.execute(run_log.insert(), rows)
         _alive(conn, {(e.task_id, e.attempt, e.client_id) for e in current}, now)
     return len(rows)
+
+
+def _data_saved(conn: Connection, events: list[TaskDataSaved]) -> int:
+    """Data a running job saved explicitly (ctx.save_data()): written to its group when the
+    event is of the task's current attempt, still unfinished (a guarded UPDATE; a replay
+    writes the same data again). Per group the last save of the batch wins; groups in id
+    order, as _lock_groups takes them."""
+    if not events:
+        return 0
+    last = {e.group_id: e for e in events}
+    params = [
+        {
+            "b_group": gid,
+            "b_task": e.task_id,
+            "b_attempt": e.attempt,
+            "b_client": e.client_id,
+            "b_data": json.dumps(e.data, ensure_ascii=False, separators=(",", ":")),
+        }
+        for gid, e in sorted(last.items())
+    ]
+    return _count(conn.execute(_DATA_SAVED_STATEMENT, params).rowcount, len(params))
+
+
+_DATA_SAVED_STATEMENT = (
+    task_group.update()
+    .where(
+        task_group.c.id == sa.bindparam("b_group"),
+        sa.exists().where(
+            task.c.task_group_id == task_group.c.id,
+            _current_attempt(
+                sa.bindparam("b_task"), sa.bindparam("b_attempt"), sa.bindparam("b_client")
+            ),
+            status_in([TaskStatus.SCHEDULER, TaskStatus.WORKING]),
+        ),
+    )
+    .values(data=sa.bindparam("b_data", type_=sa.Text()))
+)
 
 
 def _alive(conn: Connection, runs: set[tuple[int, int, str]], now: datetime) -> None:
@@ -511,7 +554,9 @@ def _outcomes(
         if event.success:
             outcome.successes += 1
             outcome.speed_sum += event.run_speed_ms
-        if event.data is not None:
+        # Data is saved by a successful run only: a failed sync must not move its cursor
+        # on (what the job saved explicitly, TaskDataSaved, is written already).
+        if event.data is not None and event.success:
             outcome.data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
     return outcomes
 

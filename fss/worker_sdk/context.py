@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from fss.domain.clock import Clock, as_utc
+from fss.domain.group_spec import MAX_DATA_BYTES
 from fss.errors import InvalidField
-from fss.events import Event, TaskLogged, TaskProgressed, run_logger
+from fss.events import Event, TaskDataSaved, TaskLogged, TaskProgressed, run_logger
+
+
+def data_problem(data: Any) -> str | None:
+    """Why `data` cannot be saved to its group (None: it can), for the run's error text."""
+    if not isinstance(data, dict):
+        return "data must be a JSON object"
+    try:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return f"data is not JSON-serializable ({exc})"
+    size = len(text.encode())
+    if size > MAX_DATA_BYTES:
+        return f"data is {size} bytes, over the {MAX_DATA_BYTES}-byte limit"
+    return None
 
 
 def _aware(when: datetime) -> datetime:
@@ -26,7 +42,9 @@ def _aware(when: datetime) -> datetime:
 
 
 class JobContext:
-    """One run of a task. `data` may be changed; changes are saved to the group at the end."""
+    """One run of a task. `data` may be changed; changes are saved to the group when the run
+    succeeds (a failed run leaves the group's data as it was, unless the job saved it with
+    `save_data()`)."""
 
     def __init__(
         self,
@@ -67,6 +85,22 @@ class JobContext:
         self.progress = progress
         self._emit(
             TaskProgressed(self.task_id, self.attempt, self.client_id, progress, self._clock.now())
+        )
+
+    def save_data(self) -> None:
+        """Save `data` to the group now, whatever the run's outcome (a cursor a failing sync
+        already moved past): without it, changes are saved only when the run succeeds.
+        ValueError, naming the size, for data that cannot be saved (over 64 KiB as JSON)."""
+        problem = data_problem(self.data)
+        if problem is not None:
+            raise ValueError(problem)
+        # A copy as it is now: the job may go on changing its dict before the flush.
+        snapshot = json.loads(json.dumps(self.data, allow_nan=False))
+        self._emit(
+            TaskDataSaved(
+                self.task_id, self.attempt, self.client_id, self.group_id, snapshot,
+                self._clock.now(),
+            )
         )
 
     def set_next_at(self, when: datetime | timedelta) -> None:

@@ -18,14 +18,12 @@ from typing import Any
 from fss.bridge.publisher import EventPublisher
 from fss.config import Settings
 from fss.domain.clock import Clock, SystemClock
-from fss.domain.group_spec import validate_data
-from fss.errors import InvalidField
 from fss.events import ClientHeartbeat, ClientLeft, Event, TaskFinished, TaskStarted
 from fss.fence import Fence, create_fence, new_delivery_token
 from fss.hostinfo import local_ip
 from fss.naming import client_queue
 from fss.orders import RunOrder
-from fss.worker_sdk.context import JobContext
+from fss.worker_sdk.context import JobContext, data_problem
 from fss.worker_sdk.job import JobSpec
 
 log = logging.getLogger(__name__)
@@ -224,7 +222,9 @@ class WorkerRuntime:
             f"the worker process stopped before the job returned ({state or 'interrupted'})",
         )
         context = active.context
-        data = _changed_data(context, active.original_data)
+        data, problem = _changed_data(context, active.original_data)
+        if problem is not None and success:
+            success, error = False, problem  # data it cannot save fails the run, saying why
         self.emit(
             TaskFinished(
                 task_id=active.order.task_id,
@@ -255,15 +255,15 @@ class WorkerRuntime:
             self._lock = threading.Lock()
 
 
-def _changed_data(context: JobContext, original: str) -> dict[str, Any] | None:
+def _changed_data(context: JobContext, original: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The changed data to save, or why it cannot be saved (the run then fails)."""
     if _canonical(context.data) == original:
-        return None
-    try:
-        validate_data(context.data)
-    except InvalidField as exc:
-        context.log.error("ctx.data was changed but cannot be saved: %s", exc)
-        return None
-    return context.data
+        return None, None
+    problem = data_problem(context.data)
+    if problem is not None:
+        context.log.error("ctx.data was changed but cannot be saved: %s", problem)
+        return None, problem
+    return context.data, None
 
 
 def _canonical(data: Any) -> str:

@@ -1,0 +1,98 @@
+"""ctx.data on the worker side: data over 64 KiB fails the run with its size (error text and
+a run log line); ctx.save_data() sends the data at once; real runtime, real Redis broker."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from kombu.connection import Connection
+from kombu.simple import SimpleQueue
+
+from fss.config import Settings
+from fss.domain.clock import ManualClock
+from fss.events import Event, TaskDataSaved, TaskFinished, TaskLogged, decode_batch
+from fss.fence import RedisFence
+from fss.naming import EVENTS_QUEUE
+from fss.orders import RunOrder
+from fss.worker_sdk import JobContext, job
+from fss.worker_sdk.job import discover_jobs
+from fss.worker_sdk.runtime import WorkerRuntime
+
+T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=timezone.utc)
+errors: list[str] = []
+
+
+@job("hoarder")
+def hoarder(ctx: JobContext) -> None:
+    ctx.data["blob"] = "x" * 70_000
+
+
+@job("saver")
+def saver(ctx: JobContext) -> None:
+    ctx.data["cursor"] = 2
+    ctx.save_data()
+    ctx.data["cursor"] = 3  # after the save: not in the saved copy
+    ctx.data["blob"] = "x" * 70_000
+    try:
+        ctx.save_data()
+    except ValueError as exc:
+        errors.append(str(exc))
+    del ctx.data["blob"]
+    raise RuntimeError("sync failed after the save")
+
+
+@pytest.fixture
+def runtime(fresh_redis_url: Callable[[], str]) -> Iterator[WorkerRuntime]:
+    errors.clear()
+    rt = WorkerRuntime(Settings(broker_url=fresh_redis_url()), "client-1",
+                       discover_jobs([sys.modules[__name__]]), ManualClock(T0))
+    yield rt
+    rt.close()
+
+
+def _run(rt: WorkerRuntime, task_id: int, job_name: str) -> list[Event]:
+    RedisFence(rt.settings.broker_url).arm(task_id, 1)
+    kwargs: dict[str, Any] = RunOrder(task_id, 1, 7, job_name, "client-1", T0,
+                                      {"cursor": 1}).to_kwargs()
+    delivery = rt.begin("celery-1", kwargs)
+    rt.run(delivery)
+    rt.end(delivery, "SUCCESS")
+    rt.publisher.flush()
+    events: list[Event] = []
+    with Connection(rt.settings.broker_url) as conn:
+        queue = SimpleQueue(conn, EVENTS_QUEUE)
+        while True:
+            try:
+                message = queue.get(timeout=0.2)
+            except queue.Empty:
+                break
+            events.extend(decode_batch(message.payload))
+            message.ack()
+        queue.close()
+    return events
+
+
+def test_data_over_the_limit_fails_the_run_saying_how_big_it_was(
+    runtime: WorkerRuntime,
+) -> None:
+    events = _run(runtime, 21, "hoarder")
+    [finished] = [e for e in events if isinstance(e, TaskFinished)]
+    expected = "data is 70022 bytes, over the 65536-byte limit"
+    assert not finished.success and finished.error == expected and finished.data is None
+    assert any(isinstance(e, TaskLogged) and expected in e.content for e in events)
+
+
+def test_save_data_sends_the_data_now_and_refuses_data_over_the_limit(
+    runtime: WorkerRuntime,
+) -> None:
+    events = _run(runtime, 22, "saver")
+    [saved] = [e for e in events if isinstance(e, TaskDataSaved)]
+    assert (saved.task_id, saved.attempt, saved.group_id, saved.data) == (22, 1, 7,
+                                                                           {"cursor": 2})
+    assert errors == ["data is 70022 bytes, over the 65536-byte limit"]
+    [finished] = [e for e in events if isinstance(e, TaskFinished)]
+    assert not finished.success and "sync failed" in (finished.error or "")
