@@ -11,6 +11,7 @@ that predate it): its fence keys are its own (fss.naming.fence_key).
 from __future__ import annotations
 
 import heapq
+import math
 import threading
 import time
 import uuid
@@ -88,9 +89,16 @@ def new_delivery_token() -> str:
 
 
 class Fence(Protocol):
-    def arm(self, task_id: int, attempt: int, *, installation: str = "") -> bool:
-        """Open `attempt` to workers; False (nothing changed) if a worker already entered an
-        attempt of this task, or a newer attempt is armed, or this one was revoked."""
+    # True when an armed attempt lapses after its ttl_s on the fence's own clock: an order
+    # then needs no Celery `expires`, which workers compare with their own clocks.
+    keeps_expiry: bool
+
+    def arm(
+        self, task_id: int, attempt: int, *, installation: str = "", ttl_s: float | None = None
+    ) -> bool:
+        """Open `attempt` to workers for ttl_s (default an hour); False (nothing changed) if
+        a worker already entered an attempt of this task, or a newer attempt is armed, or
+        this one was revoked."""
         ...
 
     def enter(
@@ -111,7 +119,13 @@ class Fence(Protocol):
         """Who entered `attempt`, or None if nobody did."""
         ...
 
-    def arm_many(self, attempts: list[tuple[int, int]], *, installation: str = "") -> list[int]:
+    def arm_many(
+        self,
+        attempts: list[tuple[int, int]],
+        *,
+        installation: str = "",
+        ttl_s: float | None = None,
+    ) -> list[int]:
         """arm() for several (task id, attempt) pairs at once; the task ids it refused."""
         ...
 
@@ -123,6 +137,8 @@ class Fence(Protocol):
 
 
 class RedisFence:
+    keeps_expiry = True
+
     def __init__(self, url: str, socket_timeout: float = 5) -> None:
         self._redis = DirectRedis.from_url(
             url,
@@ -131,15 +147,23 @@ class RedisFence:
             health_check_interval=30,
         )
 
-    def arm(self, task_id: int, attempt: int, *, installation: str = "") -> bool:
-        return not self.arm_many([(task_id, attempt)], installation=installation)
+    def arm(
+        self, task_id: int, attempt: int, *, installation: str = "", ttl_s: float | None = None
+    ) -> bool:
+        return not self.arm_many([(task_id, attempt)], installation=installation, ttl_s=ttl_s)
 
-    def arm_many(self, attempts: list[tuple[int, int]], *, installation: str = "") -> list[int]:
+    def arm_many(
+        self,
+        attempts: list[tuple[int, int]],
+        *,
+        installation: str = "",
+        ttl_s: float | None = None,
+    ) -> list[int]:
         if not attempts:
             return []
         keys = [fence_key(task_id, installation) for task_id, _ in attempts]
         args: list[str | int] = [str(attempt) for _, attempt in attempts]
-        refused = self._redis.evalsha(_ARM, keys, [*args, ARMED_TTL_S])
+        refused = self._redis.evalsha(_ARM, keys, [*args, _whole_seconds(ttl_s)])
         return [attempts[int(index) - 1][0] for index in refused]
 
     def enter(
@@ -177,25 +201,35 @@ class MemoryFence:
     the heap as a stale mark until it comes up, and the heap is rebuilt from the live
     entries once it holds twice as many marks as there are entries."""
 
+    keeps_expiry = True
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._state: dict[str, tuple[str, float]] = {}
         self._expiries: list[tuple[float, str]] = []
         self._lock = threading.Lock()
 
-    def arm(self, task_id: int, attempt: int, *, installation: str = "") -> bool:
+    def arm(
+        self, task_id: int, attempt: int, *, installation: str = "", ttl_s: float | None = None
+    ) -> bool:
         with self._lock:
             key = self._pruned(task_id, installation)
             if not _may_arm(self._current(key), attempt):
                 return False
-            self._set(key, str(attempt), ARMED_TTL_S)
+            self._set(key, str(attempt), _whole_seconds(ttl_s))
             return True
 
-    def arm_many(self, attempts: list[tuple[int, int]], *, installation: str = "") -> list[int]:
+    def arm_many(
+        self,
+        attempts: list[tuple[int, int]],
+        *,
+        installation: str = "",
+        ttl_s: float | None = None,
+    ) -> list[int]:
         return [
             task_id
             for task_id, attempt in attempts
-            if not self.arm(task_id, attempt, installation=installation)
+            if not self.arm(task_id, attempt, installation=installation, ttl_s=ttl_s)
         ]
 
     def enter(
@@ -267,10 +301,20 @@ class MemoryFence:
 class NoFence:
     """Brokers without a shared Redis: dispatch expiry is the only guard left."""
 
-    def arm(self, task_id: int, attempt: int, *, installation: str = "") -> bool:
+    keeps_expiry = False
+
+    def arm(
+        self, task_id: int, attempt: int, *, installation: str = "", ttl_s: float | None = None
+    ) -> bool:
         return True
 
-    def arm_many(self, attempts: list[tuple[int, int]], *, installation: str = "") -> list[int]:
+    def arm_many(
+        self,
+        attempts: list[tuple[int, int]],
+        *,
+        installation: str = "",
+        ttl_s: float | None = None,
+    ) -> list[int]:
         return []
 
     def enter(
@@ -292,6 +336,11 @@ class NoFence:
 
     def close(self) -> None:
         pass
+
+
+def _whole_seconds(ttl_s: float | None) -> int:
+    """Redis' EX takes whole seconds: round up, so an attempt is never closed early."""
+    return ARMED_TTL_S if ttl_s is None else max(1, math.ceil(ttl_s))
 
 
 def _may_arm(current: str | None, attempt: int) -> bool:

@@ -42,25 +42,45 @@ return current
 
 
 class ScopedFence:
-    """A fence whose every call names one installation (the scheduler's side)."""
+    """A fence whose every call names one installation (the scheduler's side); the
+    `installation` keyword of the Fence protocol is ignored in favour of its own."""
 
     def __init__(self, inner: Fence, installation: str) -> None:
         self._inner = inner
         self.installation = installation
+        self.keeps_expiry = inner.keeps_expiry
 
-    def arm(self, task_id: int, attempt: int) -> bool:
-        return self._inner.arm(task_id, attempt, installation=self.installation)
+    def arm(
+        self, task_id: int, attempt: int, *, installation: str = "", ttl_s: float | None = None
+    ) -> bool:
+        return self._inner.arm(task_id, attempt, installation=self.installation, ttl_s=ttl_s)
 
-    def arm_many(self, attempts: list[tuple[int, int]]) -> list[int]:
-        return self._inner.arm_many(attempts, installation=self.installation)
+    def arm_many(
+        self,
+        attempts: list[tuple[int, int]],
+        *,
+        installation: str = "",
+        ttl_s: float | None = None,
+    ) -> list[int]:
+        return self._inner.arm_many(attempts, installation=self.installation, ttl_s=ttl_s)
 
-    def enter(self, task_id: int, attempt: int, holder: str = "") -> bool:
-        return self._inner.enter(task_id, attempt, holder, installation=self.installation)
+    def enter(
+        self,
+        task_id: int,
+        attempt: int,
+        holder: str = "",
+        *,
+        installation: str = "",
+        delivery: str = "",
+    ) -> bool:
+        return self._inner.enter(
+            task_id, attempt, holder, installation=self.installation, delivery=delivery
+        )
 
-    def holder(self, task_id: int, attempt: int) -> str | None:
+    def holder(self, task_id: int, attempt: int, *, installation: str = "") -> str | None:
         return self._inner.holder(task_id, attempt, installation=self.installation)
 
-    def revoke(self, task_id: int, attempt: int) -> bool:
+    def revoke(self, task_id: int, attempt: int, *, installation: str = "") -> bool:
         return self._inner.revoke(task_id, attempt, installation=self.installation)
 
     def close(self) -> None:

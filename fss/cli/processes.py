@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import timedelta
 from types import FrameType
 
 import click
@@ -16,9 +17,12 @@ from fss.cli.logs import setup_logging as setup_logging  # re-exported: fss dev 
 from fss.config import Settings
 from fss.errors import FssError
 from fss.fence import create_fence
+from fss.installation import BrokerMark, InstallationGuard, ScopedFence
+from fss.logsafe import mask_urls
 from fss.presence import create_presence
 from fss.scheduler.service import SchedulerService
 from fss.store import schema_revision
+from fss.store.installation import installation_id, live_beacon_workers
 
 log = logging.getLogger("fss")
 
@@ -32,9 +36,35 @@ def require_current_schema(cli: CliContext) -> None:
         raise SchemaOutdated()
 
 
+def installation_guard(
+    cli: CliContext, settings: Settings, installation: str
+) -> InstallationGuard | None:
+    """Checks the broker's mark: only a Redis (the broker's, or FSS_FENCE_URL) keeps one."""
+    url = settings.effective_fence_url
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    engine, clock = cli.engine, cli.clock
+    guard = InstallationGuard(
+        installation,
+        BrokerMark(url),
+        lambda: live_beacon_workers(
+            engine, clock.now() - timedelta(seconds=settings.client_timeout_s)
+        ),
+        broker_label=mask_urls(url),
+    )
+    try:
+        guard.check()
+    except Exception as exc:  # the node heartbeat checks again every few seconds
+        log.warning("cannot check the broker's installation mark yet (%s)", exc)
+    return guard
+
+
 def start_scheduler(cli: CliContext, settings: Settings) -> SchedulerService:
     app = create_app(settings, main=f"fss-scheduler-{settings.node_name}")
-    fence = create_fence(settings.effective_fence_url)
+    installation = installation_id(cli.engine, cli.clock)
+    # Fence keys carry the installation: a database re-created under an old Redis, or
+    # another installation on the same Redis, never finds its task ids fenced.
+    fence = ScopedFence(create_fence(settings.effective_fence_url), installation)
     if settings.effective_fence_url == "none":
         log.warning(
             "no Redis for fencing (broker %s); set FSS_FENCE_URL to a Redis URL "
@@ -42,7 +72,16 @@ def start_scheduler(cli: CliContext, settings: Settings) -> SchedulerService:
             settings.broker_url,
         )
     presence = create_presence(settings.effective_fence_url)
-    service = SchedulerService(settings, cli.engine, app, fence, cli.clock, presence=presence)
+    service = SchedulerService(
+        settings,
+        cli.engine,
+        app,
+        fence,
+        cli.clock,
+        presence=presence,
+        installation=installation,
+        guard=installation_guard(cli, settings, installation),
+    )
     service.start()
     return service
 
@@ -77,8 +116,9 @@ def scheduler_command(cli: CliContext, name: str | None, loglevel: str, log_form
     require_current_schema(cli)
     service = start_scheduler(cli, cli.settings)
     log.info(
-        "scheduler %s running (database %s, broker %s)",
+        "scheduler %s running (installation %s, database %s, broker %s)",
         cli.settings.node_name,
+        service.installation,
         cli.engine.url.render_as_string(hide_password=True),
         cli.settings.broker_url,
     )

@@ -48,8 +48,11 @@ class Dispatcher:
         settings: Settings,
         clock: Clock,
         selector: RoundRobin | None = None,
+        installation: str = "",
     ) -> None:
         self._engine = engine
+        # Named in every order: the worker enters the fence under it.
+        self._installation = installation
         self._app = app
         self._fence = fence
         self._settings = settings
@@ -96,8 +99,11 @@ class Dispatcher:
         try:
             # Arm first: it also proves Redis is reachable before any SQL is written, so a
             # broker outage does not burn attempts.
+            # The armed attempt lapses with the order's expiry, counted by the fence's
+            # clock: a worker whose own clock is fast still runs what it is sent in time.
             refused = self._fence.arm_many(
-                [(claimed.id, claimed.attempt + 1) for claimed, _ in ready]
+                [(claimed.id, claimed.attempt + 1) for claimed, _ in ready],
+                ttl_s=self._settings.dispatch_expires_s,
             )
         except Exception as exc:
             self._broker.failed(exc, "due tasks wait")
@@ -215,8 +221,7 @@ class Dispatcher:
                 outcomes[claimed.id] = Outcome.LOST
         return [(claimed, client) for claimed, client in ready if claimed.id not in refused]
 
-    @staticmethod
-    def _order(claimed: ClaimedTask, client: ClientRow) -> RunOrder:
+    def _order(self, claimed: ClaimedTask, client: ClientRow) -> RunOrder:
         return RunOrder(
             task_id=claimed.id,
             attempt=claimed.attempt + 1,
@@ -225,6 +230,7 @@ class Dispatcher:
             client_id=client.id,
             start_at=claimed.start_at,
             data=json.loads(claimed.data or "{}"),
+            installation=self._installation,
         )
 
     def _missed(self, claimed: ClaimedTask, now: datetime) -> bool:
@@ -254,7 +260,12 @@ class Dispatcher:
         # A late order still gets its full time to be taken: the expiry counts from the
         # dispatch (now), not from the start_at it missed.
         expires = max(now, order.start_at) + timedelta(seconds=self._settings.dispatch_expires_s)
-        return self._publisher.message(order, client.queue, expires, sent_at)
+        # With a fence the armed attempt lapses at the expiry on Redis' clock; Celery's
+        # `expires` is compared with the worker's clock, and a worker 30 s fast would discard
+        # every order on arrival. Without a fence it is the only guard against a late run.
+        return self._publisher.message(
+            order, client.queue, expires, sent_at, expires_header=not self._fence.keeps_expiry
+        )
 
     def _choose_client(self, job_name: str, now: datetime) -> ClientRow | None:
         self._refresh_clients(now)

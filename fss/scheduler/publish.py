@@ -81,14 +81,20 @@ class OrderPublisher:
         )
 
     def message(
-        self, order: RunOrder, queue: str, expires: datetime, now: datetime
+        self,
+        order: RunOrder,
+        queue: str,
+        expires: datetime,
+        now: datetime,
+        expires_header: bool = True,
     ) -> OrderMessage:
         """The message send_task would build for `order`, expiring at `expires`; `now` is
-        the sending time its TTL counts from."""
+        the sending time its TTL counts from. Without `expires_header` the worker does not
+        judge the expiry (its clock may be off; the fence does), the broker's TTL stays."""
         kwargs = order.to_kwargs()
         payload = ((), kwargs, _EMBED)  # args, kwargs, embed: protocol 2's body
         content_type, content_encoding, body = dumps(payload, self._serializer)  # type: ignore[no-untyped-call]
-        headers = self._headers(order, kwargs, expires)
+        headers = self._headers(order, kwargs, expires if expires_header else None)
         if self._compression:
             # Here, as kombu's Producer does it, so every publish path sends the same bytes.
             body, headers["compression"] = compress(body, self._compression)  # type: ignore[no-untyped-call]
@@ -104,7 +110,7 @@ class OrderPublisher:
         )
 
     def _headers(
-        self, order: RunOrder, kwargs: dict[str, Any], expires: datetime
+        self, order: RunOrder, kwargs: dict[str, Any], expires: datetime | None
     ) -> dict[str, Any]:
         task_id = celery_task_id(order.task_id, order.attempt)
         # Keys and order as in celery.app.amqp.AMQP.as_task_v2.
@@ -114,7 +120,7 @@ class OrderPublisher:
             "id": task_id,
             "shadow": None,
             "eta": None,
-            "expires": expires.isoformat(),
+            "expires": None if expires is None else expires.isoformat(),
             "group": None,
             "group_index": None,
             "retries": 0,

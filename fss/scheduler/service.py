@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.fence import Fence
+from fss.installation import InstallationGuard
 from fss.outage import LoopErrors
 from fss.presence import Presence
 from fss.queue_depths import delete_queues
@@ -41,6 +42,10 @@ RETRY_AFTER_ERROR_S = 1.0
 STUCK_AFTER_S = 30.0
 
 
+class NotDispatching(Exception):
+    """Why this node's broker is not its installation's (shown as the node's health)."""
+
+
 class SchedulerService:
     def __init__(
         self,
@@ -51,8 +56,15 @@ class SchedulerService:
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
         presence: Presence | None = None,
+        installation: str = "",
+        guard: InstallationGuard | None = None,
     ) -> None:
         self.settings = settings
+        # Whether this node's broker is its installation's (None: no Redis to tell, as with
+        # fss dev's in-process broker): it claims, dispatches, records and supervises only
+        # while it is.
+        self.guard = guard
+        self.installation = installation
         self.engine = engine
         self.clock = clock
         self.node = settings.node_name
@@ -61,7 +73,10 @@ class SchedulerService:
         self.claim_health = self.health.tracker(
             "claim loop", max(STUCK_AFTER_S, 3 * settings.lease_s)
         )
-        self.dispatcher = Dispatcher(engine, app, fence, settings, clock)
+        self.broker_health = self.health.tracker("broker check", STUCK_AFTER_S)
+        self.dispatcher = Dispatcher(
+            engine, app, fence, settings, clock, installation=installation
+        )
         # Next tasks due soon come from the recorder already claimed (hand_over), so a
         # finished run does not cost a claim round trip before its successor fires.
         self.recorder = Recorder(
@@ -78,6 +93,7 @@ class SchedulerService:
             ),
             presence=presence,
             drop_queues=lambda names: delete_queues(app.connection_for_write(), names),
+            may_act=self.may_dispatch,
         )
         self.started_at = clock.now()
         self.sent = 0
@@ -93,11 +109,19 @@ class SchedulerService:
         self._settled = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._recorder_lock = threading.Lock()
+        self._recorder_started = False
 
     # One iteration, callable from tests with a manual clock.
 
+    def may_dispatch(self) -> bool:
+        return self.guard is None or self.guard.may_dispatch
+
     def tick(self) -> float:
         now = self.clock.now()
+        if not self.may_dispatch():
+            self._stand_down()
+            return self.settings.poll_s
         if self._renewals.due(now):
             tasks.extend_claims(
                 self.engine,
@@ -119,8 +143,32 @@ class SchedulerService:
         self._fire_due()
         return self._sleep_for()
 
+    def _stand_down(self) -> None:
+        """Claims held go back to the peers at once (their broker may be the right one)."""
+        if len(self.wheel) or self._handed:
+            self._handed.clear()
+            for task_id in self.wheel.task_ids():
+                self.wheel.remove(task_id)
+            tasks.release_claims(self.engine, self.node)
+
+    def check_broker(self) -> None:
+        """Judge the broker (every few seconds; the guard spaces its checks out)."""
+        if self.guard is None:
+            return
+        try:
+            judgement = self.guard.check_if_due()
+        except Exception as exc:
+            self.broker_health.failed(exc)
+            return
+        if judgement.may_dispatch:
+            self.broker_health.progressed()
+            self._start_recorder()
+        else:
+            self.broker_health.failed(NotDispatching(judgement.reason or "broker not ours"))
+
     def beat(self) -> None:
         """Write the node heartbeat, with what is wrong when a loop fails or is stuck."""
+        self.check_broker()
         heartbeat_node(
             self.engine, self.node, self.clock.now(), self.started_at, self.health.reason()
         )
@@ -189,18 +237,33 @@ class SchedulerService:
 
     def start(self) -> None:
         self._stop.clear()
+        self._threads = []
         self.claim_health.start()
-        self._threads = [
+        threads = [
             threading.Thread(target=self._beat_loop, name="fss-node-heartbeat", daemon=True),
             threading.Thread(target=self._loop, name="fss-scheduler", daemon=True),
-            threading.Thread(
-                target=self.recorder.run, args=(self._stop,), name="fss-recorder", daemon=True
-            ),
             threading.Thread(
                 target=self.supervisor.run, args=(self._stop,), name="fss-supervisor", daemon=True
             ),
         ]
-        for thread in self._threads:
+        # The heartbeat thread may start the recorder (appending it) while these start.
+        self._threads.extend(threads)
+        for thread in threads:
+            thread.start()
+        if self.guard is None:
+            self._start_recorder()
+
+    def _start_recorder(self) -> None:
+        """Once the broker is known to be the installation's: on another installation's it
+        would take (and write into this database) events that are not ours."""
+        with self._recorder_lock:
+            if self._recorder_started or self._stop.is_set():
+                return
+            self._recorder_started = True
+            thread = threading.Thread(
+                target=self.recorder.run, args=(self._stop,), name="fss-recorder", daemon=True
+            )
+            self._threads.append(thread)
             thread.start()
 
     def _loop(self) -> None:

@@ -65,8 +65,12 @@ class Supervisor:
         health: LoopTracker | None = None,
         presence: Presence | None = None,
         drop_queues: Callable[[list[str]], None] | None = None,
+        may_act: Callable[[], bool] = lambda: True,
     ) -> None:
         self._engine = engine
+        # False while this node's broker is not its installation's: its fence would say
+        # "not entered" of runs entered on the right one, and it would re-send them.
+        self._may_act = may_act
         # Deletes broker queues (fss.queue_depths.delete_queues); removed clients whose queue
         # is still to delete wait here, across sweeps while the broker is down.
         self._drop_queues = drop_queues
@@ -94,6 +98,9 @@ class Supervisor:
 
     def sweep(self) -> SweepReport:
         report = SweepReport()
+        if not self._may_act():
+            self.release()
+            return report
         now = self._clock.now()
         lease_for = timedelta(seconds=max(self._settings.lease_s, 2 * self._settings.supervise_s))
         if not store.take_lease(self._engine, LEASE_NAME, self._settings.node_name, now, lease_for):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -81,8 +82,8 @@ def test_given_a_failed_tick_whose_order_a_worker_entered_then_that_dispatch_is_
     # before the take-back (played here by entering as soon as the fence is armed).
     real_arm_many = scene.fence.arm_many
 
-    def arm_then_enter(items: list[tuple[int, int]]) -> list[int]:
-        refused = real_arm_many(items)
+    def arm_then_enter(items: list[tuple[int, int]], **options: Any) -> list[int]:
+        refused = real_arm_many(items, **options)
         assert scene.fence.enter(first.id, 1, "w")
         return refused
 

@@ -1,0 +1,131 @@
+"""A scheduler dispatches only through its installation's broker, names the installation in
+every order and fence key, and leaves the expiry to the fence's clock (not the worker's)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from fss.celery_app import create_app
+from fss.config import Settings
+from fss.domain.clock import ManualClock
+from fss.domain.group_spec import GroupSpec
+from fss.events import ClientHeartbeat
+from fss.fence import RedisFence
+from fss.installation import MARK_KEY, BrokerMark, InstallationGuard, ScopedFence
+from fss.naming import client_queue, fence_key
+from fss.scheduler.service import SchedulerService
+from fss.store import groups, migrate
+from fss.store.engine import create_engine
+from fss.store.installation import installation_id
+from fss.store.recording import upsert_client
+from fss.store.tables import server_node, task
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+@dataclass
+class Scene:
+    engine: Engine
+    clock: ManualClock
+    service: SchedulerService
+    redis: redis.Redis
+    installation: str
+
+
+@pytest.fixture
+def scene(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Scene]:
+    broker = fresh_redis_url()
+    settings = Settings(database_url=database_url, broker_url=broker, node_name="node-a")
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    clock = ManualClock(T0)
+    app = create_app(settings)
+    installation = installation_id(engine)
+    inner = RedisFence(broker)
+    guard = InstallationGuard(installation, BrokerMark(broker), list, "the broker")
+    service = SchedulerService(
+        settings, engine, app, ScopedFence(inner, installation), clock,
+        installation=installation, guard=guard,
+    )
+    client = redis.Redis.from_url(broker)
+    yield Scene(engine, clock, service, client, installation)
+    guard.close()
+    client.close()
+    inner.close()
+    app.close()
+    engine.dispose()
+
+
+def due_task(s: Scene) -> int:
+    beat = ClientHeartbeat("c1", "host", "127.0.0.1", 1, ("job-a",), client_queue("c1"),
+                           s.clock.now())
+    with s.engine.begin() as conn:
+        upsert_client(conn, beat, s.clock.now())
+    spec = GroupSpec(caption="g", job_name="job-a", interval_ms=1000,
+                     start_at=s.clock.now() + timedelta(seconds=0.5))
+    group_id = groups.add_group(s.engine, spec, s.clock.now())
+    with s.engine.connect() as conn:
+        return int(groups.get_group(conn, group_id).task_id or 0)
+
+
+def fire(s: Scene) -> None:
+    s.service.check_broker()
+    s.service.tick()
+    s.clock.advance(0.5)
+    s.service.tick()
+
+
+def test_orders_and_fence_keys_carry_the_installation_and_no_worker_side_expiry(
+    scene: Scene,
+) -> None:
+    task_id = due_task(scene)
+
+    fire(scene)
+
+    [raw] = scene.redis.lrange(client_queue("c1"), 0, -1)
+    message = json.loads(raw)
+    assert message["headers"]["expires"] is None  # the worker's clock never judges it
+    assert message["properties"]["expiration"] is not None  # the broker's TTL stays
+    # the body is base64 JSON of [args, kwargs, embed]
+    import base64
+
+    kwargs = json.loads(base64.b64decode(message["body"]))[1]
+    assert kwargs["installation"] == scene.installation
+    key = fence_key(task_id, scene.installation)
+    assert scene.redis.get(key) == b"1"
+    # the armed attempt lapses with the order's expiry, counted by Redis' clock
+    assert 0 < scene.redis.ttl(key) <= 30
+    assert scene.redis.get(fence_key(task_id)) is None
+    assert scene.redis.get(MARK_KEY) == scene.installation.encode()
+
+
+def test_on_another_installations_broker_it_neither_claims_nor_dispatches(
+    scene: Scene,
+) -> None:
+    task_id = due_task(scene)
+    scene.redis.set(MARK_KEY, "0ther1d0", ex=60)
+
+    fire(scene)
+    scene.service.beat()
+
+    assert scene.redis.llen(client_queue("c1")) == 0
+    with scene.engine.connect() as conn:
+        row = conn.execute(sa.select(task).where(task.c.id == task_id)).one()
+        reason = conn.execute(sa.select(server_node.c.unhealthy_reason)).scalar()
+    assert (row.status, row.claimed_by) == (0, None)
+    assert reason is not None and "in use by installation 0ther1d0" in reason
+
+    # The other installation stops; its mark lapses: this one takes the broker and runs.
+    scene.redis.delete(MARK_KEY)
+    scene.clock.advance(5)
+    scene.service.guard.check()  # type: ignore[union-attr]
+    fire(scene)
+    assert scene.redis.llen(client_queue("c1")) == 1
