@@ -9,6 +9,7 @@ fixture builds one here (about 20 s).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import venv
 from collections.abc import Callable
@@ -93,3 +94,57 @@ def test_a_worker_runs_on_redis(
     output = log_path.read_text()
     assert "Traceback" not in output
     assert "ModuleNotFoundError" not in output
+
+
+# -- the floors setup.cfg declares are the ones a test run used ---------------------------------
+
+
+def load_floors_module() -> object:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("floors", ROOT / "scripts" / "floors.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_runtime_dependency_has_a_floor_that_scripts_test_installs() -> None:
+    floors_module = load_floors_module()
+    requirements = floors_module.install_requires(ROOT / "setup.cfg")  # type: ignore[attr-defined]
+    floors = floors_module.floors(requirements)  # type: ignore[attr-defined]
+
+    names = {re.split(r"[\[<>=;\s]", r, maxsplit=1)[0] for r in requirements}
+    assert set(floors) == names - {"tzdata"}, "a dependency without a tested floor"
+    # The floors that broke before (kombu 5.5 could not even be installed with redis 6.4, and
+    # lacked producer.batch; celery 5.5/5.6 lacked task_repr_maxlevels) stay raised.
+    for name in ("kombu", "celery"):
+        assert tuple(int(part) for part in floors[name].split(".")[:2]) >= (5, 7), name
+    script = (ROOT / "scripts" / "test").read_text()
+    assert "scripts/floors.py" in script and '-c "$venvs/floors/constraints.txt"' in script
+    assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec bash scripts/test")
+
+
+def test_the_floors_script_turns_each_floor_into_a_pin() -> None:
+    floors_module = load_floors_module()
+    found = floors_module.floors(  # type: ignore[attr-defined]
+        ["celery[redis]>=5.7,<6", "tzdata", "grpcio>=1.85.1", "x==2.0", "y<3",
+         "z >= 1.0 ; python_version<'4'"]
+    )
+    assert found == {"celery": "5.7", "grpcio": "1.85.1", "x": "2.0", "z": "1.0"}
+
+
+# -- secrets stay out of git ---------------------------------------------------------------------
+
+
+def test_the_readme_keeps_the_bridge_token_outside_the_checkout_and_git_ignores_token_files(
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    paths = [p for p in re.findall(r"--token-file ([^\s\]`|]+)", readme) if p != "F"]
+    assert paths, "the README shows no --token-file example"
+    for path in paths:
+        assert path.startswith(("~/", "/", "$")), f"{path}: a token path inside the checkout"
+    for path in ("bridge.token", "examples/node-worker/bridge.token"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT,
+                                 capture_output=True, text=True)
+        assert ignored.returncode == 0, f"git does not ignore {path} ({ignored.stderr})"
