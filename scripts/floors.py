@@ -43,7 +43,8 @@ def floors(requirements: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    setup_cfg = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[1] / "setup.cfg"
+    default = Path(__file__).resolve().parents[1] / "setup.cfg"
+    setup_cfg = Path(argv[1]) if len(argv) > 1 else default
     for name, version in floors(install_requires(setup_cfg)).items():
         print(f"{name}=={version}")
     return 0
