@@ -15,6 +15,7 @@ import base64
 import itertools
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,12 +37,20 @@ from fss.channels import EVENTS_REDIS_OPTIONS, clients_queue, events_queue
 from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.domain.group_spec import GroupSpec
-from fss.events import ClientHeartbeat, Event, TaskLogged, TaskStarted, encode_batch
+from fss.domain.status import TaskStatus
+from fss.events import (
+    ClientHeartbeat,
+    Event,
+    TaskFinished,
+    TaskLogged,
+    TaskStarted,
+    encode_batch,
+)
 from fss.naming import CLIENTS_QUEUE, EVENTS_QUEUE, client_queue
 from fss.scheduler.recorder import Recorder
 from fss.store import groups, migrate, tasks
 from fss.store.engine import create_engine
-from fss.store.tables import client, dead_letter, run_log, task
+from fss.store.tables import client, dead_letter, run_log, task, task_group
 
 T0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
 CLIENT = "c1"
@@ -232,3 +241,29 @@ def test_a_foreign_item_ahead_of_a_started_event_stops_nothing(
         assert [(r.queue, r.body) for r in letters] == [
             (CLIENTS_QUEUE, "not a kombu message"), (EVENTS_QUEUE, "not a kombu message")]
         assert all("not JSON" in r.reason for r in letters)
+
+
+def test_a_deadlock_is_logged_as_one_and_retried_not_called_an_outage(
+    pg_database_url: str, fresh_redis_url: Callable[[], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real deadlock on PostgreSQL: another transaction holds the group row while the
+    recorder, finishing the group's run, holds the task row; then it asks for the task. The
+    recorder (its wait is checked first) is the victim: it says 'deadlock', retries and
+    records the run; it never says the database is unreachable."""
+    with running_world(pg_database_url, fresh_redis_url()) as world:
+        with world.engine.connect() as other:
+            other.execute(sa.text("SET deadlock_timeout = '10s'"))  # the recorder's check first
+            other.commit()
+            with other.begin():
+                other.execute(sa.select(task_group.c.id).with_for_update()).all()
+                world.publish(events_queue(), TaskStarted(world.task_id, 1, CLIENT, T0),
+                              TaskFinished(world.task_id, 1, CLIENT, True, 1, T0))
+                time.sleep(0.5)  # the recorder holds the task row, waits for the group
+                other.execute(sa.select(task.c.id).where(task.c.id == world.task_id)
+                              .with_for_update()).all()
+        wait_for(lambda: world.count(sa.select(task.c.status).where(
+            task.c.id == world.task_id)) == int(TaskStatus.SUCCESS), timeout=15,
+            what="the run recorded after the deadlock")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("deadlock writing events (recorder, fss.events)") for m in messages)
+    assert not any("unreachable" in m for m in messages)
