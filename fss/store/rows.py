@@ -47,6 +47,21 @@ class GroupRow:
     version: int = 1
     # The spec `fss group apply` last applied (its JSON text), the base of its three-way merge.
     applied: str | None = None
+    # Run policies (see fss.store.tables.task_group).
+    retries: int = 0
+    retry_delay_ms: int = 1000
+    retry_backoff: float = 2.0
+    retry_delay_max_ms: int | None = None
+    retry_jitter: bool = True
+    max_run_s: int | None = None
+    overlap: str = "skip"
+    route: str = "round_robin"
+    client_tag: str | None = None
+    on_success: tuple[str, ...] = ()
+    jitter_ms: int = 0
+    disabled_note: str | None = None
+    enable_at: datetime | None = None
+    buffered_at: datetime | None = None
 
     @property
     def schedule(self) -> Schedule:
@@ -54,15 +69,21 @@ class GroupRow:
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> GroupRow:
-        values = dict(row._mapping)
+        values = {k: v for k, v in row._mapping.items() if k in cls.__dataclass_fields__}
         values["data"] = json.loads(values["data"] or "{}")
         values["is_enable"] = bool(values["is_enable"])
+        if "retry_jitter" in values:
+            values["retry_jitter"] = bool(values["retry_jitter"])
+        if "on_success" in values:
+            values["on_success"] = tuple(json.loads(values["on_success"] or "[]"))
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
+        internal = ("applied", "buffered_at")
         body = {
-            f.name: _jsonable(getattr(self, f.name)) for f in fields(self) if f.name != "applied"
+            f.name: _jsonable(getattr(self, f.name)) for f in fields(self) if f.name not in internal
         }
+        body["on_success"] = list(self.on_success)
         body["schedule"] = self.schedule.describe()
         return body
 
@@ -135,6 +156,9 @@ class ClientRow:
     kicked_at: datetime | None = None
     incarnation: str | None = None
     kick_reason: str | None = None
+    # `fss worker --tag` values (comma separated), and runs it reported running.
+    tags: str | None = None
+    active_runs: int = 0
 
     @property
     def dispatchable(self) -> bool:
@@ -142,7 +166,7 @@ class ClientRow:
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> ClientRow:
-        values = dict(row._mapping)
+        values = {k: v for k, v in row._mapping.items() if k in cls.__dataclass_fields__}
         values["job_names"] = tuple(json.loads(values["job_names"] or "[]"))
         values["accepting"] = bool(values.get("accepting", True))
         return cls(**values)

@@ -92,6 +92,31 @@ task_group = sa.Table(
     # What `fss group apply` last applied to this group (JSON of its spec fields), so the
     # next apply merges three ways: a field changes only when the file changed it.
     sa.Column("applied", LongText, nullable=True),
+    # Run policies (migration 0007); the defaults keep the behaviour groups had before.
+    # Retries: a failed attempt runs again after retry_delay_ms * retry_backoff^(n-1),
+    # capped by retry_delay_max_ms, as an upper bound drawn from (full jitter) when set.
+    sa.Column("retries", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("retry_delay_ms", sa.BigInteger(), nullable=False, server_default="1000"),
+    sa.Column("retry_backoff", sa.Float(), nullable=False, server_default="2"),
+    sa.Column("retry_delay_max_ms", sa.BigInteger(), nullable=True),
+    sa.Column("retry_jitter", sa.Boolean(), nullable=False, server_default=sa.true()),
+    # A run still going after this long is stopped (Celery's soft/hard time limits).
+    sa.Column("max_run_s", sa.Integer(), nullable=True),
+    # skip | buffer_one | replace: what a slot that passes while a run goes on does.
+    sa.Column("overlap", sa.String(16), nullable=False, server_default="skip"),
+    # round_robin | least_busy | sticky | failover | broadcast
+    sa.Column("route", sa.String(16), nullable=False, server_default="round_robin"),
+    # Only clients started with `fss worker --tag <client_tag>` take the group's runs.
+    sa.Column("client_tag", sa.String(64), nullable=True),
+    # JSON list of group keys or ids that run when a run of this group ends Success.
+    sa.Column("on_success", sa.Text(), nullable=True),
+    # Each planned start moves later by a deterministic 0..jitter_ms (hash of group, slot).
+    sa.Column("jitter_ms", sa.BigInteger(), nullable=False, server_default="0"),
+    # Why the group is disabled (shown wherever the group is), and when it enables itself.
+    sa.Column("disabled_note", sa.String(512), nullable=True),
+    sa.Column("enable_at", UTCDateTime(), nullable=True),
+    # buffer_one: the slot that passed while a run went on, run right after it ends.
+    sa.Column("buffered_at", UTCDateTime(), nullable=True),
     # Ids are never reused (SQLite would reuse the highest after a delete): a late event
     # naming a deleted task must not match a new one.
     sqlite_autoincrement=True,
@@ -130,6 +155,14 @@ task = sa.Table(
     # for a time already past: the run after it follows the schedule, so a job that keeps
     # returning a past time cannot spin the group in a tight loop.
     sa.Column("catch_up", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # scheduled | manual (fss group run) | backfill | child (on_success of another group)
+    sa.Column("kind", sa.String(16), nullable=False, server_default="scheduled"),
+    # Data for this run only (fss group run --data); NULL: the group's data.
+    sa.Column("run_data", LongText, nullable=True),
+    # Set by `fss task kill` / the overlap policy `replace`: stop the running attempt.
+    sa.Column("kill_requested_at", UTCDateTime(), nullable=True),
+    # Broadcast runs: how many shards (one per live client) the current attempt has.
+    sa.Column("shard_total", sa.Integer(), nullable=True),
     sa.Index("ix_task_status_start_at", "status", "start_at"),
     sa.Index("ix_task_group_status", "task_group_id", "status"),
     sa.Index("ix_task_client_status", "client_id", "status"),
@@ -173,6 +206,9 @@ run_log = sa.Table(
     # The job's own order of its lines within one attempt (1, 2, ...): lines travel in
     # batches from several flushes and land out of order; readers sort by (task_id, seq).
     sa.Column("seq", sa.BigInteger(), nullable=True),
+    # Which attempt (and broadcast shard) wrote the line: retries keep their own lines.
+    sa.Column("attempt", sa.Integer(), nullable=True),
+    sa.Column("shard_index", sa.Integer(), nullable=True),
     sa.Index("ix_run_log_task_id", "task_id"),
     sa.Index("ix_run_log_group_id", "task_group_id"),
     sa.UniqueConstraint("event_id", name="uq_run_log_event_id"),
@@ -203,6 +239,10 @@ client = sa.Table(
     # Who kicked it: NULL for a hung-client kick by the supervisor, "operator: <name>" for
     # an operator's kick, which only an admit or a restart of the worker lifts.
     sa.Column("kick_reason", sa.String(128), nullable=True),
+    # `fss worker --tag` values, comma separated (group.client_tag picks among them).
+    sa.Column("tags", sa.String(256), nullable=True),
+    # Runs the client reported running in its last heartbeat (route least_busy).
+    sa.Column("active_runs", sa.Integer(), nullable=False, server_default="0"),
     **MYSQL_UTF8MB4,
 )
 
@@ -242,6 +282,46 @@ dead_letter = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("body", LongText, nullable=False),
     sa.Index("ix_dead_letter_received_at", "received_at"),
+    sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
+)
+
+
+# One row per dispatch of one attempt (and one shard of a broadcast run): its own client,
+# times, status and error, so a task shows every attempt; the task row holds the latest.
+task_run = sa.Table(
+    "task_run",
+    metadata,
+    sa.Column("task_id", sa.BigInteger(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("shard_index", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("task_group_id", sa.BigInteger(), nullable=False),
+    sa.Column("client_id", sa.String(128), nullable=True),
+    sa.Column("status", sa.SmallInteger(), nullable=False, server_default="1"),
+    sa.Column("progress", sa.SmallInteger(), nullable=False, server_default="0"),
+    sa.Column("dispatched_at", UTCDateTime(), nullable=True),
+    sa.Column("run_at", UTCDateTime(), nullable=True),
+    sa.Column("finish_at", UTCDateTime(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint("task_id", "attempt", "shard_index", name="pk_task_run"),
+    sa.Index("ix_task_run_task_group_id", "task_group_id"),
+    **MYSQL_UTF8MB4,
+)
+
+# `fss group backfill`: the slots of a window, run one at a time between regular runs.
+backfill = sa.Table(
+    "backfill",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_group_id", sa.BigInteger(), nullable=False),
+    sa.Column("from_at", UTCDateTime(), nullable=False),
+    sa.Column("to_at", UTCDateTime(), nullable=False),
+    # The next slot to run; NULL once every slot of the window ran.
+    sa.Column("next_at", UTCDateTime(), nullable=True),
+    sa.Column("slots_done", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("done_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_backfill_task_group_id", "task_group_id"),
     sqlite_autoincrement=True,
     **MYSQL_UTF8MB4,
 )
