@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+import fastapi.routing
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fss import __version__
@@ -24,10 +27,20 @@ from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.errors import FssError, GroupBusy, InvalidField
 from fss.web import api, health, login, metrics, pages
-from fss.web.auth import Authenticator, LoginRequired, LoginThrottled, Viewer
+from fss.web.auth import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    Authenticator,
+    LoginRequired,
+    LoginThrottled,
+    Viewer,
+    require_admin,
+    require_viewer,
+)
 from fss.web.config import WebSettings
 from fss.web.context import WebContext
-from fss.web.templating import create_templates
+from fss.web.templating import create_templates, render
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -65,7 +78,7 @@ def create_web_app(
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     for router in (health.router, login.router, api.router, metrics.router, pages.router):
         app.include_router(router)
-    install_api_docs(app)
+    install_api_docs(app, web)
     install_error_handlers(app)
     app.add_middleware(SecurityHeaders, hsts=web.secure_cookies)
     return app
@@ -76,7 +89,7 @@ def create_web_app(
 # Every response says: never in a frame (a page on another port of the same host could frame
 # the signed-in UI: SameSite=Lax sends the cookie there), scripts only from this origin or an
 # inline <script nonce="{{ csp_nonce }}"> of this response, style sheets and images only from
-# this origin (plus data: images; style attributes may set a width), no plugins, no <base>,
+# this origin (plus data: images; no style attributes), no plugins, no <base>,
 # forms post only here; no MIME sniffing; the Referer only to this origin.
 
 
@@ -85,9 +98,9 @@ def content_security_policy(nonce: str) -> str:
         "default-src 'self'; "
         f"script-src 'self' 'nonce-{nonce}'; "
         "style-src 'self'; "
-        # Style attributes only (tasks.js sets a progress bar's width through one); they can
-        # load nothing, img-src and font-src say from where. No inline <style>, no scripts.
-        "style-src-attr 'unsafe-inline'; "
+        # No style attributes either: scripts set a width through the CSSOM
+        # (element.style.width), which the CSP does not restrict.
+        "style-src-attr 'none'; "
         "img-src 'self' data:; "
         "font-src 'self' data:; "
         "connect-src 'self'; "
@@ -146,8 +159,23 @@ def csp_nonce_context(request: Request) -> dict[str, str]:
     return {"csp_nonce": request_nonce(request)}
 
 
-def install_api_docs(app: FastAPI) -> None:
-    """OpenAPI at /api/v1/openapi.json and Swagger UI at /api/docs, for signed-in users."""
+def install_api_docs(app: FastAPI, web: WebSettings) -> None:
+    """OpenAPI at /api/v1/openapi.json and Swagger UI at /api/docs, for signed-in users.
+
+    The document declares how to authenticate (security_schemes) and which operations need
+    what; the page sends the session's CSRF token on writes, so "Try it out" can change
+    things for a signed-in admin as the UI pages do."""
+    schemes = security_schemes(web)
+    plain_openapi = app.openapi
+
+    def openapi_with_security() -> dict[str, Any]:
+        schema = plain_openapi()  # FastAPI caches it; adding the same keys again is harmless
+        if schemes:
+            schema.setdefault("components", {})["securitySchemes"] = schemes
+            apply_security(schema, app.routes, web)
+        return schema
+
+    app.openapi = openapi_with_security  # type: ignore[method-assign]
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     def openapi_document(principal: Viewer) -> JSONResponse:
@@ -155,18 +183,72 @@ def install_api_docs(app: FastAPI) -> None:
 
     @app.get("/api/docs", include_in_schema=False)
     def api_docs(request: Request, principal: Viewer) -> HTMLResponse:
-        page = get_swagger_ui_html(
-            openapi_url="/api/v1/openapi.json",
-            title="fss API",
-            swagger_js_url="/static/vendor/swagger-ui-bundle.js",
-            swagger_css_url="/static/vendor/swagger-ui.css",
-            swagger_favicon_url="data:,",
-        )
-        # Its one inline script (SwaggerUIBundle's setup) runs under the CSP by the nonce.
-        body = bytes(page.body).replace(
-            b"<script>", f'<script nonce="{request_nonce(request)}">'.encode()
-        )
-        return HTMLResponse(body)
+        # The template carries the CSRF token in a <meta> and Swagger UI's setup as its one
+        # inline script, which runs under the CSP by the nonce.
+        return render(request, "api_docs.html", {"page": "api-docs"})
+
+
+def security_schemes(web: WebSettings) -> dict[str, dict[str, str]]:
+    """What fss.web.auth accepts: the session cookie (writes add the CSRF header), HTTP
+    Basic with the same users, FSS_WEB_TOKEN as a Bearer token. None with FSS_WEB_NO_AUTH."""
+    if web.no_auth:
+        return {}
+    schemes = {
+        "session": {
+            "type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
+            "description": "The cookie the login form sets (POST /login).",
+        },
+        "csrf": {
+            "type": "apiKey", "in": "header", "name": CSRF_HEADER,
+            "description": "With the session cookie, every write carries the session's CSRF "
+            "token (csrf_token of GET /api/v1/me); this page sends it by itself.",
+        },
+        "basic": {
+            "type": "http", "scheme": "basic",
+            "description": "A user of FSS_WEB_USERS; writes need no CSRF token.",
+        },
+    }
+    if web.token:
+        schemes["bearer"] = {
+            "type": "http", "scheme": "bearer", "description": "FSS_WEB_TOKEN (admin rights).",
+        }
+    return schemes
+
+
+def apply_security(schema: dict[str, Any], routes: list[BaseRoute], web: WebSettings) -> None:
+    """Every operation behind require_viewer lists the schemes; writes behind require_admin
+    need the CSRF header with the cookie. /healthz, /readyz and the login form need none."""
+    paths = schema.get("paths", {})
+    for route in api_routes(routes):
+        path, dependant = getattr(route, "path_format", None), getattr(route, "dependant", None)
+        if path not in paths or not isinstance(dependant, Dependant):
+            continue
+        calls = set(dependency_calls(dependant))
+        if require_viewer not in calls:
+            continue
+        methods: set[str] = set(getattr(route, "methods", None) or ())
+        session: dict[str, list[str]] = {"session": []}
+        if require_admin in calls and methods - SAFE_METHODS:
+            session["csrf"] = []
+        requirements = [session, {"basic": []}] + ([{"bearer": []}] if web.token else [])
+        for method in methods:
+            operation = paths[path].get(method.lower())
+            if operation is not None:
+                operation["security"] = requirements
+
+
+def api_routes(routes: list[BaseRoute]) -> Iterator[object]:
+    """Every route with its full path: newer FastAPI keeps included routers as one entry of
+    app.routes and flattens them with iter_route_contexts; older ones list each route."""
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+    return iter(flatten(routes) if flatten is not None else routes)
+
+
+def dependency_calls(dependant: Dependant) -> Iterator[object]:
+    for dependency in dependant.dependencies:
+        if dependency.call is not None:
+            yield dependency.call
+        yield from dependency_calls(dependency)
 
 
 def wants_json(request: Request) -> bool:

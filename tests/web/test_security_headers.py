@@ -69,7 +69,7 @@ def test_every_response_carries_the_security_headers(
     assert "frame-ancestors 'none'" in csp
     assert "object-src 'none'" in csp and "base-uri 'none'" in csp
     directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
-    assert directives["style-src"] == "'self'" and directives["style-src-attr"] == "'unsafe-inline'"
+    assert directives["style-src"] == "'self'" and directives["style-src-attr"] == "'none'"
     assert "unsafe" not in directives["script-src"] and "unsafe" not in directives["default-src"]
     assert "strict-transport-security" not in response.headers
 

@@ -24,3 +24,33 @@ def test_the_api_docs_render_from_vendored_files_only(
     foreign = [url for url in requested if not url.startswith((live_fss.url, "data:"))]
     assert foreign == []
     screenshot(admin_page, "api-docs")
+
+
+def test_try_it_out_writes_when_signed_in_by_the_session(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    """POST /api/v1/groups/{id}/disable through Swagger UI's "Try it out" with the session
+    cookie: the page adds the session's CSRF token, so it answers 200, not 403."""
+    group_id = live_fss.group_ids["paused cleanup"]
+    admin_page.goto(f"{live_fss.url}/api/docs")
+    operation = admin_page.locator(".opblock-post").filter(
+        has=admin_page.locator(".opblock-summary-path", has_text="/disable")
+    )
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("input[placeholder='group_id']").fill(str(group_id))
+    with admin_page.expect_response(lambda r: r.url.endswith(f"/groups/{group_id}/disable")) as sent:
+        operation.locator("button.execute").click()
+    response = sent.value
+
+    assert response.request.headers.get("x-csrf-token")
+    assert response.status == 200, response.text()
+    status = operation.locator(".live-responses-table tbody .response-col_status").first
+    expect(status).to_contain_text("200")
+    admin_page.screenshot(path="/tmp/fss-try-it-out.png", full_page=False)
+    # The same request without the token is refused: the token is what made it pass.
+    refused = admin_page.evaluate(
+        "async (url) => (await fetch(url, {method: 'POST'})).status",
+        f"/api/v1/groups/{group_id}/disable",
+    )
+    assert refused == 403
