@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from fss.cli.context import CliContext, first_line, pass_cli
-from fss.cli.database import DatabaseFileMissing
+from fss.cli.database import DatabaseFileMissing, create_database_command, missing_database
 from fss.cli.output import emit_json
 from fss.config import Settings
 from fss.installation import BrokerMark
@@ -114,6 +114,14 @@ def open_database(cli: CliContext) -> tuple[Engine | None, Finding]:
             "database", str(exc.reason), "point FSS_DATABASE_URL / --database-url at yours"
         )
     except SQLAlchemyError as exc:
+        missing = missing_database(exc, cli.engine.url)
+        if missing is not None:
+            return None, problem(
+                "database",
+                f"{shown_database(cli)}: database {cli.engine.url.database!r} does not exist",
+                f"create it with `{create_database_command(cli.engine.url)}`, then run "
+                "`fss db upgrade`",
+            )
         return None, problem(
             "database",
             f"cannot connect to {shown_database(cli)} ({first_line(getattr(exc, 'orig', exc))})",

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
+from fss.config import read_flag
 from fss.errors import InvalidField
 
 
@@ -118,7 +119,8 @@ class WebSettings:
             "users": parse_users(env.get("FSS_WEB_USERS", "")),
             "token": env.get("FSS_WEB_TOKEN", ""),
             "secret": env.get("FSS_WEB_SECRET", ""),
-            "secure_cookies": env.get("FSS_WEB_SECURE_COOKIES", "") in ("1", "true", "yes"),
+            # Unknown values fail closed (an error naming the variable), never "off".
+            "secure_cookies": read_flag("FSS_WEB_SECURE_COOKIES", env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

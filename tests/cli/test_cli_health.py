@@ -10,10 +10,12 @@ import re
 import signal
 import socket
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -457,3 +459,17 @@ def test_database_servers_without_skip_locked_are_too_old(
     kind: str, version: str, too_old: bool
 ) -> None:
     assert (version_problem(kind, version) is not None) == too_old
+
+
+def test_given_a_database_the_server_does_not_have_then_doctor_gives_the_create_command(
+    postgres_server: Any, redis_url: str
+) -> None:
+    name = f"fss_test_missing_{uuid.uuid4().hex[:8]}"  # never created
+
+    outcome = run(postgres_server.url_for(name), redis_url, "doctor")
+
+    assert outcome.code == 1
+    assert f"database {name!r} does not exist" in outcome.out
+    admin = postgres_server.admin_url
+    login = f" -U {admin.username}" if admin.username else ""
+    assert f"createdb -h {admin.host} -p {admin.port or 5432}{login} {name}" in outcome.out
