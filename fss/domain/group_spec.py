@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,23 @@ class GroupSpec:
     is_enable: bool = True
     timeout_s: int | None = None
     misfire: str = "run-once"
+    # Run policies (README "Run policies"); the defaults keep the behaviour of groups made
+    # before them.
+    retries: int = 0
+    retry_delay_ms: int = 1000
+    retry_backoff: float = 2.0
+    retry_delay_max_ms: int | None = None
+    retry_jitter: bool = True
+    max_run_s: int | None = None
+    overlap: str = "skip"
+    route: str = "round_robin"
+    client_tag: str | None = None
+    # Group keys (str) and ids (int) that run when a run of this group ends Success.
+    on_success: tuple[str | int, ...] = ()
+    jitter_ms: int = 0
+    # Why the group is disabled and when it enables itself (a disabled group only).
+    disabled_note: str | None = None
+    enable_at: datetime | None = None
 
     @property
     def schedule(self) -> Schedule:
@@ -63,7 +81,202 @@ class GroupSpec:
             cron=cron,
             time_zone=self.time_zone or None,
             start_at=start_at,
+            **validate_policies(self),
         )
+
+
+def validate_policies(spec: GroupSpec) -> dict[str, Any]:
+    """The run-policy fields of `spec`, checked and normalized (InvalidField names the first
+    bad one)."""
+    delay = validate_retry_delay(spec.retry_delay_ms)
+    delay_max = spec.retry_delay_max_ms
+    if delay_max is not None:
+        delay_max = _bounded_int("retry_delay_max_ms", delay_max, 1, MAX_RETRY_DELAY_MS)
+        if delay_max < delay:
+            raise InvalidField(
+                "retry_delay_max_ms", f"must be >= retry_delay_ms ({delay}), got {delay_max}"
+            )
+    disabled_note = validate_disabled_note(spec.disabled_note)
+    enable_at = (
+        require_storable_time("enable_at", spec.enable_at) if spec.enable_at is not None else None
+    )
+    if spec.is_enable and (disabled_note is not None or enable_at is not None):
+        name = "disabled_note" if disabled_note is not None else "enable_at"
+        raise InvalidField(name, "only a disabled group has one (disable it, or leave it out)")
+    return {
+        "retries": validate_retries(spec.retries),
+        "retry_delay_ms": delay,
+        "retry_backoff": validate_retry_backoff(spec.retry_backoff),
+        "retry_delay_max_ms": delay_max,
+        "retry_jitter": _boolean("retry_jitter", spec.retry_jitter),
+        "max_run_s": (
+            _bounded_int("max_run_s", spec.max_run_s, 1, MAX_RUN_S)
+            if spec.max_run_s is not None else None
+        ),
+        "overlap": validate_choice("overlap", spec.overlap, OVERLAP_POLICIES),
+        "route": validate_choice("route", spec.route, ROUTES),
+        "client_tag": validate_client_tag(spec.client_tag) if spec.client_tag else None,
+        "on_success": validate_on_success(spec.on_success),
+        "jitter_ms": validate_jitter(spec.jitter_ms),
+        "disabled_note": disabled_note,
+        "enable_at": enable_at,
+    }
+
+
+MAX_RETRIES = 100
+MAX_RETRY_DELAY_MS = 24 * 3600 * 1000
+MAX_RETRY_BACKOFF = 10.0
+MAX_RUN_S = 7 * 24 * 3600
+MAX_JITTER_MS = 3600 * 1000
+MAX_ON_SUCCESS = 50
+MAX_DISABLED_NOTE = 512
+MAX_CLIENT_TAG = 64
+OVERLAP_POLICIES = ("skip", "buffer_one", "replace")
+ROUTES = ("round_robin", "least_busy", "sticky", "failover", "broadcast")
+# What `fss worker --tag` accepts: a client id's characters (fss.naming.CLIENT_ID_PATTERN,
+# which this pure layer may not import), at most 64 of them.
+CLIENT_TAG_PATTERN = re.compile(r"[A-Za-z0-9_.:@\-]{1,64}")
+# The defaults of the policy fields: what `fss group show` and export leave out.
+POLICY_DEFAULTS: dict[str, Any] = {
+    "retries": 0,
+    "retry_delay_ms": 1000,
+    "retry_backoff": 2.0,
+    "retry_delay_max_ms": None,
+    "retry_jitter": True,
+    "max_run_s": None,
+    "overlap": "skip",
+    "route": "round_robin",
+    "client_tag": None,
+    "on_success": (),
+    "jitter_ms": 0,
+}
+
+
+def _bounded_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField(name, f"must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidField(name, f"must be {low}..{high}, got {value}")
+    return value
+
+
+def validate_retries(value: Any) -> int:
+    return _bounded_int("retries", value, 0, MAX_RETRIES)
+
+
+def validate_retry_delay(value: Any) -> int:
+    return _bounded_int("retry_delay_ms", value, 1, MAX_RETRY_DELAY_MS)
+
+
+def validate_retry_backoff(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidField("retry_backoff", f"must be a number, got {value!r}")
+    if not 1 <= value <= MAX_RETRY_BACKOFF:  # NaN fails this too
+        raise InvalidField("retry_backoff", f"must be 1..{MAX_RETRY_BACKOFF:g}, got {value}")
+    return float(value)
+
+
+def validate_jitter(value: Any) -> int:
+    return _bounded_int("jitter_ms", value, 0, MAX_JITTER_MS)
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidField(name, f"must be true or false, got {value!r}")
+    return value
+
+
+def validate_choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        shown = str(value)[:40]
+        raise InvalidField(name, f"{shown!r} is not one of {', '.join(allowed)}")
+    return str(value)
+
+
+def validate_client_tag(value: Any) -> str:
+    if not isinstance(value, str) or not CLIENT_TAG_PATTERN.fullmatch(value):
+        shown = str(value)[:70]
+        raise InvalidField(
+            "client_tag",
+            f"{shown!r} must be 1..{MAX_CLIENT_TAG} of letters, digits and _ . : @ -",
+        )
+    return value
+
+
+def validate_disabled_note(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidField("disabled_note", f"must be text, got {value!r}")
+    reject_control_characters("disabled_note", value)
+    text = value.strip()
+    if len(text) > MAX_DISABLED_NOTE:
+        raise InvalidField("disabled_note", f"longer than {MAX_DISABLED_NOTE} characters")
+    return text or None
+
+
+def validate_on_success(value: Any) -> tuple[str | int, ...]:
+    """Group keys (strings) and ids (whole numbers > 0), each once, at most 50."""
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes | dict) or not isinstance(value, list | tuple):
+        raise InvalidField("on_success", "must be a list of group keys or ids")
+    if len(value) > MAX_ON_SUCCESS:
+        raise InvalidField("on_success", f"at most {MAX_ON_SUCCESS} groups, got {len(value)}")
+    seen: set[str | int] = set()
+    refs: list[str | int] = []
+    for item in value:
+        ref = _group_ref(item)
+        if ref in seen:
+            raise InvalidField("on_success", f"{ref!r} is listed twice")
+        seen.add(ref)
+        refs.append(ref)
+    return tuple(refs)
+
+
+MAX_GROUP_KEY = 128
+
+
+def _group_ref(item: Any) -> str | int:
+    if isinstance(item, int) and not isinstance(item, bool):
+        if item <= 0:
+            raise InvalidField("on_success", f"a group id is > 0, got {item}")
+        return item
+    if not isinstance(item, str):
+        raise InvalidField("on_success", f"{item!r} is not a group key or id")
+    if not 1 <= len(item) <= MAX_GROUP_KEY or not item.isprintable() or item != item.strip():
+        raise InvalidField("on_success", f"{item[:40]!r} is not a group key")
+    return item
+
+
+def find_cycle(
+    edges: dict[Any, tuple[Any, ...]], roots: Iterable[Any] | None = None
+) -> list[Any] | None:
+    """A cycle of the graph `edges` (node -> the nodes it starts) reachable from `roots`
+    (every node by default) as [a, b, ..., a], or None; iterative depth-first search (chains
+    may be long), nodes in the given order."""
+    state: dict[Any, int] = {}  # 1 = on the current path, 2 = done
+    for root in edges if roots is None else roots:
+        if state.get(root):
+            continue
+        path: list[Any] = [root]
+        iterators = [iter(edges.get(root, ()))]
+        state[root] = 1
+        while iterators:
+            child = next(iterators[-1], _END)
+            if child is _END:
+                state[path.pop()] = 2
+                iterators.pop()
+            elif state.get(child) == 1:
+                return [*path[path.index(child):], child]
+            elif not state.get(child):
+                state[child] = 1
+                path.append(child)
+                iterators.append(iter(edges.get(child, ())))
+    return None
+
+
+_END = object()
 
 
 def validate_schedule(interval_ms: int | None, cron: str | None, time_zone: str | None) -> Schedule:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -10,8 +11,9 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from fss.domain.clock import require_storable_time
 from fss.domain.group_file import check_key
-from fss.domain.group_spec import GroupSpec, validate_data
+from fss.domain.group_spec import GroupSpec, find_cycle, validate_data, validate_disabled_note
 from fss.domain.schedule import initial_run_at
 from fss.domain.status import TaskStatus
 from fss.errors import FssError, GroupBusy, GroupNotFound, InvalidField
@@ -37,6 +39,8 @@ def add_group(engine: Engine, spec: GroupSpec, now: datetime, key: str | None = 
     spec = spec.validated()
     key = check_key(key) if key is not None else None
     start_at = spec.start_at or now
+    if spec.enable_at is not None and spec.enable_at <= now:
+        raise InvalidField("enable_at", f"{spec.enable_at.isoformat()} is not in the future")
     with engine.begin() as conn:
         _require_free_key(conn, key, None)
         group_id = inserted_id(
@@ -52,6 +56,8 @@ def add_group(engine: Engine, spec: GroupSpec, now: datetime, key: str | None = 
                 )
             )
         )
+        if spec.on_success:  # checked written, so the new group is a node of the graph
+            verify_on_success(conn, [group_id])
         if spec.is_enable:
             _schedule_pending(conn, get_group(conn, group_id), now)
     return group_id
@@ -68,7 +74,27 @@ def group_columns(spec: GroupSpec) -> dict[str, Any]:
         "time_zone": spec.time_zone,
         "timeout_s": spec.timeout_s,
         "misfire": spec.misfire,
+        "retries": spec.retries,
+        "retry_delay_ms": spec.retry_delay_ms,
+        "retry_backoff": spec.retry_backoff,
+        "retry_delay_max_ms": spec.retry_delay_max_ms,
+        "retry_jitter": spec.retry_jitter,
+        "max_run_s": spec.max_run_s,
+        "overlap": spec.overlap,
+        "route": spec.route,
+        "client_tag": spec.client_tag,
+        "on_success": on_success_text(spec.on_success),
+        "jitter_ms": spec.jitter_ms,
+        "disabled_note": spec.disabled_note,
+        "enable_at": spec.enable_at,
     }
+
+
+def on_success_text(refs: Sequence[str | int]) -> str | None:
+    """The stored form of on_success: a JSON list (keys as strings, ids as numbers), or NULL."""
+    if not refs:
+        return None
+    return json.dumps(list(refs), ensure_ascii=False, separators=(",", ":"))
 
 
 def get_group(conn: Connection, group_id: int) -> GroupRow:
@@ -96,6 +122,19 @@ def spec_of(group: GroupRow) -> GroupSpec:
         is_enable=group.is_enable,
         timeout_s=group.timeout_s,
         misfire=group.misfire,
+        retries=group.retries,
+        retry_delay_ms=group.retry_delay_ms,
+        retry_backoff=group.retry_backoff,
+        retry_delay_max_ms=group.retry_delay_max_ms,
+        retry_jitter=group.retry_jitter,
+        max_run_s=group.max_run_s,
+        overlap=group.overlap,
+        route=group.route,
+        client_tag=group.client_tag,
+        on_success=group.on_success,
+        jitter_ms=group.jitter_ms,
+        disabled_note=group.disabled_note,
+        enable_at=group.enable_at,
     )
 
 
@@ -138,7 +177,7 @@ def edit_group(
             version = current.version if expected_version is None else expected_version
             if current.version != version:
                 raise GroupChanged(group_id, version, current)
-            merged = replace(spec_of(current), **_schedule_exclusive(changes)).validated()
+            merged = _merged_spec(current, changes, enable, now)
             if key_change:
                 _require_free_key(conn, key_change["key"], group_id)
             values = _changed_columns(current, merged, now, enable) | key_change
@@ -146,9 +185,26 @@ def edit_group(
                 if expected_version is not None:
                     raise GroupChanged(group_id, version, get_group(conn, group_id))
                 continue
+            if merged.on_success and ("on_success" in values or "key" in key_change):
+                verify_on_success(conn, [group_id])
             _after_edit(conn, current, merged, enable, now)
             return get_group(conn, group_id)
     raise GroupChanged(group_id, version, current)
+
+
+def _merged_spec(
+    current: GroupRow, changes: dict[str, Any], enable: bool | None, now: datetime
+) -> GroupSpec:
+    """The group's spec with `changes`: enabling clears the disabled note and enable_at."""
+    state: dict[str, Any] = {}
+    if enable is not None:
+        state["is_enable"] = enable
+        if enable:
+            state.update(disabled_note=None, enable_at=None)
+    merged = replace(spec_of(current), **_schedule_exclusive(changes), **state).validated()
+    if "enable_at" in changes and merged.enable_at is not None and merged.enable_at <= now:
+        raise InvalidField("enable_at", f"{merged.enable_at.isoformat()} is not in the future")
+    return merged
 
 
 def _changed_columns(
@@ -221,13 +277,36 @@ def _schedule_exclusive(changes: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def set_enabled(engine: Engine, group_id: int, enabled: bool, now: datetime) -> GroupRow:
+def set_enabled(
+    engine: Engine,
+    group_id: int,
+    enabled: bool,
+    now: datetime,
+    note: str | None = None,
+    until: datetime | None = None,
+) -> GroupRow:
+    """Enable (clears the disabled note and enable_at) or disable, with an optional note
+    saying why and a time `until` when the group enables itself (enable_due_groups)."""
+    if enabled and (note is not None or until is not None):
+        raise InvalidField("disabled_note" if note is not None else "enable_at",
+                           "only a disabled group has one")
+    note = validate_disabled_note(note)
+    if until is not None:
+        until = require_storable_time("enable_at", until)
+        if until <= now:
+            raise InvalidField("enable_at", f"{until.isoformat()} is not in the future")
     with engine.begin() as conn:
         group = _locked_group(conn, group_id)
         conn.execute(
             task_group.update()
             .where(task_group.c.id == group_id)
-            .values(is_enable=enabled, activate_at=now, version=task_group.c.version + 1)
+            .values(
+                is_enable=enabled,
+                activate_at=now,
+                disabled_note=note,
+                enable_at=until,
+                version=task_group.c.version + 1,
+            )
         )
         if enabled:
             if _open_task(conn, group_id) is None:
@@ -235,6 +314,86 @@ def set_enabled(engine: Engine, group_id: int, enabled: bool, now: datetime) -> 
         else:
             withdraw_waiting(conn, [group_id])
         return get_group(conn, group_id)
+
+
+def enable_due_groups(engine: Engine, now: datetime) -> list[int]:
+    """Enable the disabled groups whose enable_at has come (`fss group disable --until`), as
+    `fss group enable` does: each by an UPDATE guarded by is_enable = false and enable_at <=
+    now (of two schedulers calling this at once, one enables a group, the other finds
+    nothing), its waiting task created in the same transaction. Returns the ids enabled."""
+    enabled: list[int] = []
+    with engine.begin() as conn:
+        due = conn.execute(
+            sa.select(task_group.c.id)
+            .where(task_group.c.is_enable == sa.false(), task_group.c.enable_at <= now)
+            .order_by(task_group.c.id)
+        ).scalars().all()
+        for group_id in due:
+            result = conn.execute(
+                task_group.update()
+                .where(
+                    task_group.c.id == group_id,
+                    task_group.c.is_enable == sa.false(),
+                    task_group.c.enable_at <= now,
+                )
+                .values(
+                    is_enable=True,
+                    disabled_note=None,
+                    enable_at=None,
+                    activate_at=now,
+                    version=task_group.c.version + 1,
+                )
+            )
+            if result.rowcount != 1:
+                continue
+            if _open_task(conn, group_id) is None:
+                _schedule_pending(conn, get_group(conn, group_id), now)
+            enabled.append(int(group_id))
+    return enabled
+
+
+def verify_on_success(conn: Connection, changed: Sequence[int]) -> None:
+    """The on_success lists of the `changed` groups (as written in this transaction) name
+    existing groups and close no cycle; InvalidField names the unknown group or the cycle."""
+    rows = conn.execute(
+        sa.select(task_group.c.id, task_group.c.key, task_group.c.on_success)
+        .where(task_group.c.on_success.is_not(None))
+    ).all()
+    listed = {int(r.id): tuple(json.loads(r.on_success or "[]")) for r in rows}
+    names = {int(r.id): r.key or str(r.id) for r in rows}
+    refs = {ref for targets in listed.values() for ref in targets}
+    by_key, ids = _resolve_refs(conn, refs)
+    edges: dict[int, tuple[int, ...]] = {}
+    for group_id, targets in listed.items():
+        resolved = []
+        for ref in targets:
+            target = by_key.get(ref) if isinstance(ref, str) else (ref if ref in ids else None)
+            if target is None and group_id in changed:
+                kind = "key" if isinstance(ref, str) else "id"
+                raise InvalidField(
+                    "on_success", f"group {names[group_id]}: no group has the {kind} {ref!r}"
+                )
+            if target is not None:
+                resolved.append(target)
+        edges[group_id] = tuple(resolved)
+    cycle = find_cycle(edges, [group_id for group_id in changed if group_id in edges])
+    if cycle:
+        raise InvalidField("on_success", "cycle " + " -> ".join(names[node] for node in cycle))
+
+
+def _resolve_refs(conn: Connection, refs: set[Any]) -> tuple[dict[str, int], set[int]]:
+    """The ids of the keys among `refs`, and which of the ids among them exist."""
+    keys = sorted(ref for ref in refs if isinstance(ref, str))
+    wanted_ids = sorted(ref for ref in refs if isinstance(ref, int))
+    by_key: dict[str, int] = {}
+    for chunk in chunked(keys):
+        query = sa.select(task_group.c.key, task_group.c.id).where(task_group.c.key.in_(chunk))
+        by_key.update((key, int(group_id)) for key, group_id in conn.execute(query))
+    ids: set[int] = set()
+    for id_chunk in chunked(wanted_ids):
+        query = sa.select(task_group.c.id).where(task_group.c.id.in_(id_chunk))
+        ids.update(int(group_id) for (group_id,) in conn.execute(query))
+    return by_key, ids
 
 
 def delete_group(engine: Engine, group_id: int) -> None:

@@ -23,6 +23,7 @@ from store_helpers import (
     dispatch,
     get_group,
     group_raw,
+    interval_spec,
     log_rows,
     open_tasks,
     pending,
@@ -591,3 +592,161 @@ def test_concurrent_edits_from_one_version_exactly_one_wins(engine: Engine) -> N
         group = get_group(engine, group_id)
         assert len(won) == 1
         assert (group.caption, group.version) == (won[0], round_no + 1)
+
+
+# --- run policies --------------------------------------------------------------------------
+
+POLICIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_ms": 250,
+    "retry_backoff": 1.1,
+    "retry_delay_max_ms": 60_000,
+    "retry_jitter": False,
+    "max_run_s": 90,
+    "overlap": "buffer_one",
+    "route": "sticky",
+    "client_tag": "gpu",
+    "jitter_ms": 5_000,
+}
+
+
+def test_every_run_policy_round_trips(engine: Engine) -> None:
+    group_id = add_interval_group(engine, **POLICIES)
+    group = get_group(engine, group_id)
+    assert {name: getattr(group, name) for name in POLICIES} == POLICIES
+    assert groups.spec_of(group).validated() == groups.spec_of(group)
+
+
+def test_a_new_group_has_the_policy_defaults_that_keep_todays_behaviour(engine: Engine) -> None:
+    group = get_group(engine, add_interval_group(engine))
+    assert (group.retries, group.retry_delay_ms, group.retry_backoff) == (0, 1000, 2.0)
+    assert (group.retry_delay_max_ms, group.retry_jitter, group.max_run_s) == (None, True, None)
+    assert (group.overlap, group.route, group.client_tag) == ("skip", "round_robin", None)
+    assert (group.on_success, group.jitter_ms, group.disabled_note, group.enable_at) == (
+        (), 0, None, None
+    )
+
+
+def test_an_edit_of_one_policy_writes_only_it(engine: Engine) -> None:
+    group_id = add_interval_group(engine, retries=2)
+    edited = groups.edit_group(engine, group_id, {"route": "failover", "max_run_s": 30}, T0)
+    assert (edited.route, edited.max_run_s, edited.retries, edited.version) == (
+        "failover", 30, 2, 2
+    )
+    with pytest.raises(InvalidField, match=r"^overlap: 'later' is not one of skip, buffer_one"):
+        groups.edit_group(engine, group_id, {"overlap": "later"}, T0)
+    with pytest.raises(InvalidField, match=r"^retry_delay_max_ms: must be >= retry_delay_ms"):
+        groups.edit_group(engine, group_id, {"retry_delay_max_ms": 10}, T0)
+    assert get_group(engine, group_id).version == 2
+
+
+def test_on_success_names_groups_by_key_or_id(engine: Engine) -> None:
+    child = add_interval_group(engine)
+    keyed = groups.add_group(engine, interval_spec(), T0, key="report")
+    parent = add_interval_group(engine, on_success=("report", child))
+    assert get_group(engine, parent).on_success == ("report", child)
+    assert group_raw(engine, parent)["on_success"] == f'["report",{child}]'
+    assert keyed != parent
+
+
+def test_on_success_refuses_an_unknown_group_and_writes_nothing(engine: Engine) -> None:
+    with pytest.raises(InvalidField, match=r"^on_success: group [0-9]+: no group has the key 'x'"):
+        add_interval_group(engine, on_success=("x",))
+    with pytest.raises(InvalidField, match="no group has the id 999"):
+        add_interval_group(engine, on_success=(999,))
+    assert count(engine, task_group) == 0 and count(engine, task) == 0
+
+
+def test_on_success_refuses_a_cycle_naming_it(engine: Engine) -> None:
+    a = groups.add_group(engine, interval_spec(), T0, key="a")
+    groups.add_group(engine, interval_spec(on_success=("a",)), T0, key="b")
+    with pytest.raises(InvalidField, match=r"^on_success: cycle a -> b -> a$"):
+        groups.edit_group(engine, a, {"on_success": ("b",)}, T0)
+    with pytest.raises(InvalidField, match=r"^on_success: cycle a -> a$"):
+        groups.edit_group(engine, a, {"on_success": (a,)}, T0)
+    group = get_group(engine, a)
+    assert (group.on_success, group.version) == ((), 1)
+    c = groups.add_group(engine, interval_spec(), T0, key="c")
+    groups.edit_group(engine, a, {"on_success": ("c",)}, T0)  # a chain is fine
+    with pytest.raises(InvalidField, match=r"^on_success: cycle c -> b -> a -> c$"):
+        groups.edit_group(engine, c, {"on_success": ["b"]}, T0)
+
+
+def test_disable_with_a_note_until_a_time_then_enable_clears_both(engine: Engine) -> None:
+    group_id = add_interval_group(engine)
+    until = T0 + MINUTE
+    group = groups.set_enabled(engine, group_id, False, T0, note="db migration", until=until)
+    assert (group.is_enable, group.disabled_note, group.enable_at) == (False, "db migration", until)
+    assert open_tasks(engine, group_id) == []
+    group = groups.set_enabled(engine, group_id, True, T0 + SECOND)
+    assert (group.is_enable, group.disabled_note, group.enable_at) == (True, None, None)
+    assert len(open_tasks(engine, group_id)) == 1
+
+
+@pytest.mark.parametrize(
+    ("note", "until", "message"),
+    [
+        ("x" * 513, None, "^disabled_note: longer than 512"),
+        ("a\nb", None, "^disabled_note: must not contain control characters"),
+        (None, T0, "^enable_at: .* is not in the future"),
+    ],
+)
+def test_a_bad_note_or_until_is_refused(
+    engine: Engine, note: str | None, until: datetime | None, message: str
+) -> None:
+    group_id = add_interval_group(engine)
+    with pytest.raises(InvalidField, match=message):
+        groups.set_enabled(engine, group_id, False, T0, note=note, until=until)
+    assert get_group(engine, group_id).is_enable
+
+
+def test_enable_due_groups_enables_each_due_group_once_with_one_waiting_task(
+    engine: Engine,
+) -> None:
+    due = add_interval_group(engine)
+    later = add_interval_group(engine)
+    forever = add_interval_group(engine)
+    groups.set_enabled(engine, due, False, T0, note="deploy", until=T0 + MINUTE)
+    groups.set_enabled(engine, later, False, T0, until=T0 + 2 * MINUTE)
+    groups.set_enabled(engine, forever, False, T0, note="broken")
+    assert groups.enable_due_groups(engine, T0 + MINUTE - SECOND) == []
+    assert groups.enable_due_groups(engine, T0 + MINUTE) == [due]
+    assert groups.enable_due_groups(engine, T0 + MINUTE) == []
+    group = get_group(engine, due)
+    assert (group.is_enable, group.disabled_note, group.enable_at) == (True, None, None)
+    assert pending(engine, due)["start_at"] >= T0 + MINUTE
+    assert open_tasks(engine, later) == [] and open_tasks(engine, forever) == []
+    assert get_group(engine, forever).disabled_note == "broken"
+
+
+def test_enable_due_groups_adds_no_second_task_while_a_run_finishes(engine: Engine) -> None:
+    group_id = add_interval_group(engine)
+    _running(engine, group_id, TaskStatus.WORKING)
+    groups.set_enabled(engine, group_id, False, T0, until=T0 + MINUTE)
+    assert groups.enable_due_groups(engine, T0 + MINUTE) == [group_id]
+    assert len(open_tasks(engine, group_id)) == 1
+
+
+def test_enable_due_groups_from_two_schedulers_at_once_enables_once(engine: Engine) -> None:
+    ids = [add_interval_group(engine) for _ in range(5)]
+    for group_id in ids:
+        groups.set_enabled(engine, group_id, False, T0, until=T0 + SECOND)
+    results: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def enable() -> None:
+        try:
+            results.append(groups.enable_due_groups(engine, T0 + MINUTE))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enable) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors and engine.dialect.name == "sqlite":  # SQLite: one writer; the other may wait out
+        pytest.skip(f"sqlite refused the second writer: {errors[0]}")
+    assert not errors
+    assert sorted(i for found in results for i in found) == ids
+    assert all(len(open_tasks(engine, group_id)) == 1 for group_id in ids)
