@@ -69,6 +69,7 @@ def overview(principal: Viewer, context: Context) -> dict[str, Any]:
     depths = context.queue_depths.depths([EVENTS_QUEUE, *queues.values()])
     body["event_queue_depth"] = depths[EVENTS_QUEUE]
     body["client_queue_depths"] = {cid: depths[queue] for cid, queue in queues.items()}
+    body["broker"] = context.queue_depths.state()
     body["now"] = now.isoformat()
     return body
 
@@ -79,7 +80,10 @@ def clients(principal: Viewer, context: Context) -> dict[str, Any]:
     with context.engine.connect() as conn:
         views = client_views(conn, _alive_since(context, now))
     depths = context.queue_depths.depths(v.client.queue for v in views)
-    return {"items": [v.to_json(now, depths[v.client.queue]) for v in views]}
+    return {
+        "items": [v.to_json(now, depths[v.client.queue]) for v in views],
+        "broker": context.queue_depths.state(),
+    }
 
 
 def _client_json(context: WebContext, client_id: str) -> dict[str, Any]:

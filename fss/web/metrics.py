@@ -149,7 +149,8 @@ def queue_metrics(depths: dict[str, int | None], client_ids: Iterable[str]) -> I
     """Queue depths; a broker that cannot be reached gives fss_broker_up 0 and no depths."""
     event_depth = depths.get(EVENTS_QUEUE)
     yield GaugeMetricFamily(
-        "fss_broker_up", "1 when the broker answered this scrape.",
+        "fss_broker_up", "1 when the broker answered; 0 when it could not be reached (a "
+        "failed attempt is not retried for a few seconds, so the scrape does not wait).",
         value=0 if event_depth is None else 1,
     )
     event = GaugeMetricFamily("fss_event_queue_depth", "Event messages waiting for a recorder.")

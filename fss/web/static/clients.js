@@ -62,14 +62,13 @@
     { value: (c) => [c.running, c.running_task_ids], render: runningCell },
     { value: (c) => c.heartbeat_age_s, render: (c) => el("span", { class: c.heartbeat_age_s > 10 ? "text-fail" : "" },
       FSS.ageSeconds(c.heartbeat_age_s)), class: "num" },
-    { value: (c) => c.queue_depth, render: (c) => (c.queue_depth === null || c.queue_depth === undefined
-      ? el("span", { class: "muted", title: "the broker cannot be asked (or is in-process)" }, "n/a")
-      : String(c.queue_depth)), class: "num" },
+    { value: (c) => c.queue_depth, render: (c) => FSS.depthNode(c.queue_depth), class: "num" },
   ];
   if (canChange) columns.push({ value: (c) => c.state === "kicked", render: actionCell, class: "actions-col" });
 
   async function refresh() {
     const data = await get("/api/v1/clients");
+    FSS.showBroker(data.broker);
     clientsById.clear();
     for (const c of data.items) clientsById.set(c.id, c);
     syncTable($("#clients"), data.items, (c) => c.id, columns,

@@ -358,6 +358,27 @@ const FSS = (() => {
     }
   }
 
+  /* ---- broker ---------------------------------------------------------------------- */
+
+  // The API's `broker` ({reachable, error}): pages with queue depths say plainly when the
+  // broker cannot be asked, and show those numbers as unknown instead of a bare "n/a".
+  let brokerError = null;
+
+  function showBroker(broker) {
+    brokerError = broker && broker.reachable === false ? broker.error || "no answer" : null;
+    const banner = $("#broker-banner");
+    if (!banner) return;
+    setText(banner, brokerError ? `broker unreachable: ${brokerError} · queue depths are unknown` : "");
+    banner.hidden = !brokerError;
+  }
+
+  // A queue depth cell: the number, or "unknown" with the reason in its title.
+  function depthNode(depth) {
+    if (depth !== null && depth !== undefined) return document.createTextNode(String(depth));
+    return el("span", { class: "unknown", title: brokerError ? `broker unreachable: ${brokerError}`
+      : "the broker cannot be asked" }, "unknown");
+  }
+
   /* ---- charts ---------------------------------------------------------------------- */
 
   const COLORS = {
@@ -394,6 +415,6 @@ const FSS = (() => {
     POLL_MS, canChange, csrfToken, el, append, setText, replaceChildren, $, $$, parseTime,
     formatTime, formatClock, relative, timeNode, duration, ageSeconds, firstLine, statusBadge,
     badge, link, mono, noteServerNow, serverNow, ApiError, api, get, query, poll, syncTable,
-    toast, confirmAction, act, COLORS, makeChart, axis,
+    toast, confirmAction, act, showBroker, depthNode, COLORS, makeChart, axis,
   };
 })();

@@ -5,6 +5,7 @@
   const { el, $, $$, setText, get, poll, syncTable, link, mono, timeNode, badge, firstLine } = FSS;
   let chart = null;
   let failsByIndex = [];
+  let brokerError = null; // a changed reason re-renders the depth cells (their title)
 
   function updateCounters(data) {
     for (const node of $$("[data-status-count]")) {
@@ -12,9 +13,11 @@
       setText(node, count === undefined ? "–" : count.toLocaleString());
     }
     setText($("#clients-online"), data.clients_online);
-    setText($("#event-queue"), data.event_queue_depth === null ? "n/a" : data.event_queue_depth);
-    $("#event-queue").title = data.event_queue_depth === null ?
-      "the broker cannot be asked (or is in-process)" : "events waiting for the recorder";
+    const unknown = data.event_queue_depth === null;
+    setText($("#event-queue"), unknown ? "unknown" : data.event_queue_depth);
+    $("#event-queue").classList.toggle("unknown", unknown);
+    $("#event-queue").title = unknown ? `broker unreachable: ${(data.broker || {}).error || "no answer"}`
+      : "events waiting for the recorder";
   }
 
   function chartData(minutes) {
@@ -76,13 +79,14 @@
 
   const queueColumns = [
     { value: (q) => q.id, render: (q) => mono(q.id) },
-    { value: (q) => q.depth, render: (q) => (q.depth === null ? el("span", { class: "muted" }, "n/a")
-      : String(q.depth)), class: "num" },
+    { value: (q) => [q.depth, brokerError], render: (q) => FSS.depthNode(q.depth), class: "num" },
   ];
 
   async function refresh() {
     const data = await get("/api/v1/overview");
     FSS.noteServerNow(data.now);
+    FSS.showBroker(data.broker);
+    brokerError = data.broker && data.broker.reachable === false ? data.broker.error : null;
     updateCounters(data);
     updateChart(data.runs_per_minute);
     syncTable($("#nodes"), data.nodes, (n) => n.id, nodeColumns,

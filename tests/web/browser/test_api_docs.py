@@ -39,7 +39,8 @@ def test_try_it_out_writes_when_signed_in_by_the_session(
     operation.locator(".opblock-summary").click()
     operation.locator("button.try-out__btn").click()
     operation.locator("input[placeholder='group_id']").fill(str(group_id))
-    with admin_page.expect_response(lambda r: r.url.endswith(f"/groups/{group_id}/disable")) as sent:
+    path = f"/groups/{group_id}/disable"
+    with admin_page.expect_response(lambda r: r.url.endswith(path)) as sent:
         operation.locator("button.execute").click()
     response = sent.value
 
