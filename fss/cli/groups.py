@@ -11,7 +11,14 @@ import click
 from fss.cli.context import ID, CliContext, IdCommand, pass_cli
 from fss.cli.output import emit_json, emit_record, emit_table
 from fss.domain.clock import parse_time
-from fss.domain.group_spec import MAX_DATA_BYTES, GroupSpec, parse_data
+from fss.domain.group_spec import (
+    MAX_DATA_BYTES,
+    OVERLAP_POLICIES,
+    POLICY_DEFAULTS,
+    ROUTES,
+    GroupSpec,
+    parse_data,
+)
 from fss.errors import InvalidField
 from fss.store import groups as store
 from fss.store.rows import GroupRow
@@ -110,10 +117,102 @@ def schedule_options(function: Any) -> Any:
     return function
 
 
+class _Cleared:
+    """`none` given to an optional number: the edit clears the field."""
+
+
+CLEARED = _Cleared()
+
+
+class OptionalInt(click.ParamType):  # type: ignore[type-arg]
+    """A whole number, or `none` to clear the setting (edit)."""
+
+    name = "N|none"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | _Cleared):
+            return value
+        if str(value).strip().lower() == "none":
+            return CLEARED
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a whole number or none", param, ctx)
+
+
+def group_ref(value: str) -> str | int:
+    """--on-success KEY_OR_ID: digits are a group id, anything else a group key."""
+    text = value.strip()
+    return int(text) if text.isascii() and text.isdigit() else value
+
+
+def policy_options(function: Any) -> Any:
+    """The run-policy options of add and edit (README "Run policies")."""
+    for option in reversed(
+        [
+            click.option("--retries", type=int,
+                         help="Run a failed attempt again up to N times [0, at most 100]."),
+            click.option("--retry-delay-ms", type=int,
+                         help="Delay before the first retry [1000]."),
+            click.option("--retry-backoff", type=float,
+                         help="Each further retry waits this many times longer, 1..10 [2]."),
+            click.option("--retry-delay-max-ms", type=OptionalInt(),
+                         help="Cap of the retry delay (none: no cap) [none]."),
+            click.option("--retry-jitter/--no-retry-jitter", default=None,
+                         help="Wait a random 0..delay instead of the delay [on]."),
+            click.option("--max-run-s", type=OptionalInt(),
+                         help="Stop a run still going after N seconds (none: never) [none]."),
+            click.option("--overlap", type=click.Choice(list(OVERLAP_POLICIES)),
+                         help="A slot that comes while a run goes on: skip it [skip], run it "
+                         "right after (buffer_one), or stop the run and start (replace)."),
+            click.option("--route", type=click.Choice(list(ROUTES)),
+                         help="Which client runs it [round_robin]; broadcast: every client."),
+            click.option("--client-tag",
+                         help="Only clients started with `fss worker --tag T` ('' clears)."),
+            click.option("--on-success", "on_success", multiple=True, metavar="KEY_OR_ID",
+                         help="Run this group (key, or id if all digits) when a run ends "
+                         "Success; repeatable."),
+            click.option("--no-on-success", is_flag=True, default=None,
+                         help="Edit: run no group on success."),
+            click.option("--jitter-ms", type=int,
+                         help="Push each planned start later by 0..N ms, the same on every "
+                         "scheduler [0]."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def policy_values(options: dict[str, Any]) -> dict[str, Any]:
+    """GroupSpec fields from the policy options given (pops them from `options`)."""
+    values: dict[str, Any] = {}
+    for name in POLICY_OPTIONS:
+        value = options.pop(name, None)
+        if value is None or value == ():
+            continue
+        values[name] = None if isinstance(value, _Cleared) else value
+    if values.get("client_tag") == "":
+        values["client_tag"] = None
+    if "on_success" in values:
+        values["on_success"] = tuple(group_ref(ref) for ref in values["on_success"])
+    if options.pop("no_on_success", None):
+        if "on_success" in values:
+            raise InvalidField("on_success", "give --on-success or --no-on-success, not both")
+        values["on_success"] = ()
+    return values
+
+
+POLICY_OPTIONS = (
+    "retries", "retry_delay_ms", "retry_backoff", "retry_delay_max_ms", "retry_jitter",
+    "max_run_s", "overlap", "route", "client_tag", "on_success", "jitter_ms",
+)
+
+
 @group_cli.command("add")
 @click.option("--caption", required=True, help="Display name (up to 64 characters).")
 @click.option("--job-name", required=True, help="The @job name a worker registers.")
 @schedule_options
+@policy_options
 @click.option("--disabled", is_flag=True, help="Create it disabled (no task until enabled).")
 @click.option(
     "--key",
@@ -134,9 +233,11 @@ def add_group(
     misfire: str | None,
     disabled: bool,
     key: str | None,
+    **policies: Any,
 ) -> None:
     """Create a task group; prints its id."""
     spec = GroupSpec(
+        **policy_values(policies),
         caption=caption,
         job_name=job_name,
         interval_ms=interval_ms,
@@ -173,6 +274,7 @@ def list_groups(cli: CliContext, as_json: bool) -> None:
             "run_count",
             "run_speed_avg",
             "task_id",
+            "disabled_note",
         ],
         [
             [
@@ -185,17 +287,37 @@ def list_groups(cli: CliContext, as_json: bool) -> None:
                 g.run_count,
                 g.run_speed_avg,
                 g.task_id,
+                disabled_text(g),
             ]
             for g in rows
         ],
     )
 
 
+def disabled_text(group: GroupRow) -> str | None:
+    """Why a disabled group is off and until when ("-" when neither is known)."""
+    if group.is_enable:
+        return None
+    parts = [group.disabled_note] if group.disabled_note else []
+    if group.enable_at is not None:
+        parts.append(f"until {group.enable_at.isoformat()}")
+    return "; ".join(parts) or None
+
+
+# Shown by the compact `fss group show` only when not at their default (--json shows all).
+QUIET_DEFAULTS = {**POLICY_DEFAULTS, "on_success": [], "disabled_note": None, "enable_at": None}
+
+
 def show(group: GroupRow, as_json: bool) -> None:
     if as_json:
         emit_json(group.to_json())
         return
-    emit_record([(k, v) for k, v in group.to_json().items()])
+    emit_record(
+        [
+            (k, v) for k, v in group.to_json().items()
+            if k not in QUIET_DEFAULTS or v != QUIET_DEFAULTS[k]
+        ]
+    )
 
 
 @group_cli.command("show", cls=IdCommand)
@@ -213,6 +335,7 @@ def show_group(cli: CliContext, group_id: int, as_json: bool) -> None:
 @click.option("--caption")
 @click.option("--job-name")
 @schedule_options
+@policy_options
 @click.option(
     "--key",
     help="Give the group a stable key, so a groups file (`fss group apply`) owns it.",
@@ -228,7 +351,8 @@ def edit_group(
     **fields: Any,
 ) -> None:
     """Change fields; a new schedule reschedules the waiting task."""
-    changes = {k: v for k, v in fields.items() if v is not None}
+    policies = policy_values(fields)
+    changes = {k: v for k, v in fields.items() if v is not None} | policies
     if data_json is not None:
         changes["data"] = read_data_option(data_json)
     if start_at is not None:
@@ -249,11 +373,17 @@ def enable_group(cli: CliContext, group_id: int) -> None:
 
 @group_cli.command("disable", cls=IdCommand)
 @click.argument("group_id", type=ID)
+@click.option("--note", help="Why (up to 512 characters); shown wherever the group shows.")
+@click.option("--until", help="ISO 8601 time when the group enables itself again.")
 @pass_cli
-def disable_group(cli: CliContext, group_id: int) -> None:
+def disable_group(cli: CliContext, group_id: int, note: str | None, until: str | None) -> None:
     """Disable; the waiting task is withdrawn, a running one finishes."""
-    store.set_enabled(cli.engine, group_id, False, cli.clock.now())
-    click.echo(f"group {group_id} disabled")
+    enable_at = None if until is None else parse_time("enable_at", until)
+    group = store.set_enabled(
+        cli.engine, group_id, False, cli.clock.now(), note=note, until=enable_at
+    )
+    suffix = f" until {group.enable_at.isoformat()}" if group.enable_at else ""
+    click.echo(f"group {group_id} disabled{suffix}")
 
 
 @group_cli.command("delete", cls=IdCommand)

@@ -391,8 +391,8 @@ def _resolve_refs(conn: Connection, refs: set[Any]) -> tuple[dict[str, int], set
         by_key.update((key, int(group_id)) for key, group_id in conn.execute(query))
     ids: set[int] = set()
     for id_chunk in chunked(wanted_ids):
-        query = sa.select(task_group.c.id).where(task_group.c.id.in_(id_chunk))
-        ids.update(int(group_id) for (group_id,) in conn.execute(query))
+        found = conn.execute(sa.select(task_group.c.id).where(task_group.c.id.in_(id_chunk)))
+        ids.update(int(group_id) for group_id in found.scalars())
     return by_key, ids
 
 

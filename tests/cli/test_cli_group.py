@@ -7,10 +7,12 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from cli_support import Fss, fss_json, invoke, sqlite_only
 from sqlalchemy.engine import Engine
 
+from fss.cli import main
 from fss.domain.status import TaskStatus
 from fss.store import migrate
 from fss.store.installation import installation_id
@@ -29,6 +31,7 @@ LIST_COLUMNS = [
     "run_count",
     "run_speed_avg",
     "task_id",
+    "disabled_note",
 ]
 
 
@@ -558,3 +561,124 @@ def test_every_enabled_group_has_exactly_one_unfinished_task(fss: Fss, engine: E
     assert _status_counts(engine) == {int(TaskStatus.NONE): 3}
     for group_id in ids:
         assert len(tasks_of(engine, group_id)) == 1
+
+
+# -- run policies ------------------------------------------------------------------------------
+
+
+def failing(capsys: pytest.CaptureFixture[str], database_url: str, *args: str) -> str:
+    """The one line on stderr of a CLI run (fss.cli.main, as the fss script) that must fail
+    with exit code 1 or 2 (usage)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--database-url", database_url])
+    assert exited.value.code in (1, 2)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+POLICY_ARGS = (
+    "--retries", "3", "--retry-delay-ms", "500", "--retry-backoff", "1.5",
+    "--retry-delay-max-ms", "8000", "--no-retry-jitter", "--max-run-s", "120",
+    "--overlap", "replace", "--route", "least_busy", "--client-tag", "gpu", "--jitter-ms", "250",
+)
+POLICY_JSON = {
+    "retries": 3, "retry_delay_ms": 500, "retry_backoff": 1.5, "retry_delay_max_ms": 8000,
+    "retry_jitter": False, "max_run_s": 120, "overlap": "replace", "route": "least_busy",
+    "client_tag": "gpu", "jitter_ms": 250,
+}
+
+
+def test_given_policy_options_when_adding_then_show_json_has_each_and_compact_only_non_defaults(
+    fss: Fss,
+) -> None:
+    plain = add(fss, "--interval-ms", "1000")
+    child = add(fss, "--interval-ms", "1000", "--key", "child")
+    group_id = add(fss, "--interval-ms", "1000", *POLICY_ARGS,
+                   "--on-success", "child", "--on-success", str(plain))
+
+    shown = fss_json(fss, "group", "show", str(group_id))
+    assert {name: shown[name] for name in POLICY_JSON} == POLICY_JSON
+    assert shown["on_success"] == ["child", plain]
+    compact = fss("group", "show", str(group_id)).stdout
+    assert re.search(r"^overlap\s+replace$", compact, re.M)
+    plain_text = fss("group", "show", str(plain)).stdout
+    for name in ("retries", "overlap", "route", "on_success", "jitter_ms", "disabled_note"):
+        assert not re.search(rf"^{name}\s", plain_text, re.M), name
+    assert child != group_id
+
+
+@sqlite_only
+def test_given_policy_options_when_editing_then_only_they_change_and_none_clears(
+    fss: Fss,
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--max-run-s", "60", "--client-tag", "gpu")
+    edited = fss_json(fss, "group", "edit", str(group_id), "--retries", "2", "--route",
+                      "broadcast", "--max-run-s", "none", "--client-tag", "")
+    assert (edited["retries"], edited["route"], edited["max_run_s"], edited["client_tag"]) == (
+        2, "broadcast", None, None
+    )
+    assert edited["retry_delay_ms"] == 1000 and edited["version"] == 2
+    jsn = add(fss, "--job-sets-next", "--route", "broadcast")  # no slots to backfill: fine
+    assert fss_json(fss, "group", "show", str(jsn))["route"] == "broadcast"
+
+
+@sqlite_only
+def test_given_bad_policy_values_then_one_line_naming_the_field(
+    fss: Fss, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000")
+    cases = [
+        (("--retries", "101"), "retries: must be 0..100, got 101"),
+        (("--retry-backoff", "11"), "retry_backoff: must be 1..10, got 11"),
+        (("--retry-delay-ms", "0"), "retry_delay_ms: must be 1..86400000, got 0"),
+        (("--retry-delay-max-ms", "10"), "retry_delay_max_ms: must be >= retry_delay_ms (1000)"),
+        (("--max-run-s", "604801"), "max_run_s: must be 1..604800, got 604801"),
+        (("--jitter-ms", "3600001"), "jitter_ms: must be 0..3600000"),
+        (("--client-tag", "a b"), "client_tag: 'a b' must be 1..64 of letters"),
+        (("--on-success", "nope"), "on_success: group 1: no group has the key 'nope'"),
+        (("--on-success", "999"), "on_success: group 1: no group has the id 999"),
+        (("--on-success", str(group_id)), "on_success: cycle 1 -> 1"),
+    ]
+    for args, message in cases:
+        line = failing(capsys, database_url, "group", "edit", str(group_id), *args)
+        assert message in line, (args, line)
+    line = failing(capsys, database_url, "group", "edit", str(group_id), "--overlap", "later")
+    assert "'later' is not one of 'skip', 'buffer_one', 'replace'" in line
+    assert fss_json(fss, "group", "show", str(group_id))["version"] == 1
+
+
+def test_given_on_success_edges_when_one_closes_a_cycle_then_it_is_refused_naming_it(
+    fss: Fss, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = add(fss, "--interval-ms", "1000", "--key", "a")
+    add(fss, "--interval-ms", "1000", "--key", "b", "--on-success", "a")
+    line = failing(capsys, database_url, "group", "edit", str(a), "--on-success", "b")
+    assert "on_success: cycle a -> b -> a" in line
+    assert fss_json(fss, "group", "show", str(a))["on_success"] == []
+    cleared = fss_json(fss, "group", "edit", str(a), "--no-on-success", "--retries", "1")
+    assert cleared["on_success"] == []
+
+
+def test_given_disable_with_note_and_until_then_list_and_show_say_so_and_enable_clears(
+    fss: Fss, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000")
+    out = fss("group", "disable", str(group_id), "--note", "db migration",
+              "--until", "2099-01-01T00:00:00Z").stdout
+    assert out == f"group {group_id} disabled until 2099-01-01T00:00:00+00:00\n"
+    rows = table(fss("group", "list").stdout)
+    note = dict(zip(LIST_COLUMNS, rows[1], strict=False))["disabled_note"]
+    assert note == "db migration; until 2099-01-01T00:00:00+00:00"
+    shown = fss_json(fss, "group", "show", str(group_id))
+    assert (shown["disabled_note"], shown["enable_at"]) == (
+        "db migration", "2099-01-01T00:00:00+00:00"
+    )
+    assert re.search(r"^disabled_note\s+db migration$", fss("group", "show", str(group_id)).stdout,
+                     re.M)
+    line = failing(capsys, database_url, "group", "disable", str(group_id), "--until", "2000-01-01")
+    assert "enable_at: 2000-01-01T00:00:00+00:00 is not in the future" in line
+    fss("group", "enable", str(group_id))
+    shown = fss_json(fss, "group", "show", str(group_id))
+    assert (shown["is_enable"], shown["disabled_note"], shown["enable_at"]) == (True, None, None)
