@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from fss.domain.clock import as_utc, parse_time
 from fss.domain.group_spec import validate_data
+from fss.domain.selection import validate_tags
 from fss.errors import InvalidField
 from fss.outage import first_line
 
@@ -171,6 +172,10 @@ class ClientHeartbeat(Event):
     active: int = 0
     # A new value per worker process start: tells a restart under the same client id.
     incarnation: str = ""
+    # `fss worker --tag T` values: a group with client_tag T runs only on clients tagged T.
+    # Absent from older senders and gRPC clients (untagged). `active` above is the load that
+    # route least_busy compares.
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -416,6 +421,7 @@ def check(event: Event) -> None:
         for job_name in event.job_names:
             if not job_name or len(job_name) > 64:
                 raise InvalidField("job_names", f"{job_name!r} is not a job name (1..64)")
+        validate_tags(event.tags)
     task_id = getattr(event, "task_id", None)
     if task_id is not None and task_id <= 0:
         raise InvalidField("task_id", "must be > 0")

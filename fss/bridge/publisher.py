@@ -16,6 +16,7 @@ return at once until the broker is back, so a run's end blocks once per outage, 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -29,7 +30,17 @@ from kombu.utils.json import dumps as json_dumps
 from fss.celery_app import broker_transport_options, transport_for
 from fss.channels import clients_queue, events_queue
 from fss.config import Settings
-from fss.events import ClientHeartbeat, ClientLeft, Event, TaskLogged, TaskProgressed, encode_batch
+from fss.events import (
+    ClientHeartbeat,
+    ClientLeft,
+    Event,
+    TaskDataSaved,
+    TaskFinished,
+    TaskLogged,
+    TaskProgressed,
+    TaskStarted,
+    encode_batch,
+)
 from fss.naming import CLIENTS_QUEUE, EVENTS_QUEUE
 from fss.outage import LoopErrors
 
@@ -80,6 +91,10 @@ class EventBuffer:
         self.client_events = [e for e in self.client_events if id(e) not in ids]
 
 
+TaskEvent = TaskStarted | TaskProgressed | TaskLogged | TaskDataSaved | TaskFinished
+TASK_EVENTS = (TaskStarted, TaskProgressed, TaskLogged, TaskDataSaved, TaskFinished)
+
+
 class EventPublisher:
     def __init__(
         self,
@@ -106,6 +121,25 @@ class EventPublisher:
         self._errors = LoopErrors(log, "events", "broker")
         # Set when a flush waited out its timeout; cleared by the next successful publish.
         self._gave_up = False
+        # (task id, attempt) -> the installation whose order it is, for the runs under way
+        # in this process: their events carry it (see run_of_installation).
+        self._installations: dict[tuple[int, int], str] = {}
+
+    def run_of_installation(self, task_id: int, attempt: int, installation: str) -> None:
+        """Events of this run carry `installation` until its finished event goes out."""
+        if installation:
+            self._installations[(task_id, attempt)] = installation
+
+    def _stamped(self, event: TaskEvent) -> TaskEvent:
+        key = (event.task_id, event.attempt)
+        installation = (
+            self._installations.pop(key, "")
+            if isinstance(event, TaskFinished)
+            else self._installations.get(key, "")
+        )
+        if not installation or event.installation:
+            return event
+        return dataclasses.replace(event, installation=installation)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> EventPublisher:
@@ -120,6 +154,8 @@ class EventPublisher:
 
     def emit(self, event: Event) -> None:
         self._ensure_thread()
+        if self._installations and isinstance(event, TASK_EVENTS):
+            event = self._stamped(event)
         with self._buffer_lock:
             kept = self._buffer.add(event)
             dropped = self._buffer.dropped

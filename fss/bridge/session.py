@@ -546,6 +546,9 @@ class Session:
             message.ack()
             return
         message.ack()
+        self.hub.publisher.run_of_installation(
+            order.task_id, order.attempt, order.installation
+        )
         self._stream(order, deadline)
 
     def _refusal(self, order: RunOrder, deadline: datetime | None) -> str | None:

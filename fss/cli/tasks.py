@@ -162,7 +162,8 @@ def client_cli() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_cli
 def list_client_rows(cli: CliContext, as_json: bool) -> None:
-    """Registered clients with their jobs and last heartbeat."""
+    """Registered clients with their jobs, last heartbeat, runs they report running
+    (active, what route least_busy compares) and tags (`fss worker --tag`)."""
     with cli.engine.connect() as conn:
         rows = list_clients(conn)
     now = cli.clock.now()
@@ -170,7 +171,10 @@ def list_client_rows(cli: CliContext, as_json: bool) -> None:
         emit_json([c.to_json() for c in rows])
         return
     emit_table(
-        ["id", "state", "host", "ip", "pid", "language", "jobs", "queue", "heartbeat_age_s"],
+        [
+            "id", "state", "host", "ip", "pid", "language", "jobs", "queue", "heartbeat_age_s",
+            "active", "tags",
+        ],
         [
             [
                 c.id,
@@ -182,6 +186,8 @@ def list_client_rows(cli: CliContext, as_json: bool) -> None:
                 ",".join(c.job_names),
                 c.queue,
                 round((now - c.heartbeat_at).total_seconds(), 1),
+                c.active_runs,
+                c.tags or "-",
             ]
             for c in rows
         ],

@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.domain.schedule import next_run_at
-from fss.domain.selection import RoundRobin
+from fss.domain.selection import BROADCAST, BUILT_ROUTES, LEAST_BUSY, Selector, parse_tags
+from fss.errors import InvalidField
 from fss.fence import Fence
 from fss.orders import RunOrder
 from fss.outage import LoopErrors
@@ -47,7 +48,7 @@ class Dispatcher:
         fence: Fence,
         settings: Settings,
         clock: Clock,
-        selector: RoundRobin | None = None,
+        selector: Selector | None = None,
         installation: str = "",
     ) -> None:
         self._engine = engine
@@ -57,8 +58,15 @@ class Dispatcher:
         self._fence = fence
         self._settings = settings
         self._clock = clock
-        self._selector = selector or RoundRobin()
+        self._selector = selector or Selector()
         self._clients: list[ClientRow] = []
+        # Parsed `tags` of the cached clients, made once per cache refresh.
+        self._client_tags: dict[str, frozenset[str]] = {}
+        # least_busy: runs this dispatcher sent to a client after its last heartbeat was
+        # recorded (the heartbeat's count cannot include them yet), {client id: [sent at]}.
+        self._sent_since_beat: dict[str, list[datetime]] = {}
+        # Groups told once that their route is not built / not known.
+        self._route_warned: set[int] = set()
         # Connection errors are an outage (one line each way); anything else is an ERROR.
         self._broker = LoopErrors(log, "dispatcher", "broker")
         self._clients_refresh = Every(CLIENT_CACHE_S)
@@ -88,7 +96,7 @@ class Dispatcher:
             if self._missed(claimed, now):
                 outcomes[claimed.id] = self._skip(claimed, now)
                 continue
-            client = self._choose_client(claimed.job_name, now)
+            client = self._choose_client(claimed, now)
             if client is None:
                 self._warn_no_client(claimed, now)
                 outcomes[claimed.id] = Outcome.NO_CLIENT
@@ -115,12 +123,19 @@ class Dispatcher:
         return outcomes
 
     def _warn_no_client(self, claimed: ClaimedTask, now: datetime) -> None:
+        why = None
+        if claimed.client_tag is not None:
+            why = (
+                f"no live client with tag {claimed.client_tag!r} has registered job "
+                f"{claimed.job_name!r}; the task waits until one does"
+            )
         with self._engine.begin() as conn:
-            if tasks.warn_no_client_once(conn, claimed, now):
+            if tasks.warn_no_client_once(conn, claimed, now, why):
                 log.warning(
-                    "task %s waits: no live client runs job %r",
+                    "task %s waits: no live client runs job %r%s",
                     claimed.id,
                     claimed.job_name,
+                    "" if claimed.client_tag is None else f" with tag {claimed.client_tag!r}",
                     extra={"task_id": claimed.id, "group_id": claimed.group_id},
                 )
 
@@ -267,15 +282,69 @@ class Dispatcher:
             order, client.queue, expires, sent_at, expires_header=not self._fence.keeps_expiry
         )
 
-    def _choose_client(self, job_name: str, now: datetime) -> ClientRow | None:
+    def _choose_client(self, claimed: ClaimedTask, now: datetime) -> ClientRow | None:
+        """The live client that takes the run, by the group's route, among the clients that
+        registered its job (and have its client tag): from the client cache, no query."""
         self._refresh_clients(now)
-        able = {c.id: c for c in self._clients if c.dispatchable and job_name in c.job_names}
+        able = self._able(claimed.job_name, claimed.client_tag)
         if not able:
             # A client may have registered since the cache was read: look once more.
             self._refresh_clients(now, force=True)
-            able = {c.id: c for c in self._clients if c.dispatchable and job_name in c.job_names}
-        chosen = self._selector.pick(job_name, list(self._freshest(able, now)))
-        return able[chosen] if chosen is not None else None
+            able = self._able(claimed.job_name, claimed.client_tag)
+        candidates = self._freshest(able, now)
+        route = claimed.route
+        if route not in BUILT_ROUTES:
+            self._warn_route_once(claimed)
+        loads = self._loads(candidates) if route == LEAST_BUSY else None
+        try:
+            chosen = self._selector.pick(
+                route, claimed.job_name, claimed.group_id, list(candidates), loads
+            )
+        except InvalidField:
+            return None  # an unknown route: the task waits (said once by _warn_route_once)
+        if chosen is None:
+            return None
+        if route == LEAST_BUSY:
+            self._sent_since_beat.setdefault(chosen, []).append(now)
+        return able[chosen]
+
+    def _able(self, job_name: str, tag: str | None) -> dict[str, ClientRow]:
+        if tag is None:
+            return {c.id: c for c in self._clients if c.dispatchable and job_name in c.job_names}
+        return {
+            c.id: c
+            for c in self._clients
+            if c.dispatchable and job_name in c.job_names and tag in self._client_tags[c.id]
+        }
+
+    def _loads(self, candidates: dict[str, ClientRow]) -> dict[str, int]:
+        """Runs each client has: what its last heartbeat counted, plus what this dispatcher
+        sent it since that heartbeat was recorded (groups due together spread out instead of
+        all going to the client that was idle at its last heartbeat)."""
+        loads = {}
+        for client_id, client in candidates.items():
+            sent = self._sent_since_beat.get(client_id, ())
+            unseen = sum(1 for at in sent if at >= client.heartbeat_at)
+            loads[client_id] = client.active_runs + unseen
+        return loads
+
+    def _warn_route_once(self, claimed: ClaimedTask) -> None:
+        if claimed.group_id in self._route_warned:
+            return
+        self._route_warned.add(claimed.group_id)
+        if claimed.route == BROADCAST:
+            log.warning(
+                "group %s: route broadcast is not built yet; its runs go round robin",
+                claimed.group_id,
+                extra={"group_id": claimed.group_id},
+            )
+        else:
+            log.error(
+                "group %s: unknown route %r; its runs wait",
+                claimed.group_id,
+                claimed.route,
+                extra={"group_id": claimed.group_id},
+            )
 
     def _freshest(self, able: dict[str, ClientRow], now: datetime) -> dict[str, ClientRow]:
         """Prefer clients heard from within a few heartbeats: a client killed a moment ago
@@ -290,4 +359,19 @@ class Dispatcher:
         since = now - timedelta(seconds=self._settings.client_timeout_s)
         with self._engine.connect() as conn:
             self._clients = live_clients(conn, since)
+        self._client_tags = {c.id: parse_tags(c.tags) for c in self._clients}
+        self._forget_counted_sends()
         self._clients_refresh.done(now)
+
+    def _forget_counted_sends(self) -> None:
+        """Drop least_busy's sends that the clients' recorded heartbeats now count."""
+        if not self._sent_since_beat:
+            return
+        beats = {c.id: c.heartbeat_at for c in self._clients}
+        kept = {}
+        for client_id, sent in self._sent_since_beat.items():
+            beat = beats.get(client_id)
+            recent = [at for at in sent if beat is not None and at >= beat]
+            if recent:
+                kept[client_id] = recent
+        self._sent_since_beat = kept

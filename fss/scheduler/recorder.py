@@ -99,6 +99,7 @@ class Recorder:
         before_task_write: Callable[[], None] | None = None,
         health: NodeHealth | None = None,
         on_claimed: Callable[[list[ClaimedTask]], None] | None = None,
+        installation: str = "",
     ) -> None:
         """`before_task_write` runs before each write of task events (a seam for tests that
         hold the task path back; it must not delay client events). `health` hears how both
@@ -114,6 +115,7 @@ class Recorder:
             "clock": clock,
             "totals": self._totals,
             "on_finished": on_finished or (lambda: None),
+            "installation": installation,
         }
         flush_s = settings.recorder_flush_ms / 1000
         self._tasks = QueueRecorder(
@@ -172,6 +174,25 @@ def events_transport_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def split_foreign(events: list[Event], installation: str) -> tuple[list[Event], list[Rejected]]:
+    """The events of this installation (or unstamped, from older senders), and the others
+    set aside: a run of another installation sharing the broker, or of the database this
+    one replaced, whose task ids may equal ours."""
+    ours: list[Event] = []
+    foreign: list[Rejected] = []
+    for event in events:
+        stamped = getattr(event, "installation", "")
+        if stamped and stamped != installation:
+            reason = (
+                f"event of installation {stamped}, this database is installation "
+                f"{installation}"
+            )
+            foreign.append(Rejected(reason, to_dict(event)))
+        else:
+            ours.append(event)
+    return ours, foreign
+
+
 class QueueRecorder:
     """Consumes one queue and records its events, a batch of messages at a time."""
 
@@ -190,10 +211,13 @@ class QueueRecorder:
         before_write: Callable[[], None] = lambda: None,
         drained_after_s: float | None = None,
         on_claimed: Callable[[list[ClaimedTask]], None] | None = None,
+        installation: str = "",
     ) -> None:
         """`drained_after_s`: with events in hand, wait this long for more and write them
-        when none comes (None: wait for the flush window, `flush_s`)."""
+        when none comes (None: wait for the flush window, `flush_s`). `installation`: events
+        stamped with another installation's id are set aside, never applied."""
         self._engine = engine
+        self._installation = installation
         self._health = health
         self._settings = settings
         self._clock = clock
@@ -303,6 +327,9 @@ class QueueRecorder:
             self._undecodable(message, exc)
             return
         events, rejected = decode_events(body)
+        if self._installation:
+            events, foreign = split_foreign(events, self._installation)
+            rejected.extend(foreign)
         self._keep(_Pending(message, events, rejected))
 
     def _undecodable(self, message: Any, exc: Exception) -> None:

@@ -80,7 +80,12 @@ class SchedulerService:
         # Next tasks due soon come from the recorder already claimed (hand_over), so a
         # finished run does not cost a claim round trip before its successor fires.
         self.recorder = Recorder(
-            engine, settings, clock, health=self.health, on_claimed=self.hand_over
+            engine,
+            settings,
+            clock,
+            health=self.health,
+            on_claimed=self.hand_over,
+            installation=installation,
         )
         self.supervisor = Supervisor(
             engine,

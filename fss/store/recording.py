@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from fss.domain.schedule import NextRun, Schedule, finish_time, plan_next_run
+from fss.domain.selection import tags_text
 from fss.domain.status import TaskStatus, sources_of
 from fss.events import (
     ClientHeartbeat,
@@ -520,6 +521,8 @@ _LOCKED_GROUP_COLUMNS = (
     task_group.c.job_name,
     task_group.c.data,
     task_group.c.misfire,
+    task_group.c.route,
+    task_group.c.client_tag,
 )
 # _lock_groups on PostgreSQL: a fixed text (no IN list rendered per batch size).
 _LOCK_GROUPS_PG = sa.text(
@@ -691,6 +694,8 @@ def _claimed_task(task_id: int, group: Any, outcome: _GroupOutcome) -> ClaimedTa
         outcome.data if outcome.data is not None else group.data,
         Schedule(group.interval_ms, group.cron, group.time_zone),
         group.misfire,
+        route=group.route,
+        client_tag=group.client_tag,
     )
 
 
@@ -871,6 +876,9 @@ def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> Non
         "queue": beat.queue,
         "heartbeat_at": now,
         "accepting": beat.accepting,
+        # Route least_busy reads these from the client cache: no query per dispatch.
+        "tags": tags_text(beat.tags),
+        "active_runs": max(beat.active, 0),
     }
     restarted = sa.and_(client.c.incarnation.is_not(None), client.c.incarnation != beat.incarnation)
     new_process = sa.or_(client.c.pid != beat.pid, restarted)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from fss.domain.schedule import Schedule
+from fss.domain.selection import parse_tags
 from fss.domain.status import TaskStatus
 
 
@@ -174,6 +175,7 @@ class ClientRow:
     def to_json(self) -> dict[str, Any]:
         body = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
         body["job_names"] = list(self.job_names)
+        body["tags"] = sorted(parse_tags(self.tags))
         return body
 
 

@@ -34,6 +34,9 @@ class ClaimedTask:
     data: str
     schedule: Schedule = field(default_factory=Schedule)
     misfire: str = "run-once"
+    # The group's routing: which live client takes the run (fss.domain.selection).
+    route: str = "round_robin"
+    client_tag: str | None = None
 
 
 def claim_due(
@@ -81,6 +84,8 @@ def claim_due(
                 task_group.c.cron,
                 task_group.c.time_zone,
                 task_group.c.misfire,
+                task_group.c.route,
+                task_group.c.client_tag,
             )
             .join(task_group, task_group.c.id == task.c.task_group_id)
             .where(
@@ -100,6 +105,8 @@ def claim_due(
                 r.data,
                 Schedule(r.interval_ms, r.cron, r.time_zone),
                 r.misfire,
+                route=r.route,
+                client_tag=r.client_tag,
             )
             for r in rows
         ]
@@ -281,8 +288,11 @@ def undo_dispatch(
     )
 
 
-def warn_no_client_once(conn: Connection, claimed: ClaimedTask, now: datetime) -> bool:
-    """Write the 'nobody can run this job' warning the first time only."""
+def warn_no_client_once(
+    conn: Connection, claimed: ClaimedTask, now: datetime, why: str | None = None
+) -> bool:
+    """Write the 'nobody can run this job' warning the first time only (`why`: the text,
+    when it is not that no client registered the job, e.g. none has the group's tag)."""
     first = conn.execute(
         task.update()
         .where(task.c.id == claimed.id, task.c.no_client_warned == sa.false())
@@ -294,7 +304,8 @@ def warn_no_client_once(conn: Connection, claimed: ClaimedTask, now: datetime) -
                 task_id=claimed.id,
                 task_group_id=claimed.group_id,
                 log_level=3,
-                content=(
+                content=why
+                or (
                     f"no live client has registered job {claimed.job_name!r}; "
                     "the task waits until one does"
                 ),

@@ -159,6 +159,7 @@ class WorkerRuntime:
         run = ActiveRun(order, context, _canonical(order.data), time.monotonic())
         with self._lock:
             self._active[delivery] = run
+        self.publisher.run_of_installation(order.task_id, order.attempt, order.installation)
         self.emit(TaskStarted(order.task_id, order.attempt, self.client_id, self.clock.now()))
         return delivery
 

@@ -366,6 +366,8 @@ def test_given_clients_when_listed_as_a_table_then_one_row_each_sorted_by_id(
         "JOBS",
         "QUEUE",
         "HEARTBEAT_AGE_S",
+        "ACTIVE",
+        "TAGS",
     ]
     rows = [re.split(r"\s{2,}", line) for line in lines[1:]]
     assert [(r[0], r[1], r[5], r[6]) for r in rows] == [

@@ -28,6 +28,12 @@
     return el("span", { class: "chips" }, c.job_names.map((name) => el("span", { class: "chip mono" }, name)));
   }
 
+  function tagsCell(c) {
+    const tags = c.tags || [];
+    if (!tags.length) return el("span", { class: "muted" }, "-");
+    return el("span", { class: "chips" }, tags.map((tag) => el("span", { class: "chip mono" }, tag)));
+  }
+
   async function kick(shown, button) {
     const c = clientsById.get(shown.id) || shown;
     if (c.state === "kicked") {
@@ -58,8 +64,10 @@
     { value: (c) => c.pid, render: (c) => mono(String(c.pid)), class: "num" },
     { value: (c) => c.language, render: (c) => c.language },
     { value: (c) => c.job_names, render: jobsCell },
+    { value: (c) => c.tags, render: tagsCell },
     { value: (c) => [c.state, c.alive, c.kick_reason], render: stateCell },
     { value: (c) => [c.running, c.running_task_ids], render: runningCell },
+    { value: (c) => c.active_runs, render: (c) => mono(String(c.active_runs ?? 0)), class: "num" },
     { value: (c) => c.heartbeat_age_s, render: (c) => el("span", { class: c.heartbeat_age_s > 10 ? "text-fail" : "" },
       FSS.ageSeconds(c.heartbeat_age_s)), class: "num" },
     { value: (c) => c.queue_depth, render: (c) => FSS.depthNode(c.queue_depth), class: "num" },
