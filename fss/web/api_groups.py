@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from fss.domain.clock import parse_time
-from fss.domain.group_spec import GroupSpec
+from fss.domain.group_spec import OVERLAP_POLICIES, POLICY_DEFAULTS, ROUTES, GroupSpec
 from fss.domain.preview import first_run, next_fire_times, preview_schedule
 from fss.errors import InvalidField
 from fss.store import groups as store
@@ -38,6 +38,8 @@ router = APIRouter(prefix="/api/v1", tags=["groups"])
 # is refused before it is parsed.
 MAX_BODY_BYTES = 1024 * 1024
 MAX_PREVIEW = 20
+OVERLAP = Literal[OVERLAP_POLICIES]  # type: ignore[valid-type]
+ROUTE = Literal[ROUTES]  # type: ignore[valid-type]
 
 
 def limit_body(request: Request) -> None:
@@ -66,6 +68,44 @@ class GroupFields(BaseModel):
     timeout_s: int | None = Field(None, description="Fail a run silent this long (seconds).")
     misfire: Literal["run-once", "skip"] | None = Field(None, description="After an outage.")
     key: str | None = Field(None, description="Stable key of a groups file (group apply).")
+    # Run policies (README "Run policies"); GroupSpec checks their ranges.
+    retries: int | None = Field(None, description="Retries of a failed run, 0..100 [0].")
+    retry_delay_ms: int | None = Field(
+        None, description="Delay before the first retry, 1..86400000 ms [1000]."
+    )
+    retry_backoff: float | int | None = Field(
+        None, description="Factor of each further retry delay, 1..10 [2]."
+    )
+    retry_delay_max_ms: int | None = Field(
+        None, description="Cap of the retry delay, >= retry_delay_ms (null: none)."
+    )
+    retry_jitter: bool | None = Field(
+        None, description="Wait a random 0..delay (full jitter) [true]."
+    )
+    max_run_s: int | None = Field(
+        None, description="Stop a run still going after this long, 1..604800 s (null: never)."
+    )
+    overlap: OVERLAP | None = Field(
+        None, description="A slot while a run goes on: skip [skip], buffer_one or replace."
+    )
+    route: ROUTE | None = Field(
+        None, description="Which client runs it [round_robin]; broadcast: every client."
+    )
+    client_tag: str | None = Field(
+        None, description="Only clients started with `fss worker --tag` this tag (null: any)."
+    )
+    on_success: list[str | int] | None = Field(
+        None, description="Group keys (strings) or ids (numbers) to run when a run succeeds."
+    )
+    jitter_ms: int | None = Field(
+        None, description="Push each planned start later by 0..N ms, 0..3600000 [0]."
+    )
+    disabled_note: str | None = Field(
+        None, description="Why the group is disabled (with is_enable false), up to 512."
+    )
+    enable_at: str | None = Field(
+        None, description="ISO 8601 time when a disabled group enables itself."
+    )
 
 
 class NewGroup(GroupFields):
@@ -84,11 +124,21 @@ class GroupChanges(GroupFields):
 
 
 # Fields whose null means "clear it"; any other field given as null is refused.
-CLEARABLE = frozenset({"time_zone", "timeout_s", "interval_ms", "cron"})
+CLEARABLE = frozenset(
+    {
+        "time_zone", "timeout_s", "interval_ms", "cron", "retry_delay_max_ms", "max_run_s",
+        "client_tag", "on_success", "disabled_note", "enable_at",
+    }
+)
+POLICY_FIELDS = (*POLICY_DEFAULTS, "disabled_note")
 
 
 def _start_at(value: str | None) -> datetime | None:
-    return None if value is None else parse_time("start_at", value)
+    return _time("start_at", value)
+
+
+def _time(name: str, value: str | None) -> datetime | None:
+    return None if value is None else parse_time(name, value)
 
 
 def spec_from(body: NewGroup) -> GroupSpec:
@@ -104,6 +154,9 @@ def spec_from(body: NewGroup) -> GroupSpec:
         is_enable=True if body.is_enable is None else body.is_enable,
         timeout_s=body.timeout_s,
         misfire=body.misfire or "run-once",
+        enable_at=_time("enable_at", body.enable_at),
+        **{name: getattr(body, name) for name in POLICY_FIELDS
+           if getattr(body, name) is not None},
     )
 
 
@@ -115,6 +168,10 @@ def changes_from(body: GroupChanges) -> dict[str, Any]:
             raise InvalidField(name, "must not be null")
     if "start_at" in given:
         given["start_at"] = _start_at(given["start_at"])
+    if "enable_at" in given:
+        given["enable_at"] = _time("enable_at", given["enable_at"])
+    if "on_success" in given:
+        given["on_success"] = tuple(given["on_success"] or ())
     return given
 
 
@@ -226,9 +283,27 @@ def enable_group(group_id: GroupId, principal: Admin, context: Context) -> dict[
     return _group_json(context, group_id)
 
 
-@router.post("/groups/{group_id}/disable", summary="Disable (withdraws the waiting task)")
-def disable_group(group_id: GroupId, principal: Admin, context: Context) -> dict[str, Any]:
-    store.set_enabled(context.engine, group_id, False, context.clock.now())
+class DisableRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    note: str | None = Field(None, description="Why, up to 512 characters (disabled_note).")
+    until: str | None = Field(
+        None, description="ISO 8601 time when the group enables itself (enable_at)."
+    )
+
+
+@router.post("/groups/{group_id}/disable", summary="Disable (withdraws the waiting task)",
+             dependencies=[BodyLimit])
+def disable_group(
+    group_id: GroupId, principal: Admin, context: Context, body: DisableRequest | None = None
+) -> dict[str, Any]:
+    """An optional body gives a note (shown wherever the group shows) and `until`, when the
+    group enables itself again; enabling clears both."""
+    wanted = body or DisableRequest(note=None, until=None)
+    store.set_enabled(
+        context.engine, group_id, False, context.clock.now(),
+        note=wanted.note, until=_time("enable_at", wanted.until),
+    )
     return _group_json(context, group_id)
 
 

@@ -86,6 +86,24 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("bad misfire", {**VALID, "misfire": "often"}, "misfire"),
     ("zero timeout", {**VALID, "timeout_s": 0}, "timeout_s"),
     ("body too large", {**VALID, "data": {"x": "a" * (1100 * 1024)}}, "body"),
+    ("too many retries", {**VALID, "retries": 101}, "retries"),
+    ("retries as text", {**VALID, "retries": "3"}, "retries"),
+    ("zero retry delay", {**VALID, "retry_delay_ms": 0}, "retry_delay_ms"),
+    ("backoff under 1", {**VALID, "retry_backoff": 0.5}, "retry_backoff"),
+    ("delay cap under delay", {**VALID, "retry_delay_max_ms": 5}, "retry_delay_max_ms"),
+    ("jitter as text", {**VALID, "retry_jitter": "yes"}, "retry_jitter"),
+    ("max run too long", {**VALID, "max_run_s": 604801}, "max_run_s"),
+    ("unknown overlap", {**VALID, "overlap": "queue"}, "overlap"),
+    ("unknown route", {**VALID, "route": "random"}, "route"),
+    ("bad client tag", {**VALID, "client_tag": "a b"}, "client_tag"),
+    ("on_success not a list", {**VALID, "on_success": "a"}, "on_success"),
+    ("on_success unknown", {**VALID, "on_success": ["nope"]}, "on_success"),
+    ("on_success too long", {**VALID, "on_success": list(range(1, 52))}, "on_success"),
+    ("negative jitter", {**VALID, "jitter_ms": -1}, "jitter_ms"),
+    ("note on an enabled group", {**VALID, "disabled_note": "x"}, "disabled_note"),
+    ("note too long", {**VALID, "is_enable": False, "disabled_note": "x" * 513},
+     "disabled_note"),
+    ("bad enable_at", {**VALID, "is_enable": False, "enable_at": "soon"}, "enable_at"),
 ]
 
 
@@ -366,3 +384,74 @@ def test_the_form_and_its_preview_accept_and_refuse_the_same_schedules(
                                                                           created.text)
     if preview.status_code != 200:
         assert preview.json()["field"] == created.json()["field"]
+
+
+POLICIES = {
+    "retries": 4, "retry_delay_ms": 200, "retry_backoff": 3, "retry_delay_max_ms": 5000,
+    "retry_jitter": False, "max_run_s": 600, "overlap": "buffer_one", "route": "failover",
+    "client_tag": "eu-1", "jitter_ms": 1500,
+}
+
+
+def test_every_run_policy_is_set_by_post_and_patch_and_shown_by_get(
+    admin_client: TestClient, web_db: WebDatabase
+) -> None:
+    child = admin_client.post("/api/v1/groups", json={**VALID, "key": "child"}).json()["id"]
+    response = admin_client.post(
+        "/api/v1/groups", json={**VALID, **POLICIES, "on_success": ["child", child]}
+    )
+    assert response.status_code == 201, response.text
+    group_id = response.json()["id"]
+    body = admin_client.get(f"/api/v1/groups/{group_id}").json()
+    assert {name: body[name] for name in POLICIES} == POLICIES
+    assert body["on_success"] == ["child", child]
+    patched = admin_client.patch(
+        f"/api/v1/groups/{group_id}",
+        json={"route": "broadcast", "max_run_s": None, "on_success": None, "retries": 0},
+    )
+    assert patched.status_code == 200, patched.text
+    got = patched.json()
+    assert (got["route"], got["max_run_s"], got["on_success"], got["retries"]) == (
+        "broadcast", None, [], 0
+    )
+    assert got["overlap"] == "buffer_one" and got["version"] == 2
+
+
+def test_patch_refuses_an_on_success_cycle_naming_it(
+    admin_client: TestClient, web_db: WebDatabase
+) -> None:
+    a = admin_client.post("/api/v1/groups", json={**VALID, "key": "a"}).json()["id"]
+    admin_client.post("/api/v1/groups", json={**VALID, "key": "b", "on_success": ["a"]})
+    response = admin_client.patch(f"/api/v1/groups/{a}", json={"on_success": ["b"]})
+    assert response.status_code == 422
+    assert response.json() == {"error": "on_success: cycle a -> b -> a", "field": "on_success"}
+
+
+def test_disable_with_a_note_and_until_then_enable_clears_them(
+    admin_client: TestClient, web_db: WebDatabase
+) -> None:
+    group_id = admin_client.post("/api/v1/groups", json=VALID).json()["id"]
+    response = admin_client.post(
+        f"/api/v1/groups/{group_id}/disable",
+        json={"note": "vendor outage", "until": "2031-03-20T00:00:00Z"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["is_enable"], body["disabled_note"], body["enable_at"]) == (
+        False, "vendor outage", "2031-03-20T00:00:00+00:00"
+    )
+    past = admin_client.post(f"/api/v1/groups/{group_id}/disable", json={"until": "2001-01-01"})
+    assert past.status_code == 422 and past.json()["field"] == "enable_at"
+    assert admin_client.post(f"/api/v1/groups/{group_id}/disable").status_code == 200
+    body = admin_client.post(f"/api/v1/groups/{group_id}/enable").json()
+    assert (body["is_enable"], body["disabled_note"], body["enable_at"]) == (True, None, None)
+
+
+def test_the_openapi_document_describes_every_policy_field(viewer_client: TestClient) -> None:
+    schema = viewer_client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    fields = schema["NewGroup"]["properties"]
+    for name in [*POLICIES, "on_success", "disabled_note", "enable_at"]:
+        assert fields[name].get("description"), name
+    overlap = json.dumps(fields["overlap"])
+    assert all(value in overlap for value in ("skip", "buffer_one", "replace"))
+    assert set(schema["DisableRequest"]["properties"]) == {"note", "until"}
