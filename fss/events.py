@@ -96,6 +96,9 @@ class TaskStarted(Event):
     attempt: int
     client_id: str
     at: datetime
+    # The installation whose order this run is (its database's id); "" from older senders.
+    # A recorder of another installation dead-letters the event, never applies it.
+    installation: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ class TaskProgressed(Event):
     client_id: str
     progress: int
     at: datetime
+    # The installation whose order this run is (its database's id); "" from older senders.
+    # A recorder of another installation dead-letters the event, never applies it.
+    installation: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,9 @@ class TaskLogged(Event):
     # it is made: batches from several flushes land out of order, so readers sort by it.
     # None from older senders.
     seq: int | None = None
+    # The installation whose order this run is (its database's id); "" from older senders.
+    # A recorder of another installation dead-letters the event, never applies it.
+    installation: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,9 @@ class TaskFinished(Event):
     next_at: datetime | None = None
     error: str | None = None
     data: dict[str, Any] | None = None
+    # The installation whose order this run is (its database's id); "" from older senders.
+    # A recorder of another installation dead-letters the event, never applies it.
+    installation: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,9 @@ class TaskDataSaved(Event):
     group_id: int
     data: dict[str, Any]
     at: datetime
+    # The installation whose order this run is (its database's id); "" from older senders.
+    # A recorder of another installation dead-letters the event, never applies it.
+    installation: str = ""
 
 
 @dataclass(frozen=True)
@@ -382,6 +397,7 @@ _TEXT_LIMITS = {
     "ip": 64,
     "queue": 200,
     "language": 32,
+    "installation": 32,
     "content": MAX_LOG_CONTENT,
     "error": MAX_ERROR_TEXT,
 }
