@@ -33,12 +33,27 @@ from fss.domain.group_file_fast import (
     plain_yaml_entries,
 )
 from fss.domain.group_spec import (
+    MAX_RETRY_DELAY_MS,
+    MAX_RUN_S,
+    OVERLAP_POLICIES,
+    POLICY_DEFAULTS,
+    ROUTES,
     GroupSpec,
+    bounded_int,
     validate_caption,
+    validate_choice,
+    validate_client_tag,
     validate_data,
+    validate_disabled_note,
     validate_interval,
+    validate_jitter,
     validate_job_name,
     validate_misfire,
+    validate_on_success,
+    validate_policies,
+    validate_retries,
+    validate_retry_backoff,
+    validate_retry_delay,
     validate_timeout,
 )
 from fss.errors import InvalidField
@@ -56,9 +71,15 @@ FIELDS = (
     "timeout_s",
     "misfire",
     "start_at",
+    *POLICY_DEFAULTS,
+    "disabled_note",
+    "enable_at",
 )
 # Optional fields where null means "not given".
-NULLABLE_FIELDS = ("time_zone", "timeout_s", "start_at")
+NULLABLE_FIELDS = (
+    "time_zone", "timeout_s", "start_at", "retry_delay_max_ms", "max_run_s", "client_tag",
+    "on_success", "disabled_note", "enable_at",
+)
 FORMATS = ("yaml", "json")
 
 # libyaml's emitter when it is there.
@@ -91,6 +112,14 @@ class GroupEntry:
             "start_at": spec.start_at.isoformat() if spec.start_at is not None else None,
         }
         doc.update((name, value) for name, value in optional.items() if value is not None)
+        for name, default in POLICY_DEFAULTS.items():
+            value = getattr(spec, name)
+            if value != default:
+                doc[name] = list(value) if name == "on_success" else value
+        if spec.disabled_note is not None:
+            doc["disabled_note"] = spec.disabled_note
+        if spec.enable_at is not None:
+            doc["enable_at"] = spec.enable_at.isoformat()
         return doc
 
 
@@ -346,7 +375,19 @@ def _entry(raw: RawEntry, index: int, problems: Problems) -> GroupEntry | None:
         problems.add(line, f"{where}.schedule", _schedule_reason(schedules))
     if len(problems) > before:
         return None
-    return _validated(values)
+    entry = _validated(values)
+    if given.keys() & CROSS_CHECKED:
+        try:  # the checks between fields (retry_delay_max_ms >= retry_delay_ms, ...)
+            validate_policies(entry.spec)
+        except InvalidField as exc:
+            line = given[exc.field].line if exc.field in given else raw.line
+            problems.add(line, f"{where}.{exc.field}", exc.reason)
+            return None
+    return entry
+
+
+# Fields whose check needs another field: the whole policy check runs when one is given.
+CROSS_CHECKED = frozenset({"retry_delay_ms", "retry_delay_max_ms", "disabled_note", "enable_at"})
 
 
 def _chosen(value: Any) -> bool:
@@ -403,6 +444,12 @@ def _validated(values: dict[str, Any]) -> GroupEntry:
         is_enable=values.get("enabled", True),
         timeout_s=values.get("timeout_s"),
         misfire=values.get("misfire") or "run-once",
+        disabled_note=values.get("disabled_note"),
+        enable_at=values.get("enable_at"),
+        **{
+            name: values[name] for name in POLICY_DEFAULTS
+            if name in values and values[name] is not None
+        },
     )
     return GroupEntry(values["key"], spec)
 
@@ -491,6 +538,14 @@ def check_start_at(value: Any) -> datetime:
     return parse_time("start_at", _string("start_at", value))
 
 
+def check_time(name: str, value: Any) -> datetime:
+    if isinstance(value, datetime):  # an unquoted YAML timestamp
+        return require_storable_time(name, value)
+    if isinstance(value, date):
+        raise InvalidField(name, f"{value.isoformat()} has no time of day")
+    return parse_time(name, _string(name, value))
+
+
 def check_time_zone(value: Any) -> str:
     name = _string("time_zone", value)
     load_zone(name)
@@ -518,6 +573,19 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "timeout_s": lambda v: validate_timeout(_integer("timeout_s", v)),
     "misfire": lambda v: validate_misfire(_string("misfire", v)),
     "start_at": check_start_at,
+    "retries": validate_retries,
+    "retry_delay_ms": validate_retry_delay,
+    "retry_backoff": validate_retry_backoff,
+    "retry_delay_max_ms": lambda v: bounded_int("retry_delay_max_ms", v, 1, MAX_RETRY_DELAY_MS),
+    "retry_jitter": lambda v: _boolean("retry_jitter", v),
+    "max_run_s": lambda v: bounded_int("max_run_s", v, 1, MAX_RUN_S),
+    "overlap": lambda v: validate_choice("overlap", v, OVERLAP_POLICIES),
+    "route": lambda v: validate_choice("route", v, ROUTES),
+    "client_tag": validate_client_tag,
+    "on_success": validate_on_success,
+    "jitter_ms": validate_jitter,
+    "disabled_note": lambda v: validate_disabled_note(_string("disabled_note", v)),
+    "enable_at": lambda v: check_time("enable_at", v),
 }
 
 

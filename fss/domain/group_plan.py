@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from fss.domain.group_file import GroupEntry
-from fss.domain.group_spec import GroupSpec
+from fss.domain.group_spec import POLICY_DEFAULTS, GroupSpec
 
 COMPARED_FIELDS = (
     "caption",
@@ -33,7 +33,12 @@ COMPARED_FIELDS = (
     "timeout_s",
     "misfire",
     "start_at",
+    *POLICY_DEFAULTS,
+    "disabled_note",
+    "enable_at",
 )
+# Times in the canonical JSON of an entry (ISO 8601 text).
+TIME_FIELDS = ("start_at", "enable_at")
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,9 @@ def applied_text(entry: GroupEntry) -> str:
     """The canonical JSON of an entry's fields: what a group records as last applied. Equal
     texts mean equal entries as `_same` sees them (sorted keys, `true` is not `1`)."""
     values = comparable(entry)
-    if values["start_at"] is not None:
-        values["start_at"] = values["start_at"].isoformat()
+    for name in TIME_FIELDS:
+        if values[name] is not None:
+            values[name] = values[name].isoformat()
     return json.dumps(values, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
@@ -137,10 +143,12 @@ MERGE_UNITS = (
     ("interval_ms", "cron", "job_sets_next"),
     ("time_zone",),
     ("data",),
-    ("enabled",),
+    # A note and a time to enable again belong to one disabling.
+    ("enabled", "disabled_note", "enable_at"),
     ("timeout_s",),
     ("misfire",),
     ("start_at",),
+    *((name,) for name in POLICY_DEFAULTS),
 )
 
 
@@ -178,6 +186,10 @@ def spec_of_comparable(values: dict[str, Any]) -> GroupSpec:
         is_enable=values["enabled"],
         timeout_s=values["timeout_s"],
         misfire=values["misfire"],
+        disabled_note=values["disabled_note"],
+        enable_at=values["enable_at"],
+        **{name: values[name] for name in POLICY_DEFAULTS if name != "on_success"},
+        on_success=tuple(values["on_success"]),
     )
 
 
@@ -204,6 +216,19 @@ def comparable(entry: GroupEntry) -> dict[str, Any]:
         "timeout_s": spec.timeout_s,
         "misfire": spec.misfire,
         "start_at": spec.start_at,
+        "retries": spec.retries,
+        "retry_delay_ms": spec.retry_delay_ms,
+        "retry_backoff": float(spec.retry_backoff),
+        "retry_delay_max_ms": spec.retry_delay_max_ms,
+        "retry_jitter": spec.retry_jitter,
+        "max_run_s": spec.max_run_s,
+        "overlap": spec.overlap,
+        "route": spec.route,
+        "client_tag": spec.client_tag,
+        "on_success": list(spec.on_success),
+        "jitter_ms": spec.jitter_ms,
+        "disabled_note": spec.disabled_note,
+        "enable_at": spec.enable_at,
     }
 
 

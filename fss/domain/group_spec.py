@@ -91,7 +91,7 @@ def validate_policies(spec: GroupSpec) -> dict[str, Any]:
     delay = validate_retry_delay(spec.retry_delay_ms)
     delay_max = spec.retry_delay_max_ms
     if delay_max is not None:
-        delay_max = _bounded_int("retry_delay_max_ms", delay_max, 1, MAX_RETRY_DELAY_MS)
+        delay_max = bounded_int("retry_delay_max_ms", delay_max, 1, MAX_RETRY_DELAY_MS)
         if delay_max < delay:
             raise InvalidField(
                 "retry_delay_max_ms", f"must be >= retry_delay_ms ({delay}), got {delay_max}"
@@ -108,9 +108,9 @@ def validate_policies(spec: GroupSpec) -> dict[str, Any]:
         "retry_delay_ms": delay,
         "retry_backoff": validate_retry_backoff(spec.retry_backoff),
         "retry_delay_max_ms": delay_max,
-        "retry_jitter": _boolean("retry_jitter", spec.retry_jitter),
+        "retry_jitter": boolean("retry_jitter", spec.retry_jitter),
         "max_run_s": (
-            _bounded_int("max_run_s", spec.max_run_s, 1, MAX_RUN_S)
+            bounded_int("max_run_s", spec.max_run_s, 1, MAX_RUN_S)
             if spec.max_run_s is not None else None
         ),
         "overlap": validate_choice("overlap", spec.overlap, OVERLAP_POLICIES),
@@ -152,7 +152,7 @@ POLICY_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _bounded_int(name: str, value: Any, low: int, high: int) -> int:
+def bounded_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidField(name, f"must be a whole number, got {value!r}")
     if not low <= value <= high:
@@ -161,11 +161,11 @@ def _bounded_int(name: str, value: Any, low: int, high: int) -> int:
 
 
 def validate_retries(value: Any) -> int:
-    return _bounded_int("retries", value, 0, MAX_RETRIES)
+    return bounded_int("retries", value, 0, MAX_RETRIES)
 
 
 def validate_retry_delay(value: Any) -> int:
-    return _bounded_int("retry_delay_ms", value, 1, MAX_RETRY_DELAY_MS)
+    return bounded_int("retry_delay_ms", value, 1, MAX_RETRY_DELAY_MS)
 
 
 def validate_retry_backoff(value: Any) -> float:
@@ -177,10 +177,10 @@ def validate_retry_backoff(value: Any) -> float:
 
 
 def validate_jitter(value: Any) -> int:
-    return _bounded_int("jitter_ms", value, 0, MAX_JITTER_MS)
+    return bounded_int("jitter_ms", value, 0, MAX_JITTER_MS)
 
 
-def _boolean(name: str, value: Any) -> bool:
+def boolean(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidField(name, f"must be true or false, got {value!r}")
     return value

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from fss.domain.group_file import GroupEntry
 from fss.domain.group_plan import GroupPlan, GroupUpdate, applied_text, plan_changes
 from fss.domain.group_spec import GroupSpec
+from fss.domain.jitter import jittered_start
 from fss.domain.schedule import Schedule, initial_run_at
 from fss.store.groups import (
     chunked,
@@ -33,10 +34,34 @@ from fss.store.groups import (
     move_waiting,
     rename_waiting,
     spec_of,
+    verify_on_success,
     withdraw_waiting,
 )
 from fss.store.rows import GroupRow
 from fss.store.tables import naive_utc, task_group, waiting_task_values
+
+# The run-policy columns (fss.domain.group_spec.POLICY_DEFAULTS and the disabled note), with
+# their PostgreSQL types (arrays of UPDATE ... FROM unnest, COPY formats).
+POLICY_TYPES = {
+    "retries": "integer",
+    "retry_delay_ms": "bigint",
+    "retry_backoff": "double precision",
+    "retry_delay_max_ms": "bigint",
+    "retry_jitter": "boolean",
+    "max_run_s": "integer",
+    "overlap": "text",
+    "route": "text",
+    "client_tag": "text",
+    "on_success": "text",
+    "jitter_ms": "bigint",
+    "disabled_note": "text",
+    "enable_at": "timestamp",
+}
+POLICY_COLUMNS = tuple(POLICY_TYPES)
+COPY_FORMAT = {
+    "integer": "int", "bigint": "int", "double precision": "float", "boolean": "bool",
+    "text": "text", "timestamp": "time",
+}
 
 # The columns an update from a file may change, each bound as b_<column> in one executemany.
 UPDATED_COLUMNS = (
@@ -48,6 +73,7 @@ UPDATED_COLUMNS = (
     "time_zone",
     "timeout_s",
     "misfire",
+    *POLICY_COLUMNS,
     "start_at",
     "next_at",
     "is_enable",
@@ -121,9 +147,24 @@ def apply_groups(
             del records[update.key]
         _write_applied(conn, [(current[key].id, text) for key, text in records.items()])
         delete_groups(conn, [current[entry.key].id for entry in plan.deletes])
+        _verify_on_success(conn, plan)
         if conn.dialect.name == "postgresql" and len(plan.creates) >= ANALYZE_AFTER_CREATES:
             conn.exec_driver_sql("ANALYZE task_group, task")
     return plan
+
+
+def _verify_on_success(conn: Connection, plan: GroupPlan) -> None:
+    """The on_success lists the file wrote name groups (of the database, the file's own
+    included) and close no cycle; checked after the writes, so the transaction rolls back."""
+    keys = [e.key for e in plan.creates if e.spec.on_success]
+    keys += [u.key for u in plan.updates if u.after.spec.on_success]
+    if not keys:
+        return
+    ids: list[int] = []
+    for chunk in chunked(keys):
+        found = conn.execute(sa.select(task_group.c.id).where(task_group.c.key.in_(chunk)))
+        ids.extend(int(group_id) for group_id in found.scalars())
+    verify_on_success(conn, ids)
 
 
 # --- creates -------------------------------------------------------------------------------
@@ -140,7 +181,11 @@ def _create(conn: Connection, entries: Sequence[GroupEntry], now: datetime) -> N
     rows = [_new_group_row(entry, now, first_run) for entry in entries]
     conn.execute(task_group.insert(), rows)
     ids = _ids_by_key(conn)
-    waiting = [(ids[r["key"]], r["job_name"], r["next_at"]) for r in rows if r["is_enable"]]
+    waiting = [
+        (ids[r["key"]], r["job_name"], jittered_start(ids[r["key"]], r["next_at"], r["jitter_ms"]))
+        for r in rows
+        if r["is_enable"]
+    ]
     insert_waiting_tasks(conn, waiting, now)
 
 
@@ -195,6 +240,7 @@ GROUP_COPY = (
     ("time_zone", "text"),
     ("timeout_s", "int"),
     ("misfire", "text"),
+    *((name, COPY_FORMAT[kind]) for name, kind in POLICY_TYPES.items()),
     ("start_at", "time"),
     ("next_at", "time"),
     ("activate_at", "time"),
@@ -222,7 +268,12 @@ def _create_postgres(conn: Connection, rows: list[dict[str, Any]], now: datetime
         row["id"] = group_id
         row["task_id"] = next(task_ids) if row["is_enable"] else None
     tasks = [
-        {**waiting_task_values(r["id"], r["job_name"], r["next_at"], now), "id": r["task_id"]}
+        {
+            **waiting_task_values(
+                r["id"], r["job_name"], jittered_start(r["id"], r["next_at"], r["jitter_ms"]), now
+            ),
+            "id": r["task_id"],
+        }
         for r in waiting
     ]
     _copy(conn, "task_group", GROUP_COPY, rows)
@@ -266,6 +317,7 @@ def _copy_text(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...])
     formats: dict[str, Callable[[Any], str]] = {
         "text": _copy_str,
         "int": _copy_int,
+        "float": _copy_float,
         "bool": _copy_bool,
         "time": _CopyTimes(),
     }
@@ -284,6 +336,10 @@ def _copy_str(value: str | None) -> str:
 
 def _copy_int(value: int | None) -> str:
     return "\\N" if value is None else str(int(value))
+
+
+def _copy_float(value: float) -> str:
+    return repr(float(value))
 
 
 def _copy_bool(value: bool) -> str:
@@ -343,6 +399,10 @@ class _Edit:
         """`edit` moves next_at with a new schedule; `enable` then places the waiting task."""
         return self._next_at
 
+    def start(self) -> datetime:
+        """When the waiting task is due: next_at (the slot) with the group's jitter."""
+        return jittered_start(self.group.id, self._next_at, self.spec.jitter_ms)
+
     @cached_property
     def _next_at(self) -> datetime:
         edited = self.group.next_at
@@ -393,10 +453,10 @@ def _update(
         conn,
         [(e.group.id, e.spec.job_name) for e in kept if e.spec.job_name != e.group.job_name],
     )
-    move_waiting(conn, [(e.group.id, e.next_at()) for e in kept if e.schedule_moved])
+    move_waiting(conn, [(e.group.id, e.start()) for e in kept if e.schedule_moved])
     insert_waiting_tasks(
         conn,
-        [(e.group.id, e.spec.job_name, e.next_at()) for e in edits if e.creates_waiting_task],
+        [(e.group.id, e.spec.job_name, e.start()) for e in edits if e.creates_waiting_task],
         now,
     )
 
@@ -411,6 +471,7 @@ UPDATED_TYPES = {
     "time_zone": "text",
     "timeout_s": "integer",
     "misfire": "text",
+    **POLICY_TYPES,
     "start_at": "timestamp",
     "next_at": "timestamp",
     "is_enable": "boolean",

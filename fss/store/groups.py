@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from fss.domain.clock import require_storable_time
 from fss.domain.group_file import check_key
 from fss.domain.group_spec import GroupSpec, find_cycle, validate_data, validate_disabled_note
+from fss.domain.jitter import jittered_start
 from fss.domain.schedule import initial_run_at
 from fss.domain.status import TaskStatus
 from fss.errors import FssError, GroupBusy, GroupNotFound, InvalidField
@@ -453,22 +454,31 @@ def _open_task(conn: Connection, group_id: int) -> tuple[int, TaskStatus] | None
 
 
 def _schedule_pending(conn: Connection, group: GroupRow, now: datetime) -> int:
-    return _insert_pending(conn, group, initial_run_at(group.schedule, group.next_at, now), now)
+    slot = initial_run_at(group.schedule, group.next_at, now)
+    return _insert_pending(conn, group, slot, now, jittered_start(group.id, slot, group.jitter_ms))
 
 
 def _reschedule_pending(conn: Connection, group_id: int, now: datetime) -> None:
     group = get_group(conn, group_id)
     run_at = initial_run_at(group.schedule, group.start_at, now)
-    move_waiting(conn, [(group_id, run_at)])
+    move_waiting(conn, [(group_id, jittered_start(group_id, run_at, group.jitter_ms))])
     conn.execute(task_group.update().where(task_group.c.id == group_id).values(next_at=run_at))
 
 
-def _insert_pending(conn: Connection, group: GroupRow, start_at: datetime, now: datetime) -> int:
-    task_id = insert_waiting_task(conn, group.id, group.job_name, start_at, now)
+def _insert_pending(
+    conn: Connection,
+    group: GroupRow,
+    slot: datetime,
+    now: datetime,
+    start_at: datetime | None = None,
+) -> int:
+    """The waiting task, due at `start_at` (the slot with its jitter; the slot by default);
+    the group's next_at holds the slot, from which the run after it is planned."""
+    task_id = insert_waiting_task(conn, group.id, group.job_name, start_at or slot, now)
     conn.execute(
         task_group.update()
         .where(task_group.c.id == group.id)
-        .values(task_id=task_id, next_at=start_at)
+        .values(task_id=task_id, next_at=slot)
     )
     return task_id
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fss.domain.group_spec import (
     MAX_CAPTION,
@@ -15,6 +18,7 @@ from fss.domain.group_spec import (
     MAX_INTERVAL_MS,
     MAX_JOB_NAME,
     GroupSpec,
+    find_cycle,
     parse_data,
     validate_data,
 )
@@ -303,3 +307,82 @@ def test_given_oversized_data_text_then_parse_data_raises_naming_data() -> None:
 def test_given_invalid_json_then_the_message_says_where() -> None:
     with pytest.raises(InvalidField, match="position 1"):
         parse_data("{bad")
+
+
+# --- run policies -------------------------------------------------------------------------------
+
+
+def policy_spec(**changes: Any) -> GroupSpec:
+    return GroupSpec(caption="c", job_name="j", interval_ms=1000, **changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"retries": -1}, "retries: must be 0..100, got -1"),
+        ({"retries": True}, "retries: must be a whole number, got True"),
+        ({"retry_delay_ms": 86_400_001}, "retry_delay_ms: must be 1..86400000"),
+        ({"retry_backoff": 10.5}, "retry_backoff: must be 1..10, got 10.5"),
+        ({"retry_backoff": float("inf")}, "retry_backoff: must be 1..10, got inf"),
+        ({"retry_delay_max_ms": 999}, "retry_delay_max_ms: must be >= retry_delay_ms (1000)"),
+        ({"retry_jitter": 1}, "retry_jitter: must be true or false, got 1"),
+        ({"max_run_s": 0}, "max_run_s: must be 1..604800, got 0"),
+        ({"overlap": "queue"}, "overlap: 'queue' is not one of skip, buffer_one, replace"),
+        ({"route": "x"}, "route: 'x' is not one of round_robin, least_busy, sticky, failover"),
+        ({"client_tag": "x" * 65}, "client_tag: "),
+        ({"on_success": tuple(range(1, 52))}, "on_success: at most 50 groups, got 51"),
+        ({"on_success": ("a ",)}, "on_success: 'a ' is not a group key"),
+        ({"on_success": (True,)}, "on_success: True is not a group key or id"),
+        ({"jitter_ms": 3_600_001}, "jitter_ms: must be 0..3600000"),
+        ({"is_enable": False, "disabled_note": "x" * 513}, "disabled_note: longer than 512"),
+        ({"enable_at": datetime(2031, 1, 1, tzinfo=timezone.utc)},
+         "enable_at: only a disabled group has one"),
+    ],
+)
+def test_each_bad_policy_is_one_line_naming_its_field(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidField) as raised:
+        policy_spec(**changes).validated()
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_policies_at_their_bounds_are_accepted_and_normalized() -> None:
+    spec = policy_spec(retries=100, retry_delay_ms=86_400_000, retry_backoff=10,
+                       retry_delay_max_ms=86_400_000, max_run_s=604_800, jitter_ms=3_600_000,
+                       client_tag="a" * 64, on_success=["k", 1], route="broadcast",
+                       is_enable=False, disabled_note="  why  ").validated()
+    assert (spec.retry_backoff, spec.on_success, spec.disabled_note) == (10.0, ("k", 1), "why")
+    assert isinstance(spec.retry_backoff, float)
+    jsn = GroupSpec(caption="c", job_name="j", job_sets_next=True, route="broadcast")
+    assert jsn.validated().route == "broadcast"
+
+
+def _has_cycle(edges: dict[int, tuple[int, ...]]) -> bool:
+    """Kahn's algorithm: a graph has a cycle when some node is never free of incoming edges."""
+    nodes = set(edges) | {n for targets in edges.values() for n in targets}
+    incoming = {n: 0 for n in nodes}
+    for targets in edges.values():
+        for n in targets:
+            incoming[n] += 1
+    free = [n for n in nodes if incoming[n] == 0]
+    seen = 0
+    while free:
+        node = free.pop()
+        seen += 1
+        for n in edges.get(node, ()):
+            incoming[n] -= 1
+            if incoming[n] == 0:
+                free.append(n)
+    return seen < len(nodes)
+
+
+@given(st.dictionaries(st.integers(0, 8), st.lists(st.integers(0, 8), max_size=3).map(tuple)))
+def test_find_cycle_finds_a_real_cycle_exactly_when_there_is_one(
+    edges: dict[int, tuple[int, ...]],
+) -> None:
+    cycle = find_cycle(edges)
+    assert (cycle is not None) == _has_cycle(edges)
+    if cycle is not None:
+        assert cycle[0] == cycle[-1]
+        assert all(b in edges.get(a, ()) for a, b in pairwise(cycle))

@@ -178,6 +178,29 @@ def test_the_error_names_the_file_and_the_count() -> None:
         ("interval_ms: 1\nenabled: null", 6, "enabled: must be true or false, got null"),
         ("interval_ms: 1\ntimeout_s: 604801", 6, "timeout_s: must be at most 604800"),
         ("interval_ms: 1\ncaption: again", 6, "caption: given twice (first on line 3)"),
+        ("interval_ms: 1\nretries: 101", 6, "retries: must be 0..100, got 101"),
+        ("interval_ms: 1\nretries: '2'", 6, "retries: must be a whole number, got '2'"),
+        ("interval_ms: 1\nretry_delay_ms: 0", 6, "retry_delay_ms: must be 1..86400000, got 0"),
+        ("interval_ms: 1\nretry_backoff: 0.5", 6, "retry_backoff: must be 1..10, got 0.5"),
+        ("interval_ms: 1\nretry_backoff: .nan", 6, "retry_backoff: must be 1..10, got nan"),
+        ("interval_ms: 1\nretry_delay_ms: 500\nretry_delay_max_ms: 100", 7,
+         "retry_delay_max_ms: must be >= retry_delay_ms (500), got 100"),
+        ("interval_ms: 1\nretry_jitter: 1", 6, "retry_jitter: must be true or false"),
+        ("interval_ms: 1\nmax_run_s: 0", 6, "max_run_s: must be 1..604800, got 0"),
+        ("interval_ms: 1\noverlap: queue", 6,
+         "overlap: 'queue' is not one of skip, buffer_one, replace"),
+        ("interval_ms: 1\nroute: random", 6,
+         "route: 'random' is not one of round_robin, least_busy, sticky, failover, broadcast"),
+        ("interval_ms: 1\nclient_tag: a b", 6, "client_tag: 'a b' must be 1..64"),
+        ("interval_ms: 1\non_success: a", 6, "on_success: must be a list of group keys or ids"),
+        ("interval_ms: 1\non_success: [a, a]", 6, "on_success: 'a' is listed twice"),
+        ("interval_ms: 1\non_success: [0]", 6, "on_success: a group id is > 0, got 0"),
+        ("interval_ms: 1\non_success: [1.5]", 6, "on_success: 1.5 is not a group key or id"),
+        ("interval_ms: 1\njitter_ms: 3600001", 6, "jitter_ms: must be 0..3600000"),
+        ("interval_ms: 1\ndisabled_note: why", 6,
+         "disabled_note: only a disabled group has one"),
+        ("interval_ms: 1\nenabled: false\nenable_at: tomorrow", 7,
+         "enable_at: 'tomorrow' is not an ISO 8601 time"),
     ],
 )
 def test_each_bad_value_is_reported_on_its_line_with_its_field(
@@ -325,6 +348,19 @@ ROUND_TRIP = [
             is_enable=False,
             timeout_s=600,
             misfire="skip",
+            retries=7,
+            retry_delay_ms=250,
+            retry_backoff=1.25,
+            retry_delay_max_ms=30_000,
+            retry_jitter=False,
+            max_run_s=3600,
+            overlap="buffer_one",
+            route="broadcast",
+            client_tag="eu-west:1",
+            on_success=("plain", 42, "self"),
+            jitter_ms=999,
+            disabled_note="paused for the migration: see OPS-12",
+            enable_at=datetime(2031, 4, 1, 6, 0, tzinfo=UTC),
         ),
     ),
     GroupEntry("self", GroupSpec(caption="on", job_name="j", job_sets_next=True)),
@@ -432,6 +468,16 @@ def test_the_json_schema_accepts_what_fss_writes_and_reads() -> None:
         {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "misfire": "never"},
         {"key": " k", "caption": "C", "job_name": "j", "interval_ms": 1},
         {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "data": []},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "retries": 101},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "overlap": "queue"},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "route": "random"},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "retry_backoff": 0.5},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "client_tag": "a b"},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "on_success": ["a", "a"]},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "jitter_ms": -1},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "disabled_note": "x"},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "enabled": True,
+         "enable_at": "2031-01-01T00:00:00Z"},
     ],
 )
 def test_the_json_schema_rejects_what_fss_rejects(broken: dict[str, Any]) -> None:
@@ -440,3 +486,26 @@ def test_the_json_schema_rejects_what_fss_rejects(broken: dict[str, Any]) -> Non
     assert list(validator.iter_errors(json.loads(text))) != []
     with pytest.raises(GroupFileInvalid):
         parse_group_file(text, "g.json")
+
+
+def test_rendering_writes_only_the_policies_away_from_their_default() -> None:
+    spec = GroupSpec(caption="C", job_name="j", interval_ms=1, retries=2, route="sticky",
+                     retry_jitter=False, on_success=("a", 3))
+    document = GroupEntry("k", spec.validated()).document()
+    assert {k: v for k, v in document.items() if k not in ("key", "caption", "job_name")} == {
+        "interval_ms": 1, "retries": 2, "retry_jitter": False, "route": "sticky",
+        "on_success": ["a", 3],
+    }
+
+
+def test_the_diff_names_each_policy_that_changes() -> None:
+    before = GroupEntry("k", GroupSpec(caption="C", job_name="j", interval_ms=1))
+    after = GroupEntry("k", GroupSpec(caption="C", job_name="j", interval_ms=1, retries=3,
+                                      overlap="replace", on_success=("x",), max_run_s=60))
+    assert plan_changes([before], [after], prune=False).describe() == [
+        "~ update k",
+        "    retries: 0 -> 3",
+        "    max_run_s: null -> 60",
+        '    overlap: "skip" -> "replace"',
+        '    on_success: [] -> ["x"]',
+    ]

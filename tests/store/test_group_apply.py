@@ -30,6 +30,7 @@ from store_helpers import (
 from fss.domain.group_file import GroupEntry, parse_group_file, render_group_file
 from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
+from fss.errors import InvalidField
 from fss.store import group_files, groups
 from fss.store.tables import task, task_group
 
@@ -78,6 +79,14 @@ def assert_twins_agree(engine: Engine, by_hand: int, by_file: int) -> None:
     assert file == hand
 
 
+# Every run policy away from its default (on_success is tested with its own graph).
+POLICIES: dict[str, Any] = {
+    "retries": 3, "retry_delay_ms": 300, "retry_backoff": 1.5, "retry_delay_max_ms": 9_000,
+    "retry_jitter": False, "max_run_s": 60, "overlap": "replace", "route": "least_busy",
+    "client_tag": "gpu", "jitter_ms": 100,
+}
+
+
 # --- creating ---------------------------------------------------------------------------------
 
 
@@ -90,8 +99,11 @@ def assert_twins_agree(engine: Engine, by_hand: int, by_file: int) -> None:
         spec(is_enable=False, data={"x": [1, "✓"]}, timeout_s=30, misfire="skip"),
         spec(start_at=T0 + HOUR),
         spec(start_at=T0 - HOUR - 17 * timedelta(seconds=1)),
+        spec(**POLICIES),
+        spec(is_enable=False, disabled_note="vendor outage", enable_at=T0 + HOUR),
     ],
-    ids=["interval", "cron", "job_sets_next", "disabled", "future_start", "past_start"],
+    ids=["interval", "cron", "job_sets_next", "disabled", "future_start", "past_start",
+         "policies", "disabled_note"],
 )
 def test_apply_creates_the_rows_group_add_would(engine: Engine, given: GroupSpec) -> None:
     by_hand, by_file = twins(engine, given)
@@ -129,8 +141,11 @@ def test_applying_the_same_entries_twice_writes_nothing_the_second_time(engine: 
         {"job_name": "other.job"},
         {"start_at": T0 + 2 * HOUR},
         {"data": {"new": True}, "timeout_s": 60, "misfire": "skip"},
+        POLICIES,
+        {"retries": 1, "route": "broadcast", "jitter_ms": 7},
     ],
-    ids=["caption", "interval", "to_cron", "to_job_sets_next", "job_name", "start_at", "fields"],
+    ids=["caption", "interval", "to_cron", "to_job_sets_next", "job_name", "start_at", "fields",
+         "policies", "some_policies"],
 )
 def test_an_update_changes_what_group_edit_changes(
     engine: Engine, changes: dict[str, Any]
@@ -299,9 +314,11 @@ def varied_entries() -> list[GroupEntry]:
                 data={"to": ["ops@example.com"], "deep": {"n": 1.5, "ok": True, "none": None}},
                 timeout_s=900,
                 misfire="skip",
+                **POLICIES,
             ),
         ),
-        GroupEntry("off", spec(is_enable=False, start_at=T0 - HOUR)),
+        GroupEntry("off", spec(is_enable=False, start_at=T0 - HOUR, disabled_note="why",
+                               enable_at=T0 + 2 * HOUR, on_success=("plain",))),
         GroupEntry("later", spec(interval_ms=None, job_sets_next=True, start_at=T0 + HOUR)),
     ]
 
@@ -473,3 +490,73 @@ def test_a_group_applied_before_records_existed_takes_the_file_once(engine: Engi
     job_saves(engine, group_id, {"cursor": 7}, T0 + 2 * HOUR)
     assert not apply(engine, T0 + 3 * HOUR, GroupEntry("old", spec(data={"cursor": 0}))).has_changes
     assert get_group(engine, group_id).data == {"cursor": 7}
+
+
+
+# --- run policies ---------------------------------------------------------------------------
+
+
+def test_a_hand_edited_policy_survives_until_the_file_changes_it(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("g", spec(retries=2)))
+    group_id = keyed_id(engine, "g")
+    groups.edit_group(engine, group_id, {"retries": 5, "route": "sticky"}, T0)
+
+    assert not apply(engine, T0 + MINUTE, GroupEntry("g", spec(retries=2))).has_changes
+    plan = apply(engine, T0 + HOUR, GroupEntry("g", spec(retries=2, overlap="buffer_one")))
+
+    assert [c.describe() for u in plan.updates for c in u.changes] == [
+        'overlap: "skip" -> "buffer_one"'
+    ]
+    group = get_group(engine, group_id)
+    assert (group.retries, group.route, group.overlap) == (5, "sticky", "buffer_one")
+
+
+def test_a_note_comes_and_goes_with_its_disabling(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("g", spec(is_enable=False, disabled_note="deploy")))
+    group_id = keyed_id(engine, "g")
+    assert (get_group(engine, group_id).disabled_note, task_rows(engine, group_id)) == (
+        "deploy", []
+    )
+    plan = apply(engine, T0 + MINUTE, GroupEntry("g", spec()))
+    assert [c.name for u in plan.updates for c in u.changes] == ["enabled", "disabled_note"]
+    group = get_group(engine, group_id)
+    assert (group.is_enable, group.disabled_note) == (True, None)
+    assert pending(engine, group_id)["status"] == TaskStatus.NONE
+
+
+def test_on_success_may_name_the_files_own_groups_and_groups_by_id(engine: Engine) -> None:
+    by_hand = groups.add_group(engine, spec(), T0)
+    apply(
+        engine, T0,
+        GroupEntry("a", spec(on_success=("b", by_hand))),
+        GroupEntry("b", spec()),
+    )
+    assert get_group(engine, keyed_id(engine, "a")).on_success == ("b", by_hand)
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([GroupEntry("a", spec(on_success=("b",))), GroupEntry("b", spec(on_success=("a",)))],
+         r"^on_success: cycle a -> b -> a$"),
+        ([GroupEntry("a", spec(on_success=("a",)))], r"^on_success: cycle a -> a$"),
+        ([GroupEntry("a", spec(on_success=("nope",)))],
+         r"^on_success: group a: no group has the key 'nope'$"),
+    ],
+    ids=["two", "self", "unknown"],
+)
+def test_a_file_closing_an_on_success_cycle_or_naming_no_group_writes_nothing(
+    engine: Engine, entries: list[GroupEntry], message: str
+) -> None:
+    with pytest.raises(InvalidField, match=message):
+        apply(engine, T0, *entries)
+    assert count(engine, task_group) == 0 and count(engine, task) == 0
+
+
+def test_a_file_closing_a_cycle_through_the_database_is_refused(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("a", spec()), GroupEntry("b", spec(on_success=("a",))))
+    groups.add_group(engine, spec(on_success=("b",)), T0, key="c")  # by hand: c -> b -> a
+    with pytest.raises(InvalidField, match=r"^on_success: cycle a -> c -> b -> a$"):
+        apply(engine, T0 + MINUTE, GroupEntry("a", spec(on_success=("c",))),
+              GroupEntry("b", spec(on_success=("a",))))
+    assert get_group(engine, keyed_id(engine, "a")).on_success == ()
