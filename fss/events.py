@@ -146,6 +146,9 @@ class TaskFinished(Event):
     next_at: datetime | None = None
     error: str | None = None
     data: dict[str, Any] | None = None
+    # False when the job refused retries for this failure (`raise fss.Fail(..., retry=False)`);
+    # a failure is retried only while the group has attempts left. Absent means true.
+    retry: bool = True
     # The installation whose order this run is (its database's id); "" from older senders.
     # A recorder of another installation dead-letters the event, never applies it.
     installation: str = ""

@@ -15,7 +15,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from fss.naming import fence_key
@@ -45,16 +45,24 @@ return 0
 
 # Arm each KEYS[i] with attempt ARGV[i] unless a worker entered an attempt there, or a newer
 # attempt is armed, or this very attempt was revoked; returns the indexes it refused.
+# ARGV[i] ending in '+' (a retry: the previous attempt ended failed) may replace an
+# entered previous attempt, and only that one.
 _ARM = """
 local ttl = ARGV[#ARGV]
 local refused = {}
 for i, key in ipairs(KEYS) do
-  local attempt = tonumber(ARGV[i])
+  local spec = ARGV[i]
+  local replacing = string.sub(spec, -1) == '+'
+  if replacing then
+    spec = string.sub(spec, 1, -2)
+  end
+  local attempt = tonumber(spec)
   local current = redis.call('GET', key)
   local allowed = true
   if current then
     if string.find(current, ':run:', 1, true) then
-      allowed = false
+      local ended = tostring(attempt - 1) .. ':run:'
+      allowed = replacing and string.sub(current, 1, string.len(ended)) == ended
     else
       local revoked = string.sub(current, 1, 8) == 'revoked:'
       local held = tonumber(revoked and string.sub(current, 9) or current)
@@ -64,7 +72,7 @@ for i, key in ipairs(KEYS) do
     end
   end
   if allowed then
-    redis.call('SET', key, ARGV[i], 'EX', ttl)
+    redis.call('SET', key, spec, 'EX', ttl)
   else
     table.insert(refused, i)
   end
@@ -125,8 +133,11 @@ class Fence(Protocol):
         *,
         installation: str = "",
         ttl_s: float | None = None,
+        replacing: Collection[int] = (),
     ) -> list[int]:
-        """arm() for several (task id, attempt) pairs at once; the task ids it refused."""
+        """arm() for several (task id, attempt) pairs at once; the task ids it refused.
+        The tasks in `replacing` are retries: their previous attempt ended (failed), so its
+        entered value may be replaced by this attempt (an entered older one may not)."""
         ...
 
     def revoke(self, task_id: int, attempt: int, *, installation: str = "") -> bool:
@@ -158,11 +169,14 @@ class RedisFence:
         *,
         installation: str = "",
         ttl_s: float | None = None,
+        replacing: Collection[int] = (),
     ) -> list[int]:
         if not attempts:
             return []
         keys = [fence_key(task_id, installation) for task_id, _ in attempts]
-        args: list[str | int] = [str(attempt) for _, attempt in attempts]
+        args: list[str | int] = [
+            f"{attempt}+" if task_id in replacing else str(attempt) for task_id, attempt in attempts
+        ]
         refused = self._redis.evalsha(_ARM, keys, [*args, _whole_seconds(ttl_s)])
         return [attempts[int(index) - 1][0] for index in refused]
 
@@ -210,11 +224,17 @@ class MemoryFence:
         self._lock = threading.Lock()
 
     def arm(
-        self, task_id: int, attempt: int, *, installation: str = "", ttl_s: float | None = None
+        self,
+        task_id: int,
+        attempt: int,
+        *,
+        installation: str = "",
+        ttl_s: float | None = None,
+        replacing: bool = False,
     ) -> bool:
         with self._lock:
             key = self._pruned(task_id, installation)
-            if not _may_arm(self._current(key), attempt):
+            if not _may_arm(self._current(key), attempt, replacing):
                 return False
             self._set(key, str(attempt), _whole_seconds(ttl_s))
             return True
@@ -225,11 +245,18 @@ class MemoryFence:
         *,
         installation: str = "",
         ttl_s: float | None = None,
+        replacing: Collection[int] = (),
     ) -> list[int]:
         return [
             task_id
             for task_id, attempt in attempts
-            if not self.arm(task_id, attempt, installation=installation, ttl_s=ttl_s)
+            if not self.arm(
+                task_id,
+                attempt,
+                installation=installation,
+                ttl_s=ttl_s,
+                replacing=task_id in replacing,
+            )
         ]
 
     def enter(
@@ -314,6 +341,7 @@ class NoFence:
         *,
         installation: str = "",
         ttl_s: float | None = None,
+        replacing: Collection[int] = (),
     ) -> list[int]:
         return []
 
@@ -343,12 +371,13 @@ def _whole_seconds(ttl_s: float | None) -> int:
     return ARMED_TTL_S if ttl_s is None else max(1, math.ceil(ttl_s))
 
 
-def _may_arm(current: str | None, attempt: int) -> bool:
-    """The rule of the _ARM script: never over an entered attempt, a newer one, or a revoke."""
+def _may_arm(current: str | None, attempt: int, replacing: bool = False) -> bool:
+    """The rule of the _ARM script: never over an entered attempt (but a retry over the
+    attempt it follows), a newer one, or a revoke."""
     if current is None:
         return True
     if ":run:" in current:
-        return False
+        return replacing and current.startswith(f"{attempt - 1}:run:")
     revoked = current.startswith("revoked:")
     held = current.removeprefix("revoked:")
     if not held.isdigit():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from urllib.parse import urlsplit
 
 from fss.domain.installation import BrokerFacts, BrokerJudgement, BrokerVerdict, judge_broker
@@ -61,8 +61,11 @@ class ScopedFence:
         *,
         installation: str = "",
         ttl_s: float | None = None,
+        replacing: Collection[int] = (),
     ) -> list[int]:
-        return self._inner.arm_many(attempts, installation=self.installation, ttl_s=ttl_s)
+        return self._inner.arm_many(
+            attempts, installation=self.installation, ttl_s=ttl_s, replacing=replacing
+        )
 
     def enter(
         self,

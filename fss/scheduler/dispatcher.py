@@ -112,6 +112,8 @@ class Dispatcher:
             refused = self._fence.arm_many(
                 [(claimed.id, claimed.attempt + 1) for claimed, _ in ready],
                 ttl_s=self._settings.dispatch_expires_s,
+                # A retry follows an attempt that ended failed: its entry is no run to keep.
+                replacing={claimed.id for claimed, _ in ready if claimed.retrying},
             )
         except Exception as exc:
             self._broker.failed(exc, "due tasks wait")

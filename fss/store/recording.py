@@ -31,6 +31,7 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
 )
+from fss.store.retries import Failure, requeue_failures, write_notes
 from fss.store.tables import (
     STATUS_UNINDEXED,
     UTCDateTime,
@@ -258,6 +259,7 @@ def _logged(conn: Connection, events: list[TaskLogged], now: datetime) -> int:
             "create_at": e.at,
             "event_id": e.event_id,
             "seq": e.seq,
+            "attempt": e.attempt,
         }
         for e in current
     ]
@@ -347,15 +349,50 @@ def finish_tasks(
     """
     # Task rows are locked in id order, as groups are, so two recorders never deadlock.
     unique = sorted({(e.task_id, e.attempt): e for e in events}.values(), key=lambda e: e.task_id)
-    won = _finish_guarded(conn, unique, now, set() if locked is None else locked)
+    locked = set() if locked is None else locked
+    retried, notes = _retry_failures(conn, unique, now, locked)
+    if retried:
+        unique = [e for e in unique if (e.task_id, e.attempt) not in retried]
+    won = _finish_guarded(conn, unique, now, locked)
     if won:
+        if notes:
+            write_notes(conn, notes, {row.id: row.task_group_id for _, row in won}, now)
         _schedule_after(conn, won, now, claim_next)
-    return len(won)
+    return len(won) + len(retried)
+
+
+def _retry_failures(
+    conn: Connection, unique: list[TaskFinished], now: datetime, locked: set[int]
+) -> tuple[set[tuple[int, int]], dict[tuple[int, int], str]]:
+    """Failures whose group has attempts left go back to waiting (fss.store.retries) instead
+    of finishing: their (task id, attempt), and the lines for failures that end their task
+    although the group retries. A batch without failures runs no statement here."""
+    failures = [
+        Failure(
+            task_id=e.task_id,
+            attempt=e.attempt,
+            error=e.error,
+            ended_at=e.at,
+            run_speed_ms=e.run_speed_ms,
+            retry=e.retry,
+            client_id=e.client_id,
+        )
+        for e in unique
+        if not e.success
+    ]
+    if not failures:
+        return set(), {}
+    # Every row of the batch's finishes, in id order, before any of them changes: the
+    # retries and the finishes then take no row out of the order other recorders use.
+    _lock_tasks(conn, [e.task_id for e in unique], locked)
+    outcome = requeue_failures(conn, failures, now)
+    return outcome.retried, outcome.final_notes
 
 
 # What the group bookkeeping reads of a finished run (none of it changes when it finishes).
 _RUN_COLUMNS = (
-    task.c.id, task.c.task_group_id, task.c.start_at, task.c.dispatched_at, task.c.catch_up
+    task.c.id, task.c.attempt, task.c.task_group_id, task.c.start_at, task.c.dispatched_at,
+    task.c.catch_up,
 )
 
 
@@ -518,6 +555,8 @@ _LOCKED_GROUP_COLUMNS = (
     task_group.c.interval_ms,
     task_group.c.cron,
     task_group.c.time_zone,
+    # The slot the group's open task was planned for: a retry moves the task's start_at.
+    task_group.c.next_at,
     task_group.c.job_name,
     task_group.c.data,
     task_group.c.misfire,
@@ -544,7 +583,7 @@ def _outcomes(
             continue  # deleted meanwhile
         next_run = plan_next_run(
             Schedule(group.interval_ms, group.cron, group.time_zone),
-            planned_at=row.start_at,
+            planned_at=planned_slot(row.attempt, row.start_at, group.next_at),
             finished_at=finished_at,
             now=now,
             job_next_at=event.next_at,
@@ -562,6 +601,15 @@ def _outcomes(
         if event.data is not None and event.success:
             outcome.data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
     return outcomes
+
+
+def planned_slot(attempt: int, start_at: datetime, group_next_at: datetime | None) -> datetime:
+    """The slot a run was planned for. A retry moved its task's start_at to the retry's
+    time; the group's next_at still holds the slot (it moves only with the next task), and
+    the next run is planned from the slot, as after any late finish."""
+    if attempt > 1 and group_next_at is not None and group_next_at < start_at:
+        return group_next_at
+    return start_at
 
 
 def _report_problem(group_id: int, next_run: NextRun) -> None:
@@ -793,11 +841,13 @@ def schedule_next(
     job_next_at: datetime | None = None,
     data: dict[str, Any] | None = None,
     catch_up: bool = False,
+    attempt: int = 1,
 ) -> int | None:
     """Group bookkeeping after a task ended; returns the id of the next task, if any.
 
     `finished_at` is the end by the caller's (scheduler side's) clock; `catch_up` says the
-    run that ended was itself a catch-up run (see plan_next_run).
+    run that ended was itself a catch-up run (see plan_next_run); `attempt` the attempt
+    that ended it (a retried task's slot is the group's next_at, see planned_slot).
     """
     group = conn.execute(
         sa.select(
@@ -806,6 +856,7 @@ def schedule_next(
             task_group.c.cron,
             task_group.c.time_zone,
             task_group.c.job_name,
+            task_group.c.next_at,
         )
         .where(task_group.c.id == group_id)
         .with_for_update()
@@ -814,7 +865,7 @@ def schedule_next(
         return None
     next_run = plan_next_run(
         Schedule(group.interval_ms, group.cron, group.time_zone),
-        planned_at=planned_at,
+        planned_at=planned_slot(attempt, planned_at, group.next_at),
         finished_at=finished_at,
         now=finished_at,
         job_next_at=job_next_at,

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from fss.domain.status import TaskStatus
 from fss.store.dead_letters import delete_dead_letters
 from fss.store.recording import schedule_next, status_in
+from fss.store.retries import Failure, archive_resent, locked_dispatch, requeue_failures
 from fss.store.tables import client, lease, run_log, server_node, task, task_group
 
 ERROR_LEVEL = 4
@@ -182,7 +183,9 @@ def in_flight_tasks(conn: Connection) -> list[OpenTask]:
 
 
 def return_to_waiting(conn: Connection, open_task: OpenTask, reason: str, now: datetime) -> bool:
-    """Scheduler -> None for a re-dispatch; the caller has revoked the attempt first."""
+    """Scheduler -> None for a re-dispatch; the caller has revoked the attempt first. The
+    attempt taken back stays in task_run (it was sent, never started)."""
+    dispatch = locked_dispatch(conn, open_task.id, open_task.attempt)
     moved = conn.execute(
         task.update()
         .where(
@@ -201,6 +204,7 @@ def return_to_waiting(conn: Connection, open_task: OpenTask, reason: str, now: d
         )
     ).rowcount
     if moved:
+        archive_resent(conn, dispatch, reason, now)
         _log(conn, open_task, WARNING_LEVEL, reason, now)
     return moved == 1
 
@@ -213,7 +217,12 @@ def fail_task(
     *,
     unchanged_since: datetime | None = None,
 ) -> bool:
-    """In flight -> Fail with `reason`; the group's next task is created as after any run."""
+    """In flight -> Fail with `reason`; the group's next task is created as after any run.
+    With attempts left (the group's retries), the task goes back to waiting for its next
+    attempt instead (fss.store.retries): a hung or lost run counts as a failure."""
+    retried, notes = _retried(conn, open_task, reason, now, unchanged_since)
+    if retried:
+        return True
     conditions = [
         task.c.id == open_task.id,
         task.c.attempt == open_task.attempt,
@@ -238,6 +247,8 @@ def fail_task(
     if not failed:
         return False
     _log(conn, open_task, ERROR_LEVEL, reason, now)
+    for note in notes:
+        _log(conn, open_task, ERROR_LEVEL, note, now)
     schedule_next(
         conn,
         group_id=open_task.group_id,
@@ -245,8 +256,33 @@ def fail_task(
         finished_at=max(now, open_task.start_at),
         success=False,
         run_speed_ms=run_speed_ms,
+        attempt=open_task.attempt,
     )
     return True
+
+
+def _retried(
+    conn: Connection,
+    open_task: OpenTask,
+    reason: str,
+    now: datetime,
+    unchanged_since: datetime | None,
+) -> tuple[bool, list[str]]:
+    """Whether the failure went back to waiting for a retry (its row locked first, as the
+    recorder's retries lock theirs); if not, the lines saying why it is not retried when
+    the group retries (written once the task really fails)."""
+    locked_dispatch(conn, open_task.id, open_task.attempt)
+    began = open_task.run_at or open_task.dispatched_at or now
+    failure = Failure(
+        task_id=open_task.id,
+        attempt=open_task.attempt,
+        error=reason,
+        ended_at=now,
+        run_speed_ms=max(0, int((now - began).total_seconds() * 1000)),
+        unchanged_since=unchanged_since,
+    )
+    outcome = requeue_failures(conn, [failure], now)
+    return bool(outcome.retried), list(outcome.final_notes.values())
 
 
 def _log(conn: Connection, open_task: OpenTask, level: int, content: str, now: datetime) -> None:
@@ -257,6 +293,7 @@ def _log(conn: Connection, open_task: OpenTask, level: int, content: str, now: d
             log_level=level,
             content=content,
             create_at=now,
+            attempt=open_task.attempt,
         )
     )
 

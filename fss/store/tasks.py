@@ -34,6 +34,9 @@ class ClaimedTask:
     data: str
     schedule: Schedule = field(default_factory=Schedule)
     misfire: str = "run-once"
+    # The previous attempt failed and this one is its retry (the waiting task still holds
+    # that attempt's finish_at): its fence may be armed over the ended attempt.
+    retrying: bool = False
     # The group's routing: which live client takes the run (fss.domain.selection).
     route: str = "round_robin"
     client_tag: str | None = None
@@ -79,6 +82,7 @@ def claim_due(
                 task.c.job_name,
                 task.c.start_at,
                 task.c.attempt,
+                task.c.finish_at,
                 task_group.c.data,
                 task_group.c.interval_ms,
                 task_group.c.cron,
@@ -105,6 +109,7 @@ def claim_due(
                 r.data,
                 Schedule(r.interval_ms, r.cron, r.time_zone),
                 r.misfire,
+                retrying=r.finish_at is not None,
                 route=r.route,
                 client_tag=r.client_tag,
             )
@@ -181,6 +186,10 @@ def mark_dispatched(
             reported_at=now,
             claimed_by=None,
             claimed_until=None,
+            # A retry's row still holds the failed attempt's end and error (see
+            # fss.store.retries): this attempt starts without them.
+            finish_at=None,
+            error=None,
         )
     ).rowcount
     return attempt if won == 1 else None
@@ -244,7 +253,7 @@ _DISPATCH_MANY_PG = sa.text(
     UPDATE task SET status = {int(TaskStatus.SCHEDULER)}, attempt = v.attempt + 1,
         client_id = v.client_id, client_host = v.host, client_ip = v.ip,
         server_node = :node, dispatched_at = :now, reported_at = :now,
-        claimed_by = NULL, claimed_until = NULL
+        claimed_by = NULL, claimed_until = NULL, finish_at = NULL, error = NULL
     FROM unnest(CAST(:ids AS BIGINT[]), CAST(:attempts AS INTEGER[]),
                 CAST(:starts AS TIMESTAMP[]), CAST(:clients AS VARCHAR[]),
                 CAST(:hosts AS VARCHAR[]), CAST(:ips AS VARCHAR[]))

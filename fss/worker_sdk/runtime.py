@@ -24,7 +24,7 @@ from fss.hostinfo import local_ip
 from fss.naming import client_queue
 from fss.orders import RunOrder
 from fss.worker_sdk.context import JobContext, data_problem
-from fss.worker_sdk.job import JobSpec
+from fss.worker_sdk.job import Fail, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class ActiveRun:
     original_data: str
     started_monotonic: float
     outcome: tuple[bool, str | None] | None = None
+    # False when the job raised Fail(retry=False): this failure is not retried.
+    retry: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -198,6 +200,10 @@ class WorkerRuntime:
         spec = self.jobs[active.order.job_name]
         try:
             result = spec.call(active.context)
+        except Fail as exc:
+            # The job's own verdict: its reason is the error, no traceback.
+            active.context.log.error("job %r failed: %s", spec.name, exc.reason)
+            active.outcome, active.retry = (False, exc.reason[-MAX_ERROR_CHARS:]), exc.retry
         except Exception as exc:
             error = "".join(traceback.format_exception(exc))
             active.context.log.error(
@@ -237,6 +243,7 @@ class WorkerRuntime:
                 next_at=context.next_at,
                 error=error,
                 data=data,
+                retry=active.retry,
             )
         )
         self.publisher.flush(timeout_s=END_FLUSH_TIMEOUT_S)
