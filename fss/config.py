@@ -56,6 +56,10 @@ class Settings:
     success_max_age_s: float = 24 * 3600
     fail_max_age_s: float = 7 * 24 * 3600
     shutdown_grace_s: float = 30.0
+    # A group's max_run_s is the soft time limit; the hard one (the pool process is killed)
+    # comes this much later, and a run still Working past hard + this grace (a pool that
+    # cannot enforce limits, a bridge client) is failed by the supervisor.
+    time_limit_grace_s: float = 10.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

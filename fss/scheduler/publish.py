@@ -47,6 +47,31 @@ _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 @dataclass(frozen=True)
+class TimeLimit:
+    """A group's max_run_s as Celery's time limits: at the soft one SoftTimeLimitExceeded is
+    raised inside the job (it may clean up), at the hard one, `grace_s` later, the pool
+    process running it is killed."""
+
+    soft_s: float
+    grace_s: float
+
+    @property
+    def hard_s(self) -> float:
+        return self.soft_s + self.grace_s
+
+    def header(self) -> list[float]:
+        # Protocol 2's order: [hard, soft], as as_task_v2 writes (time_limit, soft_time_limit).
+        return [self.hard_s, self.soft_s]
+
+
+def time_limit_of(max_run_s: int | None, grace_s: float) -> TimeLimit | None:
+    """The time limits of a group's run; None (no limit, [None, None]) without max_run_s."""
+    if not max_run_s or max_run_s <= 0:
+        return None
+    return TimeLimit(float(max_run_s), grace_s)
+
+
+@dataclass(frozen=True)
 class OrderMessage:
     """One order, ready to publish: the Celery headers and the serialized body."""
 
@@ -87,14 +112,19 @@ class OrderPublisher:
         expires: datetime,
         now: datetime,
         expires_header: bool = True,
+        time_limit: TimeLimit | None = None,
     ) -> OrderMessage:
         """The message send_task would build for `order`, expiring at `expires`; `now` is
         the sending time its TTL counts from. Without `expires_header` the worker does not
-        judge the expiry (its clock may be off; the fence does), the broker's TTL stays."""
+        judge the expiry (its clock may be off; the fence does), the broker's TTL stays.
+        `time_limit` becomes Celery's own per-message `timelimit` header (send_task's
+        `soft_time_limit`/`time_limit`), which a prefork worker enforces."""
         kwargs = order.to_kwargs()
         payload = ((), kwargs, _EMBED)  # args, kwargs, embed: protocol 2's body
         content_type, content_encoding, body = dumps(payload, self._serializer)  # type: ignore[no-untyped-call]
         headers = self._headers(order, kwargs, expires if expires_header else None)
+        if time_limit is not None:
+            headers["timelimit"] = time_limit.header()
         if self._compression:
             # Here, as kombu's Producer does it, so every publish path sends the same bytes.
             body, headers["compression"] = compress(body, self._compression)  # type: ignore[no-untyped-call]

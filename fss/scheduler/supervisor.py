@@ -121,6 +121,7 @@ class Supervisor:
             self._handle_silent_dispatchers(now, report)
             self._handle_stale_dispatches(now, report)
             self._handle_hung(now, report)
+            self._handle_over_time(now, report)
         if self._retention.due(now):
             report.pruned = store.prune(self._engine, now, self.retention)
             report.retention_ran = True
@@ -365,6 +366,21 @@ class Supervisor:
                     self._settings.kick_after_hung,
                     extra={"client_id": task.client_id},
                 )
+
+    def _handle_over_time(self, now: datetime, report: SweepReport) -> None:
+        """Runs still Working past their time limit (max_run_s) plus two graces: the worker
+        could not stop them (Celery enforces time limits in prefork pools only), so their
+        state is set right here; the job itself may go on in its thread."""
+        grace = self._settings.time_limit_grace_s
+        with self._engine.connect() as conn:
+            over = [t for t in store.in_flight_tasks(conn) if t.over_time_limit(now, grace)]
+        for task in over:
+            reason = (
+                f"time limit exceeded after {task.max_run_s} s: still working "
+                f"{grace * 2:g} s later, not stopped by {task.client_id} (a threads or solo "
+                "pool cannot stop a job); marked failed"
+            )
+            self._fail(task, reason, now, report)
 
     def _return(self, task: OpenTask, reason: str, now: datetime, report: SweepReport) -> None:
         with self._engine.begin() as conn:

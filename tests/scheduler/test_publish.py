@@ -16,6 +16,8 @@ import pytest
 import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
+from hypothesis import given
+from hypothesis import strategies as st
 from kombu import Connection
 from kombu.compression import decompress
 from kombu.exceptions import BatchPublishError
@@ -30,8 +32,10 @@ from fss.scheduler.publish import (
     FIRST_BATCH_ORDERS,
     OrderMessage,
     OrderPublisher,
+    TimeLimit,
     _undeclared,
     kwargs_repr,
+    time_limit_of,
 )
 
 QUEUE = client_queue("c1")
@@ -51,8 +55,11 @@ def _order(task_id: int = 7, data: dict[str, Any] | None = None, job: str = "pro
     return RunOrder(task_id, 1, 70 + task_id, job, "c1", start, data or {})
 
 
-def _send_task(app: Celery, order: RunOrder, expires: datetime) -> None:
+def _send_task(
+    app: Celery, order: RunOrder, expires: datetime, limit: TimeLimit | None = None
+) -> None:
     """The dispatcher's former call, one order at a time."""
+    limits = {} if limit is None else {"time_limit": limit.hard_s, "soft_time_limit": limit.soft_s}
     with app.producer_or_acquire() as producer:
         app.send_task(
             job_task_name(order.job_name),
@@ -62,14 +69,19 @@ def _send_task(app: Celery, order: RunOrder, expires: datetime) -> None:
             expires=expires,
             producer=producer,
             kwargsrepr=kwargs_repr(order.to_kwargs(), app.amqp.kwargsrepr_maxsize),
+            **limits,
         )
 
 
-def _publish(app: Celery, orders: list[RunOrder], expires: datetime) -> list[str]:
+def _publish(
+    app: Celery, orders: list[RunOrder], expires: datetime, limit: TimeLimit | None = None
+) -> list[str]:
     """Publish `orders` the new way; the ids of those confirmed sent, in order."""
     publisher = OrderPublisher(app)
     now = datetime.now(timezone.utc)
-    messages = [publisher.message(order, QUEUE, expires, now) for order in orders]
+    messages = [
+        publisher.message(order, QUEUE, expires, now, time_limit=limit) for order in orders
+    ]
     sent: list[str] = []
 
     def confirmed(message: OrderMessage) -> None:
@@ -144,6 +156,35 @@ def test_given_an_order_then_its_message_on_redis_is_the_one_send_task_made(
         "callbacks": None, "errbacks": None, "chain": None, "chord": None}]
     assert after[0]["headers"]["id"] == "fss-7-1"
     assert after[0]["headers"]["expires"] == expires.isoformat()
+
+
+def test_given_a_time_limit_then_the_timelimit_header_is_the_one_send_task_made(
+    app: Celery, raw: redis.Redis
+) -> None:
+    order = _order()
+    expires = order.start_at + timedelta(seconds=30)
+    limit = time_limit_of(5, 10.0)
+    assert limit is not None
+
+    _send_task(app, order, expires, limit)
+    _publish(app, [order], expires, limit)
+
+    before, after = (_without_send_time(e) for e in _queued(raw))
+    assert after[0] == before[0]
+    assert after[0]["headers"]["timelimit"] == [15.0, 5.0]  # [hard, soft]
+
+
+@given(max_run_s=st.integers(min_value=-5, max_value=10**7), grace=st.floats(0, 3600))
+def test_time_limits_are_soft_at_max_run_s_and_hard_a_grace_later(
+    max_run_s: int, grace: float
+) -> None:
+    limit = time_limit_of(max_run_s, grace)
+    if max_run_s <= 0:
+        assert limit is None  # no max_run_s: [None, None], as today
+        return
+    assert limit is not None
+    assert limit.header() == [max_run_s + grace, float(max_run_s)]
+    assert time_limit_of(None, grace) is None
 
 
 def test_given_an_expiry_already_past_then_the_ttl_is_zero_as_send_task_makes_it(
