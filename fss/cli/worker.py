@@ -25,6 +25,13 @@ from fss.worker_sdk.worker import build_worker_app, client_id_for, load_jobs, wo
     help="Module(s) with @job functions, e.g. -A myproject.jobs (repeatable).",
 )
 @click.option("--name", help="Client id (default host-pid); keep it stable across restarts.")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="A tag of this client (repeatable): groups with that client tag run only on "
+    "clients started with it, e.g. --tag gpu.",
+)
 @click.option("-c", "--concurrency", type=click.IntRange(1, 1024), default=2, show_default=True)
 @click.option(
     "-P",
@@ -41,6 +48,7 @@ def worker_command(
     cli: CliContext,
     modules: tuple[str, ...],
     name: str | None,
+    tags: tuple[str, ...],
     concurrency: int,
     pool: str,
     loglevel: str,
@@ -55,7 +63,7 @@ def worker_command(
     check_broker_transport(cli.settings.broker_url)
     jobs = load_jobs(list(modules))
     client_id = client_id_for(name, os.getpid())
-    app, runtime = build_worker_app(cli.settings, jobs, client_id, cli.clock)
+    app, runtime = build_worker_app(cli.settings, jobs, client_id, cli.clock, tags)
     argv = worker_argv(runtime, concurrency, pool, loglevel, list(celery_args))
     if log_format == "json":
         setup_logging(loglevel, log_format)

@@ -26,7 +26,8 @@ BUILT_ROUTES = (ROUND_ROBIN, LEAST_BUSY, STICKY, FAILOVER)
 # client row keeps its tags as one comma-separated column.
 MAX_TAG = 64
 MAX_TAGS_TEXT = 256
-_TAG = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+# The same words a group's client_tag may be (fss.domain.group_spec.CLIENT_TAG_PATTERN).
+_TAG = re.compile(r"[A-Za-z0-9_.:@\-]{1,64}")
 
 
 def validate_route(route: str, field: str = "route") -> str:
@@ -37,7 +38,9 @@ def validate_route(route: str, field: str = "route") -> str:
 
 def validate_tag(tag: str, field: str = "tag") -> str:
     if not isinstance(tag, str) or _TAG.fullmatch(tag) is None:
-        raise InvalidField(field, f"{tag!r} is not a tag (1..{MAX_TAG} of A-Z a-z 0-9 _ . : -)")
+        raise InvalidField(
+            field, f"{tag!r} is not a tag (1..{MAX_TAG} of letters, digits and _ . : @ -)"
+        )
     return tag
 
 
@@ -105,7 +108,10 @@ def failover(candidates: Collection[str]) -> str | None:
 
 class Selector:
     """Picks a client for one run by the group's route. Round robin keeps its turn per job
-    name (as before routes existed), least_busy breaks ties with the same turns."""
+    name (as before routes existed) and client tag, least_busy breaks ties with the same
+    turns. Per tag: a tagged group's picks among its few clients must not move the turn of
+    the job's untagged groups (with two clients, alternating runs of a tagged and an untagged
+    group sent every untagged run to the same client)."""
 
     def __init__(self, round_robin: RoundRobin | None = None) -> None:
         self.round_robin = round_robin or RoundRobin()
@@ -117,11 +123,13 @@ class Selector:
         group_id: int,
         candidates: Sequence[str],
         loads: Mapping[str, int] | None = None,
+        client_tag: str | None = None,
     ) -> str | None:
+        turns = job_name if client_tag is None else f"{job_name}\x00{client_tag}"
         if route in (ROUND_ROBIN, BROADCAST):
-            return self.round_robin.pick(job_name, candidates)
+            return self.round_robin.pick(turns, candidates)
         if route == LEAST_BUSY:
-            return self.round_robin.pick(job_name, least_busy_ties(candidates, loads or {}))
+            return self.round_robin.pick(turns, least_busy_ties(candidates, loads or {}))
         if route == STICKY:
             return sticky(group_id, candidates)
         if route == FAILOVER:

@@ -300,7 +300,8 @@ class Dispatcher:
         loads = self._loads(candidates) if route == LEAST_BUSY else None
         try:
             chosen = self._selector.pick(
-                route, claimed.job_name, claimed.group_id, list(candidates), loads
+                route, claimed.job_name, claimed.group_id, list(candidates), loads,
+                claimed.client_tag,
             )
         except InvalidField:
             return None  # an unknown route: the task waits (said once by _warn_route_once)

@@ -6,6 +6,7 @@ hooks and sends a heartbeat (which doubles as its registration) every second.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ from fss.bridge import hooks
 from fss.celery_app import create_app, is_redis_broker
 from fss.config import Settings
 from fss.domain.clock import Clock
+from fss.domain.selection import validate_tags
 from fss.errors import InvalidField
 from fss.naming import job_name_of, job_task_name, validate_client_id
 from fss.orders import RunOrder
@@ -32,6 +34,9 @@ from fss.worker_sdk.job import JobImportError, JobSpec, discover_jobs, import_mo
 from fss.worker_sdk.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
+
+# The app attribute holding the worker's `--tag` values, sent in every heartbeat.
+TAGS_ATTRIBUTE = "fss_client_tags"
 
 
 def client_id_for(name: str | None, pid: int) -> str:
@@ -46,10 +51,13 @@ def build_worker_app(
     jobs: dict[str, JobSpec],
     client_id: str,
     clock: Clock | None = None,
+    tags: tuple[str, ...] = (),
 ) -> tuple[Celery, WorkerRuntime]:
     if not jobs:
         raise InvalidField("jobs", "no @job functions found in the given modules")
+    tags = validate_tags(tags, "--tag")
     app = create_app(settings, main=f"fss-worker-{client_id}")
+    setattr(app, TAGS_ATTRIBUTE, tags)
     if is_redis_broker(settings.broker_url):
         # Orders need no broker-side ack bookkeeping: one the worker took and never started
         # (a kill -9) is sent again by the supervisor under a new attempt, the fence shuts the
@@ -150,6 +158,7 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self._uid = f"fss.heartbeat.{id(self)}"
         self._interrupts = 0
         self._hostname = ""
+        self._tags: tuple[str, ...] = ()
 
     def start(self, worker: Any) -> None:
         runtime: WorkerRuntime | None = getattr(worker.app, hooks.RUNTIME_ATTRIBUTE, None)
@@ -157,6 +166,7 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
             return
         self._runtime = runtime
         self._hostname = str(getattr(worker, "hostname", ""))
+        self._tags = tuple(getattr(worker.app, TAGS_ATTRIBUTE, ()))
         warn_if_unfenced(runtime.settings)
         if threading.current_thread() is threading.main_thread():
             # After Celery's own handlers (installed before the steps start): ours replace
@@ -176,10 +186,11 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
             self._on_shutdown, weak=False, dispatch_uid=self._uid + ".left"
         )
         log.info(
-            "client %s serves %s on queue %s",
+            "client %s serves %s on queue %s%s",
             runtime.client_id,
             ", ".join(sorted(runtime.jobs)),
             runtime.queue,
+            f" with tags {', '.join(self._tags)}" if self._tags else "",
         )
 
     def stop(self, worker: Any) -> None:
@@ -285,6 +296,8 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
                 beat = runtime.heartbeat(
                     accepting=not self._draining.is_set(), active=len(running_orders())
                 )
+                if self._tags:
+                    beat = dataclasses.replace(beat, tags=self._tags)
                 runtime.emit(beat)
                 runtime.publisher.flush(timeout_s=interval)
             except Exception:

@@ -142,7 +142,7 @@ def test_an_unknown_route_is_refused_naming_the_field() -> None:
 
 # -- tags -------------------------------------------------------------------------------------
 
-tag_words = st.text(alphabet="abcXYZ019_.:-", min_size=1, max_size=64)
+tag_words = st.text(alphabet="abcXYZ019_.:@-", min_size=1, max_size=64)
 
 
 @given(st.lists(tag_words, max_size=3))

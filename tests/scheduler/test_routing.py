@@ -147,6 +147,28 @@ def test_given_a_group_with_a_client_tag_then_every_run_goes_to_a_client_with_th
     assert Counter(on[g] for g in untagged) == {"w-cpu": 2, "w-gpu": 2, "w-plain": 2}
 
 
+def test_given_tagged_and_untagged_runs_alternating_then_the_untagged_ones_still_spread(
+    routing: Routing,
+) -> None:
+    r = routing
+    r.register("w-cpu", "cpu")
+    r.register("w-gpu", "gpu")
+    tagged = r.add_groups(1, client_tag="gpu")
+    untagged = r.add_groups(1)
+    on: dict[int, list[str | None]] = {tagged[0]: [], untagged[0]: []}
+    claimed = r.claim()
+    for _ in range(4):  # the two groups' runs come one after the other, as on a timer
+        nexts = []
+        for c in claimed:
+            r.dispatch([c])
+            on[c.group_id].append(r.client_of(c.id))
+            nexts += r.finish(c)
+        r.later(60)
+        claimed = nexts
+    assert on[tagged[0]] == ["w-gpu"] * 4
+    assert Counter(on[untagged[0]]) == {"w-cpu": 2, "w-gpu": 2}
+
+
 def test_given_no_live_client_with_the_tag_then_the_run_waits_and_says_which_tag(
     routing: Routing, caplog: pytest.LogCaptureFixture
 ) -> None:
