@@ -75,12 +75,22 @@ class OpenTask:
     reported_at: datetime | None
     timeout_s: int | None
     run_speed_avg: int
+    # The group's time limit: a run Working past max_run_s + 2 x grace is failed by the
+    # supervisor (the worker's hard limit, max_run_s + grace, did not end it).
+    max_run_s: int | None = None
 
     def hung_after(self, default_s: float) -> timedelta:
         """The group's timeout, else max(2.5 x its average run time, the default), as in FSS."""
         if self.timeout_s:
             return timedelta(seconds=self.timeout_s)
         return timedelta(seconds=max(default_s, 2.5 * self.run_speed_avg / 1000))
+
+    def over_time_limit(self, now: datetime, grace_s: float) -> bool:
+        """Still Working a grace after its hard time limit: nothing stopped it (a threads or
+        solo pool, which Celery cannot time-limit; a gRPC client that ignored `cancel`)."""
+        if not self.max_run_s or self.status != TaskStatus.WORKING or self.run_at is None:
+            return False
+        return now - self.run_at > timedelta(seconds=self.max_run_s + 2 * grace_s)
 
 
 def _open_tasks(conn: Connection, *conditions: Any) -> list[OpenTask]:
@@ -97,6 +107,7 @@ def _open_tasks(conn: Connection, *conditions: Any) -> list[OpenTask]:
             task.c.reported_at,
             task_group.c.timeout_s,
             task_group.c.run_speed_avg,
+            task_group.c.max_run_s,
         )
         .join(task_group, task_group.c.id == task.c.task_group_id, isouter=True)
         .where(status_in(IN_FLIGHT), *conditions)
@@ -115,6 +126,7 @@ def _open_tasks(conn: Connection, *conditions: Any) -> list[OpenTask]:
             r.reported_at,
             r.timeout_s,
             r.run_speed_avg or 0,
+            r.max_run_s,
         )
         for r in rows
     ]

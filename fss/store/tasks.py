@@ -37,6 +37,8 @@ class ClaimedTask:
     # The previous attempt failed and this one is its retry (the waiting task still holds
     # that attempt's finish_at): its fence may be armed over the ended attempt.
     retrying: bool = False
+    # The group's time limit (fss.scheduler.publish.TimeLimit): None runs unlimited.
+    max_run_s: int | None = None
     # The group's routing: which live client takes the run (fss.domain.selection).
     route: str = "round_robin"
     client_tag: str | None = None
@@ -88,6 +90,7 @@ def claim_due(
                 task_group.c.cron,
                 task_group.c.time_zone,
                 task_group.c.misfire,
+                task_group.c.max_run_s,
                 task_group.c.route,
                 task_group.c.client_tag,
             )
@@ -110,6 +113,7 @@ def claim_due(
                 Schedule(r.interval_ms, r.cron, r.time_zone),
                 r.misfire,
                 retrying=r.finish_at is not None,
+                max_run_s=r.max_run_s,
                 route=r.route,
                 client_tag=r.client_tag,
             )

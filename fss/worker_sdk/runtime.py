@@ -15,10 +15,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from billiard import common as billiard_common
+from celery.exceptions import SoftTimeLimitExceeded
+
+from fss.bridge.hooks import time_limit_reason
 from fss.bridge.publisher import EventPublisher
 from fss.config import Settings
 from fss.domain.clock import Clock, SystemClock
-from fss.events import ClientHeartbeat, ClientLeft, Event, TaskFinished, TaskStarted
+from fss.events import (
+    ClientHeartbeat,
+    ClientLeft,
+    Event,
+    TaskFinished,
+    TaskLogged,
+    TaskStarted,
+    python_level_to_fss,
+)
 from fss.fence import Fence, create_fence, new_delivery_token
 from fss.hostinfo import local_ip
 from fss.naming import client_queue
@@ -36,6 +48,9 @@ END_FLUSH_TIMEOUT_S = 10.0
 # through and only its reply was lost) after these pauses, then the order is left to the
 # supervisor.
 ENTER_RETRY_PAUSES_S = (0.2, 1.0)
+# The seq of a line the worker's main process writes for a run it reports (a pool process
+# killed at its hard time limit, a run killed on request): after every line the job made.
+LAST_LINE_SEQ = 2**62
 
 
 @dataclass
@@ -47,6 +62,8 @@ class ActiveRun:
     outcome: tuple[bool, str | None] | None = None
     # False when the job raised Fail(retry=False): this failure is not retried.
     retry: bool = True
+    # The order's soft time limit (Celery's `timelimit` header), None without one.
+    soft_limit_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,6 +89,7 @@ class WorkerRuntime:
         self._pid = os.getpid()
         self._active: dict[str, ActiveRun] = {}
         self._lock = threading.Lock()
+        self._kill_reasons: dict[str, str] = {}
         # Run after a second Ctrl-C reported the running runs, right before the process
         # leaves without waiting for them (fss dev records them and unregisters here).
         self.before_exit: list[Callable[[], None]] = []
@@ -119,6 +137,27 @@ class WorkerRuntime:
             error=reason,
         )
 
+    @property
+    def kill_reasons(self) -> dict[str, str]:
+        """Why a run is being killed, by Celery id: set by the `fss_kill` command in the
+        main process, read when Celery reports the revoked run."""
+        return self._kill_reasons
+
+    def stopped(self, order: RunOrder, reason: str) -> list[Event]:
+        """A run the main process saw end without its job's own report (its pool process
+        killed at the hard time limit or on request): a run log line and the failure."""
+        line = TaskLogged(
+            task_id=order.task_id,
+            attempt=order.attempt,
+            client_id=self.client_id,
+            group_id=order.group_id,
+            level=python_level_to_fss(logging.ERROR),
+            content=reason,
+            at=self.clock.now(),
+            seq=LAST_LINE_SEQ,
+        )
+        return [line, self.abandoned(order, reason)]
+
     def left(self) -> ClientLeft:
         return ClientLeft(self.client_id, self.clock.now(), incarnation=self.incarnation)
 
@@ -127,8 +166,11 @@ class WorkerRuntime:
     # one order (same Celery id) executing at once in a threads pool are two deliveries,
     # and only the one that entered the fence finds its run.
 
-    def begin(self, celery_id: str, kwargs: dict[str, Any]) -> str | None:
-        """Enter the fence for this delivery of an order; its token if the job may run."""
+    def begin(
+        self, celery_id: str, kwargs: dict[str, Any], soft_limit_s: float | None = None
+    ) -> str | None:
+        """Enter the fence for this delivery of an order; its token if the job may run.
+        `soft_limit_s`: the order's soft time limit, named in the error when it strikes."""
         order = RunOrder.from_kwargs(kwargs)
         if order.client_id != self.client_id:
             log.warning(
@@ -159,6 +201,7 @@ class WorkerRuntime:
             clock=self.clock,
         )
         run = ActiveRun(order, context, _canonical(order.data), time.monotonic())
+        run.soft_limit_s = soft_limit_s
         with self._lock:
             self._active[delivery] = run
         self.publisher.run_of_installation(order.task_id, order.attempt, order.installation)
@@ -200,6 +243,13 @@ class WorkerRuntime:
         spec = self.jobs[active.order.job_name]
         try:
             result = spec.call(active.context)
+        except SoftTimeLimitExceeded:
+            # Raised in the job by Celery at the soft limit (a prefork pool): the job let it
+            # through, or re-raised it after cleaning up.
+            elapsed = round(time.monotonic() - active.started_monotonic, 1)
+            reason = time_limit_reason(active.soft_limit_s or elapsed)
+            active.context.log.error("%s (max_run_s): the job was stopped", reason)
+            active.outcome = (False, reason)
         except Fail as exc:
             # The job's own verdict: its reason is the error, no traceback.
             active.context.log.error("job %r failed: %s", spec.name, exc.reason)
@@ -223,6 +273,11 @@ class WorkerRuntime:
         with self._lock:
             active = self._active.pop(delivery, None)
         if active is None:
+            return
+        if active.outcome is None and _terminated_by_signal():
+            # This pool process is being terminated (the order's hard time limit, `fss task
+            # kill`, a stop): the worker's main process reports the run with the reason it
+            # knows, and a report from here, in the same batch, would replace it.
             return
         success, error = active.outcome or (
             False,
@@ -261,6 +316,13 @@ class WorkerRuntime:
             self._fence = None
             self._active = {}
             self._lock = threading.Lock()
+
+
+def _terminated_by_signal() -> bool:
+    """Whether this process's terminate-signal handler (billiard's, in a prefork pool
+    process) has fired: the job is being unwound towards the process's exit."""
+    fired = getattr(billiard_common, "terminate_handler_fired", None)
+    return bool(fired()) if callable(fired) else False
 
 
 def _changed_data(context: JobContext, original: str) -> tuple[dict[str, Any] | None, str | None]:
