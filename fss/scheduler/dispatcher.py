@@ -19,7 +19,7 @@ from fss.errors import InvalidField
 from fss.fence import Fence
 from fss.orders import RunOrder
 from fss.outage import LoopErrors
-from fss.scheduler.publish import OrderMessage, OrderPublisher
+from fss.scheduler.publish import OrderMessage, OrderPublisher, time_limit_of
 from fss.scheduler.timers import Every
 from fss.store import tasks
 from fss.store.clients import live_clients
@@ -281,7 +281,12 @@ class Dispatcher:
         # `expires` is compared with the worker's clock, and a worker 30 s fast would discard
         # every order on arrival. Without a fence it is the only guard against a late run.
         return self._publisher.message(
-            order, client.queue, expires, sent_at, expires_header=not self._fence.keeps_expiry
+            order,
+            client.queue,
+            expires,
+            sent_at,
+            expires_header=not self._fence.keeps_expiry,
+            time_limit=time_limit_of(claimed.max_run_s, self._settings.time_limit_grace_s),
         )
 
     def _choose_client(self, claimed: ClaimedTask, now: datetime) -> ClientRow | None:
