@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from fss.domain.jitter import jittered_start
 from fss.domain.schedule import NextRun, Schedule, finish_time, plan_next_run
 from fss.domain.selection import tags_text
 from fss.domain.status import TaskStatus, sources_of
@@ -562,6 +563,7 @@ _LOCKED_GROUP_COLUMNS = (
     task_group.c.misfire,
     task_group.c.route,
     task_group.c.client_tag,
+    task_group.c.jitter_ms,
 )
 # _lock_groups on PostgreSQL: a fixed text (no IN list rendered per batch size).
 _LOCK_GROUPS_PG = sa.text(
@@ -583,7 +585,7 @@ def _outcomes(
             continue  # deleted meanwhile
         next_run = plan_next_run(
             Schedule(group.interval_ms, group.cron, group.time_zone),
-            planned_at=planned_slot(row.attempt, row.start_at, group.next_at),
+            planned_at=planned_slot(row.attempt, row.start_at, group.next_at, group.jitter_ms),
             finished_at=finished_at,
             now=now,
             job_next_at=event.next_at,
@@ -603,11 +605,14 @@ def _outcomes(
     return outcomes
 
 
-def planned_slot(attempt: int, start_at: datetime, group_next_at: datetime | None) -> datetime:
+def planned_slot(
+    attempt: int, start_at: datetime, group_next_at: datetime | None, jitter_ms: int = 0
+) -> datetime:
     """The slot a run was planned for. A retry moved its task's start_at to the retry's
     time; the group's next_at still holds the slot (it moves only with the next task), and
-    the next run is planned from the slot, as after any late finish."""
-    if attempt > 1 and group_next_at is not None and group_next_at < start_at:
+    the next run is planned from the slot, as after any late finish. Jitter moved the first
+    attempt's start_at later than the slot too (fss.domain.jitter)."""
+    if (attempt > 1 or jitter_ms) and group_next_at is not None and group_next_at < start_at:
         return group_next_at
     return start_at
 
@@ -653,10 +658,15 @@ def _insert_next_tasks(
     """The next task of each enabled group: {group id: task id}."""
     if not groups:
         return {}
+    # Each group's planned start: its next slot, pushed later by its jitter (if any).
+    starts = {
+        gid: jittered_start(gid, outcomes[gid].next_run.at, group.jitter_ms)
+        for gid, group in groups.items()
+    }
     claimed = {
         gid
         for gid in groups
-        if claim_next is not None and outcomes[gid].next_run.at <= claim_next.horizon
+        if claim_next is not None and starts[gid] <= claim_next.horizon
     }
     lease_until = claim_next.lease_until if claim_next is not None else None
     next_ids = _inserted_ids(
@@ -665,7 +675,7 @@ def _insert_next_tasks(
             {
                 "task_group_id": gid,
                 "job_name": group.job_name,
-                "start_at": outcomes[gid].next_run.at,
+                "start_at": starts[gid],
                 "status": TaskStatus.NONE,
                 "open_group_id": gid,
                 "create_at": now,
@@ -737,7 +747,7 @@ def _claimed_task(task_id: int, group: Any, outcome: _GroupOutcome) -> ClaimedTa
         task_id,
         group.id,
         group.job_name,
-        outcome.next_run.at,
+        jittered_start(group.id, outcome.next_run.at, group.jitter_ms),
         0,
         outcome.data if outcome.data is not None else group.data,
         Schedule(group.interval_ms, group.cron, group.time_zone),
@@ -857,6 +867,7 @@ def schedule_next(
             task_group.c.time_zone,
             task_group.c.job_name,
             task_group.c.next_at,
+            task_group.c.jitter_ms,
         )
         .where(task_group.c.id == group_id)
         .with_for_update()
@@ -865,7 +876,7 @@ def schedule_next(
         return None
     next_run = plan_next_run(
         Schedule(group.interval_ms, group.cron, group.time_zone),
-        planned_at=planned_slot(attempt, planned_at, group.next_at),
+        planned_at=planned_slot(attempt, planned_at, group.next_at, group.jitter_ms),
         finished_at=finished_at,
         now=finished_at,
         job_next_at=job_next_at,
@@ -883,7 +894,8 @@ def schedule_next(
         changes["data"] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     next_task_id: int | None = None
     if group.is_enable:
-        next_task_id = insert_waiting_task(conn, group_id, group.job_name, next_run.at, finished_at)
+        start_at = jittered_start(group_id, next_run.at, group.jitter_ms)
+        next_task_id = insert_waiting_task(conn, group_id, group.job_name, start_at, finished_at)
         if next_run.catch_up:
             conn.execute(task.update().where(task.c.id == next_task_id).values(catch_up=True))
         changes["task_id"] = next_task_id

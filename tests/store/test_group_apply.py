@@ -29,6 +29,7 @@ from store_helpers import (
 
 from fss.domain.group_file import GroupEntry, parse_group_file, render_group_file
 from fss.domain.group_spec import GroupSpec
+from fss.domain.jitter import jitter_offset_ms
 from fss.domain.status import TaskStatus
 from fss.errors import InvalidField
 from fss.store import group_files, groups
@@ -62,6 +63,14 @@ def state(engine: Engine, group_id: int) -> dict[str, Any]:
     """The group row and its tasks, without what identifies them."""
     group = {k: v for k, v in group_raw(engine, group_id).items() if k not in IDENTITY}
     tasks = [{k: v for k, v in t.items() if k not in IDENTITY} for t in task_rows(engine, group_id)]
+    # The jitter offset hashes the group id: twins differ by it, so a task placed with it
+    # compares as the slot it was planned for (fss.domain.jitter).
+    offset = jitter_offset_ms(group_id, group["next_at"], group["jitter_ms"]) * timedelta(
+        milliseconds=1
+    )
+    for t in tasks:
+        if offset and t["start_at"] == group["next_at"] + offset:
+            t["start_at"] = group["next_at"]
     return {"group": group, "tasks": tasks}
 
 
