@@ -12,8 +12,9 @@ from fss.domain.status import FINISHED, TaskStatus
 from fss.errors import InvalidField
 from fss.store import tasks as store
 from fss.store.clients import list_clients
+from fss.store.retries import task_attempts
 from fss.store.rows import LOG_LEVEL_NAMES, ClientRow, LogRow
-from fss.store.views import LogCursor, log_key, log_lines, log_page
+from fss.store.views import LogCursor, first_line, log_key, log_lines, log_page
 
 
 @click.group("task")
@@ -82,13 +83,21 @@ def list_tasks(
 @click.option("--json", "as_json", is_flag=True)
 @pass_cli
 def show_task(cli: CliContext, task_id: int, as_json: bool) -> None:
-    """One task in full."""
+    """One task in full, with every attempt (its own client, times and error)."""
     with cli.engine.connect() as conn:
         row = store.get_task(conn, task_id)
+        attempts = [a.to_json() for a in task_attempts(conn, task_id)]
     if as_json:
-        emit_json(row.to_json())
-    else:
-        emit_record(list(row.to_json().items()))
+        emit_json({**row.to_json(), "attempts": attempts})
+        return
+    emit_record(list(row.to_json().items()))
+    if attempts:
+        click.echo()
+        columns = ["attempt", "status", "client_id", "dispatched_at", "run_at", "finish_at"]
+        emit_table(
+            [*columns, "error"],
+            [[a[c] for c in columns] + [first_line(a["error"])] for a in attempts],
+        )
 
 
 def print_log(row: LogRow) -> None:

@@ -274,3 +274,73 @@ def archive_resent(conn: Connection, row: Any, reason: str, now: datetime) -> No
             error=reason[-MAX_ERROR_CHARS:],
         )
     )
+
+
+# How an attempt taken back before it started (and sent again) shows in the attempts list.
+NOT_STARTED = "Not started"
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One attempt of a task (one shard of a broadcast attempt): its own client and times."""
+
+    attempt: int
+    shard_index: int
+    status: TaskStatus
+    client_id: str | None
+    progress: int
+    dispatched_at: datetime | None
+    run_at: datetime | None
+    finish_at: datetime | None
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "shard_index": self.shard_index,
+            "status": NOT_STARTED if self.status == TaskStatus.NONE else self.status.label,
+            "client_id": self.client_id,
+            "progress": self.progress,
+            "dispatched_at": _iso(self.dispatched_at),
+            "run_at": _iso(self.run_at),
+            "finish_at": _iso(self.finish_at),
+            "error": self.error,
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+_ATTEMPT_COLUMNS = ("client_id", "progress", "dispatched_at", "run_at", "finish_at", "error")
+
+
+def task_attempts(conn: Connection, task_id: int) -> list[AttemptRow]:
+    """Every attempt of the task, oldest first: the ended ones kept in task_run, then the
+    task row's own current attempt (dispatched, running or ended; not when it is waiting,
+    which its archived attempt already shows)."""
+    archived = [
+        AttemptRow(r.attempt, r.shard_index, TaskStatus(r.status),
+                   *(getattr(r, c) for c in _ATTEMPT_COLUMNS))
+        for r in conn.execute(
+            sa.select(task_run)
+            .where(task_run.c.task_id == task_id)
+            .order_by(task_run.c.attempt, task_run.c.shard_index)
+        )
+    ]
+    current = conn.execute(
+        sa.select(task.c.attempt, task.c.status, *(task.c[c] for c in _ATTEMPT_COLUMNS))
+        .where(task.c.id == task_id)
+    ).first()
+    known = {(a.attempt, a.shard_index) for a in archived}
+    if (
+        current is not None
+        and current.attempt > 0
+        and current.status != TaskStatus.NONE
+        and (current.attempt, 0) not in known
+    ):
+        archived.append(
+            AttemptRow(current.attempt, 0, TaskStatus(current.status),
+                       *(getattr(current, c) for c in _ATTEMPT_COLUMNS))
+        )
+    return archived

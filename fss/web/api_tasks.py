@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fss.domain.clock import parse_time
 from fss.domain.status import TaskStatus
 from fss.errors import InvalidField
+from fss.store.retries import task_attempts
 from fss.store.views import (
     MAX_TASK_PAGE,
     LogCursor,
@@ -68,10 +69,15 @@ def list_tasks(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/tasks/{task_id}", summary="One task with its timeline")
+@router.get("/tasks/{task_id}", summary="One task with its timeline and every attempt")
 def get_task(task_id: TaskId, principal: Viewer, context: Context) -> dict[str, Any]:
+    """`attempts`: every attempt, oldest first, each with its own status, client, dispatch,
+    start and end times and error (a retried task has one per try; an attempt sent again
+    before it started shows as "Not started")."""
     with context.engine.connect() as conn:
-        return task_detail(conn, task_id)
+        body = task_detail(conn, task_id)
+        body["attempts"] = [a.to_json() for a in task_attempts(conn, task_id)]
+        return body
 
 
 @router.get("/tasks/{task_id}/logs", summary="Run logs of a task in the job's order, paged")

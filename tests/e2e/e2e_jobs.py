@@ -75,3 +75,21 @@ def log_only(ctx: JobContext) -> None:
     for second in range(int(ctx.data.get("seconds", 6))):
         ctx.log.info("still working, second %d", second)
         time.sleep(1)
+
+
+@job("flaky")
+def flaky(ctx: JobContext) -> None:
+    """Fails its first `fail_times` attempts (retries), then succeeds."""
+    record_execution(ctx)
+    if ctx.attempt <= int(ctx.data.get("fail_times", 2)):
+        raise ValueError(f"flaky attempt {ctx.attempt}")
+    ctx.log.info("flaky succeeded at attempt %d", ctx.attempt)
+
+
+@job("refuses_retry")
+def refuses_retry(ctx: JobContext) -> None:
+    """A failure no retry would fix: refuses the group's retries."""
+    import fss
+
+    record_execution(ctx)
+    raise fss.Fail("bad input, not retrying", retry=False)

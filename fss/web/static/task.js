@@ -81,6 +81,23 @@
     }));
   }
 
+  // Every attempt with its own client, times and error; shown once a task has more than one.
+  function renderAttempts(attempts) {
+    const list = attempts || [];
+    $("#attempts-panel").hidden = list.length < 2;
+    setText($("#attempts-count"), `${list.length} attempts`);
+    const when = (at) => (at ? timeNode(at) : el("span", { class: "muted" }, "—"));
+    replaceChildren($("#attempts tbody"), ...list.map((a) => el("tr", {},
+      el("td", { class: "num mono" }, String(a.attempt)),
+      el("td", {}, a.status === "Not started" ? el("span", { class: "muted" }, a.status)
+        : statusBadge(a.status)),
+      el("td", {}, a.client_id ? mono(a.client_id) : el("span", { class: "muted" }, "—")),
+      el("td", {}, when(a.dispatched_at)),
+      el("td", {}, when(a.run_at)),
+      el("td", {}, when(a.finish_at)),
+      el("td", {}, a.error ? errorProp(a.error) : el("span", { class: "muted" }, "—")))));
+  }
+
   async function refresh() {
     let t;
     try {
@@ -98,6 +115,7 @@
     }
     applyTask(t);
     renderDetails(t);
+    renderAttempts(t.attempts);
     if (finished) poller.stop(); // the stream's "end" brings the last log lines
   }
 
