@@ -202,7 +202,7 @@ def _merged_spec(
         state["is_enable"] = enable
         if enable:
             state.update(disabled_note=None, enable_at=None)
-    merged = replace(spec_of(current), **_schedule_exclusive(changes), **state).validated()
+    merged = replace(spec_of(current), **(_schedule_exclusive(changes) | state)).validated()
     if "enable_at" in changes and merged.enable_at is not None and merged.enable_at <= now:
         raise InvalidField("enable_at", f"{merged.enable_at.isoformat()} is not in the future")
     return merged
@@ -418,22 +418,33 @@ def delete_group(engine: Engine, group_id: int) -> None:
     in_transaction_retrying(engine, delete)
 
 
-def run_now(engine: Engine, group_id: int, now: datetime) -> int:
-    """Make the group's waiting task due now (creating one if needed); returns its id."""
+def run_now(
+    engine: Engine, group_id: int, now: datetime, data: dict[str, Any] | None = None
+) -> int:
+    """Make the group's waiting task due now (creating one if needed), a manual run; returns
+    its id. With `data`, this run gets it as ctx.data instead of the group's data (kept in
+    task.run_data): the group's data changes only if the job changes ctx.data."""
+    run_data = None if data is None else validate_data(data)
     with engine.begin() as conn:
         group = _locked_group(conn, group_id)
         open_task = _open_task(conn, group_id)
         if open_task is None:
-            return _insert_pending(conn, group, now, now)
-        task_id, status = open_task
-        if status != TaskStatus.NONE:
-            raise GroupBusy(group_id, task_id)
+            task_id = _insert_pending(conn, group, now, now)
+        else:
+            task_id, status = open_task
+            if status != TaskStatus.NONE:
+                raise GroupBusy(group_id, task_id)
+            conn.execute(
+                task_group.update().where(task_group.c.id == group_id).values(next_at=now)
+            )
         conn.execute(
             task.update()
             .where(task.c.id == task_id, task.c.status == TaskStatus.NONE)
-            .values(start_at=now, claimed_by=None, claimed_until=None)
+            .values(
+                start_at=now, claimed_by=None, claimed_until=None, kind="manual",
+                run_data=run_data,
+            )
         )
-        conn.execute(task_group.update().where(task_group.c.id == group_id).values(next_at=now))
         return task_id
 
 

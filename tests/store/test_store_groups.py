@@ -750,3 +750,12 @@ def test_enable_due_groups_from_two_schedulers_at_once_enables_once(engine: Engi
     assert not errors
     assert sorted(i for found in results for i in found) == ids
     assert all(len(open_tasks(engine, group_id)) == 1 for group_id in ids)
+
+
+def test_an_edit_that_enables_and_clears_the_note_itself_is_fine(engine: Engine) -> None:
+    group_id = add_interval_group(engine)
+    groups.set_enabled(engine, group_id, False, T0, note="why", until=T0 + MINUTE)
+    changes = {"is_enable": True, "disabled_note": None, "enable_at": None}
+    group = groups.edit_group(engine, group_id, changes, T0)
+    assert (group.is_enable, group.disabled_note, group.enable_at) == (True, None, None)
+    assert len(open_tasks(engine, group_id)) == 1

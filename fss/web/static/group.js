@@ -44,6 +44,41 @@
       prop("Key", g.key ? mono(g.key) : null),
       prop("Data", el("pre", { class: "json" }, JSON.stringify(g.data, null, 2))),
     );
+    replaceChildren($("#policies"), ...policyProps(g));
+  }
+
+  function retriesText(g) {
+    if (!g.retries) return "none";
+    const cap = g.retry_delay_max_ms ? `, at most ${duration(g.retry_delay_max_ms)}` : "";
+    return `${g.retries} × after ${duration(g.retry_delay_ms)}, ×${g.retry_backoff} each${cap}`
+      + (g.retry_jitter ? ", jittered (random 0..delay)" : ", no jitter");
+  }
+
+  function groupRef(ref) {
+    return typeof ref === "number" ? link(`/groups/${ref}`, mono(`#${ref}`)) : mono(ref);
+  }
+
+  function policyProps(g) {
+    const refs = (g.on_success || []).flatMap((ref, i) => (i ? [", ", groupRef(ref)] : [groupRef(ref)]));
+    return [
+      prop("Retries", retriesText(g)),
+      prop("Time limit", g.max_run_s ? `${g.max_run_s} s (the run is stopped)` : null),
+      prop("Overlap", g.overlap),
+      prop("Route", g.route),
+      prop("Client tag", g.client_tag ? mono(g.client_tag) : null),
+      prop("On success", refs.length ? refs : null),
+      prop("Start jitter", g.jitter_ms ? `0..${duration(g.jitter_ms)}` : null),
+    ].flat();
+  }
+
+  // A disabled group says why and until when, above everything else.
+  function renderDisabled(g) {
+    const note = $("#disabled-note");
+    note.hidden = g.is_enable || (!g.disabled_note && !g.enable_at);
+    if (note.hidden) return;
+    replaceChildren(note, el("strong", {}, "Disabled"),
+      g.disabled_note ? `: ${g.disabled_note}` : "",
+      g.enable_at ? [" — enables itself at ", timeNode(g.enable_at)] : "");
   }
 
   function renderHead(g) {
@@ -52,6 +87,7 @@
     document.title = `${g.caption} · fss`;
     replaceChildren($("#enabled-badge"), g.is_enable ? badge("enabled", "success")
       : badge("disabled", "muted"));
+    renderDisabled(g);
     const toggle = $("#toggle-enabled");
     if (toggle) setText(toggle, g.is_enable ? "Disable" : "Enable");
   }

@@ -115,12 +115,53 @@ const GroupForm = (() => {
     };
     const startAt = localToIso(field("start_at").value);
     if (startAt) payload.start_at = startAt;
+    Object.assign(payload, policiesBody());
     if (!editing) {
       // A new group: leave out what is not given, the server's defaults apply.
-      for (const name of ["time_zone", "timeout_s"]) if (payload[name] === null) delete payload[name];
+      for (const name of ["time_zone", "timeout_s", ...OPTIONAL_POLICIES]) {
+        if (payload[name] === null) delete payload[name];
+      }
       return payload;
     }
     return changedOnly(payload, editing);
+  }
+
+  // Run policies: numbers, enums, the jitter switch, and on_success as "key, 42" text.
+  const NUMBER_POLICIES = ["retries", "retry_delay_ms", "retry_backoff", "retry_delay_max_ms",
+    "max_run_s", "jitter_ms"];
+  const OPTIONAL_POLICIES = ["retry_delay_max_ms", "max_run_s", "client_tag", "disabled_note",
+    "enable_at"];
+
+  function groupRefs(text) {
+    return text.split(",").map((item) => item.trim()).filter((item) => item !== "")
+      .map((item) => (/^[0-9]+$/.test(item) ? Number(item) : item));
+  }
+
+  function policiesBody() {
+    const payload = {};
+    for (const name of NUMBER_POLICIES) payload[name] = numberOrNull(name);
+    payload.retry_jitter = field("retry_jitter").checked;
+    payload.overlap = field("overlap").value;
+    payload.route = field("route").value;
+    payload.client_tag = field("client_tag").value.trim() || null;
+    payload.on_success = groupRefs(field("on_success").value);
+    const disabled = !field("is_enable").checked;
+    payload.disabled_note = disabled ? (field("disabled_note").value.trim() || null) : null;
+    payload.enable_at = disabled ? localToIso(field("enable_at").value) : null;
+    return payload;
+  }
+
+  function showDisabledFields() {
+    const disabled = !field("is_enable").checked;
+    for (const node of $$("[data-when-disabled]", form)) node.hidden = !disabled;
+  }
+
+  function isoToLocal(iso) {
+    if (!iso) return "";
+    const date = new Date(iso);
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T`
+      + `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
   }
 
   // JSON with sorted keys: two objects equal as data give the same text.
@@ -145,6 +186,19 @@ const GroupForm = (() => {
       misfire: group.misfire,
       is_enable: group.is_enable,
       data: group.data,
+      retries: group.retries,
+      retry_delay_ms: group.retry_delay_ms,
+      retry_backoff: group.retry_backoff,
+      retry_delay_max_ms: group.retry_delay_max_ms,
+      retry_jitter: group.retry_jitter,
+      max_run_s: group.max_run_s,
+      overlap: group.overlap,
+      route: group.route,
+      client_tag: group.client_tag,
+      on_success: group.on_success,
+      jitter_ms: group.jitter_ms,
+      disabled_note: group.disabled_note,
+      enable_at: group.enable_at ? new Date(group.enable_at).toISOString() : null,
     };
   }
 
@@ -230,10 +284,15 @@ const GroupForm = (() => {
   }
 
   function keepMine(mine, startAt, dataText) {
-    for (const name of ["caption", "job_name", "time_zone", "timeout_s", "misfire"]) {
+    for (const name of ["caption", "job_name", "time_zone", "timeout_s", "misfire", ...NUMBER_POLICIES,
+      "overlap", "route", "client_tag", "disabled_note"]) {
       if (name in mine) field(name).value = mine[name] === null ? "" : mine[name];
     }
     if ("is_enable" in mine) field("is_enable").checked = mine.is_enable;
+    if ("retry_jitter" in mine) field("retry_jitter").checked = mine.retry_jitter;
+    if ("on_success" in mine) field("on_success").value = mine.on_success.join(", ");
+    if ("enable_at" in mine) field("enable_at").value = isoToLocal(mine.enable_at);
+    showDisabledFields();
     if ("data" in mine) field("data").value = dataText;
     if ("start_at" in mine) field("start_at").value = startAt;
     const kinds = { interval_ms: "interval", cron: "cron", job_sets_next: "job_sets_next" };
@@ -300,6 +359,17 @@ const GroupForm = (() => {
     field("misfire").value = group ? group.misfire : "run-once";
     field("is_enable").checked = group ? group.is_enable : true;
     field("data").value = group ? JSON.stringify(group.data, null, 2) : "{}";
+    const defaults = { retries: 0, retry_delay_ms: 1000, retry_backoff: 2, retry_delay_max_ms: null,
+      max_run_s: null, jitter_ms: 0, overlap: "skip", route: "round_robin", client_tag: null,
+      disabled_note: null };
+    for (const [name, fallback] of Object.entries(defaults)) {
+      const value = group ? group[name] : fallback;
+      field(name).value = value === null || value === undefined ? "" : value;
+    }
+    field("retry_jitter").checked = group ? group.retry_jitter : true;
+    field("on_success").value = group ? (group.on_success || []).join(", ") : "";
+    field("enable_at").value = group ? isoToLocal(group.enable_at) : "";
+    showDisabledFields();
   }
 
   function open(group, saved) {
@@ -328,6 +398,7 @@ const GroupForm = (() => {
       field(name).addEventListener("input", schedulePreview);
     }
     field("data").addEventListener("input", checkDataLive);
+    field("is_enable").addEventListener("change", showDisabledFields);
   }
 
   document.addEventListener("DOMContentLoaded", init);
