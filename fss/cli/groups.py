@@ -397,8 +397,15 @@ def delete_group(cli: CliContext, group_id: int) -> None:
 
 @group_cli.command("run", cls=IdCommand)
 @click.argument("group_id", type=ID)
+@click.option(
+    "--data",
+    "data_json",
+    help="JSON object for this run only (ctx.data; the group's data stays unless the job "
+    "changes it): the JSON itself, @FILE, or - for stdin.",
+)
 @pass_cli
-def run_group(cli: CliContext, group_id: int) -> None:
+def run_group(cli: CliContext, group_id: int, data_json: str | None) -> None:
     """Run now: the waiting task becomes due immediately; prints its task id."""
-    task_id = store.run_now(cli.engine, group_id, cli.clock.now())
+    data = read_data_option(data_json) if data_json is not None else None
+    task_id = store.run_now(cli.engine, group_id, cli.clock.now(), data)
     click.echo(task_id)

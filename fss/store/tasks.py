@@ -85,7 +85,8 @@ def claim_due(
                 task.c.start_at,
                 task.c.attempt,
                 task.c.finish_at,
-                task_group.c.data,
+                # fss group run --data: this run's own data instead of the group's.
+                sa.func.coalesce(task.c.run_data, task_group.c.data).label("data"),
                 task_group.c.interval_ms,
                 task_group.c.cron,
                 task_group.c.time_zone,

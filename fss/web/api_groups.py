@@ -272,9 +272,22 @@ def delete_group(group_id: GroupId, principal: Admin, context: Context) -> Respo
     return Response(status_code=204)
 
 
-@router.post("/groups/{group_id}/run", summary="Run now")
-def run_group(group_id: GroupId, principal: Admin, context: Context) -> dict[str, int]:
-    return {"task_id": store.run_now(context.engine, group_id, context.clock.now())}
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    data: dict[str, Any] | None = Field(
+        None, description="ctx.data for this run only; the group's data stays unless the job "
+        "changes it (validated as the group's data)."
+    )
+
+
+@router.post("/groups/{group_id}/run", summary="Run now", dependencies=[BodyLimit])
+def run_group(
+    group_id: GroupId, principal: Admin, context: Context, body: RunRequest | None = None
+) -> dict[str, int]:
+    """An optional body {"data": {...}} gives this run its own data."""
+    data = None if body is None else body.data
+    return {"task_id": store.run_now(context.engine, group_id, context.clock.now(), data)}
 
 
 @router.post("/groups/{group_id}/enable", summary="Enable (creates the waiting task)")
