@@ -188,7 +188,8 @@ def fss_kill(state: Any, task_id: str, reason: str = "", **_: Any) -> dict[str, 
     consumer = getattr(state, "consumer", None)
     pool = getattr(consumer, "pool", None)
     if not can_kill(pool):
-        name = type(pool).__module__.rsplit(".", 1)[-1] if pool is not None else "unknown"
+        module = type(pool).__module__.rsplit(".", 1)[-1] if pool is not None else "unknown"
+        name = {"thread": "threads"}.get(module, module)  # as `fss worker -P` names it
         return {"error": f"the {name} pool cannot kill a running job; the run goes on"}
     if not any(r.id == task_id for r in list(worker_state.active_requests)):
         return {"error": "not running on this worker"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import time
 
 import click
@@ -160,6 +161,33 @@ def task_logs(
             return
         if len(rows) < LOG_PAGE:
             time.sleep(0.5)
+
+
+@task_cli.command("kill", cls=IdCommand)
+@click.argument("task_id", type=ID)
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def kill_task(cli: CliContext, task_id: int, as_json: bool) -> None:
+    """Stop a running task now: Celery's revoke with terminate on the worker running it
+    (gRPC clients: `cancel`). The run ends Fail "killed by <you>". A threads or solo pool
+    cannot kill a running job: the refusal is printed and the exit code is 1."""
+    from fss.kills import KillRefused, Outcome
+    from fss.kills import kill_task as kill
+
+    result = kill(cli.engine, cli.settings, cli.clock, task_id, f"{_user()} (fss task kill)")
+    if as_json:
+        emit_json(result.to_json())
+    if result.outcome is not Outcome.SENT:
+        raise KillRefused(result.message)
+    if not as_json:
+        click.echo(result.message)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container without a passwd entry)
+        return "unknown user"
 
 
 @click.group("client")

@@ -141,3 +141,64 @@ def test_given_no_max_run_s_then_a_run_is_not_time_limited(limits_env: FssProces
     group_id = limited_group(limits_env, "sleepy", max_run_s=None, seconds=4)
     wait_for(lambda: ended(limits_env, group_id), timeout=30, what="the run to end")
     assert first_task(limits_env, group_id)["status"] == TaskStatus.SUCCESS
+
+
+def working_task(env: FssProcesses, group_id: int) -> int:
+    def running() -> bool:
+        return first_task(env, group_id).get("status") == TaskStatus.WORKING
+
+    wait_for(running, timeout=30, what="the run to start")
+    return int(str(first_task(env, group_id)["id"]))
+
+
+def test_given_a_running_task_when_killed_then_it_ends_fail_killed_by_who(
+    limits_env: FssProcesses,
+) -> None:
+    start(limits_env, "-c", "1")
+    group_id = limited_group(limits_env, "sleepy", max_run_s=None, seconds=60)
+    task_id = working_task(limits_env, group_id)
+
+    began = time.monotonic()
+    out = limits_env.cli("task", "kill", str(task_id))
+    assert f"task {task_id}: kill sent to w1" in out.stdout
+    wait_for(lambda: ended(limits_env, group_id), timeout=15, what="the killed run to end")
+    assert time.monotonic() - began < 10
+
+    task = first_task(limits_env, group_id)
+    assert task["status"] == TaskStatus.FAIL, task
+    assert str(task["error"]).startswith("killed by "), task
+    assert str(task["error"]).endswith("(fss task kill)"), task
+    assert task["kill_requested_at"] is not None
+    lines = log_lines(limits_env, task_id)
+    assert any(line.startswith("kill requested by ") for line in lines), lines
+    assert not any(" end " in line for line in marks(limits_env))  # the job did not go on
+
+    # The worker goes on serving: its pool replaced the killed process.
+    again = limited_group(limits_env, "sleepy", max_run_s=None, seconds=0.1)
+    wait_for(lambda: ended(limits_env, again), timeout=20, what="the next run")
+    assert first_task(limits_env, again)["status"] == TaskStatus.SUCCESS
+
+    # Not running any more: one line, exit 1.
+    late = limits_env.cli("task", "kill", str(task_id), check=False)
+    assert late.returncode == 1
+    assert late.stderr.strip().splitlines() == [
+        f"error: task {task_id} is not running (status Fail); nothing to kill"
+    ], late.stderr
+
+
+def test_given_a_threads_pool_when_killed_then_the_refusal_is_plain_and_the_run_goes_on(
+    limits_env: FssProcesses,
+) -> None:
+    start(limits_env, "-c", "1", "-P", "threads")
+    group_id = limited_group(limits_env, "sleepy", max_run_s=None, seconds=4)
+    task_id = working_task(limits_env, group_id)
+
+    out = limits_env.cli("task", "kill", str(task_id), check=False)
+    assert out.returncode == 1, out
+    assert "threads pool cannot kill a running job" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    task = first_task(limits_env, group_id)
+    assert task["status"] == TaskStatus.WORKING and task["kill_requested_at"] is None, task
+    assert any("not done" in line for line in log_lines(limits_env, task_id))
+    wait_for(lambda: ended(limits_env, group_id), timeout=20, what="the run to end by itself")
+    assert first_task(limits_env, group_id)["status"] == TaskStatus.SUCCESS

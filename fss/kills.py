@@ -1,0 +1,125 @@
+"""`fss task kill`, the API's kill and the task page's Kill button: stop one running run now.
+
+A Python worker (`fss worker`) gets the `fss_kill` remote control command, addressed to its
+Celery node (`<client id>@<host>`) alone: it runs Celery's own revoke with terminate there
+(SIGTERM to the pool process running the job) and the worker reports the run Fail with
+"killed by <who>". A pool that cannot kill a running job (threads, solo) refuses, and the
+refusal is said plainly. A gRPC client behind `fss bridge` gets `cancel` from its bridge,
+which fails the run if the client does not end it within a grace.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from fss.celery_app import create_app
+from fss.config import Settings
+from fss.domain.clock import Clock
+from fss.errors import FssError
+from fss.naming import celery_task_id
+from fss.store.kills import RunningAttempt, mark_kill_requested, note, running_attempt
+
+# The control command a worker registers (fss.bridge.hooks.KILL_COMMAND) and how long its
+# answer is awaited: a prefork worker answers from its main process within milliseconds.
+KILL_COMMAND = "fss_kill"
+REPLY_TIMEOUT_S = 3.0
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    REFUSED = "refused"
+    NO_ANSWER = "no_answer"
+
+
+class KillRefused(FssError):
+    """The worker running the task could not kill it (or did not answer)."""
+
+
+@dataclass(frozen=True)
+class KillResult:
+    task_id: int
+    attempt: int
+    client_id: str
+    outcome: Outcome
+    detail: str
+
+    @property
+    def message(self) -> str:
+        if self.outcome is Outcome.SENT:
+            return (
+                f"task {self.task_id}: kill sent to {self.client_id} (attempt {self.attempt}); "
+                "the run ends Fail"
+            )
+        return f"task {self.task_id}: not killed: {self.detail}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "attempt": self.attempt,
+            "client_id": self.client_id,
+            "outcome": self.outcome.value,
+            "message": self.message,
+        }
+
+
+def kill_task(
+    engine: Engine, settings: Settings, clock: Clock, task_id: int, who: str
+) -> KillResult:
+    """Ask the client running `task_id` to kill it; NotRunning (fss.store.kills) when it is
+    not Working. The run log says who asked, and what the client answered."""
+    with engine.connect() as conn:
+        running = running_attempt(conn, task_id)
+    reason = f"killed by {who}"
+    outcome, detail = _send(settings, running, reason)
+    now = clock.now()
+    with engine.begin() as conn:
+        if outcome is Outcome.SENT:
+            mark_kill_requested(conn, running, f"kill requested by {who}", now)
+        else:
+            note(conn, running, f"kill requested by {who}, not done: {detail}", now)
+    return KillResult(task_id, running.attempt, running.client_id, outcome, detail)
+
+
+def node_name(running: RunningAttempt) -> str:
+    """The Celery node name of the worker running it (`fss worker` names itself so)."""
+    return f"{running.client_id}@{running.client_host}"
+
+
+def _send(settings: Settings, running: RunningAttempt, reason: str) -> tuple[Outcome, str]:
+    app = create_app(settings, main="fss-kill")
+    try:
+        replies = app.control.broadcast(
+            KILL_COMMAND,
+            arguments={
+                "task_id": celery_task_id(running.task_id, running.attempt),
+                "reason": reason,
+                "attempt": running.attempt,
+            },
+            destination=[node_name(running)],
+            reply=True,
+            timeout=REPLY_TIMEOUT_S,
+        )
+    finally:
+        app.close()
+    return interpret(running, replies or [])
+
+
+def interpret(running: RunningAttempt, replies: list[dict[str, Any]]) -> tuple[Outcome, str]:
+    """The worker's answer: {node: {"ok": ...}} or {node: {"error": ...}}; none at all from
+    a worker that is gone, busy in a solo pool (it answers between jobs only), or a gRPC
+    client's bridge that predates kill."""
+    for reply in replies:
+        answer = reply.get(node_name(running))
+        if not isinstance(answer, dict):
+            continue
+        if "ok" in answer:
+            return Outcome.SENT, str(answer["ok"])
+        return Outcome.REFUSED, f"{running.client_id} refused: {answer.get('error', answer)}"
+    return Outcome.NO_ANSWER, (
+        f"{running.client_id} did not answer within {REPLY_TIMEOUT_S:g} s (a solo pool "
+        "answers only between jobs; or the worker is gone)"
+    )
