@@ -753,7 +753,7 @@ def _claimed_task(task_id: int, group: Any, outcome: _GroupOutcome) -> ClaimedTa
         Schedule(group.interval_ms, group.cron, group.time_zone),
         group.misfire,
         route=group.route,
-        client_tag=group.client_tag,
+        client_tag=group.client_tag or None,
     )
 
 

@@ -116,7 +116,7 @@ def claim_due(
                 retrying=r.finish_at is not None,
                 max_run_s=r.max_run_s,
                 route=r.route,
-                client_tag=r.client_tag,
+                client_tag=r.client_tag or None,  # "" is no tag (never a client's)
             )
             for r in rows
         ]

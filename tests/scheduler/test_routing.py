@@ -338,3 +338,15 @@ def test_given_an_unknown_route_in_the_database_then_the_run_waits(
         assert r.dispatch(claimed) == {claimed[0].id: Outcome.NO_CLIENT}
     assert "unknown route 'random'" in caplog.text
     assert r.queued() == {"w1": 0}
+
+
+def test_given_an_empty_client_tag_then_the_group_is_untagged(routing: Routing) -> None:
+    r = routing
+    r.register("w1", "gpu")
+    r.register("w2")
+    r.add_groups(2, client_tag="")
+    claimed = r.claim()
+    assert {c.client_tag for c in claimed} == {None}
+    assert set(r.dispatch(claimed).values()) == {Outcome.SENT}
+    assert r.queued() == {"w1": 1, "w2": 1}
+    assert {n.client_tag for c in claimed for n in r.finish(c)} == {None}
