@@ -32,6 +32,7 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
 )
+from fss.store.children import parents_of, start_children
 from fss.store.retries import Failure, requeue_failures, write_notes
 from fss.store.tables import (
     STATUS_UNINDEXED,
@@ -532,6 +533,8 @@ def _schedule_after(
     enabled = {gid: groups[gid] for gid in outcomes if groups[gid].is_enable}
     next_ids = _insert_next_tasks(conn, enabled, outcomes, now, claim_next)
     _update_groups(conn, outcomes, next_ids)
+    # on_success: the winners' child groups run now (a replay won nothing: starts nothing).
+    start_children(conn, parents_of(won, groups), now)
 
 
 def _lock_groups(conn: Connection, group_ids: set[int]) -> dict[int, Any]:
@@ -564,6 +567,7 @@ _LOCKED_GROUP_COLUMNS = (
     task_group.c.route,
     task_group.c.client_tag,
     task_group.c.jitter_ms,
+    task_group.c.on_success,
 )
 # _lock_groups on PostgreSQL: a fixed text (no IN list rendered per batch size).
 _LOCK_GROUPS_PG = sa.text(
