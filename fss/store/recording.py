@@ -33,7 +33,7 @@ from fss.events import (
     TaskStarted,
 )
 from fss.store.children import parents_of, start_children
-from fss.store.retries import Failure, requeue_failures, write_notes
+from fss.store.retries import Failure, requeue_failures, retrying_tasks, write_notes
 from fss.store.tables import (
     STATUS_UNINDEXED,
     UTCDateTime,
@@ -384,10 +384,14 @@ def _retry_failures(
     ]
     if not failures:
         return set(), {}
+    # One read, no lock, when no failed task's group retries (a failure costs no more).
+    retrying = retrying_tasks(conn, [f.task_id for f in failures])
+    if not retrying:
+        return set(), {}
     # Every row of the batch's finishes, in id order, before any of them changes: the
     # retries and the finishes then take no row out of the order other recorders use.
     _lock_tasks(conn, [e.task_id for e in unique], locked)
-    outcome = requeue_failures(conn, failures, now)
+    outcome = requeue_failures(conn, [f for f in failures if f.task_id in retrying], now)
     return outcome.retried, outcome.final_notes
 
 

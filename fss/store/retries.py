@@ -90,6 +90,20 @@ def _policy_rows(conn: Connection, task_ids: Iterable[int]) -> dict[int, Any]:
     return {r.id: r for r in rows}
 
 
+def retrying_tasks(conn: Connection, task_ids: Iterable[int]) -> set[int]:
+    """Those of these tasks whose group retries (one indexed read, no lock)."""
+    ids = sorted(set(task_ids))
+    if not ids:
+        return set()
+    return set(
+        conn.execute(
+            sa.select(task.c.id)
+            .join(task_group, task_group.c.id == task.c.task_group_id)
+            .where(task.c.id.in_(ids), task_group.c.retries > 0)
+        ).scalars()
+    )
+
+
 def policy_of(row: Any) -> RetryPolicy:
     return RetryPolicy(
         retries=int(row.retries),

@@ -310,3 +310,36 @@ def test_an_order_sent_again_keeps_its_attempt_in_the_history(engine: Engine) ->
     assert (run["attempt"], run["status"], run["client_id"]) == (1, TaskStatus.NONE, CLIENT)
     assert run["error"] == reason
     assert not claim_one(engine, task_id, T0 + MINUTE).retrying  # not a failure: plain fence
+
+
+def _statements(engine: Engine, action: Any) -> list[str]:
+    seen: list[str] = []
+
+    def note(*args: Any) -> None:
+        seen.append(args[2])
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        action()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    return seen
+
+
+def test_retries_cost_a_successful_run_no_statement_and_a_plain_failure_one_read(
+    engine: Engine,
+) -> None:
+    """The success path is the same statements whatever the policy; a failure of a group
+    without retries adds one read (no lock, no write)."""
+    counts = {}
+    for name, policy, success in (("plain ok", 0, True), ("retrying ok", 3, True),
+                                  ("plain fail", 0, False)):
+        _, task_id = _group(engine, retries=policy)
+        attempt = dispatch(engine, task_id, T0)
+        event = TaskFinished(task_id, attempt, CLIENT, success, 10, T0, error=None if success
+                             else "x")
+        counts[name] = _statements(engine, lambda e=event: _record(engine, [e], T0))
+    assert counts["retrying ok"] == counts["plain ok"]
+    extra = len(counts["plain fail"]) - len(counts["plain ok"])
+    assert extra == 1
+    assert "task_group.retries >" in " ".join(counts["plain fail"])
