@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from fss.domain.clock import parse_time
 from fss.domain.status import TaskStatus
 from fss.errors import InvalidField
+from fss.kills import Outcome, kill_task
+from fss.store.kills import NotRunning
 from fss.store.retries import task_attempts
 from fss.store.views import (
     MAX_TASK_PAGE,
@@ -21,7 +23,7 @@ from fss.store.views import (
     search_tasks,
     task_detail,
 )
-from fss.web.auth import Viewer
+from fss.web.auth import Admin, Viewer
 from fss.web.context import Context
 from fss.web.params import AfterLogId, GroupIdFilter, TaskId
 
@@ -107,3 +109,19 @@ def get_logs(
         "next_cursor": next_page.encode() if next_page else None,
         "last_id": max((r.id for r in rows), default=after_id),
     }
+
+
+@router.post("/tasks/{task_id}/kill", summary="Stop a running task now")
+def kill(task_id: TaskId, principal: Admin, context: Context) -> dict[str, Any]:
+    """Celery's revoke with terminate on the worker running it (a gRPC client: `cancel`);
+    the run ends Fail "killed by <you> (web)". 409 when the task is not running, or when
+    its worker cannot kill it (a threads or solo pool: the run goes on) or did not answer."""
+    try:
+        result = kill_task(
+            context.engine, context.settings, context.clock, task_id, f"{principal.name} (web)"
+        )
+    except NotRunning as exc:
+        raise HTTPException(409, str(exc)) from None
+    if result.outcome is not Outcome.SENT:
+        raise HTTPException(409, result.message)
+    return result.to_json()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 import time
 from collections.abc import Iterator
@@ -202,3 +203,30 @@ def test_given_a_threads_pool_when_killed_then_the_refusal_is_plain_and_the_run_
     assert any("not done" in line for line in log_lines(limits_env, task_id))
     wait_for(lambda: ended(limits_env, group_id), timeout=20, what="the run to end by itself")
     assert first_task(limits_env, group_id)["status"] == TaskStatus.SUCCESS
+
+
+def test_given_a_running_task_when_an_admin_kills_it_through_the_api_then_it_ends_fail(
+    limits_env: FssProcesses,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from fss.config import Settings
+    from fss.web import WebSettings, create_web_app
+    from fss.web.config import parse_users
+
+    start(limits_env, "-c", "1")
+    group_id = limited_group(limits_env, "sleepy", max_run_s=None, seconds=60)
+    task_id = working_task(limits_env, group_id)
+
+    settings = Settings(database_url=limits_env.database_url, broker_url=limits_env.broker_url)
+    app = create_web_app(settings, WebSettings(users=parse_users("admin:pw")))
+    basic = {"Authorization": "Basic " + base64.b64encode(b"admin:pw").decode()}
+    with TestClient(app, headers=basic) as client:
+        response = client.post(f"/api/v1/tasks/{task_id}/kill")
+        assert response.status_code == 200, response.text
+        assert response.json()["outcome"] == "sent"
+        wait_for(lambda: ended(limits_env, group_id), timeout=15, what="the killed run")
+        again = client.post(f"/api/v1/tasks/{task_id}/kill")
+        assert again.status_code == 409
+    task = first_task(limits_env, group_id)
+    assert (task["status"], task["error"]) == (TaskStatus.FAIL, "killed by admin (web)"), task
