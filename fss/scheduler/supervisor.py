@@ -25,6 +25,7 @@ from fss.presence import Presence, beacon_name
 from fss.scheduler.health import LoopTracker
 from fss.scheduler.timers import Every
 from fss.store import supervision as store
+from fss.store.groups import enable_due_groups
 from fss.store.supervision import OpenTask, RetentionPolicy
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class SweepReport:
     dropped_queues: list[str] = field(default_factory=list)
     retention_ran: bool = False
     pruned: int = 0
+    enabled_groups: list[int] = field(default_factory=list)
 
 
 class Supervisor:
@@ -122,6 +124,11 @@ class Supervisor:
             self._handle_stale_dispatches(now, report)
             self._handle_hung(now, report)
             self._handle_over_time(now, report)
+        # `fss group disable --until`: a group enables itself when its time has come.
+        report.enabled_groups = enable_due_groups(self._engine, now)
+        for group_id in report.enabled_groups:
+            log.info("group %s enabled again (its disable --until time came)", group_id,
+                     extra={"group_id": group_id})
         if self._retention.due(now):
             report.pruned = store.prune(self._engine, now, self.retention)
             report.retention_ran = True

@@ -115,6 +115,8 @@ task_group = sa.Table(
     # Why the group is disabled (shown wherever the group is), and when it enables itself.
     sa.Column("disabled_note", sa.String(512), nullable=True),
     sa.Column("enable_at", UTCDateTime(), nullable=True),
+    # The supervisor looks for groups due to enable themselves every sweep: by this index.
+    sa.Index("ix_task_group_enable_at", "enable_at"),
     # buffer_one: the slot that passed while a run went on, run right after it ends.
     sa.Column("buffered_at", UTCDateTime(), nullable=True),
     # Ids are never reused (SQLite would reuse the highest after a delete): a late event

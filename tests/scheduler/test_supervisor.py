@@ -427,3 +427,27 @@ def test_given_the_broker_down_when_dropping_then_it_is_retried_unless_the_clien
     assert calls == [[client_queue("back"), client_queue("gone")], [client_queue("gone")]]
     assert not raw.exists(client_queue("gone"))
     assert raw.llen(client_queue("back")) == 1
+
+
+def test_given_a_group_disabled_until_a_time_then_the_supervisor_enables_it_then(
+    world: World,
+) -> None:
+    group_id = groups.add_group(
+        world.engine,
+        GroupSpec(caption="g", job_name="job", interval_ms=1000, start_at=world.clock.now()),
+        world.clock.now(),
+    )
+    groups.set_enabled(world.engine, group_id, False, world.clock.now(), note="db upgrade",
+                       until=world.clock.now() + timedelta(minutes=5))
+    assert world.open_task_of(group_id) is None
+
+    world.clock.advance(299)
+    assert world.supervisor.sweep().enabled_groups == []
+    world.clock.advance(1)
+    assert world.supervisor.sweep().enabled_groups == [group_id]
+
+    with world.engine.connect() as conn:
+        group = groups.get_group(conn, group_id)
+    assert (group.is_enable, group.disabled_note, group.enable_at) == (True, None, None)
+    assert world.open_task_of(group_id) is not None
+    assert world.supervisor.sweep().enabled_groups == []  # once

@@ -72,6 +72,8 @@ def upgrade() -> None:
     for table, columns in ADDED.items():
         for column in columns():
             op.add_column(table, column)
+    # The supervisor's every-sweep look for groups due to enable themselves (disable --until).
+    op.create_index("ix_task_group_enable_at", "task_group", ["enable_at"])
     op.create_table(
         "task_run",
         sa.Column("task_id", sa.BigInteger(), nullable=False),
@@ -108,6 +110,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_backfill_task_group_id", table_name="backfill")
+    op.drop_index("ix_task_group_enable_at", table_name="task_group")
     op.drop_table("backfill")
     op.drop_index("ix_task_run_task_group_id", table_name="task_run")
     op.drop_table("task_run")
