@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from fss.domain.group_spec import validate_job_name
+from fss.errors import Fail as Fail  # re-exported: fss.worker_sdk.Fail
 from fss.errors import InvalidField
 
 if TYPE_CHECKING:
@@ -138,15 +139,3 @@ def discover_jobs(modules: Iterable[ModuleType]) -> dict[str, JobSpec]:
 def _where(spec: JobSpec) -> str:
     return f"{spec.function.__module__}.{spec.function.__qualname__}"
 
-
-class Fail(Exception):
-    """Raised by a job to end its run as failed with `reason` (no traceback in the error).
-
-    `retry=False` refuses retries for this failure: the run ends Fail even when the group
-    has retries left (bad input that a second attempt would not fix). Any other exception
-    fails the run too and is retried while attempts are left."""
-
-    def __init__(self, reason: str = "failed", *, retry: bool = True) -> None:
-        super().__init__(reason)
-        self.reason = str(reason)
-        self.retry = bool(retry)
