@@ -33,7 +33,7 @@ def fss(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int |
 def url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     url = f"sqlite:///{tmp_path / 'fss.db'}"
     assert fss(capsys, url, "db", "upgrade")[0] == 0
-    code, out, err = fss(
+    code, _out, err = fss(
         capsys, url, "group", "add", "--caption", "c", "--job-name", "hello", "--interval-ms",
         "60000", "--start-at", "2030-01-01T00:00:00", "--data", '{"cursor": 41}',
     )
