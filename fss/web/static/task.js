@@ -3,7 +3,7 @@
 
 (() => {
   const { el, $, setText, get, poll, link, mono, timeNode, statusBadge, duration,
-    replaceChildren, formatTime } = FSS;
+    replaceChildren, formatTime, api, act, confirmAction, toast } = FSS;
   const taskId = Number($("#task-head").dataset.taskId);
   const FINISHED = new Set(["Success", "Fail"]);
   const LOG_LIMIT = 500;
@@ -30,6 +30,26 @@
     setText($("#progress-text"), `${shownProgress} %`);
     if (task.caption !== undefined) setText($("#caption"), task.caption);
     finished = FINISHED.has(task.status);
+    const kill = $("#kill-task");
+    if (kill) kill.hidden = task.status !== "Working";
+  }
+
+  // Kill: the worker running it stops it now (the run ends Fail "killed by <you>"); a pool
+  // that cannot kill (threads, solo) refuses, and the refusal is the toast.
+  function wireKill() {
+    const kill = $("#kill-task");
+    if (!kill) return;
+    kill.addEventListener("click", async () => {
+      const where = task && task.client_id ? task.client_id : "its client";
+      const sure = await confirmAction(`Kill task ${taskId}?`,
+        `Attempt ${task ? task.attempt : ""} is stopped now on ${where} and ends Fail.`, "Kill");
+      if (!sure) return;
+      const result = await act(kill, () => api("POST", `/api/v1/tasks/${taskId}/kill`));
+      if (result) {
+        toast(result.message, "ok");
+        if (poller) poller.now();
+      }
+    });
   }
 
   function prop(label, value) {
@@ -245,6 +265,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    wireKill();
     $("#min-level").addEventListener("change", restartLog);
     $("#follow").addEventListener("change", () => {
       if ($("#follow").checked) $("#logs").scrollTop = $("#logs").scrollHeight;
