@@ -27,6 +27,7 @@ from fss.store.tables import (
     run_log,
     task,
     task_group,
+    task_run,
     waiting_task_values,
 )
 
@@ -611,5 +612,7 @@ def delete_groups(conn: Connection, group_ids: Sequence[int]) -> None:
     """The groups with their tasks and run logs."""
     for ids in chunked(group_ids):
         conn.execute(run_log.delete().where(run_log.c.task_group_id.in_(ids)))
+        # The attempts kept for retried tasks (fss.store.retries).
+        conn.execute(task_run.delete().where(task_run.c.task_group_id.in_(ids)))
         conn.execute(task.delete().where(task.c.task_group_id.in_(ids)))
         conn.execute(task_group.delete().where(task_group.c.id.in_(ids)))

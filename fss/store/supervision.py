@@ -16,7 +16,7 @@ from fss.domain.status import TaskStatus
 from fss.store.dead_letters import delete_dead_letters
 from fss.store.recording import schedule_next, status_in
 from fss.store.retries import Failure, archive_resent, locked_dispatch, requeue_failures
-from fss.store.tables import client, lease, run_log, server_node, task, task_group
+from fss.store.tables import client, lease, run_log, server_node, task, task_group, task_run
 
 ERROR_LEVEL = 4
 WARNING_LEVEL = 3
@@ -410,4 +410,5 @@ def _prune_ids(engine: Engine, query: Any) -> int:
             if not ids:
                 return removed
             conn.execute(run_log.delete().where(run_log.c.task_id.in_(ids)))
+            conn.execute(task_run.delete().where(task_run.c.task_id.in_(ids)))
             removed += conn.execute(task.delete().where(task.c.id.in_(ids))).rowcount

@@ -28,7 +28,7 @@ from store_helpers import (
 
 from fss.domain.status import TaskStatus
 from fss.events import Event, TaskFinished, TaskLogged, TaskStarted
-from fss.store import recording, retries, supervision, tasks
+from fss.store import groups, recording, retries, supervision, tasks
 from fss.store.tables import task_group, task_run
 
 MS = timedelta(milliseconds=1)
@@ -343,3 +343,21 @@ def test_retries_cost_a_successful_run_no_statement_and_a_plain_failure_one_read
     extra = len(counts["plain fail"]) - len(counts["plain ok"])
     assert extra == 1
     assert "task_group.retries >" in " ".join(counts["plain fail"])
+
+
+def test_pruning_a_retried_task_or_deleting_its_group_removes_its_attempts(
+    engine: Engine,
+) -> None:
+    pruned_group, pruned = _group(engine, retries=1)
+    _run_and_fail(engine, pruned, T0)
+    _run_and_fail(engine, pruned, task_row(engine, pruned)["start_at"])  # the last attempt
+    deleted_group, deleted = _group(engine)
+    _run_and_fail(engine, deleted, T0)
+    assert len(_runs(engine, pruned)) == 1 and len(_runs(engine, deleted)) == 1
+
+    policy = supervision.RetentionPolicy(fail_max_age=timedelta(days=1))
+    assert supervision.prune(engine, T0 + timedelta(days=2), policy) >= 1
+    groups.delete_group(engine, deleted_group)
+
+    assert _runs(engine, pruned) == [] and _runs(engine, deleted) == []
+    assert task_rows(engine, pruned_group)  # its next task stays
