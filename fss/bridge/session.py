@@ -12,6 +12,7 @@ failed and (unless a newer session took the name over) the client left, then flu
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -31,6 +32,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 from kombu.message import Message
 
+from fss.bridge.hooks import time_limit_reason
 from fss.bridge.proto.fss.v1 import fss_pb2
 from fss.bridge.publisher import EventPublisher
 from fss.celery_app import broker_transport_options, transport_for
@@ -242,12 +244,23 @@ def registration_of(message: fss_pb2.Register) -> Registration:
     )
 
 
+@dataclass(frozen=True)
+class TimeLimits:
+    """The order's Celery time limits (its `timelimit` header [hard, soft]), in seconds."""
+
+    soft_s: float | None = None
+    hard_s: float | None = None
+
+
 @dataclass
 class StreamedOrder:
     order: RunOrder
     streamed_at: float  # monotonic
     # Numbers the run's log lines in the order the client reported them (run_log.seq).
     log_seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    # A gRPC client gets `cancel` at the soft limit; the bridge fails the run at the hard one.
+    limits: TimeLimits = field(default_factory=TimeLimits)
+    cancelled: bool = False
 
 
 def order_queue(name: str) -> Queue:
@@ -456,7 +469,16 @@ class Session:
         if kind == "log":
             return log_event(report, order, self.client_id, now, next(streamed.log_seq))
         elapsed_ms = int((time.monotonic() - streamed.streamed_at) * 1000)
-        return finished_event(report, order, self.client_id, now, elapsed_ms)
+        finished = finished_event(report, order, self.client_id, now, elapsed_ms)
+        if streamed.cancelled:
+            # Ended after `cancel` at its time limit: a Fail for that reason, whatever the
+            # client reported (its own words follow).
+            reason = time_limit_reason(streamed.limits.soft_s)
+            said = f"; the client said: {finished.error}" if finished.error else ""
+            return dataclasses.replace(
+                finished, success=False, error=(reason + said)[:MAX_ERROR_TEXT]
+            )
+        return finished
 
     # ---- server -> client: orders ---------------------------------------------------------
 
@@ -549,7 +571,7 @@ class Session:
         self.hub.publisher.run_of_installation(
             order.task_id, order.attempt, order.installation
         )
-        self._stream(order, deadline)
+        self._stream(order, deadline, time_limits(message.headers or {}))
 
     def _refusal(self, order: RunOrder, deadline: datetime | None) -> str | None:
         assert self.registration is not None
@@ -562,11 +584,15 @@ class Session:
             return f"{where} expired at {deadline.isoformat()}; dropped"
         return None
 
-    def _stream(self, order: RunOrder, deadline: datetime | None) -> None:
+    def _stream(
+        self, order: RunOrder, deadline: datetime | None, limits: TimeLimits | None = None
+    ) -> None:
         with self._lock:
             if not self._closed:
                 key = (order.task_id, order.attempt)
-                self._orders[key] = StreamedOrder(order, time.monotonic())
+                self._orders[key] = StreamedOrder(
+                    order, time.monotonic(), limits=limits or TimeLimits()
+                )
                 self._outbound.put(fss_pb2.ServerMessage(order=order_message(order, deadline)))
                 return
         # The session finished while the fence was entered: nobody will run it.
@@ -589,6 +615,42 @@ class Session:
             return
         if self.registration is not None and now >= self._next_beat:
             self.hub.emit(self._heartbeat(now))
+        self._enforce_time_limits(now)
+
+    def _enforce_time_limits(self, now: float) -> None:
+        """The order's time limits, as a prefork worker enforces them: `cancel` at the soft
+        limit (the client stops the run and reports it failed), and at the hard limit a
+        run the client still has not ended is failed here; its late reports are dropped."""
+        to_cancel: list[StreamedOrder] = []
+        overdue: list[StreamedOrder] = []
+        with self._lock:
+            for key, streamed in list(self._orders.items()):
+                limits, running_s = streamed.limits, now - streamed.streamed_at
+                if limits.hard_s is not None and running_s >= limits.hard_s:
+                    overdue.append(self._orders.pop(key))
+                    self._capacity.notify_all()
+                elif (
+                    limits.soft_s is not None
+                    and running_s >= limits.soft_s
+                    and not streamed.cancelled
+                ):
+                    streamed.cancelled = True
+                    to_cancel.append(streamed)
+        for streamed in to_cancel:
+            order = streamed.order
+            reason = time_limit_reason(streamed.limits.soft_s)
+            cancel = fss_pb2.Cancel(task_id=order.task_id, attempt=order.attempt, reason=reason)
+            self._outbound.put(fss_pb2.ServerMessage(cancel=cancel))
+        if overdue:
+            self.hub.abandon(self.client_id, [(s.order.task_id, s.order.attempt) for s in overdue])
+        for streamed in overdue:
+            limits = streamed.limits
+            self._abandon(
+                streamed,
+                f"{time_limit_reason(limits.soft_s)}: the gRPC client {self.client_id} did not "
+                f"end the run within {(limits.hard_s or 0) - (limits.soft_s or 0):g} s of "
+                "`cancel`; marked failed",
+            )
 
     def _heartbeat(self, now: float) -> ClientHeartbeat:
         assert self.registration is not None
@@ -651,12 +713,12 @@ class Session:
             extra={"client_id": self.client_id},
         )
 
-    def _abandon(self, streamed: StreamedOrder) -> None:
+    def _abandon(self, streamed: StreamedOrder, reason: str | None = None) -> None:
         """Fail an order the client will never report on, with a run log saying why, as
         the supervisor does for a Celery worker that died."""
         order = streamed.order
         now = self.hub.clock.now()
-        reason = (
+        reason = reason or (
             f"the gRPC client {self.client_id} disconnected while running attempt "
             f"{order.attempt}; marked failed"
         )
@@ -712,6 +774,24 @@ def decode_order(body: Any, headers: dict[str, Any]) -> tuple[RunOrder, datetime
         return order, as_utc(datetime.fromisoformat(expires))
     except ValueError:
         raise InvalidField("expires", f"{expires!r} is not an ISO 8601 time") from None
+
+
+def time_limits(headers: dict[str, Any]) -> TimeLimits:
+    """The order's Celery `timelimit` header ([hard, soft] seconds; [None, None]: none).
+    Anything else is no limit: a malformed header must not stop the run."""
+    pair = headers.get("timelimit")
+    if not isinstance(pair, list | tuple) or len(pair) != 2:
+        return TimeLimits()
+    hard, soft = (_seconds(value) for value in pair)
+    if soft is None and hard is None:
+        return TimeLimits()
+    return TimeLimits(soft_s=soft if soft is not None else hard, hard_s=hard)
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if value > 0 else None
 
 
 def to_unix_ms(moment: datetime) -> int:
