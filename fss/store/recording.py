@@ -33,7 +33,13 @@ from fss.events import (
     TaskStarted,
 )
 from fss.store.children import parents_of, start_children
-from fss.store.retries import Failure, requeue_failures, retrying_tasks, write_notes
+from fss.store.retries import (
+    Failure,
+    archive_final,
+    requeue_failures,
+    retrying_tasks,
+    write_notes,
+)
 from fss.store.tables import (
     STATUS_UNINDEXED,
     UTCDateTime,
@@ -359,6 +365,8 @@ def finish_tasks(
     if won:
         if notes:
             write_notes(conn, notes, {row.id: row.task_group_id for _, row in won}, now)
+        # Tasks that ran more than one attempt keep their last one with the others.
+        archive_final(conn, [row.id for _, row in won if row.attempt > 1])
         _schedule_after(conn, won, now, claim_next)
     return len(won) + len(retried)
 

@@ -358,3 +358,33 @@ def task_attempts(conn: Connection, task_id: int) -> list[AttemptRow]:
                        *(getattr(current, c) for c in _ATTEMPT_COLUMNS))
         )
     return archived
+
+
+def archive_final(conn: Connection, task_ids: Sequence[int]) -> None:
+    """The last attempt of tasks that ran more than one, copied into task_run once their
+    task ended (the task row holds it too): task_run then has every ended attempt of a
+    retried task. One statement, and only for such tasks: a task that ended at its first
+    attempt writes nothing here."""
+    if not task_ids:
+        return
+    columns = ["task_id", "attempt", "shard_index", "task_group_id", "client_id", "status",
+               "progress", "dispatched_at", "run_at", "finish_at", "error"]
+    kept = task_run.alias("kept")
+    conn.execute(
+        task_run.insert().from_select(
+            columns,
+            sa.select(
+                task.c.id, task.c.attempt, sa.literal(0), task.c.task_group_id, task.c.client_id,
+                task.c.status, task.c.progress, task.c.dispatched_at, task.c.run_at,
+                task.c.finish_at, task.c.error,
+            ).where(
+                task.c.id.in_(sorted(set(task_ids))),
+                task.c.attempt > 1,
+                ~sa.exists().where(
+                    kept.c.task_id == task.c.id,
+                    kept.c.attempt == task.c.attempt,
+                    kept.c.shard_index == 0,
+                ),
+            ),
+        )
+    )

@@ -15,7 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from fss.domain.status import TaskStatus
 from fss.store.dead_letters import delete_dead_letters
 from fss.store.recording import schedule_next, status_in
-from fss.store.retries import Failure, archive_resent, locked_dispatch, requeue_failures
+from fss.store.retries import (
+    Failure,
+    archive_final,
+    archive_resent,
+    locked_dispatch,
+    requeue_failures,
+)
 from fss.store.tables import client, lease, run_log, server_node, task, task_group, task_run
 
 ERROR_LEVEL = 4
@@ -261,6 +267,8 @@ def fail_task(
     _log(conn, open_task, ERROR_LEVEL, reason, now)
     for note in notes:
         _log(conn, open_task, ERROR_LEVEL, note, now)
+    if open_task.attempt > 1:
+        archive_final(conn, [open_task.id])
     schedule_next(
         conn,
         group_id=open_task.group_id,

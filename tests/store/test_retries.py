@@ -153,7 +153,11 @@ def test_delays_back_off_and_the_last_attempt_fails_the_task_and_plans_from_the_
     assert group_raw(engine, group_id)["run_count"] == 0
     contents = [r["content"] for r in log_rows(engine, task_id)]
     assert "attempt 3 failed: ValueError: boom; no retries left (2 of 2 used)" in contents
-    assert [r["attempt"] for r in _runs(engine, task_id)] == [1, 2]
+    # Every ended attempt is kept, the last one too (the task ran more than one).
+    runs = _runs(engine, task_id)
+    assert [(r["attempt"], r["status"]) for r in runs] == [
+        (1, TaskStatus.FAIL), (2, TaskStatus.FAIL), (3, TaskStatus.FAIL)]
+    assert runs[2]["finish_at"] == row["finish_at"] and runs[2]["error"] == BOOM
 
 
 def test_a_retry_that_succeeds_ends_the_task_and_the_group_goes_on_from_its_slot(
@@ -172,6 +176,12 @@ def test_a_retry_that_succeeds_ends_the_task_and_the_group_goes_on_from_its_slot
     (next_task,) = [r for r in task_rows(engine, group_id) if r["id"] != task_id]
     assert next_task["start_at"] == T0 + MINUTE  # not the retry's start + 60 s
     assert group_raw(engine, group_id)["run_count"] == 1
+    assert [(r["attempt"], r["status"], r["progress"]) for r in _runs(engine, task_id)] == [
+        (1, TaskStatus.FAIL, 0), (2, TaskStatus.SUCCESS, 100)]
+    with engine.connect() as conn:
+        shown = retries.task_attempts(conn, task_id)
+    assert [(a.attempt, a.status) for a in shown] == [
+        (1, TaskStatus.FAIL), (2, TaskStatus.SUCCESS)]
 
 
 def test_a_failure_the_job_refuses_to_retry_fails_at_once(engine: Engine) -> None:
@@ -280,6 +290,8 @@ def test_a_run_the_supervisor_fails_is_retried_while_attempts_are_left(engine: E
     assert "attempt 2 failed: hung; no retries left (1 of 1 used)" in [
         r["content"] for r in log_rows(engine, task_id)
     ]
+    assert [(r["attempt"], r["error"]) for r in _runs(engine, task_id)] == [
+        (1, lost), (2, "hung")]
 
 
 def test_a_hung_check_that_lost_its_race_retries_nothing(engine: Engine) -> None:
@@ -353,7 +365,7 @@ def test_pruning_a_retried_task_or_deleting_its_group_removes_its_attempts(
     _run_and_fail(engine, pruned, task_row(engine, pruned)["start_at"])  # the last attempt
     deleted_group, deleted = _group(engine)
     _run_and_fail(engine, deleted, T0)
-    assert len(_runs(engine, pruned)) == 1 and len(_runs(engine, deleted)) == 1
+    assert len(_runs(engine, pruned)) == 2 and len(_runs(engine, deleted)) == 1
 
     policy = supervision.RetentionPolicy(fail_max_age=timedelta(days=1))
     assert supervision.prune(engine, T0 + timedelta(days=2), policy) >= 1
