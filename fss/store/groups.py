@@ -513,6 +513,17 @@ def withdraw_waiting(conn: Connection, group_ids: Sequence[int]) -> None:
         conn.execute(
             task_group.update().where(task_group.c.id.in_(ids), waiting).values(task_id=None)
         )
+        # A retry waiting (its previous attempt ended, fss.store.retries) ends as the Fail
+        # it was: its attempts stay listed, where a delete would drop them.
+        conn.execute(
+            task.update()
+            .where(
+                task.c.task_group_id.in_(ids),
+                task.c.status == TaskStatus.NONE,
+                task.c.finish_at.is_not(None),
+            )
+            .values(status=TaskStatus.FAIL, open_group_id=None)
+        )
         conn.execute(
             task.delete().where(task.c.task_group_id.in_(ids), task.c.status == TaskStatus.NONE)
         )

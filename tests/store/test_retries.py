@@ -373,3 +373,19 @@ def test_pruning_a_retried_task_or_deleting_its_group_removes_its_attempts(
 
     assert _runs(engine, pruned) == [] and _runs(engine, deleted) == []
     assert task_rows(engine, pruned_group)  # its next task stays
+
+
+def test_disabling_a_group_during_a_retry_wait_ends_the_task_failed_with_its_attempts(
+    engine: Engine,
+) -> None:
+    group_id, task_id = _group(engine)
+    _run_and_fail(engine, task_id, T0)
+
+    groups.set_enabled(engine, group_id, False, T0 + SECOND)
+
+    row = task_row(engine, task_id)
+    assert (row["status"], row["open_group_id"], row["error"]) == (TaskStatus.FAIL, None, BOOM)
+    assert [r["attempt"] for r in _runs(engine, task_id)] == [1]
+    assert task_rows(engine, group_id) == [row]  # no waiting task left, no retry
+    groups.set_enabled(engine, group_id, True, T0 + 2 * SECOND)
+    assert pending(engine, group_id)["id"] != task_id
