@@ -145,3 +145,25 @@ def test_given_a_worker_killed_during_a_retry_wait_then_the_retry_runs_on_anothe
     # never entered and went out again under a new attempt).
     assert len(ran) == 2
     assert len({attempt for attempt, _ in ran}) == 2
+
+
+def test_given_a_pool_process_that_dies_mid_run_then_the_run_is_retried_as_a_failure(
+    fss_env: FssProcesses,
+) -> None:
+    dies = add_group(fss_env, "suicide", "--retries", "1", "--retry-delay-ms", "200",
+                     "--no-retry-jitter")
+    fss_env.scheduler("sched-1")
+    fss_env.worker("w1", "e2e_jobs", "-c", "2")
+
+    wait_for(lambda: ended(fss_env, dies), timeout=60, what="both attempts to end")
+
+    task = first_task(fss_env, dies)
+    assert (task["status"], task["attempt"]) == (TaskStatus.FAIL, 2)
+    assert executions(fss_env, task["id"]) == [(1, "w1"), (2, "w1")]
+    assert [(r["attempt"], r["status"]) for r in task_runs(fss_env, task["id"])] == [
+        (1, TaskStatus.FAIL), (2, TaskStatus.FAIL)]
+    contents = [c for _, c in run_log(fss_env, task["id"])]
+    assert any(c.startswith("attempt 1 failed: ") and "; retry 1 of 1 in 0.2 s" in c
+               for c in contents), contents
+    assert any(c.startswith("attempt 2 failed: ") and "no retries left" in c
+               for c in contents), contents
