@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from fss.domain.jitter import jittered_start
+from fss.domain.overlap import buffered_note, passed_slot, stands_for_passed_slot
 from fss.domain.schedule import NextRun, Schedule, finish_time, plan_next_run
 from fss.domain.selection import tags_text
 from fss.domain.status import TaskStatus, sources_of
@@ -530,6 +531,10 @@ class _GroupOutcome:
     successes: int = 0
     speed_sum: int = 0
     data: str | None = None
+    # overlap buffer_one/replace: the slot that passed while the run went on (next_run.at
+    # is then that slot), whose run starts now, at `start_at`.
+    buffered: datetime | None = None
+    start_at: datetime | None = None
 
 
 def _schedule_after(
@@ -545,6 +550,7 @@ def _schedule_after(
     enabled = {gid: groups[gid] for gid in outcomes if groups[gid].is_enable}
     next_ids = _insert_next_tasks(conn, enabled, outcomes, now, claim_next)
     _update_groups(conn, outcomes, next_ids)
+    _note_buffered(conn, groups, outcomes, next_ids, now)
     # on_success: the winners' child groups run now (a replay won nothing: starts nothing).
     start_children(conn, parents_of(won, groups), now)
 
@@ -580,6 +586,10 @@ _LOCKED_GROUP_COLUMNS = (
     task_group.c.client_tag,
     task_group.c.jitter_ms,
     task_group.c.on_success,
+    # The overlap policy, and whether the open task stands for a slot that passed (its
+    # start_at is its run's, its next_at the slot): see fss.domain.overlap.
+    task_group.c.overlap,
+    task_group.c.buffered_at,
 )
 # _lock_groups on PostgreSQL: a fixed text (no IN list rendered per batch size).
 _LOCK_GROUPS_PG = sa.text(
@@ -599,9 +609,14 @@ def _outcomes(
         group = groups.get(row.task_group_id)
         if group is None:
             continue  # deleted meanwhile
+        schedule = Schedule(group.interval_ms, group.cron, group.time_zone)
+        buffered_run = stands_for_passed_slot(group.buffered_at, group.next_at)
+        slot = planned_slot(
+            row.attempt, row.start_at, group.next_at, group.jitter_ms, buffered=buffered_run
+        )
         next_run = plan_next_run(
-            Schedule(group.interval_ms, group.cron, group.time_zone),
-            planned_at=planned_slot(row.attempt, row.start_at, group.next_at, group.jitter_ms),
+            schedule,
+            planned_at=slot,
             finished_at=finished_at,
             now=now,
             job_next_at=event.next_at,
@@ -609,8 +624,13 @@ def _outcomes(
             catch_up=bool(row.catch_up),
         )
         _report_problem(group.id, next_run)
+        since = row.start_at if buffered_run else slot
+        buffered = _buffered_slot(group, schedule, slot, since, event.next_at, next_run)
+        if buffered is not None:
+            next_run = NextRun(buffered)
         outcome = outcomes.setdefault(group.id, _GroupOutcome(finished_at, next_run))
         outcome.last_run_at, outcome.next_run = finished_at, next_run
+        outcome.buffered, outcome.start_at = buffered, (now if buffered else None)
         if event.success:
             outcome.successes += 1
             outcome.speed_sum += event.run_speed_ms
@@ -622,15 +642,44 @@ def _outcomes(
 
 
 def planned_slot(
-    attempt: int, start_at: datetime, group_next_at: datetime | None, jitter_ms: int = 0
+    attempt: int,
+    start_at: datetime,
+    group_next_at: datetime | None,
+    jitter_ms: int = 0,
+    *,
+    buffered: bool = False,
 ) -> datetime:
     """The slot a run was planned for. A retry moved its task's start_at to the retry's
     time; the group's next_at still holds the slot (it moves only with the next task), and
     the next run is planned from the slot, as after any late finish. Jitter moved the first
-    attempt's start_at later than the slot too (fss.domain.jitter)."""
-    if (attempt > 1 or jitter_ms) and group_next_at is not None and group_next_at < start_at:
+    attempt's start_at later than the slot too (fss.domain.jitter), and so did the overlap
+    policy for the run of a slot that passed while the run before went on (`buffered`)."""
+    if (
+        (attempt > 1 or jitter_ms or buffered)
+        and group_next_at is not None
+        and group_next_at < start_at
+    ):
         return group_next_at
     return start_at
+
+
+def _buffered_slot(
+    group: Any,
+    schedule: Schedule,
+    slot: datetime,
+    since: datetime,
+    job_next_at: datetime | None,
+    next_run: NextRun,
+) -> datetime | None:
+    """overlap buffer_one/replace: the slot that passed while this run went on (counted
+    from `since`, see passed_slot), to run now. Not when the job set its next time (it
+    decides) or the schedule could not be evaluated; not for a disabled group (it plans no
+    task). `skip` groups cost one comparison."""
+    if group.overlap == "skip" or not group.is_enable:
+        return None
+    if job_next_at is not None or next_run.problem is not None or next_run.catch_up:
+        return None
+    return passed_slot(group.overlap, schedule, slot, since, next_run.at)
 
 
 def _report_problem(group_id: int, next_run: NextRun) -> None:
@@ -675,10 +724,7 @@ def _insert_next_tasks(
     if not groups:
         return {}
     # Each group's planned start: its next slot, pushed later by its jitter (if any).
-    starts = {
-        gid: jittered_start(gid, outcomes[gid].next_run.at, group.jitter_ms)
-        for gid, group in groups.items()
-    }
+    starts = {gid: _planned_start(gid, group, outcomes[gid]) for gid, group in groups.items()}
     claimed = {
         gid
         for gid in groups
@@ -757,13 +803,49 @@ _INSERT_NEXT_PG = sa.text(
 )
 
 
+def _planned_start(group_id: int, group: Any, outcome: _GroupOutcome) -> datetime:
+    """When the group's next task is due: now for a slot that passed while the run went on
+    (overlap), else its slot pushed later by its jitter (if any)."""
+    if outcome.start_at is not None:
+        return outcome.start_at
+    return jittered_start(group_id, outcome.next_run.at, group.jitter_ms)
+
+
+def _note_buffered(
+    conn: Connection,
+    groups: dict[int, Any],
+    outcomes: dict[int, _GroupOutcome],
+    next_ids: dict[int, int],
+    now: datetime,
+) -> None:
+    """A run log line on each next task that runs a passed slot now (one INSERT for the
+    batch; none when no group buffered, as for every `skip` group)."""
+    rows = [
+        {
+            "task_id": next_ids[gid],
+            "task_group_id": gid,
+            "log_level": _INFORMATION_LEVEL,
+            "content": buffered_note(groups[gid].overlap, outcome.buffered),
+            "create_at": now,
+            "attempt": 0,
+        }
+        for gid, outcome in sorted(outcomes.items())
+        if outcome.buffered is not None and gid in next_ids
+    ]
+    if rows:
+        conn.execute(run_log.insert(), rows)
+
+
+_INFORMATION_LEVEL = 2
+
+
 def _claimed_task(task_id: int, group: Any, outcome: _GroupOutcome) -> ClaimedTask:
     """What claim_due would have read for this new task (the group's data as updated now)."""
     return ClaimedTask(
         task_id,
         group.id,
         group.job_name,
-        jittered_start(group.id, outcome.next_run.at, group.jitter_ms),
+        _planned_start(group.id, group, outcome),
         0,
         outcome.data if outcome.data is not None else group.data,
         Schedule(group.interval_ms, group.cron, group.time_zone),
@@ -791,6 +873,9 @@ def _update_groups(
                 "nexts": [naive_utc(o.next_run.at) for _, o in ordered],
                 "datas": [o.data for _, o in ordered],
                 "task_ids": [next_ids.get(gid) for gid, _ in ordered],
+                "buffereds": [
+                    None if o.buffered is None else naive_utc(o.buffered) for _, o in ordered
+                ],
             },
         )
         return
@@ -805,6 +890,7 @@ def _update_groups(
                 "b_next": o.next_run.at,
                 "b_data": o.data,
                 "b_task_id": next_ids.get(gid),
+                "b_buffered": o.buffered,
             }
             for gid, o in outcomes.items()
         ],
@@ -832,6 +918,7 @@ _GROUP_STATEMENT = (
         task_id=sa.func.coalesce(
             sa.bindparam("b_task_id", type_=sa.BigInteger()), task_group.c.task_id
         ),
+        buffered_at=sa.bindparam("b_buffered", type_=UTCDateTime()),
     )
 )
 
@@ -846,11 +933,12 @@ _GROUPS_MANY_PG = sa.text(
                 / (task_group.run_count + v.inc) END,
         last_run_at = v.last_run_at, next_at = v.next_at,
         data = COALESCE(v.data, task_group.data),
-        task_id = COALESCE(v.task_id, task_group.task_id)
+        task_id = COALESCE(v.task_id, task_group.task_id), buffered_at = v.buffered_at
     FROM unnest(CAST(:ids AS BIGINT[]), CAST(:incs AS BIGINT[]), CAST(:speed_sums AS BIGINT[]),
                 CAST(:lasts AS TIMESTAMP[]), CAST(:nexts AS TIMESTAMP[]),
-                CAST(:datas AS TEXT[]), CAST(:task_ids AS BIGINT[]))
-        AS v(id, inc, speed_sum, last_run_at, next_at, data, task_id)
+                CAST(:datas AS TEXT[]), CAST(:task_ids AS BIGINT[]),
+                CAST(:buffereds AS TIMESTAMP[]))
+        AS v(id, inc, speed_sum, last_run_at, next_at, data, task_id, buffered_at)
     WHERE task_group.id = v.id
     """
 )
@@ -884,22 +972,36 @@ def schedule_next(
             task_group.c.job_name,
             task_group.c.next_at,
             task_group.c.jitter_ms,
+            task_group.c.overlap,
+            task_group.c.buffered_at,
         )
         .where(task_group.c.id == group_id)
         .with_for_update()
     ).first()
     if group is None:
         return None
+    schedule = Schedule(group.interval_ms, group.cron, group.time_zone)
+    buffered_run = stands_for_passed_slot(group.buffered_at, group.next_at)
+    slot = planned_slot(
+        attempt, planned_at, group.next_at, group.jitter_ms, buffered=buffered_run
+    )
     next_run = plan_next_run(
-        Schedule(group.interval_ms, group.cron, group.time_zone),
-        planned_at=planned_slot(attempt, planned_at, group.next_at, group.jitter_ms),
+        schedule,
+        planned_at=slot,
         finished_at=finished_at,
         now=finished_at,
         job_next_at=job_next_at,
         catch_up=catch_up,
     )
     _report_problem(group_id, next_run)
-    changes: dict[str, Any] = {"last_run_at": finished_at, "next_at": next_run.at}
+    # overlap buffer_one/replace: a slot that passed while the run went on runs now.
+    since = planned_at if buffered_run else slot
+    buffered = _buffered_slot(group, schedule, slot, since, job_next_at, next_run)
+    if buffered is not None:
+        next_run = NextRun(buffered)
+    changes: dict[str, Any] = {
+        "last_run_at": finished_at, "next_at": next_run.at, "buffered_at": buffered,
+    }
     if success:
         changes["run_count"] = task_group.c.run_count + 1
         # Floor division keeps the column integral on every backend (SQLite's / is real).
@@ -910,10 +1012,20 @@ def schedule_next(
         changes["data"] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     next_task_id: int | None = None
     if group.is_enable:
-        start_at = jittered_start(group_id, next_run.at, group.jitter_ms)
+        start_at = (
+            finished_at if buffered else jittered_start(group_id, next_run.at, group.jitter_ms)
+        )
         next_task_id = insert_waiting_task(conn, group_id, group.job_name, start_at, finished_at)
         if next_run.catch_up:
             conn.execute(task.update().where(task.c.id == next_task_id).values(catch_up=True))
+        if buffered is not None:
+            conn.execute(
+                run_log.insert().values(
+                    task_id=next_task_id, task_group_id=group_id, log_level=_INFORMATION_LEVEL,
+                    content=buffered_note(group.overlap, buffered), create_at=finished_at,
+                    attempt=0,
+                )
+            )
         changes["task_id"] = next_task_id
     conn.execute(task_group.update().where(task_group.c.id == group_id).values(**changes))
     return next_task_id

@@ -77,6 +77,11 @@ _POLICY_COLUMNS = (
 )
 
 
+# A run the overlap policy `replace` stopped (its kill asked for, in a `replace` group) is
+# not retried: the next slot's run replaces it (fss.store.overlap).
+_NOT_REPLACED = sa.or_(task.c.kill_requested_at.is_(None), task_group.c.overlap != "replace")
+
+
 def _policy_rows(conn: Connection, task_ids: Iterable[int]) -> dict[int, Any]:
     """The failed tasks whose group retries, with what the retry needs of them."""
     ids = sorted(set(task_ids))
@@ -85,7 +90,7 @@ def _policy_rows(conn: Connection, task_ids: Iterable[int]) -> dict[int, Any]:
     rows = conn.execute(
         sa.select(*_POLICY_COLUMNS)
         .join(task_group, task_group.c.id == task.c.task_group_id)
-        .where(task.c.id.in_(ids), task_group.c.retries > 0)
+        .where(task.c.id.in_(ids), task_group.c.retries > 0, _NOT_REPLACED)
     )
     return {r.id: r for r in rows}
 
@@ -99,7 +104,7 @@ def retrying_tasks(conn: Connection, task_ids: Iterable[int]) -> set[int]:
         conn.execute(
             sa.select(task.c.id)
             .join(task_group, task_group.c.id == task.c.task_group_id)
-            .where(task.c.id.in_(ids), task_group.c.retries > 0)
+            .where(task.c.id.in_(ids), task_group.c.retries > 0, _NOT_REPLACED)
         ).scalars()
     )
 

@@ -119,6 +119,12 @@ task_group = sa.Table(
     sa.Index("ix_task_group_enable_at", "enable_at"),
     # buffer_one: the slot that passed while a run went on, run right after it ends.
     sa.Column("buffered_at", UTCDateTime(), nullable=True),
+    # The supervisor's every-sweep look for runs of `replace` groups (fss.store.overlap):
+    # only groups away from the default `skip` (every group on MySQL: no partial indexes).
+    sa.Index(
+        "ix_task_group_overlap", "overlap",
+        postgresql_where=sa.text("overlap <> 'skip'"), sqlite_where=sa.text("overlap <> 'skip'"),
+    ),
     # Ids are never reused (SQLite would reuse the highest after a delete): a late event
     # naming a deleted task must not match a new one.
     sqlite_autoincrement=True,
