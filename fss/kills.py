@@ -74,7 +74,7 @@ def kill_task(
     with engine.connect() as conn:
         running = running_attempt(conn, task_id)
     reason = f"killed by {who}"
-    outcome, detail = _send(settings, running, reason)
+    outcome, detail = send_kill(settings, running, reason)
     now = clock.now()
     with engine.begin() as conn:
         if outcome is Outcome.SENT:
@@ -89,7 +89,11 @@ def node_name(running: RunningAttempt) -> str:
     return f"{running.client_id}@{running.client_host}"
 
 
-def _send(settings: Settings, running: RunningAttempt, reason: str) -> tuple[Outcome, str]:
+def send_kill(
+    settings: Settings, running: RunningAttempt, reason: str
+) -> tuple[Outcome, str]:
+    """Send the kill to the worker running it (`reason` becomes the run's error); its
+    answer. Also the supervisor's, for the overlap policy `replace`."""
     app = create_app(settings, main="fss-kill")
     try:
         replies = app.control.broadcast(

@@ -17,8 +17,10 @@ from sqlalchemy.engine import Engine
 
 from fss.config import Settings
 from fss.domain.clock import Clock
+from fss.domain.overlap import clock_time, replaced_reason
 from fss.domain.status import TaskStatus
 from fss.fence import Fence, NoFence
+from fss.kills import Outcome, send_kill
 from fss.naming import client_queue
 from fss.outage import LoopErrors
 from fss.presence import Presence, beacon_name
@@ -26,6 +28,8 @@ from fss.scheduler.health import LoopTracker
 from fss.scheduler.timers import Every
 from fss.store import supervision as store
 from fss.store.groups import enable_due_groups
+from fss.store.kills import RunningAttempt
+from fss.store.overlap import Replaceable, replaceable_runs, request_replace
 from fss.store.supervision import OpenTask, RetentionPolicy
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,8 @@ class SweepReport:
     retention_ran: bool = False
     pruned: int = 0
     enabled_groups: list[int] = field(default_factory=list)
+    # overlap replace: runs whose kill was sent for the next slot's run.
+    replaced: list[int] = field(default_factory=list)
 
 
 class Supervisor:
@@ -68,8 +74,11 @@ class Supervisor:
         presence: Presence | None = None,
         drop_queues: Callable[[list[str]], None] | None = None,
         may_act: Callable[[], bool] = lambda: True,
+        kill: Callable[[RunningAttempt, str], tuple[Outcome, str]] | None = None,
     ) -> None:
         self._engine = engine
+        # Sends a kill to the worker running a run (fss.kills): overlap `replace`.
+        self._kill = kill or (lambda running, reason: send_kill(settings, running, reason))
         # False while this node's broker is not its installation's: its fence would say
         # "not entered" of runs entered on the right one, and it would re-send them.
         self._may_act = may_act
@@ -124,6 +133,7 @@ class Supervisor:
             self._handle_stale_dispatches(now, report)
             self._handle_hung(now, report)
             self._handle_over_time(now, report)
+            self._handle_replace(now, report)
         # `fss group disable --until`: a group enables itself when its time has come.
         report.enabled_groups = enable_due_groups(self._engine, now)
         for group_id in report.enabled_groups:
@@ -388,6 +398,52 @@ class Supervisor:
                 "pool cannot stop a job); marked failed"
             )
             self._fail(task, reason, now, report)
+
+    def _handle_replace(self, now: datetime, report: SweepReport) -> None:
+        """overlap `replace`: a Working run of a replace group whose next slot came is killed
+        as `fss task kill` does (asked once: a guarded mark), and the recorder starts the
+        slot's run when the run's end is recorded. Where the kill cannot be done (a threads
+        or solo pool refuses, no answer, a gRPC client: its bridge takes no kills), or a
+        killed run did not end within the grace, the run is failed here and its late
+        events are ignored; the job may go on in its thread."""
+        with self._engine.connect() as conn:
+            runs = replaceable_runs(conn, now)
+        grace = timedelta(seconds=self._settings.time_limit_grace_s)
+        for run in runs:
+            if run.kill_requested_at is None:
+                self._replace(run, now, report)
+            elif now - run.kill_requested_at > grace:
+                reason = (
+                    f"{replaced_reason(run.slot)}: it did not end within "
+                    f"{grace.total_seconds():g} s of its kill; marked failed"
+                )
+                self._fail(run.open_task, reason, now, report)
+
+    def _replace(self, run: Replaceable, now: datetime, report: SweepReport) -> None:
+        reason = replaced_reason(run.slot)
+        line = f"replace: slot {clock_time(run.slot)} came while running; kill requested"
+        with self._engine.begin() as conn:
+            if not request_replace(conn, run, line, now):
+                return  # asked already, or the run ended meanwhile
+        if run.running.language == "python":
+            outcome, detail = self._kill(run.running, reason)
+        else:
+            outcome, detail = Outcome.REFUSED, (
+                f"{run.running.client_id} cannot be killed (a gRPC client's bridge takes "
+                "no kills)"
+            )
+        if outcome is Outcome.SENT:
+            report.replaced.append(run.open_task.id)
+            log.info("task %s: %s (kill sent)", run.open_task.id, reason,
+                     extra=task_ids(run.open_task))
+            return
+        self._fail(
+            run.open_task,
+            f"{reason}; not killed ({detail}): marked failed; the job may go on, its late "
+            "report is ignored",
+            self._clock.now(),
+            report,
+        )
 
     def _return(self, task: OpenTask, reason: str, now: datetime, report: SweepReport) -> None:
         with self._engine.begin() as conn:
