@@ -60,6 +60,7 @@ def list_tasks(
             "client_id",
             "server_node",
             "attempt",
+            "kind",
         ],
         [
             [
@@ -73,6 +74,7 @@ def list_tasks(
                 t.client_id,
                 t.server_node,
                 t.attempt,
+                t.kind,
             ]
             for t in rows
         ],

@@ -252,8 +252,9 @@ class Dispatcher:
 
     def _missed(self, claimed: ClaimedTask, now: datetime) -> bool:
         """Only a first attempt can be a misfire: a task put back after a lost worker or a
-        failed send (attempt > 0) was on time when it was first dispatched."""
-        if claimed.misfire != "skip" or claimed.attempt > 0:
+        failed send (attempt > 0) was on time when it was first dispatched; a backfill run
+        (fss group backfill) is due at its past slot on purpose."""
+        if claimed.misfire != "skip" or claimed.attempt > 0 or claimed.kind == "backfill":
             return False
         return (now - claimed.start_at).total_seconds() > self._settings.misfire_grace_s
 

@@ -108,6 +108,8 @@ class TaskRow:
     finish_at: datetime | None
     error: str | None
     create_at: datetime
+    # scheduled | manual (fss group run) | child (on_success) | backfill (fss group backfill)
+    kind: str = "scheduled"
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> TaskRow:

@@ -42,6 +42,9 @@ class ClaimedTask:
     # The group's routing: which live client takes the run (fss.domain.selection).
     route: str = "round_robin"
     client_tag: str | None = None
+    # scheduled | manual | child | backfill: a backfill run is due at its past slot, on
+    # purpose, and is never a misfire.
+    kind: str = "scheduled"
 
 
 def claim_due(
@@ -85,6 +88,7 @@ def claim_due(
                 task.c.start_at,
                 task.c.attempt,
                 task.c.finish_at,
+                task.c.kind,
                 # fss group run --data: this run's own data instead of the group's.
                 sa.func.coalesce(task.c.run_data, task_group.c.data).label("data"),
                 task_group.c.interval_ms,
@@ -117,6 +121,7 @@ def claim_due(
                 max_run_s=r.max_run_s,
                 route=r.route,
                 client_tag=r.client_tag or None,  # "" is no tag (never a client's)
+                kind=r.kind,
             )
             for r in rows
         ]

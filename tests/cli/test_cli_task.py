@@ -32,6 +32,7 @@ TASK_COLUMNS = [
     "client_id",
     "server_node",
     "attempt",
+    "kind",
 ]
 
 
@@ -214,6 +215,7 @@ def test_given_tasks_when_listing_as_a_table_then_one_aligned_row_each(
         "node-1",
         "1",
     )
+    assert row["kind"] == "scheduled"
 
 
 @sqlite_only
