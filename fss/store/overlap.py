@@ -72,6 +72,9 @@ def replaceable_runs(conn: Connection, now: datetime) -> list[Replaceable]:
         .where(
             task_group.c.overlap == REPLACE,
             task.c.status == int(TaskStatus.WORKING),
+            # A backfill run (fss group backfill) is due at a past slot on purpose: the
+            # regular slot that comes meanwhile runs after it, as after any late finish.
+            task.c.kind != "backfill",
         )
         .order_by(task.c.id)
     )

@@ -33,6 +33,9 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
 )
+from fss.store.backfills import KIND as BACKFILL
+from fss.store.backfills import advance as advance_backfills
+from fss.store.backfills import unfinished_next_at
 from fss.store.children import parents_of, start_children
 from fss.store.retries import (
     Failure,
@@ -407,7 +410,7 @@ def _retry_failures(
 # What the group bookkeeping reads of a finished run (none of it changes when it finishes).
 _RUN_COLUMNS = (
     task.c.id, task.c.attempt, task.c.task_group_id, task.c.start_at, task.c.dispatched_at,
-    task.c.catch_up,
+    task.c.catch_up, task.c.kind,
 )
 
 
@@ -475,12 +478,12 @@ _FINISH_MANY_PG = sa.text(
     WHERE task.id = v.id AND task.attempt = v.attempt AND task.client_id = v.client_id
         AND {STATUS_UNINDEXED} IN ({int(TaskStatus.SCHEDULER)}, {int(TaskStatus.WORKING)})
     RETURNING task.id, task.attempt, task.task_group_id, task.start_at, task.dispatched_at,
-        task.catch_up
+        task.catch_up, task.kind
     """
 ).bindparams(sa.bindparam("now", type_=UTCDateTime())).columns(
     # The run's row as _RUN_COLUMNS reads it (times as aware UTC), beside the attempt.
     task.c.id, task.c.attempt, task.c.task_group_id, task.c.start_at, task.c.dispatched_at,
-    task.c.catch_up,
+    task.c.catch_up, task.c.kind,
 )
 
 
@@ -535,6 +538,10 @@ class _GroupOutcome:
     # is then that slot), whose run starts now, at `start_at`.
     buffered: datetime | None = None
     start_at: datetime | None = None
+    # fss group backfill: the backfill slot this run was (its backfill moves on), or the
+    # slot the group's next task runs (a regular run ended; next_run.at waits for after it).
+    backfill_ran: datetime | None = None
+    backfill_next: datetime | None = None
 
 
 def _schedule_after(
@@ -547,6 +554,7 @@ def _schedule_after(
     outcomes = _outcomes(won, groups, now)
     if not outcomes:
         return
+    _interleave_backfills(conn, won, groups, outcomes, now)
     enabled = {gid: groups[gid] for gid in outcomes if groups[gid].is_enable}
     next_ids = _insert_next_tasks(conn, enabled, outcomes, now, claim_next)
     _update_groups(conn, outcomes, next_ids)
@@ -562,7 +570,7 @@ def _lock_groups(conn: Connection, group_ids: set[int]) -> dict[int, Any]:
     return {
         g.id: g
         for g in conn.execute(
-            sa.select(*_LOCKED_GROUP_COLUMNS)
+            sa.select(*_LOCKED_GROUP_COLUMNS, _BACKFILL_NEXT_AT)
             .where(task_group.c.id.in_(sorted(group_ids)))
             .order_by(task_group.c.id)  # one lock order for every recorder: no deadlocks
             .with_for_update()
@@ -591,13 +599,18 @@ _LOCKED_GROUP_COLUMNS = (
     task_group.c.overlap,
     task_group.c.buffered_at,
 )
+# The slot the group's unfinished backfill runs next (NULL without one), read with the group:
+# an index probe, no statement more (fss.store.backfills).
+_BACKFILL_NEXT_AT = unfinished_next_at(task_group.c.id).label("backfill_next_at")
 # _lock_groups on PostgreSQL: a fixed text (no IN list rendered per batch size).
 _LOCK_GROUPS_PG = sa.text(
     f"""
-    SELECT {", ".join(c.name for c in _LOCKED_GROUP_COLUMNS)}
+    SELECT {", ".join(c.name for c in _LOCKED_GROUP_COLUMNS)},
+        (SELECT b.next_at FROM backfill b WHERE b.task_group_id = task_group.id
+            AND b.done_at IS NULL ORDER BY b.id LIMIT 1) AS backfill_next_at
     FROM task_group WHERE id = ANY(CAST(:ids AS BIGINT[])) ORDER BY id FOR UPDATE
     """
-).columns(*_LOCKED_GROUP_COLUMNS)
+).columns(*_LOCKED_GROUP_COLUMNS, sa.column("backfill_next_at", UTCDateTime()))
 
 
 def _outcomes(
@@ -744,6 +757,7 @@ def _insert_next_tasks(
                 "catch_up": outcomes[gid].next_run.catch_up,
                 "claimed_by": claim_next.node if gid in claimed and claim_next else None,
                 "claimed_until": lease_until if gid in claimed else None,
+                "kind": _next_kind(outcomes[gid]),
             }
             for gid, group in groups.items()
         ],
@@ -790,6 +804,7 @@ _NEXT_TASK_COLUMNS = {
     "catch_up": "BOOLEAN",
     "claimed_by": "VARCHAR",
     "claimed_until": "TIMESTAMP",
+    "kind": "VARCHAR",
 }
 # The batch's next tasks in one statement whose text does not depend on the batch size:
 # SQLAlchemy's multi-row INSERT ... RETURNING rendered and processed every row in Python
@@ -805,7 +820,10 @@ _INSERT_NEXT_PG = sa.text(
 
 def _planned_start(group_id: int, group: Any, outcome: _GroupOutcome) -> datetime:
     """When the group's next task is due: now for a slot that passed while the run went on
-    (overlap), else its slot pushed later by its jitter (if any)."""
+    (overlap), else its slot pushed later by its jitter (if any); a backfill slot is due
+    at the slot itself (past: at once), which the job gets as ctx.start_at."""
+    if outcome.backfill_next is not None:
+        return outcome.backfill_next
     if outcome.start_at is not None:
         return outcome.start_at
     return jittered_start(group_id, outcome.next_run.at, group.jitter_ms)
@@ -852,7 +870,61 @@ def _claimed_task(task_id: int, group: Any, outcome: _GroupOutcome) -> ClaimedTa
         group.misfire,
         route=group.route,
         client_tag=group.client_tag or None,
+        kind=_next_kind(outcome),
     )
+
+
+def _next_kind(outcome: _GroupOutcome) -> str:
+    return BACKFILL if outcome.backfill_next is not None else "scheduled"
+
+
+def _interleave_backfills(
+    conn: Connection,
+    won: list[tuple[TaskFinished, Any]],
+    groups: dict[int, Any],
+    outcomes: dict[int, _GroupOutcome],
+    now: datetime,
+) -> None:
+    """fss group backfill: regular and backfill runs of a group alternate. A backfill run
+    that ended leaves the group's regular slot (next_at) as it was, and its next task is
+    that slot again (past meanwhile: the misfire rule decides, as after any late finish);
+    its backfill moves to its next slot. A regular run that ended while the group has a
+    backfill slot to run makes that slot the next task, the regular slot waiting in next_at.
+    Groups without a backfill cost a comparison (their backfill_next_at is NULL)."""
+    ran: dict[int, datetime] = {}
+    for _, row in won:
+        group = groups.get(row.task_group_id)
+        outcome = outcomes.get(row.task_group_id)
+        if group is None or outcome is None:
+            continue
+        slot = backfill_slot_ran(row.kind, row.attempt, row.start_at, group.backfill_next_at)
+        if slot is not None:
+            ran[group.id] = slot
+            outcome.next_run = NextRun(group.next_at)
+            outcome.backfill_ran, outcome.backfill_next = slot, None
+        elif group.backfill_next_at is not None and group.is_enable:
+            outcome.backfill_next, outcome.backfill_ran = group.backfill_next_at, None
+        else:
+            continue
+        # The overlap policy's passed slot waits in next_at behind the backfill run (and a
+        # backfill run passes no regular slot): no task of this batch runs it now.
+        outcome.buffered = outcome.start_at = None
+    if ran:
+        advance_backfills(conn, ran, now)
+
+
+def backfill_slot_ran(
+    kind: str, attempt: int, start_at: datetime, backfill_next_at: datetime | None
+) -> datetime | None:
+    """The backfill slot an ended run was, or None. A backfill task's first attempt is due
+    at its slot; a retry moved its start_at, and the group's backfill still holds the slot.
+    A backfill task whose slot is not its backfill's next one (cancelled, or moved by an
+    edit of the schedule) counts as a regular run."""
+    if kind != BACKFILL or backfill_next_at is None:
+        return None
+    if attempt > 1 or start_at == backfill_next_at:
+        return backfill_next_at
+    return None
 
 
 def _update_groups(
@@ -956,6 +1028,7 @@ def schedule_next(
     data: dict[str, Any] | None = None,
     catch_up: bool = False,
     attempt: int = 1,
+    kind: str = "scheduled",
 ) -> int | None:
     """Group bookkeeping after a task ended; returns the id of the next task, if any.
 
@@ -974,6 +1047,7 @@ def schedule_next(
             task_group.c.jitter_ms,
             task_group.c.overlap,
             task_group.c.buffered_at,
+            _BACKFILL_NEXT_AT,
         )
         .where(task_group.c.id == group_id)
         .with_for_update()
@@ -999,6 +1073,14 @@ def schedule_next(
     buffered = _buffered_slot(group, schedule, slot, since, job_next_at, next_run)
     if buffered is not None:
         next_run = NextRun(buffered)
+    # fss group backfill: regular and backfill runs alternate (see _interleave_backfills).
+    backfill_ran = backfill_slot_ran(kind, attempt, planned_at, group.backfill_next_at)
+    backfill_next = None
+    if backfill_ran is not None:
+        next_run, buffered = NextRun(group.next_at), None
+        advance_backfills(conn, {group_id: backfill_ran}, finished_at)
+    elif group.backfill_next_at is not None and group.is_enable:
+        backfill_next, buffered = group.backfill_next_at, None
     changes: dict[str, Any] = {
         "last_run_at": finished_at, "next_at": next_run.at, "buffered_at": buffered,
     }
@@ -1015,9 +1097,13 @@ def schedule_next(
         start_at = (
             finished_at if buffered else jittered_start(group_id, next_run.at, group.jitter_ms)
         )
+        if backfill_next is not None:
+            start_at = backfill_next
         next_task_id = insert_waiting_task(conn, group_id, group.job_name, start_at, finished_at)
         if next_run.catch_up:
             conn.execute(task.update().where(task.c.id == next_task_id).values(catch_up=True))
+        if backfill_next is not None:
+            conn.execute(task.update().where(task.c.id == next_task_id).values(kind=BACKFILL))
         if buffered is not None:
             conn.execute(
                 run_log.insert().values(

@@ -84,6 +84,8 @@ class OpenTask:
     # The group's time limit: a run Working past max_run_s + 2 x grace is failed by the
     # supervisor (the worker's hard limit, max_run_s + grace, did not end it).
     max_run_s: int | None = None
+    # scheduled | manual | child | backfill (a backfill run ended moves its backfill on).
+    kind: str = "scheduled"
 
     def hung_after(self, default_s: float) -> timedelta:
         """The group's timeout, else max(2.5 x its average run time, the default), as in FSS."""
@@ -114,6 +116,7 @@ def _open_tasks(conn: Connection, *conditions: Any) -> list[OpenTask]:
             task_group.c.timeout_s,
             task_group.c.run_speed_avg,
             task_group.c.max_run_s,
+            task.c.kind,
         )
         .join(task_group, task_group.c.id == task.c.task_group_id, isouter=True)
         .where(status_in(IN_FLIGHT), *conditions)
@@ -133,6 +136,7 @@ def _open_tasks(conn: Connection, *conditions: Any) -> list[OpenTask]:
             r.timeout_s,
             r.run_speed_avg or 0,
             r.max_run_s,
+            r.kind,
         )
         for r in rows
     ]
@@ -277,6 +281,7 @@ def fail_task(
         success=False,
         run_speed_ms=run_speed_ms,
         attempt=open_task.attempt,
+        kind=open_task.kind,
     )
     return True
 
