@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 import click
@@ -20,7 +20,9 @@ from fss.domain.group_spec import (
     parse_data,
 )
 from fss.errors import InvalidField
+from fss.store import backfills
 from fss.store import groups as store
+from fss.store.backfills import BackfillRow
 from fss.store.rows import GroupRow
 
 
@@ -308,16 +310,19 @@ def disabled_text(group: GroupRow) -> str | None:
 QUIET_DEFAULTS = {**POLICY_DEFAULTS, "on_success": [], "disabled_note": None, "enable_at": None}
 
 
-def show(group: GroupRow, as_json: bool) -> None:
+def show(group: GroupRow, as_json: bool, backfill: BackfillRow | None = None) -> None:
+    """The group; with `backfill`, its unfinished backfill too (window, slots done/total)."""
     if as_json:
-        emit_json(group.to_json())
+        extra = {} if backfill is None else {"backfill": backfill.to_json()}
+        emit_json(group.to_json() | extra)
         return
-    emit_record(
-        [
-            (k, v) for k, v in group.to_json().items()
-            if k not in QUIET_DEFAULTS or v != QUIET_DEFAULTS[k]
-        ]
-    )
+    fields = [
+        (k, v) for k, v in group.to_json().items()
+        if k not in QUIET_DEFAULTS or v != QUIET_DEFAULTS[k]
+    ]
+    if backfill is not None:
+        fields.append(("backfill", backfill.describe()))
+    emit_record(fields)
 
 
 @group_cli.command("show", cls=IdCommand)
@@ -327,7 +332,8 @@ def show(group: GroupRow, as_json: bool) -> None:
 def show_group(cli: CliContext, group_id: int, as_json: bool) -> None:
     """One group in full."""
     with cli.engine.connect() as conn:
-        show(store.get_group(conn, group_id), as_json)
+        group = store.get_group(conn, group_id)
+        show(group, as_json, backfills.current_backfill(conn, group_id))
 
 
 @group_cli.command("edit", cls=IdCommand)
@@ -409,3 +415,48 @@ def run_group(cli: CliContext, group_id: int, data_json: str | None) -> None:
     data = read_data_option(data_json) if data_json is not None else None
     task_id = store.run_now(cli.engine, group_id, cli.clock.now(), data)
     click.echo(task_id)
+
+
+@group_cli.command("backfill", cls=IdCommand)
+@click.argument("group_id", type=ID)
+@click.option("--from", "from_at", help="ISO 8601 time: the window's first moment.")
+@click.option("--to", "to_at", help="ISO 8601 time: the window's last moment (not later than now).")
+@click.option("--cancel", is_flag=True, help="End the group's unfinished backfill.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_cli
+def backfill_group(
+    cli: CliContext,
+    group_id: int,
+    from_at: str | None,
+    to_at: str | None,
+    cancel: bool,
+    as_json: bool,
+) -> None:
+    """Run the group's slots of a past window, one at a time, in order, between its regular
+    runs (each with ctx.start_at = its slot)."""
+    if cancel:
+        if from_at is not None or to_at is not None:
+            raise InvalidField("cancel", "--cancel takes no --from or --to")
+        row = backfills.cancel_backfill(cli.engine, group_id, cli.clock.now())
+        if as_json:
+            emit_json(row.to_json())
+            return
+        click.echo(f"group {group_id}: backfill cancelled after {row.slots_done} of "
+                   f"{row.slots_total} slots")
+        return
+    if from_at is None or to_at is None:
+        raise InvalidField("from" if from_at is None else "to", "give both --from and --to")
+    row = backfills.create_backfill(
+        cli.engine,
+        group_id,
+        parse_time("from", from_at),
+        parse_time("to", to_at),
+        cli.clock.now(),
+        timedelta(seconds=cli.settings.lookahead_s),
+    )
+    if as_json:
+        emit_json(row.to_json() | {"started": row.started})
+        return
+    when = "runs now" if row.started else "runs when the group's current run ends"
+    first = row.next_at.isoformat() if row.next_at else "-"
+    click.echo(f"group {group_id}: backfill of {row.slots_total} slots; the first, {first}, {when}")
