@@ -77,6 +77,8 @@
       prop("Group", link(`/groups/${t.task_group_id}`, t.caption || `group ${t.task_group_id}`)),
       prop("Job", mono(t.job_name)),
       prop("Planned start", timeNode(t.start_at)),
+      // scheduled, manual (fss group run), child (on_success), backfill (start = its slot)
+      prop("Kind", t.kind || null),
       prop("Duration", t.run_speed !== null ? duration(t.run_speed) : null),
       prop("Attempt", String(t.attempt)),
       prop("Client", t.client_id ? link(`/tasks?client_id=${encodeURIComponent(t.client_id)}`,
