@@ -57,6 +57,9 @@ def scene(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Sce
     )
     client = redis.Redis.from_url(broker)
     yield Scene(engine, clock, service, client, installation)
+    # check_broker() starts the recorder thread once the broker is ours: stop it, or it
+    # would go on consuming from this Redis db after the db is handed to another test.
+    service.stop()
     guard.close()
     client.close()
     inner.close()
