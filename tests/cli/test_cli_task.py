@@ -241,6 +241,11 @@ def test_given_a_task_when_shown_as_json_then_every_field(
     )
     assert datetime.fromisoformat(shown["finish_at"]) == T0 + timedelta(milliseconds=255)
     assert shown["error"] is None
+    # show adds the attempts (one here) to what list gives
+    attempts = shown.pop("attempts")
+    assert [(a["attempt"], a["status"], a["client_id"]) for a in attempts] == [
+        (1, "Success", "worker-1")
+    ]
     assert shown == next(t for t in fss_json(fss, "task", "list") if t["id"] == history["success"])
 
 
@@ -249,11 +254,16 @@ def test_given_a_task_when_shown_as_text_then_one_line_per_field(
     fss: Fss, history: dict[str, Any]
 ) -> None:
     out = fss("task", "show", str(history["fail"])).stdout
+    # The fields, one per line, then a blank line and the attempts table.
+    field_lines, _, attempts = out.partition("\n\n")
 
-    fields = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in out.splitlines())
+    fields = dict(
+        re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in field_lines.splitlines()
+    )
     assert fields["id"] == str(history["fail"])
     assert fields["status"] == "Fail"
     assert fields["error"] == "ValueError: boom"
+    assert attempts.splitlines()[0].split()[:3] == ["ATTEMPT", "STATUS", "CLIENT_ID"]
 
 
 # -- task logs --------------------------------------------------------------------------------
