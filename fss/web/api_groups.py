@@ -325,7 +325,12 @@ def enable_group(group_id: GroupId, principal: Admin, context: Context) -> dict[
 
 
 class DisableRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # The example is what Swagger UI's "Try it out" sends as is: a valid body, not "string".
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"example": {"note": "database maintenance", "until": None}},
+    )
 
     note: str | None = Field(None, description="Why, up to 512 characters (disabled_note).")
     until: str | None = Field(
