@@ -378,7 +378,8 @@ def test_the_task_page_shows_log_lines_in_the_jobs_order(
             [{"t": failed, "g": flaky, "c": f"ordered {s}", "s": 100_000 + s} for s in seqs],
         )
     page.goto(f"{base}/tasks/{failed}")
-    expect(page.locator("#tail-state")).to_have_text("finished")
+    # 1,200+ lines stream in pages: on a loaded 2-core CI the default 5 s was too short once.
+    expect(page.locator("#tail-state")).to_have_text("finished", timeout=30_000)
     lines = page.locator(".log-content", has_text="ordered ").all_inner_texts()
     assert lines == [f"ordered {s}" for s in range(1, 1201)]
 
