@@ -14,6 +14,7 @@ from typing import Any
 from kombu.transport import TRANSPORT_ALIASES
 
 from fss.errors import InvalidField
+from fss.logsafe import mask_urls
 
 DEFAULT_DATABASE_URL = "sqlite:///fss.db"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -120,12 +121,10 @@ def _convert(name: str, type_name: str, raw: str) -> Any:
     return number
 
 
-PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@/]*@")
-
-
 def hide_password(url: str) -> str:
-    """`url` as it may be logged or shown: a password in it becomes `***`."""
-    return PASSWORD_IN_URL.sub(r"\1***@", url)
+    """`url` as it may be logged or shown: a password in it becomes `***` (the masking every
+    log line gets, fss.logsafe)."""
+    return mask_urls(url)
 
 
 # RFC 3986 scheme; SQLAlchemy adds "+driver" (postgresql+psycopg2), kombu "+variant".

@@ -139,7 +139,7 @@ class InstallationGuard:
     def __init__(
         self,
         installation: str,
-        mark: BrokerMark | None,
+        mark: BrokerMark,
         live_workers: Callable[[], list[str]],
         broker_label: str,
         monotonic: Callable[[], float] = time.monotonic,
@@ -155,10 +155,6 @@ class InstallationGuard:
         self._checked_at: float | None = None
 
     @property
-    def judgement(self) -> BrokerJudgement:
-        return self._judgement
-
-    @property
     def may_dispatch(self) -> bool:
         return self._judgement.may_dispatch
 
@@ -172,8 +168,6 @@ class InstallationGuard:
         """Raises what the broker or the database raised (the caller's loop reports it)."""
         with self._lock:
             self._checked_at = self._monotonic()
-            if self._mark is None:
-                return self._judgement
             judgement = self._judge()
             if judgement.verdict is BrokerVerdict.CLAIMABLE:
                 found = self._mark.take_or_renew(self.installation)
@@ -189,11 +183,9 @@ class InstallationGuard:
             return judgement
 
     def _judge(self) -> BrokerJudgement:
-        assert self._mark is not None
         return judge_broker(self._facts(self._mark.read()), self._broker_label)
 
     def _facts(self, mark: str | None) -> BrokerFacts:
-        assert self._mark is not None
         workers: list[str] = []
         here: int | None = 0
         if mark is None and not self._held:
@@ -215,5 +207,4 @@ class InstallationGuard:
             log.error("not dispatching: %s", judgement.reason)
 
     def close(self) -> None:
-        if self._mark is not None:
-            self._mark.close()
+        self._mark.close()

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from fss.cli.context import CliContext, first_line, pass_cli
 from fss.cli.database import DatabaseFileMissing, create_database_command, missing_database
 from fss.cli.output import emit_json
-from fss.config import Settings
+from fss.config import Settings, hide_password
 from fss.installation import BrokerMark
 from fss.scheduler.supervisor import LEASE_NAME as SUPERVISOR_LEASE
 from fss.store import migrate
@@ -75,11 +75,6 @@ def problem(check: str, detail: str, advice: str) -> Finding:
 # -- the broker --------------------------------------------------------------------------------
 
 
-PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@/]*@")
-
-
-def hide_password(url: str) -> str:
-    return PASSWORD_IN_URL.sub(r"\1***@", url)
 
 
 def check_broker(url: str, timeout_s: float) -> Finding:

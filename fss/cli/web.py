@@ -21,10 +21,10 @@ import uvicorn
 from fss.celery_app import check_broker_transport
 from fss.cli.bridge import is_loopback
 from fss.cli.context import CliContext, connection_options
-from fss.cli.health import DEFAULT_BROKER_TIMEOUT_S, check_broker, hide_password
+from fss.cli.health import DEFAULT_BROKER_TIMEOUT_S, check_broker
 from fss.cli.logs import log_format_option, setup_logging
 from fss.cli.processes import require_current_schema
-from fss.config import Settings
+from fss.config import Settings, hide_password
 from fss.errors import FssError, InvalidField
 from fss.web import WebSettings, create_web_app
 from fss.web.auth import hash_password
