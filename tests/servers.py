@@ -10,6 +10,8 @@ The SQL URLs are *admin* URLs: the fixtures connect there only to CREATE / DROP 
 ``fss_test_<8 hex>`` databases. In Redis the fixtures only use database numbers 1..15 that are
 empty when reserved; a reservation is a key ``fss:test:dbs:<n>`` in the URL's own database
 (db 0 by default), set NX with a one hour expiry, so concurrent test runs never share a db.
+When none is free, the run starts a throwaway redis-server of its own (``tests/throwaway.py``)
+and takes its databases instead.
 Nothing a test run did not create is ever touched.
 
 A server that cannot be reached makes the fixture FAIL (never skip), with the command that
@@ -34,6 +36,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
+from throwaway import ThrowawayRedis
 
 POSTGRES_URL_ENV = "FSS_TEST_POSTGRES_URL"
 MYSQL_URL_ENV = "FSS_TEST_MYSQL_URL"
@@ -397,12 +400,17 @@ def _redis_client(url: str) -> redis.Redis:
 
 @dataclass
 class RedisReservation:
-    """Redis database ``db`` reserved by this run (key ``fss:test:dbs:<db>`` holds ``token``)."""
+    """Redis database ``db`` reserved by this run (key ``fss:test:dbs:<db>`` holds ``token``).
+
+    ``overflow`` reservations live on this run's own throwaway redis-server (see
+    ``RedisDbPool.reserve``): no key guards them, nobody else can reach them.
+    """
 
     db: int
     url: str
     token: str
     size_at_reserve: int = 0
+    overflow: bool = False
 
     @property
     def key(self) -> str:
@@ -410,7 +418,13 @@ class RedisReservation:
 
 
 class RedisDbPool:
-    """Hands out empty Redis databases 1..15, reserved against concurrent test runs."""
+    """Hands out empty Redis databases 1..15, reserved against concurrent test runs.
+
+    When the shared server has no empty, unreserved database left (other runs, or someone
+    else's data in them), the pool starts a throwaway redis-server of its own from the
+    installed binary and hands out its databases instead, so a busy shared Redis slows
+    nothing and fails nothing.
+    """
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
@@ -421,6 +435,8 @@ class RedisDbPool:
         self.control_db = int(path_db or query_db or 0)
         self.control_url = redis_url_for_db(self.base_url, self.control_db)
         self._control: redis.Redis | None = None
+        self._overflow: ThrowawayRedis | None = None
+        self._overflow_free: list[int] = []
 
     @property
     def shown_url(self) -> str:
@@ -464,14 +480,25 @@ class RedisDbPool:
                 continue
             self.held.append(res)
             return res
-        in_use = sorted(k.decode() for k in control.scan_iter(f"{REDIS_RESERVATION_PREFIX}*"))
-        pytest.fail(
-            f"no empty, unreserved Redis database among {REDIS_TEST_DBS.start}.."
-            f"{REDIS_TEST_DBS.stop - 1} on {self.shown_url} (this run holds "
-            f"{[r.db for r in self.held]}; reservations: {in_use}). Reserve fewer at once, or "
-            f"wait for other test runs; reservations expire after {REDIS_RESERVATION_TTL_S}s.",
-            pytrace=False,
-        )
+        return self._reserve_overflow()
+
+    def _reserve_overflow(self) -> RedisReservation:
+        if self._overflow is None:
+            server = ThrowawayRedis(durable=False)
+            server.start()
+            self._overflow = server
+            self._overflow_free = list(REDIS_TEST_DBS)
+        if not self._overflow_free:
+            pytest.fail(
+                f"no empty Redis database left: the shared server {self.shown_url} and this "
+                f"run's own redis-server (port {self._overflow.port}) are both taken (this run "
+                f"holds {len(self.held)}). Reserve fewer at once.",
+                pytrace=False,
+            )
+        db = self._overflow_free.pop(0)
+        res = RedisReservation(db, self._overflow.url(db), "overflow", overflow=True)
+        self.held.append(res)
+        return res
 
     def refresh(self) -> None:
         """Extend the expiry of every reservation this run still holds."""
@@ -479,13 +506,19 @@ class RedisDbPool:
             return
         control = self.control()
         for res in self.held:
-            if control.get(res.key) == res.token.encode():
+            if not res.overflow and control.get(res.key) == res.token.encode():
                 control.expire(res.key, REDIS_RESERVATION_TTL_S)
 
     def release(self, res: RedisReservation) -> None:
         """FLUSHDB the reserved database (only while still ours), then drop the reservation."""
         if res in self.held:
             self.held.remove(res)
+        if res.overflow:
+            if self._overflow is not None and self._overflow.running:
+                with _redis_client(res.url) as client:
+                    client.flushdb()
+                self._overflow_free.append(res.db)
+            return
         control = self.control()
         if control.get(res.key) == res.token.encode():
             with _redis_client(res.url) as client:
@@ -498,6 +531,9 @@ class RedisDbPool:
         if self._control is not None:
             self._control.close()
             self._control = None
+        if self._overflow is not None:
+            self._overflow.close()
+            self._overflow = None
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from servers import (
     redis_url_for_db,
 )
 from sqlalchemy.engine import make_url
+from throwaway import ThrowawayRedis
 
 
 def _roundtrip(url: str) -> list[tuple[int, str]]:
@@ -193,13 +194,14 @@ def test_redis_url_is_the_reserved_empty_db(
     redis_url: str, redis_reservation: RedisReservation, redis_pool: RedisDbPool
 ) -> None:
     db = int(redis_url.rsplit("/", 1)[1])
-    assert db in REDIS_TEST_DBS and db != redis_pool.control_db
-    assert redis_url == redis_url_for_db(redis_pool.base_url, db)
-    assert redis_reservation.db == db
+    assert db in REDIS_TEST_DBS and redis_reservation.db == db
     assert redis_reservation.size_at_reserve == 0
-    control = redis_pool.control()
-    assert control.get(f"{REDIS_RESERVATION_PREFIX}{db}") == redis_reservation.token.encode()
-    assert 0 < control.ttl(f"{REDIS_RESERVATION_PREFIX}{db}") <= 3600
+    if not redis_reservation.overflow:  # on the shared server: guarded by a reservation key
+        assert db != redis_pool.control_db
+        assert redis_url == redis_url_for_db(redis_pool.base_url, db)
+        control = redis_pool.control()
+        assert control.get(f"{REDIS_RESERVATION_PREFIX}{db}") == redis_reservation.token.encode()
+        assert 0 < control.ttl(f"{REDIS_RESERVATION_PREFIX}{db}") <= 3600
     with redis.Redis.from_url(redis_url) as client:
         assert client.connection_pool.connection_kwargs["db"] == db
         client.set("fss:test:probe", "1")
@@ -211,14 +213,40 @@ def test_fresh_redis_url_gives_distinct_empty_dbs(
     fresh_redis_url: Callable[[], str], redis_url: str, redis_pool: RedisDbPool
 ) -> None:
     first, second = fresh_redis_url(), fresh_redis_url()
-    dbs = {int(u.rsplit("/", 1)[1]) for u in (first, second, redis_url)}
-    assert len(dbs) == 3
+    assert len({first, second, redis_url}) == 3
     for url in (first, second):
         with redis.Redis.from_url(url) as client:
             assert client.dbsize() == 0
             client.set("fss:test:probe", url)
-    held = {r.db for r in redis_pool.held}
-    assert dbs <= held
+    held = {r.url for r in redis_pool.held}
+    assert {first, second, redis_url} <= held
+
+
+def test_a_full_shared_redis_overflows_to_a_throwaway_server() -> None:
+    """Every shared db taken by someone else's data: the pool runs a redis-server of its own."""
+    with ThrowawayRedis(durable=False) as shared:
+        for db in REDIS_TEST_DBS:
+            with redis.Redis.from_url(shared.url(db)) as client:
+                client.set("someone:else", "keep me")
+        pool = RedisDbPool(shared.url(0))
+        try:
+            first, second = pool.reserve(), pool.reserve()
+            assert first.overflow and second.overflow
+            assert first.url != second.url
+            assert f":{shared.port}/" not in first.url
+            with redis.Redis.from_url(first.url) as client:
+                assert client.dbsize() == 0
+                client.set("fss:test:probe", "x")
+            pool.release(first)
+            with redis.Redis.from_url(first.url) as client:
+                assert client.dbsize() == 0
+            assert [r.url for r in pool.held] == [second.url]
+        finally:
+            pool.close()
+        for db in REDIS_TEST_DBS:  # the shared server's data is untouched
+            with redis.Redis.from_url(shared.url(db)) as client:
+                assert client.get("someone:else") == b"keep me"
+                assert client.dbsize() == 1
 
 
 def test_fresh_redis_dbs_are_flushed_and_released(redis_pool: RedisDbPool) -> None:

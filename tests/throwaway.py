@@ -78,7 +78,9 @@ def _tail(path: Path, lines: int = 20) -> str:
 class ThrowawayRedis:
     """A redis-server of our own in ``root`` (AOF on, fsync always), on a free port."""
 
-    def __init__(self, root: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, root: Path | None = None, port: int | None = None,
+                 durable: bool = True) -> None:
+        self.durable = durable
         self._own_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="fss-redis-"))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -103,7 +105,8 @@ class ThrowawayRedis:
                         pytrace=False)
         args = [
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
-            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+            "--appendonly", "yes" if self.durable else "no", "--appendfsync", "always",
+            "--save", "",
             "--daemonize", "no", "--logfile", str(self.log_path),
             "--protected-mode", "no",
         ]
