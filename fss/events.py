@@ -99,6 +99,8 @@ class TaskStarted(Event):
     # The installation whose order this run is (its database's id); "" from older senders.
     # A recorder of another installation dead-letters the event, never applies it.
     installation: str = ""
+    # The broadcast shard (RunOrder.shard_index) this run is; None for every other run.
+    shard: int | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ class TaskProgressed(Event):
     # The installation whose order this run is (its database's id); "" from older senders.
     # A recorder of another installation dead-letters the event, never applies it.
     installation: str = ""
+    # The broadcast shard (RunOrder.shard_index) this run is; None for every other run.
+    shard: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,8 @@ class TaskLogged(Event):
     # The installation whose order this run is (its database's id); "" from older senders.
     # A recorder of another installation dead-letters the event, never applies it.
     installation: str = ""
+    # The broadcast shard (RunOrder.shard_index) this run is; None for every other run.
+    shard: int | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,8 @@ class TaskFinished(Event):
     # The installation whose order this run is (its database's id); "" from older senders.
     # A recorder of another installation dead-letters the event, never applies it.
     installation: str = ""
+    # The broadcast shard (RunOrder.shard_index) this run is; None for every other run.
+    shard: int | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,8 @@ class TaskDataSaved(Event):
     # The installation whose order this run is (its database's id); "" from older senders.
     # A recorder of another installation dead-letters the event, never applies it.
     installation: str = ""
+    # The broadcast shard (RunOrder.shard_index) this run is; None for every other run.
+    shard: int | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +234,8 @@ def to_dict(event: Event) -> dict[str, Any]:
     # Field by field, not dataclasses.asdict: asdict deep-copies and cost ~0.2 ms per event
     # on the worker's hot path. Events hold JSON-ready values already (data is a JSON object).
     body = {name: getattr(event, name) for name in _field_names(type(event))}
+    if body.get("shard", 0) is None:
+        del body["shard"]  # only broadcast runs name a shard: no byte more for the others
     for key, value in body.items():
         if isinstance(value, datetime):
             body[key] = as_utc(value).isoformat()
@@ -413,6 +425,7 @@ _INT_LIMITS = {
     "run_speed_ms": INT64_MAX,
     "seq": INT64_MAX,
     "attempt": INT32_MAX,
+    "shard": INT32_MAX,
     "pid": INT32_MAX,
     "active": INT32_MAX,
 }
@@ -434,6 +447,9 @@ def check(event: Event) -> None:
         validate_data(event.data)
     if isinstance(event, TaskLogged) and not event.event_id:
         raise InvalidField("event_id", "must not be empty")
+    shard = getattr(event, "shard", None)
+    if shard is not None and shard < 0:
+        raise InvalidField("shard", f"must be >= 0, got {shard}")
     if isinstance(event, TaskLogged) and event.seq is not None and event.seq < 1:
         raise InvalidField("seq", f"must be >= 1, got {event.seq}")
     if isinstance(event, ClientHeartbeat):

@@ -23,6 +23,16 @@ class RunOrder:
     # The installation (fss db upgrade's id) that sent the order: the worker enters the
     # fence under it and stamps it on the run's events. "" from a sender that predates it.
     installation: str = ""
+    # Broadcast runs (route `broadcast`): this order is shard `shard_index` of
+    # `shard_total` (one per live client), each entering a fence of its own. 0 of 0 for
+    # every other run, and then absent from the message.
+    shard_index: int = 0
+    shard_total: int = 0
+
+    @property
+    def shard(self) -> int | None:
+        """The shard its events name: None unless a broadcast run."""
+        return self.shard_index if self.shard_total else None
 
     def to_kwargs(self) -> dict[str, Any]:
         kwargs = {
@@ -36,6 +46,9 @@ class RunOrder:
         }
         if self.installation:
             kwargs["installation"] = self.installation
+        if self.shard_total:
+            kwargs["shard_index"] = self.shard_index
+            kwargs["shard_total"] = self.shard_total
         return kwargs
 
     @classmethod
@@ -46,6 +59,13 @@ class RunOrder:
                 raise InvalidField(name, "missing in run order")
         data = kwargs.get("data")
         installation = kwargs.get("installation")
+        shard_index = require_int("shard_index", kwargs.get("shard_index", 0))
+        shard_total = require_int("shard_total", kwargs.get("shard_total", 0))
+        plain = shard_index == shard_total == 0
+        if not (plain or 0 <= shard_index < shard_total):
+            raise InvalidField(
+                "shard_index", f"{shard_index} is not a shard of {shard_total} (0..total-1)"
+            )
         return cls(
             task_id=require_int("task_id", kwargs["task_id"]),
             attempt=require_int("attempt", kwargs["attempt"]),
@@ -55,4 +75,6 @@ class RunOrder:
             start_at=require_time("start_at", kwargs["start_at"]),
             data={} if data is None else require_dict("data", data),
             installation="" if installation is None else require_str("installation", installation),
+            shard_index=shard_index,
+            shard_total=shard_total,
         )
