@@ -117,13 +117,16 @@ class Fence(Protocol):
         *,
         installation: str = "",
         delivery: str = "",
+        shard: int = 0,
     ) -> bool:
         """Claim `attempt` for `holder` (the worker incarnation) if it is the armed one.
         `delivery` names this one delivery of the order (a fresh token when empty): entering
         again with the same token answers True again, with any other token False."""
         ...
 
-    def holder(self, task_id: int, attempt: int, *, installation: str = "") -> str | None:
+    def holder(
+        self, task_id: int, attempt: int, *, installation: str = "", shard: int = 0
+    ) -> str | None:
         """Who entered `attempt`, or None if nobody did."""
         ...
 
@@ -140,8 +143,24 @@ class Fence(Protocol):
         entered value may be replaced by this attempt (an entered older one may not)."""
         ...
 
-    def revoke(self, task_id: int, attempt: int, *, installation: str = "") -> bool:
+    def revoke(
+        self, task_id: int, attempt: int, *, installation: str = "", shard: int = 0
+    ) -> bool:
         """Close `attempt` to workers; False if one already entered it (it is running)."""
+        ...
+
+    def arm_shards(
+        self,
+        task_id: int,
+        attempt: int,
+        shards: list[int],
+        *,
+        installation: str = "",
+        ttl_s: float | None = None,
+        replacing: bool = False,
+    ) -> list[int]:
+        """arm() for shards of one broadcast attempt, each under its own fence; the shards
+        it refused. `replacing`: a retry, as in arm_many."""
         ...
 
     def close(self) -> None: ...
@@ -180,6 +199,25 @@ class RedisFence:
         refused = self._redis.evalsha(_ARM, keys, [*args, _whole_seconds(ttl_s)])
         return [attempts[int(index) - 1][0] for index in refused]
 
+    def arm_shards(
+        self,
+        task_id: int,
+        attempt: int,
+        shards: list[int],
+        *,
+        installation: str = "",
+        ttl_s: float | None = None,
+        replacing: bool = False,
+    ) -> list[int]:
+        if not shards:
+            return []
+        keys = [fence_key(task_id, installation, shard) for shard in shards]
+        spec = f"{attempt}+" if replacing else str(attempt)
+        refused = self._redis.evalsha(
+            _ARM, keys, [*([spec] * len(shards)), _whole_seconds(ttl_s)]
+        )
+        return [shards[int(index) - 1] for index in refused]
+
     def enter(
         self,
         task_id: int,
@@ -188,18 +226,24 @@ class RedisFence:
         *,
         installation: str = "",
         delivery: str = "",
+        shard: int = 0,
     ) -> bool:
         args: list[str | int] = [
             str(attempt), RUNNING_TTL_S, holder, delivery or new_delivery_token()
         ]
-        return bool(self._redis.evalsha(_ENTER, [fence_key(task_id, installation)], args))
+        key = fence_key(task_id, installation, shard)
+        return bool(self._redis.evalsha(_ENTER, [key], args))
 
-    def holder(self, task_id: int, attempt: int, *, installation: str = "") -> str | None:
-        value = self._redis.call("GET", fence_key(task_id, installation))
+    def holder(
+        self, task_id: int, attempt: int, *, installation: str = "", shard: int = 0
+    ) -> str | None:
+        value = self._redis.call("GET", fence_key(task_id, installation, shard))
         return _holder_of(value.decode() if isinstance(value, bytes) else value, attempt)
 
-    def revoke(self, task_id: int, attempt: int, *, installation: str = "") -> bool:
-        key = fence_key(task_id, installation)
+    def revoke(
+        self, task_id: int, attempt: int, *, installation: str = "", shard: int = 0
+    ) -> bool:
+        key = fence_key(task_id, installation, shard)
         return bool(self._redis.evalsha(_REVOKE, [key], [str(attempt), ARMED_TTL_S]))
 
     def close(self) -> None:
@@ -231,9 +275,10 @@ class MemoryFence:
         installation: str = "",
         ttl_s: float | None = None,
         replacing: bool = False,
+        shard: int = 0,
     ) -> bool:
         with self._lock:
-            key = self._pruned(task_id, installation)
+            key = self._pruned(task_id, installation, shard)
             if not _may_arm(self._current(key), attempt, replacing):
                 return False
             self._set(key, str(attempt), _whole_seconds(ttl_s))
@@ -259,6 +304,25 @@ class MemoryFence:
             )
         ]
 
+    def arm_shards(
+        self,
+        task_id: int,
+        attempt: int,
+        shards: list[int],
+        *,
+        installation: str = "",
+        ttl_s: float | None = None,
+        replacing: bool = False,
+    ) -> list[int]:
+        return [
+            shard
+            for shard in shards
+            if not self.arm(
+                task_id, attempt, installation=installation, ttl_s=ttl_s,
+                replacing=replacing, shard=shard,
+            )
+        ]
+
     def enter(
         self,
         task_id: int,
@@ -267,9 +331,10 @@ class MemoryFence:
         *,
         installation: str = "",
         delivery: str = "",
+        shard: int = 0,
     ) -> bool:
         with self._lock:
-            key = self._pruned(task_id, installation)
+            key = self._pruned(task_id, installation, shard)
             current = self._current(key)
             entered = _entered_value(attempt, holder, delivery or new_delivery_token())
             if current == entered:
@@ -279,13 +344,18 @@ class MemoryFence:
             self._set(key, entered, RUNNING_TTL_S)
             return True
 
-    def holder(self, task_id: int, attempt: int, *, installation: str = "") -> str | None:
+    def holder(
+        self, task_id: int, attempt: int, *, installation: str = "", shard: int = 0
+    ) -> str | None:
         with self._lock:
-            return _holder_of(self._current(self._pruned(task_id, installation)), attempt)
+            key = self._pruned(task_id, installation, shard)
+            return _holder_of(self._current(key), attempt)
 
-    def revoke(self, task_id: int, attempt: int, *, installation: str = "") -> bool:
+    def revoke(
+        self, task_id: int, attempt: int, *, installation: str = "", shard: int = 0
+    ) -> bool:
         with self._lock:
-            key = self._pruned(task_id, installation)
+            key = self._pruned(task_id, installation, shard)
             value = self._current(key)
             if _holder_of(value, attempt) is not None:
                 return False
@@ -314,7 +384,7 @@ class MemoryFence:
             self._expiries = [(until, key) for key, (_, until) in self._state.items()]
             heapq.heapify(self._expiries)
 
-    def _pruned(self, task_id: int, installation: str) -> str:
+    def _pruned(self, task_id: int, installation: str, shard: int = 0) -> str:
         """Drop the entries that expired; the key of the task."""
         now = self._clock()
         while self._expiries and self._expiries[0][0] < now:
@@ -322,7 +392,7 @@ class MemoryFence:
             entry = self._state.get(key)
             if entry is not None and entry[1] == until:  # not written again since
                 del self._state[key]
-        return fence_key(task_id, installation)
+        return fence_key(task_id, installation, shard)
 
 
 class NoFence:
@@ -345,6 +415,18 @@ class NoFence:
     ) -> list[int]:
         return []
 
+    def arm_shards(
+        self,
+        task_id: int,
+        attempt: int,
+        shards: list[int],
+        *,
+        installation: str = "",
+        ttl_s: float | None = None,
+        replacing: bool = False,
+    ) -> list[int]:
+        return []
+
     def enter(
         self,
         task_id: int,
@@ -353,13 +435,18 @@ class NoFence:
         *,
         installation: str = "",
         delivery: str = "",
+        shard: int = 0,
     ) -> bool:
         return True
 
-    def holder(self, task_id: int, attempt: int, *, installation: str = "") -> str | None:
+    def holder(
+        self, task_id: int, attempt: int, *, installation: str = "", shard: int = 0
+    ) -> str | None:
         return None
 
-    def revoke(self, task_id: int, attempt: int, *, installation: str = "") -> bool:
+    def revoke(
+        self, task_id: int, attempt: int, *, installation: str = "", shard: int = 0
+    ) -> bool:
         return True
 
     def close(self) -> None:

@@ -67,6 +67,21 @@ class ScopedFence:
             attempts, installation=self.installation, ttl_s=ttl_s, replacing=replacing
         )
 
+    def arm_shards(
+        self,
+        task_id: int,
+        attempt: int,
+        shards: list[int],
+        *,
+        installation: str = "",
+        ttl_s: float | None = None,
+        replacing: bool = False,
+    ) -> list[int]:
+        return self._inner.arm_shards(
+            task_id, attempt, shards, installation=self.installation, ttl_s=ttl_s,
+            replacing=replacing,
+        )
+
     def enter(
         self,
         task_id: int,
@@ -75,16 +90,22 @@ class ScopedFence:
         *,
         installation: str = "",
         delivery: str = "",
+        shard: int = 0,
     ) -> bool:
         return self._inner.enter(
-            task_id, attempt, holder, installation=self.installation, delivery=delivery
+            task_id, attempt, holder, installation=self.installation, delivery=delivery,
+            shard=shard,
         )
 
-    def holder(self, task_id: int, attempt: int, *, installation: str = "") -> str | None:
-        return self._inner.holder(task_id, attempt, installation=self.installation)
+    def holder(
+        self, task_id: int, attempt: int, *, installation: str = "", shard: int = 0
+    ) -> str | None:
+        return self._inner.holder(task_id, attempt, installation=self.installation, shard=shard)
 
-    def revoke(self, task_id: int, attempt: int, *, installation: str = "") -> bool:
-        return self._inner.revoke(task_id, attempt, installation=self.installation)
+    def revoke(
+        self, task_id: int, attempt: int, *, installation: str = "", shard: int = 0
+    ) -> bool:
+        return self._inner.revoke(task_id, attempt, installation=self.installation, shard=shard)
 
     def close(self) -> None:
         self._inner.close()

@@ -42,9 +42,11 @@ def celery_task_id(task_id: int, attempt: int) -> str:
     return f"fss-{task_id}-{attempt}"
 
 
-def fence_key(task_id: int, installation: str = "") -> str:
+def fence_key(task_id: int, installation: str = "", shard: int = 0) -> str:
     """The fence of a task of one installation: task ids of two installations sharing a
-    Redis (or of a database re-created under an old Redis) never meet."""
+    Redis (or of a database re-created under an old Redis) never meet. Each shard of a
+    broadcast run has a fence of its own; shard 0 is the task's own."""
+    suffix = f"/{shard}" if shard else ""
     if installation:
-        return f"{FENCE_KEY_PREFIX}{installation}:{task_id}"
-    return f"{FENCE_KEY_PREFIX}{task_id}"
+        return f"{FENCE_KEY_PREFIX}{installation}:{task_id}{suffix}"
+    return f"{FENCE_KEY_PREFIX}{task_id}{suffix}"

@@ -417,3 +417,31 @@ def test_given_many_tasks_then_each_memory_fence_call_does_a_bounded_amount_of_w
     # 10,000 entries, made 4.4*10^7 comparisons here (20 times this bound); the heap 7.9*10^5.
     bound = 4 * calls * math.log2(2 * tasks)
     assert CountedTime.comparisons < bound, (CountedTime.comparisons, bound)
+
+
+def test_given_a_broadcast_attempt_then_each_shard_enters_its_own_fence(fence: Fence) -> None:
+    assert fence.arm_shards(31, 1, [0, 1, 2], ttl_s=60) == []
+    assert fence.enter(31, 1, "w0", delivery="d0", shard=0)
+    assert fence.enter(31, 1, "w1", delivery="d1", shard=1)
+    # A second delivery of shard 1 (another pool process, another client) stays out.
+    assert not fence.enter(31, 1, "w2", delivery="d2", shard=1)
+    assert fence.holder(31, 1, shard=0) == "w0"
+    assert fence.holder(31, 1, shard=1) == "w1"
+    assert fence.holder(31, 1, shard=2) is None
+    # Shard 2 was never entered: revoking it closes it; shard 1 runs and is not revoked.
+    assert fence.revoke(31, 1, shard=2)
+    assert not fence.enter(31, 1, "w2", delivery="d3", shard=2)
+    assert not fence.revoke(31, 1, shard=1)
+    # A retry re-arms only its failed shards, over their ended attempt; an entered shard of
+    # the same attempt refuses a plain re-arm.
+    assert fence.arm_shards(31, 2, [1], ttl_s=60, replacing=True) == []
+    assert fence.arm_shards(31, 1, [0], ttl_s=60) == [0]
+    assert fence.enter(31, 2, "w3", delivery="d4", shard=1)
+    # The task's plain fence is shard 0's: a non-broadcast call meets it.
+    assert fence.holder(31, 1) == "w0"
+
+
+def test_given_a_shard_then_its_redis_key_is_apart_from_the_task_key() -> None:
+    assert fence_key(5, "inst", 0) == fence_key(5, "inst") == "fss:fence:inst:5"
+    assert fence_key(5, "inst", 3) == "fss:fence:inst:5/3"
+    assert fence_key(5, "", 2) == "fss:fence:5/2"
