@@ -18,10 +18,12 @@ from sqlalchemy.engine import Engine
 
 from fss.celery_app import create_app
 from fss.config import Settings
+from fss.domain.broadcast import BROADCAST_CLIENT
 from fss.domain.clock import Clock
 from fss.errors import FssError
 from fss.naming import celery_task_id
 from fss.store.kills import RunningAttempt, mark_kill_requested, note, running_attempt
+from fss.store.shards import OpenShard, running_shards
 
 # The control command a worker registers (fss.bridge.hooks.KILL_COMMAND) and how long its
 # answer is awaited: a prefork worker answers from its main process within milliseconds.
@@ -73,7 +75,10 @@ def kill_task(
     not Working. The run log says who asked, and what the client answered."""
     with engine.connect() as conn:
         running = running_attempt(conn, task_id)
+        shards = running_shards(conn, task_id) if running.client_id == BROADCAST_CLIENT else []
     reason = f"killed by {who}"
+    if running.client_id == BROADCAST_CLIENT:
+        return _kill_shards(engine, clock, settings, running, shards, who)
     outcome, detail = send_kill(settings, running, reason)
     now = clock.now()
     with engine.begin() as conn:
@@ -82,6 +87,39 @@ def kill_task(
         else:
             note(conn, running, f"kill requested by {who}, not done: {detail}", now)
     return KillResult(task_id, running.attempt, running.client_id, outcome, detail)
+
+
+def _kill_shards(
+    engine: Engine,
+    clock: Clock,
+    settings: Settings,
+    running: RunningAttempt,
+    shards: list[OpenShard],
+    who: str,
+) -> KillResult:
+    """A broadcast run: the kill goes to every running shard's client. Shards a client
+    refused (or did not answer for) are failed by the supervisor a grace after the kill
+    was asked, as any run still going after its kill."""
+    reason = f"killed by {who}"
+    answers = []
+    sent = 0
+    for shard in shards:
+        target = RunningAttempt(
+            shard.task_id, shard.attempt, shard.group_id, shard.client_id or "",
+            shard.client_host or "", shard.language, shard=shard.shard,
+        )
+        outcome, detail = send_kill(settings, target, reason)
+        sent += outcome is Outcome.SENT
+        answers.append(f"shard {shard.shard} on {shard.client_id}: "
+                       f"{'kill sent' if outcome is Outcome.SENT else detail}")
+    summary = "; ".join(answers) or "no shard is running"
+    with engine.begin() as conn:
+        mark_kill_requested(conn, running, f"kill requested by {who}: {summary}", clock.now())
+    outcome = Outcome.SENT if sent else Outcome.NO_ANSWER if shards else Outcome.REFUSED
+    clients = ", ".join(sorted({s.client_id or "" for s in shards}))
+    return KillResult(
+        running.task_id, running.attempt, f"{len(shards)} shards ({clients})", outcome, summary
+    )
 
 
 def node_name(running: RunningAttempt) -> str:
@@ -99,7 +137,7 @@ def send_kill(
         replies = app.control.broadcast(
             KILL_COMMAND,
             arguments={
-                "task_id": celery_task_id(running.task_id, running.attempt),
+                "task_id": celery_task_id(running.task_id, running.attempt, running.shard),
                 "reason": reason,
                 "attempt": running.attempt,
             },

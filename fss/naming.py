@@ -38,8 +38,11 @@ def job_name_of(task_name: str) -> str | None:
     return None
 
 
-def celery_task_id(task_id: int, attempt: int) -> str:
-    return f"fss-{task_id}-{attempt}"
+def celery_task_id(task_id: int, attempt: int, shard: int | None = None) -> str:
+    """The Celery id of an order; each shard of a broadcast attempt has its own."""
+    if shard is None:
+        return f"fss-{task_id}-{attempt}"
+    return f"fss-{task_id}-{attempt}-s{shard}"
 
 
 def fence_key(task_id: int, installation: str = "", shard: int = 0) -> str:

@@ -100,6 +100,12 @@ def validate_policies(spec: GroupSpec) -> dict[str, Any]:
     enable_at = (
         require_storable_time("enable_at", spec.enable_at) if spec.enable_at is not None else None
     )
+    if spec.route == "broadcast" and spec.job_sets_next:
+        raise InvalidField(
+            "route",
+            "broadcast runs the job once per client, so no one run can set the next time: "
+            "give the group an interval_ms or a cron",
+        )
     if spec.is_enable and (disabled_note is not None or enable_at is not None):
         name = "disabled_note" if disabled_note is not None else "enable_at"
         raise InvalidField(name, "only a disabled group has one (disable it, or leave it out)")

@@ -19,8 +19,9 @@ STICKY = "sticky"
 FAILOVER = "failover"
 BROADCAST = "broadcast"
 ROUTES = (ROUND_ROBIN, LEAST_BUSY, STICKY, FAILOVER, BROADCAST)
-# Routes the dispatcher runs today; broadcast (one run per live client) is not built yet.
-BUILT_ROUTES = (ROUND_ROBIN, LEAST_BUSY, STICKY, FAILOVER)
+# Routes the dispatcher runs (broadcast, one run per live client, takes its own path:
+# fss.domain.broadcast).
+BUILT_ROUTES = ROUTES
 
 # A tag is a word a client is started with (`fss worker --tag gpu`): no commas, since the
 # client row keeps its tags as one comma-separated column.
@@ -126,8 +127,12 @@ class Selector:
         client_tag: str | None = None,
     ) -> str | None:
         turns = job_name if client_tag is None else f"{job_name}\x00{client_tag}"
-        if route in (ROUND_ROBIN, BROADCAST):
+        if route == ROUND_ROBIN:
             return self.round_robin.pick(turns, candidates)
+        if route == BROADCAST:
+            raise InvalidField(
+                "route", "broadcast runs on every client, not one (fss.domain.broadcast)"
+            )
         if route == LEAST_BUSY:
             return self.round_robin.pick(turns, least_busy_ties(candidates, loads or {}))
         if route == STICKY:

@@ -12,17 +12,19 @@ from celery import Celery
 from sqlalchemy.engine import Engine
 
 from fss.config import Settings
+from fss.domain.broadcast import ShardPlan, plan_shards
 from fss.domain.clock import Clock
 from fss.domain.schedule import next_run_at
 from fss.domain.selection import BROADCAST, BUILT_ROUTES, LEAST_BUSY, Selector, parse_tags
 from fss.errors import InvalidField
 from fss.fence import Fence
 from fss.orders import RunOrder
-from fss.outage import LoopErrors
+from fss.outage import LoopErrors, first_line
 from fss.scheduler.publish import OrderMessage, OrderPublisher, time_limit_of
 from fss.scheduler.timers import Every
-from fss.store import tasks
+from fss.store import shards, tasks
 from fss.store.clients import live_clients
+from fss.store.recording import finish_tasks
 from fss.store.rows import ClientRow
 from fss.store.tasks import ClaimedTask, DispatchTarget
 
@@ -95,6 +97,9 @@ class Dispatcher:
         for claimed in due:
             if self._missed(claimed, now):
                 outcomes[claimed.id] = self._skip(claimed, now)
+                continue
+            if claimed.route == BROADCAST:
+                outcomes[claimed.id] = self._broadcast(claimed, now)
                 continue
             client = self._choose_client(claimed, now)
             if client is None:
@@ -238,7 +243,9 @@ class Dispatcher:
                 outcomes[claimed.id] = Outcome.LOST
         return [(claimed, client) for claimed, client in ready if claimed.id not in refused]
 
-    def _order(self, claimed: ClaimedTask, client: ClientRow) -> RunOrder:
+    def _order(
+        self, claimed: ClaimedTask, client: ClientRow, shard: tuple[int, int] = (0, 0)
+    ) -> RunOrder:
         return RunOrder(
             task_id=claimed.id,
             attempt=claimed.attempt + 1,
@@ -248,7 +255,107 @@ class Dispatcher:
             start_at=claimed.start_at,
             data=json.loads(claimed.data or "{}"),
             installation=self._installation,
+            shard_index=shard[0],
+            shard_total=shard[1],
         )
+
+    # --- broadcast: one order per live client, each a shard with a fence of its own ------
+
+    def _broadcast(self, claimed: ClaimedTask, now: datetime) -> Outcome:
+        """Send the attempt's shards: on a first attempt one per live client serving the
+        job (and having the group's tag), on a retry the shards that failed, over the
+        clients live now (fss.domain.broadcast.plan_shards)."""
+        able = self._able_clients(claimed, now)
+        candidates = self._freshest(able, now)
+        total: int | None = None
+        succeeded: set[int] = set()
+        if claimed.attempt > 0:
+            with self._engine.connect() as conn:
+                total = shards.shard_total(conn, claimed.id)
+                if total is not None:
+                    succeeded = shards.succeeded_shards(conn, claimed.id)
+        plan = plan_shards(list(candidates), total, succeeded)
+        if plan is None:
+            self._warn_no_client(claimed, now)
+            return Outcome.NO_CLIENT
+        attempt = claimed.attempt + 1
+        shard_ids = [shard for shard, _ in plan.assignments]
+        try:
+            refused = self._fence.arm_shards(
+                claimed.id, attempt, shard_ids, ttl_s=self._settings.dispatch_expires_s,
+                replacing=claimed.retrying,
+            )
+        except Exception as exc:
+            self._broker.failed(exc, "due tasks wait")
+            return Outcome.FAILED
+        if refused:
+            log.warning(
+                "task %s: not dispatching attempt %s, a worker holds shard(s) %s of it",
+                claimed.id, attempt, refused,
+                extra={"task_id": claimed.id, "group_id": claimed.group_id},
+            )
+            return Outcome.LOST
+        targets = {c.id: DispatchTarget(c.id, c.host, c.ip) for c in candidates.values()}
+        with self._engine.begin() as conn:
+            moved = shards.mark_dispatched_shards(
+                conn, claimed, self._settings.node_name, plan, targets, now
+            )
+        if not moved:
+            return Outcome.LOST
+        self._send_shards(claimed, plan, candidates, now)
+        return Outcome.SENT
+
+    def _send_shards(
+        self,
+        claimed: ClaimedTask,
+        plan: ShardPlan,
+        clients: dict[str, ClientRow],
+        now: datetime,
+    ) -> None:
+        """Publish one order per shard; a shard whose order is not known to be out and that
+        nobody entered fails ("could not be sent"), and its task ends once its other shards
+        do (a retry, if the group has any, re-runs it)."""
+        sent: set[int] = set()
+        error = "unknown error"
+        try:
+            with self._app.producer_or_acquire() as producer:
+                sent_at = self._clock.now()
+                messages = [
+                    self._message(
+                        claimed, clients[client_id], now, sent_at, (shard, plan.total)
+                    )
+                    for shard, client_id in plan.assignments
+                ]
+                self._publisher.publish(
+                    producer, messages, on_sent=lambda m: sent.add(m.order.shard_index)
+                )
+        except Exception as exc:
+            error = first_line(exc)
+            self._broker.failed(exc, "due tasks wait")
+        unsent = [shard for shard, _ in plan.assignments if shard not in sent]
+        if not unsent:
+            self._broker.succeeded()
+            return
+        attempt = claimed.attempt + 1
+        ends = []
+        for shard in unsent:
+            try:
+                if not self._fence.revoke(claimed.id, attempt, shard=shard):
+                    continue  # delivered after all: it runs
+            except Exception:
+                continue  # unknown: the supervisor's stale-shard check settles it
+            ends.append(
+                shards.ShardEnd(
+                    claimed.id, attempt, shard, False,
+                    f"the order could not be sent ({error})", self._clock.now(),
+                )
+            )
+        if not ends:
+            return
+        at = self._clock.now()
+        with self._engine.begin() as conn:
+            _, finishes = shards.end_shards(conn, ends, at, set())
+            finish_tasks(conn, finishes, at)
 
     def _missed(self, claimed: ClaimedTask, now: datetime) -> bool:
         """Only a first attempt can be a misfire: a task put back after a lost worker or a
@@ -272,9 +379,14 @@ class Dispatcher:
         return Outcome.SKIPPED if moved else Outcome.LOST
 
     def _message(
-        self, claimed: ClaimedTask, client: ClientRow, now: datetime, sent_at: datetime
+        self,
+        claimed: ClaimedTask,
+        client: ClientRow,
+        now: datetime,
+        sent_at: datetime,
+        shard: tuple[int, int] = (0, 0),
     ) -> OrderMessage:
-        order = self._order(claimed, client)
+        order = self._order(claimed, client, shard)
         # A late order still gets its full time to be taken: the expiry counts from the
         # dispatch (now), not from the start_at it missed.
         expires = max(now, order.start_at) + timedelta(seconds=self._settings.dispatch_expires_s)
@@ -293,12 +405,7 @@ class Dispatcher:
     def _choose_client(self, claimed: ClaimedTask, now: datetime) -> ClientRow | None:
         """The live client that takes the run, by the group's route, among the clients that
         registered its job (and have its client tag): from the client cache, no query."""
-        self._refresh_clients(now)
-        able = self._able(claimed.job_name, claimed.client_tag)
-        if not able:
-            # A client may have registered since the cache was read: look once more.
-            self._refresh_clients(now, force=True)
-            able = self._able(claimed.job_name, claimed.client_tag)
+        able = self._able_clients(claimed, now)
         candidates = self._freshest(able, now)
         route = claimed.route
         if route not in BUILT_ROUTES:
@@ -316,6 +423,15 @@ class Dispatcher:
         if route == LEAST_BUSY:
             self._sent_since_beat.setdefault(chosen, []).append(now)
         return able[chosen]
+
+    def _able_clients(self, claimed: ClaimedTask, now: datetime) -> dict[str, ClientRow]:
+        self._refresh_clients(now)
+        able = self._able(claimed.job_name, claimed.client_tag)
+        if not able:
+            # A client may have registered since the cache was read: look once more.
+            self._refresh_clients(now, force=True)
+            able = self._able(claimed.job_name, claimed.client_tag)
+        return able
 
     def _able(self, job_name: str, tag: str | None) -> dict[str, ClientRow]:
         if tag is None:
@@ -341,19 +457,12 @@ class Dispatcher:
         if claimed.group_id in self._route_warned:
             return
         self._route_warned.add(claimed.group_id)
-        if claimed.route == BROADCAST:
-            log.warning(
-                "group %s: route broadcast is not built yet; its runs go round robin",
-                claimed.group_id,
-                extra={"group_id": claimed.group_id},
-            )
-        else:
-            log.error(
-                "group %s: unknown route %r; its runs wait",
-                claimed.group_id,
-                claimed.route,
-                extra={"group_id": claimed.group_id},
-            )
+        log.error(
+            "group %s: unknown route %r; its runs wait",
+            claimed.group_id,
+            claimed.route,
+            extra={"group_id": claimed.group_id},
+        )
 
     def _freshest(self, able: dict[str, ClientRow], now: datetime) -> dict[str, ClientRow]:
         """Prefer clients heard from within a few heartbeats: a client killed a moment ago

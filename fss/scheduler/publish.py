@@ -142,7 +142,7 @@ class OrderPublisher:
     def _headers(
         self, order: RunOrder, kwargs: dict[str, Any], expires: datetime | None
     ) -> dict[str, Any]:
-        task_id = celery_task_id(order.task_id, order.attempt)
+        task_id = celery_task_id(order.task_id, order.attempt, order.shard)
         # Keys and order as in celery.app.amqp.AMQP.as_task_v2.
         return {
             "lang": "py",

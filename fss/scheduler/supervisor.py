@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from fss.config import Settings
+from fss.domain.broadcast import BROADCAST_CLIENT
 from fss.domain.clock import Clock
 from fss.domain.overlap import clock_time, replaced_reason
 from fss.domain.status import TaskStatus
@@ -26,11 +27,14 @@ from fss.outage import LoopErrors
 from fss.presence import Presence, beacon_name
 from fss.scheduler.health import LoopTracker
 from fss.scheduler.timers import Every
+from fss.store import shards as shard_store
 from fss.store import supervision as store
 from fss.store.groups import enable_due_groups
 from fss.store.kills import RunningAttempt
 from fss.store.overlap import Replaceable, replaceable_runs, request_replace
-from fss.store.supervision import OpenTask, RetentionPolicy
+from fss.store.recording import finish_tasks
+from fss.store.shards import OpenShard, ShardEnd
+from fss.store.supervision import OpenTask, RetentionPolicy, hung_after
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +138,7 @@ class Supervisor:
             self._handle_hung(now, report)
             self._handle_over_time(now, report)
             self._handle_replace(now, report)
+            self._handle_shards(alive_since, now, report, gone)
         # `fss group disable --until`: a group enables itself when its time has come.
         report.enabled_groups = enable_due_groups(self._engine, now)
         for group_id in report.enabled_groups:
@@ -412,6 +417,8 @@ class Supervisor:
         for run in runs:
             if run.kill_requested_at is None:
                 self._replace(run, now, report)
+            elif run.open_task.client_id == BROADCAST_CLIENT:
+                continue  # its shards still running past the grace: _handle_shards
             elif now - run.kill_requested_at > grace:
                 reason = (
                     f"{replaced_reason(run.slot)}: it did not end within "
@@ -425,6 +432,9 @@ class Supervisor:
         with self._engine.begin() as conn:
             if not request_replace(conn, run, line, now):
                 return  # asked already, or the run ended meanwhile
+        if run.open_task.client_id == BROADCAST_CLIENT:
+            self._kill_shards(run.open_task.id, reason, report)
+            return
         if run.running.language == "python":
             outcome, detail = self._kill(run.running, reason)
         else:
@@ -443,6 +453,123 @@ class Supervisor:
             "report is ignored",
             self._clock.now(),
             report,
+        )
+
+    # --- broadcast runs: each shard judged on its own -----------------------------------
+
+    def _kill_shards(self, task_id: int, reason: str, report: SweepReport) -> None:
+        """overlap `replace` of a broadcast run: kill every running shard; a shard that
+        cannot be killed is failed now, the others when they end (or past the grace)."""
+        with self._engine.connect() as conn:
+            running = shard_store.running_shards(conn, task_id)
+        for shard in running:
+            outcome, detail = self._kill_shard(shard, reason)
+            if outcome is Outcome.SENT:
+                continue
+            self._fail_shard(
+                shard,
+                f"{reason}; not killed ({detail}): marked failed; the job may go on, its "
+                "late report is ignored",
+                self._clock.now(),
+                report,
+            )
+        report.replaced.append(task_id)
+
+    def _kill_shard(self, shard: OpenShard, reason: str) -> tuple[Outcome, str]:
+        if shard.language != "python" or shard.client_id is None:
+            return Outcome.REFUSED, f"{shard.client_id} takes no kills (not a Python worker)"
+        running = RunningAttempt(
+            shard.task_id, shard.attempt, shard.group_id, shard.client_id,
+            shard.client_host or "", shard.language, shard=shard.shard,
+        )
+        return self._kill(running, reason)
+
+    def _handle_shards(
+        self, alive_since: datetime, now: datetime, report: SweepReport, gone: set[str]
+    ) -> None:
+        """The checks a run gets, for each shard in flight of a broadcast run: its client
+        lost, its order not started in time, hung, over its time limit, still running a
+        grace after its kill. A failed shard fails alone; its task ends with its last
+        shard, and a retry re-runs the shards that failed."""
+        with self._engine.connect() as conn:
+            shards = shard_store.open_shards(conn)
+            if not shards:
+                return
+            live = set(conn.execute(store.live_client_ids(alive_since)).scalars()) - gone
+        expired_before = (
+            now - timedelta(seconds=self._settings.dispatch_expires_s) - EXPIRY_MARGIN
+        )
+        grace_s = self._settings.time_limit_grace_s
+        for shard in shards:
+            where = f"shard {shard.shard} on {shard.client_id}"
+            if shard.client_id not in live:
+                started = shard.status == TaskStatus.WORKING
+                if not started and not self._fence.revoke(
+                    shard.task_id, shard.attempt, shard=shard.shard
+                ):
+                    started = True
+                when = "while running" if started else "before starting"
+                self._fail_shard(
+                    shard, f"{where}: client {shard.client_id} lost {when} attempt "
+                    f"{shard.attempt}; marked failed", now, report,
+                )
+            elif shard.status == TaskStatus.SCHEDULER:
+                sent = shard.dispatched_at
+                if sent is not None and sent < expired_before and self._fence.revoke(
+                    shard.task_id, shard.attempt, shard=shard.shard
+                ):
+                    self._fail_shard(
+                        shard, f"{where}: not started within "
+                        f"{self._settings.dispatch_expires_s:g} s (the order expired); "
+                        "marked failed", now, report,
+                    )
+            elif shard.max_run_s and shard.run_at is not None and now - shard.run_at > (
+                timedelta(seconds=shard.max_run_s + 2 * grace_s)
+            ):
+                self._fail_shard(
+                    shard, f"{where}: time limit exceeded after {shard.max_run_s} s: still "
+                    f"working {grace_s * 2:g} s later; marked failed", now, report,
+                )
+            elif shard.kill_requested_at is not None and (
+                now - shard.kill_requested_at > timedelta(seconds=grace_s)
+            ):
+                self._fail_shard(
+                    shard, f"{where}: did not end within {grace_s:g} s of its kill; "
+                    "marked failed", now, report,
+                )
+            elif shard.reported_at is not None:
+                limit = hung_after(shard.timeout_s, shard.run_speed_avg,
+                                   self._settings.hung_timeout_s)
+                if now - shard.reported_at > limit:
+                    self._fail_shard(
+                        shard, f"{where}: hung: no progress or log for "
+                        f"{limit.total_seconds():g} s; marked failed", now, report,
+                        unchanged_since=shard.reported_at,
+                    )
+
+    def _fail_shard(
+        self,
+        shard: OpenShard,
+        reason: str,
+        now: datetime,
+        report: SweepReport,
+        unchanged_since: datetime | None = None,
+    ) -> None:
+        end = ShardEnd(
+            shard.task_id, shard.attempt, shard.shard, False, reason, now,
+            unchanged_since=unchanged_since,
+        )
+        with self._engine.begin() as conn:
+            ended, finishes = shard_store.end_shards(conn, [end], now, set())
+            if not ended:
+                return
+            shard_store.log_line(conn, shard, shard_store.ERROR_LEVEL, reason, now)
+            finish_tasks(conn, finishes, now)
+        report.failed.append(shard.task_id)
+        log.warning(
+            "task %s: %s", shard.task_id, reason,
+            extra={"task_id": shard.task_id, "attempt": shard.attempt,
+                   "group_id": shard.group_id, "client_id": shard.client_id},
         )
 
     def _return(self, task: OpenTask, reason: str, now: datetime, report: SweepReport) -> None:

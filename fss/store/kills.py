@@ -33,6 +33,8 @@ class RunningAttempt:
     client_host: str
     # The client's language: "python" for `fss worker`, the gRPC client's otherwise.
     language: str | None
+    # The shard of a broadcast run (each has its own Celery id); None for other runs.
+    shard: int | None = None
 
 
 def running_attempt(conn: Connection, task_id: int) -> RunningAttempt:

@@ -33,6 +33,7 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
 )
+from fss.store import shards
 from fss.store.backfills import KIND as BACKFILL
 from fss.store.backfills import advance as advance_backfills
 from fss.store.backfills import unfinished_next_at
@@ -94,17 +95,31 @@ def record(
     next tasks due soon are created claimed by that node (see ClaimNext)."""
     stats = RecordStats()
     by_kind: dict[type[Event], list[Any]] = {}
+    # Events of broadcast shards (fss.store.shards), apart: every other event names none.
+    sharded: list[Event] = []
     for event in events:
-        by_kind.setdefault(type(event), []).append(event)
+        if getattr(event, "shard", None) is not None:
+            sharded.append(event)
+        else:
+            by_kind.setdefault(type(event), []).append(event)
     client_events = [e for e in events if isinstance(e, ClientHeartbeat | ClientLeft)]
     started, finished = by_kind.get(TaskStarted, []), by_kind.get(TaskFinished, [])
     stats.heartbeats = record_client_events(conn, client_events, now)
-    locked = _lock_for_set_based(conn, started, finished)
-    stats.started = _started(conn, started, now, locked)
+    # Broadcast tasks' rows are locked first (all of them, in id order), then the others'.
+    locked: set[int] = set()
+    shard_record = shards.record_events(conn, sharded, now, locked)
+    locked |= _lock_for_set_based(conn, started, finished)
+    stats.started = _started(conn, started, now, locked) + shard_record.started
     stats.progressed = _progressed(conn, by_kind.get(TaskProgressed, []), now)
-    stats.logged = _logged(conn, by_kind.get(TaskLogged, []), now)
+    stats.progressed += shard_record.progressed
+    stats.logged = _logged(conn, by_kind.get(TaskLogged, []), now) + shard_record.logged
     stats.data_saved = _data_saved(conn, by_kind.get(TaskDataSaved, []))
-    stats.finished = finish_tasks(conn, finished, now, claim_next, locked)
+    stats.data_saved += shard_record.data_saved
+    # The broadcast tasks whose last shard ended finish with the others, in one pass.
+    task_finishes = shard_record.task_finishes or []
+    ended = finish_tasks(conn, finished + task_finishes, now, claim_next, locked)
+    # Counted as events: a task's end made of its shards' ends is no event of the batch.
+    stats.finished = max(0, ended - len(task_finishes)) + shard_record.finished
     total = len(events) - len(client_events)
     stats.ignored = (
         total - stats.started - stats.progressed - stats.logged - stats.data_saved

@@ -74,6 +74,7 @@ _POLICY_COLUMNS = (
     task_group.c.retry_backoff,
     task_group.c.retry_delay_max_ms,
     task_group.c.retry_jitter,
+    task.c.shard_total,
 )
 
 
@@ -157,7 +158,8 @@ def requeue_failures(
         if not _requeue(conn, failure, now + timedelta(milliseconds=delay_ms), now):
             continue
         outcome.retried.add(key)
-        archive.append(_archived(row, failure))
+        if row.shard_total is None:  # a broadcast attempt's shards are in task_run already
+            archive.append(_archived(row, failure))
         lines.append(
             {
                 "task_id": failure.task_id,
@@ -173,6 +175,7 @@ def requeue_failures(
         )
     if archive:
         conn.execute(task_run.insert(), archive)
+    if lines:
         conn.execute(run_log.insert(), lines)
     return outcome
 
@@ -348,12 +351,16 @@ def task_attempts(conn: Connection, task_id: int) -> list[AttemptRow]:
         )
     ]
     current = conn.execute(
-        sa.select(task.c.attempt, task.c.status, *(task.c[c] for c in _ATTEMPT_COLUMNS))
+        sa.select(
+            task.c.attempt, task.c.status, task.c.shard_total,
+            *(task.c[c] for c in _ATTEMPT_COLUMNS),
+        )
         .where(task.c.id == task_id)
     ).first()
     known = {(a.attempt, a.shard_index) for a in archived}
     if (
         current is not None
+        and current.shard_total is None  # a broadcast run's shards are all in task_run
         and current.attempt > 0
         and current.status != TaskStatus.NONE
         and (current.attempt, 0) not in known
@@ -385,6 +392,8 @@ def archive_final(conn: Connection, task_ids: Sequence[int]) -> None:
             ).where(
                 task.c.id.in_(sorted(set(task_ids))),
                 task.c.attempt > 1,
+                task.c.shard_total.is_(None),  # a broadcast run's shards are in task_run
+
                 ~sa.exists().where(
                     kept.c.task_id == task.c.id,
                     kept.c.attempt == task.c.attempt,

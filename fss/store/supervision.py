@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from fss.domain.broadcast import BROADCAST_CLIENT
 from fss.domain.status import TaskStatus
 from fss.store.dead_letters import delete_dead_letters
 from fss.store.recording import schedule_next, status_in
@@ -88,10 +89,7 @@ class OpenTask:
     kind: str = "scheduled"
 
     def hung_after(self, default_s: float) -> timedelta:
-        """The group's timeout, else max(2.5 x its average run time, the default), as in FSS."""
-        if self.timeout_s:
-            return timedelta(seconds=self.timeout_s)
-        return timedelta(seconds=max(default_s, 2.5 * self.run_speed_avg / 1000))
+        return hung_after(self.timeout_s, self.run_speed_avg, default_s)
 
     def over_time_limit(self, now: datetime, grace_s: float) -> bool:
         """Still Working a grace after its hard time limit: nothing stopped it (a threads or
@@ -99,6 +97,13 @@ class OpenTask:
         if not self.max_run_s or self.status != TaskStatus.WORKING or self.run_at is None:
             return False
         return now - self.run_at > timedelta(seconds=self.max_run_s + 2 * grace_s)
+
+
+def hung_after(timeout_s: int | None, run_speed_avg_ms: int, default_s: float) -> timedelta:
+    """The group's timeout, else max(2.5 x its average run time, the default), as in FSS."""
+    if timeout_s:
+        return timedelta(seconds=timeout_s)
+    return timedelta(seconds=max(default_s, 2.5 * run_speed_avg_ms / 1000))
 
 
 def _open_tasks(conn: Connection, *conditions: Any) -> list[OpenTask]:
@@ -119,7 +124,8 @@ def _open_tasks(conn: Connection, *conditions: Any) -> list[OpenTask]:
             task.c.kind,
         )
         .join(task_group, task_group.c.id == task.c.task_group_id, isouter=True)
-        .where(status_in(IN_FLIGHT), *conditions)
+        # A broadcast run is judged shard by shard (fss.store.shards.open_shards).
+        .where(status_in(IN_FLIGHT), task.c.client_id != BROADCAST_CLIENT, *conditions)
         .order_by(task.c.id)
     )
     return [

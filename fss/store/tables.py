@@ -311,8 +311,17 @@ task_run = sa.Table(
     sa.Column("run_at", UTCDateTime(), nullable=True),
     sa.Column("finish_at", UTCDateTime(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
+    # Broadcast shards in flight: the shard's last sign of life (its hung check), and
+    # whether its failure may be retried (False: its job raised fss.Fail(retry=False)).
+    sa.Column("reported_at", UTCDateTime(), nullable=True),
+    sa.Column("retry", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.PrimaryKeyConstraint("task_id", "attempt", "shard_index", name="pk_task_run"),
     sa.Index("ix_task_run_task_group_id", "task_group_id"),
+    # The supervisor's look at shards in flight (status 1 or 2) every sweep.
+    sa.Index(
+        "ix_task_run_in_flight", "status",
+        postgresql_where=sa.text("status IN (1, 2)"), sqlite_where=sa.text("status IN (1, 2)"),
+    ),
     **MYSQL_UTF8MB4,
 )
 

@@ -58,6 +58,8 @@ class JobContext:
         client_id: str,
         emit: Callable[[Event], None],
         clock: Clock,
+        shard: int | None = None,
+        shard_total: int = 0,
     ) -> None:
         self.task_id = task_id
         self.attempt = attempt
@@ -68,6 +70,13 @@ class JobContext:
         self.client_id = client_id
         self.progress = 0
         self.next_at: datetime | None = None
+        # Broadcast runs (route `broadcast`): this run is shard `shard_index` of
+        # `shard_total`, one per live client (XXL-JOB's sharding broadcast); every other
+        # run is shard 0 of 1, so `items[ctx.shard_index::ctx.shard_total]` works anywhere.
+        self.shard_index = shard or 0
+        self.shard_total = shard_total or 1
+        # What the run's events name: None unless a broadcast run.
+        self._shard = shard
         self._emit = emit
         self._clock = clock
         # Numbers the run's log lines where they are made (run_log.seq): lines travel in
@@ -84,7 +93,10 @@ class JobContext:
         # Sent even when unchanged: every call is a sign of life for the hung-run check.
         self.progress = progress
         self._emit(
-            TaskProgressed(self.task_id, self.attempt, self.client_id, progress, self._clock.now())
+            TaskProgressed(
+                self.task_id, self.attempt, self.client_id, progress, self._clock.now(),
+                shard=self._shard,
+            )
         )
 
     def save_data(self) -> None:
@@ -99,7 +111,7 @@ class JobContext:
         self._emit(
             TaskDataSaved(
                 self.task_id, self.attempt, self.client_id, self.group_id, snapshot,
-                self._clock.now(),
+                self._clock.now(), shard=self._shard,
             )
         )
 
@@ -131,6 +143,7 @@ class JobContext:
                 content=content,
                 at=self._clock.now(),
                 seq=next(self._log_seq),
+                shard=self._shard,
             )
         )
 

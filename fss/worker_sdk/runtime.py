@@ -135,6 +135,7 @@ class WorkerRuntime:
             run_speed_ms=max(0, int((self.clock.now() - order.start_at).total_seconds() * 1000)),
             at=self.clock.now(),
             error=reason,
+            shard=order.shard,
         )
 
     @property
@@ -155,6 +156,7 @@ class WorkerRuntime:
             content=reason,
             at=self.clock.now(),
             seq=LAST_LINE_SEQ,
+            shard=order.shard,
         )
         return [line, self.abandoned(order, reason)]
 
@@ -199,13 +201,19 @@ class WorkerRuntime:
             client_id=self.client_id,
             emit=self.emit,
             clock=self.clock,
+            shard=order.shard,
+            shard_total=order.shard_total,
         )
         run = ActiveRun(order, context, _canonical(order.data), time.monotonic())
         run.soft_limit_s = soft_limit_s
         with self._lock:
             self._active[delivery] = run
         self.publisher.run_of_installation(order.task_id, order.attempt, order.installation)
-        self.emit(TaskStarted(order.task_id, order.attempt, self.client_id, self.clock.now()))
+        self.emit(
+            TaskStarted(
+                order.task_id, order.attempt, self.client_id, self.clock.now(), shard=order.shard
+            )
+        )
         return delivery
 
     def _enter(self, order: RunOrder, delivery: str) -> bool:
@@ -217,6 +225,7 @@ class WorkerRuntime:
                     self.incarnation,
                     installation=order.installation,
                     delivery=delivery,
+                    shard=order.shard_index,
                 )
             except Exception as exc:
                 if pause is None:
@@ -299,6 +308,7 @@ class WorkerRuntime:
                 error=error,
                 data=data,
                 retry=active.retry,
+                shard=active.order.shard,
             )
         )
         self.publisher.flush(timeout_s=END_FLUSH_TIMEOUT_S)

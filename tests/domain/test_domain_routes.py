@@ -122,14 +122,19 @@ def test_failover_takes_the_first_client_by_name_until_it_leaves(live: set[str])
     assert failover(rest) == (min(rest) if rest else None)
 
 
-# -- round robin and broadcast (not built: round robin) ---------------------------------------
+# -- round robin; broadcast picks no one client ------------------------------------------------
 
 
-def test_round_robin_and_broadcast_go_round_robin_per_job_name() -> None:
+def test_round_robin_goes_round_robin_per_job_name() -> None:
     selector = Selector()
     live = ["a", "b", "c"]
     assert [selector.pick("round_robin", "job", 1, live) for _ in range(4)] == ["a", "b", "c", "a"]
-    assert [selector.pick("broadcast", "other", 2, live) for _ in range(2)] == ["a", "b"]
+    assert [selector.pick("round_robin", "other", 2, live) for _ in range(2)] == ["a", "b"]
+
+
+def test_broadcast_is_not_a_pick_of_one_client() -> None:
+    with pytest.raises(InvalidField, match=r"^route: broadcast runs on every client"):
+        Selector().pick("broadcast", "job", 1, ["a", "b"])
 
 
 def test_an_unknown_route_is_refused_naming_the_field() -> None:

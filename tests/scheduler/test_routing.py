@@ -308,25 +308,6 @@ def test_given_a_sticky_group_with_a_tag_then_it_sticks_among_the_tagged_clients
     }
 
 
-def test_given_route_broadcast_before_it_is_built_then_runs_go_round_robin_with_one_warning(
-    routing: Routing, caplog: pytest.LogCaptureFixture
-) -> None:
-    r = routing
-    r.register("w1")
-    r.register("w2")
-    (group_id,) = r.add_groups(1, route="broadcast")
-    with caplog.at_level(logging.WARNING, "fss.scheduler.dispatcher"):
-        claimed = r.claim()
-        r.dispatch(claimed)
-        nexts = r.finish(claimed[0])
-        r.later(60)
-        r.dispatch(nexts)
-    assert r.queued() == {"w1": 1, "w2": 1}
-    warnings = [m for m in caplog.messages if "broadcast is not built" in m]
-    assert warnings == [f"group {group_id}: route broadcast is not built yet; its runs go "
-                        "round robin"]
-
-
 def test_given_an_unknown_route_in_the_database_then_the_run_waits(
     routing: Routing, caplog: pytest.LogCaptureFixture
 ) -> None:
