@@ -97,6 +97,8 @@ def show_task(cli: CliContext, task_id: int, as_json: bool) -> None:
     if attempts:
         click.echo()
         columns = ["attempt", "status", "client_id", "dispatched_at", "run_at", "finish_at"]
+        if row.shard_total is not None:  # a broadcast run: one line per shard of an attempt
+            columns[1:1] = ["shard_index", "progress"]
         emit_table(
             [*columns, "error"],
             [[a[c] for c in columns] + [first_line(a["error"])] for a in attempts],
@@ -106,7 +108,9 @@ def show_task(cli: CliContext, task_id: int, as_json: bool) -> None:
 def print_log(row: LogRow) -> None:
     level = LOG_LEVEL_NAMES.get(row.log_level, str(row.log_level))
     stamp = row.create_at.strftime("%H:%M:%S.%f")[:-3]
-    click.echo(f"{stamp} {level:<11} {row.content}")
+    # A broadcast run's lines come from several shards: each says which.
+    shard = "" if row.shard_index is None else f"[shard {row.shard_index}] "
+    click.echo(f"{stamp} {level:<11} {shard}{row.content}")
 
 
 # Lines per round trip when `fss task logs` prints a whole log.

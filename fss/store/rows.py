@@ -110,6 +110,8 @@ class TaskRow:
     create_at: datetime
     # scheduled | manual (fss group run) | child (on_success) | backfill (fss group backfill)
     kind: str = "scheduled"
+    # A broadcast run's number of shards (one per client it ran on); None for other runs.
+    shard_total: int | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> TaskRow:
@@ -131,6 +133,9 @@ class LogRow:
     create_at: datetime
     # The job's own order of its lines (None for lines recorded before it was kept).
     seq: int | None = None
+    # Which attempt wrote it, and which shard of a broadcast run (None for other runs).
+    attempt: int | None = None
+    shard_index: int | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> LogRow:

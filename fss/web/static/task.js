@@ -104,13 +104,18 @@
   }
 
   // Every attempt with its own client, times and error; shown once a task has more than one.
-  function renderAttempts(attempts) {
+  // A broadcast run (shardTotal set) lists every shard of every attempt, each on its client.
+  function renderAttempts(attempts, shardTotal) {
     const list = attempts || [];
-    $("#attempts-panel").hidden = list.length < 2;
-    setText($("#attempts-count"), `${list.length} attempts`);
+    const broadcast = shardTotal !== null && shardTotal !== undefined;
+    $("#attempts-panel").hidden = list.length < 2 && !broadcast;
+    $("#shard-head").hidden = !broadcast;
+    setText($("#attempts-count"), broadcast
+      ? `${list.length} shard runs of ${shardTotal} shards` : `${list.length} attempts`);
     const when = (at) => (at ? timeNode(at) : el("span", { class: "muted" }, "—"));
     replaceChildren($("#attempts tbody"), ...list.map((a) => el("tr", {},
       el("td", { class: "num mono" }, String(a.attempt)),
+      ...(broadcast ? [el("td", { class: "num mono" }, String(a.shard_index))] : []),
       el("td", {}, a.status === "Not started" ? el("span", { class: "muted" }, a.status)
         : statusBadge(a.status)),
       el("td", {}, a.client_id ? mono(a.client_id) : el("span", { class: "muted" }, "—")),
@@ -137,7 +142,7 @@
     }
     applyTask(t);
     renderDetails(t);
-    renderAttempts(t.attempts);
+    renderAttempts(t.attempts, t.shard_total);
     if (finished) poller.stop(); // the stream's "end" brings the last log lines
   }
 
@@ -154,7 +159,11 @@
       el("time", { class: "log-time", datetime: line.create_at, title: line.create_at },
         FSS.formatClock(line.create_at)),
       el("span", { class: `log-level lvl-${level}` }, line.level || String(line.log_level)),
-      el("span", { class: "log-content" }, line.content));
+      el("span", { class: "log-content" },
+        // A broadcast run's lines come from several shards: each says which.
+        ...(line.shard_index === null || line.shard_index === undefined ? []
+          : [el("span", { class: "log-shard" }, `[shard ${line.shard_index}] `)]),
+        line.content));
   }
 
   // The job's order, as the server sorts: lines without seq (recorded before fss kept it)
