@@ -89,17 +89,29 @@ const sleep = (ms, signal) => new Promise((resolve) => {
   signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
 });
 
-class JobFailed extends Error {}
+// A failure of the job; noRetry: no retry can fix it (finished.no_retry), even when the
+// group has retries left.
+class JobFailed extends Error {
+  constructor(message, { noRetry = false } = {}) {
+    super(message);
+    this.noRetry = noRetry;
+  }
+}
 
 // node_echo: reads the group's data, logs at several levels, reports progress in steps,
 // counts its runs in data.count and returns the changed data.
 //   data.duration_ms  how long the run takes (default 400), spread over 4 progress steps
 //   data.next_in_ms   run the group next this many ms after now (instead of its schedule)
 //   data.fail         fail the run with an error (after logging why)
+//   data.no_retry     with data.fail: refuse retries for that failure
 async function nodeEcho(run) {
   const data = run.data;
   run.log('DEBUG', `node_echo starts with data ${JSON.stringify(data)}`);
   run.log('INFORMATION', `node_echo run ${run.taskId}/${run.attempt} of group ${run.groupId}`);
+  if (run.shardTotal > 0) {
+    // A broadcast run (group route `broadcast`): every live worker of the job runs one shard.
+    run.log('INFORMATION', `shard ${run.shardIndex} of ${run.shardTotal}`);
+  }
   const steps = 4;
   const stepMs = Number(data.duration_ms ?? 400) / steps;
   run.progress(0);
@@ -110,7 +122,8 @@ async function nodeEcho(run) {
   }
   if (data.fail) {
     run.log('ERROR', 'data.fail is set: failing on purpose');
-    throw new JobFailed(`node_echo failed on purpose (data.fail = ${JSON.stringify(data.fail)})`);
+    throw new JobFailed(`node_echo failed on purpose (data.fail = ${JSON.stringify(data.fail)})`,
+      { noRetry: Boolean(data.no_retry) });
   }
   data.count = Number(data.count ?? 0) + 1;
   run.log('WARNING', `count is now ${data.count}`);
@@ -239,6 +252,9 @@ class Run {
     this.jobName = order.job_name;
     this.dataJson = order.data_json;
     this.deadline = Number(order.deadline_unix_ms);
+    // 0 and 0 unless a broadcast run: then shard shardIndex (0..shardTotal-1) of shardTotal.
+    this.shardIndex = order.shard_index;
+    this.shardTotal = order.shard_total;
     this.key = `${this.taskId}/${this.attempt}`;
     this.startedAt = Date.now();
     this.controller = new AbortController();
@@ -289,15 +305,18 @@ class Run {
       if (this.signal.aborted) return undefined;
       return this.finish(true, '', result.nextAt, JSON.stringify(result.data));
     } catch (err) {
-      return this.finish(false, err instanceof JobFailed ? err.message : String(err.stack || err));
+      if (err instanceof JobFailed) return this.finish(false, err.message, 0, '', err.noRetry);
+      return this.finish(false, String(err.stack || err));
     }
   }
 
-  finish(success, error, nextAt = 0, dataJson = '') {
+  // noRetry: the group's retries are not used for this failure (ignored on success).
+  finish(success, error, nextAt = 0, dataJson = '', noRetry = false) {
     say(success ? 'INFO' : 'WARNING', `finished ${this.key}: ${success ? 'success' : error}`);
     this.session.send({
       finished: {
         ...this.ids(), success, error, next_at_unix_ms: nextAt, data_json: dataJson,
+        no_retry: noRetry,
       },
     });
   }

@@ -5,8 +5,10 @@
 A session is one `Bridge.Connect` stream. Three threads serve it: the gRPC handler thread
 writes the server's messages (from `outbound`), a reader thread turns the client's reports
 into events, and a consumer thread takes orders from the client's queue, enters the fence
-and hands them to the writer. The hub's ticker thread sends heartbeats for every session
-and ends the silent ones. Whatever ends a session, `_finish` reports its unfinished orders
+and hands them to the writer. The hub's ticker thread sends heartbeats for every session,
+ends the silent ones and fails the runs not ended in time after `cancel`; its control
+listener (fss.bridge.control) hands each session the kills addressed to its client's Celery
+node. Whatever ends a session, `_finish` reports its unfinished orders
 failed and (unless a newer session took the name over) the client left, then flushes.
 """
 
@@ -32,6 +34,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 from kombu.message import Message
 
+from fss.bridge.control import Answer, ControlListener
 from fss.bridge.hooks import time_limit_reason
 from fss.bridge.proto.fss.v1 import fss_pb2
 from fss.bridge.publisher import EventPublisher
@@ -54,7 +57,7 @@ from fss.events import (
     python_level_to_fss,
 )
 from fss.fence import Fence, create_fence
-from fss.naming import client_queue, validate_client_id
+from fss.naming import celery_task_id, client_queue, validate_client_id
 from fss.orders import RunOrder
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,7 @@ class BridgeHub:
         self._abandoned: dict[str, set[OrderKey]] = {}
         self._all: set[Session] = set()
         self._ticker: threading.Thread | None = None
+        self._control: ControlListener | None = None
 
     @property
     def publisher(self) -> EventPublisher:
@@ -126,6 +130,14 @@ class BridgeHub:
             target=self._tick_loop, name="fss-bridge-ticker", daemon=True
         )
         self._ticker.start()
+        # `fss task kill` for this bridge's clients. Its queue is named apart from every
+        # other hub's, even in one process (tests run several bridges side by side).
+        self._control = ControlListener(
+            self.settings, f"{self.node}-{uuid.uuid4().hex[:8]}", self.session_of_node,
+            self.stopping,
+        )
+        if not self._control.start():
+            log.warning("bridge %s: not listening for kills yet (broker unreachable?)", self.node)
 
     def opened(self, session: Session) -> None:
         with self._lock:
@@ -172,6 +184,12 @@ class BridgeHub:
         with self._lock:
             return self._current.get(client_id)
 
+    def session_of_node(self, node: str) -> Session | None:
+        """The current session whose client is the Celery node `node` (`<client id>@<host>`,
+        how fss.kills addresses a kill); None when no client of this bridge is."""
+        with self._lock:
+            return next((s for s in self._current.values() if s.node_name == node), None)
+
     def sessions(self) -> list[Session]:
         with self._lock:
             return list(self._all)
@@ -192,6 +210,8 @@ class BridgeHub:
         self.stopping.set()
         if self._ticker is not None:
             self._ticker.join(timeout=2)
+        if self._control is not None:
+            self._control.join(timeout_s=2)
         with self._lock:
             publisher, fence = self._publisher, self._fence
             self._publisher = self._fence = None
@@ -261,6 +281,25 @@ class StreamedOrder:
     # A gRPC client gets `cancel` at the soft limit; the bridge fails the run at the hard one.
     limits: TimeLimits = field(default_factory=TimeLimits)
     cancelled: bool = False
+    # `fss task kill`: the reason (the run's error) once the client got `cancel` for it, and
+    # when (monotonic) the bridge fails the run itself if the client has not ended it.
+    killed: str | None = None
+    kill_deadline: float | None = None
+    # The id of the Celery message that brought the order, which a kill names (as a Python
+    # worker matches its running request's id); "": the order's usual id.
+    message_id: str = ""
+
+    @property
+    def celery_id(self) -> str:
+        order = self.order
+        return self.message_id or celery_task_id(order.task_id, order.attempt, order.shard)
+
+    def overdue(self, now: float) -> bool:
+        """Whether the bridge fails the run now: past its hard time limit, or its kill's grace."""
+        hard_s = self.limits.hard_s
+        if hard_s is not None and now - self.streamed_at >= hard_s:
+            return True
+        return self.kill_deadline is not None and now >= self.kill_deadline
 
 
 def order_queue(name: str) -> Queue:
@@ -297,6 +336,12 @@ class Session:
     @property
     def queue_name(self) -> str:
         return client_queue(self.client_id)
+
+    @property
+    def node_name(self) -> str:
+        """The client's Celery node name, as its runs record it (client id @ registered host)."""
+        registration = self.registration
+        return f"{registration.client_id}@{registration.host}" if registration else ""
 
     def outstanding(self) -> list[RunOrder]:
         with self._lock:
@@ -344,6 +389,41 @@ class Session:
 
     def cancel_call(self) -> None:
         self.context.cancel()
+
+    def kill(self, celery_id: str, reason: str) -> Answer:
+        """`fss task kill` (the `fss_kill` control command, answered by fss.bridge.control):
+        send the client `cancel` for that run; its end is then a Fail with `reason`, and a run
+        not ended FSS_TIME_LIMIT_GRACE_S later is failed here. {"error": ...} when the run is
+        not one this session runs."""
+        grace_s = self._settings.time_limit_grace_s
+        with self._lock:
+            streamed = next((s for s in self._orders.values() if s.celery_id == celery_id), None)
+            if streamed is None:
+                return {"error": f"{celery_id} is not running on the gRPC client {self.client_id}"}
+            if self._ended is not None:
+                return {"error": f"the session of {self.client_id} is ending: its runs are "
+                        "failed as disconnected"}
+            first = streamed.killed is None
+            if first:
+                streamed.killed = reason
+                streamed.kill_deadline = time.monotonic() + grace_s
+        order = streamed.order
+        if not first:
+            return {"ok": f"{celery_id}: cancel already sent to {self.client_id}"}
+        cancel = fss_pb2.Cancel(task_id=order.task_id, attempt=order.attempt, reason=reason)
+        self._outbound.put(fss_pb2.ServerMessage(cancel=cancel))
+        log.info(
+            "session %s: task %s attempt %s: cancel sent (%s)",
+            self.client_id,
+            order.task_id,
+            order.attempt,
+            reason,
+            extra=order_ids(order),
+        )
+        return {
+            "ok": f"{celery_id}: cancel sent to the gRPC client {self.client_id} by "
+            f"{self.hub.node}; failed there if it does not end within {grace_s:g} s"
+        }
 
     def _call_done(self) -> None:
         self.end(grpc.StatusCode.CANCELLED, "the call ended")
@@ -461,19 +541,21 @@ class Session:
     def _event(self, kind: str, report: Any, streamed: StreamedOrder) -> Event:
         order, now = streamed.order, self.hub.clock.now()
         if kind == "started":
-            return TaskStarted(order.task_id, order.attempt, self.client_id, now)
+            return TaskStarted(order.task_id, order.attempt, self.client_id, now, **stamp(order))
         if kind == "progress":
             return TaskProgressed(
-                order.task_id, order.attempt, self.client_id, report.progress, now
+                order.task_id, order.attempt, self.client_id, report.progress, now,
+                **stamp(order),
             )
         if kind == "log":
             return log_event(report, order, self.client_id, now, next(streamed.log_seq))
         elapsed_ms = int((time.monotonic() - streamed.streamed_at) * 1000)
         finished = finished_event(report, order, self.client_id, now, elapsed_ms)
-        if streamed.cancelled:
-            # Ended after `cancel` at its time limit: a Fail for that reason, whatever the
-            # client reported (its own words follow).
-            reason = time_limit_reason(streamed.limits.soft_s)
+        killed = streamed.killed
+        if killed is not None or streamed.cancelled:
+            # Ended after `cancel` for a kill or at its time limit: a Fail for that reason,
+            # whatever the client reported (its own words follow).
+            reason = killed if killed is not None else time_limit_reason(streamed.limits.soft_s)
             said = f"; the client said: {finished.error}" if finished.error else ""
             return dataclasses.replace(
                 finished, success=False, error=(reason + said)[:MAX_ERROR_TEXT]
@@ -556,7 +638,11 @@ class Session:
             message.ack()
             return
         if not self.hub.fence.enter(
-            order.task_id, order.attempt, self.incarnation, installation=order.installation
+            order.task_id,
+            order.attempt,
+            self.incarnation,
+            installation=order.installation,
+            shard=order.shard_index,  # 0 unless a broadcast run: the task's own fence
         ):
             log.info(
                 "session %s: task %s attempt %s is not current any more; dropped",
@@ -568,10 +654,14 @@ class Session:
             message.ack()
             return
         message.ack()
-        self.hub.publisher.run_of_installation(
-            order.task_id, order.attempt, order.installation
+        headers = message.headers or {}
+        message_id = headers.get("id")
+        self._stream(
+            order,
+            deadline,
+            time_limits(headers),
+            message_id if isinstance(message_id, str) else "",
         )
-        self._stream(order, deadline, time_limits(message.headers or {}))
 
     def _refusal(self, order: RunOrder, deadline: datetime | None) -> str | None:
         assert self.registration is not None
@@ -580,18 +670,27 @@ class Session:
             return f"{where} was sent to client {order.client_id}; dropped"
         if order.job_name not in self.registration.job_names:
             return f"{where} runs job {order.job_name!r}, which this client did not register"
+        with self._lock:
+            if (order.task_id, order.attempt) in self._orders:
+                # Reports name (task id, attempt) only: two shards of one attempt on one
+                # client could not be told apart. A broadcast sends each client one shard.
+                return f"{where} already runs on this client; shard {order.shard_index} dropped"
         if deadline is not None and deadline <= self.hub.clock.now():
             return f"{where} expired at {deadline.isoformat()}; dropped"
         return None
 
     def _stream(
-        self, order: RunOrder, deadline: datetime | None, limits: TimeLimits | None = None
+        self,
+        order: RunOrder,
+        deadline: datetime | None,
+        limits: TimeLimits | None = None,
+        message_id: str = "",
     ) -> None:
         with self._lock:
             if not self._closed:
                 key = (order.task_id, order.attempt)
                 self._orders[key] = StreamedOrder(
-                    order, time.monotonic(), limits=limits or TimeLimits()
+                    order, time.monotonic(), limits=limits or TimeLimits(), message_id=message_id
                 )
                 self._outbound.put(fss_pb2.ServerMessage(order=order_message(order, deadline)))
                 return
@@ -615,18 +714,19 @@ class Session:
             return
         if self.registration is not None and now >= self._next_beat:
             self.hub.emit(self._heartbeat(now))
-        self._enforce_time_limits(now)
+        self._enforce_stops(now)
 
-    def _enforce_time_limits(self, now: float) -> None:
+    def _enforce_stops(self, now: float) -> None:
         """The order's time limits, as a prefork worker enforces them: `cancel` at the soft
         limit (the client stops the run and reports it failed), and at the hard limit a
-        run the client still has not ended is failed here; its late reports are dropped."""
+        run the client still has not ended is failed here; its late reports are dropped.
+        A killed run (`cancel` sent by `kill`) is failed here once its grace is over."""
         to_cancel: list[StreamedOrder] = []
         overdue: list[StreamedOrder] = []
         with self._lock:
             for key, streamed in list(self._orders.items()):
                 limits, running_s = streamed.limits, now - streamed.streamed_at
-                if limits.hard_s is not None and running_s >= limits.hard_s:
+                if streamed.overdue(now):
                     overdue.append(self._orders.pop(key))
                     self._capacity.notify_all()
                 elif (
@@ -644,13 +744,19 @@ class Session:
         if overdue:
             self.hub.abandon(self.client_id, [(s.order.task_id, s.order.attempt) for s in overdue])
         for streamed in overdue:
+            self._abandon(streamed, self._overdue_reason(streamed))
+
+    def _overdue_reason(self, streamed: StreamedOrder) -> str:
+        if streamed.killed is not None:
+            reason, grace_s = streamed.killed, self._settings.time_limit_grace_s
+        else:
             limits = streamed.limits
-            self._abandon(
-                streamed,
-                f"{time_limit_reason(limits.soft_s)}: the gRPC client {self.client_id} did not "
-                f"end the run within {(limits.hard_s or 0) - (limits.soft_s or 0):g} s of "
-                "`cancel`; marked failed",
-            )
+            reason = time_limit_reason(limits.soft_s)
+            grace_s = (limits.hard_s or 0) - (limits.soft_s or 0)
+        return (
+            f"{reason}: the gRPC client {self.client_id} did not end the run within "
+            f"{grace_s:g} s of `cancel`; marked failed"
+        )
 
     def _heartbeat(self, now: float) -> ClientHeartbeat:
         assert self.registration is not None
@@ -732,6 +838,7 @@ class Session:
                 content=reason,
                 at=now,
                 seq=next(streamed.log_seq),  # after every line the client reported
+                **stamp(order),
             )
         )
         self.hub.emit(
@@ -743,11 +850,20 @@ class Session:
                 run_speed_ms=int((time.monotonic() - streamed.streamed_at) * 1000),
                 at=now,
                 error=reason,
+                **stamp(order),
             )
         )
 
 
 # ---- messages <-> values -------------------------------------------------------------------
+
+
+def stamp(order: RunOrder) -> dict[str, Any]:
+    """What every event of the order's run carries: its installation (a recorder of another
+    one dead-letters it) and its broadcast shard (None for every other run). Set here, not by
+    the publisher's map per (task id, attempt): two clients of one bridge may run two shards
+    of one attempt."""
+    return {"installation": order.installation, "shard": order.shard}
 
 
 def order_ids(order: RunOrder) -> dict[str, Any]:
@@ -815,6 +931,8 @@ def order_message(order: RunOrder, deadline: datetime | None) -> fss_pb2.RunOrde
         data_json=json.dumps(order.data, ensure_ascii=False, separators=(",", ":")),
         start_at_unix_ms=to_unix_ms(order.start_at),
         deadline_unix_ms=to_unix_ms(deadline) if deadline is not None else 0,
+        shard_index=order.shard_index,
+        shard_total=order.shard_total,
     )
 
 
@@ -839,6 +957,7 @@ def log_event(
         at=at,
         seq=seq,
         **values,
+        **stamp(order),
     )
 
 
@@ -860,6 +979,9 @@ def finished_event(
         next_at=next_at,
         error=report.error or None,
         data=changed_data(report.data_json),
+        # The job refused retries for this failure (fss.Fail(retry=False) in Python).
+        retry=not report.no_retry,
+        **stamp(order),
     )
 
 

@@ -152,6 +152,8 @@ def bridge_command(
 
     Needs the broker only (FSS_BROKER_URL, and FSS_FENCE_URL when the broker is not Redis),
     never the database. Run several side by side; a client may connect to any of them.
+    `fss task kill` reaches its clients through it (`cancel`; the run is failed
+    FSS_TIME_LIMIT_GRACE_S later if the client does not end it).
     SIGTERM cancels the running orders, reports them failed and stops.
     """
     check_listen(listen)

@@ -163,15 +163,16 @@ def dispatch(
     data: dict[str, object] | None = None,
     attempt_offset: int = 0,
     arm: bool = True,
+    retries: int = 0,
 ) -> Sent:
     """A group with one task, moved None -> Scheduler to `client_id`, its fence armed and its
     order sent as Dispatcher._send does (`attempt_offset` sends an older attempt than the
-    one armed: a stale message)."""
+    one armed: a stale message). `retries`: the group's, its retries a minute apart."""
     now = datetime.now(timezone.utc)
     group_id = groups.add_group(
         engine,
         GroupSpec(caption="g", job_name=job_name, interval_ms=3_600_000, data=data or {},
-                  start_at=now),
+                  start_at=now, retries=retries, retry_delay_ms=60_000, retry_jitter=False),
         now,
     )
     claimed = next(
@@ -201,4 +202,14 @@ def send_order(app: Celery, order: RunOrder, now: datetime, expires_s: float = 3
         queue=client_queue(order.client_id),
         task_id=celery_task_id(order.task_id, order.attempt),
         expires=max(now, order.start_at) + timedelta(seconds=expires_s),
+    )
+
+
+def finished(
+    sent: Sent, success: bool, error: str = "", no_retry: bool = False
+) -> fss_pb2.Finished:
+    """The client's `finished` for the order `sent`."""
+    return fss_pb2.Finished(
+        task_id=sent.task_id, attempt=sent.attempt, success=success, error=error,
+        no_retry=no_retry,
     )

@@ -97,20 +97,22 @@ class Log(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., level: _Optional[_Union[LogLevel, str]] = ..., content: _Optional[str] = ..., event_id: _Optional[str] = ..., at_unix_ms: _Optional[int] = ...) -> None: ...
 
 class Finished(_message.Message):
-    __slots__ = ("task_id", "attempt", "success", "error", "next_at_unix_ms", "data_json")
+    __slots__ = ("task_id", "attempt", "success", "error", "next_at_unix_ms", "data_json", "no_retry")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     NEXT_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    NO_RETRY_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     attempt: int
     success: bool
     error: str
     next_at_unix_ms: int
     data_json: str
-    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., success: _Optional[bool] = ..., error: _Optional[str] = ..., next_at_unix_ms: _Optional[int] = ..., data_json: _Optional[str] = ...) -> None: ...
+    no_retry: bool
+    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., success: _Optional[bool] = ..., error: _Optional[str] = ..., next_at_unix_ms: _Optional[int] = ..., data_json: _Optional[str] = ..., no_retry: _Optional[bool] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
     __slots__ = ("registered", "order", "cancel", "kicked")
@@ -137,7 +139,7 @@ class Registered(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., liveness_timeout_ms: _Optional[int] = ..., bridge_node: _Optional[str] = ...) -> None: ...
 
 class RunOrder(_message.Message):
-    __slots__ = ("task_id", "attempt", "group_id", "job_name", "data_json", "start_at_unix_ms", "deadline_unix_ms")
+    __slots__ = ("task_id", "attempt", "group_id", "job_name", "data_json", "start_at_unix_ms", "deadline_unix_ms", "shard_index", "shard_total")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +147,8 @@ class RunOrder(_message.Message):
     DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     START_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SHARD_TOTAL_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     attempt: int
     group_id: int
@@ -152,7 +156,9 @@ class RunOrder(_message.Message):
     data_json: str
     start_at_unix_ms: int
     deadline_unix_ms: int
-    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., group_id: _Optional[int] = ..., job_name: _Optional[str] = ..., data_json: _Optional[str] = ..., start_at_unix_ms: _Optional[int] = ..., deadline_unix_ms: _Optional[int] = ...) -> None: ...
+    shard_index: int
+    shard_total: int
+    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., group_id: _Optional[int] = ..., job_name: _Optional[str] = ..., data_json: _Optional[str] = ..., start_at_unix_ms: _Optional[int] = ..., deadline_unix_ms: _Optional[int] = ..., shard_index: _Optional[int] = ..., shard_total: _Optional[int] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("task_id", "attempt", "reason")
