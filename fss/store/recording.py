@@ -54,6 +54,7 @@ from fss.store.tables import (
     run_log,
     task,
     task_group,
+    version_after_data,
 )
 from fss.store.tasks import ClaimedTask, lock_tasks_in_id_order
 
@@ -329,7 +330,12 @@ _DATA_SAVED_STATEMENT = (
             status_in([TaskStatus.SCHEDULER, TaskStatus.WORKING]),
         ),
     )
-    .values(data=sa.bindparam("b_data", type_=sa.Text()))
+    # The version before the data: MySQL assigns in order, and the version compares the
+    # data as it was.
+    .ordered_values(
+        (task_group.c.version, version_after_data(sa.bindparam("b_data", type_=sa.Text()))),
+        (task_group.c.data, sa.bindparam("b_data", type_=sa.Text())),
+    )
 )
 
 
@@ -988,24 +994,37 @@ _INC = sa.bindparam("b_inc", type_=sa.BigInteger())
 _GROUP_STATEMENT = (
     task_group.update()
     .where(task_group.c.id == sa.bindparam("b_group"))
-    .values(
-        run_count=task_group.c.run_count + _INC,
+    # The version before the data: MySQL assigns in order, and the version compares the
+    # data as it was.
+    .ordered_values(
+        (task_group.c.version, version_after_data(sa.bindparam("b_data", type_=sa.Text()))),
         # Floor division keeps the column integral on every backend (SQLite's / is real).
-        run_speed_avg=sa.case(
-            (_INC == 0, task_group.c.run_speed_avg),
-            else_=(
-                task_group.c.run_speed_avg * task_group.c.run_count
-                + sa.bindparam("b_speed_sum", type_=sa.BigInteger())
-            )
-            // (task_group.c.run_count + _INC),
+        # The average before the count: on MySQL it reads the count as it was.
+        (
+            task_group.c.run_speed_avg,
+            sa.case(
+                (_INC == 0, task_group.c.run_speed_avg),
+                else_=(
+                    task_group.c.run_speed_avg * task_group.c.run_count
+                    + sa.bindparam("b_speed_sum", type_=sa.BigInteger())
+                )
+                // (task_group.c.run_count + _INC),
+            ),
         ),
-        last_run_at=sa.bindparam("b_last"),
-        next_at=sa.bindparam("b_next"),
-        data=sa.func.coalesce(sa.bindparam("b_data", type_=sa.Text()), task_group.c.data),
-        task_id=sa.func.coalesce(
-            sa.bindparam("b_task_id", type_=sa.BigInteger()), task_group.c.task_id
+        (task_group.c.run_count, task_group.c.run_count + _INC),
+        (task_group.c.last_run_at, sa.bindparam("b_last")),
+        (task_group.c.next_at, sa.bindparam("b_next")),
+        (
+            task_group.c.data,
+            sa.func.coalesce(sa.bindparam("b_data", type_=sa.Text()), task_group.c.data),
         ),
-        buffered_at=sa.bindparam("b_buffered", type_=UTCDateTime()),
+        (
+            task_group.c.task_id,
+            sa.func.coalesce(
+                sa.bindparam("b_task_id", type_=sa.BigInteger()), task_group.c.task_id
+            ),
+        ),
+        (task_group.c.buffered_at, sa.bindparam("b_buffered", type_=UTCDateTime())),
     )
 )
 
@@ -1029,6 +1048,13 @@ _GROUPS_MANY_PG = sa.text(
     WHERE task_group.id = v.id
     """
 )
+
+
+_COLUMN_ORDER = {name: i for i, name in enumerate(task_group.c.keys())}
+
+
+def _assignment_order(item: tuple[str, Any]) -> tuple[bool, int]:
+    return item[0] != "version", _COLUMN_ORDER[item[0]]
 
 
 def schedule_next(
@@ -1107,6 +1133,7 @@ def schedule_next(
         ) // (task_group.c.run_count + 1)
     if data is not None:
         changes["data"] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        changes["version"] = version_after_data(sa.literal(changes["data"], sa.Text()))
     next_task_id: int | None = None
     if group.is_enable:
         start_at = (
@@ -1128,7 +1155,10 @@ def schedule_next(
                 )
             )
         changes["task_id"] = next_task_id
-    conn.execute(task_group.update().where(task_group.c.id == group_id).values(**changes))
+    # MySQL assigns in order, each reading the columns set before it: the version first (it
+    # compares the data as it was), then the table's order (the average reads the old count).
+    ordered = sorted(changes.items(), key=_assignment_order)
+    conn.execute(task_group.update().where(task_group.c.id == group_id).ordered_values(*ordered))
     return next_task_id
 
 

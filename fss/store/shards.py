@@ -37,7 +37,7 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
 )
-from fss.store.tables import client, run_log, task, task_group, task_run
+from fss.store.tables import client, run_log, task, task_group, task_run, version_after_data
 from fss.store.tasks import ClaimedTask, DispatchTarget, lock_tasks_in_id_order, mark_dispatched
 
 IN_FLIGHT = (int(TaskStatus.SCHEDULER), int(TaskStatus.WORKING))
@@ -322,6 +322,7 @@ def _data_saved(conn: Connection, events: list[TaskDataSaved]) -> int:
     run saving at once: the last one recorded wins)."""
     count = 0
     for event in sorted(events, key=lambda e: (e.task_id, e.shard or 0)):
+        text = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
         count += conn.execute(
             task_group.update()
             .where(
@@ -331,7 +332,11 @@ def _data_saved(conn: Connection, events: list[TaskDataSaved]) -> int:
                 .scalar_subquery(),
                 sa.exists().where(_shard_row(event), _in_flight(task_run.c.status)),
             )
-            .values(data=json.dumps(event.data, ensure_ascii=False, separators=(",", ":")))
+            # The version first: MySQL assigns in order (see version_after_data).
+            .ordered_values(
+                (task_group.c.version, version_after_data(sa.literal(text, sa.Text()))),
+                (task_group.c.data, text),
+            )
         ).rowcount
     return count
 

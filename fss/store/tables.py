@@ -413,3 +413,14 @@ def inserted_id(result: CursorResult[Any]) -> int:
     if key is None:
         raise RuntimeError("the INSERT returned no primary key")
     return int(key[0])
+
+
+def version_after_data(new_data: Any) -> Any:
+    """The group's version once a job's data is written: one more when the data changed,
+    so an edit begun on the old data (the web form, the API with its version) is refused
+    as stale instead of overwriting what the job saved; unchanged data (NULL: none sent)
+    leaves it as it was."""
+    return sa.case(
+        (sa.or_(new_data.is_(None), new_data == task_group.c.data), task_group.c.version),
+        else_=task_group.c.version + 1,
+    )

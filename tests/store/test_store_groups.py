@@ -528,6 +528,50 @@ def test_every_edit_bumps_the_version_and_a_stale_one_writes_nothing(engine: Eng
     assert group_raw(engine, group_id) == before
 
 
+@pytest.mark.parametrize("how", ["finished", "saved"])
+def test_data_a_job_changed_bumps_the_version_so_an_edit_begun_before_is_refused(
+    engine: Engine, how: str
+) -> None:
+    """A form opened on the old data must not overwrite what a run wrote meanwhile."""
+    from fss.events import TaskDataSaved
+
+    group_id = add_interval_group(engine, T0, data={"cursor": 1})
+    row = pending(engine, group_id)
+    task_id, at = row["id"], row["start_at"]
+    attempt = dispatch(engine, task_id, at)
+    seen = get_group(engine, group_id).version
+    events: list[Any] = [TaskStarted(task_id, attempt, CLIENT, at)]
+    if how == "saved":
+        events.append(TaskDataSaved(task_id, attempt, CLIENT, group_id, {"cursor": 2}, at))
+    else:
+        events.append(TaskFinished(task_id, attempt, CLIENT, True, 5, at, data={"cursor": 2}))
+    with engine.begin() as conn:
+        recording.record(conn, events, at)
+    if how == "saved":  # saving the same data again changes nothing, the version included
+        with engine.begin() as conn:
+            recording.record(
+                conn, [TaskDataSaved(task_id, attempt, CLIENT, group_id, {"cursor": 2}, at)], at
+            )
+    after = get_group(engine, group_id)
+    assert (after.data, after.version) == ({"cursor": 2}, seen + 1)
+
+    with pytest.raises(groups.GroupChanged):
+        groups.edit_group(engine, group_id, {"data": {"cursor": 0}}, at, expected_version=seen)
+    assert get_group(engine, group_id).data == {"cursor": 2}
+
+
+def test_a_run_that_leaves_the_data_as_it_was_keeps_the_version(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0, data={"cursor": 1})
+    row = pending(engine, group_id)
+    task_id, at = row["id"], row["start_at"]
+    attempt = dispatch(engine, task_id, at)
+    seen = get_group(engine, group_id).version
+    with engine.begin() as conn:
+        recording.record(conn, [TaskStarted(task_id, attempt, CLIENT, at),
+                                TaskFinished(task_id, attempt, CLIENT, True, 5, at)], at)
+    assert get_group(engine, group_id).version == seen
+
+
 def test_an_edit_writes_only_the_fields_it_names(engine: Engine) -> None:
     group_id = add_interval_group(engine, T0, data={"counter": 1})
     with engine.begin() as conn:  # a run saved its counter (the recorder writes data)
