@@ -408,7 +408,7 @@ class Supervisor:
         """overlap `replace`: a Working run of a replace group whose next slot came is killed
         as `fss task kill` does (asked once: a guarded mark), and the recorder starts the
         slot's run when the run's end is recorded. Where the kill cannot be done (a threads
-        or solo pool refuses, no answer, a gRPC client: its bridge takes no kills), or a
+        or solo pool refuses, no answer), or a
         killed run did not end within the grace, the run is failed here and its late
         events are ignored; the job may go on in its thread."""
         with self._engine.connect() as conn:
@@ -435,13 +435,8 @@ class Supervisor:
         if run.open_task.client_id == BROADCAST_CLIENT:
             self._kill_shards(run.open_task.id, reason, report)
             return
-        if run.running.language == "python":
-            outcome, detail = self._kill(run.running, reason)
-        else:
-            outcome, detail = Outcome.REFUSED, (
-                f"{run.running.client_id} cannot be killed (a gRPC client's bridge takes "
-                "no kills)"
-            )
+        # A Python worker answers the kill itself, a gRPC client's bridge for it (`cancel`).
+        outcome, detail = self._kill(run.running, reason)
         if outcome is Outcome.SENT:
             report.replaced.append(run.open_task.id)
             log.info("task %s: %s (kill sent)", run.open_task.id, reason,
@@ -476,8 +471,8 @@ class Supervisor:
         report.replaced.append(task_id)
 
     def _kill_shard(self, shard: OpenShard, reason: str) -> tuple[Outcome, str]:
-        if shard.language != "python" or shard.client_id is None:
-            return Outcome.REFUSED, f"{shard.client_id} takes no kills (not a Python worker)"
+        if shard.client_id is None:
+            return Outcome.REFUSED, "the shard has no client"
         running = RunningAttempt(
             shard.task_id, shard.attempt, shard.group_id, shard.client_id,
             shard.client_host or "", shard.language, shard=shard.shard,

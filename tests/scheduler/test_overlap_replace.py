@@ -98,8 +98,9 @@ def create_engine_migrated(url: str) -> Engine:
 def test_a_grpc_clients_run_is_failed_at_the_next_slot_and_the_slots_run_starts_now(
     world: World,
 ) -> None:
-    """A gRPC client's bridge takes no kills: the supervisor fails the run itself, once,
-    and the recorder's plan starts the slot's run now; the run's late end is ignored."""
+    """A gRPC client's run gets the kill through its bridge (fss.bridge.control); with no
+    bridge answering (none runs here) the supervisor fails the run itself, once, and the
+    recorder's plan starts the slot's run now; the run's late end is ignored."""
     group_id, task_id = world.running("node-1", "node")
     world.clock.set(T0 + timedelta(seconds=2) - timedelta(milliseconds=1))
     world.beat("node-1", "node")
@@ -114,8 +115,8 @@ def test_a_grpc_clients_run_is_failed_at_the_next_slot_and_the_slots_run_starts_
     assert report.failed == [task_id] and report.replaced == []
     row = world.task(task_id)
     assert row.status == TaskStatus.FAIL and row.kill_requested_at is not None
-    assert row.error.startswith("replaced by the run of 09:00:02; not killed (node-1 cannot be "
-                                "killed (a gRPC client's bridge takes no kills)): marked failed")
+    assert row.error.startswith("replaced by the run of 09:00:02; not killed (node-1 did not "
+                                "answer within 3 s")
     assert world.logs(task_id)[0] == "replace: slot 09:00:02 came while running; kill requested"
     following = world.open_task_of(group_id)
     assert following.start_at == now and following.status == TaskStatus.NONE
