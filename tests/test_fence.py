@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from fss.domain.status import TaskStatus
 from fss.fence import Fence, MemoryFence, RedisFence
 from fss.naming import client_queue, fence_key
-from fss.scheduler.dispatcher import Outcome
+from fss.scheduler.dispatcher import Dispatcher, Outcome
 from fss.store.tables import task
 from tests.dispatch_scene import Scene, dispatch_scene
 
@@ -79,6 +79,26 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def refused_dispatcher(scene: Scene, before_failing: Callable[[], object] = lambda: None
+                       ) -> Dispatcher:
+    """A dispatcher whose broker is a closed port, and whose send fails when the test says.
+
+    kombu tries a refused connection again every 2 s until Celery's broker_connection_timeout
+    (4 s) is over: 6 s a test, spent waiting. Its transport options make it two tries here,
+    with `before_failing` run in between (kombu calls their `errback` after a failed try)."""
+    dispatcher = scene.dispatcher(f"redis://127.0.0.1:{closed_port()}/0")
+    app = scene.apps[-1]  # the dispatcher's app: its connections are made on first use
+
+    def errback(_exc: Exception, _interval: float) -> None:
+        before_failing()
+
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options, "max_retries": 1, "interval_start": 0,
+        "errback": errback,
+    }
+    return dispatcher
+
+
 @pytest.fixture
 def scene(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Scene]:
     with dispatch_scene(database_url, fresh_redis_url(), T0) as made:
@@ -89,7 +109,7 @@ def test_given_a_send_that_fails_and_nobody_entered_then_the_attempt_is_revoked_
     scene: Scene,
 ) -> None:
     claimed = scene.due_task()
-    dispatcher = scene.dispatcher(f"redis://127.0.0.1:{closed_port()}/0")
+    dispatcher = refused_dispatcher(scene)
     assert dispatcher.dispatch(claimed) is Outcome.FAILED
     row = scene.row(claimed.id)
     assert (row.status, row.client_id) == (TaskStatus.NONE, None)
@@ -101,7 +121,6 @@ def test_given_a_send_that_fails_but_a_worker_entered_then_the_dispatch_is_kept(
     scene: Scene,
 ) -> None:
     claimed = scene.due_task()
-    dispatcher = scene.dispatcher(f"redis://127.0.0.1:{closed_port()}/0")
     entered = threading.Event()
 
     def worker_enters_once_armed() -> None:
@@ -114,6 +133,8 @@ def test_given_a_send_that_fails_but_a_worker_entered_then_the_dispatch_is_kept(
             threading.Event().wait(0.002)
 
     worker = threading.Thread(target=worker_enters_once_armed)
+    # The send fails only once the worker is done with the armed attempt.
+    dispatcher = refused_dispatcher(scene, before_failing=lambda: worker.join(timeout=10))
     worker.start()
     outcome = dispatcher.dispatch(claimed)
     worker.join(timeout=10)

@@ -21,4 +21,4 @@ def fss_env(
     env = FssProcesses(tmp_path, pg_database_url, fresh_redis_url())
     env.cli("db", "upgrade")
     yield env
-    env.stop_all()
+    env.kill_all()

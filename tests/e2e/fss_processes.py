@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,6 +76,17 @@ class FssProcesses:
     def stop_all(self) -> None:
         for name in list(self.running):
             self.stop(name)
+
+    def kill_all(self) -> None:
+        """kill -9 every process group still running: a test's teardown. A graceful stop
+        there only waited: for the runs in flight (a worker's warm stop lets a 60 s job go on
+        up to stop()'s 15 s), and a SIGTERM to `faketime` left its worker running, orphaned.
+        A test that means a graceful stop asks for it itself (stop, stop_all)."""
+        for name in list(self.running):
+            process = self.running.pop(name)
+            with contextlib.suppress(ProcessLookupError):  # its group is gone already
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
     def log_of(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")

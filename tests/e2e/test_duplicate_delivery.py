@@ -32,7 +32,7 @@ def worker_env(tmp_path: Path, fresh_redis_url: Callable[[], str]) -> Iterator[F
     # A worker needs the broker only; the database URL is never opened.
     env = FssProcesses(tmp_path, f"sqlite:///{tmp_path / 'unused.db'}", fresh_redis_url())
     yield env
-    env.stop_all()
+    env.kill_all()
 
 
 def send_order_twice(broker_url: str, order: RunOrder) -> None:

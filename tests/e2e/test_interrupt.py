@@ -36,7 +36,7 @@ def worker_env(tmp_path: Path, fresh_redis_url: Callable[[], str]) -> Iterator[F
     shutil.copy(HERE / "e2e_jobs.py", tmp_path / "e2e_jobs.py")
     env = FssProcesses(tmp_path, f"sqlite:///{tmp_path / 'unused.db'}", fresh_redis_url())
     yield env
-    env.stop_all()
+    env.kill_all()
 
 
 def send_order(broker_url: str, order: RunOrder) -> None:

@@ -46,7 +46,7 @@ def start_node(
     env: FssProcesses, node: str, name: str, bridge: str, token_file: Path
 ) -> subprocess.Popen[bytes]:
     """`node worker.js` as its README says, logging to <workdir>/<name>.log; registered with
-    the fixture's processes so kill() / stop_all() handle it."""
+    the fixture's processes so kill() / kill_all() handle it."""
     log = open(env.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed right after Popen
     process = subprocess.Popen(
         [node, str(NODE_WORKER / "worker.js"), "--bridge", bridge, "--token-file",

@@ -6,10 +6,12 @@ tests/e2e/test_time_limits.py."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from conftest import LiveFss, wait_until
 from playwright.sync_api import Page, expect
 
+from fss import kills
 from fss.domain.clock import SystemClock
 from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
@@ -33,8 +35,11 @@ def working_task(live: LiveFss) -> int:
 
 
 def test_an_admin_asks_a_kill_from_the_task_page_and_sees_the_answer(
-    admin_page: Page, viewer_page: Page, live_fss: LiveFss
+    admin_page: Page, viewer_page: Page, live_fss: LiveFss, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The web app runs in this process: nobody can answer its kill, so it waits a fraction of
+    # fss.kills.REPLY_TIMEOUT_S (3 s) for the same refusal.
+    monkeypatch.setattr(kills, "REPLY_TIMEOUT_S", 0.2)
     task_id = working_task(live_fss)
 
     viewer_page.goto(f"{live_fss.url}/tasks/{task_id}")
