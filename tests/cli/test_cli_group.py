@@ -620,8 +620,8 @@ def test_given_policy_options_when_editing_then_only_they_change_and_none_clears
         2, "broadcast", None, None
     )
     assert edited["retry_delay_ms"] == 1000 and edited["version"] == 2
-    jsn = add(fss, "--job-sets-next", "--route", "broadcast")  # no slots to backfill: fine
-    assert fss_json(fss, "group", "show", str(jsn))["route"] == "broadcast"
+    jsn = add(fss, "--job-sets-next", "--route", "failover")  # no slots to backfill: fine
+    assert fss_json(fss, "group", "show", str(jsn))["route"] == "failover"
 
 
 @sqlite_only

@@ -354,8 +354,8 @@ def test_policies_at_their_bounds_are_accepted_and_normalized() -> None:
                        is_enable=False, disabled_note="  why  ").validated()
     assert (spec.retry_backoff, spec.on_success, spec.disabled_note) == (10.0, ("k", 1), "why")
     assert isinstance(spec.retry_backoff, float)
-    jsn = GroupSpec(caption="c", job_name="j", job_sets_next=True, route="broadcast")
-    assert jsn.validated().route == "broadcast"
+    jsn = GroupSpec(caption="c", job_name="j", job_sets_next=True, route="failover")
+    assert jsn.validated().route == "failover"
 
 
 def _has_cycle(edges: dict[int, tuple[int, ...]]) -> bool:
