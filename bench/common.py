@@ -63,6 +63,9 @@ NOOP_JOB = "bench-noop"
 AGAIN_JOB = "bench-again"
 BUSY_JOB = "bench-busy"
 BUSY_ENV = "BENCH_BUSY_S"  # seconds bench-busy / bench.stamp spend after they started
+# BENCH_JOB_LOG=1: bench-noop and bench-again also log one line and set progress, so a run
+# carries the events a real job sends (run log, progress) through the worker and the recorder.
+JOB_LOG_ENV = "BENCH_JOB_LOG"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -71,14 +74,25 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # --------------------------------------------------------------------------------------------
 
 
+def _log_and_progress(ctx: JobContext) -> None:
+    # Read per run, not at import: the worker's environment decides (Bench.env passes ours on).
+    if os.environ.get(JOB_LOG_ENV) == "1":
+        ctx.log.info("bench run of task %s", ctx.task_id)
+        ctx.set_progress(50)
+
+
 @job(NOOP_JOB)
 def bench_noop(ctx: JobContext) -> None:
-    """The fss job of every benchmark: does nothing (returns None = Success)."""
+    """The fss job of every benchmark: does nothing (returns None = Success); with
+    BENCH_JOB_LOG=1 it logs one line and sets progress 50."""
+    _log_and_progress(ctx)
 
 
 @job(AGAIN_JOB)
 def bench_again(ctx: JobContext) -> None:
-    """Does nothing and asks to run again at once: its group's rate is 1 / cycle."""
+    """Asks to run again at once: its group's rate is 1 / cycle (BENCH_JOB_LOG=1: logs one
+    line and sets progress first, as bench-noop)."""
+    _log_and_progress(ctx)
     ctx.set_next_at(timedelta(0))
 
 
