@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 # ``servers`` sits beside this file; make it importable under any --import-mode.
 _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
@@ -43,3 +45,28 @@ __all__ = [
     "redis_url",
     "sqlite_url",
 ]
+
+
+# Long tests first. pytest-xdist hands tests out in collection order, and the end-to-end and
+# browser tests (real processes; 5-35 s each) sat in the middle and near the end, where the
+# last of them kept one worker busy while the other idled. Under `--dist loadgroup`
+# (scripts/test) each browser module is one group: its module-scoped `fss dev` and Chromium
+# start on one worker, not on both.
+_FIRST_FILES = ("tests/test_install.py",)  # builds a venv (~20 s) without FSS_TEST_RUNTIME_PYTHON
+
+
+def _runs_long(item: pytest.Item) -> bool:
+    return (
+        item.get_closest_marker("e2e") is not None
+        or "browser" in item.path.parts
+        or item.nodeid.startswith(_FIRST_FILES)
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.pluginmanager.hasplugin("xdist"):  # which registers the mark
+        for item in items:
+            if "browser" in item.path.parts:
+                item.add_marker(pytest.mark.xdist_group(f"browser-{item.path.stem}"))
+    items.sort(key=lambda item: not _runs_long(item))  # stable: the order within stays

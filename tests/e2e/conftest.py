@@ -1,5 +1,5 @@
 """Fixtures shared by the end-to-end tests: a workdir with the e2e jobs, a fresh PostgreSQL
-database and Redis db, migrated, whose fss processes are stopped afterwards."""
+database and Redis db, migrated, whose fss processes are killed afterwards."""
 
 from __future__ import annotations
 
@@ -19,6 +19,6 @@ def fss_env(
 ) -> Iterator[FssProcesses]:
     shutil.copy(HERE / "e2e_jobs.py", tmp_path / "e2e_jobs.py")
     env = FssProcesses(tmp_path, pg_database_url, fresh_redis_url())
-    env.cli("db", "upgrade")
+    env.migrate()
     yield env
     env.kill_all()

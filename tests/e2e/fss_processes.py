@@ -43,6 +43,21 @@ class FssProcesses:
             raise AssertionError(f"fss {' '.join(args)} failed: {result.stderr}")
         return result
 
+    def migrate(self) -> None:
+        """What `fss db upgrade` does (the schema, the installation id), in this process: the
+        command costs ~1.5 s of interpreter start and imports per test. It runs on the runtime
+        interpreter in tests/test_logsafe.py, and in-process in tests/cli."""
+        from fss.store import migrate
+        from fss.store.engine import create_engine
+        from fss.store.installation import installation_id
+
+        engine = create_engine(self.database_url)
+        try:
+            migrate.upgrade(engine)
+            installation_id(engine)
+        finally:
+            engine.dispose()
+
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         process = subprocess.Popen(

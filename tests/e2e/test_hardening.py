@@ -5,8 +5,6 @@ only logs, for longer than its group's timeout, ends Success."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fss_processes import FssProcesses, query
 from kombu import Connection
@@ -66,13 +64,27 @@ def test_poison_and_nul_bytes_stop_nothing_and_a_logging_job_is_alive(
     nul = add("--caption", "nul", "--job-name", "nul_logger", "--interval-ms", "1000")
     log_only = add("--caption", "log only", "--job-name", "log_only", "--job-sets-next",
                    "--timeout-s", "3", "--data", '{"seconds": 6}')
-    time.sleep(12)
+    def successes(group_id: int) -> int:
+        return statuses(fss_env, group_id).count(TaskStatus.SUCCESS)
+
+    def dead_letters() -> int:
+        return len(query(fss_env.database_url, "SELECT id FROM dead_letter"))
+
+    def log_only_ended() -> bool:
+        first = statuses(fss_env, log_only)[:1]
+        return first in ([TaskStatus.SUCCESS], [TaskStatus.FAIL])
+
+    wait_for(lambda: successes(tick) >= 10 and successes(nul) >= 10 and log_only_ended(),
+             timeout=30, what="ten runs of each 1 s group and the log-only run's end")
     push_poison(fss_env.broker_url)
-    time.sleep(3)
+    wait_for(lambda: dead_letters() >= len(POISON) * 2, timeout=15,
+             what="the second five bad messages set aside")
+    recorded = successes(tick)
+    wait_for(lambda: successes(tick) > recorded, timeout=15, what="the next tick recorded")
 
     # Then every group kept running and being recorded
-    assert statuses(fss_env, tick).count(TaskStatus.SUCCESS) >= 10
-    assert statuses(fss_env, nul).count(TaskStatus.SUCCESS) >= 10
+    assert successes(tick) >= 10
+    assert successes(nul) >= 10
     nul_logs = query(fss_env.database_url,
                      "SELECT content FROM run_log WHERE task_group_id = :g", g=nul)
     assert nul_logs and all("NUL byte" in r.content and "\x00" not in r.content

@@ -349,7 +349,7 @@ def make_env(workdir: Path) -> Iterator[Callable[[str, str], FssProcesses]]:
     def make(database_url: str, broker_url: str) -> FssProcesses:
         env = FssProcesses(workdir, database_url, broker_url)
         made.append(env)
-        env.cli("db", "upgrade")
+        env.migrate()
         return env
 
     yield make

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -48,17 +49,22 @@ def test_given_two_workers_when_groups_run_then_every_run_is_recorded_once(
         what="both workers to register",
     )
 
-    # When groups of every schedule kind run for a while
+    # When groups of every schedule kind run for a while (added by `fss group add` processes
+    # side by side: one after the other they took ~10 s before the observation began)
     def add(*args: str) -> int:
         return int(fss_env.cli("group", "add", *args).stdout.strip())
 
-    ticks = [add("--caption", f"tick {i}", "--job-name", "tick", "--interval-ms", "1000")
-             for i in range(6)]
-    cron = add("--caption", "even seconds", "--job-name", "tick", "--cron", "*/2 * * * * *")
-    paced = add("--caption", "paced", "--job-name", "paced", "--interval-ms", "1000")
-    boom = add("--caption", "boom", "--job-name", "boom", "--interval-ms", "1000")
-    counter = add("--caption", "counter", "--job-name", "counter", "--interval-ms", "1000",
-                  "--data", '{"count": 100}')
+    adds = [
+        *[("--caption", f"tick {i}", "--job-name", "tick", "--interval-ms", "1000")
+          for i in range(6)],
+        ("--caption", "even seconds", "--job-name", "tick", "--cron", "*/2 * * * * *"),
+        ("--caption", "paced", "--job-name", "paced", "--interval-ms", "1000"),
+        ("--caption", "boom", "--job-name", "boom", "--interval-ms", "1000"),
+        ("--caption", "counter", "--job-name", "counter", "--interval-ms", "1000",
+         "--data", '{"count": 100}'),
+    ]
+    with ThreadPoolExecutor(len(adds)) as pool:
+        *ticks, cron, paced, boom, counter = pool.map(lambda args: add(*args), adds)
     time.sleep(OBSERVE_S)
     fss_env.stop("sched-1")
     fss_env.stop_all()
