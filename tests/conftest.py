@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if "browser" in item.path.parts:
                 item.add_marker(pytest.mark.xdist_group(f"browser-{item.path.stem}"))
     items.sort(key=lambda item: not _runs_long(item))  # stable: the order within stays
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_level() -> Iterator[None]:
+    """Each test leaves the root logger's level as it found it. Celery's in-process test worker
+    (celery.contrib.testing.worker.start_worker in tests/scheduler/test_publish.py) sets it
+    to ERROR for good, and a later test in the same xdist worker saw no WARNING of a logger
+    of its own (tests/test_logsafe.py): whether it failed depended on the test order."""
+    level = logging.root.level
+    yield
+    logging.root.setLevel(level)
