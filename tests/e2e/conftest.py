@@ -8,9 +8,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fss_processes import FssProcesses
+from fss_processes import FssProcesses, dispose_engines
 
 HERE = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True)
+def _query_connections_closed() -> Iterator[None]:
+    """query()'s pooled connections end with the test (fss_env closes them before its
+    database is dropped; this catches the databases of other fixtures)."""
+    yield
+    dispose_engines()
 
 
 @pytest.fixture
@@ -22,3 +30,4 @@ def fss_env(
     env.migrate()
     yield env
     env.kill_all()
+    dispose_engines()
