@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,10 +52,12 @@ __all__ = [
 
 # Long tests first. pytest-xdist hands tests out in collection order, and the end-to-end and
 # browser tests (real processes; 5-35 s each) sat in the middle and near the end, where the
-# last of them kept one worker busy while the other idled. Under `--dist loadgroup`
-# (scripts/test) each browser module is one group: its module-scoped `fss dev` and Chromium
-# start on one worker, not on both.
+# last of them kept one worker busy while the other idled.
 _FIRST_FILES = ("tests/test_install.py",)  # builds a venv (~20 s) without FSS_TEST_RUNTIME_PYTHON
+# The files whose tests stay on one worker under `--dist loadgroup` (scripts/test): a browser
+# module's module-scoped `fss dev` and Chromium start once, not on each worker; so does the
+# install tests' venv.
+_GROUPED_FILES = ("tests/web/browser/", *_FIRST_FILES)
 
 
 def _runs_long(item: pytest.Item) -> bool:
@@ -65,13 +68,29 @@ def _runs_long(item: pytest.Item) -> bool:
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.pluginmanager.hasplugin("xdist"):  # which registers the mark
-        for item in items:
-            if "browser" in item.path.parts:
-                item.add_marker(pytest.mark.xdist_group(f"browser-{item.path.stem}"))
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: not _runs_long(item))  # stable: the order within stays
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent under -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` with the groups named here, by file. xdist groups tests by an
+    "@<group>" its workers append to the node ids of `xdist_group` tests, which pytest 9 no
+    longer shows (xdist 3.8 sets Item._nodeid, pytest 9 reads Item._id): every test was a
+    group of its own. Groups go out first (the largest first), then the other tests one at
+    a time in collection order, each worker keeping two or three in hand."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ByFile(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            if path.startswith(_GROUPED_FILES):
+                return path
+            return str(super()._split_scope(nodeid))
+
+    return ByFile(config, log)
 
 
 @pytest.fixture(autouse=True)

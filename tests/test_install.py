@@ -9,6 +9,7 @@ fixture builds one here: `pip install --no-deps .` (~3 s) into a copy of a venv 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import venv
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,22 +46,29 @@ def pip(venv_dir: Path, *args: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def building() -> Iterator[None]:
+    """One `pip install <checkout>` at a time on this machine: setuptools builds in the
+    checkout's own build/ directory, and two builds at once collide there ("File exists")."""
+    DEPENDENCIES_CACHE.mkdir(parents=True, exist_ok=True)
+    with (DEPENDENCIES_CACHE / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def dependencies_venv() -> Path:
+    """Call it while building()."""
     digest = hashlib.sha256()
     for name in ("setup.cfg", "pyproject.toml"):
         digest.update((ROOT / name).read_bytes())
     digest.update(sys.version.encode())
     built = DEPENDENCIES_CACHE / digest.hexdigest()[:16]
-    DEPENDENCIES_CACHE.mkdir(parents=True, exist_ok=True)
-    # Both xdist workers, and other runs on this machine, may want it at once.
-    with built.with_suffix(".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (built / "complete").exists():
-            shutil.rmtree(built, ignore_errors=True)
-            venv.EnvBuilder(with_pip=True, system_site_packages=False).create(built)
-            pip(built, "install", str(ROOT))
-            pip(built, "uninstall", "-y", "fss")
-            (built / "complete").touch()
+    if not (built / "complete").exists():
+        shutil.rmtree(built, ignore_errors=True)
+        venv.EnvBuilder(with_pip=True, system_site_packages=False).create(built)
+        pip(built, "install", str(ROOT))
+        pip(built, "uninstall", "-y", "fss")
+        (built / "complete").touch()
     return built
 
 
@@ -77,9 +85,10 @@ def user_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     if given:
         return given
     target = tmp_path_factory.mktemp("user-venv")
-    shutil.copytree(dependencies_venv(), target, symlinks=True, copy_function=link_or_copy,
-                    dirs_exist_ok=True)
-    pip(target, "install", "--no-deps", str(ROOT))
+    with building():
+        shutil.copytree(dependencies_venv(), target, symlinks=True, copy_function=link_or_copy,
+                        dirs_exist_ok=True)
+        pip(target, "install", "--no-deps", str(ROOT))
     return str(target / "bin" / "python")
 
 
