@@ -75,6 +75,9 @@ def test_a_parent_run_with_data_starts_its_child_on_success_only(env: FssProcess
     parent_task = task(env, first)
     assert parent_task.status == TaskStatus.SUCCESS
     [child_run] = runs(env, "child")
+    # The job ran; its start is in the table once the recorder took the worker's event.
+    wait_for(lambda: task(env, child_run["task_id"]).run_at is not None, timeout=10,
+             what="the child's start recorded")
     child_task = task(env, child_run["task_id"])
     assert child_task.kind == "child"
     delay = child_task.run_at - parent_task.finish_at
