@@ -95,7 +95,7 @@ def wait_for_broker(url: str, stopped: threading.Event) -> bool:
 
 
 def stop_on_signal() -> threading.Event:
-    """An event set by SIGTERM or SIGINT (wait_for_signal installs its own handlers later)."""
+    """An event set by SIGTERM or SIGINT, from now until the bridge stops."""
     stopped = threading.Event()
 
     def handle(signum: int, _frame: FrameType | None) -> None:
@@ -162,7 +162,9 @@ def bridge_command(
     settings = Settings.from_env(broker_url=broker_url)
     setup_logging(loglevel, log_format)
     check_broker_transport(settings.broker_url)
-    if not wait_for_broker(settings.broker_url, stop_on_signal()):
+    # Installed once, before anything slow: a signal during start-up is never lost.
+    stopped = stop_on_signal()
+    if not wait_for_broker(settings.broker_url, stopped):
         return
     bridge = start_bridge(settings, listen=listen, token=token, tls=tls)
     log.info(
@@ -177,6 +179,6 @@ def bridge_command(
             "no --token-file: any client that reaches %s can register and take runs", listen
         )
     try:
-        wait_for_signal()
+        wait_for_signal(stopped)
     finally:
         bridge.stop()
