@@ -104,11 +104,7 @@ def _kill_shards(
     answers = []
     sent = 0
     for shard in shards:
-        target = RunningAttempt(
-            shard.task_id, shard.attempt, shard.group_id, shard.client_id or "",
-            shard.client_host or "", shard.language, shard=shard.shard,
-        )
-        outcome, detail = send_kill(settings, target, reason)
+        outcome, detail = send_kill(settings, shard.running(), reason)
         sent += outcome is Outcome.SENT
         answers.append(f"shard {shard.shard} on {shard.client_id}: "
                        f"{'kill sent' if outcome is Outcome.SENT else detail}")

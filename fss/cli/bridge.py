@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from pathlib import Path
-from types import FrameType
 
 import click
 from kombu.connection import Connection
@@ -15,7 +13,7 @@ from fss.bridge.grpc_server import DEFAULT_LISTEN, TlsFiles, check_listen, start
 from fss.celery_app import check_broker_transport
 from fss.cli.context import first_line
 from fss.cli.logs import log_format_option, setup_logging
-from fss.cli.processes import wait_for_signal
+from fss.cli.processes import stop_on_signal, wait_for_signal
 from fss.config import Settings, hide_password
 from fss.errors import InvalidField
 
@@ -92,19 +90,6 @@ def wait_for_broker(url: str, stopped: threading.Event) -> bool:
             return True
         delay = min(delay * 2, BROKER_RETRY_MAX_S)
     return False
-
-
-def stop_on_signal() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, from now until the bridge stops."""
-    stopped = threading.Event()
-
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s received, stopping", signal.Signals(signum).name)
-        stopped.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    return stopped
 
 
 @click.command("bridge")

@@ -86,19 +86,25 @@ def start_scheduler(cli: CliContext, settings: Settings) -> SchedulerService:
     return service
 
 
+def stop_on_signal() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, from now on."""
+    stopped = threading.Event()
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stopped
+
+
 def wait_for_signal(stopped: threading.Event | None = None) -> None:
-    """Block until SIGTERM or SIGINT. `stopped`: an event whose handlers are installed
-    already (set by a signal that came earlier, while the process was still starting):
-    waiting on it loses no signal, where installing new handlers could."""
+    """Block until SIGTERM or SIGINT. `stopped`: a stop_on_signal() event made earlier
+    (set by a signal that came while the process was still starting): waiting on it loses
+    no signal, where installing new handlers could."""
     if stopped is None:
-        stopped = threading.Event()
-
-        def handle(signum: int, _frame: FrameType | None) -> None:
-            log.info("%s received, stopping", signal.Signals(signum).name)
-            stopped.set()
-
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+        stopped = stop_on_signal()
     while not stopped.wait(1.0):
         pass
 

@@ -473,11 +473,7 @@ class Supervisor:
     def _kill_shard(self, shard: OpenShard, reason: str) -> tuple[Outcome, str]:
         if shard.client_id is None:
             return Outcome.REFUSED, "the shard has no client"
-        running = RunningAttempt(
-            shard.task_id, shard.attempt, shard.group_id, shard.client_id,
-            shard.client_host or "", shard.language, shard=shard.shard,
-        )
-        return self._kill(running, reason)
+        return self._kill(shard.running(), reason)
 
     def _handle_shards(
         self, alive_since: datetime, now: datetime, report: SweepReport, gone: set[str]

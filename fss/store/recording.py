@@ -56,7 +56,7 @@ from fss.store.tables import (
     task_group,
     version_after_data,
 )
-from fss.store.tasks import ClaimedTask, lock_tasks_in_id_order
+from fss.store.tasks import ClaimedTask, lock_tasks
 
 log = logging.getLogger(__name__)
 
@@ -139,18 +139,8 @@ def _lock_for_set_based(
     if conn.dialect.name != "postgresql" or (len(started) < 2 and len(finished) < 2):
         return set()
     locked: set[int] = set()
-    _lock_tasks(conn, [e.task_id for e in started] + [e.task_id for e in finished], locked)
+    lock_tasks(conn, [e.task_id for e in started] + [e.task_id for e in finished], locked)
     return locked
-
-
-def _lock_tasks(conn: Connection, ids: Iterable[int], locked: set[int]) -> None:
-    """Lock these task rows in id order, as every batch write here does (two recorders
-    replaying overlapping batches wait for each other instead of deadlocking), unless this
-    transaction holds them already (`locked`, which grows by them)."""
-    todo = sorted(set(ids) - locked)
-    if todo:
-        lock_tasks_in_id_order(conn, todo)
-        locked.update(todo)
 
 
 def status_in(statuses: Iterable[TaskStatus]) -> Any:
@@ -206,7 +196,7 @@ def _started_set_based(
     for event in events:  # the first one wins, as in the per-event path
         first.setdefault((event.task_id, event.attempt, event.client_id), event)
     unique = sorted(first.values(), key=lambda e: e.task_id)
-    _lock_tasks(conn, [e.task_id for e in unique], locked)
+    lock_tasks(conn, [e.task_id for e in unique], locked)
     params = {
         "ids": [e.task_id for e in unique],
         "attempts": [e.attempt for e in unique],
@@ -423,7 +413,7 @@ def _retry_failures(
         return set(), {}
     # Every row of the batch's finishes, in id order, before any of them changes: the
     # retries and the finishes then take no row out of the order other recorders use.
-    _lock_tasks(conn, [e.task_id for e in unique], locked)
+    lock_tasks(conn, [e.task_id for e in unique], locked)
     outcome = requeue_failures(conn, [f for f in failures if f.task_id in retrying], now)
     return outcome.retried, outcome.final_notes
 
@@ -466,7 +456,7 @@ def _finish_set_based(
 ) -> list[tuple[TaskFinished, Any]]:
     ids = [e.task_id for e in unique]
     # Rows locked in id order first, as the per-event path does (it updates in id order).
-    _lock_tasks(conn, ids, locked)
+    lock_tasks(conn, ids, locked)
     params = {
         "ids": ids,
         "attempts": [e.attempt for e in unique],

@@ -12,7 +12,7 @@ Nothing here runs for other tasks: their events never name a shard.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,8 +37,9 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
 )
+from fss.store.kills import RunningAttempt
 from fss.store.tables import client, run_log, task, task_group, task_run, version_after_data
-from fss.store.tasks import ClaimedTask, DispatchTarget, lock_tasks_in_id_order, mark_dispatched
+from fss.store.tasks import ClaimedTask, DispatchTarget, lock_tasks, mark_dispatched
 
 IN_FLIGHT = (int(TaskStatus.SCHEDULER), int(TaskStatus.WORKING))
 ERROR_LEVEL = 4
@@ -46,13 +47,6 @@ ERROR_LEVEL = 4
 
 def _in_flight(column: Any) -> Any:
     return sa.or_(*(column == s for s in IN_FLIGHT))
-
-
-def lock_tasks(conn: Connection, ids: Iterable[int], locked: set[int]) -> None:
-    todo = sorted(set(ids) - locked)
-    if todo:
-        lock_tasks_in_id_order(conn, todo)
-        locked.update(todo)
 
 
 # --- dispatch ----------------------------------------------------------------------------
@@ -248,6 +242,17 @@ def _update_task_progress(conn: Connection, task_id: int, attempt: int, now: dat
             )
         ).scalars()
     )
+    _set_task_progress(conn, task_id, attempt, progresses, total, now)
+
+
+def _set_task_progress(
+    conn: Connection,
+    task_id: int,
+    attempt: int,
+    progresses: list[int],
+    total: int,
+    now: datetime,
+) -> None:
     conn.execute(
         task.update()
         .where(task.c.id == task_id, task.c.attempt == attempt, _in_flight(task.c.status))
@@ -381,24 +386,25 @@ def end_shards(
     finishes = []
     for task_id, attempt in sorted(tasks_touched.items()):
         finish = _task_end(conn, task_id, attempt, now)
-        if finish is None:
-            _update_task_progress(conn, task_id, attempt, now)
-        else:
+        if finish is not None:
             finishes.append(finish)
     return won, finishes
 
 
 def _task_end(conn: Connection, task_id: int, attempt: int, now: datetime) -> TaskFinished | None:
-    """The task's finish when no shard of its attempt is in flight, else None."""
+    """The task's finish when no shard of its attempt is in flight; else None, and the
+    task's progress follows its shards' (one read of the shards serves both)."""
     shards = conn.execute(
         sa.select(
             task_run.c.shard_index, task_run.c.client_id, task_run.c.status,
             task_run.c.error, task_run.c.retry, task_run.c.run_at, task_run.c.finish_at,
+            task_run.c.progress,
         ).where(task_run.c.task_id == task_id, task_run.c.attempt == attempt)
     ).all()
-    if any(s.status in IN_FLIGHT for s in shards):
-        return None
     total = shard_total(conn, task_id) or len(shards)
+    if any(s.status in IN_FLIGHT for s in shards):
+        _set_task_progress(conn, task_id, attempt, [s.progress for s in shards], total, now)
+        return None
     outcome = verdict(
         [
             ShardOutcome(
@@ -445,6 +451,13 @@ class OpenShard:
     max_run_s: int | None
     kill_requested_at: datetime | None
     language: str | None = None
+
+    def running(self) -> RunningAttempt:
+        """The shard as a kill addresses it (fss.kills.send_kill)."""
+        return RunningAttempt(
+            self.task_id, self.attempt, self.group_id, self.client_id or "",
+            self.client_host or "", self.language, shard=self.shard,
+        )
 
 
 def open_shards(conn: Connection) -> list[OpenShard]:

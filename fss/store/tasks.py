@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -215,6 +216,16 @@ def lock_tasks_in_id_order(conn: Connection, ids: list[int]) -> None:
     conn.execute(
         sa.select(task.c.id).where(task.c.id.in_(ids)).order_by(task.c.id).with_for_update()
     ).all()
+
+
+def lock_tasks(conn: Connection, ids: Iterable[int], locked: set[int]) -> None:
+    """Lock these task rows in id order, as every batch write does (two recorders
+    replaying overlapping batches wait for each other instead of deadlocking), unless this
+    transaction holds them already (`locked`, which grows by them)."""
+    todo = sorted(set(ids) - locked)
+    if todo:
+        lock_tasks_in_id_order(conn, todo)
+        locked.update(todo)
 
 
 _LOCK_TASKS_PG = sa.text(
