@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -56,7 +57,11 @@ def _order(task_id: int = 7, data: dict[str, Any] | None = None, job: str = "pro
 
 
 def _send_task(
-    app: Celery, order: RunOrder, expires: datetime, limit: TimeLimit | None = None
+    app: Celery,
+    order: RunOrder,
+    expires: datetime,
+    limit: TimeLimit | None = None,
+    queue: str = QUEUE,
 ) -> None:
     """The dispatcher's former call, one order at a time."""
     limits = {} if limit is None else {"time_limit": limit.hard_s, "soft_time_limit": limit.soft_s}
@@ -64,7 +69,7 @@ def _send_task(
         app.send_task(
             job_task_name(order.job_name),
             kwargs=order.to_kwargs(),
-            queue=QUEUE,
+            queue=queue,
             task_id=celery_task_id(order.task_id, order.attempt),
             expires=expires,
             producer=producer,
@@ -74,13 +79,17 @@ def _send_task(
 
 
 def _publish(
-    app: Celery, orders: list[RunOrder], expires: datetime, limit: TimeLimit | None = None
+    app: Celery,
+    orders: list[RunOrder],
+    expires: datetime,
+    limit: TimeLimit | None = None,
+    queue: str = QUEUE,
 ) -> list[str]:
     """Publish `orders` the new way; the ids of those confirmed sent, in order."""
     publisher = OrderPublisher(app)
     now = datetime.now(timezone.utc)
     messages = [
-        publisher.message(order, QUEUE, expires, now, time_limit=limit) for order in orders
+        publisher.message(order, queue, expires, now, time_limit=limit) for order in orders
     ]
     sent: list[str] = []
 
@@ -214,15 +223,17 @@ def test_given_rabbitmq_then_messages_go_one_by_one_and_match_send_task(
     app.conf.task_compression = compression
     order = _order(task_id=int(datetime.now().timestamp() * 1000) % 10**9, data=ODD_DATA)
     expires = order.start_at + timedelta(seconds=30)
+    # A queue of this test's own: the RabbitMQ server is shared with tests running beside
+    # it (the other compression's run read this one's message from a common queue in CI).
+    name = client_queue(f"c1-{uuid.uuid4().hex}")
     try:
         with Connection(AMQP_URL) as conn:
-            queue = app.amqp.queues[QUEUE](conn.default_channel)
+            queue = app.amqp.queues[name](conn.default_channel)
             queue.declare()
-            queue.purge()
             with app.producer_or_acquire() as producer:
                 assert not producer.supports_batch_publish  # the generic path
-            _send_task(app, order, expires)
-            assert _publish(app, [order], expires) == [f"fss-{order.task_id}-1"]
+            _send_task(app, order, expires, queue=name)
+            assert _publish(app, [order], expires, queue=name) == [f"fss-{order.task_id}-1"]
             before, after = _get_two(queue)
             queue.delete()
     finally:
@@ -240,7 +251,7 @@ def test_given_a_client_queue_not_declared_yet_then_its_first_order_declares_it_
     """RabbitMQ drops a message for a queue that does not exist: an order that arrives
     proves the publisher declared the queue; the second one goes out from kombu's cache."""
     app = create_app(Settings(database_url="sqlite://", broker_url=AMQP_URL))
-    name = client_queue(f"fresh-{int(datetime.now().timestamp() * 1000)}")
+    name = client_queue(f"fresh-{uuid.uuid4().hex}")
     publisher = OrderPublisher(app)
     first, second = _order(task_id=1), _order(task_id=2)
     expires = first.start_at + timedelta(seconds=30)
