@@ -13,6 +13,7 @@ from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
 
+from fss.domain.alerts import parse_rules
 from fss.errors import InvalidField
 from fss.logsafe import mask_urls
 
@@ -61,6 +62,22 @@ class Settings:
     # comes this much later, and a run still Working past hard + this grace (a pool that
     # cannot enforce limits, a bridge client) is failed by the supervisor.
     time_limit_grace_s: float = 10.0
+    # Alerts (README "Alerts"): the rules on ("all", "none" or a comma list: an unknown
+    # name is refused); the console's address for links in messages; how often the cluster
+    # rules are checked; a reminder for an alert still open after repeat_s (0: never); the
+    # grace added to a group's period before it is late; how long a job may have no live
+    # client; more firing notices of one rule than storm_threshold become one summary;
+    # each delivery attempt's time limit and how many attempts a delivery gets.
+    alert_rules: str = "all"
+    console_url: str = ""
+    alert_check_s: float = 5.0
+    alert_repeat_s: float = 3600.0
+    alert_late_grace_s: float = 60.0
+    alert_unserved_s: float = 60.0
+    alert_storm_threshold: int = 10
+    alert_send_timeout_s: float = 5.0
+    alert_max_attempts: int = 10
+    alert_max_age_s: float = 30 * 24 * 3600
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -78,6 +95,12 @@ class Settings:
         validate_broker_url(self.broker_url)
         validate_database_url(self.database_url)
         validate_fence_url(self.fence_url)
+        parse_rules(self.alert_rules)
+        for name in ("alert_check_s", "alert_send_timeout_s", "alert_max_attempts"):
+            if getattr(self, name) <= 0:
+                raise InvalidField(name, "must be > 0")
+        if self.console_url and url_scheme(self.console_url) not in ("http", "https"):
+            raise InvalidField("console_url", f"{self.console_url!r} is not an http(s) URL")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

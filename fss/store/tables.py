@@ -119,6 +119,15 @@ task_group = sa.Table(
     sa.Index("ix_task_group_enable_at", "enable_at"),
     # buffer_one: the slot that passed while a run went on, run right after it ends.
     sa.Column("buffered_at", UTCDateTime(), nullable=True),
+    # Alerts (migration 0010): JSON lists of the alert targets (names) this group's alerts
+    # go to (NULL: the default targets) and of the rules on for it (NULL: every rule on
+    # globally); how long after a planned run without success the group is late (NULL:
+    # one period plus the grace); whether an alert about the group is open (a success then
+    # resolves it, and only then costs a statement).
+    sa.Column("alert_targets", sa.Text(), nullable=True),
+    sa.Column("alert_rules", sa.Text(), nullable=True),
+    sa.Column("late_after_s", sa.Integer(), nullable=True),
+    sa.Column("alert_open", sa.Boolean(), nullable=False, server_default=sa.false()),
     # The supervisor's every-sweep look for runs of `replace` groups (fss.store.overlap):
     # only groups away from the default `skip` (every group on MySQL: no partial indexes).
     sa.Index(
@@ -380,6 +389,145 @@ login_failure = sa.Table(
     sa.Column("failures", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("last_at", UTCDateTime(), nullable=False),
     sa.Column("locked_until", UTCDateTime(), nullable=True),
+    **MYSQL_UTF8MB4,
+)
+
+
+# Alerts (fss.domain.alerts): where they go (targets), what was raised (alert), the outbox
+# of what to tell (alert_notice, written in the transaction that raised or resolved the
+# alert), one delivery per notice and target, and every attempt of a delivery.
+alert_target = sa.Table(
+    "alert_target",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    # JSON of the kind's settings, secrets included (never shown: fss.domain.alert_targets).
+    sa.Column("config", LongText, nullable=False),
+    # Used for every group that names no targets of its own.
+    sa.Column("is_default", sa.Boolean(), nullable=False, server_default=sa.true()),
+    # JSON list of the rules this target is told about; NULL: all.
+    sa.Column("rules", sa.Text(), nullable=True),
+    sa.Column("rate_per_min", sa.Integer(), nullable=False, server_default="20"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("uq_alert_target_name", "name", unique=True),
+    sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
+)
+
+alert = sa.Table(
+    "alert",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(32), nullable=False),
+    # What the alert is about: "group:12", "client:w1", "job:report", "node:n1", ...
+    sa.Column("subject", sa.String(200), nullable=False),
+    # "<rule>|<subject>" while open, NULL once resolved: the unique index keeps one open
+    # alert per (rule, subject) on every backend (NULLs never collide).
+    sa.Column("open_key", sa.String(240), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False, server_default="open"),
+    sa.Column("task_group_id", sa.BigInteger(), nullable=True),
+    sa.Column("task_id", sa.BigInteger(), nullable=True),
+    sa.Column("client_id", sa.String(128), nullable=True),
+    # The planned time of the run that raised it (run rules): when the group last owed a run.
+    sa.Column("planned_at", UTCDateTime(), nullable=True),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("detail", LongText, nullable=True),
+    # How often it was raised while open (repeats within the silence window count up).
+    sa.Column("count", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("opened_at", UTCDateTime(), nullable=False),
+    sa.Column("last_at", UTCDateTime(), nullable=False),
+    sa.Column("notified_at", UTCDateTime(), nullable=True),
+    sa.Column("resolved_at", UTCDateTime(), nullable=True),
+    sa.Column("resolved_note", sa.String(300), nullable=True),
+    sa.Column("acked_by", sa.String(64), nullable=True),
+    sa.Column("acked_at", UTCDateTime(), nullable=True),
+    sa.Index("uq_alert_open_key", "open_key", unique=True),
+    sa.Index("ix_alert_opened_at", "opened_at"),
+    sa.Index("ix_alert_task_group_id", "task_group_id"),
+    sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
+)
+
+alert_notice = sa.Table(
+    "alert_notice",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.BigInteger(), nullable=False),
+    # firing | reminder | resolved
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    # NULL until the sender turned it into deliveries (one per target).
+    sa.Column("expanded_at", UTCDateTime(), nullable=True),
+    sa.Index(
+        "ix_alert_notice_pending", "expanded_at",
+        postgresql_where=sa.text("expanded_at IS NULL"),
+        sqlite_where=sa.text("expanded_at IS NULL"),
+    ),
+    sa.Index("ix_alert_notice_alert_id", "alert_id"),
+    sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
+)
+
+alert_delivery = sa.Table(
+    "alert_delivery",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # NULL for a storm summary, which stands for many notices (`folded_into` on theirs).
+    sa.Column("notice_id", sa.BigInteger(), nullable=True),
+    sa.Column("target_id", sa.BigInteger(), nullable=False),
+    sa.Column("target_name", sa.String(64), nullable=False),
+    # pending | sent | failed (attempts used up) | silenced | folded (into a summary)
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("folded_into", sa.BigInteger(), nullable=True),
+    # A storm summary's message (JSON), as it was composed when the storm was folded.
+    sa.Column("summary", LongText, nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    # The same for every attempt, by every sender: receivers drop a repeat by it.
+    sa.Column("idempotency_key", sa.String(100), nullable=False),
+    sa.Index("ix_alert_delivery_state_next_at", "state", "next_at"),
+    sa.Index("ix_alert_delivery_notice_id", "notice_id"),
+    sa.Index("ix_alert_delivery_target_sent", "target_id", "sent_at"),
+    sa.Index("uq_alert_delivery_notice_target", "notice_id", "target_id", unique=True),
+    sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
+)
+
+alert_attempt = sa.Table(
+    "alert_attempt",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.BigInteger(), nullable=False),
+    sa.Column("target_name", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    # sent | failed
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("answer", sa.Text(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("duration_ms", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("node", sa.String(128), nullable=True),
+    sa.Index("ix_alert_attempt_delivery_id", "delivery_id"),
+    sa.Index("ix_alert_attempt_at", "at"),
+    sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
+)
+
+# An admin's "quiet, please" for one group's alerts until a time: they are still raised and
+# shown, their notices not sent.
+alert_silence = sa.Table(
+    "alert_silence",
+    metadata,
+    sa.Column("task_group_id", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("until", UTCDateTime(), nullable=False),
+    sa.Column("by_user", sa.String(64), nullable=False),
+    sa.Column("note", sa.String(300), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     **MYSQL_UTF8MB4,
 )
 
