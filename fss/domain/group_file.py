@@ -40,6 +40,8 @@ from fss.domain.group_spec import (
     ROUTES,
     GroupSpec,
     bounded_int,
+    validate_alert_rules,
+    validate_alert_targets,
     validate_caption,
     validate_choice,
     validate_client_tag,
@@ -48,6 +50,7 @@ from fss.domain.group_spec import (
     validate_interval,
     validate_jitter,
     validate_job_name,
+    validate_late_after,
     validate_misfire,
     validate_on_success,
     validate_policies,
@@ -78,8 +81,10 @@ FIELDS = (
 # Optional fields where null means "not given".
 NULLABLE_FIELDS = (
     "time_zone", "timeout_s", "start_at", "retry_delay_max_ms", "max_run_s", "client_tag",
-    "on_success", "disabled_note", "enable_at",
+    "on_success", "alert_targets", "alert_rules", "late_after_s", "disabled_note", "enable_at",
 )
+# Fields held as tuples in a spec and written as lists.
+LIST_FIELDS = ("on_success", "alert_targets", "alert_rules")
 FORMATS = ("yaml", "json")
 
 # libyaml's emitter when it is there.
@@ -115,7 +120,7 @@ class GroupEntry:
         for name, default in POLICY_DEFAULTS.items():
             value = getattr(spec, name)
             if value != default:
-                doc[name] = list(value) if name == "on_success" else value
+                doc[name] = list(value) if name in LIST_FIELDS else value
         if spec.disabled_note is not None:
             doc["disabled_note"] = spec.disabled_note
         if spec.enable_at is not None:
@@ -584,6 +589,9 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "client_tag": validate_client_tag,
     "on_success": validate_on_success,
     "jitter_ms": validate_jitter,
+    "alert_targets": validate_alert_targets,
+    "alert_rules": validate_alert_rules,
+    "late_after_s": validate_late_after,
     "disabled_note": lambda v: validate_disabled_note(_string("disabled_note", v)),
     "enable_at": lambda v: check_time("enable_at", v),
 }

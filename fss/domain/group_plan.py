@@ -188,9 +188,15 @@ def spec_of_comparable(values: dict[str, Any]) -> GroupSpec:
         misfire=values["misfire"],
         disabled_note=values["disabled_note"],
         enable_at=values["enable_at"],
-        **{name: values[name] for name in POLICY_DEFAULTS if name != "on_success"},
+        **{name: values[name] for name in POLICY_DEFAULTS if name not in TUPLE_FIELDS},
         on_success=tuple(values["on_success"]),
+        alert_targets=tuple(values["alert_targets"] or ()),
+        alert_rules=None if values["alert_rules"] is None else tuple(values["alert_rules"]),
     )
+
+
+# Fields a spec holds as tuples and `comparable` as lists (JSON's form).
+TUPLE_FIELDS = ("on_success", "alert_targets", "alert_rules")
 
 
 def field_changes(before: GroupEntry, after: GroupEntry) -> tuple[FieldChange, ...]:
@@ -227,6 +233,11 @@ def comparable(entry: GroupEntry) -> dict[str, Any]:
         "client_tag": spec.client_tag,
         "on_success": list(spec.on_success),
         "jitter_ms": spec.jitter_ms,
+        # No targets is null, as a last-applied record from before the field has it: an
+        # unchanged file then keeps targets someone set by hand.
+        "alert_targets": list(spec.alert_targets) or None,
+        "alert_rules": None if spec.alert_rules is None else list(spec.alert_rules),
+        "late_after_s": spec.late_after_s,
         "disabled_note": spec.disabled_note,
         "enable_at": spec.enable_at,
     }

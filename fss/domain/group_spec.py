@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from fss.domain.alerts import GROUP_RULES, RULES, validate_rule_list
 from fss.domain.clock import require_storable_time
 from fss.domain.cron import load_zone, validate_cron
 from fss.domain.schedule import Schedule
@@ -49,6 +50,12 @@ class GroupSpec:
     # Group keys (str) and ids (int) that run when a run of this group ends Success.
     on_success: tuple[str | int, ...] = ()
     jitter_ms: int = 0
+    # Alerts (README "Alerts"): the targets this group's alerts go to (empty = the default
+    # targets), the rules on for it (None = every rule on globally, () = no alerts), and how
+    # long after a planned run without success it is late (None = one period plus grace).
+    alert_targets: tuple[str, ...] = ()
+    alert_rules: tuple[str, ...] | None = None
+    late_after_s: int | None = None
     # Why the group is disabled and when it enables itself (a disabled group only).
     disabled_note: str | None = None
     enable_at: datetime | None = None
@@ -124,6 +131,9 @@ def validate_policies(spec: GroupSpec) -> dict[str, Any]:
         "client_tag": validate_client_tag(spec.client_tag) if spec.client_tag else None,
         "on_success": validate_on_success(spec.on_success),
         "jitter_ms": validate_jitter(spec.jitter_ms),
+        "alert_targets": validate_alert_targets(spec.alert_targets),
+        "alert_rules": validate_alert_rules(spec.alert_rules),
+        "late_after_s": validate_late_after(spec.late_after_s),
         "disabled_note": disabled_note,
         "enable_at": enable_at,
     }
@@ -142,6 +152,10 @@ ROUTES = ("round_robin", "least_busy", "sticky", "failover", "broadcast")
 # What `fss worker --tag` accepts: a client id's characters (fss.naming.CLIENT_ID_PATTERN,
 # which this pure layer may not import), at most 64 of them.
 CLIENT_TAG_PATTERN = re.compile(r"[A-Za-z0-9_.:@\-]{1,64}")
+# Alert target names (fss alert target add NAME), at most this many per group.
+ALERT_TARGET_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+MAX_ALERT_TARGETS = 20
+MAX_LATE_AFTER_S = 366 * 24 * 3600
 # The defaults of the policy fields: what `fss group show` and export leave out.
 POLICY_DEFAULTS: dict[str, Any] = {
     "retries": 0,
@@ -155,6 +169,10 @@ POLICY_DEFAULTS: dict[str, Any] = {
     "client_tag": None,
     "on_success": (),
     "jitter_ms": 0,
+    # Not run policies but group settings that flow the same way (file, diff, API, show).
+    "alert_targets": (),
+    "alert_rules": None,
+    "late_after_s": None,
 }
 
 
@@ -238,6 +256,72 @@ def validate_on_success(value: Any) -> tuple[str | int, ...]:
         seen.add(ref)
         refs.append(ref)
     return tuple(refs)
+
+
+def validate_alert_targets(value: Any) -> tuple[str, ...]:
+    """Names of alert targets, each once, at most 20; None or empty = the default targets.
+    Whether each exists is the store's question (targets may be added after the group)."""
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes | dict) or not isinstance(value, list | tuple):
+        raise InvalidField("alert_targets", "must be a list of alert target names")
+    if len(value) > MAX_ALERT_TARGETS:
+        raise InvalidField(
+            "alert_targets", f"at most {MAX_ALERT_TARGETS} targets, got {len(value)}"
+        )
+    seen: set[str] = set()
+    for name in value:
+        if not isinstance(name, str) or not ALERT_TARGET_PATTERN.fullmatch(name):
+            shown = str(name)[:70]
+            raise InvalidField(
+                "alert_targets", f"{shown!r} is not a target name (1..64 of letters, digits "
+                "and _ . -)"
+            )
+        if name in seen:
+            raise InvalidField("alert_targets", f"{name!r} is listed twice")
+        seen.add(name)
+    return tuple(value)
+
+
+def validate_alert_rules(value: Any) -> tuple[str, ...] | None:
+    """Rule names of fss.domain.alerts about a group, in the order RULES lists them (one
+    form for equal sets: diff and apply compare them); None = every rule on globally."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes | dict) or not isinstance(value, list | tuple):
+        raise InvalidField("alert_rules", "must be a list of rule names ([] for no alerts)")
+    chosen = validate_rule_list(value, "alert_rules")
+    cluster = sorted(chosen - set(GROUP_RULES))
+    if cluster:
+        raise InvalidField(
+            "alert_rules",
+            f"{cluster[0]!r} is a rule about the cluster, not a group (group rules: "
+            f"{', '.join(GROUP_RULES)})",
+        )
+    return tuple(name for name in RULES if name in chosen)
+
+
+def validate_late_after(value: Any) -> int | None:
+    if value is None:
+        return None
+    return bounded_int("late_after_s", value, 1, MAX_LATE_AFTER_S)
+
+
+DURATION_PART = re.compile(r"([0-9]+)([smhd])")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(field_name: str, text: str) -> int:
+    """Seconds of "90", "90s", "10m", "2h", "1d" or a sum like "1h30m"."""
+    raw = text.strip().lower()
+    if raw.isascii() and raw.isdigit():
+        return int(raw)
+    parts = DURATION_PART.findall(raw)
+    if not raw or "".join(n + u for n, u in parts) != raw:
+        raise InvalidField(
+            field_name, f"{text[:40]!r} is not a duration: seconds, or like 90s, 10m, 2h, 1d, 1h30m"
+        )
+    return sum(int(number) * DURATION_UNITS[unit] for number, unit in parts)
 
 
 MAX_GROUP_KEY = 128

@@ -40,8 +40,8 @@ from fss.store.groups import (
 from fss.store.rows import GroupRow
 from fss.store.tables import naive_utc, task_group, waiting_task_values
 
-# The run-policy columns (fss.domain.group_spec.POLICY_DEFAULTS and the disabled note), with
-# their PostgreSQL types (arrays of UPDATE ... FROM unnest, COPY formats).
+# The run-policy and alert columns (fss.domain.group_spec.POLICY_DEFAULTS and the disabled
+# note), with their PostgreSQL types (arrays of UPDATE ... FROM unnest, COPY formats).
 POLICY_TYPES = {
     "retries": "integer",
     "retry_delay_ms": "bigint",
@@ -54,6 +54,9 @@ POLICY_TYPES = {
     "client_tag": "text",
     "on_success": "text",
     "jitter_ms": "bigint",
+    "alert_targets": "text",
+    "alert_rules": "text",
+    "late_after_s": "integer",
     "disabled_note": "text",
     "enable_at": "timestamp",
 }

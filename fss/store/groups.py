@@ -87,6 +87,9 @@ def group_columns(spec: GroupSpec) -> dict[str, Any]:
         "client_tag": spec.client_tag,
         "on_success": on_success_text(spec.on_success),
         "jitter_ms": spec.jitter_ms,
+        "alert_targets": json_list_text(spec.alert_targets) if spec.alert_targets else None,
+        "alert_rules": json_list_text(spec.alert_rules) if spec.alert_rules is not None else None,
+        "late_after_s": spec.late_after_s,
         "disabled_note": spec.disabled_note,
         "enable_at": spec.enable_at,
     }
@@ -96,7 +99,12 @@ def on_success_text(refs: Sequence[str | int]) -> str | None:
     """The stored form of on_success: a JSON list (keys as strings, ids as numbers), or NULL."""
     if not refs:
         return None
-    return json.dumps(list(refs), ensure_ascii=False, separators=(",", ":"))
+    return json_list_text(refs)
+
+
+def json_list_text(items: Sequence[str | int]) -> str:
+    """A list as the group's JSON columns store it (compact; alert_rules stores [] too)."""
+    return json.dumps(list(items), ensure_ascii=False, separators=(",", ":"))
 
 
 def get_group(conn: Connection, group_id: int) -> GroupRow:
@@ -135,6 +143,9 @@ def spec_of(group: GroupRow) -> GroupSpec:
         client_tag=group.client_tag,
         on_success=group.on_success,
         jitter_ms=group.jitter_ms,
+        alert_targets=group.alert_targets,
+        alert_rules=group.alert_rules,
+        late_after_s=group.late_after_s,
         disabled_note=group.disabled_note,
         enable_at=group.enable_at,
     )

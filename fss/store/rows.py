@@ -60,6 +60,11 @@ class GroupRow:
     client_tag: str | None = None
     on_success: tuple[str, ...] = ()
     jitter_ms: int = 0
+    # Alerts: target names (empty = the defaults), rules (None = every rule on globally,
+    # () = none), seconds after a planned run without success until late (None = default).
+    alert_targets: tuple[str, ...] = ()
+    alert_rules: tuple[str, ...] | None = None
+    late_after_s: int | None = None
     disabled_note: str | None = None
     enable_at: datetime | None = None
     buffered_at: datetime | None = None
@@ -77,6 +82,10 @@ class GroupRow:
             values["retry_jitter"] = bool(values["retry_jitter"])
         if "on_success" in values:
             values["on_success"] = tuple(json.loads(values["on_success"] or "[]"))
+        if "alert_targets" in values:
+            values["alert_targets"] = tuple(json.loads(values["alert_targets"] or "[]"))
+        if values.get("alert_rules") is not None:
+            values["alert_rules"] = tuple(json.loads(values["alert_rules"]))
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
@@ -85,6 +94,8 @@ class GroupRow:
             f.name: _jsonable(getattr(self, f.name)) for f in fields(self) if f.name not in internal
         }
         body["on_success"] = list(self.on_success)
+        body["alert_targets"] = list(self.alert_targets)
+        body["alert_rules"] = None if self.alert_rules is None else list(self.alert_rules)
         body["schedule"] = self.schedule.describe()
         return body
 

@@ -20,6 +20,7 @@ from fss.domain.group_spec import (
     GroupSpec,
     find_cycle,
     parse_data,
+    parse_duration,
     validate_data,
 )
 from fss.errors import InvalidField
@@ -356,6 +357,69 @@ def test_policies_at_their_bounds_are_accepted_and_normalized() -> None:
     assert isinstance(spec.retry_backoff, float)
     jsn = GroupSpec(caption="c", job_name="j", job_sets_next=True, route="failover")
     assert jsn.validated().route == "failover"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"alert_targets": "ops"}, "alert_targets: must be a list of alert target names"),
+        ({"alert_targets": ("ops", "ops")}, "alert_targets: 'ops' is listed twice"),
+        ({"alert_targets": ("a b",)}, "alert_targets: 'a b' is not a target name"),
+        ({"alert_targets": ("x" * 65,)}, "alert_targets: 'xxx"),
+        ({"alert_targets": ("",)}, "alert_targets: '' is not a target name"),
+        ({"alert_targets": (1,)}, "alert_targets: '1' is not a target name"),
+        ({"alert_targets": tuple(f"t{i}" for i in range(21))},
+         "alert_targets: at most 20 targets, got 21"),
+        ({"alert_rules": "run_failed"}, "alert_rules: must be a list of rule names"),
+        ({"alert_rules": ("run_faild",)}, "alert_rules: unknown rule 'run_faild' (rules: "),
+        ({"alert_rules": ("client_lost",)},
+         "alert_rules: 'client_lost' is a rule about the cluster, not a group"),
+        ({"late_after_s": 0}, "late_after_s: must be 1..31622400, got 0"),
+        ({"late_after_s": 31_622_401}, "late_after_s: must be 1..31622400, got 31622401"),
+        ({"late_after_s": 1.5}, "late_after_s: must be a whole number, got 1.5"),
+        ({"late_after_s": True}, "late_after_s: must be a whole number, got True"),
+    ],
+)
+def test_each_bad_alert_setting_is_one_line_naming_its_field(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidField) as raised:
+        policy_spec(**changes).validated()
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_alert_settings_default_to_the_global_ones() -> None:
+    spec = policy_spec().validated()
+    assert (spec.alert_targets, spec.alert_rules, spec.late_after_s) == ((), None, None)
+
+
+def test_alert_settings_at_their_bounds_are_accepted_and_normalized() -> None:
+    targets = tuple(f"t.{i}_x-{i}" for i in range(20))
+    spec = policy_spec(alert_targets=list(targets), alert_rules=["group_late", "run_failed",
+                       "group_late"], late_after_s=366 * 86_400).validated()
+    assert spec.alert_targets == targets
+    # One form for one set of rules: the order of fss.domain.alerts.RULES, each once.
+    assert spec.alert_rules == ("run_failed", "group_late")
+    assert spec.late_after_s == 31_622_400
+    assert policy_spec(alert_targets=None, late_after_s=1).validated().alert_targets == ()
+    # [] is "no alerts for this group", not "the global rules" (None).
+    assert policy_spec(alert_rules=[]).validated().alert_rules == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), (" 90s ", 90), ("10m", 600), ("2h", 7200), ("1d", 86400), ("1h30m", 5400),
+     ("10M", 600)],
+)
+def test_parse_duration_reads_seconds_and_units(text: str, seconds: int) -> None:
+    assert parse_duration("late_after_s", text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10 m", "1.5h", "-5", "10x", "m", "1h 30m", "١٠", "١٠m"])
+def test_parse_duration_refuses_other_text_naming_the_field(text: str) -> None:
+    with pytest.raises(InvalidField) as raised:
+        parse_duration("late_after_s", text)
+    assert str(raised.value).startswith("late_after_s: ") and "not a duration" in str(raised.value)
 
 
 def _has_cycle(edges: dict[int, tuple[int, ...]]) -> bool:

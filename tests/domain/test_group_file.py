@@ -18,7 +18,7 @@ from fss.domain.group_file import (
     parse_group_file,
     render_group_file,
 )
-from fss.domain.group_plan import plan_changes
+from fss.domain.group_plan import applied_text, plan_changes
 from fss.domain.group_spec import GroupSpec
 from fss.errors import InvalidField
 
@@ -197,6 +197,17 @@ def test_the_error_names_the_file_and_the_count() -> None:
         ("interval_ms: 1\non_success: [0]", 6, "on_success: a group id is > 0, got 0"),
         ("interval_ms: 1\non_success: [1.5]", 6, "on_success: 1.5 is not a group key or id"),
         ("interval_ms: 1\njitter_ms: 3600001", 6, "jitter_ms: must be 0..3600000"),
+        ("interval_ms: 1\nalert_targets: ops", 6,
+         "alert_targets: must be a list of alert target names"),
+        ("interval_ms: 1\nalert_targets: [ops, ops]", 6, "alert_targets: 'ops' is listed twice"),
+        ("interval_ms: 1\nalert_targets: ['a b']", 6, "alert_targets: 'a b' is not a target name"),
+        ("interval_ms: 1\nalert_rules: [run_failed, nope]", 6,
+         "alert_rules: unknown rule 'nope' (rules: run_failed, "),
+        ("interval_ms: 1\nalert_rules: [node_lost]", 6,
+         "alert_rules: 'node_lost' is a rule about the cluster, not a group"),
+        ("interval_ms: 1\nalert_rules: all", 6, "alert_rules: must be a list of rule names"),
+        ("interval_ms: 1\nlate_after_s: 0", 6, "late_after_s: must be 1..31622400, got 0"),
+        ("interval_ms: 1\nlate_after_s: 10m", 6, "late_after_s: must be a whole number, got '10m'"),
         ("interval_ms: 1\ndisabled_note: why", 6,
          "disabled_note: only a disabled group has one"),
         ("interval_ms: 1\nenabled: false\nenable_at: tomorrow", 7,
@@ -359,11 +370,16 @@ ROUND_TRIP = [
             client_tag="eu-west:1",
             on_success=("plain", 42, "self"),
             jitter_ms=999,
+            alert_targets=("ops-slack", "oncall.mail_2"),
+            alert_rules=("run_failed", "group_late"),
+            late_after_s=7200,
             disabled_note="paused for the migration: see OPS-12",
             enable_at=datetime(2031, 4, 1, 6, 0, tzinfo=UTC),
         ),
     ),
     GroupEntry("self", GroupSpec(caption="on", job_name="j", job_sets_next=True)),
+    # No alerts at all ([]), which is not the default (null: the global rules).
+    GroupEntry("quiet", GroupSpec(caption="q", job_name="j", interval_ms=5, alert_rules=())),
 ]
 
 
@@ -475,6 +491,19 @@ def test_the_json_schema_accepts_what_fss_writes_and_reads() -> None:
         {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "client_tag": "a b"},
         {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "on_success": ["a", "a"]},
         {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "jitter_ms": -1},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1,
+         "alert_targets": ["a", "a"]},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1,
+         "alert_targets": ["a b"]},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1,
+         "alert_targets": [f"t{i}" for i in range(21)]},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "alert_rules": ["nope"]},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1,
+         "alert_rules": ["client_lost"]},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "alert_rules": "hung"},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "late_after_s": 0},
+        {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1,
+         "late_after_s": 31_622_401},
         {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "disabled_note": "x"},
         {"key": "k", "caption": "C", "job_name": "j", "interval_ms": 1, "enabled": True,
          "enable_at": "2031-01-01T00:00:00Z"},
@@ -509,3 +538,66 @@ def test_the_diff_names_each_policy_that_changes() -> None:
         '    overlap: "skip" -> "replace"',
         '    on_success: [] -> ["x"]',
     ]
+
+
+def test_rendering_writes_the_alert_settings_away_from_their_default() -> None:
+    spec = GroupSpec(caption="C", job_name="j", interval_ms=1, alert_targets=("ops",),
+                     alert_rules=("hung", "run_failed"), late_after_s=600)
+    document = GroupEntry("k", spec.validated()).document()
+    assert {k: document[k] for k in ("alert_targets", "alert_rules", "late_after_s")} == {
+        "alert_targets": ["ops"], "alert_rules": ["run_failed", "hung"], "late_after_s": 600,
+    }
+    plain = GroupEntry("k", GroupSpec(caption="C", job_name="j", interval_ms=1)).document()
+    assert not plain.keys() & {"alert_targets", "alert_rules", "late_after_s"}
+    # [] (no alerts) is written: leaving it out would mean every rule on globally.
+    quiet = GroupEntry("k", GroupSpec(caption="C", job_name="j", interval_ms=1, alert_rules=()))
+    assert quiet.document()["alert_rules"] == []
+
+
+def test_null_means_the_default_for_the_alert_settings() -> None:
+    (entry,) = parse_group_file(
+        one_entry("interval_ms: 1\nalert_targets: null\nalert_rules: null\nlate_after_s: null"),
+        "g.yaml",
+    )
+    assert entry.spec == GroupSpec(caption="C", job_name="j", interval_ms=1)
+    (empty,) = parse_group_file(one_entry("interval_ms: 1\nalert_targets: []\nalert_rules: []"),
+                                "g.yaml")
+    assert (empty.spec.alert_targets, empty.spec.alert_rules) == ((), ())
+
+
+def test_the_diff_names_each_alert_setting_that_changes() -> None:
+    before = GroupEntry("k", GroupSpec(caption="C", job_name="j", interval_ms=1))
+    after = GroupEntry("k", GroupSpec(caption="C", job_name="j", interval_ms=1,
+                                      alert_targets=("ops",), alert_rules=(),
+                                      late_after_s=900))
+    assert plan_changes([before], [after], prune=False).describe() == [
+        "~ update k",
+        '    alert_targets: null -> ["ops"]',
+        "    alert_rules: null -> []",
+        "    late_after_s: null -> 900",
+    ]
+    back = plan_changes([after], [before], prune=False).describe()
+    assert back[1:] == [
+        '    alert_targets: ["ops"] -> null',
+        "    alert_rules: [] -> null",
+        "    late_after_s: 900 -> null",
+    ]
+
+
+def test_an_apply_record_from_before_the_alert_settings_keeps_hand_set_ones() -> None:
+    """A group applied before the alert settings existed records none of them; a deploy of
+    the unchanged file must not undo targets or rules someone set on it by hand since."""
+    file_entry = GroupEntry("k", GroupSpec(caption="C", job_name="j", interval_ms=1))
+    old_record = json.loads(applied_text(file_entry))
+    for name in ("alert_targets", "alert_rules", "late_after_s"):
+        del old_record[name]
+    live = GroupEntry("k", GroupSpec(caption="C", job_name="j", interval_ms=1,
+                                     alert_targets=("ops",), alert_rules=("hung",),
+                                     late_after_s=60))
+    plan = plan_changes([live], [file_entry], prune=False, applied={"k": json.dumps(old_record)})
+    assert not plan.has_changes
+    # A file that sets them wins over the hand-set values, as for every field.
+    wanted = GroupEntry("k", GroupSpec(caption="C", job_name="j", interval_ms=1,
+                                       alert_rules=()))
+    plan = plan_changes([live], [wanted], prune=False, applied={"k": json.dumps(old_record)})
+    assert plan.describe() == ["~ update k", '    alert_rules: ["hung"] -> []']

@@ -94,6 +94,11 @@ POLICIES: dict[str, Any] = {
     "retry_jitter": False, "max_run_s": 60, "overlap": "replace", "route": "least_busy",
     "client_tag": "gpu", "jitter_ms": 100,
 }
+# Every alert setting away from its default.
+ALERTS: dict[str, Any] = {
+    "alert_targets": ("ops-slack", "oncall.mail"), "alert_rules": ("run_failed", "group_late"),
+    "late_after_s": 5400,
+}
 
 
 # --- creating ---------------------------------------------------------------------------------
@@ -110,9 +115,11 @@ POLICIES: dict[str, Any] = {
         spec(start_at=T0 - HOUR - 17 * timedelta(seconds=1)),
         spec(**POLICIES),
         spec(is_enable=False, disabled_note="vendor outage", enable_at=T0 + HOUR),
+        spec(**ALERTS),
+        spec(alert_rules=()),
     ],
     ids=["interval", "cron", "job_sets_next", "disabled", "future_start", "past_start",
-         "policies", "disabled_note"],
+         "policies", "disabled_note", "alerts", "no_alerts"],
 )
 def test_apply_creates_the_rows_group_add_would(engine: Engine, given: GroupSpec) -> None:
     by_hand, by_file = twins(engine, given)
@@ -152,9 +159,11 @@ def test_applying_the_same_entries_twice_writes_nothing_the_second_time(engine: 
         {"data": {"new": True}, "timeout_s": 60, "misfire": "skip"},
         POLICIES,
         {"retries": 1, "route": "broadcast", "jitter_ms": 7},
+        ALERTS,
+        {"alert_rules": (), "late_after_s": 60},
     ],
     ids=["caption", "interval", "to_cron", "to_job_sets_next", "job_name", "start_at", "fields",
-         "policies", "some_policies"],
+         "policies", "some_policies", "alerts", "no_alerts"],
 )
 def test_an_update_changes_what_group_edit_changes(
     engine: Engine, changes: dict[str, Any]
@@ -324,10 +333,12 @@ def varied_entries() -> list[GroupEntry]:
                 timeout_s=900,
                 misfire="skip",
                 **POLICIES,
+                **ALERTS,
             ),
         ),
         GroupEntry("off", spec(is_enable=False, start_at=T0 - HOUR, disabled_note="why",
-                               enable_at=T0 + 2 * HOUR, on_success=("plain",))),
+                               enable_at=T0 + 2 * HOUR, on_success=("plain",),
+                               alert_rules=())),
         GroupEntry("later", spec(interval_ms=None, job_sets_next=True, start_at=T0 + HOUR)),
     ]
 
@@ -518,6 +529,95 @@ def test_a_hand_edited_policy_survives_until_the_file_changes_it(engine: Engine)
     ]
     group = get_group(engine, group_id)
     assert (group.retries, group.route, group.overlap) == (5, "sticky", "buffer_one")
+
+
+# --- alert settings ----------------------------------------------------------------------------
+
+ALERTS_FILE = """\
+groups:
+  - key: backup
+    caption: Nightly backup
+    job_name: backup.run
+    cron: "0 2 * * *"
+    alert_targets: [ops-slack, oncall.mail]
+    alert_rules: [group_late, run_failed]
+    late_after_s: 7200
+  - key: noisy
+    caption: Noisy
+    job_name: noisy.run
+    interval_ms: 60000
+    alert_rules: []
+  - key: plain
+    caption: Plain
+    job_name: plain.run
+    interval_ms: 60000
+"""
+
+
+def test_alert_settings_go_file_to_apply_to_export_unchanged(engine: Engine) -> None:
+    plan = apply(engine, T0, *parse_group_file(ALERTS_FILE, "groups.yaml"))
+    assert [e.key for e in plan.creates] == ["backup", "noisy", "plain"]
+    backup, noisy, plain = (get_group(engine, keyed_id(engine, k)) for k in
+                            ("backup", "noisy", "plain"))
+    assert (backup.alert_targets, backup.alert_rules, backup.late_after_s) == (
+        ("ops-slack", "oncall.mail"), ("run_failed", "group_late"), 7200
+    )
+    assert (noisy.alert_targets, noisy.alert_rules, noisy.late_after_s) == ((), (), None)
+    assert (plain.alert_targets, plain.alert_rules, plain.late_after_s) == ((), None, None)
+    raw = group_raw(engine, noisy.id)
+    assert (raw["alert_targets"], raw["alert_rules"]) == (None, "[]")
+
+    with engine.connect() as conn:
+        exported = render_group_file(group_files.export_entries(conn), "yaml")
+    # The rules in one canonical order; [] kept (no alerts), defaults left out.
+    assert exported.split("- key: ")[1:] == [
+        "backup\n  caption: Nightly backup\n  job_name: backup.run\n  cron: 0 2 * * *\n"
+        "  alert_targets:\n  - ops-slack\n  - oncall.mail\n"
+        "  alert_rules:\n  - run_failed\n  - group_late\n  late_after_s: 7200\n",
+        "noisy\n  caption: Noisy\n  job_name: noisy.run\n  interval_ms: 60000\n"
+        "  alert_rules: []\n",
+        "plain\n  caption: Plain\n  job_name: plain.run\n  interval_ms: 60000\n",
+    ]
+    again = parse_group_file(exported, "export.yaml")
+    with engine.connect() as conn:
+        assert not group_files.plan_groups(conn, again, prune=True).has_changes
+    assert not apply(engine, T0 + HOUR, *again, prune=True).has_changes
+
+
+def test_a_file_change_of_an_alert_setting_is_an_update_that_bumps_the_version(
+    engine: Engine,
+) -> None:
+    apply(engine, T0, GroupEntry("g", spec()))
+    group_id = keyed_id(engine, "g")
+    version = get_group(engine, group_id).version
+    plan = apply(engine, T0 + MINUTE, GroupEntry("g", spec(alert_targets=("ops",),
+                                                           late_after_s=600)))
+    assert plan.describe() == [
+        "~ update g", '    alert_targets: null -> ["ops"]', "    late_after_s: null -> 600",
+    ]
+    group = get_group(engine, group_id)
+    assert (group.alert_targets, group.late_after_s, group.version) == (
+        ("ops",), 600, version + 1
+    )
+    plan = apply(engine, T0 + HOUR, GroupEntry("g", spec()))
+    assert [c.name for u in plan.updates for c in u.changes] == ["alert_targets", "late_after_s"]
+    group = get_group(engine, group_id)
+    assert (group.alert_targets, group.late_after_s) == ((), None)
+
+
+def test_hand_edited_alert_settings_survive_until_the_file_changes_them(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("g", spec()))
+    group_id = keyed_id(engine, "g")
+    groups.edit_group(engine, group_id, {"alert_targets": ("pager",), "alert_rules": ()}, T0)
+
+    assert not apply(engine, T0 + MINUTE, GroupEntry("g", spec())).has_changes
+    group = get_group(engine, group_id)
+    assert (group.alert_targets, group.alert_rules) == (("pager",), ())
+    plan = apply(engine, T0 + HOUR, GroupEntry("g", spec(alert_rules=("hung",))))
+    assert [c.describe() for u in plan.updates for c in u.changes] == [
+        'alert_rules: [] -> ["hung"]'
+    ]
+    assert get_group(engine, group_id).alert_targets == ("pager",)
 
 
 def test_a_note_comes_and_goes_with_its_disabling(engine: Engine) -> None:

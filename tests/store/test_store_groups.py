@@ -684,6 +684,79 @@ def test_an_edit_of_one_policy_writes_only_it(engine: Engine) -> None:
     assert get_group(engine, group_id).version == 2
 
 
+# --- alert settings ----------------------------------------------------------------------------
+
+
+def test_the_alert_settings_round_trip_and_are_stored_as_json_text(engine: Engine) -> None:
+    group_id = add_interval_group(
+        engine, alert_targets=("ops-slack", "mail.oncall"), alert_rules=("group_late", "hung"),
+        late_after_s=5400,
+    )
+    group = get_group(engine, group_id)
+    assert (group.alert_targets, group.alert_rules, group.late_after_s) == (
+        ("ops-slack", "mail.oncall"), ("hung", "group_late"), 5400
+    )
+    raw = group_raw(engine, group_id)
+    assert (raw["alert_targets"], raw["alert_rules"], raw["late_after_s"]) == (
+        '["ops-slack","mail.oncall"]', '["hung","group_late"]', 5400
+    )
+    assert groups.spec_of(group).validated() == groups.spec_of(group)
+    body = group.to_json()
+    assert (body["alert_targets"], body["alert_rules"]) == (
+        ["ops-slack", "mail.oncall"], ["hung", "group_late"]
+    )
+    assert "alert_open" not in body  # the scheduler's own flag, never shown
+
+
+def test_no_alert_settings_are_null_columns_and_no_alerts_is_an_empty_list(
+    engine: Engine,
+) -> None:
+    plain = add_interval_group(engine)
+    raw = group_raw(engine, plain)
+    assert (raw["alert_targets"], raw["alert_rules"], raw["late_after_s"]) == (None, None, None)
+    group = get_group(engine, plain)
+    assert (group.alert_targets, group.alert_rules, group.late_after_s) == ((), None, None)
+    quiet = add_interval_group(engine, alert_rules=())
+    assert group_raw(engine, quiet)["alert_rules"] == "[]"
+    assert get_group(engine, quiet).alert_rules == ()
+
+
+def test_an_edit_of_an_alert_setting_bumps_the_version_and_null_goes_back_to_the_default(
+    engine: Engine,
+) -> None:
+    group_id = add_interval_group(engine)
+    edited = groups.edit_group(
+        engine, group_id, {"alert_targets": ("ops",), "alert_rules": (), "late_after_s": 60}, T0
+    )
+    assert (edited.alert_targets, edited.alert_rules, edited.late_after_s, edited.version) == (
+        ("ops",), (), 60, 2
+    )
+    with pytest.raises(InvalidField, match=r"^alert_rules: unknown rule 'late' \(rules: "):
+        groups.edit_group(engine, group_id, {"alert_rules": ("late",)}, T0)
+    with pytest.raises(InvalidField, match=r"^alert_targets: 'ops' is listed twice$"):
+        groups.edit_group(engine, group_id, {"alert_targets": ("ops", "ops")}, T0)
+    with pytest.raises(InvalidField, match=r"^late_after_s: must be 1..31622400, got 0$"):
+        groups.edit_group(engine, group_id, {"late_after_s": 0}, T0)
+    assert get_group(engine, group_id).version == 2
+    cleared = groups.edit_group(
+        engine, group_id, {"alert_targets": (), "alert_rules": None, "late_after_s": None}, T0
+    )
+    assert (cleared.alert_targets, cleared.alert_rules, cleared.late_after_s) == ((), None, None)
+    assert cleared.version == 3
+    raw = group_raw(engine, group_id)
+    assert (raw["alert_targets"], raw["alert_rules"], raw["late_after_s"]) == (None, None, None)
+
+
+def test_an_edit_of_an_alert_setting_leaves_the_alert_open_flag_alone(engine: Engine) -> None:
+    group_id = add_interval_group(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            task_group.update().where(task_group.c.id == group_id).values(alert_open=True)
+        )
+    groups.edit_group(engine, group_id, {"alert_rules": ("run_failed",)}, T0)
+    assert group_raw(engine, group_id)["alert_open"] in (True, 1)
+
+
 def test_on_success_names_groups_by_key_or_id(engine: Engine) -> None:
     child = add_interval_group(engine)
     keyed = groups.add_group(engine, interval_spec(), T0, key="report")
