@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse
 
+from fss.domain.alerts import RULES
 from fss.domain.group_spec import MISFIRE_POLICIES
 from fss.domain.status import TaskStatus
 from fss.store.rows import LOG_LEVEL_NAMES
@@ -67,3 +68,22 @@ def clients_page(request: Request, principal: Viewer) -> HTMLResponse:
 @router.get("/nodes", response_class=HTMLResponse)
 def nodes_page(request: Request, principal: Viewer) -> HTMLResponse:
     return render(request, "nodes.html", {"page": "nodes"})
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts_page(request: Request, principal: Viewer) -> HTMLResponse:
+    # The filters stay in the query string (state, rule, group); the script reads them there.
+    return render(request, "alerts.html", {"page": "alerts", "rules": RULES})
+
+
+# Before /alerts/{alert_id}: "targets" is no alert id.
+@router.get("/alerts/targets", response_class=HTMLResponse)
+def alert_targets_page(request: Request, principal: Viewer) -> HTMLResponse:
+    return render(request, "alert_targets.html", {"page": "alerts", "rules": RULES})
+
+
+@router.get("/alerts/{alert_id}", response_class=HTMLResponse)
+def alert_page(
+    request: Request, principal: Viewer, alert_id: int = Path(ge=1, le=MAX_ID)
+) -> HTMLResponse:
+    return render(request, "alert.html", {"page": "alerts", "alert_id": alert_id, "rules": RULES})
