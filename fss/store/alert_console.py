@@ -36,6 +36,8 @@ MAX_ALERT_PAGE = 1000
 CHUNK = 500
 MAX_BY = 64
 MAX_NOTE = 300
+# A longer silence is a rule switched off: do that with the group's alert_rules.
+MAX_SILENCE = timedelta(days=30)
 # failing_targets reads at most this many attempts of the window: a target failing more
 # often than that is failing, whatever the rest says.
 MAX_WINDOW_ATTEMPTS = 10_000
@@ -459,6 +461,8 @@ def silence_group(
     until = require_storable_time("until", until)
     if until <= now:
         raise InvalidField("until", f"{until.isoformat()} is not in the future")
+    if until - now > MAX_SILENCE:
+        raise InvalidField("until", f"at most {MAX_SILENCE.days} days from now")
     who = _required_text("by", by, MAX_BY)
     text = (note or "").strip() or None
     if text is not None and len(text) > MAX_NOTE:

@@ -14,6 +14,11 @@ Metrics (see docs/api.md):
   counting ~all rows of the task table on every scrape is what made /metrics slow.
 - fss_groups{enabled}, fss_clients_online, fss_scheduler_nodes_alive,
   fss_event_queue_depth, fss_client_queue_depth{client_id}, fss_broker_up.
+- fss_alerts_total{rule}: alerts raised (one per open/resolve cycle: repeats while open count
+  up the alert, not this), counted from the alert rows the store holds (pruning old resolved
+  alerts lowers it); fss_alerts_open{rule}: open now.
+- fss_alert_deliveries_total{target,outcome}: delivery attempts by target name and outcome
+  (sent | failed), counted from alert_attempt.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from fss.naming import EVENTS_QUEUE, client_queue
+from fss.store import alert_console, views
 from fss.store import metrics as store_metrics
-from fss.store import views
 from fss.web.auth import Viewer
 from fss.web.context import Context, WebContext
 
@@ -85,6 +90,8 @@ class StoreCollector(Collector):
             client_ids = store_metrics.client_ids(conn)
             nodes = store_metrics.nodes_alive(conn, alive_since)
             lateness, duration = store_metrics.finished_histograms(conn, planned_since)
+            alerts = alert_console.alert_counts(conn)
+            deliveries = alert_console.delivery_counts(conn)
         depths = context.queue_depths.depths(
             [EVENTS_QUEUE, *(client_queue(c) for c in client_ids)]
         )
@@ -121,6 +128,7 @@ class StoreCollector(Collector):
             "client_timeout_s.", value=nodes,
         )
         yield from queue_metrics(depths, client_ids)
+        yield from alert_metrics(alerts, deliveries)
 
 
 def runs_total(successes: dict[str, int], failures: dict[str, int]) -> CounterMetricFamily:
@@ -131,6 +139,26 @@ def runs_total(successes: dict[str, int], failures: dict[str, int]) -> CounterMe
         family.add_metric([job, "Success"], successes.get(job, 0))
         family.add_metric([job, "Fail"], failures.get(job, 0))
     return family
+
+
+def alert_metrics(
+    alerts: dict[str, tuple[int, int]], deliveries: dict[tuple[str, str], int]
+) -> Iterator[Metric]:
+    raised = CounterMetricFamily("fss_alerts", "Alerts raised, by rule.", labels=["rule"])
+    opened = GaugeMetricFamily("fss_alerts_open", "Alerts open now, by rule.", labels=["rule"])
+    for rule in sorted(alerts):
+        total, open_now = alerts[rule]
+        raised.add_metric([rule], total)
+        opened.add_metric([rule], open_now)
+    yield raised
+    yield opened
+    attempts = CounterMetricFamily(
+        "fss_alert_deliveries", "Alert delivery attempts by target and outcome (sent, failed).",
+        labels=["target", "outcome"],
+    )
+    for (target, outcome), number in sorted(deliveries.items()):
+        attempts.add_metric([target, outcome], number)
+    yield attempts
 
 
 def histogram(name: str, documentation: str, data: store_metrics.Histogram) -> Metric:

@@ -20,7 +20,14 @@ from fss.domain.status import TaskStatus
 from fss.naming import EVENTS_QUEUE, client_queue
 from fss.store import migrate
 from fss.store.engine import create_engine
-from fss.store.tables import client, server_node, task, task_group
+from fss.store.tables import (
+    alert,
+    alert_attempt,
+    client,
+    server_node,
+    task,
+    task_group,
+)
 from fss.web import Role, WebSettings, WebUser, create_web_app
 
 NOW = datetime(2030, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -142,6 +149,63 @@ def test_metrics_count_runs_tasks_groups_clients_and_nodes_from_the_store(
     assert samples[("fss_groups", (("enabled", "false"),))] == 1
     assert samples[("fss_clients_online", ())] == 1
     assert samples[("fss_scheduler_nodes_alive", ())] == 1
+
+
+def add_alert(engine: Engine, rule: str, subject: str, state: str = "open") -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            alert.insert().values(
+                rule=rule, subject=subject, state=state, title=f"{rule} {subject}",
+                opened_at=NOW, last_at=NOW, count=5,
+                open_key=f"{rule}|{subject}" if state == "open" else None,
+                resolved_at=None if state == "open" else NOW,
+            )
+        )
+
+
+def add_attempts(engine: Engine, target: str, outcome: str, number: int) -> None:
+    with engine.begin() as conn:
+        for _ in range(number):
+            conn.execute(alert_attempt.insert().values(
+                delivery_id=1, target_name=target, at=NOW, outcome=outcome, duration_ms=3,
+            ))
+
+
+def test_alert_metrics_count_alerts_by_rule_and_delivery_attempts_by_target_and_outcome(
+    engine: Engine, web: TestClient
+) -> None:
+    add_alert(engine, "run_failed", "group:1", state="resolved")
+    add_alert(engine, "run_failed", "group:1")
+    add_alert(engine, "run_failed", "group:2")
+    add_alert(engine, "client_lost", "client:w1", state="resolved")
+    add_attempts(engine, "ops-webhook", "failed", 3)
+    add_attempts(engine, "ops-webhook", "sent", 2)
+    add_attempts(engine, "mail", "sent", 1)
+
+    samples = scrape(web)
+
+    # An alert raised 5 times while open is one alert raised: its repeats only count it up.
+    assert samples[("fss_alerts_total", (("rule", "run_failed"),))] == 3
+    assert samples[("fss_alerts_total", (("rule", "client_lost"),))] == 1
+    assert samples[("fss_alerts_open", (("rule", "run_failed"),))] == 2
+    assert samples[("fss_alerts_open", (("rule", "client_lost"),))] == 0
+    deliveries = {
+        labels: value for (name, labels), value in samples.items()
+        if name == "fss_alert_deliveries_total"
+    }
+    assert deliveries == {
+        (("outcome", "failed"), ("target", "ops-webhook")): 3,
+        (("outcome", "sent"), ("target", "ops-webhook")): 2,
+        (("outcome", "sent"), ("target", "mail")): 1,
+    }
+
+
+def test_without_alerts_the_alert_families_are_there_and_empty(web: TestClient) -> None:
+    response = web.get("/metrics", headers=basic("viewer", "pw2"))
+
+    assert "# TYPE fss_alerts_total counter" in response.text
+    assert "# TYPE fss_alerts_open gauge" in response.text
+    assert "# TYPE fss_alert_deliveries_total counter" in response.text
 
 
 def test_histograms_cover_finished_tasks_planned_in_the_last_hour(
