@@ -2,15 +2,16 @@
 
 `fss health` checks what every run needs: the database (reachable, migrated), the broker
 (reachable), a live and healthy scheduler node, and a live client for the job of every enabled
-group. `fss doctor` runs the same checks plus the database's version, the clocks and fencing,
-and says what to do about each problem.
+group; it also counts the open alerts and warns about each alert target that keeps failing
+(a warning: groups still run, so it does not change the exit code). `fss doctor` runs the same
+checks plus the database's version, the clocks and fencing, and says what to do about each problem.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import click
@@ -28,6 +29,7 @@ from fss.config import Settings, hide_password
 from fss.installation import BrokerMark
 from fss.scheduler.supervisor import LEASE_NAME as SUPERVISOR_LEASE
 from fss.store import migrate
+from fss.store.alert_console import failing_targets, open_alert_count
 from fss.store.clients import jobs_of_enabled_groups, list_clients
 from fss.store.installation import installation_id
 from fss.store.nodes import list_nodes
@@ -62,6 +64,19 @@ class Finding:
     ok: bool
     detail: str
     advice: str = ""
+    # Not ok, but groups still run (an alert target failing): shown, never a reason to fail.
+    warning: bool = False
+
+    @property
+    def level(self) -> str:
+        """ok | warning | fail"""
+        if self.ok:
+            return "ok"
+        return "warning" if self.warning else "fail"
+
+    @property
+    def fails(self) -> bool:
+        return self.level == "fail"
 
 
 def ok(check: str, detail: str) -> Finding:
@@ -70,6 +85,13 @@ def ok(check: str, detail: str) -> Finding:
 
 def problem(check: str, detail: str, advice: str) -> Finding:
     return Finding(check, False, detail, advice)
+
+
+def warning(check: str, detail: str, advice: str) -> Finding:
+    return Finding(check, False, detail, advice, warning=True)
+
+
+LABELS = {"ok": "ok  ", "warning": "WARN", "fail": "FAIL"}
 
 
 # -- the broker --------------------------------------------------------------------------------
@@ -269,6 +291,29 @@ def group_list(group_ids: list[int]) -> str:
     return f"{noun} {shown}" + (f" and {more} more" if more > 0 else "")
 
 
+# -- alerts -------------------------------------------------------------------------------------
+
+
+ALERT_TARGET_ADVICE = (
+    "`fss alert list` and `fss alert show ID` show each attempt with the receiver's answer; "
+    "`fss alert target test NAME` sends a test message: fix the target's URL or credentials "
+    "(`fss alert target add` again), or the receiver"
+)
+
+
+def check_alerts(conn: Connection, now: datetime) -> list[Finding]:
+    """How many alerts are open (information), and a warning per alert target that keeps
+    failing (its last attempts failed, or it gave a delivery up, within 15 minutes)."""
+    opened = open_alert_count(conn)
+    findings = [ok("alerts", f"{opened} open alert{'' if opened == 1 else 's'}"
+                   + (" (`fss alert list`)" if opened else ""))]
+    findings.extend(
+        warning("alert_target", trouble.describe(), ALERT_TARGET_ADVICE)
+        for trouble in failing_targets(conn, now)
+    )
+    return findings
+
+
 def check_installation(engine: Engine, settings: Settings, live_nodes: bool) -> Finding:
     """This database's installation id, and whether the broker's Redis carries its mark."""
     installation = installation_id(engine)
@@ -326,6 +371,8 @@ def health_findings(cli: CliContext, broker_timeout_s: float) -> list[Finding]:
         )
         if not broker_down:  # said once already
             findings.append(check_installation(engine, cli.settings, live_nodes))
+        with engine.connect() as conn:
+            findings.extend(check_alerts(conn, now))
     return findings
 
 
@@ -497,21 +544,23 @@ def broker_timeout_option(function: Callable[..., None]) -> Callable[..., None]:
 def health_command(cli: CliContext, as_json: bool, broker_timeout_s: float) -> None:
     """Exit 0 when groups can run: database reachable and migrated, broker reachable, a live
     healthy scheduler node, a live client for the job of every enabled group. Otherwise exit 1
-    with one line per problem (`fss doctor` says what to do)."""
+    with one line per problem (`fss doctor` says what to do). Also the open alerts, and a WARN
+    line per alert target that keeps failing (no change to the exit code)."""
     findings = health_findings(cli, broker_timeout_s)
-    healthy = all(f.ok for f in findings)
+    healthy = not any(f.fails for f in findings)
     if as_json:
         emit_json(
             {
                 "healthy": healthy,
                 "checks": [
-                    {k: v for k, v in asdict(f).items() if k != "advice"} for f in findings
+                    {"check": f.check, "ok": f.ok, "level": f.level, "detail": f.detail}
+                    for f in findings
                 ],
             }
         )
     else:
         for finding in findings:
-            click.echo(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.check}: {finding.detail}")
+            click.echo(f"{LABELS[finding.level]}  {finding.check}: {finding.detail}")
     if not healthy:
         raise SystemExit(1)
 
@@ -528,10 +577,13 @@ def doctor_command(cli: CliContext, broker_timeout_s: float) -> None:
         if finding.ok:
             click.echo(f"ok       {finding.check}: {finding.detail}")
         else:
-            click.echo(f"PROBLEM  {finding.check}: {finding.detail}")
+            click.echo(f"{'WARNING' if finding.warning else 'PROBLEM':<8} {finding.check}: "
+                       f"{finding.detail}")
             click.echo(f"         what to do: {finding.advice}")
-    problems = sum(not f.ok for f in findings)
+    problems = sum(f.fails for f in findings)
+    warnings = sum(f.level == "warning" for f in findings)
+    noted = f" ({warnings} warning(s))" if warnings else ""
     if problems:
-        click.echo(f"{problems} problem(s) found.")
+        click.echo(f"{problems} problem(s) found{noted}.")
         raise SystemExit(1)
-    click.echo("no problems found.")
+    click.echo(f"no problems found{noted}.")

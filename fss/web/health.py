@@ -1,6 +1,9 @@
 """GET /healthz (the process answers) and GET /readyz (it can serve: database reachable and
 migrated to the newest revision, broker reachable). No authentication: probes carry none,
-and the answers say nothing but ok or which dependency failed."""
+and the answers say nothing but ok or which dependency failed.
+
+GET /api/v1/health (a viewer's login) adds what needs a look without stopping anything: the
+open alerts, and a warning per alert target that keeps failing (as `fss health` says it)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from kombu.connection import Connection as BrokerConnection
 from sqlalchemy.exc import SQLAlchemyError
 
 from fss.store import migrate
+from fss.store.alert_console import failing_targets, open_alert_count
+from fss.web.auth import Viewer
 from fss.web.context import Context, WebContext
 
 router = APIRouter(tags=["health"])
@@ -34,6 +39,42 @@ def readyz(context: Context) -> JSONResponse:
     if problems:
         return JSONResponse({"error": "; ".join(problems)}, status_code=503)
     return JSONResponse({"database": "ok", "broker": "ok"})
+
+
+@router.get(
+    "/api/v1/health",
+    summary="Ready, open alerts, and alert targets that keep failing",
+    responses={503: {"description": "the database or the broker is not ready"}},
+)
+def health(principal: Viewer, context: Context) -> JSONResponse:
+    """`checks`: one per dependency (database, broker) and `alerts` (how many are open), each
+    with `level` ok or fail, plus one `alert_target` check of level warning per target whose
+    last attempts within 15 minutes failed (or that gave a delivery up). A warning leaves
+    `healthy` true and the status 200; a failed dependency makes them false and 503."""
+    database = database_problem(context)
+    checks = [_check("database", database), _check("broker", broker_problem(context))]
+    alerts_open = None
+    if database is None:
+        with context.engine.connect() as conn:
+            alerts_open = open_alert_count(conn)
+            failing = failing_targets(conn, context.clock.now())
+        checks.append(_check("alerts", None, f"{alerts_open} open"))
+        checks.extend(
+            {"check": "alert_target", "level": "warning", "detail": trouble.describe(),
+             "target": trouble.to_json()}
+            for trouble in failing
+        )
+    healthy = all(c["level"] != "fail" for c in checks)
+    return JSONResponse(
+        {"healthy": healthy, "alerts_open": alerts_open, "checks": checks},
+        status_code=200 if healthy else 503,
+    )
+
+
+def _check(name: str, problem: str | None, detail: str = "ok") -> dict[str, object]:
+    if problem is None:
+        return {"check": name, "level": "ok", "detail": detail}
+    return {"check": name, "level": "fail", "detail": problem}
 
 
 def database_problem(context: WebContext) -> str | None:

@@ -34,6 +34,7 @@ from fss.store.clients import heartbeat_node
 from fss.store.engine import create_engine
 from fss.store.installation import installation_id
 from fss.store.recording import record_client_events
+from fss.store.tables import alert, alert_attempt, alert_delivery, alert_notice
 
 UTC = timezone.utc
 
@@ -147,7 +148,7 @@ def test_given_a_live_node_and_a_client_for_every_enabled_job_then_health_exits_
     assert outcome.code == 0, outcome.out
     assert outcome.failures() == []
     assert [line.split()[1] for line in outcome.lines] == [
-        "broker:", "database:", "schema:", "scheduler:", "clients:", "installation:"
+        "broker:", "database:", "schema:", "scheduler:", "clients:", "installation:", "alerts:"
     ]
     assert "node-1" in outcome.out
 
@@ -262,11 +263,11 @@ def test_health_json_lists_every_check_and_the_verdict(
     assert document["healthy"] is False
     failed = [c for c in document["checks"] if not c["ok"]]
     assert failed == [
-        {"check": "clients", "ok": False,
+        {"check": "clients", "ok": False, "level": "fail",
          "detail": "no live client serves job 'report' (groups 1, 2)"}
     ]
     assert {c["check"] for c in document["checks"]} == {
-        "broker", "database", "schema", "scheduler", "clients", "installation"
+        "broker", "database", "schema", "scheduler", "clients", "installation", "alerts"
     }
 
 
@@ -361,6 +362,81 @@ def test_given_running_processes_when_the_worker_is_stopped_then_health_names_it
 
     wait_for(lambda: health().code == 1, timeout=15, what="health to notice the stopped worker")
     assert health().failures() == ["FAIL  clients: no live client serves job 'hello' (group 1)"]
+
+
+def failing_webhook(engine: Engine, attempts: int = 5) -> None:
+    """An open alert whose delivery to ops-webhook failed `attempts` times in the last minutes
+    (HTTP 500), and a resolved alert."""
+    at = now()
+    with engine.begin() as conn:
+        alert_id = conn.execute(alert.insert().values(
+            rule="run_failed", subject="group:1", open_key="run_failed|group:1", state="open",
+            title="group 1 failed", opened_at=at, last_at=at,
+        )).inserted_primary_key[0]  # type: ignore[index]
+        conn.execute(alert.insert().values(
+            rule="client_lost", subject="client:w9", state="resolved", title="w9 lost",
+            opened_at=at, last_at=at, resolved_at=at,
+        ))
+        notice_id = conn.execute(alert_notice.insert().values(
+            alert_id=alert_id, kind="firing", created_at=at,
+        )).inserted_primary_key[0]  # type: ignore[index]
+        delivery_id = conn.execute(alert_delivery.insert().values(
+            notice_id=notice_id, target_id=1, target_name="ops-webhook", state="pending",
+            attempts=attempts, created_at=at, idempotency_key="fss-a1",
+        )).inserted_primary_key[0]  # type: ignore[index]
+        for n in range(attempts):
+            conn.execute(alert_attempt.insert().values(
+                delivery_id=delivery_id, target_name="ops-webhook",
+                at=at - timedelta(minutes=attempts - n), outcome="failed", status_code=500,
+                answer="Internal Server Error", duration_ms=20,
+            ))
+
+
+def test_given_an_alert_target_that_keeps_failing_then_health_warns_and_still_exits_0(
+    healthy: None, engine: Engine, database_url: str, redis_url: str
+) -> None:
+    failing_webhook(engine)
+
+    outcome = run(database_url, redis_url, "health")
+    document = json.loads(run(database_url, redis_url, "health", "--json").out)
+
+    assert outcome.code == 0, outcome.out
+    assert outcome.failures() == []
+    assert "ok    alerts: 1 open alert (`fss alert list`)" in outcome.lines
+    assert outcome.lines[-1] == (
+        "WARN  alert_target: alert target ops-webhook failing: 5 failed attempts in 15 min, "
+        "last: HTTP 500 Internal Server Error"
+    )
+    assert document["healthy"] is True
+    assert document["checks"][-1]["level"] == "warning"
+    assert document["checks"][-1]["ok"] is False
+
+
+@sqlite_only
+def test_given_a_target_that_failed_twice_then_health_does_not_warn_yet(
+    healthy: None, engine: Engine, database_url: str, redis_url: str
+) -> None:
+    failing_webhook(engine, attempts=2)
+
+    outcome = run(database_url, redis_url, "health")
+
+    assert outcome.code == 0
+    assert [line for line in outcome.lines if line.startswith("WARN")] == []
+
+
+@sqlite_only
+def test_given_a_failing_alert_target_then_doctor_warns_with_what_to_do_and_exits_0(
+    healthy: None, engine: Engine, database_url: str, redis_url: str
+) -> None:
+    failing_webhook(engine)
+
+    outcome = run(database_url, redis_url, "doctor")
+
+    assert outcome.code == 0, outcome.out
+    index = next(i for i, line in enumerate(outcome.lines) if line.startswith("WARNING  "))
+    assert outcome.lines[index].startswith("WARNING  alert_target: alert target ops-webhook")
+    assert "fss alert target test NAME" in outcome.lines[index + 1]
+    assert outcome.lines[-1] == "no problems found (1 warning(s))."
 
 
 # -- fss doctor -----------------------------------------------------------------------------------
