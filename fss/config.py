@@ -9,11 +9,12 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
 
-from fss.domain.alerts import parse_rules
+from fss.domain.alerts import AlertPolicy, parse_rules
 from fss.errors import InvalidField
 from fss.logsafe import mask_urls
 
@@ -115,6 +116,11 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def alert_policy(self) -> AlertPolicy:
+        repeat = timedelta(seconds=self.alert_repeat_s) if self.alert_repeat_s > 0 else None
+        return AlertPolicy(parse_rules(self.alert_rules), repeat)
 
     @property
     def effective_fence_url(self) -> str:

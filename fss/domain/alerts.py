@@ -58,6 +58,18 @@ MAX_TITLE = 300
 MAX_DETAIL = 8000
 
 
+@dataclass(frozen=True)
+class AlertPolicy:
+    """What the places that raise alerts need of the settings: the rules on globally and
+    how often an open alert is repeated (None: never)."""
+
+    rules: frozenset[str] = ALL_RULES
+    repeat_after: timedelta | None = timedelta(hours=1)
+
+
+DEFAULT_POLICY = AlertPolicy()
+
+
 def parse_rules(text: str | None, field_name: str = "alert_rules") -> frozenset[str]:
     """"all" (or empty), "none", or a comma-separated list of rule names. An unknown name
     is an error naming it: a typo must not switch a rule off silently."""

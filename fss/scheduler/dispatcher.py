@@ -355,7 +355,7 @@ class Dispatcher:
         at = self._clock.now()
         with self._engine.begin() as conn:
             _, finishes = shards.end_shards(conn, ends, at, set())
-            finish_tasks(conn, finishes, at)
+            finish_tasks(conn, finishes, at, alerting=self._settings.alert_policy)
 
     def _missed(self, claimed: ClaimedTask, now: datetime) -> bool:
         """Only a first attempt can be a misfire: a task put back after a lost worker or a

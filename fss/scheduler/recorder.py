@@ -220,6 +220,7 @@ class QueueRecorder:
         self._installation = installation
         self._health = health
         self._settings = settings
+        self._alerting = settings.alert_policy
         self._clock = clock
         self._queue = queue
         self._flush_s = flush_s
@@ -474,7 +475,9 @@ class QueueRecorder:
                     lease_until=now + timedelta(seconds=self._settings.lease_s),
                     horizon=now + timedelta(seconds=self._settings.lookahead_s),
                 )
-            stats = record(conn, events, now, claim_next) if events else RecordStats()
+            stats = (
+                record(conn, events, now, claim_next, self._alerting) if events else RecordStats()
+            )
             add_dead_letters(conn, self._queue.name, letters, now)
         self._totals.add(stats, len(letters))
         if claim_next is not None and claim_next.claimed and self._on_claimed is not None:

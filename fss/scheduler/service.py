@@ -24,6 +24,7 @@ from fss.installation import InstallationGuard
 from fss.outage import LoopErrors
 from fss.presence import Presence
 from fss.queue_depths import delete_queues
+from fss.scheduler.alerts import AlertSender
 from fss.scheduler.dispatcher import Dispatcher, Outcome
 from fss.scheduler.health import NodeHealth
 from fss.scheduler.recorder import Recorder
@@ -99,6 +100,14 @@ class SchedulerService:
             presence=presence,
             drop_queues=lambda names: delete_queues(app.connection_for_write(), names),
             may_act=self.may_dispatch,
+        )
+        self.alerts = AlertSender(
+            engine,
+            settings,
+            clock,
+            installation=installation,
+            may_act=self.may_dispatch,
+            health=self.health.tracker("alert sender", STUCK_AFTER_S),
         )
         self.started_at = clock.now()
         self.sent = 0
@@ -250,6 +259,9 @@ class SchedulerService:
             threading.Thread(
                 target=self.supervisor.run, args=(self._stop,), name="fss-supervisor", daemon=True
             ),
+            threading.Thread(
+                target=self.alerts.run, args=(self._stop,), name="fss-alerts", daemon=True
+            ),
         ]
         # The heartbeat thread may start the recorder (appending it) while these start.
         self._threads.extend(threads)
@@ -306,6 +318,8 @@ class SchedulerService:
         try:
             released = tasks.release_claims(self.engine, self.node)
             self.supervisor.release()
+            self.alerts.close()
+            self.alerts.release()
             mark_node_stopped(self.engine, self.node)
             log.info("scheduler %s stopped; released %d claims", self.node, released)
         except Exception as exc:

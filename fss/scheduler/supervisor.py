@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from fss.config import Settings
+from fss.domain.alerts import CLIENT_LOST, NODE_LOST, client_subject, node_subject
 from fss.domain.broadcast import BROADCAST_CLIENT
 from fss.domain.clock import Clock
 from fss.domain.overlap import clock_time, replaced_reason
@@ -29,6 +30,7 @@ from fss.scheduler.health import LoopTracker
 from fss.scheduler.timers import Every
 from fss.store import shards as shard_store
 from fss.store import supervision as store
+from fss.store.alerts import describe_client, raise_alert
 from fss.store.groups import enable_due_groups
 from fss.store.kills import RunningAttempt
 from fss.store.overlap import Replaceable, replaceable_runs, request_replace
@@ -127,10 +129,19 @@ class Supervisor:
         alive_since = now - timedelta(seconds=self._settings.client_timeout_s)
         if self._may_judge(now):
             with self._engine.begin() as conn:
+                dead = store.dead_node_ids(conn, alive_since)
                 report.dead_nodes = store.mark_dead_nodes(conn, alive_since)
+                for node_id in dead:
+                    self._raise_cluster_alert(
+                        conn, NODE_LOST, node_subject(node_id),
+                        f"scheduler node {node_id} lost",
+                        f"no heartbeat from {node_id} for over "
+                        f"{self._settings.client_timeout_s:g} s and it did not stop cleanly",
+                        now,
+                    )
             gone = self._remove_gone_clients(now, report)
             left = self._handle_orphans(alive_since, now, report, gone)
-            self._remove_dead_clients(alive_since, report)
+            self._remove_dead_clients(alive_since, now, report)
             self._drop_removed_queues({*report.removed_clients, *left}, report)
             self._handle_restarted_clients(alive_since, now, report)
             self._handle_silent_dispatchers(now, report)
@@ -294,7 +305,9 @@ class Supervisor:
                 since = missing.get(client_id)
                 if since is None or now - since < missing_for:
                     continue
+                seen = describe_client(conn, client_id)
                 if store.remove_client_if_silent(conn, client_id, late_since):
+                    self._client_lost(conn, client_id, seen, "its process is gone", now)
                     gone.add(client_id)
                     report.removed_clients.append(client_id)
                     log.warning(
@@ -327,10 +340,15 @@ class Supervisor:
                 del self._beacon_missing_since[client_id]
         return dict(self._beacon_missing_since)
 
-    def _remove_dead_clients(self, alive_since: datetime, report: SweepReport) -> None:
+    def _remove_dead_clients(
+        self, alive_since: datetime, now: datetime, report: SweepReport
+    ) -> None:
         with self._engine.begin() as conn:
             for client_id in store.dead_client_ids(conn, alive_since):
+                seen = describe_client(conn, client_id)
                 if store.remove_client_if_silent(conn, client_id, alive_since):
+                    why = f"no heartbeat for {self._settings.client_timeout_s:g} s"
+                    self._client_lost(conn, client_id, seen, why, now)
                     report.removed_clients.append(client_id)
                     log.warning(
                         "client %s removed: no heartbeat for %g s",
@@ -372,7 +390,10 @@ class Supervisor:
                 f"{limit.total_seconds():g} s; marked failed"
             )
             with self._engine.begin() as conn:
-                if not store.fail_task(conn, task, reason, now, unchanged_since=task.reported_at):
+                if not store.fail_task(
+                    conn, task, reason, now, unchanged_since=task.reported_at,
+                    alerting=self._settings.alert_policy,
+                ):
                     continue
                 kicked = task.client_id is not None and store.count_hung(
                     conn, task.client_id, self._settings.kick_after_hung, now
@@ -555,12 +576,40 @@ class Supervisor:
             if not ended:
                 return
             shard_store.log_line(conn, shard, shard_store.ERROR_LEVEL, reason, now)
-            finish_tasks(conn, finishes, now)
+            finish_tasks(conn, finishes, now, alerting=self._settings.alert_policy)
         report.failed.append(shard.task_id)
         log.warning(
             "task %s: %s", shard.task_id, reason,
             extra={"task_id": shard.task_id, "attempt": shard.attempt,
                    "group_id": shard.group_id, "client_id": shard.client_id},
+        )
+
+    def _client_lost(
+        self, conn: Connection, client_id: str, seen: str, why: str, now: datetime
+    ) -> None:
+        self._raise_cluster_alert(
+            conn, CLIENT_LOST, client_subject(client_id), f"client {client_id} lost",
+            f"{why}; {seen}", now, client_id=client_id,
+        )
+
+    def _raise_cluster_alert(
+        self,
+        conn: Connection,
+        rule: str,
+        subject: str,
+        title: str,
+        detail: str,
+        now: datetime,
+        client_id: str | None = None,
+    ) -> None:
+        """In the transaction that found the loss: the alert is there exactly when the drop
+        committed."""
+        policy = self._settings.alert_policy
+        if rule not in policy.rules:
+            return
+        raise_alert(
+            conn, rule=rule, subject=subject, title=title, detail=detail, now=now,
+            client_id=client_id, repeat_after=policy.repeat_after,
         )
 
     def _return(self, task: OpenTask, reason: str, now: datetime, report: SweepReport) -> None:
@@ -571,7 +620,7 @@ class Supervisor:
 
     def _fail(self, task: OpenTask, reason: str, now: datetime, report: SweepReport) -> None:
         with self._engine.begin() as conn:
-            if store.fail_task(conn, task, reason, now):
+            if store.fail_task(conn, task, reason, now, alerting=self._settings.alert_policy):
                 report.failed.append(task.id)
                 log.warning("task %s: %s", task.id, reason, extra=task_ids(task))
 

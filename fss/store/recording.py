@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from fss.domain.alerts import DEFAULT_POLICY, AlertPolicy
 from fss.domain.jitter import jittered_start
 from fss.domain.overlap import buffered_note, passed_slot, stands_for_passed_slot
 from fss.domain.schedule import NextRun, Schedule, finish_time, plan_next_run
@@ -34,6 +35,7 @@ from fss.events import (
     TaskStarted,
 )
 from fss.store import shards
+from fss.store.alerts import RunEnd, note_run_ends
 from fss.store.backfills import KIND as BACKFILL
 from fss.store.backfills import advance as advance_backfills
 from fss.store.backfills import unfinished_next_at
@@ -90,7 +92,11 @@ class RecordStats:
 
 
 def record(
-    conn: Connection, events: Sequence[Event], now: datetime, claim_next: ClaimNext | None = None
+    conn: Connection,
+    events: Sequence[Event],
+    now: datetime,
+    claim_next: ClaimNext | None = None,
+    alerting: AlertPolicy = DEFAULT_POLICY,
 ) -> RecordStats:
     """Apply a batch in the caller's transaction, in lifecycle order. With `claim_next`, the
     next tasks due soon are created claimed by that node (see ClaimNext)."""
@@ -118,7 +124,7 @@ def record(
     stats.data_saved += shard_record.data_saved
     # The broadcast tasks whose last shard ended finish with the others, in one pass.
     task_finishes = shard_record.task_finishes or []
-    ended = finish_tasks(conn, finished + task_finishes, now, claim_next, locked)
+    ended = finish_tasks(conn, finished + task_finishes, now, claim_next, locked, alerting)
     # Counted as events: a task's end made of its shards' ends is no event of the batch.
     stats.finished = max(0, ended - len(task_finishes)) + shard_record.finished
     total = len(events) - len(client_events)
@@ -360,6 +366,7 @@ def finish_tasks(
     now: datetime,
     claim_next: ClaimNext | None = None,
     locked: set[int] | None = None,
+    alerting: AlertPolicy = DEFAULT_POLICY,
 ) -> int:
     """Close the tasks, update their groups' stats and data, and create their next tasks.
 
@@ -382,7 +389,7 @@ def finish_tasks(
             write_notes(conn, notes, {row.id: row.task_group_id for _, row in won}, now)
         # Tasks that ran more than one attempt keep their last one with the others.
         archive_final(conn, [row.id for _, row in won if row.attempt > 1])
-        _schedule_after(conn, won, now, claim_next)
+        _schedule_after(conn, won, now, claim_next, alerting)
     return len(won) + len(retried)
 
 
@@ -560,6 +567,7 @@ def _schedule_after(
     won: list[tuple[TaskFinished, Any]],
     now: datetime,
     claim_next: ClaimNext | None,
+    alerting: AlertPolicy = DEFAULT_POLICY,
 ) -> None:
     groups = _lock_groups(conn, {row.task_group_id for _, row in won})
     outcomes = _outcomes(won, groups, now)
@@ -572,6 +580,22 @@ def _schedule_after(
     _note_buffered(conn, groups, outcomes, next_ids, now)
     # on_success: the winners' child groups run now (a replay won nothing: starts nothing).
     start_children(conn, parents_of(won, groups), now)
+    ends = [_run_end(event, row, groups.get(row.task_group_id)) for event, row in won]
+    note_run_ends(conn, ends, groups, now, alerting)
+
+
+def _run_end(event: TaskFinished, row: Any, group: Any) -> RunEnd:
+    # The slot the run stood for: a retry moved the task's start_at, not the group's next_at.
+    planned = row.start_at if group is None else min(row.start_at, group.next_at)
+    return RunEnd(
+        group_id=row.task_group_id,
+        task_id=row.id,
+        attempt=row.attempt,
+        success=event.success,
+        error=event.error,
+        planned_at=planned,
+        client_id=event.client_id,
+    )
 
 
 def _lock_groups(conn: Connection, group_ids: set[int]) -> dict[int, Any]:
@@ -609,6 +633,10 @@ _LOCKED_GROUP_COLUMNS = (
     # start_at is its run's, its next_at the slot): see fss.domain.overlap.
     task_group.c.overlap,
     task_group.c.buffered_at,
+    # Alerts: the group's own rules, and whether an alert about it is open (a success then
+    # resolves it: fss.store.alerts).
+    task_group.c.alert_rules,
+    task_group.c.alert_open,
 )
 # The slot the group's unfinished backfill runs next (NULL without one), read with the group:
 # an index probe, no statement more (fss.store.backfills).

@@ -12,8 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from fss.domain.alerts import DEFAULT_POLICY, AlertPolicy
 from fss.domain.broadcast import BROADCAST_CLIENT
 from fss.domain.status import TaskStatus
+from fss.store.alerts import RunEnd, note_run_ends
 from fss.store.dead_letters import delete_dead_letters
 from fss.store.recording import schedule_next, status_in
 from fss.store.retries import (
@@ -59,6 +61,17 @@ def release_lease(engine: Engine, name: str, holder: str) -> None:
             .where(lease.c.name == name, lease.c.holder == holder)
             .values(holder=None, until=None)
         )
+
+
+def dead_node_ids(conn: Connection, alive_since: datetime) -> list[str]:
+    """Nodes about to be marked dead: alive by their row, silent since `alive_since`."""
+    return list(
+        conn.execute(
+            sa.select(server_node.c.id).where(
+                server_node.c.heartbeat_at < alive_since, server_node.c.is_alive == sa.true()
+            )
+        ).scalars()
+    )
 
 
 def mark_dead_nodes(conn: Connection, alive_since: datetime) -> int:
@@ -244,6 +257,7 @@ def fail_task(
     now: datetime,
     *,
     unchanged_since: datetime | None = None,
+    alerting: AlertPolicy = DEFAULT_POLICY,
 ) -> bool:
     """In flight -> Fail with `reason`; the group's next task is created as after any run.
     With attempts left (the group's retries), the task goes back to waiting for its next
@@ -289,6 +303,21 @@ def fail_task(
         attempt=open_task.attempt,
         kind=open_task.kind,
     )
+    group = conn.execute(
+        sa.select(task_group.c.alert_rules, task_group.c.alert_open).where(
+            task_group.c.id == open_task.group_id
+        )
+    ).first()
+    end = RunEnd(
+        group_id=open_task.group_id,
+        task_id=open_task.id,
+        attempt=open_task.attempt,
+        success=False,
+        error=reason,
+        planned_at=open_task.start_at,
+        client_id=open_task.client_id,
+    )
+    note_run_ends(conn, [end], {open_task.group_id: group} if group else {}, now, alerting)
     return True
 
 

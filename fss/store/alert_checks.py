@@ -1,0 +1,360 @@
+"""The alert rules the sender checks every few seconds, each in one transaction.
+
+Run rules (a run failed, hung, stopped at its limit) and a client dropped are raised where
+they happen (fss.store.alerts); what no single event says is found here: a group late
+(its dead man's switch), a job no live client serves, a node unhealthy, dead letters, and
+the return of what was lost (a client back, a node heartbeating again), which resolves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from fss.domain.alerts import (
+    CLIENT_LOST,
+    DEAD_LETTERS,
+    GROUP_LATE,
+    GROUP_RULES,
+    HUNG,
+    JOB_UNSERVED,
+    NODE_LOST,
+    NODE_UNHEALTHY,
+    RUN_FAILED,
+    TIME_LIMIT,
+    AlertPolicy,
+    group_rules_on,
+    group_subject,
+    job_subject,
+    late_after,
+    node_subject,
+)
+from fss.domain.selection import parse_tags
+from fss.domain.status import TaskStatus
+from fss.store.alerts import raise_alert, resolve_alert_ids
+from fss.store.tables import alert, client, dead_letter, server_node, task, task_group
+
+UNFINISHED = (int(TaskStatus.NONE), int(TaskStatus.SCHEDULER), int(TaskStatus.WORKING))
+FAILURE_RULES = (RUN_FAILED, TIME_LIMIT, HUNG)
+_STATE_WORDS = {
+    int(TaskStatus.NONE): "has not been dispatched",
+    int(TaskStatus.SCHEDULER): "was sent to {client} but no worker started it",
+    int(TaskStatus.WORKING): "has been running on {client} since {run_at}",
+}
+
+
+@dataclass(frozen=True)
+class LateGroup:
+    group_id: int
+    planned_at: datetime
+    why: str
+
+
+_GROUP_COLUMNS = (
+    task_group.c.id.label("group_id"), task_group.c.key, task_group.c.caption,
+    task_group.c.job_name, task_group.c.interval_ms, task_group.c.cron,
+    task_group.c.time_zone, task_group.c.late_after_s, task_group.c.alert_rules,
+    task_group.c.next_at,
+)
+
+
+def check_late_groups(
+    conn: Connection, now: datetime, policy: AlertPolicy, grace: timedelta
+) -> list[int]:
+    """Raise `group_late` for every enabled group without a successful run within its
+    late_after of a planned run: its unfinished run planned too long ago (not dispatched,
+    not started, still running), or every run since one planned too long ago failed (its
+    open failure alert says when). The groups newly late."""
+    if GROUP_LATE not in policy.rules:
+        return []
+    cutoff = now - timedelta(seconds=1)
+    unfinished = conn.execute(
+        sa.select(
+            *_GROUP_COLUMNS, task.c.start_at, task.c.status, task.c.client_id, task.c.run_at,
+        )
+        .join(task_group, task_group.c.id == task.c.task_group_id)
+        .where(
+            task.c.status.in_(UNFINISHED),
+            task.c.start_at < cutoff,
+            task_group.c.is_enable == sa.true(),
+        )
+    ).all()
+    failing = conn.execute(
+        sa.select(*_GROUP_COLUMNS, alert.c.planned_at, alert.c.opened_at)
+        .join(task_group, task_group.c.id == alert.c.task_group_id)
+        .where(
+            alert.c.open_key.is_not(None),
+            alert.c.rule.in_(FAILURE_RULES),
+            alert.c.planned_at < cutoff,
+            task_group.c.is_enable == sa.true(),
+        )
+    ).all()
+    late: dict[int, tuple[Any, LateGroup]] = {}
+    for row in unfinished:
+        planned = min(row.start_at, row.next_at) if row.next_at else row.start_at
+        words = _STATE_WORDS[int(row.status)].format(
+            client=row.client_id or "a client",
+            run_at="?" if row.run_at is None else f"{row.run_at:%H:%M:%S}",
+        )
+        _keep_earliest(late, row, LateGroup(row.group_id, planned,
+                                            f"its run planned at {planned:%Y-%m-%d %H:%M:%S} "
+                                            f"UTC {words}"))
+    for row in failing:
+        _keep_earliest(late, row, LateGroup(row.group_id, row.planned_at,
+                                            f"every run since the one planned at "
+                                            f"{row.planned_at:%Y-%m-%d %H:%M:%S} UTC failed"))
+    newly: list[int] = []
+    for row, found in late.values():
+        if GROUP_LATE not in group_rules_on(policy.rules, row.alert_rules):
+            continue
+        allowed = late_after(
+            found.planned_at, interval_ms=row.interval_ms, cron=row.cron,
+            time_zone=row.time_zone, late_after_s=row.late_after_s, grace=grace,
+        )
+        if now - found.planned_at <= allowed:
+            continue
+        name = row.key or row.caption or f"group {row.group_id}"
+        raised = raise_alert(
+            conn,
+            rule=GROUP_LATE,
+            subject=group_subject(row.group_id),
+            title=f"{name} ({row.job_name}): late, no successful run for "
+            f"{_span(now - found.planned_at)}",
+            detail=f"{found.why}; late after {_span(allowed)}",
+            now=now,
+            group_id=row.group_id,
+            planned_at=found.planned_at,
+            repeat_after=policy.repeat_after,
+            count_up=False,
+        )
+        if raised.new:
+            newly.append(row.group_id)
+    return newly
+
+
+def _keep_earliest(late: dict[int, tuple[Any, LateGroup]], row: Any, found: LateGroup) -> None:
+    known = late.get(found.group_id)
+    if known is None or found.planned_at < known[1].planned_at:
+        late[found.group_id] = (row, found)
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(max(delta.total_seconds(), 0))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} days"
+
+
+def resolve_gone_groups(conn: Connection, now: datetime) -> list[int]:
+    """Group alerts of groups disabled or deleted since: nothing is owed any more."""
+    rows = conn.execute(
+        sa.select(alert.c.id)
+        .select_from(alert.outerjoin(task_group, task_group.c.id == alert.c.task_group_id))
+        .where(
+            alert.c.open_key.is_not(None),
+            alert.c.task_group_id.is_not(None),
+            alert.c.rule.in_(GROUP_RULES),
+            sa.or_(task_group.c.id.is_(None), task_group.c.is_enable == sa.false()),
+        )
+    ).scalars().all()
+    return resolve_alert_ids(conn, [int(i) for i in rows], "the group was disabled or deleted", now)
+
+
+@dataclass(frozen=True)
+class Need:
+    """A job (with a client tag) that enabled groups need a live client for."""
+
+    job_name: str
+    tag: str | None
+    # Some of the groups (the first and last ids) and how many there are.
+    groups: tuple[int, ...]
+    count: int
+
+    @property
+    def subject(self) -> str:
+        return job_subject(self.job_name, self.tag)
+
+
+def unserved_needs(
+    conn: Connection, now: datetime, alive_since: datetime, policy: AlertPolicy
+) -> list[Need]:
+    """The (job, tag) pairs of enabled groups (with job_unserved on) that no live client
+    taking new runs serves now."""
+    # Aggregated in SQL: one row per (job, tag, rules), whatever the number of groups.
+    needs: dict[tuple[str, str | None], list[int]] = {}
+    counts: dict[tuple[str, str | None], int] = {}
+    group_rows = conn.execute(
+        sa.select(
+            task_group.c.job_name, task_group.c.client_tag, task_group.c.alert_rules,
+            sa.func.count(), sa.func.min(task_group.c.id), sa.func.max(task_group.c.id),
+        )
+        .where(task_group.c.is_enable == sa.true())
+        .group_by(task_group.c.job_name, task_group.c.client_tag, task_group.c.alert_rules)
+    )
+    for job_name, tag, rules_json, count, first, last in group_rows:
+        if JOB_UNSERVED not in group_rules_on(policy.rules, rules_json):
+            continue
+        key = (job_name, tag or None)
+        ids = needs.setdefault(key, [])
+        ids.extend(i for i in (int(first), int(last)) if i not in ids)
+        counts[key] = counts.get(key, 0) + int(count)
+    if not needs:
+        return []
+    served: set[tuple[str, str | None]] = set()
+    client_rows = conn.execute(
+        sa.select(client.c.job_names, client.c.tags).where(
+            client.c.heartbeat_at >= alive_since,
+            client.c.accepting == sa.true(),
+            client.c.kicked_at.is_(None),
+        )
+    )
+    for client_row in client_rows:
+        jobs = json.loads(client_row.job_names or "[]")
+        tags: set[str | None] = {None, *parse_tags(client_row.tags)}
+        served.update((job, tag) for job in jobs for tag in tags)
+    ordered = sorted(needs.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+    return [
+        Need(job, tag, tuple(sorted(groups)), counts[(job, tag)])
+        for (job, tag), groups in ordered
+        if (job, tag) not in served
+    ]
+
+
+def raise_unserved(
+    conn: Connection, need: Need, since: datetime, now: datetime, policy: AlertPolicy
+) -> bool:
+    tag = f" with tag {need.tag}" if need.tag else ""
+    count = need.count
+    raised = raise_alert(
+        conn,
+        rule=JOB_UNSERVED,
+        subject=need.subject,
+        title=f"job {need.job_name}{tag}: no live client for {_span(now - since)}",
+        detail=(
+            f"{count} enabled group{'s' if count != 1 else ''} (ids "
+            f"{', '.join(str(g) for g in need.groups)}{', ...' if count > 2 else ''}) "
+            f"run {need.job_name}{tag}; no live worker taking new runs serves it"
+        ),
+        now=now,
+        repeat_after=policy.repeat_after,
+        count_up=False,
+    )
+    return raised.new
+
+
+def resolve_served(conn: Connection, unserved: Iterable[str], now: datetime) -> list[int]:
+    """Open job_unserved alerts whose job is served again (or needed no more)."""
+    still = set(unserved)
+    rows = conn.execute(
+        sa.select(alert.c.id, alert.c.subject).where(
+            alert.c.open_key.is_not(None), alert.c.rule == JOB_UNSERVED
+        )
+    ).all()
+    back = [int(r.id) for r in rows if r.subject not in still]
+    return resolve_alert_ids(conn, back, "a live client serves the job again", now)
+
+
+def resolve_returned_clients(conn: Connection, alive_since: datetime, now: datetime) -> list[int]:
+    rows = conn.execute(
+        sa.select(alert.c.id)
+        .join(client, client.c.id == alert.c.client_id)
+        .where(
+            alert.c.open_key.is_not(None),
+            alert.c.rule == CLIENT_LOST,
+            client.c.heartbeat_at >= alive_since,
+        )
+    ).scalars().all()
+    return resolve_alert_ids(conn, [int(i) for i in rows], "the client is back", now)
+
+
+def check_nodes(
+    conn: Connection, alive_since: datetime, now: datetime, policy: AlertPolicy
+) -> None:
+    """Unhealthy live nodes raise `node_unhealthy`; a node healthy again, or a lost node
+    heartbeating again, resolves."""
+    nodes = conn.execute(
+        sa.select(server_node.c.id, server_node.c.is_alive, server_node.c.heartbeat_at,
+                  server_node.c.unhealthy_reason)
+    ).all()
+    live = {r.id: r for r in nodes if r.is_alive and r.heartbeat_at >= alive_since}
+    if NODE_UNHEALTHY in policy.rules:
+        for node_id, row in sorted(live.items()):
+            if row.unhealthy_reason:
+                raise_alert(
+                    conn, rule=NODE_UNHEALTHY, subject=node_subject(node_id),
+                    title=f"scheduler node {node_id} unhealthy",
+                    detail=row.unhealthy_reason, now=now,
+                    repeat_after=policy.repeat_after, count_up=False,
+                )
+    open_rows = conn.execute(
+        sa.select(alert.c.id, alert.c.rule, alert.c.subject).where(
+            alert.c.open_key.is_not(None), alert.c.rule.in_((NODE_LOST, NODE_UNHEALTHY))
+        )
+    ).all()
+    back: list[int] = []
+    healthy: list[int] = []
+    for open_row in open_rows:
+        node = live.get(open_row.subject.removeprefix("node:"))
+        if open_row.rule == NODE_LOST and node is not None:
+            back.append(int(open_row.id))
+        elif open_row.rule == NODE_UNHEALTHY and (node is None or not node.unhealthy_reason):
+            healthy.append(int(open_row.id))
+    resolve_alert_ids(conn, back, "the node heartbeats again", now)
+    resolve_alert_ids(conn, healthy, "the node is healthy again (or stopped)", now)
+
+
+def check_dead_letters(conn: Connection, now: datetime, policy: AlertPolicy) -> None:
+    """Dead letters present: one open alert saying how many and the newest reason; none
+    left (purged, or pruned by retention): resolved."""
+    count = int(conn.execute(sa.select(sa.func.count()).select_from(dead_letter)).scalar_one())
+    if count == 0:
+        rows = conn.execute(
+            sa.select(alert.c.id).where(
+                alert.c.open_key.is_not(None), alert.c.rule == DEAD_LETTERS
+            )
+        ).scalars().all()
+        resolve_alert_ids(conn, [int(i) for i in rows], "no dead letters left", now)
+        return
+    if DEAD_LETTERS not in policy.rules:
+        return
+    newest = conn.execute(
+        sa.select(dead_letter.c.queue, dead_letter.c.reason, dead_letter.c.received_at)
+        .order_by(dead_letter.c.id.desc())
+        .limit(1)
+    ).first()
+    detail = f"{count} dead letter{'s' if count != 1 else ''}"
+    if newest is not None:
+        detail += f"; newest from {newest.queue}: {newest.reason[:300]}"
+    detail += " (fss dead-letters list)"
+    raise_alert(
+        conn, rule=DEAD_LETTERS, subject="dead_letters",
+        title="event messages set aside as dead letters", detail=detail, now=now,
+        repeat_after=policy.repeat_after, count_up=False,
+    )
+
+
+class UnservedClock:
+    """Since when each need has been unserved, as one sender saw it (a new lease holder
+    starts counting again: an alert comes at most one check later than it would have)."""
+
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self._now = now
+        self._since: dict[str, datetime] = {}
+
+    def observe(self, needs: Iterable[Need]) -> dict[str, datetime]:
+        now = self._now()
+        current = {need.subject for need in needs}
+        self._since = {s: t for s, t in self._since.items() if s in current}
+        for subject in current:
+            self._since.setdefault(subject, now)
+        return dict(self._since)

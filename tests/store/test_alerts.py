@@ -1,0 +1,476 @@
+"""Alerts raised and resolved in the transactions of the events behind them, their outbox
+turned into deliveries, storms folded, attempts recorded; on SQLite, PostgreSQL, MariaDB."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from store_helpers import (
+    CLIENT,
+    MINUTE,
+    SECOND,
+    T0,
+    add_interval_group,
+    dispatch,
+    group_raw,
+    pending,
+)
+
+from fss.domain.alert_targets import TargetSpec
+from fss.domain.alerts import (
+    GROUP_LATE,
+    HUNG,
+    RUN_FAILED,
+    TIME_LIMIT,
+    AlertPolicy,
+    group_subject,
+    open_key,
+)
+from fss.events import Event, TaskFinished, TaskStarted
+from fss.store import alert_checks, recording, supervision
+from fss.store.alert_outbox import (
+    FOLDED,
+    PENDING,
+    SILENCED,
+    AttemptResult,
+    compose,
+    due_deliveries,
+    expand_notices,
+    record_attempt,
+)
+from fss.store.alert_targets import add_target
+from fss.store.alerts import raise_alert, resolve_alerts
+from fss.store.deadlocks import in_transaction_retrying
+from fss.store.tables import (
+    alert,
+    alert_attempt,
+    alert_delivery,
+    alert_notice,
+    alert_silence,
+    task_group,
+)
+
+BOOM = "Traceback (most recent call last):\nValueError: boom\n"
+GRACE = timedelta(seconds=60)
+
+
+def _record(engine: Engine, events: Sequence[Event], now: datetime, **kw: Any) -> None:
+    with engine.begin() as conn:
+        recording.record(conn, events, now, **kw)
+
+
+def _run(engine: Engine, task_id: int, now: datetime, success: bool, error: str | None = None,
+         **kw: Any) -> None:
+    attempt = dispatch(engine, task_id, now)
+    finished = TaskFinished(task_id, attempt, CLIENT, success, 100, now + SECOND,
+                            error=None if success else (error or BOOM))
+    _record(engine, [TaskStarted(task_id, attempt, CLIENT, now), finished], now + 2 * SECOND,
+            **kw)
+
+
+def _alerts(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(alert).order_by(alert.c.id))]
+
+
+def _notices(engine: Engine) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(alert_notice.c.alert_id, alert_notice.c.kind).order_by(alert_notice.c.id)
+        )
+        return [(int(a), k) for a, k in rows]
+
+
+def _deliveries(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(alert_delivery).order_by(alert_delivery.c.id))
+        return [dict(r._mapping) for r in rows]
+
+
+def _group(engine: Engine, **values: Any) -> tuple[int, int]:
+    group_id = add_interval_group(engine, T0 - MINUTE, start_at=T0, caption="nightly")
+    if values:
+        with engine.begin() as conn:
+            conn.execute(task_group.update().where(task_group.c.id == group_id).values(**values))
+    return group_id, pending(engine, group_id)["id"]
+
+
+def _target(engine: Engine, name: str = "ops", **kw: Any) -> int:
+    spec = TargetSpec(name, "webhook", {"url": "http://127.0.0.1:9/hook"}, **kw)
+    return add_target(engine, spec, T0).id
+
+
+def test_a_final_failure_opens_one_alert_that_repeats_count_up_and_a_success_resolves(
+    engine: Engine,
+) -> None:
+    group_id, task_id = _group(engine)
+    _run(engine, task_id, T0, success=False)
+
+    (opened,) = _alerts(engine)
+    assert opened["rule"] == RUN_FAILED
+    assert opened["state"] == "open"
+    assert opened["open_key"] == open_key(RUN_FAILED, group_subject(group_id))
+    assert opened["task_id"] == task_id
+    assert "ValueError: boom" in opened["detail"]
+    assert "nightly" in opened["title"]
+    assert opened["planned_at"] == T0
+    assert group_raw(engine, group_id)["alert_open"]
+    assert _notices(engine) == [(opened["id"], "firing")]
+
+    second = pending(engine, group_id)["id"]
+    _run(engine, second, T0 + MINUTE, success=False)
+    (repeated,) = _alerts(engine)
+    assert repeated["count"] == 2
+    assert repeated["task_id"] == second
+    assert _notices(engine) == [(opened["id"], "firing")]  # no second message
+
+    third = pending(engine, group_id)["id"]
+    _run(engine, third, T0 + 2 * MINUTE, success=True)
+    (closed,) = _alerts(engine)
+    assert closed["state"] == "resolved"
+    assert closed["open_key"] is None
+    assert closed["resolved_at"] is not None
+    assert "succeeded again" in closed["resolved_note"]
+    assert _notices(engine) == [(opened["id"], "firing"), (opened["id"], "resolved")]
+    assert not group_raw(engine, group_id)["alert_open"]
+
+    # The next failure is a new alert with a new firing notice.
+    fourth = pending(engine, group_id)["id"]
+    _run(engine, fourth, T0 + 3 * MINUTE, success=False)
+    assert [a["state"] for a in _alerts(engine)] == ["resolved", "open"]
+    assert [k for _, k in _notices(engine)] == ["firing", "resolved", "firing"]
+
+
+def test_a_success_of_a_group_without_an_open_alert_writes_nothing(engine: Engine) -> None:
+    _, task_id = _group(engine)
+    _run(engine, task_id, T0, success=True)
+    assert _alerts(engine) == [] and _notices(engine) == []
+
+
+def test_rules_off_for_the_group_or_globally_raise_nothing(engine: Engine) -> None:
+    _, quiet_task = _group(engine, alert_rules="[]")
+    _run(engine, quiet_task, T0, success=False)
+    assert _alerts(engine) == []
+
+    _, loud_task = _group(engine)
+    _run(engine, loud_task, T0, success=False,
+         alerting=AlertPolicy(rules=frozenset({GROUP_LATE})))
+    assert _alerts(engine) == []
+
+    _, hung_only_task = _group(engine, alert_rules='["hung"]')
+    _run(engine, hung_only_task, T0, success=False)
+    assert _alerts(engine) == []
+
+
+def test_a_failure_with_retries_left_raises_nothing_until_the_last_attempt(
+    engine: Engine,
+) -> None:
+    _, task_id = _group(engine, retries=1, retry_delay_ms=1000, retry_jitter=False)
+    _run(engine, task_id, T0, success=False)
+    assert _alerts(engine) == []
+    _run(engine, task_id, T0 + 5 * SECOND, success=False)
+    (opened,) = _alerts(engine)
+    assert opened["rule"] == RUN_FAILED
+    assert "attempt 2" in opened["detail"]
+    # The run's planned slot, not the retry's start.
+    assert opened["planned_at"] == T0
+
+
+@pytest.mark.parametrize(
+    ("error", "rule"),
+    [("time limit exceeded after 5 s", TIME_LIMIT), ("SoftTimeLimitExceeded: x", RUN_FAILED)],
+)
+def test_a_time_limit_failure_raises_its_own_rule(engine: Engine, error: str, rule: str) -> None:
+    _, task_id = _group(engine)
+    _run(engine, task_id, T0, success=False, error=error)
+    assert [a["rule"] for a in _alerts(engine)] == [rule]
+
+
+def test_the_supervisor_failing_a_hung_run_raises_hung(engine: Engine) -> None:
+    group_id, task_id = _group(engine)
+    dispatch(engine, task_id, T0)
+    with engine.connect() as conn:
+        (open_task,) = [t for t in supervision.in_flight_tasks(conn) if t.id == task_id]
+    with engine.begin() as conn:
+        assert supervision.fail_task(conn, open_task, "hung: no progress for 300 s", T0 + MINUTE)
+    (opened,) = _alerts(engine)
+    assert (opened["rule"], opened["task_group_id"]) == (HUNG, group_id)
+
+
+def test_a_reminder_comes_once_per_window_and_never_for_an_acknowledged_alert(
+    engine: Engine,
+) -> None:
+    hour = timedelta(hours=1)
+
+    def again(now: datetime) -> Any:
+        with engine.begin() as conn:
+            return raise_alert(conn, rule="client_lost", subject="client:w1", title="w1 lost",
+                               now=now, repeat_after=hour)
+
+    first = again(T0)
+    assert first.new
+    assert not again(T0 + 30 * MINUTE).reminded
+    assert again(T0 + hour + SECOND).reminded
+    assert not again(T0 + hour + 2 * SECOND).reminded
+    with engine.begin() as conn:
+        conn.execute(alert.update().values(acked_by="ann", acked_at=T0 + 2 * hour))
+    assert not again(T0 + 5 * hour).reminded
+    assert [k for _, k in _notices(engine)] == ["firing", "reminder"]
+    assert _alerts(engine)[0]["count"] == 5
+
+
+def test_raisers_racing_on_one_subject_open_one_alert_with_one_notice(engine: Engine) -> None:
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def raiser() -> None:
+        try:
+            barrier.wait()
+            # As the callers do (the recorder, the supervisor's next sweep): a transaction
+            # the database chose as a deadlock's victim runs again from the start (MariaDB
+            # picks one when two INSERT IGNOREs met the same new key).
+            in_transaction_retrying(
+                engine,
+                lambda conn: raise_alert(
+                    conn, rule="client_lost", subject="client:w9", title="w9 lost", now=T0
+                ),
+            )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=raiser) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    (only,) = _alerts(engine)
+    assert only["count"] == 6
+    assert _notices(engine) == [(only["id"], "firing")]
+
+
+def test_resolving_a_key_with_nothing_open_changes_nothing(engine: Engine) -> None:
+    with engine.begin() as conn:
+        assert resolve_alerts(conn, ["run_failed|group:1"], "x", T0) == []
+    assert _notices(engine) == []
+
+
+def _raise_group(engine: Engine, group_id: int, now: datetime = T0, rule: str = RUN_FAILED) -> int:
+    with engine.begin() as conn:
+        return raise_alert(conn, rule=rule, subject=group_subject(group_id),
+                           title=f"group {group_id} failed", now=now, group_id=group_id).alert_id
+
+
+def _expand(engine: Engine, now: datetime = T0, threshold: int = 10) -> int:
+    with engine.begin() as conn:
+        return expand_notices(conn, now, storm_threshold=threshold, installation="inst")
+
+
+def test_notices_go_to_the_default_targets_or_to_the_group_s_own(engine: Engine) -> None:
+    default = _target(engine, "ops")
+    _target(engine, "not-default", is_default=False)
+    pager = _target(engine, "pager", is_default=False)
+    only_late = _target(engine, "late-only", rules=frozenset({GROUP_LATE}))
+    plain, _ = _group(engine)
+    own, _ = _group(engine, alert_targets='["pager", "gone"]')
+    _raise_group(engine, plain)
+    _raise_group(engine, own)
+
+    assert _expand(engine) == 2
+    assert _expand(engine) == 0  # expanded once
+    with engine.connect() as conn:
+        notice_of = dict(conn.execute(sa.select(alert_notice.c.alert_id, alert_notice.c.id)).all())
+    got = {(d["notice_id"], d["target_id"]) for d in _deliveries(engine)}
+    alerts = {a["task_group_id"]: a["id"] for a in _alerts(engine)}
+    assert got == {(notice_of[alerts[plain]], default), (notice_of[alerts[own]], pager)}
+    assert only_late not in {t for _, t in got}
+    keys = [d["idempotency_key"] for d in _deliveries(engine)]
+    assert len(set(keys)) == 2 and all(k.startswith("fss-inst-") for k in keys)
+
+
+def test_a_silenced_group_s_notices_are_recorded_not_sent(engine: Engine) -> None:
+    _target(engine)
+    group_id, _ = _group(engine)
+    with engine.begin() as conn:
+        conn.execute(alert_silence.insert().values(
+            task_group_id=group_id, until=T0 + MINUTE, by_user="ann", created_at=T0))
+    _raise_group(engine, group_id)
+    _expand(engine)
+    assert [d["state"] for d in _deliveries(engine)] == [SILENCED]
+    with engine.connect() as conn:
+        assert due_deliveries(conn, T0 + SECOND) == []
+
+
+def test_a_storm_becomes_one_summary_naming_the_likely_cause(engine: Engine) -> None:
+    target = _target(engine)
+    with engine.begin() as conn:
+        raise_alert(conn, rule="client_lost", subject="client:w1", title="client w1 lost",
+                    now=T0 - MINUTE, client_id="w1")
+    _expand(engine, T0 - MINUTE)
+    group_ids = [_group(engine)[0] for _ in range(25)]
+    for group_id in group_ids:
+        _raise_group(engine, group_id, rule=GROUP_LATE)
+
+    _expand(engine, T0, threshold=10)
+
+    rows = [d for d in _deliveries(engine) if d["created_at"] == T0]
+    summaries = [d for d in rows if d["notice_id"] is None]
+    assert len(summaries) == 1
+    folded = [d for d in rows if d["state"] == FOLDED]
+    assert len(folded) == 25
+    assert {d["folded_into"] for d in folded} == {summaries[0]["id"]}
+    with engine.connect() as conn:
+        due = [d for d in due_deliveries(conn, T0 + SECOND) if d.notice_id is None]
+        (message,) = compose(conn, due, T0, "inst", "http://console").values()
+    assert message.title == "25 groups late"
+    assert "likely cause: client w1 lost" in message.text
+    assert message.count == 25 and len(message.alert_ids) == 25
+    assert message.url == "http://console/alerts"
+    assert summaries[0]["target_id"] == target
+
+
+def test_an_attempt_is_recorded_sent_retried_with_backoff_or_failed_for_good(
+    engine: Engine,
+) -> None:
+    _target(engine)
+    group_id, _ = _group(engine)
+    _raise_group(engine, group_id)
+    _expand(engine)
+
+    def attempt(now: datetime, ok: bool, max_attempts: int = 3) -> bool:
+        with engine.begin() as conn:
+            (due,) = due_deliveries(conn, now)
+            error = None if ok else "HTTP 500"
+            result = AttemptResult(ok, 200 if ok else 500, "answer", error, 12)
+            return record_attempt(conn, due, result, now, node="n1", max_attempts=max_attempts)
+
+    assert attempt(T0, ok=False)
+    (row,) = _deliveries(engine)
+    assert (row["state"], row["attempts"], row["next_at"]) == (PENDING, 1, T0 + 5 * SECOND)
+    with engine.connect() as conn:
+        assert due_deliveries(conn, T0 + SECOND) == []
+    assert attempt(T0 + 5 * SECOND, ok=False)
+    assert _deliveries(engine)[0]["next_at"] == T0 + 15 * SECOND
+    assert attempt(T0 + 15 * SECOND, ok=False)
+    (row,) = _deliveries(engine)
+    assert (row["state"], row["attempts"]) == ("failed", 3)
+    with engine.connect() as conn:
+        outcomes = conn.execute(sa.select(alert_attempt.c.outcome)).scalars().all()
+    assert outcomes == ["failed"] * 3
+
+
+def test_a_second_record_of_the_same_attempt_changes_nothing(engine: Engine) -> None:
+    _target(engine)
+    group_id, _ = _group(engine)
+    _raise_group(engine, group_id)
+    _expand(engine)
+    with engine.connect() as conn:
+        (due,) = due_deliveries(conn, T0)
+    ok = AttemptResult(True, 200, "ok", None, 5)
+    with engine.begin() as conn:
+        assert record_attempt(conn, due, ok, T0, node="a", max_attempts=3)
+    with engine.begin() as conn:
+        assert not record_attempt(conn, due, ok, T0, node="b", max_attempts=3)
+    (row,) = _deliveries(engine)
+    assert (row["state"], row["attempts"], row["sent_at"]) == ("sent", 1, T0)
+
+
+def test_a_group_is_late_after_one_period_plus_grace_without_a_success(engine: Engine) -> None:
+    policy = AlertPolicy()
+    group_id, task_id = _group(engine)
+
+    def check(now: datetime) -> list[int]:
+        with engine.begin() as conn:
+            return alert_checks.check_late_groups(conn, now, policy, GRACE)
+
+    assert check(T0 + 120 * SECOND) == []  # 60 s + 60 s grace: not yet
+    assert check(T0 + 121 * SECOND) == [group_id]
+    assert check(T0 + 180 * SECOND) == []  # open already
+    (late,) = _alerts(engine)
+    assert late["rule"] == GROUP_LATE
+    assert "has not been dispatched" in late["detail"]
+    # A success resolves it.
+    _run(engine, task_id, T0 + 200 * SECOND, success=True)
+    assert _alerts(engine)[0]["state"] == "resolved"
+
+
+def test_a_group_whose_every_run_fails_goes_late_too(engine: Engine) -> None:
+    policy = AlertPolicy()
+    group_id, task_id = _group(engine, late_after_s=300)
+    _run(engine, task_id, T0, success=False)
+    with engine.begin() as conn:
+        assert alert_checks.check_late_groups(conn, T0 + 200 * SECOND, policy, GRACE) == []
+        assert alert_checks.check_late_groups(conn, T0 + 301 * SECOND, policy, GRACE) == [
+            group_id
+        ]
+    late = [a for a in _alerts(engine) if a["rule"] == GROUP_LATE]
+    assert "failed" in late[0]["detail"]
+
+
+def test_a_disabled_group_is_never_late_and_its_open_alerts_resolve(engine: Engine) -> None:
+    policy = AlertPolicy()
+    group_id, _ = _group(engine)
+    _raise_group(engine, group_id)
+    with engine.begin() as conn:
+        conn.execute(task_group.update().where(task_group.c.id == group_id).values(
+            is_enable=False))
+        assert alert_checks.check_late_groups(conn, T0 + 3600 * SECOND, policy, GRACE) == []
+        assert len(alert_checks.resolve_gone_groups(conn, T0 + 3600 * SECOND)) == 1
+    assert _alerts(engine)[0]["state"] == "resolved"
+
+
+def test_three_hundred_late_groups_are_raised_in_one_check(engine: Engine) -> None:
+    policy = AlertPolicy()
+    _target(engine)
+    ids = [add_interval_group(engine, T0 - MINUTE, start_at=T0, caption=f"g{i}")
+           for i in range(300)]
+    with engine.begin() as conn:
+        newly = alert_checks.check_late_groups(conn, T0 + 10 * MINUTE, policy, GRACE)
+    assert sorted(newly) == sorted(ids)
+    _expand(engine, T0 + 10 * MINUTE)
+    sendable = [d for d in _deliveries(engine) if d["state"] == PENDING]
+    assert len(sendable) == 1 and sendable[0]["notice_id"] is None
+
+
+def _statements(engine: Engine, action: Any) -> list[str]:
+    seen: list[str] = []
+
+    def note(*args: Any) -> None:
+        seen.append(args[2])
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        action()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    return seen
+
+
+def test_what_alerts_cost_a_run_s_end(engine: Engine) -> None:
+    """A success with nothing open costs no statement; a final failure with its rule off
+    none either; with it on: the group's name, the alert, its notice, the group's flag."""
+    costs = {}
+    for name, success, policy in (
+        ("ok", True, AlertPolicy()),
+        ("fail, rules off", False, AlertPolicy(rules=frozenset())),
+        ("fail", False, AlertPolicy()),
+    ):
+        _, task_id = _group(engine)
+        attempt = dispatch(engine, task_id, T0)
+        event = TaskFinished(task_id, attempt, CLIENT, success, 10, T0,
+                             error=None if success else "x")
+        costs[name] = _statements(
+            engine, lambda e=event, p=policy: _record(engine, [e], T0, alerting=p)
+        )
+    touching = re.compile(r"\b(FROM|INTO|UPDATE) alert", re.IGNORECASE)
+    assert not any(touching.search(s) for s in costs["ok"])
+    assert not any(touching.search(s) for s in costs["fail, rules off"])
+    extra = len(costs["fail"]) - len(costs["fail, rules off"])
+    assert extra == 4, costs["fail"]
