@@ -26,7 +26,7 @@ from fss import __version__
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.errors import FssError, GroupBusy, InvalidField
-from fss.web import api, health, login, metrics, pages
+from fss.web import api, api_alerts, health, login, metrics, pages
 from fss.web.auth import (
     CSRF_HEADER,
     SAFE_METHODS,
@@ -76,7 +76,9 @@ def create_web_app(
     app.state.templates = create_templates()
     app.state.templates.context_processors.append(csp_nonce_context)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
-    for router in (health.router, login.router, api.router, metrics.router, pages.router):
+    for router in (
+        health.router, login.router, api.router, api_alerts.router, metrics.router, pages.router
+    ):
         app.include_router(router)
     install_api_docs(app, web)
     install_error_handlers(app)

@@ -151,10 +151,12 @@
       { value: (a) => a.title, render: (a) => link(`/alerts/${a.id}`, el("span", { class: "cell-title",
         title: a.title }, a.title)) },
       { value: (a) => a.count, render: (a) => String(a.count), class: "num" },
-      { value: (a) => a.opened_at, render: (a) => timeNode(a.opened_at) },
     ];
+    // Open alerts: how long ago (what on-call asks first); the exact time is in the title.
+    const ago = (iso) => FSS.relative(iso, FSS.serverNow());
     const openColumns = [...common,
-      { value: (a) => a.last_at, render: (a) => timeNode(a.last_at) },
+      { value: (a) => ago(a.opened_at), render: (a) => timeNode(a.opened_at, "relative") },
+      { value: (a) => ago(a.last_at), render: (a) => timeNode(a.last_at, "relative") },
       { value: (a) => [a.state, a.silenced_until], render: (a) => [stateBadge(a),
         a.silenced_until ? [" ", badge("silenced", "muted", `until ${a.silenced_until}`)] : null] },
       { value: (a) => [a.acked_by, a.acked_at], render: ackedNode },
@@ -162,6 +164,7 @@
     if (canChange) openColumns.push({ value: (a) => [a.acked_by, groupIdOf(a)], render: actionCell,
       class: "actions-col" });
     const resolvedColumns = [...common,
+      { value: (a) => a.opened_at, render: (a) => timeNode(a.opened_at) },
       { value: (a) => a.resolved_at, render: (a) => timeNode(a.resolved_at) },
       { value: (a) => a.state, render: stateBadge },
       { value: (a) => [a.acked_by, a.acked_at], render: ackedNode },
@@ -244,6 +247,12 @@
     return [el("dt", {}, label), el("dd", {}, empty ? dash() : value)];
   }
 
+  function ruleText(rule) {
+    const texts = $("#rule-texts");
+    const node = texts && Array.from(texts.content.querySelectorAll("[data-rule]")).find((n) => n.dataset.rule === rule);
+    return node ? node.textContent : "";
+  }
+
   function detailPage() {
     const alertId = Number($("#alert-head").dataset.alertId);
     let poller = null;
@@ -258,7 +267,7 @@
       document.title = `Alert ${a.id}: ${a.title} · fss`;
       replaceChildren($("#state-badge"), stateBadge(a));
       replaceChildren($("#props"),
-        prop("Rule", [mono(a.rule), a.rule_text ? el("span", { class: "muted small" }, ` — ${a.rule_text}`) : null]),
+        prop("Rule", [mono(a.rule), ruleText(a.rule) ? el("span", { class: "muted small" }, ` — ${ruleText(a.rule)}`) : null]),
         prop("Subject", subjectNode(a)),
         prop("Task", a.task_id ? link(`/tasks/${a.task_id}`, mono(`#${a.task_id}`)) : null),
         prop("Client", a.client_id ? mono(a.client_id) : null),
