@@ -135,7 +135,7 @@ class _Handler:
         self.receiver = receiver
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        parsed = message_from_bytes(bytes(envelope.content or b""), policy=policy.default)
+        parsed = message_from_bytes(envelope.original_content or b"", policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         self.receiver.messages.append((envelope, parsed))
         return "250 OK queued as fss-test"

@@ -314,7 +314,8 @@ def test_the_same_idempotency_key_gives_the_same_message_id() -> None:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return self_signed_cert(tmp_path_factory.mktemp("tls"))
+    made: tuple[Path, Path] = self_signed_cert(tmp_path_factory.mktemp("tls"))
+    return made
 
 
 def test_given_starttls_and_a_login_then_delivered_over_tls_with_the_password(
