@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "completion": ("fss.cli.completion:completion_command",),
     "web": ("fss.cli.web:web_command",),
     # fss.cli.alert_list (`fss alert list/show/ack/silence`) joins as a companion once it exists.
-    "alert": ("fss.cli.alerts:alert_cli",),
+    "alert": ("fss.cli.alerts:alert_cli", "fss.cli.alert_list"),
 }
 
 

@@ -30,6 +30,7 @@ from fss.outage import LoopErrors
 from fss.scheduler.health import LoopTracker
 from fss.scheduler.timers import Every
 from fss.store import alert_checks as checks
+from fss.store.alert_console import prune_alerts, prune_silences
 from fss.store.alert_outbox import (
     AttemptResult,
     DueDelivery,
@@ -62,6 +63,7 @@ class RoundReport:
     checked: bool = False
     expanded: int = 0
     submitted: int = 0
+    pruned: int = 0
 
 
 class AlertSender:
@@ -85,6 +87,7 @@ class AlertSender:
         self._send = send
         self._policy = settings.alert_policy
         self._checks = Every(settings.alert_check_s)
+        self._retention = Every(settings.retention_every_s)
         self._unserved = checks.UnservedClock(clock.now)
         self._pool: ThreadPoolExecutor | None = None
         self._busy: set[int] = set()
@@ -107,6 +110,14 @@ class AlertSender:
             self.check(now)
             self._checks.done(now)
             report.checked = True
+        if self._retention.due(now):
+            # Resolved alerts (with their notices, deliveries, attempts) past the maximum
+            # age, and silences that ended.
+            report.pruned = prune_alerts(
+                self._engine, now - timedelta(seconds=self._settings.alert_max_age_s)
+            )
+            prune_silences(self._engine, now)
+            self._retention.done(now)
         with self._engine.begin() as conn:
             report.expanded = expand_notices(
                 conn, now,
