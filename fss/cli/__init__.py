@@ -29,7 +29,6 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "doctor": ("fss.cli.health:doctor_command",),
     "completion": ("fss.cli.completion:completion_command",),
     "web": ("fss.cli.web:web_command",),
-    # fss.cli.alert_list (`fss alert list/show/ack/silence`) joins as a companion once it exists.
     "alert": ("fss.cli.alerts:alert_cli", "fss.cli.alert_list"),
 }
 

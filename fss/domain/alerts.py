@@ -212,6 +212,8 @@ class Message:
             REMINDER: "STILL FIRING",
             RESOLVED: "RESOLVED",
             "summary": "FIRING",
+            "summary-resolved": "RESOLVED",
+            "summary-reminder": "STILL FIRING",
             "test": "TEST",
         }.get(self.kind, self.kind.upper())
         return f"[fss {state}] {self.title}"
@@ -221,7 +223,7 @@ class Message:
         return {
             "id": self.idempotency_key,
             "kind": self.kind,
-            "state": RESOLVED if self.kind == RESOLVED else FIRING,
+            "state": RESOLVED if self.kind in (RESOLVED, "summary-resolved") else FIRING,
             "rule": self.rule,
             "title": self.title,
             "text": self.text,
@@ -323,32 +325,32 @@ def console_link(console_url: str, view: AlertView) -> str | None:
 
 @dataclass
 class StormPlan:
-    """How one target's pending firing notices go out: alone, or folded into summaries."""
+    """How one target's pending notices go out: alone, or folded into summaries."""
 
     alone: list[int] = field(default_factory=list)
-    # rule -> the notices (ids) one summary stands for
-    folded: dict[str, list[int]] = field(default_factory=dict)
+    # (kind, rule) -> the notices (ids) one summary stands for
+    folded: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
 
 def plan_storm(notices: Sequence[tuple[int, str, str]], threshold: int) -> StormPlan:
     """`notices`: (notice id, kind, rule) pending for one target. More than `threshold`
-    firing notices of one rule become one summary; everything else goes alone (resolved
-    and reminder notices too: they close or repeat what was said)."""
-    by_rule: dict[str, list[int]] = {}
+    notices of one kind and rule (300 groups late; the same 300 resolved when the worker
+    came back) become one summary; the others go alone. threshold 0: never fold."""
+    by_key: dict[tuple[str, str], list[int]] = {}
     for notice_id, kind, rule in notices:
-        if kind == FIRING:
-            by_rule.setdefault(rule, []).append(notice_id)
+        by_key.setdefault((kind, rule), []).append(notice_id)
     plan = StormPlan()
-    stormy = {rule for rule, ids in by_rule.items() if threshold > 0 and len(ids) > threshold}
     for notice_id, kind, rule in notices:
-        if kind == FIRING and rule in stormy:
-            plan.folded.setdefault(rule, []).append(notice_id)
+        ids = by_key[(kind, rule)]
+        if threshold > 0 and len(ids) > threshold:
+            plan.folded.setdefault((kind, rule), []).append(notice_id)
         else:
             plan.alone.append(notice_id)
     return plan
 
 
 def storm_message(
+    kind: str,
     rule: str,
     views: Sequence[AlertView],
     causes: Sequence[AlertView],
@@ -358,8 +360,8 @@ def storm_message(
     installation: str = "",
     shown: int = 10,
 ) -> Message:
-    """One message for many alerts of one rule, naming the likely cause: the open alerts of
-    the cluster rules (a client or node lost, a job unserved) raised before them."""
+    """One message for many notices of one kind and rule; firing ones name the likely cause:
+    the open alerts of the cluster rules (a client or node lost, a job unserved)."""
     count = len(views)
     noun = {
         GROUP_LATE: "groups late",
@@ -373,18 +375,19 @@ def storm_message(
         DEAD_LETTERS: "dead-letter alerts",
     }.get(rule, f"{rule} alerts")
     lines: list[str] = []
-    if causes:
+    if causes and kind == FIRING:
         lines.append("likely cause: " + "; ".join(c.title for c in causes[:3]))
     for view in views[:shown]:
         lines.append(f"- {view.title}")
     if count > shown:
         lines.append(f"... and {count - shown} more")
     base = console_url.rstrip("/")
+    status = {RESOLVED: " resolved", REMINDER: " still open"}.get(kind, "")
     return Message(
         idempotency_key=key,
-        kind="summary",
+        kind="summary" if kind == FIRING else f"summary-{kind}",
         rule=rule,
-        title=f"{count} {noun}",
+        title=f"{count} {noun}{status}",
         text="\n".join(lines),
         at=now,
         count=count,

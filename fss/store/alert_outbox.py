@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from fss.domain.alerts import (
     CLIENT_LOST,
+    FIRING,
     JOB_UNSERVED,
     NODE_LOST,
     AlertView,
@@ -153,9 +154,9 @@ def expand_notices(
                 _delivery(notice.id, target_id, target_names[target_id],
                           SILENCED if quiet else PENDING, now, installation)
             )
-        for rule, folded in plan.folded.items():
+        for (kind, rule), folded in plan.folded.items():
             _write_summary(
-                conn, rule, folded, pending, target_id, target_names[target_id], now,
+                conn, kind, rule, folded, pending, target_id, target_names[target_id], now,
                 installation, console_url,
             )
     if rows:
@@ -191,6 +192,7 @@ def _delivery(
 
 def _write_summary(
     conn: Connection,
+    kind: str,
     rule: str,
     folded: list[int],
     pending: list[Any],
@@ -202,9 +204,10 @@ def _write_summary(
 ) -> None:
     alert_ids = [n.alert_id for n in pending if n.id in set(folded)]
     views = alert_views(conn, alert_ids)
-    causes = open_causes(conn, rule)
-    key = f"fss-{installation or 'fss'}-s{min(folded)}-{rule}-t{target_id}"
+    causes = open_causes(conn, rule) if kind == FIRING else []
+    key = f"fss-{installation or 'fss'}-s{min(folded)}-{kind}-{rule}-t{target_id}"
     message = storm_message(
+        kind,
         rule, [views[i] for i in alert_ids if i in views], causes, key, now,
         console_url=console_url, installation=installation,
     )
