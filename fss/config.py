@@ -67,7 +67,7 @@ class Settings:
     # name is refused); the console's address for links in messages; how often the cluster
     # rules are checked; a reminder for an alert still open after repeat_s (0: never); the
     # grace added to a group's period before it is late; how long a job may have no live
-    # client; more firing notices of one rule than storm_threshold become one summary;
+    # client; more notices of one kind and rule than storm_threshold become one summary;
     # each delivery attempt's time limit and how many attempts a delivery gets.
     alert_rules: str = "all"
     console_url: str = ""
@@ -76,6 +76,9 @@ class Settings:
     alert_late_grace_s: float = 60.0
     alert_unserved_s: float = 60.0
     alert_storm_threshold: int = 10
+    # Notices wait until the oldest pending one is this old, then go out together: a storm
+    # raised over a few checks (groups going late one after another) folds into one summary.
+    alert_group_wait_s: float = 2.0
     alert_send_timeout_s: float = 5.0
     alert_max_attempts: int = 10
     alert_max_age_s: float = 30 * 24 * 3600

@@ -124,6 +124,7 @@ class AlertSender:
                 storm_threshold=self._settings.alert_storm_threshold,
                 installation=self._installation,
                 console_url=self._settings.console_url,
+                group_wait=timedelta(seconds=self._settings.alert_group_wait_s),
             )
         report.submitted = self._send_due(now)
         return report

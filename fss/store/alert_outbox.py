@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,6 +50,7 @@ FAILED = "failed"
 SILENCED = "silenced"
 FOLDED = "folded"
 MAX_ANSWER = 2000
+NO_WAIT = timedelta(0)
 # The cluster rules a storm summary names as its likely cause.
 CAUSE_RULES = (CLIENT_LOST, NODE_LOST, JOB_UNSERVED)
 
@@ -109,8 +110,19 @@ def expand_notices(
     installation: str,
     console_url: str = "",
     limit: int = 2000,
+    group_wait: timedelta = NO_WAIT,
 ) -> int:
-    """Turn pending notices into deliveries; how many notices were expanded."""
+    """Turn pending notices into deliveries; how many notices were expanded. Nothing until
+    the oldest pending notice is `group_wait` old; then every pending one (up to `limit`),
+    so the notices of a storm raised over a few seconds fold together."""
+    if group_wait > NO_WAIT:
+        oldest = conn.execute(
+            sa.select(sa.func.min(alert_notice.c.created_at)).where(
+                alert_notice.c.expanded_at.is_(None)
+            )
+        ).scalar()
+        if oldest is None or oldest > now - group_wait:
+            return 0
     notices = conn.execute(
         sa.select(
             alert_notice.c.id, alert_notice.c.kind, alert_notice.c.alert_id,

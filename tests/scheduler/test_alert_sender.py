@@ -41,7 +41,7 @@ class World:
     def sender(self, node: str = "node-a", **settings: object) -> AlertSender:
         values: dict[str, object] = {
             "database_url": "sqlite://", "node_name": node, "alert_send_timeout_s": 0.5,
-            "console_url": "http://console.example",
+            "console_url": "http://console.example", "alert_group_wait_s": 0.0,
         }
         values.update(settings)
         return AlertSender(self.engine, Settings(**values), self.clock,  # type: ignore[arg-type]
@@ -236,3 +236,26 @@ def test_resolved_alerts_past_their_age_are_pruned_with_their_deliveries(world: 
         sender.close()
     assert report.pruned == 1
     assert world.deliveries() == [] and world.attempts() == []
+
+
+def test_notices_of_a_storm_raised_over_several_checks_wait_and_fold_together(
+    world: World,
+) -> None:
+    with http_receiver() as receiver:
+        world.target("ops", receiver.url())
+        sender = world.sender(alert_group_wait_s=2.0, alert_storm_threshold=10)
+        spec = GroupSpec(caption="g", job_name="report", interval_ms=60_000)
+        ids = [groups.add_group(world.engine, spec, T0) for _ in range(30)]
+        for group_id in ids[:12]:
+            world.raise_(GROUP_LATE, group_subject(group_id), group_id)
+        _round(sender)  # the oldest notice is 0 s old: all wait
+        world.clock.advance(timedelta(seconds=1))
+        for group_id in ids[12:]:
+            world.raise_(GROUP_LATE, group_subject(group_id), group_id)
+        _round(sender)
+        assert receiver.requests == []
+        world.clock.advance(timedelta(seconds=1))
+        _round(sender)
+        sender.close()
+    (body,) = _bodies(receiver)
+    assert (body["kind"], body["title"]) == ("summary", "30 groups late")

@@ -474,3 +474,4 @@ def test_what_alerts_cost_a_run_s_end(engine: Engine) -> None:
     assert not any(touching.search(s) for s in costs["fail, rules off"])
     extra = len(costs["fail"]) - len(costs["fail, rules off"])
     assert extra == 4, costs["fail"]
+
