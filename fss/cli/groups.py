@@ -18,6 +18,7 @@ from fss.domain.group_spec import (
     ROUTES,
     GroupSpec,
     parse_data,
+    parse_duration,
 )
 from fss.errors import InvalidField
 from fss.store import backfills
@@ -142,6 +143,37 @@ class OptionalInt(click.ParamType):  # type: ignore[type-arg]
             self.fail(f"{value!r} is not a whole number or none", param, ctx)
 
 
+class OptionalDuration(click.ParamType):  # type: ignore[type-arg]
+    """Seconds, or a duration like 10m, 2h, 1d, 1h30m; `none` clears the setting (edit)."""
+
+    name = "DURATION|none"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | _Cleared):
+            return value
+        if str(value).strip().lower() == "none":
+            return CLEARED
+        return parse_duration(param.name if param and param.name else "duration", str(value))
+
+
+def name_list(text: str) -> list[str]:
+    """`a,b` as ["a", "b"] (spaces around names dropped)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def alert_rules_option(text: str) -> tuple[str, ...] | None:
+    """--alert-rules: `default` (every rule on globally), `none` (no alerts) or names."""
+    raw = text.strip().lower()
+    if raw == "default":
+        return None
+    if raw == "none":
+        return ()
+    names = name_list(text)
+    if not names:
+        raise InvalidField("alert_rules", "give rule names, none or default")
+    return tuple(names)
+
+
 def group_ref(value: str) -> str | int:
     """--on-success KEY_OR_ID: digits are a group id, anything else a group key."""
     text = value.strip()
@@ -179,6 +211,17 @@ def policy_options(function: Any) -> Any:
             click.option("--jitter-ms", type=int,
                          help="Push each planned start later by 0..N ms, the same on every "
                          "scheduler [0]."),
+            click.option("--alert-targets", metavar="NAME,NAME|default",
+                         help="Alert targets this group's alerts go to, comma separated "
+                         "(default or '': the default targets)."),
+            click.option("--alert-rules", metavar="RULE,RULE|none|default",
+                         help="Alert rules on for this group (run_failed, time_limit, hung, "
+                         "group_late, job_unserved); none: no alerts; default: every rule "
+                         "on globally."),
+            click.option("--late-after", "late_after_s", type=OptionalDuration(),
+                         help="Late (group_late) this long after a planned run without "
+                         "success: seconds or 90s, 10m, 2h, 1d (none: one period plus the "
+                         "grace) [none]."),
         ]
     ):
         function = option(function)
@@ -197,6 +240,13 @@ def policy_values(options: dict[str, Any]) -> dict[str, Any]:
         values["client_tag"] = None
     if "on_success" in values:
         values["on_success"] = tuple(group_ref(ref) for ref in values["on_success"])
+    if "alert_targets" in values:
+        text = values["alert_targets"]
+        values["alert_targets"] = () if text.strip().lower() == "default" else tuple(
+            name_list(text)
+        )
+    if "alert_rules" in values:
+        values["alert_rules"] = alert_rules_option(values["alert_rules"])
     if options.pop("no_on_success", None):
         if "on_success" in values:
             raise InvalidField("on_success", "give --on-success or --no-on-success, not both")
@@ -207,6 +257,7 @@ def policy_values(options: dict[str, Any]) -> dict[str, Any]:
 POLICY_OPTIONS = (
     "retries", "retry_delay_ms", "retry_backoff", "retry_delay_max_ms", "retry_jitter",
     "max_run_s", "overlap", "route", "client_tag", "on_success", "jitter_ms",
+    "alert_targets", "alert_rules", "late_after_s",
 )
 
 
@@ -307,7 +358,10 @@ def disabled_text(group: GroupRow) -> str | None:
 
 
 # Shown by the compact `fss group show` only when not at their default (--json shows all).
-QUIET_DEFAULTS = {**POLICY_DEFAULTS, "on_success": [], "disabled_note": None, "enable_at": None}
+QUIET_DEFAULTS = {
+    **POLICY_DEFAULTS, "on_success": [], "alert_targets": [], "disabled_note": None,
+    "enable_at": None,
+}
 
 
 def show(group: GroupRow, as_json: bool, backfill: BackfillRow | None = None) -> None:

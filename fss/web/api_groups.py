@@ -101,6 +101,18 @@ class GroupFields(BaseModel):
     jitter_ms: int | None = Field(
         None, description="Push each planned start later by 0..N ms, 0..3600000 [0]."
     )
+    alert_targets: list[str] | None = Field(
+        None, description="Alert targets (names) this group's alerts go to, at most 20 "
+        "([] or null: the default targets)."
+    )
+    alert_rules: list[str] | None = Field(
+        None, description="Alert rules on for this group (run_failed, time_limit, hung, "
+        "group_late, job_unserved); null: every rule on globally, []: no alerts."
+    )
+    late_after_s: int | None = Field(
+        None, description="Late (group_late) this many seconds after a planned run without "
+        "success, 1..31622400 (null: one period plus the grace)."
+    )
     disabled_note: str | None = Field(
         None, description="Why the group is disabled (with is_enable false), up to 512."
     )
@@ -128,7 +140,8 @@ class GroupChanges(GroupFields):
 CLEARABLE = frozenset(
     {
         "time_zone", "timeout_s", "interval_ms", "cron", "retry_delay_max_ms", "max_run_s",
-        "client_tag", "on_success", "disabled_note", "enable_at",
+        "client_tag", "on_success", "alert_targets", "alert_rules", "late_after_s",
+        "disabled_note", "enable_at",
     }
 )
 POLICY_FIELDS = (*POLICY_DEFAULTS, "disabled_note")
@@ -173,6 +186,10 @@ def changes_from(body: GroupChanges) -> dict[str, Any]:
         given["enable_at"] = _time("enable_at", given["enable_at"])
     if "on_success" in given:
         given["on_success"] = tuple(given["on_success"] or ())
+    if "alert_targets" in given:
+        given["alert_targets"] = tuple(given["alert_targets"] or ())
+    if given.get("alert_rules") is not None:
+        given["alert_rules"] = tuple(given["alert_rules"])
     return given
 
 

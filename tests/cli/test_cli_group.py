@@ -649,6 +649,91 @@ def test_given_bad_policy_values_then_one_line_naming_the_field(
     assert fss_json(fss, "group", "show", str(group_id))["version"] == 1
 
 
+# -- alert settings -----------------------------------------------------------------------------
+
+
+def test_given_alert_options_when_adding_then_show_has_them_and_compact_only_non_defaults(
+    fss: Fss, engine: Engine
+) -> None:
+    plain = add(fss, "--interval-ms", "1000")
+    group_id = add(fss, "--interval-ms", "1000", "--alert-targets", "ops-slack, oncall.mail",
+                   "--alert-rules", "group_late,run_failed", "--late-after", "1h30m")
+
+    shown = fss_json(fss, "group", "show", str(group_id))
+    assert (shown["alert_targets"], shown["alert_rules"], shown["late_after_s"]) == (
+        ["ops-slack", "oncall.mail"], ["run_failed", "group_late"], 5400
+    )
+    assert "alert_open" not in shown
+    compact = fss("group", "show", str(group_id)).stdout
+    assert re.search(r"^late_after_s\s+5400$", compact, re.M)
+    assert re.search(r"^alert_targets\s", compact, re.M)
+    assert "alert_open" not in compact
+    plain_text = fss("group", "show", str(plain)).stdout
+    for name in ("alert_targets", "alert_rules", "late_after_s", "alert_open"):
+        assert not re.search(rf"^{name}\s", plain_text, re.M), name
+    listed = fss_json(fss, "group", "list")
+    assert [g["alert_rules"] for g in listed] == [None, ["run_failed", "group_late"]]
+    assert all("alert_open" not in g for g in listed)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(task_group).where(task_group.c.id == group_id)).one()
+    assert (row.alert_targets, row.alert_rules, row.late_after_s) == (
+        '["ops-slack","oncall.mail"]', '["run_failed","group_late"]', 5400
+    )
+
+
+@sqlite_only
+def test_given_alert_options_when_editing_then_none_and_default_clear_them(fss: Fss) -> None:
+    group_id = add(fss, "--interval-ms", "1000", "--alert-targets", "ops", "--late-after", "600")
+    edited = fss_json(fss, "group", "edit", str(group_id), "--alert-rules", "none",
+                      "--late-after", "2h")
+    assert (edited["alert_targets"], edited["alert_rules"], edited["late_after_s"]) == (
+        ["ops"], [], 7200
+    )
+    assert edited["version"] == 2
+    # `none` (no alerts) is shown by the compact show: it is not the default.
+    compact = fss("group", "show", str(group_id)).stdout
+    assert re.search(r"^alert_rules\s", compact, re.M)
+    cleared = fss_json(fss, "group", "edit", str(group_id), "--alert-targets", "default",
+                       "--alert-rules", "default", "--late-after", "none")
+    assert (cleared["alert_targets"], cleared["alert_rules"], cleared["late_after_s"]) == (
+        [], None, None
+    )
+    assert cleared["version"] == 3
+    again = fss_json(fss, "group", "edit", str(group_id), "--alert-targets", "a,b",
+                     "--late-after", "90")
+    assert (again["alert_targets"], again["late_after_s"]) == (["a", "b"], 90)
+    emptied = fss_json(fss, "group", "edit", str(group_id), "--alert-targets", "")
+    assert emptied["alert_targets"] == []
+
+
+@sqlite_only
+def test_given_bad_alert_options_then_one_line_naming_the_field(
+    fss: Fss, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group_id = add(fss, "--interval-ms", "1000")
+    cases = [
+        (("--alert-rules", "run_failed,nope"), "alert_rules: unknown rule 'nope' (rules: "),
+        (("--alert-rules", "client_lost"), "alert_rules: 'client_lost' is a rule about the"),
+        (("--alert-rules", ","), "alert_rules: give rule names, none or default"),
+        (("--alert-targets", "ops,ops"), "alert_targets: 'ops' is listed twice"),
+        (("--alert-targets", "a b"), "alert_targets: 'a b' is not a target name"),
+        (("--alert-targets", ",".join(f"t{i}" for i in range(21))),
+         "alert_targets: at most 20 targets, got 21"),
+        (("--late-after", "0"), "late_after_s: must be 1..31622400, got 0"),
+        (("--late-after", "367d"), "late_after_s: must be 1..31622400, got 31708800"),
+        (("--late-after", "soon"), "late_after_s: 'soon' is not a duration"),
+        (("--late-after", "1.5h"), "late_after_s: '1.5h' is not a duration"),
+    ]
+    for args, message in cases:
+        line = failing(capsys, database_url, "group", "edit", str(group_id), *args)
+        assert message in line, (args, line)
+        line = failing(capsys, database_url, "group", "add", "--caption", "c", "--job-name",
+                       "j", "--interval-ms", "1000", *args)
+        assert message in line, (args, line)
+    assert fss_json(fss, "group", "show", str(group_id))["version"] == 1
+    assert len(fss_json(fss, "group", "list")) == 1
+
+
 def test_given_on_success_edges_when_one_closes_a_cycle_then_it_is_refused_naming_it(
     fss: Fss, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -100,6 +100,14 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("on_success unknown", {**VALID, "on_success": ["nope"]}, "on_success"),
     ("on_success too long", {**VALID, "on_success": list(range(1, 52))}, "on_success"),
     ("negative jitter", {**VALID, "jitter_ms": -1}, "jitter_ms"),
+    ("alert_targets not a list", {**VALID, "alert_targets": "ops"}, "alert_targets"),
+    ("alert target twice", {**VALID, "alert_targets": ["ops", "ops"]}, "alert_targets"),
+    ("bad alert target name", {**VALID, "alert_targets": ["a b"]}, "alert_targets"),
+    ("unknown alert rule", {**VALID, "alert_rules": ["run_faild"]}, "alert_rules"),
+    ("cluster alert rule", {**VALID, "alert_rules": ["node_lost"]}, "alert_rules"),
+    ("alert_rules as text", {**VALID, "alert_rules": "all"}, "alert_rules"),
+    ("zero late_after_s", {**VALID, "late_after_s": 0}, "late_after_s"),
+    ("late_after_s as text", {**VALID, "late_after_s": "10m"}, "late_after_s"),
     ("note on an enabled group", {**VALID, "disabled_note": "x"}, "disabled_note"),
     ("note too long", {**VALID, "is_enable": False, "disabled_note": "x" * 513},
      "disabled_note"),
@@ -417,6 +425,69 @@ def test_every_run_policy_is_set_by_post_and_patch_and_shown_by_get(
     assert got["overlap"] == "buffer_one" and got["version"] == 2
 
 
+ALERTS = {
+    "alert_targets": ["ops-slack", "oncall.mail"], "alert_rules": ["run_failed", "hung"],
+    "late_after_s": 5400,
+}
+
+
+def test_the_alert_settings_are_set_by_post_and_patch_and_shown_by_get(
+    admin_client: TestClient, web_db: WebDatabase
+) -> None:
+    plain = admin_client.post("/api/v1/groups", json=VALID).json()
+    assert (plain["alert_targets"], plain["alert_rules"], plain["late_after_s"]) == (
+        [], None, None
+    )
+    assert "alert_open" not in plain
+    response = admin_client.post("/api/v1/groups", json={**VALID, **ALERTS})
+    assert response.status_code == 201, response.text
+    group_id = response.json()["id"]
+    body = admin_client.get(f"/api/v1/groups/{group_id}").json()
+    assert {name: body[name] for name in ALERTS} == ALERTS
+    assert "alert_open" not in body
+    listed = admin_client.get("/api/v1/groups").json()["items"]
+    assert [g["alert_rules"] for g in listed] == [None, ["run_failed", "hung"]]
+    assert all("alert_open" not in g for g in listed)
+
+    patched = admin_client.patch(f"/api/v1/groups/{group_id}", json={"alert_rules": []})
+    assert patched.status_code == 200, patched.text
+    got = patched.json()
+    assert (got["alert_rules"], got["alert_targets"], got["version"]) == (
+        [], ["ops-slack", "oncall.mail"], 2
+    )
+    cleared = admin_client.patch(
+        f"/api/v1/groups/{group_id}",
+        json={"alert_targets": None, "alert_rules": None, "late_after_s": None},
+    ).json()
+    assert (cleared["alert_targets"], cleared["alert_rules"], cleared["late_after_s"]) == (
+        [], None, None
+    )
+    assert cleared["version"] == 3
+    row = group_row(web_db.engine, group_id)
+    assert row is not None
+    assert (row["alert_targets"], row["alert_rules"], row["late_after_s"]) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"alert_rules": ["late"]}, "alert_rules"), ({"alert_targets": ["x" * 65]}, "alert_targets"),
+     ({"late_after_s": 31_622_401}, "late_after_s"), ({"late_after_s": 1.5}, "late_after_s"),
+     # The shape check names the item, as for every list field of the API.
+     ({"alert_targets": [1]}, "alert_targets.0")],
+)
+def test_a_bad_alert_setting_in_a_patch_is_one_line_naming_it_and_changes_nothing(
+    admin_client: TestClient, web_db: WebDatabase, clock: ManualClock, body: Any, field: str
+) -> None:
+    group_id = add_group(web_db.engine, clock.now())
+    before = group_row(web_db.engine, group_id)
+    response = admin_client.patch(f"/api/v1/groups/{group_id}", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["field"] == field
+    assert error["error"].startswith(f"{field}: ") and "\n" not in error["error"]
+    assert group_row(web_db.engine, group_id) == before
+
+
 def test_patch_refuses_an_on_success_cycle_naming_it(
     admin_client: TestClient, web_db: WebDatabase
 ) -> None:
@@ -450,7 +521,7 @@ def test_disable_with_a_note_and_until_then_enable_clears_them(
 def test_the_openapi_document_describes_every_policy_field(viewer_client: TestClient) -> None:
     schema = viewer_client.get("/api/v1/openapi.json").json()["components"]["schemas"]
     fields = schema["NewGroup"]["properties"]
-    for name in [*POLICIES, "on_success", "disabled_note", "enable_at"]:
+    for name in [*POLICIES, "on_success", "disabled_note", "enable_at", *ALERTS]:
         assert fields[name].get("description"), name
     overlap = json.dumps(fields["overlap"])
     assert all(value in overlap for value in ("skip", "buffer_one", "replace"))

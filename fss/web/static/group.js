@@ -68,7 +68,32 @@
       prop("Client tag", g.client_tag ? mono(g.client_tag) : null),
       prop("On success", refs.length ? refs : null),
       prop("Start jitter", g.jitter_ms ? `0..${duration(g.jitter_ms)}` : null),
+      prop("Alert targets", g.alert_targets && g.alert_targets.length
+        ? commaList(g.alert_targets.map((name) => mono(name))) : muted("the default targets")),
+      prop("Alert rules", alertRulesText(g.alert_rules)),
+      prop("Late after", g.late_after_s ? lateAfterText(g.late_after_s)
+        : muted("one period plus the grace")),
     ].flat();
+  }
+
+  function lateAfterText(seconds) {
+    const text = `${seconds} s after a planned run without success`;
+    return seconds < 60 ? text : `${text} (${duration(seconds * 1000)})`;
+  }
+
+  function muted(text) {
+    return el("span", { class: "muted" }, text);
+  }
+
+  function commaList(nodes) {
+    return nodes.flatMap((node, i) => (i ? [", ", node] : [node]));
+  }
+
+  // null: every rule that is on globally; []: this group raises no alerts.
+  function alertRulesText(rules) {
+    if (rules === null || rules === undefined) return muted("every rule on globally");
+    if (!rules.length) return el("strong", {}, "none (no alerts for this group)");
+    return commaList(rules.map((name) => mono(name)));
   }
 
   // A disabled group says why and until when, above everything else.

@@ -128,9 +128,37 @@ const GroupForm = (() => {
 
   // Run policies: numbers, enums, the jitter switch, and on_success as "key, 42" text.
   const NUMBER_POLICIES = ["retries", "retry_delay_ms", "retry_backoff", "retry_delay_max_ms",
-    "max_run_s", "jitter_ms"];
+    "max_run_s", "jitter_ms", "late_after_s"];
   const OPTIONAL_POLICIES = ["retry_delay_max_ms", "max_run_s", "client_tag", "disabled_note",
-    "enable_at"];
+    "enable_at", "late_after_s", "alert_rules"];
+
+  // Alerts: target names as "a, b" text; the rules either every rule on globally (null) or
+  // the checked ones (none checked: [] = no alerts for this group).
+  function names(text) {
+    return text.split(",").map((item) => item.trim()).filter((item) => item !== "");
+  }
+
+  function rulesMode() {
+    const checked = $("input[name=alert_rules_mode]:checked", form);
+    return checked ? checked.value : "default";
+  }
+
+  function alertRules() {
+    if (rulesMode() === "default") return null;
+    return $$("input[name=alert_rule]", form).filter((box) => box.checked).map((box) => box.value);
+  }
+
+  function showAlertRules(rules) {
+    const chosen = rules !== null && rules !== undefined;
+    $(`input[name=alert_rules_mode][value="${chosen ? "chosen" : "default"}"]`, form).checked = true;
+    for (const box of $$("input[name=alert_rule]", form)) box.checked = chosen && rules.includes(box.value);
+    showRuleChoices();
+  }
+
+  function showRuleChoices() {
+    const chosen = rulesMode() === "chosen";
+    for (const box of $$("input[name=alert_rule]", form)) box.disabled = !chosen;
+  }
 
   function groupRefs(text) {
     return text.split(",").map((item) => item.trim()).filter((item) => item !== "")
@@ -145,6 +173,8 @@ const GroupForm = (() => {
     payload.route = field("route").value;
     payload.client_tag = field("client_tag").value.trim() || null;
     payload.on_success = groupRefs(field("on_success").value);
+    payload.alert_targets = names(field("alert_targets").value);
+    payload.alert_rules = alertRules();
     const disabled = !field("is_enable").checked;
     payload.disabled_note = disabled ? (field("disabled_note").value.trim() || null) : null;
     payload.enable_at = disabled ? localToIso(field("enable_at").value) : null;
@@ -197,6 +227,9 @@ const GroupForm = (() => {
       client_tag: group.client_tag,
       on_success: group.on_success,
       jitter_ms: group.jitter_ms,
+      alert_targets: group.alert_targets || [],
+      alert_rules: group.alert_rules === undefined ? null : group.alert_rules,
+      late_after_s: group.late_after_s === undefined ? null : group.late_after_s,
       disabled_note: group.disabled_note,
       enable_at: group.enable_at ? new Date(group.enable_at).toISOString() : null,
     };
@@ -291,6 +324,8 @@ const GroupForm = (() => {
     if ("is_enable" in mine) field("is_enable").checked = mine.is_enable;
     if ("retry_jitter" in mine) field("retry_jitter").checked = mine.retry_jitter;
     if ("on_success" in mine) field("on_success").value = mine.on_success.join(", ");
+    if ("alert_targets" in mine) field("alert_targets").value = mine.alert_targets.join(", ");
+    if ("alert_rules" in mine) showAlertRules(mine.alert_rules);
     if ("enable_at" in mine) field("enable_at").value = isoToLocal(mine.enable_at);
     showDisabledFields();
     if ("data" in mine) field("data").value = dataText;
@@ -361,13 +396,15 @@ const GroupForm = (() => {
     field("data").value = group ? JSON.stringify(group.data, null, 2) : "{}";
     const defaults = { retries: 0, retry_delay_ms: 1000, retry_backoff: 2, retry_delay_max_ms: null,
       max_run_s: null, jitter_ms: 0, overlap: "skip", route: "round_robin", client_tag: null,
-      disabled_note: null };
+      disabled_note: null, late_after_s: null };
     for (const [name, fallback] of Object.entries(defaults)) {
       const value = group ? group[name] : fallback;
       field(name).value = value === null || value === undefined ? "" : value;
     }
     field("retry_jitter").checked = group ? group.retry_jitter : true;
     field("on_success").value = group ? (group.on_success || []).join(", ") : "";
+    field("alert_targets").value = group ? (group.alert_targets || []).join(", ") : "";
+    showAlertRules(group ? group.alert_rules : null);
     field("enable_at").value = group ? isoToLocal(group.enable_at) : "";
     showDisabledFields();
   }
@@ -399,6 +436,9 @@ const GroupForm = (() => {
     }
     field("data").addEventListener("input", checkDataLive);
     field("is_enable").addEventListener("change", showDisabledFields);
+    for (const radio of $$("input[name=alert_rules_mode]", form)) {
+      radio.addEventListener("change", showRuleChoices);
+    }
   }
 
   document.addEventListener("DOMContentLoaded", init);
