@@ -70,55 +70,28 @@ def check_late_groups(
     """Raise `group_late` for every enabled group without a successful run within its
     late_after of a planned run: its unfinished run planned too long ago (not dispatched,
     not started, still running), or every run since one planned too long ago failed (its
-    open failure alert says when). The groups newly late."""
+    open failure alert says when). The groups newly late.
+
+    The groups found late are locked (as a run's end locks them) and judged again before
+    anything is raised: a success committed meanwhile resolves, it is not overtaken by a
+    late alert raised from what was read before it."""
     if GROUP_LATE not in policy.rules:
         return []
     cutoff = now - timedelta(seconds=1)
-    unfinished = conn.execute(
-        sa.select(
-            *_GROUP_COLUMNS, task.c.start_at, task.c.status, task.c.client_id, task.c.run_at,
-        )
-        .join(task_group, task_group.c.id == task.c.task_group_id)
-        .where(
-            task.c.status.in_(UNFINISHED),
-            task.c.start_at < cutoff,
-            task_group.c.is_enable == sa.true(),
-        )
+    suspects = _late(conn, _candidates(conn, cutoff), now, policy, grace)
+    if not suspects:
+        return []
+    ids = sorted(suspects)
+    conn.execute(
+        sa.select(task_group.c.id)
+        .where(task_group.c.id.in_(ids))
+        .order_by(task_group.c.id)
+        .with_for_update()
     ).all()
-    failing = conn.execute(
-        sa.select(*_GROUP_COLUMNS, alert.c.planned_at, alert.c.opened_at)
-        .join(task_group, task_group.c.id == alert.c.task_group_id)
-        .where(
-            alert.c.open_key.is_not(None),
-            alert.c.rule.in_(FAILURE_RULES),
-            alert.c.planned_at < cutoff,
-            task_group.c.is_enable == sa.true(),
-        )
-    ).all()
-    late: dict[int, tuple[Any, LateGroup]] = {}
-    for row in unfinished:
-        planned = min(row.start_at, row.next_at) if row.next_at else row.start_at
-        words = _STATE_WORDS[int(row.status)].format(
-            client=row.client_id or "a client",
-            run_at="?" if row.run_at is None else f"{row.run_at:%H:%M:%S}",
-        )
-        _keep_earliest(late, row, LateGroup(row.group_id, planned,
-                                            f"its run planned at {planned:%Y-%m-%d %H:%M:%S} "
-                                            f"UTC {words}"))
-    for row in failing:
-        _keep_earliest(late, row, LateGroup(row.group_id, row.planned_at,
-                                            f"every run since the one planned at "
-                                            f"{row.planned_at:%Y-%m-%d %H:%M:%S} UTC failed"))
+    confirmed = _late(conn, _candidates(conn, cutoff, ids), now, policy, grace)
     newly: list[int] = []
-    for row, found in late.values():
-        if GROUP_LATE not in group_rules_on(policy.rules, row.alert_rules):
-            continue
-        allowed = late_after(
-            found.planned_at, interval_ms=row.interval_ms, cron=row.cron,
-            time_zone=row.time_zone, late_after_s=row.late_after_s, grace=grace,
-        )
-        if now - found.planned_at <= allowed:
-            continue
+    for group_id in sorted(confirmed):
+        row, found, allowed = confirmed[group_id]
         name = row.key or row.caption or f"group {row.group_id}"
         raised = raise_alert(
             conn,
@@ -136,6 +109,95 @@ def check_late_groups(
         if raised.new:
             newly.append(row.group_id)
     return newly
+
+
+def _candidates(
+    conn: Connection, cutoff: datetime, group_ids: list[int] | None = None
+) -> dict[int, tuple[Any, LateGroup]]:
+    """Each enabled group's oldest run owed since before `cutoff`, with why it is owed."""
+    only = [] if group_ids is None else [task_group.c.id.in_(group_ids)]
+    unfinished = conn.execute(
+        sa.select(
+            *_GROUP_COLUMNS, task.c.start_at, task.c.status, task.c.client_id, task.c.run_at,
+        )
+        .join(task_group, task_group.c.id == task.c.task_group_id)
+        .where(
+            task.c.status.in_(UNFINISHED),
+            task.c.start_at < cutoff,
+            task_group.c.is_enable == sa.true(),
+            *only,
+        )
+    ).all()
+    failing = conn.execute(
+        sa.select(*_GROUP_COLUMNS, alert.c.planned_at, alert.c.opened_at)
+        .join(task_group, task_group.c.id == alert.c.task_group_id)
+        .where(
+            alert.c.open_key.is_not(None),
+            alert.c.rule.in_(FAILURE_RULES),
+            alert.c.planned_at < cutoff,
+            task_group.c.is_enable == sa.true(),
+            *only,
+        )
+    ).all()
+    late: dict[int, tuple[Any, LateGroup]] = {}
+    for row in unfinished:
+        planned = min(row.start_at, row.next_at) if row.next_at else row.start_at
+        words = _STATE_WORDS[int(row.status)].format(
+            client=row.client_id or "a client",
+            run_at="?" if row.run_at is None else f"{row.run_at:%H:%M:%S}",
+        )
+        _keep_earliest(late, row, LateGroup(row.group_id, planned,
+                                            f"its run planned at {planned:%Y-%m-%d %H:%M:%S} "
+                                            f"UTC {words}"))
+    for row in failing:
+        _keep_earliest(late, row, LateGroup(row.group_id, row.planned_at,
+                                            f"every run since the one planned at "
+                                            f"{row.planned_at:%Y-%m-%d %H:%M:%S} UTC failed"))
+    return late
+
+
+def _late(
+    conn: Connection,
+    candidates: dict[int, tuple[Any, LateGroup]],
+    now: datetime,
+    policy: AlertPolicy,
+    grace: timedelta,
+) -> dict[int, tuple[Any, LateGroup, timedelta]]:
+    """The candidates late now, with their late_after."""
+    recovered = _last_recoveries(conn, list(candidates))
+    late: dict[int, tuple[Any, LateGroup, timedelta]] = {}
+    for group_id, (row, found) in candidates.items():
+        if GROUP_LATE not in group_rules_on(policy.rules, row.alert_rules):
+            continue
+        allowed = late_after(
+            found.planned_at, interval_ms=row.interval_ms, cron=row.cron,
+            time_zone=row.time_zone, late_after_s=row.late_after_s, grace=grace,
+        )
+        if now - found.planned_at <= allowed:
+            continue
+        # A success that resolved the group's alerts restarts its switch: the runs it owes
+        # from before (the catch-up after an outage) get a late_after of their own.
+        back = recovered.get(group_id)
+        if back is not None and now - back <= allowed:
+            continue
+        late[group_id] = (row, found, allowed)
+    return late
+
+
+def _last_recoveries(conn: Connection, group_ids: list[int]) -> dict[int, datetime]:
+    """When each group's run alerts were last resolved by a success."""
+    if not group_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(alert.c.task_group_id, sa.func.max(alert.c.resolved_at))
+        .where(
+            alert.c.task_group_id.in_(sorted(group_ids)),
+            alert.c.rule.in_((GROUP_LATE, *FAILURE_RULES)),
+            alert.c.resolved_at.is_not(None),
+        )
+        .group_by(alert.c.task_group_id)
+    )
+    return {int(g): at for g, at in rows if at is not None}
 
 
 def _keep_earliest(late: dict[int, tuple[Any, LateGroup]], row: Any, found: LateGroup) -> None:

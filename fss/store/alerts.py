@@ -261,13 +261,9 @@ def note_run_ends(
     A batch of successes of groups with nothing open runs no statement."""
     resolving = [e for e in ends if e.success and _flag(groups.get(e.group_id))]
     failing = [e for e in ends if not e.success]
-    if resolving:
-        keys = [
-            open_key(rule, group_subject(e.group_id)) for e in resolving for rule in RUN_RULES
-        ]
-        by_group = {e.group_id: e for e in resolving}
-        closed_note = ", ".join(f"task {e.task_id}" for e in list(by_group.values())[:1])
-        resolve_alerts(conn, keys, f"the group succeeded again ({closed_note})", now)
+    for end in {e.group_id: e for e in resolving}.values():
+        keys = [open_key(rule, group_subject(end.group_id)) for rule in RUN_RULES]
+        resolve_alerts(conn, keys, f"the group succeeded again (task {end.task_id})", now)
     raising = []
     for end in failing:
         group = groups.get(end.group_id)

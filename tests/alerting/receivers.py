@@ -44,14 +44,19 @@ class HttpReceiver:
     port: int = 0
     # Echo the request line and headers back in the answer (to check they get scrubbed).
     echo: bool = False
+    # Set: the first request is recorded, then held unanswered until this is set (a sender
+    # killed while it waits for the answer).
+    hold: threading.Event | None = None
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
 @contextmanager
-def http_receiver(*answers: tuple[int, bytes], echo: bool = False) -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver(list(answers) or [(200, b"ok")], echo=echo)
+def http_receiver(
+    *answers: tuple[int, bytes], echo: bool = False, hold: threading.Event | None = None
+) -> Iterator[HttpReceiver]:
+    receiver = HttpReceiver(list(answers) or [(200, b"ok")], echo=echo, hold=hold)
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -62,6 +67,9 @@ def http_receiver(*answers: tuple[int, bytes], echo: bool = False) -> Iterator[H
                 receiver.requests.append(Received("POST", self.path, self.headers, body))
                 index = min(len(receiver.requests) - 1, len(receiver.answers) - 1)
                 status, answer = receiver.answers[index]
+                first = len(receiver.requests) == 1
+            if first and receiver.hold is not None:
+                receiver.hold.wait(60)
             if receiver.echo:
                 answer = (self.requestline + "\n" + str(self.headers)).encode() + body
             self.send_response(status)

@@ -24,6 +24,8 @@ class FssProcesses:
     database_url: str
     broker_url: str
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # More FSS_* settings for every process started (and CLI call) from now on.
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -33,6 +35,7 @@ class FssProcesses:
             FSS_BROKER_URL=self.broker_url,
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         return env
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

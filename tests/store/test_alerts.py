@@ -54,6 +54,7 @@ from fss.store.tables import (
     alert_delivery,
     alert_notice,
     alert_silence,
+    task,
     task_group,
 )
 
@@ -475,3 +476,23 @@ def test_what_alerts_cost_a_run_s_end(engine: Engine) -> None:
     extra = len(costs["fail"]) - len(costs["fail, rules off"])
     assert extra == 4, costs["fail"]
 
+
+
+def test_a_group_back_from_being_late_gets_a_fresh_late_after_for_what_it_still_owes(
+    engine: Engine,
+) -> None:
+    """After an outage the catch-up run is planned in the past; the success that resolved
+    the group's alert restarts the switch instead of raising it again at once."""
+    policy = AlertPolicy()
+    group_id, task_id = _group(engine)
+    with engine.begin() as conn:
+        assert alert_checks.check_late_groups(conn, T0 + 10 * MINUTE, policy, GRACE) == [group_id]
+    _run(engine, task_id, T0 + 10 * MINUTE, success=True)  # resolves at T0 + 10 min + 2 s
+    with engine.begin() as conn:
+        conn.execute(task_group.update().where(task_group.c.id == group_id).values(
+            next_at=T0 + MINUTE))
+        conn.execute(task.update().where(task.c.status == 0).values(start_at=T0 + MINUTE))
+        assert alert_checks.check_late_groups(conn, T0 + 11 * MINUTE, policy, GRACE) == []
+        assert alert_checks.check_late_groups(conn, T0 + 13 * MINUTE, policy, GRACE) == [
+            group_id
+        ]
