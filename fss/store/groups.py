@@ -21,6 +21,7 @@ from fss.errors import FssError, GroupBusy, GroupNotFound, InvalidField
 from fss.store.rows import GroupRow
 from fss.store.tables import (
     UTCDateTime,
+    alert_silence,
     insert_waiting_task,
     inserted_id,
     naive_utc,
@@ -631,8 +632,10 @@ def groups_with_open_task(conn: Connection, group_ids: Sequence[int]) -> set[int
 
 
 def delete_groups(conn: Connection, group_ids: Sequence[int]) -> None:
-    """The groups with their tasks and run logs."""
+    """The groups with their tasks, run logs and alert silence (a silence left behind would
+    quiet nothing, yet show in the list of silenced groups)."""
     for ids in chunked(group_ids):
+        conn.execute(alert_silence.delete().where(alert_silence.c.task_group_id.in_(ids)))
         conn.execute(run_log.delete().where(run_log.c.task_group_id.in_(ids)))
         # The attempts kept for retried tasks (fss.store.retries).
         conn.execute(task_run.delete().where(task_run.c.task_group_id.in_(ids)))

@@ -35,8 +35,8 @@ from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
 from fss.errors import GroupBusy, GroupNotFound, InvalidField
 from fss.events import TaskFinished, TaskLogged, TaskStarted
-from fss.store import groups, recording
-from fss.store.tables import run_log, task, task_group
+from fss.store import alert_console, groups, recording
+from fss.store.tables import alert_silence, run_log, task, task_group
 
 
 def _start(engine: Engine, task_id: int, attempt: int, at: datetime) -> None:
@@ -428,6 +428,34 @@ def test_delete_group_removes_group_tasks_and_logs(engine: Engine) -> None:
             groups.get_group(conn, group_id)
         assert [g.id for g in groups.list_groups(conn)] == [other]
     assert len(task_rows(engine, other)) == 1
+
+
+def test_delete_group_removes_its_alert_silence_and_leaves_the_others(engine: Engine) -> None:
+    group_id = add_interval_group(engine, T0)
+    other = add_interval_group(engine, T0)
+    for silenced in (group_id, other):
+        alert_console.silence_group(engine, silenced, T0 + MINUTE, "admin", "deploy", T0)
+
+    groups.delete_group(engine, group_id)
+
+    with engine.connect() as conn:
+        left = conn.execute(sa.select(alert_silence.c.task_group_id)).scalars().all()
+        assert left == [other]
+        assert alert_console.silenced_groups(conn, [group_id, other], T0) == {other}
+
+
+def test_delete_group_keeps_the_silence_when_the_delete_rolls_back(engine: Engine) -> None:
+    """The silence goes in the group's own transaction: a delete that fails keeps both."""
+    group_id = add_interval_group(engine, T0)
+    alert_console.silence_group(engine, group_id, T0 + MINUTE, "admin", None, T0)
+
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        groups.delete_groups(conn, [group_id])
+        raise RuntimeError("rolled back")
+
+    with engine.connect() as conn:
+        assert alert_console.silenced_groups(conn, [group_id], T0) == {group_id}
+    assert get_group(engine, group_id).id == group_id
 
 
 @pytest.mark.parametrize(
