@@ -1,10 +1,15 @@
 """`fss group apply / diff / export`: task groups kept as code in a YAML or JSON file.
 
 The commands join `fss group` (fss.cli.groups.group_cli); importing this module adds them.
+
+A file may define alert targets too (a top-level `alert_targets:` list, the entries of
+`fss alert target apply`, `${VAR}` read from the environment): apply writes them with the
+groups, diff shows them without their secrets, export never writes them.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,14 +23,15 @@ from fss.cli.context import CliContext, pass_cli
 from fss.cli.groups import group_cli
 from fss.domain.group_file import (
     FORMATS,
-    GroupEntry,
+    GroupDocument,
     GroupFileInvalid,
-    parse_group_file,
+    TargetPlan,
+    parse_group_document,
     render_group_file,
 )
 from fss.domain.group_plan import GroupPlan
 from fss.errors import FssError, InvalidField
-from fss.store.group_files import apply_groups, count_unkeyed, export_entries, plan_groups
+from fss.store.group_files import apply_file, count_unkeyed, export_entries, plan_file
 
 STDIN = "-"
 # Exit codes of `fss group diff`, as diff(1) has them.
@@ -55,15 +61,22 @@ def apply_command(cli: CliContext, path: str, prune: bool, dry_run: bool) -> Non
     """Create and update groups by key as the file says, all in one transaction.
 
     Nothing is written when any entry is invalid; every bad field is listed with its line.
+    The file's `alert_targets:` (if any) are created or overwritten by name in the same
+    transaction; targets it does not list stay. A group's alert_targets must name targets
+    of the file or of the database.
     """
-    entries = read_group_file(path, "; nothing was written")
+    document = read_group_file(path, "; nothing was written")
     if dry_run:
         with cli.engine.connect() as conn:
-            plan = plan_groups(conn, entries, prune)
+            plan, targets = plan_file(conn, document.entries, document.targets, prune)
     else:
-        plan = apply_groups(cli.engine, entries, cli.clock.now(), prune)
-    print_plan(plan)
+        plan, targets = apply_file(
+            cli.engine, document.entries, document.targets, cli.clock.now(), prune
+        )
+    print_plan(plan, targets)
     prefix = "dry run, nothing written: " if dry_run else ""
+    if document.targets:
+        click.echo(f"{prefix}{targets.summary()}")
     click.echo(f"{prefix}{plan.summary()}")
 
 
@@ -74,15 +87,17 @@ def apply_command(cli: CliContext, path: str, prune: bool, dry_run: bool) -> Non
 def diff_command(cli: CliContext, path: str, prune: bool) -> None:
     """What `apply` would change: `+ create`, `~ update` (FIELD: OLD -> NEW), `- delete`.
 
-    Exits 0 when the database matches the file (and prints nothing), 1 when apply would
-    change something, 2 on an error, as diff does.
+    Alert targets of the file come first (`+ create alert target NAME`, `~ update alert
+    target NAME`); their secrets never show, only "secret changed". Exits 0 when the
+    database matches the file (and prints nothing), 1 when apply would change something,
+    2 on an error, as diff does.
     """
     with errors_exit_with(TROUBLE):
-        entries = read_group_file(path)
+        document = read_group_file(path)
         with cli.engine.connect() as conn:
-            plan = plan_groups(conn, entries, prune)
-    print_plan(plan)
-    sys.exit(CHANGES if plan.has_changes else IN_SYNC)
+            plan, targets = plan_file(conn, document.entries, document.targets, prune)
+    print_plan(plan, targets)
+    sys.exit(CHANGES if plan.has_changes or targets.has_changes else IN_SYNC)
 
 
 @group_cli.command("export")
@@ -98,7 +113,11 @@ def diff_command(cli: CliContext, path: str, prune: bool) -> None:
 def export_command(
     cli: CliContext, key_prefix: str | None, file_format: str | None, output: str | None
 ) -> None:
-    """The groups that have a key, in the format `apply` reads: export -> apply changes nothing."""
+    """The groups that have a key, in the format `apply` reads: export -> apply changes nothing.
+
+    Alert targets are not exported (they hold secrets): keep them in the file with `${VAR}`
+    for each secret, or with `fss alert target apply`; `fss alert target list` shows them.
+    """
     with cli.engine.connect() as conn:
         entries = export_entries(conn, key_prefix)
         unkeyed = 0 if key_prefix else count_unkeyed(conn)
@@ -116,11 +135,12 @@ def export_command(
         )
 
 
-def read_group_file(path: str, consequence: str = "") -> list[GroupEntry]:
-    """The file's entries, or every problem on stderr (one per line) and exit 2."""
+def read_group_file(path: str, consequence: str = "") -> GroupDocument:
+    """The file's groups and alert targets (`${VAR}` read from the environment), or every
+    problem on stderr (one per line, never a secret's value) and exit 2."""
     source = "<stdin>" if path == STDIN else path
     try:
-        return parse_group_file(read_text(path), source)
+        return parse_group_document(read_text(path), source, os.environ)
     except GroupFileInvalid as exc:
         for problem in exc.problems:
             click.echo(problem, err=True)
@@ -153,8 +173,8 @@ def format_of(output: str | None) -> str:
     return "json" if output is not None and output.lower().endswith(".json") else "yaml"
 
 
-def print_plan(plan: GroupPlan) -> None:
-    for line in plan.describe():
+def print_plan(plan: GroupPlan, targets: TargetPlan) -> None:
+    for line in [*targets.describe(), *plan.describe()]:
         click.echo(line)
 
 

@@ -8,19 +8,32 @@ entry through GroupSpec's validators and reports every bad field with its line, 
 `start_at` absent means "the group's creation time" (what `fss group add` stores when no
 start is given), so export leaves it out exactly when it equals the creation time and the
 round trip export -> apply changes nothing.
+
+An optional top-level `alert_targets:` list defines alert targets beside the groups, each
+entry as `fss alert target apply` reads it (fss.domain.alert_targets.target_from_document),
+with `${VAR}` in secret-bearing settings read from the environment so no secret need sit
+in the file. Apply writes them by name in the groups' transaction; a group's
+`alert_targets` may name one of them or a target already in the database. Export never
+writes targets: they hold secrets.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
+from fss.domain.alert_targets import (
+    SECRET_KEYS,
+    TargetSpec,
+    public_url,
+    target_from_document,
+)
 from fss.domain.clock import parse_time, require_storable_time
 from fss.domain.cron import load_zone, validate_cron
 from fss.domain.group_file_fast import (
@@ -62,6 +75,8 @@ from fss.domain.group_spec import (
 from fss.errors import InvalidField
 
 MAX_KEY = 128
+# The optional top-level list of alert targets (the section `fss alert target apply` reads).
+TARGETS_SECTION = "alert_targets"
 SCHEDULE_FIELDS = ("interval_ms", "cron", "job_sets_next")
 FIELDS = (
     "key",
@@ -137,6 +152,22 @@ class GroupFileInvalid(InvalidField):
         super().__init__(source, f"{count}, nothing was written; first: {problems[0]}")
 
 
+@dataclass(frozen=True)
+class GroupDocument:
+    """A groups file read whole: its groups, and the alert targets its `alert_targets:`
+    section defines (validated, `${VAR}` expanded; empty without the section)."""
+
+    entries: list[GroupEntry]
+    targets: list[TargetSpec] = field(default_factory=list)
+
+
+class RawFile(NamedTuple):
+    """What the full readers found: the groups' entries and the targets' (None: no section)."""
+
+    groups: list[RawEntry]
+    targets: list[RawEntry] | None = None
+
+
 # --- reading -----------------------------------------------------------------------------
 
 
@@ -157,23 +188,49 @@ class Problems:
 
 
 def parse_group_file(text: str, source: str, fast: bool = True) -> list[GroupEntry]:
-    """Every entry of a YAML or JSON groups file, validated; GroupFileInvalid lists all errors.
+    """Every group entry of a YAML or JSON groups file, validated; GroupFileInvalid lists all
+    errors. An `alert_targets:` section is allowed but not read: parse_group_document reads
+    it (its `${VAR}` references need the environment).
+    """
+    return _parse(text, source, fast, None, read_targets=False).entries
+
+
+def parse_group_document(
+    text: str, source: str, env: Mapping[str, str] | None = None, fast: bool = True
+) -> GroupDocument:
+    """The groups and the alert targets of a YAML or JSON groups file, validated;
+    GroupFileInvalid lists every error of both (`alert_targets[I].FIELD` for a target).
+    `env` (the process environment) fills `${VAR}` in the targets' secret settings; None
+    leaves them as written.
 
     A file of the plain shape goes through the fast readers; any other file, and any file
     with a problem, through the full readers, which name every problem with its line.
     `fast=False` uses the full readers only (what the fast ones are tested against).
     """
+    return _parse(text, source, fast, env, read_targets=True)
+
+
+def _parse(
+    text: str, source: str, fast: bool, env: Mapping[str, str] | None, read_targets: bool
+) -> GroupDocument:
     is_json = looks_like_json(source, text)
-    try:
+    try:  # the fast readers give up on a file with an alert_targets section
         if fast and is_json:
-            return _valid_entries(plain_json_entries(text), Problems(source), lines=False)
+            return GroupDocument(
+                _valid_entries(plain_json_entries(text), Problems(source), lines=False)
+            )
         if fast:
-            return _valid_entries(plain_yaml_entries(text), Problems(source), lines=True)
+            return GroupDocument(
+                _valid_entries(plain_yaml_entries(text), Problems(source), lines=True)
+            )
     except NotPlain:
         pass
     problems = Problems(source)
-    raw = read_json(text, problems) if is_json else read_yaml(text, problems)
-    return _valid_entries(raw, problems, lines=True)
+    raw = read_json_file(text, problems) if is_json else read_yaml_file(text, problems)
+    targets: list[TargetSpec] = []
+    if read_targets and raw.targets:  # before the groups: their check raises every problem
+        targets = _valid_targets(raw.targets, problems, env)
+    return GroupDocument(_valid_entries(raw.groups, problems, lines=True), targets)
 
 
 def _valid_entries(raw: Iterable[RawEntry], problems: Problems, lines: bool) -> list[GroupEntry]:
@@ -205,11 +262,18 @@ def looks_like_json(source: str, text: str) -> bool:
     return True
 
 
+UNKNOWN_TOP_LEVEL = "unknown top-level field; expected groups or alert_targets"
+
+
 def read_yaml(text: str, problems: Problems) -> list[RawEntry]:
+    return read_yaml_file(text, problems).groups
+
+
+def read_yaml_file(text: str, problems: Problems) -> RawFile:
     loader = Loader(text)
     try:
         root = loader.get_single_node()
-        return _yaml_entries(loader, root, problems)
+        return _yaml_sections(loader, root, problems)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problems.add(mark.line + 1 if mark else 1, "syntax", str(exc.problem or exc.context))
@@ -217,33 +281,56 @@ def read_yaml(text: str, problems: Problems) -> list[RawEntry]:
         problems.add(1, "syntax", str(exc).strip().splitlines()[0])
     finally:
         loader.dispose()
-    return []
+    return RawFile([])
 
 
-def _yaml_entries(loader: Any, root: yaml.Node | None, problems: Problems) -> list[RawEntry]:
+def _yaml_sections(loader: Any, root: yaml.Node | None, problems: Problems) -> RawFile:
     if root is None:
         problems.add(1, "groups", "missing: the file needs a top-level `groups:` list")
-        return []
+        return RawFile([])
     if not isinstance(root, yaml.MappingNode):
         problems.add(_line(root), "groups", "the file must be a mapping with a `groups:` list")
-        return []
+        return RawFile([])
     groups: yaml.Node | None = None
+    targets: yaml.Node | None = None
     for key_node, value_node in root.value:
         name = str(loader.construct_object(key_node))
         if name == "groups":
             groups = value_node
+        elif name == TARGETS_SECTION:
+            targets = value_node
         elif name not in TOP_LEVEL_FIELDS:
-            problems.add(_line(key_node), name, "unknown top-level field; expected groups")
+            problems.add(_line(key_node), name, UNKNOWN_TOP_LEVEL)
+    target_entries = _yaml_targets(loader, targets, problems)
     if groups is None:
         problems.add(_line(root), "groups", "missing: the file needs a top-level `groups:` list")
-        return []
+        return RawFile([], target_entries)
     if not isinstance(groups, yaml.SequenceNode):
         problems.add(_line(groups), "groups", "must be a list (write `groups: []` for none)")
+        return RawFile([], target_entries)
+    entries = [_yaml_entry(loader, node, problems, i) for i, node in enumerate(groups.value)]
+    return RawFile(entries, target_entries)
+
+
+def _yaml_targets(
+    loader: Any, node: yaml.Node | None, problems: Problems
+) -> list[RawEntry] | None:
+    if node is None:
+        return None
+    if isinstance(node, yaml.ScalarNode) and loader.construct_object(node) is None:
+        return []  # `alert_targets:` with every entry commented out
+    if not isinstance(node, yaml.SequenceNode):
+        problems.add(_line(node), TARGETS_SECTION, "must be a list of alert targets")
         return []
-    return [_yaml_entry(loader, node, problems, i) for i, node in enumerate(groups.value)]
+    return [
+        _yaml_entry(loader, item, problems, i, TARGETS_SECTION)
+        for i, item in enumerate(node.value)
+    ]
 
 
-def _yaml_entry(loader: Any, node: yaml.Node, problems: Problems, index: int) -> RawEntry:
+def _yaml_entry(
+    loader: Any, node: yaml.Node, problems: Problems, index: int, section: str = "groups"
+) -> RawEntry:
     if not isinstance(node, yaml.MappingNode):
         return RawEntry(_line(node), None)
     fields = []
@@ -252,7 +339,7 @@ def _yaml_entry(loader: Any, node: yaml.Node, problems: Problems, index: int) ->
         try:
             value = loader.construct_object(value_node, deep=True)
         except yaml.MarkedYAMLError as exc:
-            problems.add(_line(value_node), f"groups[{index}].{name}", str(exc.problem))
+            problems.add(_line(value_node), f"{section}[{index}].{name}", str(exc.problem))
             continue
         fields.append(RawField(name, _line(key_node), value))
     return RawEntry(_line(node), tuple(fields))
@@ -263,12 +350,16 @@ def _line(node: yaml.Node) -> int:
 
 
 def read_json(text: str, problems: Problems) -> list[RawEntry]:
+    return read_json_file(text, problems).groups
+
+
+def read_json_file(text: str, problems: Problems) -> RawFile:
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
         problems.add(exc.lineno, "syntax", f"{exc.msg} (column {exc.colno})")
-        return []
-    return _JsonReader(text).entries(problems)
+        return RawFile([])
+    return _JsonReader(text).sections(problems)
 
 
 class _JsonReader:
@@ -281,25 +372,34 @@ class _JsonReader:
         self.pos = 0
         self.line_starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
 
-    def entries(self, problems: Problems) -> list[RawEntry]:
+    def sections(self, problems: Problems) -> RawFile:
         if self._peek() != "{":
             problems.add(self._line(), "groups", "the file must be an object with a groups list")
-            return []
+            return RawFile([])
         start = self._line()
         entries: list[RawEntry] | None = None
+        targets: list[RawEntry] | None = None
         for name, line in self._members():
-            if name == "groups" and self._peek() == "[":
-                entries = [self._entry() for _ in self._items()]
+            if name in ("groups", TARGETS_SECTION) and self._peek() == "[":
+                found = [self._entry() for _ in self._items()]
+                if name == "groups":
+                    entries = found
+                else:
+                    targets = found
                 continue
-            self._value()
+            value = self._value()
             if name == "groups":
                 problems.add(line, "groups", "must be a list (write `\"groups\": []` for none)")
                 entries = []
+            elif name == TARGETS_SECTION:
+                if value is not None:
+                    problems.add(line, TARGETS_SECTION, "must be a list of alert targets")
+                targets = []
             elif name not in TOP_LEVEL_FIELDS:
-                problems.add(line, name, "unknown top-level field; expected groups")
+                problems.add(line, name, UNKNOWN_TOP_LEVEL)
         if entries is None:
             problems.add(start, "groups", "missing: the file needs a top-level groups list")
-        return entries or []
+        return RawFile(entries or [], targets)
 
     def _entry(self) -> RawEntry:
         line = self._line()
@@ -597,11 +697,197 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+# --- alert targets -------------------------------------------------------------------------
+
+
+def _valid_targets(
+    raw: list[RawEntry], problems: Problems, env: Mapping[str, str] | None
+) -> list[TargetSpec]:
+    """The section's targets, each checked as `fss alert target apply` checks it; a problem
+    names `alert_targets[I].FIELD` and the line of that field (never its value)."""
+    specs: list[TargetSpec] = []
+    first_line: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        where = f"{TARGETS_SECTION}[{index}]"
+        if item.fields is None:
+            problems.add(item.line, where, "must be a mapping (name, kind, settings)")
+            continue
+        given: dict[str, RawField] = {}
+        for raw_field in item.fields:
+            if raw_field.name in given:
+                first = given[raw_field.name].line
+                reason = f"given twice (first on line {first})"
+                problems.add(raw_field.line, f"{where}.{raw_field.name}", reason)
+            given[raw_field.name] = raw_field
+        if len(given) < len(item.fields):
+            continue
+        try:
+            spec = target_from_document({n: f.value for n, f in given.items()}, where, env)
+        except InvalidField as exc:
+            named = exc.field.removeprefix(f"{where}.").split(".")[0]
+            line = given[named].line if named in given else item.line
+            problems.add(line, exc.field, exc.reason)
+            continue
+        line = given["name"].line
+        if spec.name in first_line:
+            problems.add(
+                line, f"{where}.name",
+                f"{spec.name!r} is already the name of the target on line {first_line[spec.name]}",
+            )
+            continue
+        first_line[spec.name] = line
+        specs.append(spec)
+    return specs
+
+
+def named_targets(entries: Iterable[GroupEntry]) -> set[str]:
+    """Every alert target name the groups' `alert_targets` lists name."""
+    names: set[str] = set()
+    for entry in entries:
+        names.update(entry.spec.alert_targets)
+    return names
+
+
+def check_target_names(entries: Sequence[GroupEntry], known: Collection[str]) -> None:
+    """InvalidField naming the first group (`groups[I].alert_targets`) whose list names a
+    target not in `known` (the file's targets and those the database holds)."""
+    missing = [
+        (index, entry, name)
+        for index, entry in enumerate(entries)
+        for name in entry.spec.alert_targets
+        if name not in known
+    ]
+    if not missing:
+        return
+    index, entry, name = missing[0]
+    more = f" ({len(missing) - 1} more such name{'s' if len(missing) > 2 else ''})"
+    raise InvalidField(
+        f"groups[{index}].alert_targets",
+        f"group {entry.key!r} names alert target {name!r}, which is neither in the file's "
+        f"alert_targets nor in the database{more if len(missing) > 1 else ''}",
+    )
+
+
+@dataclass(frozen=True)
+class TargetUpdate:
+    before: TargetSpec
+    after: TargetSpec
+    changes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """What applying a file's alert targets changes; targets it does not list stay."""
+
+    creates: tuple[TargetSpec, ...] = ()
+    updates: tuple[TargetUpdate, ...] = ()
+    unchanged: int = 0
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.creates or self.updates)
+
+    @property
+    def writes(self) -> tuple[TargetSpec, ...]:
+        return self.creates + tuple(update.after for update in self.updates)
+
+    def describe(self) -> list[str]:
+        """`+ create alert target NAME (KIND)`, `~ update alert target NAME` with one line per
+        change; a secret's value never shows, only that it changed."""
+        lines = [f"+ create alert target {spec.name} ({spec.kind})" for spec in self.creates]
+        for update in self.updates:
+            lines.append(f"~ update alert target {update.after.name}")
+            lines.extend(f"    {change}" for change in update.changes)
+        return lines
+
+    def summary(self) -> str:
+        return (
+            f"alert targets: {len(self.creates)} created, {len(self.updates)} updated, "
+            f"{self.unchanged} unchanged"
+        )
+
+
+def plan_targets(current: Mapping[str, TargetSpec], desired: Sequence[TargetSpec]) -> TargetPlan:
+    """Creates and updates of the file's targets (validated specs) against the stored ones
+    of the same names."""
+    creates: list[TargetSpec] = []
+    updates: list[TargetUpdate] = []
+    for spec in desired:
+        before = current.get(spec.name)
+        if before is None:
+            creates.append(spec)
+        elif changes := target_changes(before, spec):
+            updates.append(TargetUpdate(before, spec, changes))
+    unchanged = len(desired) - len(creates) - len(updates)
+    return TargetPlan(tuple(creates), tuple(updates), unchanged)
+
+
+def target_changes(before: TargetSpec, after: TargetSpec) -> tuple[str, ...]:
+    """`FIELD: OLD -> NEW` per changed field, as a person may read them: secrets and
+    passwords only "changed", URLs as scheme://host with "/***" for a path (robots' tokens
+    sit there), custom headers by name only (their values tend to be credentials)."""
+    changes: list[str] = []
+    plain = {
+        "kind": (before.kind, after.kind),
+        "default": (before.is_default, after.is_default),
+        "rules": (_rules_shown(before.rules), _rules_shown(after.rules)),
+        "rate_per_min": (before.rate_per_min, after.rate_per_min),
+    }
+    for name, (old, new) in plain.items():
+        if old != new:
+            changes.append(f"{name}: {_shown(old)} -> {_shown(new)}")
+    old_config, new_config = before.config, after.config
+    for key in sorted(old_config.keys() | new_config.keys()):
+        old, new = old_config.get(key), new_config.get(key)
+        if old == new:
+            continue
+        if key in SECRET_KEYS:
+            changes.append(f"{key} {_secret_change(old, new)}")
+        elif key == "url":
+            changes.append(_url_change(old, new))
+        elif key == "headers":
+            changes.extend(_header_changes(old or {}, new or {}))
+        else:
+            changes.append(f"{key}: {_shown(old)} -> {_shown(new)}")
+    return tuple(changes)
+
+
+def _rules_shown(rules: frozenset[str] | None) -> list[str] | None:
+    return None if rules is None else sorted(rules)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _secret_change(old: Any, new: Any) -> str:
+    if old is None:
+        return "added"
+    return "removed" if new is None else "changed"
+
+
+def _url_change(old: Any, new: Any) -> str:
+    old_shown = public_url(old) if isinstance(old, str) else None
+    new_shown = public_url(new) if isinstance(new, str) else None
+    if old_shown == new_shown:
+        return "url changed (in its path or query, not shown)"
+    return f"url: {_shown(old_shown)} -> {_shown(new_shown)}"
+
+
+def _header_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        if old.get(name) != new.get(name):
+            changes.append(f"header {name} {_secret_change(old.get(name), new.get(name))}")
+    return changes
+
+
 # --- writing -----------------------------------------------------------------------------
 
 
 def render_group_file(entries: list[GroupEntry], file_format: str = "yaml") -> str:
-    """The groups file for `entries`; parse_group_file(render_group_file(e)) gives e back."""
+    """The groups file for `entries`; parse_group_file(render_group_file(e)) gives e back.
+    No `alert_targets:` section: targets hold secrets, which no export may write."""
     document = {"groups": [entry.document() for entry in entries]}
     if file_format == "json":
         return json.dumps(document, ensure_ascii=False, indent=2) + "\n"

@@ -6,6 +6,10 @@ of change, through the same rules as `fss group add / edit / enable / disable / 
 withdraws it. On PostgreSQL new groups and their first tasks go in by COPY and updates by
 one UPDATE ... FROM unnest(arrays) per chunk, so a file of a million groups loads in about a
 minute; SQLite and MySQL take multi-row INSERTs and one UPDATE per changed group.
+
+`apply_file` also writes the file's alert targets (by name, as `fss alert target apply`)
+in that transaction and checks there that every target a group names exists, so a file
+naming a target nobody defined writes nothing.
 """
 
 from __future__ import annotations
@@ -20,11 +24,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from fss.domain.group_file import GroupEntry
+from fss.domain.alert_targets import TargetSpec
+from fss.domain.group_file import (
+    GroupEntry,
+    TargetPlan,
+    check_target_names,
+    named_targets,
+    plan_targets,
+)
 from fss.domain.group_plan import GroupPlan, GroupUpdate, applied_text, plan_changes
 from fss.domain.group_spec import GroupSpec
 from fss.domain.jitter import jittered_start
 from fss.domain.schedule import Schedule, initial_run_at
+from fss.store.alert_targets import replace_target_in, targets_by_name
 from fss.store.groups import (
     chunked,
     delete_groups,
@@ -38,7 +50,7 @@ from fss.store.groups import (
     withdraw_waiting,
 )
 from fss.store.rows import GroupRow
-from fss.store.tables import naive_utc, task_group, waiting_task_values
+from fss.store.tables import alert_target, naive_utc, task_group, waiting_task_values
 
 # The run-policy and alert columns (fss.domain.group_spec.POLICY_DEFAULTS and the disabled
 # note), with their PostgreSQL types (arrays of UPDATE ... FROM unnest, COPY formats).
@@ -130,16 +142,47 @@ def _applied(current: dict[str, GroupRow]) -> dict[str, str | None]:
 ANALYZE_AFTER_CREATES = 10_000
 
 
+def plan_file(
+    conn: Connection,
+    desired: Sequence[GroupEntry],
+    targets: Sequence[TargetSpec],
+    prune: bool,
+) -> tuple[GroupPlan, TargetPlan]:
+    """What apply_file would do now (InvalidField as it would for a target nobody defined);
+    writes nothing."""
+    target_plan = _plan_targets(conn, targets)
+    _check_target_names(conn, desired, targets, lock=False)
+    return plan_groups(conn, desired, prune), target_plan
+
+
 def apply_groups(
     engine: Engine, desired: Sequence[GroupEntry], now: datetime, prune: bool = False
 ) -> GroupPlan:
-    """Make the keyed groups match `desired` in one transaction; returns what it changed.
+    """apply_file for a file that defines no alert targets: those its groups name must be in
+    the database already."""
+    return apply_file(engine, desired, (), now, prune)[0]
+
+
+def apply_file(
+    engine: Engine,
+    desired: Sequence[GroupEntry],
+    targets: Sequence[TargetSpec],
+    now: datetime,
+    prune: bool = False,
+) -> tuple[GroupPlan, TargetPlan]:
+    """Make the keyed groups match `desired` and write `targets` (created or overwritten by
+    name; targets not listed stay) in one transaction; returns what it changed.
 
     Groups without a key are never touched; keyed groups missing from `desired` are deleted
-    only with `prune`.
+    only with `prune`. InvalidField (and nothing written) when a group names an alert
+    target that is neither in `targets` nor in the database.
     """
     with engine.begin() as conn:
         current = keyed_groups(conn, lock=True)
+        target_plan = _plan_targets(conn, targets)
+        for spec in target_plan.writes:
+            replace_target_in(conn, spec, now)
+        _check_target_names(conn, desired, targets, lock=True)
         plan = plan_changes(
             [entry_of(g) for g in current.values()], desired, prune, _applied(current)
         )
@@ -153,7 +196,33 @@ def apply_groups(
         _verify_on_success(conn, plan)
         if conn.dialect.name == "postgresql" and len(plan.creates) >= ANALYZE_AFTER_CREATES:
             conn.exec_driver_sql("ANALYZE task_group, task")
-    return plan
+    return plan, target_plan
+
+
+def _plan_targets(conn: Connection, targets: Sequence[TargetSpec]) -> TargetPlan:
+    if not targets:
+        return TargetPlan()
+    stored = targets_by_name(conn, [spec.name for spec in targets])
+    return plan_targets({name: row.spec for name, row in stored.items()}, targets)
+
+
+def _check_target_names(
+    conn: Connection, desired: Sequence[GroupEntry], targets: Sequence[TargetSpec], lock: bool
+) -> None:
+    """Every target the groups name is one of the file's or in the database. `lock` holds
+    the named rows (shared) until commit, so a target removed meanwhile waits for the apply
+    and is not left named by the groups it just wrote."""
+    defined = {spec.name for spec in targets}
+    wanted = sorted(named_targets(desired) - defined)
+    if not wanted:
+        return
+    found: set[str] = set()
+    for chunk in chunked(wanted):
+        query = sa.select(alert_target.c.name).where(alert_target.c.name.in_(chunk))
+        if lock:
+            query = query.with_for_update(read=True)
+        found.update(conn.execute(query).scalars())
+    check_target_names(desired, defined | found)
 
 
 def _verify_on_success(conn: Connection, plan: GroupPlan) -> None:

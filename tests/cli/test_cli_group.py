@@ -5,18 +5,21 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from cli_support import Fss, fss_json, invoke, sqlite_only
+from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 
-from fss.cli import main
+from fss.cli import cli, main
 from fss.domain.status import TaskStatus
 from fss.store import migrate
 from fss.store.installation import installation_id
-from fss.store.tables import run_log, task, task_group
+from fss.store.tables import alert_target, run_log, task, task_group
 
 UTC = timezone.utc
 START = "2030-01-01T00:00:00"
@@ -767,3 +770,187 @@ def test_given_disable_with_note_and_until_then_list_and_show_say_so_and_enable_
     fss("group", "enable", str(group_id))
     shown = fss_json(fss, "group", "show", str(group_id))
     assert (shown["is_enable"], shown["disabled_note"], shown["enable_at"]) == (True, None, None)
+
+
+# -- alert targets in the groups file (fss group apply / diff / export) -------------------------
+
+HOOK_SECRET = "whsec-c0ffee-1234"
+MAIL_PASSWORD = "m4il-pa55word"
+GROUPS_WITH_TARGETS = """\
+alert_targets:
+  - name: ops-hook
+    kind: webhook
+    url: https://hooks.example.com/fss
+    secret: ${FSS_TEST_HOOK_SECRET}
+  - name: oncall.mail
+    kind: email
+    default: false
+    host: smtp.example.com
+    user: fss
+    password: ${FSS_TEST_MAIL_PASSWORD}
+    from: fss@example.com
+    to: oncall@example.com
+groups:
+  - key: backup
+    caption: Backup
+    job_name: backup.run
+    cron: "0 2 * * *"
+    alert_targets: [ops-hook, oncall.mail]
+"""
+
+
+def run_main(
+    capsys: pytest.CaptureFixture[str], database_url: str, *args: str
+) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `fss ARGS` as the fss script runs it, whatever the code."""
+    capsys.readouterr()
+    try:
+        main([*args, "--database-url", database_url])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def stored_target_rows(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(alert_target).order_by(alert_target.c.name))
+        return [dict(row._mapping) for row in rows]
+
+
+@pytest.fixture
+def target_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FSS_TEST_HOOK_SECRET", HOOK_SECRET)
+    monkeypatch.setenv("FSS_TEST_MAIL_PASSWORD", MAIL_PASSWORD)
+
+
+@pytest.mark.usefixtures("target_secrets")
+def test_a_groups_file_applies_its_alert_targets_with_secrets_from_the_environment(
+    fss: Fss, database_url: str, engine: Engine, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    groups_file = tmp_path / "groups.yaml"
+    groups_file.write_text(GROUPS_WITH_TARGETS)
+
+    code, out, err = run_main(capsys, database_url, "group", "diff", "-f", str(groups_file))
+    assert (code, err) == (1, "")
+    assert out.splitlines()[:2] == [
+        "+ create alert target ops-hook (webhook)", "+ create alert target oncall.mail (email)",
+    ]
+    applied = fss("group", "apply", "-f", str(groups_file)).stdout
+    assert applied.splitlines() == [
+        "+ create alert target ops-hook (webhook)",
+        "+ create alert target oncall.mail (email)",
+        "+ create backup",
+        "alert targets: 2 created, 0 updated, 0 unchanged",
+        "1 created, 0 updated, 0 deleted, 0 unchanged",
+    ]
+    hook, mail = sorted(fss_json(fss, "alert", "target", "list"), key=lambda t: t["name"])[::-1]
+    assert (hook["name"], hook["config"]["secret"]) == ("ops-hook", "***")
+    assert (mail["default"], mail["config"]["to"]) == (False, ["oncall@example.com"])
+    configs = {row["name"]: json.loads(row["config"]) for row in stored_target_rows(engine)}
+    assert configs["ops-hook"]["secret"] == HOOK_SECRET  # the environment's, not ${...}
+    assert configs["oncall.mail"]["password"] == MAIL_PASSWORD
+    assert fss_json(fss, "group", "list")[0]["alert_targets"] == ["ops-hook", "oncall.mail"]
+
+    assert run_main(capsys, database_url, "group", "diff", "-f", str(groups_file)) == (0, "", "")
+    again = fss("group", "apply", "-f", str(groups_file)).stdout
+    assert again.splitlines() == [
+        "alert targets: 0 created, 0 updated, 2 unchanged",
+        "0 created, 0 updated, 0 deleted, 1 unchanged",
+    ]
+
+    # A new secret in the environment: diff says it changed, never what it is.
+    monkeypatch.setenv("FSS_TEST_HOOK_SECRET", "whsec-rotated-5678")
+    code, out, err = run_main(capsys, database_url, "group", "diff", "-f", str(groups_file))
+    assert (code, out, err) == (1, "~ update alert target ops-hook\n    secret changed\n", "")
+    applied = fss("group", "apply", "-f", str(groups_file)).stdout
+    assert "alert targets: 0 created, 1 updated, 1 unchanged" in applied
+    for text in (applied, out):
+        assert HOOK_SECRET not in text and "whsec-rotated" not in text
+        assert MAIL_PASSWORD not in text
+
+    # Export leaves the targets out (secrets); apply of the export keeps them (no prune).
+    exported = fss("group", "export").stdout
+    assert list(yaml.safe_load(exported)) == ["groups"]
+    assert "whsec" not in exported and MAIL_PASSWORD not in exported
+    export_file = tmp_path / "export.yaml"
+    export_file.write_text(exported)
+    fss("group", "apply", "-f", str(export_file))
+    assert [row["name"] for row in stored_target_rows(engine)] == ["oncall.mail", "ops-hook"]
+
+
+@sqlite_only
+@pytest.mark.usefixtures("target_secrets")
+def test_a_bad_target_entry_refuses_the_whole_file_naming_the_entry_and_field(
+    fss: Fss, database_url: str, engine: Engine, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    groups_file = tmp_path / "groups.yaml"
+    groups_file.write_text(GROUPS_WITH_TARGETS.replace("host: smtp.example.com", "host: a b"))
+
+    code, out, err = run_main(capsys, database_url, "group", "apply", "-f", str(groups_file))
+
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"{groups_file}:9: alert_targets[1].host: required: the SMTP server's host name or "
+        "address",
+        f"error: {groups_file}: 1 error; nothing was written",
+    ]
+    assert stored_target_rows(engine) == [] and fss_json(fss, "group", "list") == []
+
+
+@sqlite_only
+def test_an_unset_variable_is_named_and_nothing_is_written(
+    fss: Fss, database_url: str, engine: Engine, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FSS_TEST_HOOK_SECRET", HOOK_SECRET)
+    monkeypatch.delenv("FSS_TEST_MAIL_PASSWORD", raising=False)
+    groups_file = tmp_path / "groups.yaml"
+    groups_file.write_text(GROUPS_WITH_TARGETS)
+
+    code, _, err = run_main(capsys, database_url, "group", "apply", "-f", str(groups_file))
+
+    assert code == 2
+    assert err.splitlines()[0] == (
+        f"{groups_file}:11: alert_targets[1].password: environment variable "
+        "FSS_TEST_MAIL_PASSWORD is not set"
+    )
+    assert HOOK_SECRET not in err
+    assert stored_target_rows(engine) == [] and fss_json(fss, "group", "list") == []
+
+
+@sqlite_only
+@pytest.mark.usefixtures("target_secrets")
+def test_a_group_naming_an_undefined_target_is_one_line_and_writes_nothing(
+    fss: Fss, database_url: str, engine: Engine, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fss("alert", "target", "add", "pager", "--kind", "slack",
+        "--url", "https://hooks.slack.example/services/T/B/X")
+    groups_file = tmp_path / "groups.yaml"
+    groups_file.write_text(GROUPS_WITH_TARGETS.replace(
+        "[ops-hook, oncall.mail]", "[ops-hook, pager, nobody]"
+    ))
+    expected = (
+        "error: groups[0].alert_targets: group 'backup' names alert target 'nobody', which is "
+        "neither in the file's alert_targets nor in the database"
+    )
+
+    for command in ("diff", "apply"):
+        code, out, err = run_main(capsys, database_url, "group", command, "-f", str(groups_file))
+        assert (code, out, err.splitlines()) == (2, "", [expected]), command
+
+    assert [row["name"] for row in stored_target_rows(engine)] == ["pager"]
+    assert fss_json(fss, "group", "list") == []
+    groups_file.write_text(GROUPS_WITH_TARGETS.replace("[ops-hook, oncall.mail]",
+                                                       "[ops-hook, pager]"))
+    fss("group", "apply", "-f", str(groups_file))  # the file's own and the database's: fine
+    assert fss_json(fss, "group", "list")[0]["alert_targets"] == ["ops-hook", "pager"]
+
+
+def test_export_help_says_alert_targets_are_not_exported() -> None:
+    out = CliRunner().invoke(cli, ["group", "export", "--help"]).output
+    assert "Alert targets are not exported" in " ".join(out.split())

@@ -10,13 +10,19 @@ from typing import Any
 import pytest
 import yaml
 
+from fss.domain.alert_targets import TargetSpec
 from fss.domain.cron import validate_cron
 from fss.domain.group_file import (
     MAX_KEY,
     GroupEntry,
     GroupFileInvalid,
+    check_target_names,
+    named_targets,
+    parse_group_document,
     parse_group_file,
+    plan_targets,
     render_group_file,
+    target_changes,
 )
 from fss.domain.group_plan import applied_text, plan_changes
 from fss.domain.group_spec import GroupSpec
@@ -317,7 +323,7 @@ def test_json_top_level_problems() -> None:
     ]
     assert problems('{"groups": {}, "x": 1}', "g.json") == [
         'g.json:1: groups: must be a list (write `"groups": []` for none)',
-        "g.json:1: x: unknown top-level field; expected groups",
+        "g.json:1: x: unknown top-level field; expected groups or alert_targets",
     ]
     assert problems("{}", "g.json") == [
         "g.json:1: groups: missing: the file needs a top-level groups list"
@@ -601,3 +607,227 @@ def test_an_apply_record_from_before_the_alert_settings_keeps_hand_set_ones() ->
                                        alert_rules=()))
     plan = plan_changes([live], [wanted], prune=False, applied={"k": json.dumps(old_record)})
     assert plan.describe() == ["~ update k", '    alert_rules: ["hung"] -> []']
+
+
+# --- the alert_targets section ---------------------------------------------------------------
+
+HOOK_SECRET = "whsec-9f8e7d6c5b4a"
+SMTP_PASSWORD = "s3cr3t-smtp-pa55"
+TARGETS_YAML = """\
+alert_targets:
+  - name: ops-hook
+    kind: webhook
+    url: https://hooks.example.com/fss
+    secret: ${HOOK_SECRET}
+    headers: {X-Team: ops}
+    rules: [run_failed, group_late]
+  - name: oncall.mail
+    kind: email
+    default: false
+    host: smtp.example.com
+    user: fss
+    password: ${SMTP_PASSWORD}
+    from: fss@example.com
+    to: [a@example.com, b@example.com]
+groups:
+  - key: backup
+    caption: Backup
+    job_name: backup.run
+    cron: "0 2 * * *"
+    alert_targets: [ops-hook, oncall.mail]
+"""
+ENV = {"HOOK_SECRET": HOOK_SECRET, "SMTP_PASSWORD": SMTP_PASSWORD}
+
+
+def document_problems(text: str, source: str = "groups.yaml",
+                      env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(GroupFileInvalid) as info:
+        parse_group_document(text, source, ENV if env is None else env)
+    return info.value.problems
+
+
+def test_a_groups_file_defines_alert_targets_with_secrets_from_the_environment() -> None:
+    document = parse_group_document(TARGETS_YAML, "groups.yaml", ENV)
+    hook, mail = document.targets
+    assert (hook.name, hook.kind, hook.config) == ("ops-hook", "webhook", {
+        "url": "https://hooks.example.com/fss", "secret": HOOK_SECRET,
+        "headers": {"X-Team": "ops"},
+    })
+    assert hook.rules == frozenset({"run_failed", "group_late"}) and hook.is_default
+    assert (mail.kind, mail.is_default, mail.config["password"], mail.config["port"]) == (
+        "email", False, SMTP_PASSWORD, 587
+    )
+    assert [e.key for e in document.entries] == ["backup"]
+    assert document.entries[0].spec.alert_targets == ("ops-hook", "oncall.mail")
+    # The same file as JSON reads the same; parse_group_file reads only the groups.
+    as_json = json.dumps(yaml.safe_load(TARGETS_YAML))
+    assert parse_group_document(as_json, "groups.json", ENV) == document
+    assert parse_group_file(TARGETS_YAML, "groups.yaml") == document.entries
+    assert parse_group_document(TARGETS_YAML, "g.yaml", ENV, fast=False) == document
+
+
+def test_a_file_without_the_section_or_with_it_empty_defines_no_targets() -> None:
+    plain = parse_group_document(VALID_YAML, "groups.yaml", ENV)
+    assert plain.targets == [] and len(plain.entries) == 3
+    for section in ("alert_targets:\n", "alert_targets: []\n"):
+        assert parse_group_document(section + "groups: []\n", "g.yaml", ENV).targets == []
+    assert parse_group_document('{"alert_targets": null, "groups": []}', "g.json").targets == []
+
+
+@pytest.mark.parametrize(
+    ("replace_from", "replace_to", "expected"),
+    [
+        ("url: https://hooks.example.com/fss", "url: ftp://x",
+         "groups.yaml:4: alert_targets[0].url: must be http:// or https:// with a host"),
+        ("kind: email", "kind: pigeon", "groups.yaml:9: alert_targets[1].kind: unknown kind"),
+        ("    from: fss@example.com\n", "",
+         "groups.yaml:8: alert_targets[1].from: required: the sender's address"),
+        ("rules: [run_failed, group_late]", "rules: [run_failed, nope]",
+         "groups.yaml:7: alert_targets[0].rules: "),
+        ("    headers: {X-Team: ops}\n", "    colour: red\n",
+         "groups.yaml:6: alert_targets[0].colour: is no setting of a webhook target"),
+        ("  - name: oncall.mail", "  - name: ops-hook",
+         "groups.yaml:8: alert_targets[1].name: 'ops-hook' is already the name of the target"
+         " on line 2"),
+        ("    default: false\n", "    kind: email\n",
+         "groups.yaml:10: alert_targets[1].kind: given twice (first on line 9)"),
+    ],
+    ids=["url", "kind", "missing", "rule", "unknown", "duplicate_name", "field_twice"],
+)
+def test_a_bad_target_entry_is_one_line_naming_its_field_and_line(
+    replace_from: str, replace_to: str, expected: str
+) -> None:
+    assert replace_from in TARGETS_YAML
+    found = document_problems(TARGETS_YAML.replace(replace_from, replace_to))
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_target_problems_are_listed_with_the_groups_problems_in_line_order() -> None:
+    text = TARGETS_YAML.replace("url: https://hooks.example.com/fss", "url: ftp://x").replace(
+        'cron: "0 2 * * *"', 'cron: "61 * * * *"'
+    )
+    found = document_problems(text)
+    assert [line.split(": ")[0:2] for line in found] == [
+        ["groups.yaml:4", "alert_targets[0].url"], ["groups.yaml:20", "groups[0].cron"],
+    ]
+
+
+def test_an_unset_variable_names_it_and_a_problem_never_shows_a_secret() -> None:
+    found = document_problems(TARGETS_YAML, env={"HOOK_SECRET": HOOK_SECRET})
+    assert found == [
+        "groups.yaml:13: alert_targets[1].password: environment variable SMTP_PASSWORD is "
+        "not set"
+    ]
+    # A secret given in the file itself, next to a bad field: the problem names the field only.
+    text = TARGETS_YAML.replace("${HOOK_SECRET}", HOOK_SECRET).replace(
+        "X-Team: ops", "Content-Type: text/plain"
+    )
+    found = document_problems(text)
+    assert found == [
+        "groups.yaml:6: alert_targets[0].headers: Content-Type is set by fss and cannot be "
+        "replaced"
+    ]
+    with pytest.raises(GroupFileInvalid) as info:
+        parse_group_document(text, "groups.yaml", ENV)
+    assert HOOK_SECRET not in str(info.value) and SMTP_PASSWORD not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "source", "expected"),
+    [
+        ("alert_targets: {}\ngroups: []\n", "g.yaml",
+         "g.yaml:1: alert_targets: must be a list of alert targets"),
+        ("alert_targets: [5]\ngroups: []\n", "g.yaml",
+         "g.yaml:1: alert_targets[0]: must be a mapping (name, kind, settings)"),
+        ('{"alert_targets": "x", "groups": []}', "g.json",
+         "g.json:1: alert_targets: must be a list of alert targets"),
+        ('{\n"groups": [],\n"alert_targets": [\n{"name": "a", "kind": "slack"}]}', "g.json",
+         "g.json:4: alert_targets[0].url: required"),
+        ("alert_targets: []\n", "g.yaml",
+         "g.yaml:1: groups: missing: the file needs a top-level `groups:` list"),
+    ],
+)
+def test_section_level_problems(text: str, source: str, expected: str) -> None:
+    found = document_problems(text, source)
+    assert found[0].startswith(expected), found
+
+
+def target(**changes: Any) -> TargetSpec:
+    values: dict[str, Any] = {
+        "name": "ops-hook", "kind": "webhook",
+        "config": {"url": "https://hooks.example.com/fss/T0K3N", "secret": HOOK_SECRET,
+                   "headers": {"Authorization": "Bearer b34r3r"}},
+    }
+    values.update(changes)
+    return TargetSpec(**values).validated()
+
+
+def test_the_target_plan_shows_what_changes_but_never_a_secret() -> None:
+    before = target()
+    after = target(
+        config={"url": "https://hooks.example.com/fss/N3W", "secret": "other-secret",
+                "headers": {"Authorization": "Bearer n3w", "X-Team": "ops"}},
+        is_default=False, rules=frozenset({"hung"}), rate_per_min=5,
+    )
+    plan = plan_targets({"ops-hook": before}, [after, target(name="new-hook")])
+    assert plan.describe() == [
+        "+ create alert target new-hook (webhook)",
+        "~ update alert target ops-hook",
+        "    default: true -> false",
+        '    rules: null -> ["hung"]',
+        "    rate_per_min: 20 -> 5",
+        "    header Authorization changed",
+        "    header X-Team added",
+        "    secret changed",
+        "    url changed (in its path or query, not shown)",
+    ]
+    shown = "\n".join(plan.describe())
+    for secret in ("T0K3N", "N3W", HOOK_SECRET, "other-secret", "b34r3r", "n3w"):
+        assert secret not in shown
+    assert plan.has_changes and plan.summary() == (
+        "alert targets: 1 created, 1 updated, 0 unchanged"
+    )
+    moved = target(config={"url": "https://other.example.org/x"})
+    assert target_changes(before, moved) == (
+        "header Authorization removed",
+        "secret removed",
+        'url: "https://hooks.example.com/***" -> "https://other.example.org/***"',
+    )
+    same = plan_targets({"ops-hook": before}, [target()])
+    assert not same.has_changes and same.unchanged == 1 and same.describe() == []
+
+
+def test_a_group_naming_a_target_nobody_defined_is_named_with_its_field() -> None:
+    entries = [
+        GroupEntry("a", GroupSpec(caption="C", job_name="j", interval_ms=1,
+                                  alert_targets=("ops",))),
+        GroupEntry("b", GroupSpec(caption="C", job_name="j", interval_ms=1,
+                                  alert_targets=("ops", "pager", "mail"))),
+    ]
+    assert named_targets(entries) == {"ops", "pager", "mail"}
+    check_target_names(entries, {"ops", "pager", "mail"})
+    with pytest.raises(InvalidField) as info:
+        check_target_names(entries, {"ops"})
+    assert str(info.value) == (
+        "groups[1].alert_targets: group 'b' names alert target 'pager', which is neither in "
+        "the file's alert_targets nor in the database (1 more such name)"
+    )
+
+
+def test_the_json_schema_takes_the_alert_targets_section() -> None:
+    validator = schema_validator()
+    document = yaml.safe_load(TARGETS_YAML)
+    assert list(validator.iter_errors(document)) == []
+    for broken in (
+        {"name": "a", "kind": "slack"},
+        {"name": "a b", "kind": "slack", "url": "https://x"},
+        {"name": "a", "kind": "pigeon", "url": "https://x"},
+        {"name": "a", "kind": "slack", "url": "https://x", "secret": "s"},
+        {"name": "a", "kind": "email", "host": "h", "from": "a@b.c", "to": ["x@y.z"],
+         "url": "https://x"},
+        {"name": "a", "kind": "webhook", "url": "https://x", "rate_per_min": 0},
+    ):
+        text = json.dumps({"groups": [], "alert_targets": [broken]})
+        assert list(validator.iter_errors(json.loads(text))) != [], broken
+        with pytest.raises(GroupFileInvalid):
+            parse_group_document(text, "g.json", {})

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from store_helpers import (
@@ -27,13 +28,19 @@ from store_helpers import (
     task_rows,
 )
 
-from fss.domain.group_file import GroupEntry, parse_group_file, render_group_file
+from fss.domain.alert_targets import TargetSpec
+from fss.domain.group_file import (
+    GroupEntry,
+    parse_group_document,
+    parse_group_file,
+    render_group_file,
+)
 from fss.domain.group_spec import GroupSpec
 from fss.domain.jitter import jitter_offset_ms
 from fss.domain.status import TaskStatus
 from fss.errors import InvalidField
-from fss.store import group_files, groups
-from fss.store.tables import task, task_group
+from fss.store import alert_targets, group_files, groups
+from fss.store.tables import alert_target, task, task_group
 
 HOUR = timedelta(hours=1)
 # What differs between twins by construction: ids, the key, and the task each one points at.
@@ -52,6 +59,25 @@ def spec(**changes: Any) -> GroupSpec:
 
 def apply(engine: Engine, now: datetime, *entries: GroupEntry, prune: bool = False) -> Any:
     return group_files.apply_groups(engine, list(entries), now, prune)
+
+
+def hook(name: str, **changes: Any) -> TargetSpec:
+    values: dict[str, Any] = {"name": name, "kind": "webhook",
+                              "config": {"url": f"https://hooks.example.com/{name}"}}
+    values.update(changes)
+    return TargetSpec(**values).validated()
+
+
+@pytest.fixture
+def known_targets(engine: Engine) -> None:
+    """The alert targets the groups of these tests name, in the database (apply checks)."""
+    for name in ("ops-slack", "oncall.mail", "ops"):
+        alert_targets.replace_target(engine, hook(name), T0)
+
+
+def stored_targets(engine: Engine) -> dict[str, alert_targets.TargetRow]:
+    with engine.connect() as conn:
+        return {row.name: row for row in alert_targets.list_targets(conn)}
 
 
 def keyed_id(engine: Engine, key: str) -> int:
@@ -121,6 +147,7 @@ ALERTS: dict[str, Any] = {
     ids=["interval", "cron", "job_sets_next", "disabled", "future_start", "past_start",
          "policies", "disabled_note", "alerts", "no_alerts"],
 )
+@pytest.mark.usefixtures("known_targets")
 def test_apply_creates_the_rows_group_add_would(engine: Engine, given: GroupSpec) -> None:
     by_hand, by_file = twins(engine, given)
 
@@ -165,6 +192,7 @@ def test_applying_the_same_entries_twice_writes_nothing_the_second_time(engine: 
     ids=["caption", "interval", "to_cron", "to_job_sets_next", "job_name", "start_at", "fields",
          "policies", "some_policies", "alerts", "no_alerts"],
 )
+@pytest.mark.usefixtures("known_targets")
 def test_an_update_changes_what_group_edit_changes(
     engine: Engine, changes: dict[str, Any]
 ) -> None:
@@ -344,6 +372,7 @@ def varied_entries() -> list[GroupEntry]:
 
 
 @pytest.mark.parametrize("file_format", ["yaml", "json"])
+@pytest.mark.usefixtures("known_targets")
 def test_export_then_apply_changes_nothing(engine: Engine, file_format: str) -> None:
     apply(engine, T0, *varied_entries())
     groups.add_group(engine, spec(caption="by hand"), T0)
@@ -366,6 +395,7 @@ def test_export_then_apply_changes_nothing(engine: Engine, file_format: str) -> 
     assert [state(engine, i) for i in ids] == before
 
 
+@pytest.mark.usefixtures("known_targets")
 def test_export_writes_start_at_only_when_it_is_not_the_creation_time(engine: Engine) -> None:
     apply(engine, T0, *varied_entries())
 
@@ -534,6 +564,17 @@ def test_a_hand_edited_policy_survives_until_the_file_changes_it(engine: Engine)
 # --- alert settings ----------------------------------------------------------------------------
 
 ALERTS_FILE = """\
+alert_targets:
+  - name: ops-slack
+    kind: slack
+    url: https://hooks.slack.example/services/${SLACK_TOKEN}
+  - name: oncall.mail
+    kind: email
+    host: smtp.example.com
+    user: fss
+    password: ${SMTP_PASSWORD}
+    from: fss@example.com
+    to: [oncall@example.com]
 groups:
   - key: backup
     caption: Nightly backup
@@ -554,9 +595,15 @@ groups:
 """
 
 
+ALERTS_ENV = {"SLACK_TOKEN": "T000/B000/XXXX", "SMTP_PASSWORD": "pa55-w0rd"}
+
+
 def test_alert_settings_go_file_to_apply_to_export_unchanged(engine: Engine) -> None:
-    plan = apply(engine, T0, *parse_group_file(ALERTS_FILE, "groups.yaml"))
+    document = parse_group_document(ALERTS_FILE, "groups.yaml", ALERTS_ENV)
+    plan, targets = group_files.apply_file(engine, document.entries, document.targets, T0)
     assert [e.key for e in plan.creates] == ["backup", "noisy", "plain"]
+    assert [t.name for t in targets.creates] == ["ops-slack", "oncall.mail"]
+    assert stored_targets(engine)["oncall.mail"].spec.config["password"] == "pa55-w0rd"
     backup, noisy, plain = (get_group(engine, keyed_id(engine, k)) for k in
                             ("backup", "noisy", "plain"))
     assert (backup.alert_targets, backup.alert_rules, backup.late_after_s) == (
@@ -578,12 +625,14 @@ def test_alert_settings_go_file_to_apply_to_export_unchanged(engine: Engine) -> 
         "  alert_rules: []\n",
         "plain\n  caption: Plain\n  job_name: plain.run\n  interval_ms: 60000\n",
     ]
+    assert list(yaml.safe_load(exported)) == ["groups"]  # no targets: they hold secrets
     again = parse_group_file(exported, "export.yaml")
     with engine.connect() as conn:
         assert not group_files.plan_groups(conn, again, prune=True).has_changes
     assert not apply(engine, T0 + HOUR, *again, prune=True).has_changes
 
 
+@pytest.mark.usefixtures("known_targets")
 def test_a_file_change_of_an_alert_setting_is_an_update_that_bumps_the_version(
     engine: Engine,
 ) -> None:
@@ -669,3 +718,104 @@ def test_a_file_closing_a_cycle_through_the_database_is_refused(engine: Engine) 
         apply(engine, T0 + MINUTE, GroupEntry("a", spec(on_success=("c",))),
               GroupEntry("b", spec(on_success=("a",))))
     assert get_group(engine, keyed_id(engine, "a")).on_success == ()
+
+
+# --- alert targets in the groups file -----------------------------------------------------------
+
+
+def apply_file(engine: Engine, now: datetime, targets: list[TargetSpec],
+               *entries: GroupEntry) -> Any:
+    return group_files.apply_file(engine, list(entries), targets, now)
+
+
+def test_the_files_targets_are_written_with_its_groups_and_others_are_left_alone(
+    engine: Engine,
+) -> None:
+    alert_targets.replace_target(engine, hook("kept"), T0)
+    alert_targets.replace_target(engine, hook("ops", config={"url": "https://old.example/x"}), T0)
+    kept_before = stored_targets(engine)["kept"]
+    ops_id = stored_targets(engine)["ops"].id
+
+    plan, targets = apply_file(
+        engine, T0 + MINUTE, [hook("ops", config={"url": "https://new.example/x", "secret": "s1"}),
+                              hook("pager")],
+        GroupEntry("a", spec(alert_targets=("ops", "pager", "kept"))),
+    )
+
+    assert [e.key for e in plan.creates] == ["a"]
+    assert [t.name for t in targets.creates] == ["pager"]
+    assert targets.describe()[1:] == [
+        "~ update alert target ops", "    secret added",
+        '    url: "https://old.example/***" -> "https://new.example/***"',
+    ]
+    stored = stored_targets(engine)
+    assert stored["kept"] == kept_before  # not in the file: untouched, no prune
+    assert stored["ops"].id == ops_id and stored["ops"].spec.config["secret"] == "s1"
+    assert stored["ops"].updated_at == T0 + MINUTE
+    assert get_group(engine, keyed_id(engine, "a")).alert_targets == ("ops", "pager", "kept")
+
+    # The same file again: nothing to write, the targets' rows stay as they are.
+    again, targets_again = apply_file(
+        engine, T0 + HOUR, [hook("ops", config={"url": "https://new.example/x", "secret": "s1"}),
+                            hook("pager")],
+        GroupEntry("a", spec(alert_targets=("ops", "pager", "kept"))),
+    )
+    assert not again.has_changes and not targets_again.has_changes
+    assert targets_again.unchanged == 2
+    assert stored_targets(engine)["ops"].updated_at == T0 + MINUTE
+
+
+@pytest.mark.parametrize("defined_in", ["file", "database"])
+def test_a_group_may_name_a_target_of_the_file_or_of_the_database(
+    engine: Engine, defined_in: str
+) -> None:
+    file_targets = [hook("ops")] if defined_in == "file" else []
+    if defined_in == "database":
+        alert_targets.replace_target(engine, hook("ops"), T0)
+    plan, _ = apply_file(engine, T0, file_targets, GroupEntry("a", spec(alert_targets=("ops",))))
+    assert [e.key for e in plan.creates] == ["a"]
+
+
+def test_a_group_naming_a_target_nobody_defined_refuses_the_whole_file(engine: Engine) -> None:
+    alert_targets.replace_target(engine, hook("ops"), T0)
+    apply(engine, T0, GroupEntry("a", spec()))
+    before_groups = state(engine, keyed_id(engine, "a"))
+    before_targets = stored_targets(engine)
+    file_targets = [hook("ops", rate_per_min=3), hook("pager")]
+    entries = [
+        GroupEntry("a", spec(caption="changed", alert_targets=("ops",))),
+        GroupEntry("b", spec()),
+        GroupEntry("c", spec(alert_targets=("pager", "nobody"))),
+    ]
+    expected = (
+        r"^groups\[2\]\.alert_targets: group 'c' names alert target 'nobody', which is neither "
+        r"in the file's alert_targets nor in the database$"
+    )
+
+    with engine.connect() as conn, pytest.raises(InvalidField, match=expected):
+        group_files.plan_file(conn, entries, file_targets, prune=False)  # diff says it too
+    with pytest.raises(InvalidField, match=expected):
+        group_files.apply_file(engine, entries, file_targets, T0 + MINUTE)
+
+    # Nothing half-written: no target created or changed, no group created or changed.
+    assert stored_targets(engine) == before_targets
+    assert count(engine, task_group) == 1
+    assert state(engine, keyed_id(engine, "a")) == before_groups
+
+
+def test_a_removed_target_named_by_an_unchanged_file_is_reported(engine: Engine) -> None:
+    """The file is what is checked: naming a target that was removed since is an error the
+    next apply reports, not a group left pointing at nothing unnoticed."""
+    alert_targets.replace_target(engine, hook("ops"), T0)
+    entry = GroupEntry("a", spec(alert_targets=("ops",)))
+    apply(engine, T0, entry)
+    alert_targets.remove_target(engine, "ops")
+    with pytest.raises(InvalidField, match=r"^groups\[0\]\.alert_targets: group 'a' names"):
+        apply(engine, T0 + MINUTE, entry)
+
+
+def test_a_file_without_targets_still_checks_its_groups_names(engine: Engine) -> None:
+    with pytest.raises(InvalidField, match=r"'ops'.*\(1 more such name\)$"):
+        apply(engine, T0, GroupEntry("a", spec(alert_targets=("ops",))),
+              GroupEntry("b", spec(alert_targets=("ops",))))
+    assert count(engine, task_group) == 0 and count(engine, alert_target) == 0
