@@ -1,5 +1,6 @@
 """The run policies in the web UI: the group form's "Run policies" section sets every policy,
-an edit sends only what changed, and the group page shows them with the disabled note.
+an edit sends only what changed, and the group page shows them with the disabled note; the
+form's "Alerts" section sets, shows and clears a group's alert settings the same way.
 Screenshots: docs/screenshots/group-policies-form.png and group-policies.png."""
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from playwright.sync_api import Page, expect
 
 from fss.domain.group_spec import OVERLAP_POLICIES, ROUTES, GroupSpec
 from fss.store import groups
+from fss.store.rows import GroupRow
 
 
-def group_by_caption(live: LiveFss, caption: str) -> groups.GroupRow:
+def group_by_caption(live: LiveFss, caption: str) -> GroupRow:
     with live.engine.connect() as conn:
         group_id = conn.exec_driver_sql(
             "SELECT id FROM task_group WHERE caption = ?", (caption,)
@@ -139,3 +141,91 @@ def test_the_group_page_shows_the_policies_and_why_it_is_disabled_until_when(
             {"i": group_id},
         ).one()
     assert (bool(row.is_enable), row.disabled_note, row.enable_at) == (True, None, None)
+
+
+def test_the_form_sets_edits_and_clears_the_alert_settings(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    page, base = admin_page, live_fss.url
+    page.goto(f"{base}/groups")
+    page.click("#new-group")
+    expect(page.locator("[name=alert_rule]").first).to_be_disabled()  # until "chosen"
+    page.fill("[name=caption]", "alerted")
+    page.fill("[name=job_name]", "no.worker.serves.this")
+    page.fill("[name=interval_ms]", "600000")
+    page.fill("[name=alert_targets]", "ops-slack, oncall.mail")
+    page.fill("[name=late_after_s]", "5400")
+    page.check("[name=alert_rules_mode][value=chosen]")
+    page.check("[name=alert_rule][value=group_late]")
+    page.check("[name=alert_rule][value=run_failed]")
+    page.click("#group-save")
+    expect(page.locator("#group-dialog")).not_to_be_visible()
+    group = group_by_caption(live_fss, "alerted")
+    assert (group.alert_targets, group.alert_rules, group.late_after_s) == (
+        ("ops-slack", "oncall.mail"), ("run_failed", "group_late"), 5400
+    )
+
+    page.goto(f"{base}/groups/{group.id}")
+    policies = page.locator("#policies")
+    expect(policies).to_contain_text("ops-slack, oncall.mail")
+    expect(policies).to_contain_text("run_failed, group_late")
+    expect(policies).to_contain_text("5400 s after a planned run without success")
+    page.click("#edit-group")
+    expect(page.locator("[name=alert_targets]")).to_have_value("ops-slack, oncall.mail")
+    expect(page.locator("[name=alert_rule][value=group_late]")).to_be_checked()
+    expect(page.locator("[name=alert_rule][value=hung]")).not_to_be_checked()
+    # A bad target name: the server's message next to the field.
+    page.fill("[name=alert_targets]", "a b")
+    page.click("#group-save")
+    expect(page.locator('[data-field="alert_targets"] .field-error')).to_contain_text(
+        "alert_targets: 'a b' is not a target name"
+    )
+    page.fill("[name=alert_targets]", "ops-slack, oncall.mail")
+    requests: list[str] = []
+    page.on("request",
+            lambda r: requests.append(r.post_data or "") if r.method == "PATCH" else None)
+    page.uncheck("[name=alert_rule][value=group_late]")
+    page.uncheck("[name=alert_rule][value=run_failed]")
+    page.click("#group-save")
+    expect(page.locator("#group-dialog")).not_to_be_visible()
+    sent = requests[0].replace(" ", "")
+    assert '"alert_rules":[]' in sent and "alert_targets" not in sent and "late_after" not in sent
+    expect(policies).to_contain_text("none (no alerts for this group)")
+
+    page.click("#edit-group")
+    page.check("[name=alert_rules_mode][value=default]")
+    page.fill("[name=late_after_s]", "")
+    page.fill("[name=alert_targets]", "")
+    page.click("#group-save")
+    expect(page.locator("#group-dialog")).not_to_be_visible()
+    expect(policies).to_contain_text("every rule on globally")
+    expect(policies).to_contain_text("the default targets")
+    cleared = group_by_caption(live_fss, "alerted")
+    assert (cleared.alert_targets, cleared.alert_rules, cleared.late_after_s) == ((), None, None)
+
+
+def test_an_edit_that_leaves_the_alerts_section_alone_sends_no_alert_field(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    page, base = admin_page, live_fss.url
+    # A job no worker of the live fss serves: no run changes the group (its data, its
+    # version) while the form is open.
+    group_id = groups.add_group(
+        live_fss.engine,
+        GroupSpec(caption="quiet", job_name="no.worker.serves.this", interval_ms=3_600_000,
+                  alert_rules=(), alert_targets=("x",)).validated(),
+        datetime.now(timezone.utc),
+    )
+    page.goto(f"{base}/groups/{group_id}")
+    expect(page.locator("#caption")).to_have_text("quiet")
+    page.click("#edit-group")
+    expect(page.locator("[name=alert_rules_mode][value=chosen]")).to_be_checked()
+    page.fill("[name=caption]", "quiet2")
+    requests: list[str] = []
+    page.on("request",
+            lambda r: requests.append(r.post_data or "") if r.method == "PATCH" else None)
+    page.click("#group-save")
+    expect(page.locator("#group-dialog")).not_to_be_visible()
+    assert len(requests) == 1 and "alert" not in requests[0], requests
+    quiet = group_by_caption(live_fss, "quiet2")
+    assert (quiet.alert_targets, quiet.alert_rules) == (("x",), ())
