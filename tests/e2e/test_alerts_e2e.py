@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alerting.receivers import HttpReceiver, http_receiver, smtp_receiver
+from alerting.receivers import HttpReceiver, http_receiver, silent_receiver, smtp_receiver
 from fss_processes import FssProcesses, query
 from servers import wait_for
 
@@ -68,14 +68,19 @@ def test_failed_and_hung_runs_reach_a_webhook_after_a_500_and_an_email(
     env: FssProcesses,
 ) -> None:
     env.extra_env["HOOK_SECRET"] = "whsec-e2e-41"
-    with http_receiver((500, b"busy"), (200, b"ok")) as hook, smtp_receiver() as mail:
+    with (http_receiver((500, b"busy"), (200, b"ok")) as hook, smtp_receiver() as mail,
+          silent_receiver() as hanging):
+        # A receiver that accepts and never answers: it holds one sender thread per attempt,
+        # never the other targets nor the runs.
+        env.cli("alert", "target", "add", "black-hole", "--kind", "webhook", "--url", hanging)
         env.cli("alert", "target", "add", "hook", "--kind", "webhook", "--url", hook.url(),
                 "--secret-env", "HOOK_SECRET")
         env.cli("alert", "target", "add", "mail", "--kind", "email", "--host", "127.0.0.1",
                 "--port", str(mail.port), "--security", "none", "--from", "fss@example.test",
                 "--to", "ops@example.test,dba@example.test")
         failing = add_group(env, "alert.boom", "--interval-ms", HOUR_MS)
-        hanging = add_group(env, "alert.hang", "--interval-ms", HOUR_MS, "--timeout-s", "2")
+        ticking = add_group(env, "alert.ok", "--interval-ms", "1000", "--late-after", "1m")
+        hung_group = add_group(env, "alert.hang", "--interval-ms", HOUR_MS, "--timeout-s", "2")
         env.scheduler("s1")
         env.worker("w1", "alert_jobs")
 
@@ -86,11 +91,14 @@ def test_failed_and_hung_runs_reach_a_webhook_after_a_500_and_an_email(
                  and len(delivered(hook, rule="hung")) >= 1
                  and keys().count(keys()[0]) == 2
                  and len(mail.messages) >= 2, timeout=60, what="both alerts, both targets")
+        stuck = query(env.database_url, "SELECT count(*) FROM alert_attempt "
+                      "WHERE target_name = 'black-hole' AND outcome = 'failed'")[0][0]
         env.stop_all()
 
     # The receiver answered the first request 500: it came again after its backoff (5 s),
     # with the same idempotency key; every other message came once.
-    assert sorted(keys().count(k) for k in set(keys())) == [1, 2]
+    assert sorted(keys().count(k) for k in set(keys())) == [1, 2], [
+        (b["rule"], b["kind"], b["title"]) for b in bodies(hook)]
     failed = delivered(hook, rule="run_failed")[-1]
     signature = hook.requests[0].headers["X-FSS-Signature"]
     stamp, mac = (part.split("=", 1)[1] for part in signature.split(","))
@@ -103,7 +111,7 @@ def test_failed_and_hung_runs_reach_a_webhook_after_a_500_and_an_email(
     task_id = failed["task_id"]
     assert failed["url"] == f"http://console.test/tasks/{task_id}"
     hung = delivered(hook, rule="hung")[-1]
-    assert hung["group"]["id"] == hanging
+    assert hung["group"]["id"] == hung_group
     subjects = sorted(str(m["Subject"]) for _, m in mail.messages)
     assert any("run failed" in s for s in subjects)
     assert any("failed as hung" in s for s in subjects)
@@ -113,6 +121,12 @@ def test_failed_and_hung_runs_reach_a_webhook_after_a_500_and_an_email(
     attempts = query(env.database_url,
                      "SELECT target_name, outcome, status_code FROM alert_attempt ORDER BY id")
     assert ("hook", "failed", 500) in [tuple(a) for a in attempts]
+    # The hanging receiver's attempts failed at their time limit (5 s) and are retried;
+    # the 1 s group ran all along.
+    assert stuck >= 1
+    runs = query(env.database_url,
+                 "SELECT count(*) FROM task WHERE task_group_id = :g AND status = 4", g=ticking)
+    assert runs[0][0] >= 5
     listed = json.loads(env.cli("alert", "list", "--json").stdout)
     assert {a["rule"] for a in listed} >= {"run_failed", "hung"}
 
