@@ -26,7 +26,7 @@ from fss.scheduler.supervisor import Supervisor
 from fss.store import groups, migrate, tasks
 from fss.store.engine import create_engine
 from fss.store.recording import record, upsert_client
-from fss.store.tables import client, run_log, server_node, task
+from fss.store.tables import alert, client, run_log, server_node, task
 
 T0 = datetime(2026, 2, 1, 9, 0, 0, tzinfo=timezone.utc)
 
@@ -451,3 +451,48 @@ def test_given_a_group_disabled_until_a_time_then_the_supervisor_enables_it_then
     assert (group.is_enable, group.disabled_note, group.enable_at) == (True, None, None)
     assert world.open_task_of(group_id) is not None
     assert world.supervisor.sweep().enabled_groups == []  # once
+
+
+def _alert_rows(world: World) -> list[sa.Row[tuple[object, ...]]]:
+    with world.engine.connect() as conn:
+        return list(conn.execute(sa.select(alert).order_by(alert.c.id)))
+
+
+def test_given_a_client_dropped_or_a_node_lost_then_the_sweep_raises_their_alerts(
+    world: World,
+) -> None:
+    world.beat("gone")
+    with world.engine.begin() as conn:
+        conn.execute(server_node.insert().values(
+            id="other-node", host="h", pid=1, started_at=world.clock.now(),
+            heartbeat_at=world.clock.now()))
+    world.clock.advance(10.5)
+    report = world.supervisor.sweep()
+    assert report.removed_clients == ["gone"]
+    rows = {(r.rule, r.subject): r for r in _alert_rows(world)}
+    lost = rows[("client_lost", "client:gone")]
+    assert lost.client_id == "gone" and "served job" in lost.detail
+    assert ("node_lost", "node:other-node") in rows
+    # Swept again: nothing new (the client is gone, the node marked dead).
+    world.clock.advance(1)
+    world.supervisor.sweep()
+    assert len(_alert_rows(world)) == 2
+
+
+def test_given_alert_rules_off_then_the_sweep_drops_the_client_and_raises_nothing(
+    database_url: str, fresh_redis_url: Callable[[], str]
+) -> None:
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    clock = ManualClock(T0)
+    settings = Settings(database_url=database_url, broker_url=fresh_redis_url(),
+                        node_name="n1", alert_rules="none")
+    fence = RedisFence(settings.broker_url)
+    quiet = World(engine, clock, fence, Supervisor(engine, fence, settings, clock), settings)
+    try:
+        quiet.beat("gone")
+        clock.advance(10.5)
+        assert quiet.supervisor.sweep().removed_clients == ["gone"]
+        assert _alert_rows(quiet) == []
+    finally:
+        engine.dispose()

@@ -33,7 +33,7 @@ from fss.domain.alerts import (
     group_subject,
     open_key,
 )
-from fss.events import Event, TaskFinished, TaskStarted
+from fss.events import ClientHeartbeat, Event, TaskFinished, TaskStarted
 from fss.store import alert_checks, recording, supervision
 from fss.store.alert_outbox import (
     FOLDED,
@@ -47,6 +47,7 @@ from fss.store.alert_outbox import (
 )
 from fss.store.alert_targets import add_target
 from fss.store.alerts import raise_alert, resolve_alerts
+from fss.store.dead_letters import NewDeadLetter, add_dead_letters
 from fss.store.deadlocks import in_transaction_retrying
 from fss.store.tables import (
     alert,
@@ -54,6 +55,8 @@ from fss.store.tables import (
     alert_delivery,
     alert_notice,
     alert_silence,
+    dead_letter,
+    server_node,
     task,
     task_group,
 )
@@ -496,3 +499,77 @@ def test_a_group_back_from_being_late_gets_a_fresh_late_after_for_what_it_still_
         assert alert_checks.check_late_groups(conn, T0 + 13 * MINUTE, policy, GRACE) == [
             group_id
         ]
+
+
+def _open_rules(engine: Engine) -> dict[str, str]:
+    return {a["subject"]: a["rule"] for a in _alerts(engine) if a["state"] == "open"}
+
+
+def test_a_job_without_a_live_client_is_unserved_until_one_serves_it(engine: Engine) -> None:
+    policy = AlertPolicy()
+    alive_since = T0 - 10 * SECOND
+    _group(engine)  # job demo.job
+    _group(engine, client_tag="gpu")
+    _group(engine, alert_rules='["run_failed"]', job_name="quiet.job")
+    with engine.connect() as conn:
+        needs = alert_checks.unserved_needs(conn, T0, alive_since, policy)
+    assert [n.subject for n in needs] == ["job:demo.job", "job:demo.job#gpu"]
+    with engine.begin() as conn:
+        for need in needs:
+            assert alert_checks.raise_unserved(conn, need, T0 - MINUTE, T0, policy)
+    assert "no live client for 60 s" in _alerts(engine)[0]["title"]
+    # A worker serving demo.job without the tag: only the untagged need is served.
+    beat = ClientHeartbeat("w1", "h", "127.0.0.1", 1, ("demo.job",), "q.w1", T0)
+    with engine.begin() as conn:
+        recording.upsert_client(conn, beat, T0)
+        still = alert_checks.unserved_needs(conn, T0, alive_since, policy)
+        assert [n.subject for n in still] == ["job:demo.job#gpu"]
+        alert_checks.resolve_served(conn, [n.subject for n in still], T0)
+    assert _open_rules(engine) == {"job:demo.job#gpu": "job_unserved"}
+
+
+def test_a_lost_client_and_node_resolve_when_they_are_back(engine: Engine) -> None:
+    policy = AlertPolicy()
+    with engine.begin() as conn:
+        raise_alert(conn, rule="client_lost", subject="client:w1", title="w1 lost", now=T0,
+                    client_id="w1")
+        raise_alert(conn, rule="node_lost", subject="node:n2", title="n2 lost", now=T0)
+        conn.execute(server_node.insert().values(id="n2", host="h", pid=1, started_at=T0,
+                                                 heartbeat_at=T0 - MINUTE, is_alive=False))
+        alert_checks.resolve_returned_clients(conn, T0 - 10 * SECOND, T0)
+        alert_checks.check_nodes(conn, T0 - 10 * SECOND, T0, policy)
+    assert _open_rules(engine) == {"client:w1": "client_lost", "node:n2": "node_lost"}
+    beat = ClientHeartbeat("w1", "h", "127.0.0.1", 1, ("demo.job",), "q.w1", T0 + SECOND)
+    with engine.begin() as conn:
+        recording.upsert_client(conn, beat, T0 + SECOND)
+        conn.execute(server_node.update().values(heartbeat_at=T0 + SECOND, is_alive=True,
+                                                 unhealthy_reason="claim loop stuck for 31 s"))
+        alert_checks.resolve_returned_clients(conn, T0 - 9 * SECOND, T0 + SECOND)
+        alert_checks.check_nodes(conn, T0 - 9 * SECOND, T0 + SECOND, policy)
+    assert _open_rules(engine) == {"node:n2": "node_unhealthy"}
+    with engine.begin() as conn:
+        conn.execute(server_node.update().values(unhealthy_reason=None))
+        alert_checks.check_nodes(conn, T0 - 8 * SECOND, T0 + 2 * SECOND, policy)
+    assert _open_rules(engine) == {}
+    notes = {a["rule"]: a["resolved_note"] for a in _alerts(engine)}
+    assert notes == {"client_lost": "the client is back", "node_lost": "the node heartbeats again",
+                     "node_unhealthy": "the node is healthy again (or stopped)"}
+
+
+def test_dead_letters_open_one_alert_until_none_are_left(engine: Engine) -> None:
+    policy = AlertPolicy()
+    with engine.begin() as conn:
+        alert_checks.check_dead_letters(conn, T0, policy)
+    assert _alerts(engine) == []
+    with engine.begin() as conn:
+        add_dead_letters(conn, "fss.events", [NewDeadLetter("not JSON", "xx"),
+                                              NewDeadLetter("bad time", "yy")], T0)
+        alert_checks.check_dead_letters(conn, T0, policy)
+        alert_checks.check_dead_letters(conn, T0 + SECOND, policy)
+    (opened,) = _alerts(engine)
+    assert opened["rule"] == "dead_letters" and opened["count"] == 1
+    assert opened["detail"].startswith("2 dead letters; newest from fss.events: bad time")
+    with engine.begin() as conn:
+        conn.execute(dead_letter.delete())
+        alert_checks.check_dead_letters(conn, T0 + 2 * SECOND, policy)
+    assert _alerts(engine)[0]["state"] == "resolved"
