@@ -87,6 +87,9 @@ class AlertSender:
         self._send = send
         self._policy = settings.alert_policy
         self._checks = Every(settings.alert_check_s)
+        # Unserved jobs: a scan of the enabled groups (grouped by job), so every quarter of
+        # the time a job may go unserved, not every check.
+        self._unserved_checks = Every(max(settings.alert_check_s, settings.alert_unserved_s / 4))
         self._retention = Every(settings.retention_every_s)
         self._unserved = checks.UnservedClock(clock.now)
         self._pool: ThreadPoolExecutor | None = None
@@ -139,13 +142,15 @@ class AlertSender:
         with self._engine.begin() as conn:
             checks.resolve_gone_groups(conn, now)
             checks.check_late_groups(conn, now, policy, grace)
-        with self._engine.begin() as conn:
-            needs = checks.unserved_needs(conn, now, alive_since, policy)
-            since = self._unserved.observe(needs)
-            for need in needs:
-                if now - since[need.subject] >= unserved_for:
-                    checks.raise_unserved(conn, need, since[need.subject], now, policy)
-            checks.resolve_served(conn, [n.subject for n in needs], now)
+        if self._unserved_checks.due(now):
+            with self._engine.begin() as conn:
+                needs = checks.unserved_needs(conn, now, alive_since, policy)
+                since = self._unserved.observe(needs)
+                for need in needs:
+                    if now - since[need.subject] >= unserved_for:
+                        checks.raise_unserved(conn, need, since[need.subject], now, policy)
+                checks.resolve_served(conn, [n.subject for n in needs], now)
+            self._unserved_checks.done(now)
         with self._engine.begin() as conn:
             checks.resolve_returned_clients(conn, alive_since, now)
             checks.check_nodes(conn, alive_since, now, policy)
