@@ -36,7 +36,9 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
+from celery import Celery
 from celery.beat import PersistentScheduler
+from celery.utils.log import get_task_logger
 from sqlalchemy.pool import NullPool
 
 from fss.celery_app import create_app
@@ -66,6 +68,14 @@ BUSY_ENV = "BENCH_BUSY_S"  # seconds bench-busy / bench.stamp spend after they s
 # BENCH_JOB_LOG=1: bench-noop and bench-again also log one line and set progress, so a run
 # carries the events a real job sends (run log, progress) through the worker and the recorder.
 JOB_LOG_ENV = "BENCH_JOB_LOG"
+# BENCH_JOB=realistic (issue 20's workload): every run does the same work in fss and in plain
+# Celery, pushes one small record to Redis (RPUSH bench:records) and logs one line (fss:
+# ctx.log, Celery: its task logger); the fss job also sets progress twice, as real jobs do.
+JOB_ENV = "BENCH_JOB"
+RECORDS_KEY = "bench:records"
+# BENCH_CELERY=defaults: plain Celery at its own defaults (prefetch multiplier 4, ...) instead
+# of fss's Celery configuration (prefetch 1, acks early), the baseline users compare with.
+CELERY_ENV = "BENCH_CELERY"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -74,8 +84,28 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # --------------------------------------------------------------------------------------------
 
 
+_records_client: redis.Redis | None = None
+
+
+def _push_record(broker_url: str, record: str) -> None:
+    global _records_client
+    if _records_client is None:
+        _records_client = redis.Redis.from_url(broker_url)
+    _records_client.rpush(RECORDS_KEY, record)
+
+
+def realistic() -> bool:
+    return os.environ.get(JOB_ENV) == "realistic"
+
+
 def _log_and_progress(ctx: JobContext) -> None:
     # Read per run, not at import: the worker's environment decides (Bench.env passes ours on).
+    if realistic():
+        _push_record(os.environ.get("FSS_BROKER_URL", REDIS_BASE_URL), str(ctx.task_id))
+        ctx.set_progress(30)
+        ctx.log.info("bench run of task %s", ctx.task_id)
+        ctx.set_progress(70)
+        return
     if os.environ.get(JOB_LOG_ENV) == "1":
         ctx.log.info("bench run of task %s", ctx.task_id)
         ctx.set_progress(50)
@@ -103,11 +133,15 @@ def bench_busy(ctx: JobContext) -> None:
 
 
 def _plain_app() -> Any:
-    # The same Celery configuration fss uses for its own app (serializer, prefetch 1, no
-    # results, acks early), so that only fss's own work differs.
-    app = create_app(Settings.from_env(), main="bench-plain")
-    # ... but kombu's own Redis transport: fss.redis_transport is fss's work, not Celery's.
-    app.conf.broker_transport = None
+    if os.environ.get(CELERY_ENV) == "defaults":
+        # Celery as users run it: nothing set but the broker and the queue.
+        app = Celery("bench-plain", broker=Settings.from_env().broker_url)
+    else:
+        # The same Celery configuration fss uses for its own app (serializer, prefetch 1, no
+        # results, acks early), so that only fss's own work differs.
+        app = create_app(Settings.from_env(), main="bench-plain")
+        # ... but kombu's own Redis transport: fss.redis_transport is fss's work, not Celery's.
+        app.conf.broker_transport = None
     app.conf.task_default_queue = PLAIN_QUEUE
     spec_file = os.environ.get("BENCH_BEAT_SPEC")
     if spec_file:
@@ -140,9 +174,16 @@ plain_app = _plain_app()
 _stamp_client: redis.Redis | None = None
 
 
-@plain_app.task(name="bench.noop", ignore_result=True)
-def noop(**_: Any) -> None:
-    """Plain Celery no-op."""
+_plain_log = get_task_logger("bench.plain")
+
+
+@plain_app.task(name="bench.noop", ignore_result=True, bind=True)
+def noop(self: Any, **_: Any) -> None:
+    """Plain Celery no-op; with BENCH_JOB=realistic the work of the fss job: one record
+    pushed to Redis, one line through Celery's task logger."""
+    if realistic():
+        _push_record(plain_app.conf.broker_url, str(self.request.id))
+        _plain_log.info("bench run of task %s", self.request.id)
 
 
 @plain_app.task(name="bench.stamp", ignore_result=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -40,6 +41,8 @@ from sqlalchemy.pool import NullPool
 
 from bench.common import (
     AGAIN_JOB,
+    CELERY_ENV,
+    JOB_ENV,
     PLAIN_QUEUE,
     Bench,
     CpuMeter,
@@ -81,6 +84,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="comma list of fss, celery, beat [all]")
     parser.add_argument("--again", action="store_true",
                         help="self-rescheduling groups (job bench-again): measures the cycle")
+    parser.add_argument("--job", default="noop", choices=["noop", "realistic"],
+                        help="noop: the job does nothing; realistic: fss and plain Celery push "
+                             "one record to Redis and log one line, the fss job also sets "
+                             "progress twice [noop]")
+    parser.add_argument("--celery", default="fss-config", choices=["fss-config", "defaults"],
+                        help="plain Celery with fss's Celery settings (prefetch 1, acks early) "
+                             "or at Celery's own defaults (prefetch multiplier 4) [fss-config]")
     parser.add_argument("--profile", type=Path,
                         help="py-spy the fss scheduler over the window, raw output to this file")
     return parser.parse_args(argv)
@@ -175,6 +185,8 @@ def run_fss_again(args: argparse.Namespace) -> Row:
         sleep_until(window_end)
         runs_after = _run_count(run.database_url)
         cpu = [m.stop() for m in meters]
+        if args.job == "realistic":
+            _report_events(run.database_url)
         rss.stop()
         loadavg = load()
         if spy is not None:
@@ -193,6 +205,25 @@ def run_fss_again(args: argparse.Namespace) -> Row:
         f"{cpu[0]:.0f}", f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", f"{cpu[2]:.0f}",
         f"{cpu[3]:.0f}", cpu_ms_per_run(cpu, rate), loadavg,
     ]
+
+
+def _report_events(database_url: str) -> None:
+    """Every log line and every final progress reached the database? Counted, not sampled:
+    after the window, the runs finished so far against the lines and the progress stored."""
+    time.sleep(2)  # the runs in flight at the window's end finish and are recorded
+    engine = sa.create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            finished = conn.execute(sa.text(
+                "SELECT count(*), count(*) FILTER (WHERE progress = 100) FROM task "
+                "WHERE status = 4")).one()
+            lines = conn.execute(sa.text(
+                "SELECT count(DISTINCT task_id) FROM run_log r JOIN task t ON t.id = r.task_id "
+                "WHERE t.status = 4")).scalar_one()
+    finally:
+        engine.dispose()
+    print(f"  events: {finished[0]} runs finished Success, {lines} with their log line, "
+          f"{finished[1]} with progress 100", flush=True)
 
 
 def redis_server_pids(run: Bench) -> list[int]:
@@ -331,12 +362,17 @@ def _window_stamps(run: Bench, start: float, end: float) -> list[tuple[float, fl
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # Every process the bench starts reads these (Bench.env passes our environment on).
+    os.environ[JOB_ENV] = args.job
+    os.environ[CELERY_ENV] = "defaults" if args.celery == "defaults" else "fss"
     print_header("bench.throughput: executions per second", ["bench.throughput", *sys.argv[1:]])
     what = ("job runs again at once" if args.again
             else f"every {args.interval_ms} ms (phases spread)")
     print(f"G={args.groups} schedules, {what}, warmup "
           f"{args.warmup:g} s, window {args.window:g} s; one worker -P {args.pool} "
-          f"-c {args.concurrency}; broker Redis\n", flush=True)
+          f"-c {args.concurrency}; broker Redis; job {args.job}; plain Celery "
+          f"{'at its defaults' if args.celery == 'defaults' else 'with fss settings'}\n",
+          flush=True)
     rows: list[Row] = []
     for system in [s.strip() for s in args.systems.split(",") if s.strip()]:
         t0 = time.monotonic()
