@@ -9,7 +9,10 @@ the second.
 
 While the broker is unreachable the buffer is kept and publishing is retried with backoff,
 within bounds: past `max_buffer` task events, log and progress events are dropped (counted,
-reported once per outage), while `started` and `finished` are always kept; heartbeats of a
+reported once per outage), while `started` and `finished` are always kept; progress is a
+state: a run's newer progress replaces its older one still waiting in the buffer (so a run's
+latest value is kept even when the buffer is full, and a short run's two updates leave as
+one); heartbeats of a
 client collapse to the latest; and once a flush has waited out its timeout, later flushes
 return at once until the broker is back, so a run's end blocks once per outage, not per run.
 """
@@ -52,6 +55,8 @@ CONNECT_TIMEOUT_S = 2.0
 RETRY_POLICY = {"max_retries": 1, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.3}
 FAILOVER_OPTIONS = {"max_retries": 1, "interval_start": 0.1, "interval_step": 0.2}
 DROPPABLE = (TaskLogged, TaskProgressed)
+# How far back a progress event looks for the one it replaces (the buffer's newest events).
+SUPERSEDE_SCAN = 64
 
 
 class EventBuffer:
@@ -63,6 +68,8 @@ class EventBuffer:
         self.task_events: list[Event] = []
         self.client_events: list[Event] = []
         self.dropped = 0
+        # How many of the first task events a publish has in hand (never changed under it).
+        self.sending = 0
 
     def __len__(self) -> int:
         return len(self.task_events) + len(self.client_events)
@@ -78,12 +85,29 @@ class EventBuffer:
             self.client_events.append(event)
         elif isinstance(event, ClientLeft):
             self.client_events.append(event)
+        elif isinstance(event, TaskProgressed) and self._supersede(event):
+            # Replaced the run's older waiting value: even a full buffer keeps the newest.
+            self.task_events.append(event)
         elif isinstance(event, DROPPABLE) and len(self.task_events) >= self.max_task_events:
             self.dropped += 1
             return False
         else:
             self.task_events.append(event)
         return True
+
+    def _supersede(self, event: TaskProgressed) -> bool:
+        """Progress is a state, not a history: a run's progress still waiting here (not yet
+        in a publish's hands) is replaced by the newer one, so a job calling set_progress in a
+        loop sends its latest value once per flush instead of every call."""
+        key = (event.task_id, event.attempt, event.shard)
+        events = self.task_events
+        oldest = max(self.sending, len(events) - SUPERSEDE_SCAN)
+        for index in range(len(events) - 1, oldest - 1, -1):
+            old = events[index]
+            if isinstance(old, TaskProgressed) and (old.task_id, old.attempt, old.shard) == key:
+                del events[index]
+                return True
+        return False
 
     def sent_clients(self, sent: list[Event]) -> None:
         """Forget client events once published (by identity: the list may have changed)."""
@@ -248,11 +272,16 @@ class EventPublisher:
             while True:
                 with self._buffer_lock:
                     batch = self._buffer.task_events[: self._max_batch]
+                    self._buffer.sending = len(batch)
                 if not batch:
                     break
-                self._publish(batch, EVENTS_QUEUE)
-                with self._buffer_lock:
-                    del self._buffer.task_events[: len(batch)]
+                try:
+                    self._publish(batch, EVENTS_QUEUE)
+                    with self._buffer_lock:
+                        del self._buffer.task_events[: len(batch)]
+                finally:
+                    with self._buffer_lock:
+                        self._buffer.sending = 0
             self._published()
 
     def _publish_clients(self) -> None:

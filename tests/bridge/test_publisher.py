@@ -17,7 +17,7 @@ from kombu.connection import Connection
 from kombu.simple import SimpleQueue
 from servers import wait_for
 
-from fss.bridge.publisher import EventPublisher
+from fss.bridge.publisher import EventBuffer, EventPublisher
 from fss.events import (
     ClientHeartbeat,
     ClientLeft,
@@ -159,9 +159,10 @@ def test_given_the_broker_down_then_the_buffer_is_bounded_and_a_run_end_blocks_o
             publisher.emit(heartbeat("c", index))
         publisher.emit(TaskFinished(1, 1, "c", True, 5, AT))
 
-        # Started, 4 logs and progress, finished; one heartbeat: the latest.
+        # Started, 3 logs and the run's latest progress (each newer value replaced the one
+        # waiting: never dropped), finished; one heartbeat: the latest.
         assert publisher.pending() == 5 + 1 + 1
-        assert publisher.dropped == 36
+        assert publisher.dropped == 17
         full = [r for r in caplog.records if "event buffer full" in r.getMessage()]
         assert len(full) == 1
 
@@ -180,11 +181,13 @@ def test_given_the_broker_down_then_the_buffer_is_bounded_and_a_run_end_blocks_o
         publisher.close()
     tasks = received(redis_url, EVENTS_QUEUE)
     assert isinstance(tasks[0], TaskStarted) and isinstance(tasks[-1], TaskFinished)
-    assert [e.content for e in tasks if isinstance(e, TaskLogged)] == ["line 0", "line 1"]
+    assert [e.content for e in tasks if isinstance(e, TaskLogged)] == ["line 0", "line 1",
+                                                                         "line 2"]
+    assert [e.progress for e in tasks if isinstance(e, TaskProgressed)] == [19]
     clients = received(redis_url, CLIENTS_QUEUE)
     assert [e.active for e in clients if isinstance(e, ClientHeartbeat)] == [19]
     summary = [r for r in caplog.records if "were dropped meanwhile" in r.getMessage()]
-    assert len(summary) == 1 and "36 log/progress events" in summary[0].getMessage()
+    assert len(summary) == 1 and "17 log/progress events" in summary[0].getMessage()
 
 
 def test_given_a_flush_that_gave_up_then_the_next_outage_blocks_once_again(
@@ -201,3 +204,53 @@ def test_given_a_flush_that_gave_up_then_the_next_outage_blocks_once_again(
     finally:
         publisher.close()
     assert [type(e) for e in received(redis_url, EVENTS_QUEUE)] == [TaskStarted, TaskFinished]
+
+
+def progressed(task_id: int, value: int, shard: int | None = None) -> TaskProgressed:
+    return TaskProgressed(task_id, 1, "c", value, AT, shard=shard)
+
+
+def test_a_run_s_waiting_progress_is_replaced_by_its_newer_one_and_nothing_else_is() -> None:
+    buffer = EventBuffer(100)
+    events = [TaskStarted(1, 1, "c", AT), progressed(1, 30), logged(1), progressed(2, 10),
+              progressed(1, 70), progressed(1, 5, shard=0), TaskFinished(1, 1, "c", True, 1, AT)]
+    for event in events:
+        buffer.add(event)
+    kinds = [(type(e).__name__, getattr(e, "task_id", None), getattr(e, "progress", None))
+             for e in buffer.task_events]
+    assert kinds == [
+        ("TaskStarted", 1, None), ("TaskLogged", 1, None), ("TaskProgressed", 2, 10),
+        ("TaskProgressed", 1, 70), ("TaskProgressed", 1, 5), ("TaskFinished", 1, None),
+    ]
+
+
+def test_a_progress_in_a_publish_s_hands_is_never_replaced() -> None:
+    """The publisher deletes the first `sending` events once published: one of them removed
+    under it would make it delete an event that was never sent."""
+    buffer = EventBuffer(100)
+    buffer.add(progressed(1, 30))
+    buffer.add(logged(1))
+    buffer.sending = 2
+    buffer.add(progressed(1, 70))
+    assert [getattr(e, "progress", None) for e in buffer.task_events] == [30, None, 70]
+
+
+def test_a_job_reporting_progress_in_a_loop_delivers_its_last_value_and_every_line(
+    redis_url: str,
+) -> None:
+    publisher = EventPublisher(redis_url, flush_interval_s=0.005)
+    try:
+        for index in range(500):
+            publisher.emit(progressed(1, index % 100))
+            publisher.emit(logged(index))
+        publisher.emit(progressed(1, 99))
+        publisher.emit(TaskFinished(1, 1, "c", True, 1, AT))
+        assert publisher.flush(timeout_s=5)
+    finally:
+        publisher.close()
+    got = received(redis_url, EVENTS_QUEUE)
+    lines = [e.content for e in got if isinstance(e, TaskLogged)]
+    assert lines == [f"line {i}" for i in range(500)]
+    progress = [e.progress for e in got if isinstance(e, TaskProgressed)]
+    assert progress[-1] == 99 and len(progress) <= 501
+    assert isinstance(got[-1], TaskFinished)
