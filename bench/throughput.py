@@ -214,16 +214,14 @@ def _report_events(database_url: str) -> None:
     engine = sa.create_engine(database_url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            finished = conn.execute(sa.text(
-                "SELECT count(*), count(*) FILTER (WHERE progress = 100) FROM task "
-                "WHERE status = 4")).one()
-            lines = conn.execute(sa.text(
-                "SELECT count(DISTINCT task_id) FROM run_log r JOIN task t ON t.id = r.task_id "
-                "WHERE t.status = 4")).scalar_one()
+            finished, with_line, at_100 = conn.execute(sa.text(
+                "SELECT count(*), "
+                "count(*) FILTER (WHERE EXISTS (SELECT 1 FROM run_log r WHERE r.task_id = t.id)), "
+                "count(*) FILTER (WHERE t.progress = 100) FROM task t WHERE t.status = 4")).one()
     finally:
         engine.dispose()
-    print(f"  events: {finished[0]} runs finished Success, {lines} with their log line, "
-          f"{finished[1]} with progress 100", flush=True)
+    print(f"  events: {finished} runs finished Success, {with_line} with their log line, "
+          f"{at_100} with progress 100", flush=True)
 
 
 def redis_server_pids(run: Bench) -> list[int]:

@@ -117,14 +117,29 @@ def record(
     shard_record = shards.record_events(conn, sharded, now, locked)
     locked |= _lock_for_set_based(conn, started, finished)
     stats.started = _started(conn, started, now, locked) + shard_record.started
-    stats.progressed = _progressed(conn, by_kind.get(TaskProgressed, []), now)
+    # Runs that end in this batch: their end writes reported_at (a log line's sign of life
+    # adds nothing), and a Success writes progress 100 (their progress events add nothing).
+    ending = {(e.task_id, e.attempt, e.client_id): e.success for e in finished}
+    progressed = [
+        e for e in by_kind.get(TaskProgressed, [])
+        if not ending.get((e.task_id, e.attempt, e.client_id), False)
+    ]
+    kept = {id(e) for e in progressed}
+    superseded = [e for e in by_kind.get(TaskProgressed, []) if id(e) not in kept]
+    stats.progressed = _progressed(conn, progressed, now)
     stats.progressed += shard_record.progressed
-    stats.logged = _logged(conn, by_kind.get(TaskLogged, []), now) + shard_record.logged
+    stats.logged = _logged(conn, by_kind.get(TaskLogged, []), now, set(ending))
+    stats.logged += shard_record.logged
     stats.data_saved = _data_saved(conn, by_kind.get(TaskDataSaved, []))
     stats.data_saved += shard_record.data_saved
     # The broadcast tasks whose last shard ended finish with the others, in one pass.
     task_finishes = shard_record.task_finishes or []
-    ended = finish_tasks(conn, finished + task_finishes, now, claim_next, locked, alerting)
+    won: set[tuple[int, int]] = set()
+    ended = finish_tasks(
+        conn, finished + task_finishes, now, claim_next, locked, alerting, won=won
+    )
+    # A progress its run's Success wrote over counts as applied when that finish won.
+    stats.progressed += sum(1 for e in superseded if (e.task_id, e.attempt) in won)
     # Counted as events: a task's end made of its shards' ends is no event of the batch.
     stats.finished = max(0, ended - len(task_finishes)) + shard_record.finished
     total = len(events) - len(client_events)
@@ -252,8 +267,14 @@ def _progressed(conn: Connection, events: list[TaskProgressed], now: datetime) -
     return _count(conn.execute(statement, params).rowcount, len(events))
 
 
-def _logged(conn: Connection, events: list[TaskLogged], now: datetime) -> int:
-    """Store new log lines; each counts as a sign of life of its run (see _alive)."""
+def _logged(
+    conn: Connection,
+    events: list[TaskLogged],
+    now: datetime,
+    ending: set[tuple[int, int, str]] | None = None,
+) -> int:
+    """Store new log lines; each counts as a sign of life of its run (see _alive), except
+    for the runs in `ending`, whose end in the same batch writes that sign."""
     if not events:
         return 0
     fresh = list({e.event_id: e for e in events}.values())
@@ -289,7 +310,9 @@ def _logged(conn: Connection, events: list[TaskLogged], now: datetime) -> int:
     ]
     if rows:
         conn.execute(run_log.insert(), rows)
-        _alive(conn, {(e.task_id, e.attempt, e.client_id) for e in current}, now)
+        alive = {(e.task_id, e.attempt, e.client_id) for e in current} - (ending or set())
+        if alive:
+            _alive(conn, alive, now)
     return len(rows)
 
 
@@ -367,6 +390,7 @@ def finish_tasks(
     claim_next: ClaimNext | None = None,
     locked: set[int] | None = None,
     alerting: AlertPolicy = DEFAULT_POLICY,
+    won: set[tuple[int, int]] | None = None,
 ) -> int:
     """Close the tasks, update their groups' stats and data, and create their next tasks.
 
@@ -383,14 +407,16 @@ def finish_tasks(
     retried, notes = _retry_failures(conn, unique, now, locked)
     if retried:
         unique = [e for e in unique if (e.task_id, e.attempt) not in retried]
-    won = _finish_guarded(conn, unique, now, locked)
-    if won:
+    winners = _finish_guarded(conn, unique, now, locked)
+    if won is not None:
+        won.update((event.task_id, event.attempt) for event, _ in winners)
+    if winners:
         if notes:
-            write_notes(conn, notes, {row.id: row.task_group_id for _, row in won}, now)
+            write_notes(conn, notes, {row.id: row.task_group_id for _, row in winners}, now)
         # Tasks that ran more than one attempt keep their last one with the others.
-        archive_final(conn, [row.id for _, row in won if row.attempt > 1])
-        _schedule_after(conn, won, now, claim_next, alerting)
-    return len(won) + len(retried)
+        archive_final(conn, [row.id for _, row in winners if row.attempt > 1])
+        _schedule_after(conn, winners, now, claim_next, alerting)
+    return len(winners) + len(retried)
 
 
 def _retry_failures(

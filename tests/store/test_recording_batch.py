@@ -19,7 +19,7 @@ from store_helpers import (
 )
 
 from fss.domain.status import TaskStatus
-from fss.events import Event, TaskFinished, TaskProgressed, TaskStarted
+from fss.events import Event, TaskFinished, TaskLogged, TaskProgressed, TaskStarted
 from fss.store import groups, recording
 from fss.store.tables import task_group
 
@@ -159,3 +159,50 @@ def test_runs_that_start_and_finish_in_one_batch_end_finished_with_their_start_t
     assert (two["status"], two["run_at"], two["progress"]) == (TaskStatus.SUCCESS, T0 + SECOND, 100)
     assert (three["status"], three["run_at"]) == (TaskStatus.WORKING, T0 + SECOND)
     assert [len(open_tasks(engine, g)) for g in (g1, g2)] == [1, 1]
+
+
+def _statements_of(engine: Engine, events: list[Event]) -> tuple[list[str], recording.RecordStats]:
+    seen: list[str] = []
+
+    def note(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        stats = _record(engine, events)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    return seen, stats
+
+
+def _short_run(task_id: int, attempt: int, success: bool, progress: bool) -> list[Event]:
+    events: list[Event] = [TaskStarted(task_id, attempt, CLIENT, T0)]
+    if progress:
+        events.append(TaskProgressed(task_id, attempt, CLIENT, 30, T0))
+    events.append(TaskLogged(task_id, attempt, CLIENT, 3, 1, f"line of {task_id}", T0))
+    if progress:
+        events.append(TaskProgressed(task_id, attempt, CLIENT, 70, T0))
+    events.append(TaskFinished(task_id, attempt, CLIENT, success, 5, T0,
+                               error=None if success else "boom"))
+    return events
+
+
+def test_a_short_run_s_progress_and_sign_of_life_cost_nothing_beside_its_success(
+    engine: Engine,
+) -> None:
+    """A run that starts, reports progress, logs and succeeds in one batch: its Success
+    writes progress 100 and reported_at, so its progress and its log line's sign of life
+    cost no statement (the same statements as a run that reports no progress); a failure in
+    the same shape keeps its last progress."""
+    _, plain_task, plain_attempt = _dispatched(engine)
+    plain, _ = _statements_of(engine, _short_run(plain_task, plain_attempt, True, False))
+    _, ok_task, ok_attempt = _dispatched(engine)
+    busy, stats = _statements_of(engine, _short_run(ok_task, ok_attempt, True, True))
+    assert len(busy) == len(plain), busy
+    assert (stats.progressed, stats.logged, stats.finished, stats.ignored) == (2, 1, 1, 0)
+    assert task_row(engine, ok_task)["progress"] == 100
+    _, failed_task, failed_attempt = _dispatched(engine)
+    _, stats = _statements_of(engine, _short_run(failed_task, failed_attempt, False, True))
+    assert (stats.progressed, stats.finished) == (2, 1)
+    row = task_row(engine, failed_task)
+    assert (row["status"], row["progress"]) == (TaskStatus.FAIL, 70)
