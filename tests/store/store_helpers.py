@@ -14,7 +14,7 @@ test_migrations.py (``database_url``) and the concurrency tests (``pg_database_u
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -179,3 +179,18 @@ def dispatch(
         attempt = tasks.mark_dispatched(conn, claimed, node, target, now)
     assert attempt is not None, f"dispatch of task {task_id} lost"
     return attempt
+
+
+def statements_of(engine: Engine, action: Callable[[], object]) -> list[str]:
+    """The SQL statements `action` sends through `engine`, in order (executemany once)."""
+    seen: list[str] = []
+
+    def note(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        action()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
+    return seen

@@ -21,6 +21,7 @@ from store_helpers import (
     dispatch,
     group_raw,
     pending,
+    statements_of,
 )
 
 from fss.domain.alert_targets import TargetSpec
@@ -443,19 +444,6 @@ def test_three_hundred_late_groups_are_raised_in_one_check(engine: Engine) -> No
     assert len(sendable) == 1 and sendable[0]["notice_id"] is None
 
 
-def _statements(engine: Engine, action: Any) -> list[str]:
-    seen: list[str] = []
-
-    def note(*args: Any) -> None:
-        seen.append(args[2])
-
-    sa.event.listen(engine, "before_cursor_execute", note)
-    try:
-        action()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", note)
-    return seen
-
 
 def test_what_alerts_cost_a_run_s_end(engine: Engine) -> None:
     """A success with nothing open costs no statement; a final failure with its rule off
@@ -470,7 +458,7 @@ def test_what_alerts_cost_a_run_s_end(engine: Engine) -> None:
         attempt = dispatch(engine, task_id, T0)
         event = TaskFinished(task_id, attempt, CLIENT, success, 10, T0,
                              error=None if success else "x")
-        costs[name] = _statements(
+        costs[name] = statements_of(
             engine, lambda e=event, p=policy: _record(engine, [e], T0, alerting=p)
         )
     touching = re.compile(r"\b(FROM|INTO|UPDATE) alert", re.IGNORECASE)

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from store_helpers import (
     CLIENT,
@@ -20,6 +19,7 @@ from store_helpers import (
     group_raw,
     log_rows,
     pending,
+    statements_of,
     task_row,
     task_rows,
 )
@@ -243,19 +243,6 @@ def test_the_supervisor_failing_a_run_buffers_the_passed_slot_too(engine: Engine
     ]
 
 
-def _statements(engine: Engine, action: Any) -> list[str]:
-    seen: list[str] = []
-
-    def note(*args: Any) -> None:
-        seen.append(args[2])
-
-    sa.event.listen(engine, "before_cursor_execute", note)
-    try:
-        action()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", note)
-    return seen
-
 
 def test_the_policy_costs_a_finish_no_statement_unless_a_slot_passed(engine: Engine) -> None:
     """skip and buffer_one finishes run the same statements; a run that covered a slot on
@@ -268,7 +255,7 @@ def test_the_policy_costs_a_finish_no_statement_unless_a_slot_passed(engine: Eng
         attempt = dispatch(engine, waiting["id"], T0)
         end = T0 + seconds * SECOND
         event = TaskFinished(waiting["id"], attempt, CLIENT, True, 10, end)
-        counts[name] = _statements(engine, lambda e=event, n=end: _record(engine, [e], n))
+        counts[name] = statements_of(engine, lambda e=event, n=end: _record(engine, [e], n))
     assert counts["buffer_one on time"] == counts["skip"]
     assert len(counts["buffer_one late"]) == len(counts["skip"]) + 1
     assert "INSERT INTO run_log" in counts["buffer_one late"][-1] or any(

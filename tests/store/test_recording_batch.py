@@ -15,6 +15,7 @@ from store_helpers import (
     group_raw,
     open_tasks,
     pending,
+    statements_of,
     task_row,
 )
 
@@ -162,17 +163,9 @@ def test_runs_that_start_and_finish_in_one_batch_end_finished_with_their_start_t
 
 
 def _statements_of(engine: Engine, events: list[Event]) -> tuple[list[str], recording.RecordStats]:
-    seen: list[str] = []
-
-    def note(*args: object) -> None:
-        seen.append(str(args[2]))
-
-    sa.event.listen(engine, "before_cursor_execute", note)
-    try:
-        stats = _record(engine, events)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", note)
-    return seen, stats
+    stats: list[recording.RecordStats] = []
+    seen = statements_of(engine, lambda: stats.append(_record(engine, events)))
+    return seen, stats[0]
 
 
 def _short_run(task_id: int, attempt: int, success: bool, progress: bool) -> list[Event]:

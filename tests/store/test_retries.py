@@ -22,6 +22,7 @@ from store_helpers import (
     group_raw,
     log_rows,
     pending,
+    statements_of,
     task_row,
     task_rows,
 )
@@ -327,19 +328,6 @@ def test_an_order_sent_again_keeps_its_attempt_in_the_history(engine: Engine) ->
     assert not claim_one(engine, task_id, T0 + MINUTE).retrying  # not a failure: plain fence
 
 
-def _statements(engine: Engine, action: Any) -> list[str]:
-    seen: list[str] = []
-
-    def note(*args: Any) -> None:
-        seen.append(args[2])
-
-    sa.event.listen(engine, "before_cursor_execute", note)
-    try:
-        action()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", note)
-    return seen
-
 
 def test_retries_cost_a_successful_run_no_statement_and_a_plain_failure_one_read(
     engine: Engine,
@@ -355,7 +343,7 @@ def test_retries_cost_a_successful_run_no_statement_and_a_plain_failure_one_read
         attempt = dispatch(engine, task_id, T0)
         event = TaskFinished(task_id, attempt, CLIENT, success, 10, T0, error=None if success
                              else "x")
-        counts[name] = _statements(engine, lambda e=event: _record(engine, [e], T0, quiet))
+        counts[name] = statements_of(engine, lambda e=event: _record(engine, [e], T0, quiet))
     assert counts["retrying ok"] == counts["plain ok"]
     extra = len(counts["plain fail"]) - len(counts["plain ok"])
     assert extra == 1
