@@ -3,6 +3,7 @@ turned into deliveries, storms folded, attempts recorded; on SQLite, PostgreSQL,
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Sequence
@@ -459,7 +460,7 @@ def test_what_alerts_cost_a_run_s_end(engine: Engine) -> None:
         event = TaskFinished(task_id, attempt, CLIENT, success, 10, T0,
                              error=None if success else "x")
         costs[name] = statements_of(
-            engine, lambda e=event, p=policy: _record(engine, [e], T0, alerting=p)
+            engine, functools.partial(_record, engine, [event], T0, alerting=policy)
         )
     touching = re.compile(r"\b(FROM|INTO|UPDATE) alert", re.IGNORECASE)
     assert not any(touching.search(s) for s in costs["ok"])
