@@ -79,6 +79,8 @@ class Settings:
     # Notices wait until the oldest pending one is this old, then go out together: a storm
     # raised over a few checks (groups going late one after another) folds into one summary.
     alert_group_wait_s: float = 2.0
+    # A resolved notice waits this long; an alert raised again meanwhile is reopened (flapping).
+    alert_resolve_hold_s: float = 60.0
     alert_send_timeout_s: float = 5.0
     alert_max_attempts: int = 10
     alert_max_age_s: float = 30 * 24 * 3600
@@ -123,7 +125,8 @@ class Settings:
     @property
     def alert_policy(self) -> AlertPolicy:
         repeat = timedelta(seconds=self.alert_repeat_s) if self.alert_repeat_s > 0 else None
-        return AlertPolicy(parse_rules(self.alert_rules), repeat)
+        hold = timedelta(seconds=self.alert_resolve_hold_s)
+        return AlertPolicy(parse_rules(self.alert_rules), repeat, hold)
 
     @property
     def effective_fence_url(self) -> str:

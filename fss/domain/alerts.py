@@ -65,6 +65,10 @@ class AlertPolicy:
 
     rules: frozenset[str] = ALL_RULES
     repeat_after: timedelta | None = timedelta(hours=1)
+    # A resolved alert raised again within this long is the same alert reopened: its
+    # resolved notice (held back this long) is not sent, nor a new firing one, so a job
+    # that fails every other run is one open alert, not a message pair per run.
+    resolve_hold: timedelta = timedelta(seconds=60)
 
 
 DEFAULT_POLICY = AlertPolicy()

@@ -610,6 +610,7 @@ class Supervisor:
         raise_alert(
             conn, rule=rule, subject=subject, title=title, detail=detail, now=now,
             client_id=client_id, repeat_after=policy.repeat_after,
+            reopen_within=policy.resolve_hold,
         )
 
     def _return(self, task: OpenTask, reason: str, now: datetime, report: SweepReport) -> None:

@@ -103,7 +103,7 @@ def check_late_groups(
             now=now,
             group_id=row.group_id,
             planned_at=found.planned_at,
-            repeat_after=policy.repeat_after,
+            repeat_after=policy.repeat_after, reopen_within=policy.resolve_hold,
             count_up=False,
         )
         if raised.new:
@@ -308,7 +308,7 @@ def raise_unserved(
             f"run {need.job_name}{tag}; no live worker taking new runs serves it"
         ),
         now=now,
-        repeat_after=policy.repeat_after,
+        repeat_after=policy.repeat_after, reopen_within=policy.resolve_hold,
         count_up=False,
     )
     return raised.new
@@ -356,7 +356,8 @@ def check_nodes(
                     conn, rule=NODE_UNHEALTHY, subject=node_subject(node_id),
                     title=f"scheduler node {node_id} unhealthy",
                     detail=row.unhealthy_reason, now=now,
-                    repeat_after=policy.repeat_after, count_up=False,
+                    repeat_after=policy.repeat_after, reopen_within=policy.resolve_hold,
+                    count_up=False,
                 )
     open_rows = conn.execute(
         sa.select(alert.c.id, alert.c.rule, alert.c.subject).where(
@@ -401,7 +402,7 @@ def check_dead_letters(conn: Connection, now: datetime, policy: AlertPolicy) -> 
     raise_alert(
         conn, rule=DEAD_LETTERS, subject="dead_letters",
         title="event messages set aside as dead letters", detail=detail, now=now,
-        repeat_after=policy.repeat_after, count_up=False,
+        repeat_after=policy.repeat_after, reopen_within=policy.resolve_hold, count_up=False,
     )
 
 

@@ -26,6 +26,7 @@ from fss.domain.alerts import (
     FIRING,
     JOB_UNSERVED,
     NODE_LOST,
+    RESOLVED,
     AlertView,
     Message,
     delivery_backoff,
@@ -111,15 +112,20 @@ def expand_notices(
     console_url: str = "",
     limit: int = 2000,
     group_wait: timedelta = NO_WAIT,
+    resolve_hold: timedelta = NO_WAIT,
 ) -> int:
     """Turn pending notices into deliveries; how many notices were expanded. Nothing until
     the oldest pending notice is `group_wait` old; then every pending one (up to `limit`),
-    so the notices of a storm raised over a few seconds fold together."""
+    so the notices of a storm raised over a few seconds fold together. A resolved notice
+    waits `resolve_hold` first: raised again meanwhile, its alert is reopened and the
+    notice withdrawn (fss.store.alerts)."""
+    ready = sa.and_(
+        alert_notice.c.expanded_at.is_(None),
+        sa.or_(alert_notice.c.kind != RESOLVED, alert_notice.c.created_at <= now - resolve_hold),
+    )
     if group_wait > NO_WAIT:
         oldest = conn.execute(
-            sa.select(sa.func.min(alert_notice.c.created_at)).where(
-                alert_notice.c.expanded_at.is_(None)
-            )
+            sa.select(sa.func.min(alert_notice.c.created_at)).where(ready)
         ).scalar()
         if oldest is None or oldest > now - group_wait:
             return 0
@@ -129,7 +135,7 @@ def expand_notices(
             alert.c.rule, alert.c.task_group_id,
         )
         .join(alert, alert.c.id == alert_notice.c.alert_id)
-        .where(alert_notice.c.expanded_at.is_(None))
+        .where(ready)
         .order_by(alert_notice.c.id)
         .limit(limit)
         .with_for_update(of=alert_notice)

@@ -64,13 +64,22 @@ def raise_alert(
     planned_at: datetime | None = None,
     repeat_after: timedelta | None = None,
     count_up: bool = True,
+    reopen_within: timedelta | None = None,
 ) -> Raised:
     """Open the alert (rule, subject) with its firing notice, or count the open one up.
 
     `repeat_after`: an open, unacknowledged alert last notified longer ago than this gets
     a reminder notice. `count_up=False`: a check that finds the same state again (the
-    sender's periodic checks) touches nothing unless a reminder is due."""
+    sender's periodic checks) touches nothing unless a reminder is due. `reopen_within`:
+    an alert of this rule and subject resolved less than this long ago whose resolved
+    notice is still held back is reopened instead (flapping: no notice either way)."""
     key = open_key(rule, subject)
+    if reopen_within is not None and reopen_within > timedelta(0):
+        reopened = _reopen(conn, rule, subject, key, now, reopen_within, task_id, detail)
+        if reopened is not None:
+            if group_id is not None:
+                _flag_group(conn, group_id)
+            return Raised(reopened, False)
     values = {
         "rule": rule,
         "subject": subject[:200],
@@ -91,11 +100,7 @@ def raise_alert(
     if alert_id is not None:
         conn.execute(alert_notice.insert().values(alert_id=alert_id, kind=FIRING, created_at=now))
         if group_id is not None:
-            conn.execute(
-                task_group.update()
-                .where(task_group.c.id == group_id, task_group.c.alert_open == sa.false())
-                .values(alert_open=True)
-            )
+            _flag_group(conn, group_id)
         return Raised(alert_id, True)
     if count_up:
         changes: dict[str, Any] = {"count": alert.c.count + 1, "last_at": now}
@@ -127,6 +132,64 @@ def raise_alert(
                 alert_notice.insert().values(alert_id=existing, kind=REMINDER, created_at=now)
             )
     return Raised(int(existing), False, reminded)
+
+
+def _flag_group(conn: Connection, group_id: int) -> None:
+    conn.execute(
+        task_group.update()
+        .where(task_group.c.id == group_id, task_group.c.alert_open == sa.false())
+        .values(alert_open=True)
+    )
+
+
+def _reopen(
+    conn: Connection,
+    rule: str,
+    subject: str,
+    key: str,
+    now: datetime,
+    within: timedelta,
+    task_id: int | None,
+    detail: str | None,
+) -> int | None:
+    """Reopen the newest alert of (rule, subject) resolved within `within` whose resolved
+    notice has not gone out: that notice is withdrawn (the DELETE's row lock makes one
+    raiser the reopener) and the alert is open again, counted up. None: nothing to reopen
+    (none that recent, its resolution already told, or one open already)."""
+    recent = conn.execute(
+        sa.select(alert.c.id)
+        .where(
+            alert.c.rule == rule,
+            alert.c.subject == subject[:200],
+            alert.c.open_key.is_(None),
+            alert.c.resolved_at >= now - within,
+        )
+        .order_by(alert.c.id.desc())
+        .limit(1)
+    ).scalar()
+    if recent is None:
+        return None
+    if conn.execute(sa.select(alert.c.id).where(alert.c.open_key == key)).first() is not None:
+        return None  # open again already: the caller counts that one up
+    withdrawn = conn.execute(
+        alert_notice.delete().where(
+            alert_notice.c.alert_id == recent,
+            alert_notice.c.kind == RESOLVED,
+            alert_notice.c.expanded_at.is_(None),
+        )
+    ).rowcount
+    if withdrawn != 1:
+        return None
+    changes: dict[str, Any] = {
+        "open_key": key, "state": "open", "resolved_at": None, "resolved_note": None,
+        "count": alert.c.count + 1, "last_at": now,
+    }
+    if task_id is not None:
+        changes["task_id"] = task_id
+    if detail is not None:
+        changes["detail"] = clip(detail, MAX_DETAIL)
+    conn.execute(alert.update().where(alert.c.id == recent).values(**changes))
+    return int(recent)
 
 
 def _insert_if_absent(conn: Connection, values: dict[str, Any]) -> int | None:
@@ -292,7 +355,7 @@ def note_run_ends(
             task_id=end.task_id,
             client_id=end.client_id,
             planned_at=end.planned_at,
-            repeat_after=policy.repeat_after,
+            repeat_after=policy.repeat_after, reopen_within=policy.resolve_hold,
         )
 
 

@@ -444,6 +444,8 @@ alert = sa.Table(
     sa.Column("acked_by", sa.String(64), nullable=True),
     sa.Column("acked_at", UTCDateTime(), nullable=True),
     sa.Index("uq_alert_open_key", "open_key", unique=True),
+    # A resolved alert raised again soon is reopened: found by its rule and subject.
+    sa.Index("ix_alert_rule_subject", "rule", "subject"),
     sa.Index("ix_alert_opened_at", "opened_at"),
     sa.Index("ix_alert_task_group_id", "task_group_id"),
     sqlite_autoincrement=True,

@@ -33,6 +33,7 @@ HOUR_MS = "3600000"
 FAST = {
     "FSS_ALERT_CHECK_S": "1",
     "FSS_ALERT_GROUP_WAIT_S": "0.5",
+    "FSS_ALERT_RESOLVE_HOLD_S": "1",
     "FSS_ALERT_LATE_GRACE_S": "1",
     "FSS_ALERT_UNSERVED_S": "2",
     "FSS_CONSOLE_URL": "http://console.test",

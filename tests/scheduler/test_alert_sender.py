@@ -42,6 +42,7 @@ class World:
         values: dict[str, object] = {
             "database_url": "sqlite://", "node_name": node, "alert_send_timeout_s": 0.5,
             "console_url": "http://console.example", "alert_group_wait_s": 0.0,
+            "alert_resolve_hold_s": 0.0,
         }
         values.update(settings)
         return AlertSender(self.engine, Settings(**values), self.clock,  # type: ignore[arg-type]

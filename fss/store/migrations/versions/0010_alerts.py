@@ -81,6 +81,7 @@ def upgrade() -> None:
         **MYSQL_UTF8MB4,
     )
     op.create_index("uq_alert_open_key", "alert", ["open_key"], unique=True)
+    op.create_index("ix_alert_rule_subject", "alert", ["rule", "subject"])
     op.create_index("ix_alert_opened_at", "alert", ["opened_at"])
     op.create_index("ix_alert_task_group_id", "alert", ["task_group_id"])
     op.create_table(
