@@ -303,7 +303,7 @@ def raise_unserved(
         subject=need.subject,
         title=f"job {need.job_name}{tag}: no live client for {_span(now - since)}",
         detail=(
-            f"{count} enabled group{'s' if count != 1 else ''} (ids "
+            f"{count} enabled group{'s' if count != 1 else ''} (id{'s' if count != 1 else ''} "
             f"{', '.join(str(g) for g in need.groups)}{', ...' if count > 2 else ''}) "
             f"run {need.job_name}{tag}; no live worker taking new runs serves it"
         ),
