@@ -160,8 +160,11 @@ class AlertSender:
             repair_alert_flags(conn)
 
     def _send_due(self, now: datetime) -> int:
+        with self._busy_lock:
+            busy = set(self._busy)
         with self._engine.connect() as conn:
-            due = due_deliveries(conn, now)
+            # A target whose sends are still under way gets its due ones next round.
+            due = [d for d in due_deliveries(conn, now) if d.target_id not in busy]
             if not due:
                 return 0
             targets = targets_by_id(conn, {d.target_id for d in due})

@@ -220,7 +220,8 @@ def _write_summary(
     installation: str,
     console_url: str,
 ) -> None:
-    alert_ids = [n.alert_id for n in pending if n.id in set(folded)]
+    members = set(folded)
+    alert_ids = [n.alert_id for n in pending if n.id in members]
     views = alert_views(conn, alert_ids)
     causes = open_causes(conn, rule) if kind == FIRING else []
     key = f"fss-{installation or 'fss'}-s{min(folded)}-{kind}-{rule}-t{target_id}"
@@ -437,14 +438,4 @@ def defer(conn: Connection, delivery_ids: Sequence[int], until: datetime) -> Non
                    alert_delivery.c.state == PENDING)
             .values(next_at=until)
         )
-
-
-def backlog(conn: Connection) -> int:
-    return int(
-        conn.execute(
-            sa.select(sa.func.count()).select_from(alert_delivery).where(
-                alert_delivery.c.state == PENDING
-            )
-        ).scalar_one()
-    )
 

@@ -374,9 +374,6 @@ def _group_names(conn: Connection, group_ids: set[int]) -> dict[int, str]:
     return {r.id: f"{r.key or r.caption or f'group {r.id}'} ({r.job_name})" for r in rows}
 
 
-def group_name(conn: Connection, group_id: int) -> str:
-    return _group_names(conn, {group_id}).get(group_id, f"group {group_id}")
-
 
 def describe_client(conn: Connection, client_id: str) -> str:
     """A client as an alert names it: where it ran and what it served."""

@@ -120,12 +120,11 @@ def record(
     # Runs that end in this batch: their end writes reported_at (a log line's sign of life
     # adds nothing), and a Success writes progress 100 (their progress events add nothing).
     ending = {(e.task_id, e.attempt, e.client_id): e.success for e in finished}
-    progressed = [
-        e for e in by_kind.get(TaskProgressed, [])
-        if not ending.get((e.task_id, e.attempt, e.client_id), False)
-    ]
-    kept = {id(e) for e in progressed}
-    superseded = [e for e in by_kind.get(TaskProgressed, []) if id(e) not in kept]
+    progressed: list[TaskProgressed] = []
+    superseded: list[TaskProgressed] = []
+    for event in by_kind.get(TaskProgressed, []):
+        succeeds = ending.get((event.task_id, event.attempt, event.client_id), False)
+        (superseded if succeeds else progressed).append(event)
     stats.progressed = _progressed(conn, progressed, now)
     stats.progressed += shard_record.progressed
     stats.logged = _logged(conn, by_kind.get(TaskLogged, []), now, set(ending))
