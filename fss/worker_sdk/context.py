@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fss.domain.clock import Clock, as_utc
-from fss.domain.group_spec import MAX_DATA_BYTES
+from fss.domain.group_spec import MAX_DATA_BYTES, MAX_DATA_DEPTH, nesting_depth
 from fss.errors import InvalidField
 from fss.events import Event, TaskDataSaved, TaskLogged, TaskProgressed, run_logger
 
@@ -20,11 +20,19 @@ def data_problem(data: Any) -> str | None:
     """Why `data` cannot be saved to its group (None: it can), for the run's error text."""
     if not isinstance(data, dict):
         return "data must be a JSON object"
+    # What the recorder's validate_data refuses must fail the run here: a finished event it
+    # refuses is set aside whole and the run is left Working.
+    if nesting_depth(data) > MAX_DATA_DEPTH:
+        return f"data is nested deeper than {MAX_DATA_DEPTH} levels"
     try:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         return f"data is not JSON-serializable ({exc})"
-    size = len(text.encode())
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:
+        return (f"data contains a lone surrogate \\u{ord(text[exc.start]):04x}, "
+                "which is not valid UTF-8")
     if size > MAX_DATA_BYTES:
         return f"data is {size} bytes, over the {MAX_DATA_BYTES}-byte limit"
     return None

@@ -45,6 +45,28 @@ def saver(ctx: JobContext) -> None:
     raise RuntimeError("sync failed after the save")
 
 
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@job("nester")
+def nester(ctx: JobContext) -> None:
+    ctx.data["deep"] = _nested(150)  # past the 100 levels the recorder accepts
+
+
+@job("abyss")
+def abyss(ctx: JobContext) -> None:
+    ctx.data["deep"] = _nested(100_000)  # json.dumps alone raises RecursionError
+
+
+@job("surrogate")
+def surrogate(ctx: JobContext) -> None:
+    ctx.data["text"] = "\ud800"  # a str Python holds but UTF-8 cannot
+
+
 @pytest.fixture
 def runtime(fresh_redis_url: Callable[[], str]) -> Iterator[WorkerRuntime]:
     errors.clear()
@@ -96,3 +118,20 @@ def test_save_data_sends_the_data_now_and_refuses_data_over_the_limit(
     assert errors == ["data is 70022 bytes, over the 65536-byte limit"]
     [finished] = [e for e in events if isinstance(e, TaskFinished)]
     assert not finished.success and "sync failed" in (finished.error or "")
+
+
+@pytest.mark.parametrize(("job_name", "expected"), [
+    ("nester", "data is nested deeper than 100 levels"),
+    ("abyss", "data is nested deeper than 100 levels"),
+    ("surrogate", "data contains a lone surrogate \\ud800, which is not valid UTF-8"),
+])
+def test_data_the_recorder_would_refuse_fails_the_run_naming_why(
+    runtime: WorkerRuntime, job_name: str, expected: str
+) -> None:
+    """Before, such data left the run Working until it was failed as hung: the end report
+    raised (lone surrogate, RecursionError) or the recorder set the whole finished event aside
+    (too deep), so nothing ended the run."""
+    events = _run(runtime, 23, job_name)
+    [finished] = [e for e in events if isinstance(e, TaskFinished)]
+    assert not finished.success and finished.error == expected and finished.data is None
+    assert any(isinstance(e, TaskLogged) and expected in e.content for e in events)
