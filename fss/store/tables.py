@@ -534,6 +534,36 @@ alert_silence = sa.Table(
 )
 
 
+# The audit trail (fss.store.audit): one row per change an operator made, written in the
+# change's own transaction. Kept FSS_AUDIT_RETENTION_DAYS (the supervisor's retention).
+audit_event = sa.Table(
+    "audit_event",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    # Who: a web user's name, "token:<name>" for an API token, "<os user>@<host>" for the CLI.
+    sa.Column("actor", sa.String(128), nullable=False),
+    # web | api | cli
+    sa.Column("actor_kind", sa.String(8), nullable=False),
+    # From where: the web client's IP address, the CLI's host (and its pid).
+    sa.Column("source", sa.String(256), nullable=True),
+    # group.create, group.edit, client.kick, login.refused, ... (fss.store.audit.ACTIONS)
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("task_group_id", sa.BigInteger(), nullable=True),
+    # What the action was on when not (only) a group: "client:w1", "task:42", "alert:7".
+    sa.Column("subject", sa.String(200), nullable=True),
+    # JSON {field: [before, after]}, secrets masked; NULL when nothing but the action is told.
+    sa.Column("changes", LongText, nullable=True),
+    # JSON of what else the action carried (run data, a note, the groups of an apply).
+    sa.Column("detail", LongText, nullable=True),
+    sa.Index("ix_audit_event_at", "at"),
+    sa.Index("ix_audit_event_task_group_id_id", "task_group_id", "id"),
+    sa.Index("ix_audit_event_actor_id", "actor", "id"),
+    sqlite_autoincrement=True,
+    **MYSQL_UTF8MB4,
+)
+
+
 def insert_waiting_task(
     conn: Connection, group_id: int, job_name: str, start_at: datetime, now: datetime
 ) -> int:
