@@ -75,6 +75,13 @@ _POLICY_COLUMNS = (
     task_group.c.retry_delay_max_ms,
     task_group.c.retry_jitter,
     task.c.shard_total,
+    # Attempts sent again before they started (kept in task_run as status None): they took
+    # an attempt number but ran nothing, so they use no retry.
+    sa.select(sa.func.count())
+    .select_from(task_run)
+    .where(task_run.c.task_id == task.c.id, task_run.c.status == int(TaskStatus.NONE))
+    .scalar_subquery()
+    .label("not_started"),
 )
 
 
@@ -148,13 +155,15 @@ def requeue_failures(
                 "retries for this failure)"
             )
             continue
-        if not policy.allows(failure.attempt):
+        # Which try this was: attempt numbers also count the orders sent again unstarted.
+        ran = max(1, failure.attempt - int(row.not_started or 0))
+        if not policy.allows(ran):
             outcome.final_notes[key] = (
                 f"attempt {failure.attempt} failed: {summary}; no retries left "
                 f"({policy.retries} of {policy.retries} used)"
             )
             continue
-        delay_ms = policy.delay_ms_after(failure.attempt, uniform)
+        delay_ms = policy.delay_ms_after(ran, uniform)
         if not _requeue(conn, failure, now + timedelta(milliseconds=delay_ms), now):
             continue
         outcome.retried.add(key)
@@ -166,7 +175,7 @@ def requeue_failures(
                 "task_group_id": row.task_group_id,
                 "log_level": WARNING_LEVEL,
                 "content": (
-                    f"attempt {failure.attempt} failed: {summary}; retry {failure.attempt} "
+                    f"attempt {failure.attempt} failed: {summary}; retry {ran} "
                     f"of {policy.retries} in {delay_ms / 1000:g} s"
                 ),
                 "create_at": now,

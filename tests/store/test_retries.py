@@ -328,6 +328,35 @@ def test_an_order_sent_again_keeps_its_attempt_in_the_history(engine: Engine) ->
     assert not claim_one(engine, task_id, T0 + MINUTE).retrying  # not a failure: plain fence
 
 
+def test_an_attempt_sent_again_before_it_started_uses_no_retry(engine: Engine) -> None:
+    """Found by an outside check (kill -9 of the only worker during a retry wait): the
+    retry's order went to the dead worker and was sent again as attempt 3, and attempt 3's
+    failure read 'no retries left (2 of 2 used)' after the job had run twice. Retries count
+    the attempts that ran, not the attempt numbers."""
+    _, task_id = _group(engine, retries=2, retry_delay_ms=1000, retry_backoff=3.0)
+    _run_and_fail(engine, task_id, T0)  # attempt 1 ran and failed
+    due = task_row(engine, task_id)["start_at"]
+    dispatch(engine, task_id, due)  # attempt 2 goes to a client that vanishes
+    seen = _open(engine, task_id)
+    with engine.begin() as conn:
+        assert supervision.return_to_waiting(conn, seen, "gone", due)
+
+    assert _run_and_fail(engine, task_id, due + SECOND) == 3
+
+    row = task_row(engine, task_id)
+    # The first retry failed: the second is left, after the second delay (1 s x 3).
+    assert (row["status"], row["start_at"]) == (TaskStatus.NONE,
+                                                due + SECOND + 200 * MS + 3 * SECOND)
+    contents = [r["content"] for r in log_rows(engine, task_id)]
+    assert "attempt 3 failed: ValueError: boom; retry 2 of 2 in 3 s" in contents
+    assert _run_and_fail(engine, task_id, row["start_at"]) == 4
+    assert task_row(engine, task_id)["status"] == TaskStatus.FAIL
+    assert "attempt 4 failed: ValueError: boom; no retries left (2 of 2 used)" in [
+        r["content"] for r in log_rows(engine, task_id)]
+    assert [(r["attempt"], r["status"]) for r in _runs(engine, task_id)] == [
+        (1, TaskStatus.FAIL), (2, TaskStatus.NONE), (3, TaskStatus.FAIL), (4, TaskStatus.FAIL)]
+
+
 
 def test_retries_cost_a_successful_run_no_statement_and_a_plain_failure_one_read(
     engine: Engine,
