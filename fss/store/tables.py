@@ -541,11 +541,11 @@ audit_event = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("at", UTCDateTime(), nullable=False),
-    # Who: a web user's name, "token:<name>" for an API token, "<os user>@<host>" for the CLI.
+    # Who: a web user's name, an API token's name (FSS_WEB_TOKENS), the OS user of the CLI.
     sa.Column("actor", sa.String(128), nullable=False),
-    # web | api | cli
-    sa.Column("actor_kind", sa.String(8), nullable=False),
-    # From where: the web client's IP address, the CLI's host (and its pid).
+    # How the actor proved who it is: session | basic | token | noauth (web), cli.
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    # From where: the web client's IP address, the CLI's host.
     sa.Column("source", sa.String(256), nullable=True),
     # group.create, group.edit, client.kick, login.refused, ... (fss.store.audit.ACTIONS)
     sa.Column("action", sa.String(32), nullable=False),

@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column("id", BigId, autoincrement=True, nullable=False),
         sa.Column("at", Moment, nullable=False),
         sa.Column("actor", sa.String(128), nullable=False),
-        sa.Column("actor_kind", sa.String(8), nullable=False),
+        sa.Column("actor_kind", sa.String(16), nullable=False),
         sa.Column("source", sa.String(256), nullable=True),
         sa.Column("action", sa.String(32), nullable=False),
         sa.Column("task_group_id", sa.BigInteger(), nullable=True),
