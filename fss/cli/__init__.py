@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from typing import NoReturn
@@ -119,7 +120,11 @@ def describe_click_error(exc: click.ClickException) -> str:
     return message
 
 
-MISSING_TABLE_MARKERS = ("no such table", "does not exist", "doesn't exist")
+# A table fss needs is missing (SQLite, PostgreSQL, MySQL/MariaDB); not any "does not exist":
+# `role "x" does not exist` is a login problem `fss db upgrade` cannot solve.
+MISSING_TABLE = re.compile(
+    r"no such table|\brelation \S+ does not exist|\bTable '[^']*' doesn't exist"
+)
 
 
 def is_database_error(exc: Exception) -> bool:
@@ -131,6 +136,6 @@ def is_database_error(exc: Exception) -> bool:
 def describe_database_error(exc: Exception) -> str:
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     text = lines[0] if lines else type(exc).__name__
-    if any(marker in text for marker in MISSING_TABLE_MARKERS):
+    if MISSING_TABLE.search(text):
         text += " (run `fss db upgrade` to create the tables)"
     return text

@@ -44,7 +44,9 @@ def open_engine(url: str, may_create: bool, pre_ping: bool = True) -> Engine:
             "database_url", f"unknown database or driver {parsed.drivername!r}"
         ) from None
     except ImportError as exc:
-        raise InvalidField("database_url", f"its driver is not installed ({exc})") from None
+        hint = "; install it with `pip install 'fss[mysql]'`" if parsed.get_backend_name() in (
+            "mysql", "mariadb") else ""
+        raise InvalidField("database_url", f"its driver is not installed ({exc}){hint}") from None
 
 
 def require_existing_sqlite_file(url: sa.engine.URL) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from runtime_python import runtime_python
 from servers import SqlServer, new_database_name, wait_for
+from sqlalchemy.engine import make_url
 
 from fss.config import BROKER_TRANSPORTS
 
@@ -91,6 +92,40 @@ def test_given_fss_debug_then_a_database_error_shows_its_traceback(
     assert "Traceback (most recent call last)" in result.stderr
     assert "OperationalError" in result.stderr  # the cause, chained
     assert result.stderr.splitlines()[-1].startswith("error: database_url: database ")
+
+
+def test_given_missing_tables_then_the_line_says_db_upgrade_and_given_a_missing_role_it_does_not(
+    sql_server: SqlServer,
+) -> None:
+    url = sql_server.create_database()
+    try:
+        line = one_error_line(fss("group", "list", "--database-url", url), 1)
+        assert "task_group" in line and "(run `fss db upgrade`" in line, line
+
+        # `role "nobody..." does not exist` also says "does not exist": it was told to run
+        # `fss db upgrade`, which cannot make a role.
+        stranger = make_url(url).set(username="nobody_fss_test", password="pw")
+        line = one_error_line(
+            fss("group", "list", "--database-url", stranger.render_as_string(hide_password=False)),
+            1,
+        )
+        assert "nobody_fss_test" in line and "fss db upgrade" not in line, line
+    finally:
+        sql_server.drop_database(url)
+
+
+def test_given_a_mysql_url_without_its_driver_then_the_line_says_what_to_install() -> None:
+    # An fss installed without the extra: `import pymysql` fails in that interpreter.
+    result = subprocess.run(
+        [runtime_python(), "-c",
+         "import sys; sys.modules['pymysql'] = None; from fss.cli import main; main()",
+         "group", "list", "--database-url", "mysql://root@127.0.0.1/fss"],
+        capture_output=True, text=True, env=clean_env(), timeout=60, stdin=subprocess.DEVNULL,
+    )
+
+    line = one_error_line(result, 2)
+    assert line.startswith("error: database_url: its driver is not installed"), line
+    assert "pip install 'fss[mysql]'" in line, line
 
 
 # -- brokers fss does not run on ----------------------------------------------------------------
