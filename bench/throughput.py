@@ -79,6 +79,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--preload", type=int, default=20000,
                         help="plain Celery: messages queued before the worker starts [20000]")
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c [2]")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="workers per system, each -c CONCURRENCY (issue 20 uses 2) [1]")
     parser.add_argument("--pool", default="prefork", choices=["prefork", "threads"])
     parser.add_argument("--systems", default="fss,celery,beat",
                         help="comma list of fss, celery, beat [all]")
@@ -167,8 +169,9 @@ def run_fss_again(args: argparse.Namespace) -> Row:
     with bench("throughput-fss-again") as run:
         run.fss_upgrade()
         scheduler = run.fss_scheduler()
-        worker = run.fss_worker("bench-w1", args.concurrency, args.pool)
-        run.wait_clients(1)
+        workers = [run.fss_worker(f"bench-w{n}", args.concurrency, args.pool)
+                   for n in range(1, args.workers + 1)]
+        run.wait_clients(args.workers)
         first = math.ceil(time.time()) + 3
         start = datetime.fromtimestamp(first, timezone.utc)
         # The interval is only the fallback: the job's "again at once" wins.
@@ -178,7 +181,7 @@ def run_fss_again(args: argparse.Namespace) -> Row:
         sleep_until(window_start)
         runs_before = _run_count(run.database_url)
         spy = start_profile(scheduler, args.window, args.profile) if args.profile else None
-        meters = [CpuMeter([scheduler]).start(), CpuMeter(tree(worker)).start(),
+        meters = [CpuMeter([scheduler]).start(), CpuMeter(trees(workers)).start(),
                   CpuMeter(backend_pids(run.database_url)).start(),
                   CpuMeter(redis_server_pids(run)).start()]
         rss = RssSampler(scheduler).start()
@@ -222,6 +225,11 @@ def _report_events(database_url: str) -> None:
         engine.dispose()
     print(f"  events: {finished} runs finished Success, {with_line} with their log line, "
           f"{at_100} with progress 100", flush=True)
+
+
+def trees(roots: list[int]) -> list[int]:
+    """The processes of several workers (each its main process and pool children)."""
+    return [pid for root in roots for pid in tree(root)]
 
 
 def redis_server_pids(run: Bench) -> list[int]:
@@ -290,7 +298,8 @@ def run_celery(args: argparse.Namespace) -> Row:
                 app.send_task("bench.noop", queue=PLAIN_QUEUE, producer=producer)
         enqueue_rate = args.preload / (time.monotonic() - t0)
         client = run.redis()
-        worker = run.celery_worker("celery-w1", args.concurrency, args.pool)
+        workers = [run.celery_worker(f"celery-w{n}", args.concurrency, args.pool)
+                   for n in range(1, args.workers + 1)]
         deadline = time.monotonic() + 60 + args.window
         started: tuple[float, int] | None = None
         ended: tuple[float, int] | None = None
@@ -301,7 +310,7 @@ def run_celery(args: argparse.Namespace) -> Row:
                 now, queued = time.monotonic(), int(client.llen(PLAIN_QUEUE))
                 if started is None and queued <= args.preload - 200:
                     started = (now, queued)
-                    meters = [CpuMeter(tree(worker)).start(),
+                    meters = [CpuMeter(trees(workers)).start(),
                               CpuMeter(redis_server_pids(run)).start()]
                 elif started is not None and (now - started[0] >= args.window or queued < 200):
                     ended = (now, queued)
@@ -367,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     what = ("job runs again at once" if args.again
             else f"every {args.interval_ms} ms (phases spread)")
     print(f"G={args.groups} schedules, {what}, warmup "
-          f"{args.warmup:g} s, window {args.window:g} s; one worker -P {args.pool} "
+          f"{args.warmup:g} s, window {args.window:g} s; {args.workers} worker(s) -P {args.pool} "
           f"-c {args.concurrency}; broker Redis; job {args.job}; plain Celery "
           f"{'at its defaults' if args.celery == 'defaults' else 'with fss settings'}\n",
           flush=True)
