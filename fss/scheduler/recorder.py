@@ -516,33 +516,45 @@ RESTORE_EVERY_S = 1.0
 # item aside in dead_letter and acks it after the commit, as it does a malformed event; a
 # recorder killed before that leaves it unacked, and kombu's restore puts the (readable)
 # wrapper back on the queue.
+#
+# Redis runs nothing else while the script runs, so its work per item is bounded: a wrapped
+# item keeps its first ARGV[6] bytes (UNREADABLE_KEPT_BYTES; the reason says how long it was),
+# hex-encoded through a table (a Lua call per byte took 10 s for a 30 MB item: Redis answered
+# BUSY, a worker died of it and the recorder took the item again); cjson, in C, refuses what
+# is no JSON before any byte is scanned in Lua; and the byte-by-byte UTF-8 check looks at
+# non-ASCII items up to ARGV[6] * 16 bytes only: fss's envelopes are ASCII (kombu writes JSON
+# with ensure_ascii), so a longer non-ASCII item is none of them.
 _TAKE_SCRIPT = r"""
 local taken = {}
 local limit = tonumber(ARGV[1])
+local kept = tonumber(ARGV[6])
 local wrapped_count = 0
-local function utf8_ok(s)
-    if string.find(s, '[%z\1-\8\11\12\14-\31]') then return false end
-    local i = 1
+local function text_problem(s)
+    local i = string.find(s, '[^\9\10\13\32-\126]')
+    if not i then return nil end  -- printable ASCII, as every fss envelope
+    if string.find(s, '[%z\1-\8\11\12\14-\31]', i) then return 'not UTF-8 JSON text' end
+    i = string.find(s, '[\128-\255]', i)
+    if i and #s > 16 * kept then return 'not an fss envelope (long and not ASCII)' end
     while true do
-        i = string.find(s, '[\128-\255]', i)
-        if not i then return true end
+        if not i then return nil end
         local c, d = string.byte(s, i, i + 1)
         local len
         if c >= 194 and c <= 223 then len = 2
         elseif c >= 224 and c <= 239 then len = 3
         elseif c >= 240 and c <= 244 then len = 4
-        else return false end
+        else return 'not UTF-8 JSON text' end
         if not d or (c == 224 and d < 160) or (c == 237 and d > 159)
-            or (c == 240 and d < 144) or (c == 244 and d > 143) then return false end
+            or (c == 240 and d < 144) or (c == 244 and d > 143) then
+            return 'not UTF-8 JSON text'
+        end
         for j = i + 1, i + len - 1 do
             local b = string.byte(s, j)
-            if not b or b < 128 or b > 191 then return false end
+            if not b or b < 128 or b > 191 then return 'not UTF-8 JSON text' end
         end
-        i = i + len
+        i = string.find(s, '[\128-\255]', i + len)
     end
 end
 local function parts(item)
-    if not utf8_ok(item) then return nil, 'not UTF-8 JSON text' end
     local ok, payload = pcall(cjson.decode, item)
     if not ok then return nil, 'not JSON' end
     if type(payload) ~= 'table' then return nil, 'not a kombu envelope (no object)' end
@@ -562,17 +574,21 @@ local function parts(item)
     if headers ~= nil and type(headers) ~= 'table' then
         return nil, 'not a kombu envelope (headers)'
     end
+    local problem = text_problem(item)  -- last: the one scan of every byte
+    if problem then return nil, problem end
     return tag, '[' .. item .. ',' .. cjson.encode(exchange) .. ','
         .. cjson.encode(routing_key) .. ']'
 end
-local function hex(s)
-    return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
-end
+local hex_of = {}
+for b = 0, 255 do hex_of[string.char(b)] = string.format('%02x', b) end
 local function wrap(item, reason)
     wrapped_count = wrapped_count + 1
     local tag = ARGV[3] .. wrapped_count
+    if #item > kept then
+        reason = reason .. ' (' .. #item .. ' bytes, the first ' .. kept .. ' kept)'
+    end
     local payload = cjson.encode({
-        body = hex(item),
+        body = (string.gsub(string.sub(item, 1, kept), '.', hex_of)),
         ['content-type'] = ARGV[5],
         ['content-encoding'] = 'binary',
         headers = {fss_reason = reason},
@@ -603,6 +619,9 @@ return taken
 
 # What the take wraps an item in that is no kombu envelope it can file (see _TAKE_SCRIPT).
 UNREADABLE_CONTENT_TYPE = "application/x-fss-unreadable"
+# How much of an unreadable item its dead letter keeps (the script's work per item is bounded
+# by it).
+UNREADABLE_KEPT_BYTES = 64 * 1024
 
 
 class Unreadable(Exception):
@@ -656,7 +675,7 @@ class WaitingTaker:
         if self._script is None or count <= 0:
             return 0
         args = [count, time.time(), f"fss-unreadable-{uuid.uuid4().hex}-", self._queue,
-                UNREADABLE_CONTENT_TYPE]
+                UNREADABLE_CONTENT_TYPE, UNREADABLE_KEPT_BYTES]
         with self._channel.conn_or_acquire() as client:
             flat = self._script(keys=self._keys, args=args, client=client)
             pairs = zip(flat[::2], flat[1::2], strict=True)
@@ -690,16 +709,18 @@ class WaitingTaker:
             return message, None
         except Exception as exc:
             reason = f"undecodable kombu message: {reason_of(exc)}"
+        if len(item) > UNREADABLE_KEPT_BYTES:
+            reason += f" ({len(item)} bytes, the first {UNREADABLE_KEPT_BYTES} kept)"
         payload = _wrapped(tag.decode(), item, reason, self._queue)
         client.hset(self._keys[1], tag, dumps([payload, "", self._queue]))
         message = self._channel.Message(payload, channel=self._channel)
-        return message, Unreadable(reason, item)
+        return message, Unreadable(reason, item[:UNREADABLE_KEPT_BYTES])
 
 
 def _wrapped(tag: str, item: bytes, reason: str, queue: str) -> dict[str, Any]:
-    """The envelope _TAKE_SCRIPT wraps an unreadable item in (same fields)."""
+    """The envelope _TAKE_SCRIPT wraps an unreadable item in (same fields, same cut)."""
     return {
-        "body": item.hex(),
+        "body": item[:UNREADABLE_KEPT_BYTES].hex(),
         "content-type": UNREADABLE_CONTENT_TYPE,
         "content-encoding": "binary",
         "headers": {"fss_reason": reason},

@@ -5,6 +5,7 @@ exactly once: real Redis, real kombu consumer, no mocks."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from fss.config import Settings
 from fss.naming import EVENTS_QUEUE
 from fss.scheduler.recorder import (
     RESTORE_MUTEX_EXPIRE_S,
+    UNREADABLE_KEPT_BYTES,
     Unreadable,
     WaitingTaker,
     _redis_qos,
@@ -311,3 +313,53 @@ def test_a_restore_mutex_left_by_a_killed_recorder_blocks_restores_for_seconds_o
             time.sleep(0.2)
         assert raw.llen(EVENTS_QUEUE) == 2 and _unacked(raw) == (0, 0)
         assert time.monotonic() - begun <= RESTORE_MUTEX_EXPIRE_S + 1.5
+
+
+def test_a_huge_unreadable_item_is_cut_and_never_holds_redis_for_seconds(
+    url: str, raw: redis.Redis
+) -> None:
+    """Redis runs nothing else while the take runs. Its hex encoding (a Lua call per byte)
+    held Redis 10 s for a 30 MB item: every worker got BUSY (one died of it) and the
+    recorder, its take past the visibility timeout, took the item again. The dead letter now
+    keeps the first UNREADABLE_KEPT_BYTES and says how long the item was."""
+    def envelope(tag: str, body: str, headers: dict[str, str]) -> bytes:
+        return json.dumps({
+            "body": body, "content-type": "application/json", "content-encoding": "utf-8",
+            "headers": headers, "properties": {
+                "delivery_tag": tag, "body_encoding": "base64",
+                "delivery_info": {"exchange": "", "routing_key": EVENTS_QUEUE}}},
+            ensure_ascii=False).encode()
+
+    ascii_junk = b"x" * (16 * 1024 * 1024)  # not JSON
+    # An envelope, but long and not ASCII, as no fss envelope is (kombu writes ensure_ascii):
+    accented = envelope("t-1", "ImEi", {"x": "é" * (3 * 1024 * 1024)})
+    # Passes the script; kombu fails on its body:
+    bad_base64 = envelope("t-2", "a" * (2 * 1024 * 1024 + 1), {})
+    small_accented = envelope("t-3", "ImEi", {"x": "é ∑ 😀"})  # UTF-8 checked: readable
+    for item in (ascii_junk, accented, bad_base64, small_accented):
+        raw.lpush(EVENTS_QUEUE, item)
+    _publish(url, ["b"])  # behind them
+    unreadable: list[tuple[Message, Exception]] = []
+    with Connection(url, transport_options=EVENTS_REDIS_OPTIONS) as conn:
+        got: list[Message] = []
+        channel = conn.channel()
+        consumer = Consumer(channel, queues=[events_queue()], on_message=got.append,
+                            accept=["json"])
+        taker = WaitingTaker(channel, consumer, EVENTS_QUEUE,
+                             on_unreadable=lambda m, e: unreadable.append((m, e)))
+        begun = time.monotonic()
+        assert taker.take(20) == 5
+        took = time.monotonic() - begun
+        assert [m.decode() for m in got] == ["a", "b"]
+        errors = [e for _, e in unreadable]
+        assert all(isinstance(e, Unreadable) for e in errors)
+        for item, error in zip((ascii_junk, accented, bad_base64), errors, strict=True):
+            assert isinstance(error, Unreadable)
+            assert error.raw == item[:UNREADABLE_KEPT_BYTES]
+            assert f"({len(item)} bytes, the first {UNREADABLE_KEPT_BYTES} kept)" in error.reason
+        assert "long and not ASCII" in str(errors[1])
+        entries = raw.hvals(EVENTS_REDIS_OPTIONS["unacked_key"])
+        assert len(entries) == 5 and max(map(len, entries)) < 3 * UNREADABLE_KEPT_BYTES
+        assert took < 1.5, f"the take held Redis {took:.1f} s"  # 20+ s before
+        ack_all([*got, *(m for m, _ in unreadable)])
+    assert raw.llen(EVENTS_QUEUE) == 0 and _unacked(raw) == (0, 0)
