@@ -273,10 +273,13 @@ def _group_conditions(wanted: GroupFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if wanted.q:
         pattern = _like(wanted.q.lower())
+        # Key, caption, job and the data's JSON text (10,000 groups: one scan of task_group).
         conditions.append(
             sa.or_(
-                sa.func.lower(task_group.c.caption).like(pattern, escape="\\"),
-                sa.func.lower(task_group.c.job_name).like(pattern, escape="\\"),
+                *(sa.func.lower(column).like(pattern, escape="\\") for column in (
+                    task_group.c.caption, task_group.c.job_name, task_group.c.key,
+                    task_group.c.data,
+                ))
             )
         )
     if wanted.job_name:
@@ -418,6 +421,8 @@ class TaskFilter:
     limit: int = 50
     # Only tasks with a smaller id (keyset pagination, newest first).
     before_id: int | None = None
+    # Only failed tasks whose error contains this text (any case).
+    error: str | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
         if not 1 <= self.limit <= MAX_TASK_PAGE:
@@ -441,6 +446,13 @@ class TaskFilter:
             conditions.append(task.c.start_at < sa.literal(self.until, UTCDateTime()))
         if self.before_id is not None:
             conditions.append(task.c.id < self.before_id)
+        if self.error:
+            # Errors are kept on failed runs: the Fail rows (bounded by fail_max_age_s).
+            if self.status is None:
+                conditions.append(task.c.status == TaskStatus.FAIL)
+            conditions.append(
+                sa.func.lower(task.c.error).like(_like(self.error.lower()), escape="\\")
+            )
         return conditions
 
     def newest_first(self) -> ColumnElement[Any]:

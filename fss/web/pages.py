@@ -7,7 +7,7 @@ and a page view costs one cheap render, whatever the store holds.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from fss.domain.alerts import RULES
@@ -58,6 +58,14 @@ def task_page(
 ) -> HTMLResponse:
     levels = sorted(LOG_LEVEL_NAMES.items())
     return render(request, "task.html", {"page": "tasks", "task_id": task_id, "levels": levels})
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page(
+    request: Request, principal: Viewer, q: str = Query("", max_length=200)
+) -> HTMLResponse:
+    # The script asks /api/v1/search; the box in the header keeps what was asked.
+    return render(request, "search.html", {"page": "search", "search_q": q.strip()})
 
 
 @router.get("/clients", response_class=HTMLResponse)

@@ -235,9 +235,11 @@ const FSS = (() => {
       try {
         await refresh();
         setLive("live");
+        showStale(null);
       } catch (err) {
         if (err && err.status === 401) return;
         setLive("offline", err && err.message);
+        showStale(err);
       } finally {
         running = false;
       }
@@ -261,6 +263,26 @@ const FSS = (() => {
     };
     tick();
     return control;
+  }
+
+  // The stale banner (base.html): while refreshing fails, the page says since when its data
+  // is, and why the refresh failed; the words are in the template, only the time and the
+  // reason come from here.
+  let lastRefreshOk = null;
+  function showStale(err) {
+    const banner = $("#stale-banner");
+    if (!err) lastRefreshOk = new Date();
+    if (!banner) return;
+    banner.hidden = !err;
+    if (!err) return;
+    $('[data-stale="since"]', banner).hidden = lastRefreshOk === null;
+    $('[data-stale="never"]', banner).hidden = lastRefreshOk !== null;
+    if (lastRefreshOk) {
+      const since = $("#stale-since", banner);
+      since.setAttribute("datetime", lastRefreshOk.toISOString());
+      setText(since, formatTime(lastRefreshOk.toISOString()));
+    }
+    setText($("#stale-reason", banner), err.message || String(err));
   }
 
   function setLive(state, message) {
