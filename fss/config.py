@@ -58,6 +58,11 @@ class Settings:
     keep_success_per_group: int = 100
     success_max_age_s: float = 24 * 3600
     fail_max_age_s: float = 7 * 24 * 3600
+    # The audit trail (fss.store.audit) is pruned by the same retention sweep after this.
+    audit_max_age_s: float = 90 * 24 * 3600
+    # A client that left (unregistered, or dropped as silent) is shown as offline on the
+    # Reports page this long before it is forgotten.
+    client_offline_keep_s: float = 24 * 3600
     shutdown_grace_s: float = 30.0
     # A group's max_run_s is the soft time limit; the hard one (the pool process is killed)
     # comes this much later, and a run still Working past hard + this grace (a pool that

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from fss.celery_app import create_app
 from fss.config import Settings
@@ -22,6 +23,8 @@ from fss.domain.broadcast import BROADCAST_CLIENT
 from fss.domain.clock import Clock
 from fss.errors import FssError
 from fss.naming import celery_task_id
+from fss.store import audit
+from fss.store.audit import Actor
 from fss.store.kills import RunningAttempt, mark_kill_requested, note, running_attempt
 from fss.store.shards import OpenShard, running_shards
 
@@ -69,16 +72,22 @@ class KillResult:
 
 
 def kill_task(
-    engine: Engine, settings: Settings, clock: Clock, task_id: int, who: str
+    engine: Engine,
+    settings: Settings,
+    clock: Clock,
+    task_id: int,
+    who: str,
+    actor: Actor | None = None,
 ) -> KillResult:
     """Ask the client running `task_id` to kill it; NotRunning (fss.store.kills) when it is
-    not Working. The run log says who asked, and what the client answered."""
+    not Working. The run log says who asked, and what the client answered; with `actor`,
+    the audit trail too (in the transaction that writes the run log's line)."""
     with engine.connect() as conn:
         running = running_attempt(conn, task_id)
         shards = running_shards(conn, task_id) if running.client_id == BROADCAST_CLIENT else []
     reason = f"killed by {who}"
     if running.client_id == BROADCAST_CLIENT:
-        return _kill_shards(engine, clock, settings, running, shards, who)
+        return _kill_shards(engine, clock, settings, running, shards, who, actor)
     outcome, detail = send_kill(settings, running, reason)
     now = clock.now()
     with engine.begin() as conn:
@@ -86,7 +95,20 @@ def kill_task(
             mark_kill_requested(conn, running, f"kill requested by {who}", now)
         else:
             note(conn, running, f"kill requested by {who}, not done: {detail}", now)
-    return KillResult(task_id, running.attempt, running.client_id, outcome, detail)
+        result = KillResult(task_id, running.attempt, running.client_id, outcome, detail)
+        _audit(conn, actor, running, result, now)
+    return result
+
+
+def _audit(
+    conn: Connection, actor: Actor | None, running: RunningAttempt, result: KillResult,
+    now: datetime,
+) -> None:
+    audit.record(conn, actor, "task.kill", now, group_id=running.group_id,
+                 subject=f"task {running.task_id}",
+                 detail={"task_id": running.task_id, "attempt": running.attempt,
+                         "client_id": result.client_id, "outcome": result.outcome.value,
+                         "answer": result.detail})
 
 
 def _kill_shards(
@@ -96,6 +118,7 @@ def _kill_shards(
     running: RunningAttempt,
     shards: list[OpenShard],
     who: str,
+    actor: Actor | None = None,
 ) -> KillResult:
     """A broadcast run: the kill goes to every running shard's client. Shards a client
     refused (or did not answer for) are failed by the supervisor a grace after the kill
@@ -109,13 +132,16 @@ def _kill_shards(
         answers.append(f"shard {shard.shard} on {shard.client_id}: "
                        f"{'kill sent' if outcome is Outcome.SENT else detail}")
     summary = "; ".join(answers) or "no shard is running"
-    with engine.begin() as conn:
-        mark_kill_requested(conn, running, f"kill requested by {who}: {summary}", clock.now())
     outcome = Outcome.SENT if sent else Outcome.NO_ANSWER if shards else Outcome.REFUSED
     clients = ", ".join(sorted({s.client_id or "" for s in shards}))
-    return KillResult(
+    result = KillResult(
         running.task_id, running.attempt, f"{len(shards)} shards ({clients})", outcome, summary
     )
+    now = clock.now()
+    with engine.begin() as conn:
+        mark_kill_requested(conn, running, f"kill requested by {who}: {summary}", now)
+        _audit(conn, actor, running, result, now)
+    return result
 
 
 def node_name(running: RunningAttempt) -> str:

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "completion": ("fss.cli.completion:completion_command",),
     "web": ("fss.cli.web:web_command",),
     "alert": ("fss.cli.alerts:alert_cli", "fss.cli.alert_list"),
+    "audit": ("fss.cli.audit:audit_cli",),
 }
 
 

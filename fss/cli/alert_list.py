@@ -192,7 +192,7 @@ def ack_alert_command(cli: CliContext, alert_id: int, by: str | None) -> None:
     acknowledgement stays."""
     who = by if by is not None else default_by()
     now = cli.clock.now()
-    row = store.ack_alert(cli.engine, alert_id, who, now)
+    row = store.ack_alert(cli.engine, alert_id, who, now, cli.actor)
     acked_at = row.acked_at.isoformat() if row.acked_at else "?"
     if row.acked_by == who.strip() and row.acked_at == now:
         click.echo(f"alert {alert_id} acknowledged by {row.acked_by}")
@@ -225,7 +225,9 @@ def silence_command(
     )
     with cli.engine.connect() as conn:
         group_id = store.group_id_of(conn, group_ref)
-    row = store.silence_group(cli.engine, group_id, end, by or default_by(), note, now)
+    row = store.silence_group(
+        cli.engine, group_id, end, by or default_by(), note, now, cli.actor
+    )
     name = f" ({row.group_key})" if row.group_key else ""
     click.echo(f"group {group_id}{name} silenced until {row.until.isoformat()}")
 
@@ -237,7 +239,7 @@ def unsilence_command(cli: CliContext, group_ref: str) -> None:
     """Lift a group's silence (GROUP: its key, or its id if all digits)."""
     with cli.engine.connect() as conn:
         group_id = store.group_id_of(conn, group_ref)
-    if store.unsilence_group(cli.engine, group_id):
+    if store.unsilence_group(cli.engine, group_id, cli.clock.now(), cli.actor):
         click.echo(f"group {group_id}: silence lifted")
     else:
         click.echo(f"group {group_id} was not silenced")

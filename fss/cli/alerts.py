@@ -169,7 +169,7 @@ def add_target_command(
     ).validated()
     from fss.store.alert_targets import add_target
 
-    row = add_target(cli.engine, spec, cli.clock.now())
+    row = add_target(cli.engine, spec, cli.clock.now(), cli.actor)
     click.echo(f"added alert target {row.name} ({row.kind})")
 
 
@@ -256,7 +256,7 @@ def remove_target_command(cli: CliContext, name: str) -> None:
     """Remove the target NAME (groups naming it no longer send to it)."""
     from fss.store.alert_targets import remove_target
 
-    remove_target(cli.engine, name)
+    remove_target(cli.engine, name, cli.clock.now(), cli.actor)
     click.echo(f"removed alert target {name}")
 
 
@@ -281,7 +281,7 @@ def apply_targets_command(cli: CliContext, path: str, dry_run: bool) -> None:
     now = cli.clock.now()
     with cli.engine.begin() as conn:
         for spec in specs:
-            replace_target_in(conn, spec, now)
+            replace_target_in(conn, spec, now, cli.actor)
     click.echo(f"applied {len(specs)} alert targets")
 
 

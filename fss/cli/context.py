@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,6 +18,8 @@ from fss.errors import InvalidField
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+
+    from fss.store.audit import Actor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +48,14 @@ class CliContext:
             )
         return self._engine
 
+    @property
+    def actor(self) -> Actor:
+        """Who the audit trail records for this command's changes: the OS user, from this
+        host (no login name, as in a container without a passwd entry: "unknown")."""
+        from fss.store.audit import Actor
+
+        return Actor(os_user(), "cli", socket.gethostname())
+
     def explain(self, exc: Exception) -> Exception | None:
         """A one-line error for a database failure whose cause the URL tells (the database
         is not on its server), None otherwise."""
@@ -57,6 +69,13 @@ class CliContext:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container without a passwd entry)
+        return "unknown"
 
 
 def first_line(exc: BaseException) -> str:

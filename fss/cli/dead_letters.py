@@ -55,6 +55,11 @@ def purge_dead_letters(cli: CliContext, yes: bool) -> None:
     """Delete every dead letter (the supervisor deletes them after the fail max age anyway)."""
     if not yes:
         click.confirm("delete every dead letter?", abort=True)
+    from fss.store import audit
+
+    now = cli.clock.now()
     with cli.engine.begin() as conn:
         removed = store.delete_dead_letters(conn)
+        audit.record(conn, cli.actor, "dead_letters.purge", now, subject="dead letters",
+                     detail={"deleted": removed})
     click.echo(f"deleted {removed} dead letters")

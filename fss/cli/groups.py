@@ -303,7 +303,7 @@ def add_group(
         timeout_s=timeout_s,
         misfire=misfire or "run-once",
     ).validated()
-    click.echo(store.add_group(cli.engine, spec, cli.clock.now(), key=key))
+    click.echo(store.add_group(cli.engine, spec, cli.clock.now(), key=key, actor=cli.actor))
 
 
 @group_cli.command("list")
@@ -419,7 +419,8 @@ def edit_group(
         changes["start_at"] = parse_start_at(start_at)
     if not changes:
         raise InvalidField("edit", "nothing to change; give at least one option")
-    show(store.edit_group(cli.engine, group_id, changes, cli.clock.now()), as_json)
+    show(store.edit_group(cli.engine, group_id, changes, cli.clock.now(), actor=cli.actor),
+         as_json)
 
 
 @group_cli.command("enable", cls=IdCommand)
@@ -427,7 +428,7 @@ def edit_group(
 @pass_cli
 def enable_group(cli: CliContext, group_id: int) -> None:
     """Enable; creates the waiting task at the next scheduled time."""
-    group = store.set_enabled(cli.engine, group_id, True, cli.clock.now())
+    group = store.set_enabled(cli.engine, group_id, True, cli.clock.now(), actor=cli.actor)
     click.echo(f"group {group.id} enabled; next run at {group.next_at.isoformat()}")
 
 
@@ -440,7 +441,8 @@ def disable_group(cli: CliContext, group_id: int, note: str | None, until: str |
     """Disable; the waiting task is withdrawn, a running one finishes."""
     enable_at = None if until is None else parse_time("enable_at", until)
     group = store.set_enabled(
-        cli.engine, group_id, False, cli.clock.now(), note=note, until=enable_at
+        cli.engine, group_id, False, cli.clock.now(), note=note, until=enable_at,
+        actor=cli.actor,
     )
     suffix = f" until {group.enable_at.isoformat()}" if group.enable_at else ""
     click.echo(f"group {group_id} disabled{suffix}")
@@ -451,7 +453,7 @@ def disable_group(cli: CliContext, group_id: int, note: str | None, until: str |
 @pass_cli
 def delete_group(cli: CliContext, group_id: int) -> None:
     """Delete the group with its tasks and run logs."""
-    store.delete_group(cli.engine, group_id)
+    store.delete_group(cli.engine, group_id, cli.clock.now(), cli.actor)
     click.echo(f"group {group_id} deleted")
 
 
@@ -467,7 +469,7 @@ def delete_group(cli: CliContext, group_id: int) -> None:
 def run_group(cli: CliContext, group_id: int, data_json: str | None) -> None:
     """Run now: the waiting task becomes due immediately; prints its task id."""
     data = read_data_option(data_json) if data_json is not None else None
-    task_id = store.run_now(cli.engine, group_id, cli.clock.now(), data)
+    task_id = store.run_now(cli.engine, group_id, cli.clock.now(), data, cli.actor)
     click.echo(task_id)
 
 
@@ -491,7 +493,7 @@ def backfill_group(
     if cancel:
         if from_at is not None or to_at is not None:
             raise InvalidField("cancel", "--cancel takes no --from or --to")
-        row = backfills.cancel_backfill(cli.engine, group_id, cli.clock.now())
+        row = backfills.cancel_backfill(cli.engine, group_id, cli.clock.now(), cli.actor)
         if as_json:
             emit_json(row.to_json())
             return
@@ -507,6 +509,7 @@ def backfill_group(
         parse_time("to", to_at),
         cli.clock.now(),
         timedelta(seconds=cli.settings.lookahead_s),
+        cli.actor,
     )
     if as_json:
         emit_json(row.to_json() | {"started": row.started})

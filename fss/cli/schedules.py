@@ -71,7 +71,8 @@ def apply_command(cli: CliContext, path: str, prune: bool, dry_run: bool) -> Non
             plan, targets = plan_file(conn, document.entries, document.targets, prune)
     else:
         plan, targets = apply_file(
-            cli.engine, document.entries, document.targets, cli.clock.now(), prune
+            cli.engine, document.entries, document.targets, cli.clock.now(), prune,
+            cli.actor, {"file": os.path.basename(path)},
         )
     print_plan(plan, targets)
     prefix = "dry run, nothing written: " if dry_run else ""

@@ -180,7 +180,9 @@ def kill_task(cli: CliContext, task_id: int, as_json: bool) -> None:
     from fss.kills import KillRefused, Outcome
     from fss.kills import kill_task as kill
 
-    result = kill(cli.engine, cli.settings, cli.clock, task_id, f"{_user()} (fss task kill)")
+    result = kill(
+        cli.engine, cli.settings, cli.clock, task_id, f"{_user()} (fss task kill)", cli.actor
+    )
     if as_json:
         emit_json(result.to_json())
     if result.outcome is not Outcome.SENT:

@@ -111,6 +111,7 @@ class Supervisor:
             keep_success_per_group=settings.keep_success_per_group,
             success_max_age=timedelta(seconds=settings.success_max_age_s),
             fail_max_age=timedelta(seconds=settings.fail_max_age_s),
+            audit_max_age=timedelta(seconds=settings.audit_max_age_s),
         )
 
     def sweep(self) -> SweepReport:

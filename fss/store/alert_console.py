@@ -23,6 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 from fss.domain.alerts import CLOSED, OPEN, RULES
 from fss.domain.clock import require_storable_time
 from fss.errors import FssError, GroupNotFound, InvalidField
+from fss.store import audit
+from fss.store.audit import Actor
 from fss.store.tables import (
     alert,
     alert_attempt,
@@ -401,18 +403,25 @@ def chunked(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 # ---- acknowledge -------------------------------------------------------------------------
 
 
-def ack_alert(engine: Engine, alert_id: int, by: str, now: datetime) -> AlertRow:
+def ack_alert(
+    engine: Engine, alert_id: int, by: str, now: datetime, actor: Actor | None = None
+) -> AlertRow:
     """Someone is on it: records who and when (no reminders after that). Only an open alert
     nobody acknowledged changes: acknowledging again keeps the first acknowledgement; a
     resolved alert is refused (AlertNotOpen)."""
     who = _required_text("by", by, MAX_BY)
     with engine.begin() as conn:
-        conn.execute(
+        acked = conn.execute(
             alert.update()
             .where(alert.c.id == alert_id, alert.c.state == OPEN, alert.c.acked_at.is_(None))
             .values(acked_by=who, acked_at=now)
-        )
+        ).rowcount
         row = find_alert(conn, alert_id)
+        if acked == 1 and row is not None:  # a second acknowledgement changes nothing
+            audit.record(conn, actor, "alert.ack", now, group_id=row.task_group_id,
+                         subject=f"alert {alert_id}",
+                         changes={"acked_by": [None, who], "acked_at": [None, now]},
+                         detail={"rule": row.rule, "title": row.title})
     if row is None:
         raise AlertNotFound(alert_id)
     if not row.is_open:
@@ -455,6 +464,7 @@ def silence_group(
     by: str,
     note: str | None,
     now: datetime,
+    actor: Actor | None = None,
 ) -> SilenceRow:
     """Quiet the group's alerts until `until`: still raised and shown, their notices not
     sent. Silencing a silenced group replaces its silence (one upsert)."""
@@ -476,11 +486,25 @@ def silence_group(
         exists = conn.execute(sa.select(task_group.c.id).where(task_group.c.id == group_id))
         if exists.scalar() is None:
             raise GroupNotFound(group_id)
+        before = _silence_state(conn, group_id)
         conn.execute(_upsert_silence(conn.dialect.name, values, changes))
         row = conn.execute(
             _silence_select().where(alert_silence.c.task_group_id == group_id)
         ).one()
-    return SilenceRow.from_row(row)
+        silence = SilenceRow.from_row(row)
+        audit.record(conn, actor, "alert.silence", now, group_id=group_id,
+                     subject=silence.group_key or silence.group_caption,
+                     changes=audit.diff(before, _silence_state(conn, group_id)))
+    return silence
+
+
+def _silence_state(conn: Connection, group_id: int) -> dict[str, Any]:
+    """A group's silence for the audit trail ({} when it has none)."""
+    row = conn.execute(
+        sa.select(alert_silence.c.until, alert_silence.c.by_user, alert_silence.c.note)
+        .where(alert_silence.c.task_group_id == group_id)
+    ).first()
+    return {} if row is None else {"until": row.until, "by": row.by_user, "note": row.note}
 
 
 def _upsert_silence(
@@ -496,13 +520,28 @@ def _upsert_silence(
     raise NotImplementedError(f"silences on {dialect}")
 
 
-def unsilence_group(engine: Engine, group_id: int) -> bool:
+def unsilence_group(
+    engine: Engine, group_id: int, now: datetime | None = None, actor: Actor | None = None
+) -> bool:
     """Lift the group's silence; False when it had none."""
     with engine.begin() as conn:
+        before = _silence_state(conn, group_id)
         result = conn.execute(
             alert_silence.delete().where(alert_silence.c.task_group_id == group_id)
         )
+        if result.rowcount and actor is not None:
+            if now is None:
+                raise TypeError("an audited unsilence needs `now`")
+            audit.record(conn, actor, "alert.unsilence", now, group_id=group_id,
+                         subject=_group_subject(conn, group_id), changes=audit.deleted(before))
     return bool(result.rowcount)
+
+
+def _group_subject(conn: Connection, group_id: int) -> str | None:
+    row = conn.execute(
+        sa.select(task_group.c.key, task_group.c.caption).where(task_group.c.id == group_id)
+    ).first()
+    return None if row is None else audit.group_label(row.key, row.caption)
 
 
 def _silence_select() -> sa.Select[Any]:

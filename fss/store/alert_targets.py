@@ -18,6 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from fss.domain.alert_targets import TargetSpec
 from fss.errors import FssError, InvalidField
+from fss.store import audit
+from fss.store.audit import Actor
 from fss.store.tables import alert_target
 
 
@@ -89,7 +91,9 @@ def _row(mapping: Any) -> TargetRow:
     )
 
 
-def add_target(engine: Engine, spec: TargetSpec, now: datetime) -> TargetRow:
+def add_target(
+    engine: Engine, spec: TargetSpec, now: datetime, actor: Actor | None = None
+) -> TargetRow:
     """A new target; InvalidField("name") when one of that name exists (the unique index
     decides, so two admins adding the same name at once get one row and one error)."""
     spec = spec.validated()
@@ -98,21 +102,42 @@ def add_target(engine: Engine, spec: TargetSpec, now: datetime) -> TargetRow:
             conn.execute(
                 alert_target.insert().values(name=spec.name, created_at=now, **_columns(spec, now))
             )
-            return get_target(conn, spec.name)
+            row = get_target(conn, spec.name)
+            audit.record(conn, actor, "target.create", now, subject=f"target {row.name}",
+                         changes=audit.created(audit.target_state(row)))
+            return row
     except IntegrityError:
         raise InvalidField("name", f"an alert target named {spec.name!r} already exists") from None
 
 
-def replace_target(engine: Engine, spec: TargetSpec, now: datetime) -> TargetRow:
+def replace_target(
+    engine: Engine, spec: TargetSpec, now: datetime, actor: Actor | None = None
+) -> TargetRow:
     """Create or overwrite the target of this name (`fss alert target apply`)."""
     spec = spec.validated()
     with engine.begin() as conn:
-        return replace_target_in(conn, spec, now)
+        return replace_target_in(conn, spec, now, actor)
 
 
-def replace_target_in(conn: Connection, spec: TargetSpec, now: datetime) -> TargetRow:
-    """replace_target within the caller's transaction (a file's targets all or none)."""
+def replace_target_in(
+    conn: Connection, spec: TargetSpec, now: datetime, actor: Actor | None = None
+) -> TargetRow:
+    """replace_target within the caller's transaction (a file's targets all or none); with
+    `actor`, an audit entry when it created or changed the target."""
     spec = spec.validated()
+    before = targets_by_name(conn, [spec.name]).get(spec.name) if actor is not None else None
+    row = _replace(conn, spec, now)
+    if actor is not None:
+        if before is None:
+            audit.record(conn, actor, "target.create", now, subject=f"target {row.name}",
+                         changes=audit.created(audit.target_state(row)))
+        elif changes := audit.target_changes(before, row):
+            audit.record(conn, actor, "target.update", now, subject=f"target {row.name}",
+                         changes=changes)
+    return row
+
+
+def _replace(conn: Connection, spec: TargetSpec, now: datetime) -> TargetRow:
     values = _columns(spec, now)
     where = alert_target.c.name == spec.name
     if not conn.execute(alert_target.update().where(where).values(**values)).rowcount:
@@ -166,8 +191,16 @@ def default_targets(conn: Connection) -> list[TargetRow]:
     return [_row(r) for r in rows]
 
 
-def remove_target(engine: Engine, name: str) -> None:
+def remove_target(
+    engine: Engine, name: str, now: datetime | None = None, actor: Actor | None = None
+) -> None:
     with engine.begin() as conn:
+        before = targets_by_name(conn, [name]).get(name)
         removed = conn.execute(alert_target.delete().where(alert_target.c.name == name)).rowcount
+        if removed and before is not None and actor is not None:
+            if now is None:
+                raise TypeError("an audited remove needs `now`")
+            audit.record(conn, actor, "target.delete", now, subject=f"target {name}",
+                         changes=audit.deleted(audit.target_state(before)))
     if not removed:
         raise TargetNotFound(name)

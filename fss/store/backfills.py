@@ -31,6 +31,8 @@ from fss.domain.jitter import jittered_start
 from fss.domain.schedule import Schedule
 from fss.domain.status import TaskStatus
 from fss.errors import GroupNotFound, InvalidField
+from fss.store import audit
+from fss.store.audit import Actor
 from fss.store.tables import backfill, inserted_id, task, task_group
 
 KIND = "backfill"
@@ -103,6 +105,8 @@ def _group(conn: Connection, group_id: int) -> Any:
             task_group.c.cron,
             task_group.c.time_zone,
             task_group.c.jitter_ms,
+            task_group.c.key,
+            task_group.c.caption,
         )
         .where(task_group.c.id == group_id)
         .with_for_update()
@@ -138,6 +142,7 @@ def create_backfill(
     to_at: datetime,
     now: datetime,
     lookahead: timedelta = DEFAULT_LOOKAHEAD,
+    actor: Actor | None = None,
 ) -> BackfillRow:
     """Store a backfill of the group's slots in [from_at, to_at] (refused with InvalidField
     naming the field: a group whose job sets its next time, from after to, a window in the
@@ -162,6 +167,10 @@ def create_backfill(
             )
         )
         started = _start_now(conn, group_id, window.first, now, lookahead)
+        audit.record(conn, actor, "group.backfill", now, group_id=group_id,
+                     subject=audit.group_label(group.key, group.caption),
+                     detail={"backfill_id": backfill_id, "from": from_at, "to": to_at,
+                             "slots": window.total, "started": started})
         return BackfillRow(
             backfill_id, group_id, from_at, to_at, window.first, 0, window.total, now, None,
             started=started,
@@ -211,7 +220,9 @@ def _start_now(
     )
 
 
-def cancel_backfill(engine: Engine, group_id: int, now: datetime) -> BackfillRow:
+def cancel_backfill(
+    engine: Engine, group_id: int, now: datetime, actor: Actor | None = None
+) -> BackfillRow:
     """End the group's unfinished backfill; a slot waiting to run goes back to being the
     group's regular task (a run going on ends as it would). InvalidField when there is none."""
     with engine.begin() as conn:
@@ -239,6 +250,10 @@ def cancel_backfill(engine: Engine, group_id: int, now: datetime) -> BackfillRow
                 claimed_until=None,
             )
         )
+        audit.record(conn, actor, "group.backfill_cancel", now, group_id=group_id,
+                     subject=audit.group_label(group.key, group.caption),
+                     detail={"backfill_id": int(current.id), "from": current.from_at,
+                             "to": current.to_at, "slots_done": current.slots_done})
         return _row(current, _schedule(group), group.start_at, next_at=None, done_at=now)
 
 

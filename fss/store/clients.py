@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from fss.errors import FssError
+from fss.store import audit
+from fss.store.audit import Actor
 from fss.store.rows import ClientRow
 from fss.store.tables import UTCDateTime, client, server_node, task_group
 
@@ -79,11 +82,14 @@ def jobs_of_enabled_groups(conn: Connection) -> dict[str, list[int]]:
 MAX_KICK_REASON = 128
 
 
-def kick_client(engine: Engine, client_id: str, by: str, now: datetime) -> ClientRow:
+def kick_client(
+    engine: Engine, client_id: str, by: str, now: datetime, actor: Actor | None = None
+) -> ClientRow:
     """An operator's kick: nothing more is dispatched to the client (its running tasks go on)
     until an operator admits it again or its worker process restarts."""
     reason = f"operator: {by}"[:MAX_KICK_REASON]
     with engine.begin() as conn:
+        before = get_client(conn, client_id)
         conn.execute(
             client.update()
             .where(client.c.id == client_id)
@@ -92,18 +98,41 @@ def kick_client(engine: Engine, client_id: str, by: str, now: datetime) -> Clien
                 kick_reason=reason,
             )
         )
-        return get_client(conn, client_id)
+        after = get_client(conn, client_id)
+        _audit(conn, actor, "client.kick", now, before, after)
+        return after
 
 
-def admit_client(engine: Engine, client_id: str) -> ClientRow:
+def admit_client(
+    engine: Engine, client_id: str, now: datetime | None = None, actor: Actor | None = None
+) -> ClientRow:
     """Lift a kick (an operator's or the supervisor's): the client takes runs again."""
     with engine.begin() as conn:
+        before = get_client(conn, client_id)
         conn.execute(
             client.update()
             .where(client.c.id == client_id)
             .values(kicked_at=None, kick_reason=None, hung_count=0)
         )
-        return get_client(conn, client_id)
+        after = get_client(conn, client_id)
+        if actor is not None:
+            if now is None:
+                raise TypeError("an audited admit needs `now`")
+            _audit(conn, actor, "client.admit", now, before, after)
+        return after
+
+
+def _audit(
+    conn: Connection, actor: Actor | None, action: str, now: datetime, before: ClientRow,
+    after: ClientRow,
+) -> None:
+    def state(row: ClientRow) -> dict[str, Any]:
+        return {"kicked_at": row.kicked_at, "kick_reason": row.kick_reason,
+                "hung_count": row.hung_count}
+
+    audit.record(conn, actor, action, now, subject=f"client {after.id}",
+                 changes=audit.diff(state(before), state(after)),
+                 detail={"client_id": after.id, "host": after.host})
 
 
 def get_client(conn: Connection, client_id: str) -> ClientRow:

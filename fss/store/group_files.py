@@ -15,7 +15,7 @@ naming a target nobody defined writes nothing.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
@@ -36,11 +36,14 @@ from fss.domain.group_plan import GroupPlan, GroupUpdate, applied_text, plan_cha
 from fss.domain.group_spec import GroupSpec
 from fss.domain.jitter import jittered_start
 from fss.domain.schedule import Schedule, initial_run_at
+from fss.store import audit
 from fss.store.alert_targets import replace_target_in, targets_by_name
+from fss.store.audit import Actor
 from fss.store.groups import (
     chunked,
     delete_groups,
     group_columns,
+    group_state,
     groups_with_open_task,
     insert_waiting_tasks,
     move_waiting,
@@ -156,11 +159,15 @@ def plan_file(
 
 
 def apply_groups(
-    engine: Engine, desired: Sequence[GroupEntry], now: datetime, prune: bool = False
+    engine: Engine,
+    desired: Sequence[GroupEntry],
+    now: datetime,
+    prune: bool = False,
+    actor: Actor | None = None,
 ) -> GroupPlan:
     """apply_file for a file that defines no alert targets: those its groups name must be in
     the database already."""
-    return apply_file(engine, desired, (), now, prune)[0]
+    return apply_file(engine, desired, (), now, prune, actor)[0]
 
 
 def apply_file(
@@ -169,9 +176,13 @@ def apply_file(
     targets: Sequence[TargetSpec],
     now: datetime,
     prune: bool = False,
+    actor: Actor | None = None,
+    audit_detail: Mapping[str, Any] | None = None,
 ) -> tuple[GroupPlan, TargetPlan]:
     """Make the keyed groups match `desired` and write `targets` (created or overwritten by
-    name; targets not listed stay) in one transaction; returns what it changed.
+    name; targets not listed stay) in one transaction; returns what it changed. With
+    `actor`, one audit entry per group created, changed or deleted and per target written
+    (`audit_detail`, e.g. the file's name, goes into each group's), in that transaction.
 
     Groups without a key are never touched; keyed groups missing from `desired` are deleted
     only with `prune`. InvalidField (and nothing written) when a group names an alert
@@ -181,7 +192,7 @@ def apply_file(
         current = keyed_groups(conn, lock=True)
         target_plan = _plan_targets(conn, targets)
         for spec in target_plan.writes:
-            replace_target_in(conn, spec, now)
+            replace_target_in(conn, spec, now, actor)
         _check_target_names(conn, desired, targets, lock=True)
         plan = plan_changes(
             [entry_of(g) for g in current.values()], desired, prune, _applied(current)
@@ -194,9 +205,49 @@ def apply_file(
         _write_applied(conn, [(current[key].id, text) for key, text in records.items()])
         delete_groups(conn, [current[entry.key].id for entry in plan.deletes])
         _verify_on_success(conn, plan)
+        if actor is not None:
+            _audit_apply(conn, actor, now, plan, current, dict(audit_detail or {}))
         if conn.dialect.name == "postgresql" and len(plan.creates) >= ANALYZE_AFTER_CREATES:
             conn.exec_driver_sql("ANALYZE task_group, task")
     return plan, target_plan
+
+
+def _audit_apply(
+    conn: Connection,
+    actor: Actor,
+    now: datetime,
+    plan: GroupPlan,
+    before: dict[str, GroupRow],
+    detail: dict[str, Any],
+) -> None:
+    """One entry per group the apply changed, as a single edit would write it (its fields
+    before -> after): `fss audit list --group KEY` then shows a group's apply like its edit."""
+    after = _groups_by_key(conn, [e.key for e in plan.creates] + [u.key for u in plan.updates])
+    rows = []
+    for entry in plan.creates:
+        group = after[entry.key]
+        rows.append(audit.entry(actor, "group.apply", now, group_id=group.id, subject=entry.key,
+                                changes=audit.created(group_state(group)),
+                                detail={"op": "create", **detail}))
+    for update in plan.updates:
+        old, new = before[update.key], after[update.key]
+        rows.append(audit.entry(actor, "group.apply", now, group_id=new.id, subject=update.key,
+                                changes=audit.diff(group_state(old), group_state(new)),
+                                detail={"op": "update", **detail}))
+    for entry in plan.deletes:
+        old = before[entry.key]
+        rows.append(audit.entry(actor, "group.apply", now, group_id=old.id, subject=entry.key,
+                                changes=audit.deleted(group_state(old)),
+                                detail={"op": "delete", **detail}))
+    audit.record_many(conn, rows)
+
+
+def _groups_by_key(conn: Connection, keys: Sequence[str]) -> dict[str, GroupRow]:
+    found: dict[str, GroupRow] = {}
+    for chunk in chunked(keys):
+        rows = conn.execute(sa.select(task_group).where(task_group.c.key.in_(chunk)))
+        found.update((row.key, GroupRow.from_row(row)) for row in rows)
+    return found
 
 
 def _plan_targets(conn: Connection, targets: Sequence[TargetSpec]) -> TargetPlan:

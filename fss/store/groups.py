@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -18,6 +18,8 @@ from fss.domain.jitter import jittered_start
 from fss.domain.schedule import initial_run_at
 from fss.domain.status import TaskStatus
 from fss.errors import FssError, GroupBusy, GroupNotFound, InvalidField
+from fss.store import audit
+from fss.store.audit import Actor
 from fss.store.rows import GroupRow
 from fss.store.tables import (
     UTCDateTime,
@@ -37,8 +39,15 @@ T = TypeVar("T")
 CHUNK = 500
 
 
-def add_group(engine: Engine, spec: GroupSpec, now: datetime, key: str | None = None) -> int:
-    """Create a group (with `key`, the group belongs to the groups file that names it)."""
+def add_group(
+    engine: Engine,
+    spec: GroupSpec,
+    now: datetime,
+    key: str | None = None,
+    actor: Actor | None = None,
+) -> int:
+    """Create a group (with `key`, the group belongs to the groups file that names it);
+    with `actor`, its audit entry in the same transaction."""
     spec = spec.validated()
     key = check_key(key) if key is not None else None
     start_at = spec.start_at or now
@@ -63,7 +72,17 @@ def add_group(engine: Engine, spec: GroupSpec, now: datetime, key: str | None = 
             verify_on_success(conn, [group_id])
         if spec.is_enable:
             _schedule_pending(conn, get_group(conn, group_id), now)
+        new = get_group(conn, group_id)
+        audit.record(conn, actor, "group.create", now, group_id=group_id,
+                     subject=audit.group_label(key, new.caption),
+                     changes=audit.created(group_state(new)))
     return group_id
+
+
+def group_state(group: GroupRow) -> dict[str, Any]:
+    """A group's settings as the audit trail compares them (its data included)."""
+    spec = spec_of(group)
+    return {"key": group.key} | {f.name: getattr(spec, f.name) for f in fields(spec)}
 
 
 def group_columns(spec: GroupSpec) -> dict[str, Any]:
@@ -177,6 +196,7 @@ def edit_group(
     changes: dict[str, Any],
     now: datetime,
     expected_version: int | None = None,
+    actor: Actor | None = None,
 ) -> GroupRow:
     """Apply `changes` (GroupSpec field names, `key`, `is_enable`); a schedule change
     reschedules the pending task. Only the columns the changes alter are written, in one
@@ -202,7 +222,12 @@ def edit_group(
             if merged.on_success and ("on_success" in values or "key" in key_change):
                 verify_on_success(conn, [group_id])
             _after_edit(conn, current, merged, enable, now)
-            return get_group(conn, group_id)
+            edited = get_group(conn, group_id)
+            audit.record(conn, actor, "group.edit", now, group_id=group_id,
+                         subject=audit.group_label(edited.key, edited.caption),
+                         changes=audit.diff(group_state(current), group_state(edited)),
+                         detail={"version": [current.version, edited.version]})
+            return edited
     raise GroupChanged(group_id, version, current)
 
 
@@ -298,6 +323,7 @@ def set_enabled(
     now: datetime,
     note: str | None = None,
     until: datetime | None = None,
+    actor: Actor | None = None,
 ) -> GroupRow:
     """Enable (clears the disabled note and enable_at) or disable, with an optional note
     saying why and a time `until` when the group enables itself (enable_due_groups)."""
@@ -327,7 +353,16 @@ def set_enabled(
                 _schedule_pending(conn, group, now)
         else:
             withdraw_waiting(conn, [group_id])
-        return get_group(conn, group_id)
+        after = get_group(conn, group_id)
+        audit.record(conn, actor, "group.enable" if enabled else "group.disable", now,
+                     group_id=group_id, subject=audit.group_label(after.key, after.caption),
+                     changes=audit.diff(_switch_state(group), _switch_state(after)))
+        return after
+
+
+def _switch_state(group: GroupRow) -> dict[str, Any]:
+    return {"is_enable": group.is_enable, "disabled_note": group.disabled_note,
+            "enable_at": group.enable_at}
 
 
 def enable_due_groups(engine: Engine, now: datetime) -> list[int]:
@@ -410,7 +445,9 @@ def _resolve_refs(conn: Connection, refs: set[Any]) -> tuple[dict[str, int], set
     return by_key, ids
 
 
-def delete_group(engine: Engine, group_id: int) -> None:
+def delete_group(
+    engine: Engine, group_id: int, now: datetime | None = None, actor: Actor | None = None
+) -> None:
     """Delete the group with its tasks and logs. Rows are locked in the recorder's order,
     its tasks (id order) before the group row: the other way round, a run finishing
     meanwhile (task locked, waiting for the group) deadlocked with it (1 in 4 deletes of a
@@ -425,14 +462,24 @@ def delete_group(engine: Engine, group_id: int) -> None:
         ).scalars().all()
         if ids:
             lock_tasks_in_id_order(conn, list(ids))
-        _locked_group(conn, group_id)
+        gone = _locked_group(conn, group_id)
         delete_groups(conn, [group_id])
+        if actor is not None:
+            if now is None:
+                raise TypeError("an audited delete needs `now`")
+            audit.record(conn, actor, "group.delete", now, group_id=group_id,
+                         subject=audit.group_label(gone.key, gone.caption),
+                         changes=audit.deleted(group_state(gone)))
 
     in_transaction_retrying(engine, delete)
 
 
 def run_now(
-    engine: Engine, group_id: int, now: datetime, data: dict[str, Any] | None = None
+    engine: Engine,
+    group_id: int,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+    actor: Actor | None = None,
 ) -> int:
     """Make the group's waiting task due now (creating one if needed), a manual run; returns
     its id. With `data`, this run gets it as ctx.data instead of the group's data (kept in
@@ -458,6 +505,9 @@ def run_now(
                 run_data=run_data,
             )
         )
+        audit.record(conn, actor, "group.run", now, group_id=group_id,
+                     subject=audit.group_label(group.key, group.caption),
+                     detail={"task_id": task_id} | ({} if data is None else {"data": data}))
         return task_id
 
 

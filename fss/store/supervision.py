@@ -16,6 +16,7 @@ from fss.domain.alerts import DEFAULT_POLICY, AlertPolicy
 from fss.domain.broadcast import BROADCAST_CLIENT
 from fss.domain.status import TaskStatus
 from fss.store.alerts import RunEnd, note_run_ends
+from fss.store.audit import prune_audit
 from fss.store.dead_letters import delete_dead_letters
 from fss.store.recording import schedule_next, status_in
 from fss.store.retries import (
@@ -401,6 +402,7 @@ class RetentionPolicy:
     keep_success_per_group: int = 100
     success_max_age: timedelta = timedelta(days=1)
     fail_max_age: timedelta = timedelta(days=7)
+    audit_max_age: timedelta = timedelta(days=90)
     batch: int = 1000
 
 
@@ -447,6 +449,8 @@ def prune(engine: Engine, now: datetime, policy: RetentionPolicy) -> int:
     # Dead letters are kept as long as failed runs: long enough for an operator to look.
     with engine.begin() as conn:
         delete_dead_letters(conn, received_before=now - policy.fail_max_age)
+    # The audit trail, batch by batch as the tasks (not counted in what is returned).
+    prune_audit(engine, now - policy.audit_max_age, policy.batch)
     return removed
 
 

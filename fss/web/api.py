@@ -24,8 +24,9 @@ from fss.store.views import (
     runs_per_minute,
     tasks_by_status,
 )
-from fss.web import api_groups, api_tasks, live
-from fss.web.auth import Admin, Viewer
+from fss.web import api_audit, api_groups, api_tasks, live
+from fss.web.api_audit import Audited
+from fss.web.auth import Viewer
 from fss.web.context import Context, WebContext
 
 router = APIRouter()
@@ -97,17 +98,17 @@ def _client_json(context: WebContext, client_id: str) -> dict[str, Any]:
 
 
 @api.post("/clients/{client_id}/kick", tags=["clients"], summary="Dispatch nothing more to it")
-def kick(client_id: str, principal: Admin, context: Context) -> dict[str, Any]:
+def kick(client_id: str, actor: Audited, context: Context) -> dict[str, Any]:
     """Its running tasks go on; it gets no new ones until admitted again or restarted."""
     validate_client_id(client_id, "client_id")
-    kick_client(context.engine, client_id, principal.name, context.clock.now())
+    kick_client(context.engine, client_id, actor.name, context.clock.now(), actor)
     return _client_json(context, client_id)
 
 
 @api.post("/clients/{client_id}/admit", tags=["clients"], summary="Lift a kick")
-def admit(client_id: str, principal: Admin, context: Context) -> dict[str, Any]:
+def admit(client_id: str, actor: Audited, context: Context) -> dict[str, Any]:
     validate_client_id(client_id, "client_id")
-    admit_client(context.engine, client_id)
+    admit_client(context.engine, client_id, context.clock.now(), actor)
     return _client_json(context, client_id)
 
 
@@ -130,5 +131,6 @@ def dead_letters(
 
 router.include_router(api)
 router.include_router(api_groups.router)
+router.include_router(api_audit.router)
 router.include_router(api_tasks.router)
 router.include_router(live.router)

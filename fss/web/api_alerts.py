@@ -18,6 +18,7 @@ from fss.domain.alert_targets import TargetSpec, target_from_document
 from fss.domain.clock import parse_time
 from fss.errors import InvalidField
 from fss.store import alert_console, alert_targets
+from fss.web.api_audit import Audited
 from fss.web.api_groups import BodyLimit
 from fss.web.auth import Admin, Viewer
 from fss.web.context import Context
@@ -68,11 +69,15 @@ def get_alert(alert_id: AlertId, principal: Viewer, context: Context) -> dict[st
 
 
 @router.post("/alerts/{alert_id}/ack", summary="Acknowledge: someone is on it")
-def ack_alert(alert_id: AlertId, principal: Admin, context: Context) -> dict[str, Any]:
+def ack_alert(
+    alert_id: AlertId, principal: Admin, actor: Audited, context: Context
+) -> dict[str, Any]:
     """Records who acknowledged it and when (shown on the pages); no reminders follow.
     Acknowledging again keeps the first acknowledgement; a resolved alert answers 409."""
     try:
-        alert_console.ack_alert(context.engine, alert_id, principal.name, context.clock.now())
+        alert_console.ack_alert(
+            context.engine, alert_id, principal.name, context.clock.now(), actor
+        )
     except alert_console.AlertNotOpen as exc:
         raise HTTPException(409, str(exc)) from None
     return get_alert(alert_id, principal, context)
@@ -110,22 +115,22 @@ def silence_until(body: SilenceRequest, now: datetime) -> datetime:
 @router.post("/groups/{group_id}/silence", summary="Silence a group's alerts for a time",
              dependencies=[BodyLimit])
 def silence_group(
-    group_id: GroupId, body: SilenceRequest, principal: Admin, context: Context
+    group_id: GroupId, body: SilenceRequest, actor: Audited, context: Context
 ) -> dict[str, Any]:
     """Its alerts are still raised and shown; their notices are not sent until `until`.
     Silencing again replaces the silence."""
     now = context.clock.now()
     until = silence_until(body, now)
     row = alert_console.silence_group(
-        context.engine, group_id, until, principal.name, body.note, now
+        context.engine, group_id, until, actor.name, body.note, now, actor
     )
     return row.to_json()
 
 
 @router.delete("/groups/{group_id}/silence", status_code=204, summary="Lift a group's silence")
-def unsilence_group(group_id: GroupId, principal: Admin, context: Context) -> Response:
+def unsilence_group(group_id: GroupId, actor: Audited, context: Context) -> Response:
     """204 also when the group had no silence: it has none now either way."""
-    alert_console.unsilence_group(context.engine, group_id)
+    alert_console.unsilence_group(context.engine, group_id, context.clock.now(), actor)
     return Response(status_code=204)
 
 
@@ -169,7 +174,7 @@ def spec_from_body(body: dict[str, Any]) -> TargetSpec:
 @router.post("/alert-targets", status_code=201, tags=["alert targets"],
              summary="Add an alert target", dependencies=[BodyLimit])
 def add_target(
-    principal: Admin,
+    actor: Audited,
     context: Context,
     body: Annotated[dict[str, Any], Body(examples=[{
         "name": "ops-hook", "kind": "webhook", "config": {"url": "https://example.com/hook"},
@@ -178,14 +183,16 @@ def add_target(
 ) -> dict[str, Any]:
     """`{name, kind, config: {...the kind's settings}, default, rules, rate_per_min}` (the
     kind's settings may also stand beside the other keys). 422 naming the field."""
-    row = alert_targets.add_target(context.engine, spec_from_body(body), context.clock.now())
+    row = alert_targets.add_target(
+        context.engine, spec_from_body(body), context.clock.now(), actor
+    )
     return row.public()
 
 
 @router.delete("/alert-targets/{name}", status_code=204, tags=["alert targets"],
                summary="Remove an alert target")
-def remove_target(name: TargetName, principal: Admin, context: Context) -> Response:
-    alert_targets.remove_target(context.engine, name)
+def remove_target(name: TargetName, actor: Audited, context: Context) -> Response:
+    alert_targets.remove_target(context.engine, name, context.clock.now(), actor)
     return Response(status_code=204)
 
 

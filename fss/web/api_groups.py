@@ -29,7 +29,8 @@ from fss.store.views import (
     group_view,
     search_groups,
 )
-from fss.web.auth import Admin, Viewer
+from fss.web.api_audit import Audited
+from fss.web.auth import Viewer
 from fss.web.context import Context
 from fss.web.params import GroupId
 
@@ -218,9 +219,10 @@ def list_groups(
 
 @router.post("/groups", status_code=201, summary="Create a task group",
              dependencies=[BodyLimit])
-def create_group(body: NewGroup, principal: Admin, context: Context) -> dict[str, Any]:
+def create_group(body: NewGroup, actor: Audited, context: Context) -> dict[str, Any]:
     spec = spec_from(body).validated()
-    group_id = store.add_group(context.engine, spec, context.clock.now(), key=body.key)
+    group_id = store.add_group(context.engine, spec, context.clock.now(), key=body.key,
+                               actor=actor)
     return _group_json(context, group_id)
 
 
@@ -259,7 +261,7 @@ def version_from(if_match: str | None, body: GroupChanges) -> int | None:
 def edit_group(
     group_id: GroupId,
     body: GroupChanges,
-    principal: Admin,
+    actor: Audited,
     context: Context,
     if_match: Annotated[str | None, Header(max_length=40)] = None,
 ) -> Response:
@@ -271,7 +273,7 @@ def edit_group(
     if not changes:
         raise InvalidField("body", "nothing to change; give at least one field")
     try:
-        store.edit_group(context.engine, group_id, changes, context.clock.now(), expected)
+        store.edit_group(context.engine, group_id, changes, context.clock.now(), expected, actor)
     except store.GroupChanged as exc:
         current = _group_json(context, group_id)
         return JSONResponse(
@@ -285,8 +287,8 @@ def edit_group(
 
 
 @router.delete("/groups/{group_id}", status_code=204, summary="Delete a group, its tasks, logs")
-def delete_group(group_id: GroupId, principal: Admin, context: Context) -> Response:
-    store.delete_group(context.engine, group_id)
+def delete_group(group_id: GroupId, actor: Audited, context: Context) -> Response:
+    store.delete_group(context.engine, group_id, context.clock.now(), actor)
     return Response(status_code=204)
 
 
@@ -301,11 +303,11 @@ class RunRequest(BaseModel):
 
 @router.post("/groups/{group_id}/run", summary="Run now", dependencies=[BodyLimit])
 def run_group(
-    group_id: GroupId, principal: Admin, context: Context, body: RunRequest | None = None
+    group_id: GroupId, actor: Audited, context: Context, body: RunRequest | None = None
 ) -> dict[str, int]:
     """An optional body {"data": {...}} gives this run its own data."""
     data = None if body is None else body.data
-    return {"task_id": store.run_now(context.engine, group_id, context.clock.now(), data)}
+    return {"task_id": store.run_now(context.engine, group_id, context.clock.now(), data, actor)}
 
 
 class BackfillRequest(BaseModel):
@@ -318,26 +320,28 @@ class BackfillRequest(BaseModel):
 @router.post("/groups/{group_id}/backfill", status_code=201, summary="Backfill a past window",
              dependencies=[BodyLimit])
 def backfill_group(
-    group_id: GroupId, principal: Admin, context: Context, body: BackfillRequest
+    group_id: GroupId, actor: Audited, context: Context, body: BackfillRequest
 ) -> dict[str, Any]:
     """Run the group's slots in [from, to] one at a time, in order, between its regular runs
     (as `fss group backfill`); 422 naming the field for a bad window (at most 10,000 slots)
     or while the group has an unfinished backfill. `started`: its first slot runs now."""
     row = backfills.create_backfill(
         context.engine, group_id, parse_time("from", body.from_), parse_time("to", body.to),
-        context.clock.now(),
+        context.clock.now(), actor=actor,
     )
     return row.to_json() | {"started": row.started}
 
 
 @router.delete("/groups/{group_id}/backfill", summary="Cancel the unfinished backfill")
-def cancel_backfill(group_id: GroupId, principal: Admin, context: Context) -> dict[str, Any]:
-    return backfills.cancel_backfill(context.engine, group_id, context.clock.now()).to_json()
+def cancel_backfill(group_id: GroupId, actor: Audited, context: Context) -> dict[str, Any]:
+    return backfills.cancel_backfill(
+        context.engine, group_id, context.clock.now(), actor
+    ).to_json()
 
 
 @router.post("/groups/{group_id}/enable", summary="Enable (creates the waiting task)")
-def enable_group(group_id: GroupId, principal: Admin, context: Context) -> dict[str, Any]:
-    store.set_enabled(context.engine, group_id, True, context.clock.now())
+def enable_group(group_id: GroupId, actor: Audited, context: Context) -> dict[str, Any]:
+    store.set_enabled(context.engine, group_id, True, context.clock.now(), actor=actor)
     return _group_json(context, group_id)
 
 
@@ -358,14 +362,14 @@ class DisableRequest(BaseModel):
 @router.post("/groups/{group_id}/disable", summary="Disable (withdraws the waiting task)",
              dependencies=[BodyLimit])
 def disable_group(
-    group_id: GroupId, principal: Admin, context: Context, body: DisableRequest | None = None
+    group_id: GroupId, actor: Audited, context: Context, body: DisableRequest | None = None
 ) -> dict[str, Any]:
     """An optional body gives a note (shown wherever the group shows) and `until`, when the
     group enables itself again; enabling clears both."""
     wanted = body or DisableRequest(note=None, until=None)
     store.set_enabled(
         context.engine, group_id, False, context.clock.now(),
-        note=wanted.note, until=_time("enable_at", wanted.until),
+        note=wanted.note, until=_time("enable_at", wanted.until), actor=actor,
     )
     return _group_json(context, group_id)
 

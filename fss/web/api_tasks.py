@@ -23,7 +23,8 @@ from fss.store.views import (
     search_tasks,
     task_detail,
 )
-from fss.web.auth import Admin, Viewer
+from fss.web.api_audit import Audited
+from fss.web.auth import Viewer
 from fss.web.context import Context
 from fss.web.params import AfterLogId, GroupIdFilter, TaskId
 
@@ -112,13 +113,14 @@ def get_logs(
 
 
 @router.post("/tasks/{task_id}/kill", summary="Stop a running task now")
-def kill(task_id: TaskId, principal: Admin, context: Context) -> dict[str, Any]:
+def kill(task_id: TaskId, actor: Audited, context: Context) -> dict[str, Any]:
     """Celery's revoke with terminate on the worker running it (a gRPC client: `cancel`);
     the run ends Fail "killed by <you> (web)". 409 when the task is not running, or when
     its worker cannot kill it (a threads or solo pool: the run goes on) or did not answer."""
     try:
         result = kill_task(
-            context.engine, context.settings, context.clock, task_id, f"{principal.name} (web)"
+            context.engine, context.settings, context.clock, task_id, f"{actor.name} (web)",
+            actor,
         )
     except NotRunning as exc:
         raise HTTPException(409, str(exc)) from None

@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 from fastapi import Depends, HTTPException, Request
 
 from fss.domain import login_throttle
-from fss.store import web_sessions
+from fss.store import audit, web_sessions
+from fss.store.audit import Actor
 from fss.web.config import Role, WebSettings, WebUser
 from fss.web.context import WebContext
 
@@ -134,6 +135,7 @@ class Authenticator:
                         address, until.isoformat(timespec="seconds"))
             raise LoginThrottled(until, now)
         user = self.check_password(name, password)
+        reason = "wrong password" if name in self._users else "unknown user"
         with self.context.engine.begin() as conn:
             if user is None:
                 for key in keys:
@@ -141,10 +143,13 @@ class Authenticator:
                         conn, key, now, now - login_throttle.FORGET_AFTER,
                         login_throttle.lock_schedule(now),
                     )
+                # In the failure's transaction; while locked (above) nothing is recorded.
+                kind = "basic" if how == "HTTP Basic" else "session"
+                audit.record(conn, Actor(name, kind, address), "login.refused", now,
+                             detail={"reason": reason, "via": how})
             else:
                 web_sessions.clear_failures(conn, keys[0])
         if user is None:
-            reason = "wrong password" if name in self._users else "unknown user"
             log.warning("login refused (%s): user %r from %s: %s", how, name, address, reason)
         return user
 
@@ -183,9 +188,13 @@ class Authenticator:
             return ANONYMOUS
         header = request.headers.get("authorization", "")
         scheme, _, credentials = header.partition(" ")
-        if scheme.lower() == "bearer" and self.settings.token:
-            if hmac.compare_digest(credentials.strip().encode(), self.settings.token.encode()):
-                return Principal("token", Role.ADMIN, "token")
+        if scheme.lower() == "bearer" and self.settings.bearer_tokens:
+            given = credentials.strip().encode()
+            # Every token compared (no early exit): the time taken tells none of them apart.
+            matches = [t for t in self.settings.bearer_tokens
+                       if hmac.compare_digest(given, t.secret.encode())]
+            if matches:
+                return Principal(matches[0].name, matches[0].role, "token")
             log.warning("bearer token refused from %s", client_address(request))
             return None
         if scheme.lower() == "basic":
@@ -209,7 +218,7 @@ class Authenticator:
     # removed) makes every cookie of the old one miss: those sessions are over on every
     # replica that runs the new config, with no step at startup.
 
-    def start_session(self, user: WebUser) -> NewSession:
+    def start_session(self, user: WebUser, address: str | None = None) -> NewSession:
         token = secrets.token_urlsafe(32)
         now = self.context.clock.now()
         with self.context.engine.begin() as conn:
@@ -218,6 +227,7 @@ class Authenticator:
                 conn, self._token_hash(token, user), user.name, now,
                 now + timedelta(seconds=self.settings.session_max_age_s),
             )
+            audit.record(conn, Actor(user.name, "session", address), "login", now)
         return NewSession(f"{token}.{user.name}", csrf_of(token))
 
     def session_principal(self, cookie: str) -> Principal | None:
@@ -233,16 +243,18 @@ class Authenticator:
             return None
         return Principal(user.name, user.role, "session", csrf_of(token))
 
-    def end_session(self, cookie: str) -> bool:
+    def end_session(self, cookie: str, address: str | None = None) -> bool:
         """Log out: the session ends on the server, so a copy of the cookie is refused too."""
         found = self._session_of(cookie)
         if found is None:
             return False
         token, user = found
+        now = self.context.clock.now()
         with self.context.engine.begin() as conn:
-            return web_sessions.end_session(
-                conn, self._token_hash(token, user), self.context.clock.now()
-            )
+            ended = web_sessions.end_session(conn, self._token_hash(token, user), now)
+            if ended:
+                audit.record(conn, Actor(user.name, "session", address), "logout", now)
+            return ended
 
     def _session_of(self, cookie: str) -> tuple[str, WebUser] | None:
         token, _, name = cookie.partition(".")

@@ -78,12 +78,76 @@ def parse_user_entry(number: int, entry: str) -> WebUser:
 
 
 @dataclass(frozen=True)
+class WebToken:
+    """A Bearer token for scripts, named so the audit trail tells them apart."""
+
+    name: str
+    secret: str
+    role: Role = Role.ADMIN
+
+
+MIN_TOKEN_LENGTH = 16
+# FSS_WEB_TOKEN (one unnamed token, admin) is the token of this name.
+LEGACY_TOKEN_NAME = "token"
+TOKENS_FORMAT = (
+    "entries are name:token:role (role admin or viewer, lower case; the token at least "
+    f"{MIN_TOKEN_LENGTH} characters), separated by commas or newlines"
+)
+
+
+def parse_tokens(text: str) -> tuple[WebToken, ...]:
+    """FSS_WEB_TOKENS: entries `name:token:role`, separated by commas or newlines. The name
+    runs to the first ':', the role is the text after the last one, the token is what lies
+    between. Errors name the entry by number and name, never the token."""
+    tokens: list[WebToken] = []
+    entries = [raw.strip() for raw in re.split(r"[,\n]", text)]
+    for number, entry in enumerate((e for e in entries if e), start=1):
+        token = parse_token_entry(number, entry)
+        if any(t.name == token.name for t in tokens):
+            raise InvalidField("FSS_WEB_TOKENS", f"token name {token.name!r} is given twice")
+        if any(t.secret == token.secret for t in tokens):
+            raise InvalidField(
+                "FSS_WEB_TOKENS", f"entry {number} (token {token.name!r}) repeats another's token"
+            )
+        tokens.append(token)
+    return tuple(tokens)
+
+
+def parse_token_entry(number: int, entry: str) -> WebToken:
+    name, separator, rest = entry.partition(":")
+    secret, role_separator, role_text = rest.rpartition(":")
+    if not separator or not role_separator or not USER_NAME_PATTERN.fullmatch(name):
+        raise InvalidField(
+            "FSS_WEB_TOKENS",
+            f"entry {number} is not name:token:role with a name of letters, digits, _.@- "
+            f"({TOKENS_FORMAT})",
+        )
+    role = next((r for r in Role if r.value == role_text), None)
+    if role is None:
+        raise InvalidField(
+            "FSS_WEB_TOKENS",
+            f"entry {number} (token {name!r}): the text after the last ':' is not a role "
+            f"({TOKENS_FORMAT})",
+        )
+    if len(secret) < MIN_TOKEN_LENGTH:
+        raise InvalidField(
+            "FSS_WEB_TOKENS",
+            f"entry {number} (token {name!r}): the token must be at least {MIN_TOKEN_LENGTH} "
+            "characters",
+        )
+    return WebToken(name, secret, role)
+
+
+@dataclass(frozen=True)
 class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     users: tuple[WebUser, ...] = ()
-    # FSS_WEB_TOKEN: a Bearer token for the API (admin rights), e.g. for scripts.
+    # FSS_WEB_TOKEN: a Bearer token for the API (admin rights), e.g. for scripts; the
+    # audit trail names it "token".
     token: str = ""
+    # FSS_WEB_TOKENS: named Bearer tokens with a role each.
+    tokens: tuple[WebToken, ...] = ()
     # Anonymous access with admin rights; only with an explicit --no-auth.
     no_auth: bool = False
     # Keys the in-process digests of proven Basic passwords (sessions live in the database
@@ -96,12 +160,25 @@ class WebSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise InvalidField("port", "must be 0..65535")
-        if self.token and len(self.token) < 16:
-            raise InvalidField("FSS_WEB_TOKEN", "must be at least 16 characters")
+        if self.token and len(self.token) < MIN_TOKEN_LENGTH:
+            raise InvalidField("FSS_WEB_TOKEN", f"must be at least {MIN_TOKEN_LENGTH} characters")
+        if self.token and any(t.name == LEGACY_TOKEN_NAME for t in self.tokens):
+            raise InvalidField(
+                "FSS_WEB_TOKENS", f"the name {LEGACY_TOKEN_NAME!r} is FSS_WEB_TOKEN's; "
+                "name the token otherwise or drop FSS_WEB_TOKEN"
+            )
+        if self.token and any(t.secret == self.token for t in self.tokens):
+            raise InvalidField("FSS_WEB_TOKENS", "a token repeats FSS_WEB_TOKEN")
 
     @property
     def auth_configured(self) -> bool:
-        return bool(self.users or self.token)
+        return bool(self.users or self.token or self.tokens)
+
+    @property
+    def bearer_tokens(self) -> tuple[WebToken, ...]:
+        """Every Bearer token: FSS_WEB_TOKEN (named "token", admin) and FSS_WEB_TOKENS."""
+        legacy = (WebToken(LEGACY_TOKEN_NAME, self.token),) if self.token else ()
+        return legacy + self.tokens
 
     @property
     def signing_key(self) -> bytes:
@@ -109,6 +186,7 @@ class WebSettings:
             return hashlib.sha256(b"fss-web-secret\0" + self.secret.encode()).digest()
         material = "\0".join(
             [self.token] + [f"{u.name}:{u.secret}:{u.role.value}" for u in self.users]
+            + [f"{t.name}:{t.secret}:{t.role.value}" for t in self.tokens]
         )
         return hashlib.sha256(b"fss-web-derived\0" + material.encode()).digest()
 
@@ -118,6 +196,7 @@ class WebSettings:
         values: dict[str, object] = {
             "users": parse_users(env.get("FSS_WEB_USERS", "")),
             "token": env.get("FSS_WEB_TOKEN", ""),
+            "tokens": parse_tokens(env.get("FSS_WEB_TOKENS", "")),
             "secret": env.get("FSS_WEB_SECRET", ""),
             # Unknown values fail closed (an error naming the variable), never "off".
             "secure_cookies": read_flag("FSS_WEB_SECURE_COOKIES", env),

@@ -55,7 +55,7 @@ def login(
             request, "login.html", {**again, "error": "Wrong user name or password."},
             status_code=401,
         )
-    session = auth.start_session(user)
+    session = auth.start_session(user, client_address(request))
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -72,7 +72,9 @@ def login(
 @router.post("/logout")
 def logout(request: Request) -> Response:
     refuse_cross_site(request)
-    authenticator(request).end_session(request.cookies.get(SESSION_COOKIE, ""))
+    authenticator(request).end_session(
+        request.cookies.get(SESSION_COOKIE, ""), client_address(request)
+    )
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
