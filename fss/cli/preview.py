@@ -28,7 +28,11 @@ MAX_PREVIEW = 1000
 @click.argument("group_id", type=ID, required=False)
 @click.option("--cron", help="Preview this cron instead of a group's schedule.")
 @click.option("--interval-ms", type=int, help="Preview this interval instead.")
-@click.option("--time-zone", help="IANA zone for --cron, e.g. Europe/Berlin (UTC).")
+@click.option(
+    "--time-zone",
+    help="IANA zone, e.g. Europe/Berlin (UTC): a cron is evaluated in it; an interval's "
+    "times are shown in it.",
+)
 @click.option(
     "--start-at", help="ISO 8601: preview from this time instead of now (UTC if no offset)."
 )
@@ -74,8 +78,6 @@ def next_runs(
 def _ad_hoc_schedule(cron: str | None, interval_ms: int | None, time_zone: str | None) -> Schedule:
     if (cron is None) == (interval_ms is None):
         raise InvalidField("schedule", "give a group ID, --cron or --interval-ms (one of them)")
-    if interval_ms is not None and time_zone:
-        raise InvalidField("time_zone", "applies to --cron only (an interval ignores zones)")
     return preview_schedule(cron, interval_ms, time_zone)
 
 

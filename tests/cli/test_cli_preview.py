@@ -155,6 +155,20 @@ def test_given_a_stored_cron_refused_today_then_the_preview_warns_and_still_show
     assert outcome.err.startswith(f"warning: group {group_id}: cron: ")
 
 
+def test_given_an_interval_with_a_zone_then_next_shows_it_there_as_group_add_accepts_it(
+    fss: Fss,
+) -> None:
+    # `fss group add --interval-ms --time-zone` stores the zone (and the API's preview shows
+    # the times in it); `fss group next` refused the same pair ("applies to --cron only").
+    args = ("--interval-ms", "3600000", "--time-zone", "Asia/Kolkata")
+    group_id = add_group(fss, *args)
+
+    shown = lines(fss, *args, "--start-at", "2026-03-27T12:00:00Z", "-n", "2")
+
+    assert shown == ["2026-03-27T17:30:00+05:30", "2026-03-27T18:30:00+05:30"]
+    assert fss_json(fss, "group", "show", str(group_id))["time_zone"] == "Asia/Kolkata"
+
+
 # -- errors: one line, exit 2 ------------------------------------------------------------------
 
 
@@ -168,7 +182,7 @@ def test_given_a_stored_cron_refused_today_then_the_preview_warns_and_still_show
         (("--cron", "0 0 12 1 * MON"), "error: cron: "),
         (("--cron", "* * * * *", "--time-zone", "Mars/Base"), "error: time_zone: "),
         (("--interval-ms", "0"), "error: interval_ms: "),
-        (("--interval-ms", "5", "--time-zone", "UTC"), "error: time_zone: "),
+        (("--interval-ms", "5", "--time-zone", "Mars/Base"), "error: time_zone: "),
         (("--cron", "* * * * *", "-n", "0"), "error: count: "),
         (("987654",), "error: task group 987654 does not exist"),
     ],
