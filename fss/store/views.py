@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from fss.domain.schedule_words import schedule_words
 from fss.domain.status import FINISHED, TaskStatus
 from fss.errors import GroupNotFound, InvalidField, TaskNotFound
 from fss.store.clients import list_clients
@@ -258,7 +259,7 @@ class GroupView:
 
     def to_json(self) -> dict[str, Any]:
         body = self.group.to_json()
-        body["schedule_text"] = self.group.schedule.describe()
+        body["schedule_text"] = schedule_words(self.group.schedule)
         body["last_status"] = self.last_status.label if self.last_status is not None else None
         body["last_error"] = first_line(self.last_error)
         return body

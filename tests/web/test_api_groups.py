@@ -45,7 +45,7 @@ def test_create_writes_the_group_and_its_waiting_task(
     assert (row["caption"], row["job_name"], row["cron"]) == ("nightly report",
                                                               "reports.nightly", "0 3 * * *")
     assert json.loads(row["data"]) == {"to": "ops@example.com"}
-    assert body["schedule_text"] == "cron 0 3 * * * (Europe/Berlin)"
+    assert body["schedule_text"] == "at 03:00 every day, Europe/Berlin"
     assert body["last_status"] is None and body["is_enable"] is True
     # 03:00 in Berlin (UTC+1 in March 2031) after T0 (09:26 UTC on the 14th).
     assert body["next_at"] == "2031-03-15T02:00:00+00:00"
@@ -253,7 +253,7 @@ def test_list_filters_sorts_and_shows_the_last_result(
     assert (items[a]["last_status"], items[a]["last_error"]) == ("Success", None)
     assert (items[b]["last_status"], items[b]["last_error"]) == ("Fail", "boom: disk full")
     assert items[c]["last_status"] is None
-    assert items[a]["schedule_text"] == "every 60000 ms"
+    assert items[a]["schedule_text"] == "every 1 min"
     response = viewer_client.get("/api/v1/groups", params={"sort": "data"})
     assert (response.status_code, response.json()["field"]) == (422, "sort")
     response = viewer_client.get("/api/v1/groups", params={"enabled": "maybe"})
