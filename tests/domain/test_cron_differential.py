@@ -55,8 +55,11 @@ RULE_QUARTZ_DAYS = "fss refuses 6 fields restricting both day fields for new cro
 RULE_SIX_FIELD_DST = "fss applies Debian's DST rule to 6 fields too; cronsim only to 5 fields"
 RULE_SECOND_PASS = "cronsim may return a time before the start in a repeated hour's 2nd pass"
 RULE_HALF_HOUR_SHIFT = "cronsim steps hours in UTC: after a 30-minute change it lands on :30"
+RULE_MIDNIGHT_JUMP = "cronsim starts a day at 00:00 even when its clocks skip 00:00-00:59"
 # Zones whose clocks change by other than whole hours (RULE_HALF_HOUR_SHIFT).
 PART_HOUR_SHIFTS = ("Australia/Lord_Howe",)
+# Zones whose clocks spring forward at midnight (RULE_MIDNIGHT_JUMP).
+MIDNIGHT_SHIFTS = ("America/Santiago",)
 
 
 @dataclass(frozen=True)
@@ -359,8 +362,9 @@ def expected_firings(cron: Cron, start: datetime, zone: str) -> list[datetime]:
     expression = " ".join(cron.cronsim_fields)
     if cron.six and not cron.wildcard and zone != "UTC":
         return debian_fixed_time_firings(expression, start, zone)  # RULE_SIX_FIELD_DST
-    if cron.wildcard and zone in PART_HOUR_SHIFTS:
-        return debian_wildcard_firings(expression, start, zone)  # RULE_HALF_HOUR_SHIFT
+    if cron.wildcard and zone in PART_HOUR_SHIFTS + MIDNIGHT_SHIFTS:
+        # RULE_HALF_HOUR_SHIFT, RULE_MIDNIGHT_JUMP
+        return debian_wildcard_firings(expression, start, zone)
     return cronsim_firings(expression, start, zone)
 
 
@@ -422,9 +426,11 @@ def test_new_crons_are_refused_only_by_the_documented_rules(cron: Cron) -> None:
 def test_the_wildcard_rule_of_the_reference_is_cronsims_own_in_whole_hour_zones(
     cron: Cron, start: tuple[str, datetime]
 ) -> None:
-    """The mapping RULE_HALF_HOUR_SHIFT applies is the one cronsim applies elsewhere."""
+    """The mapping RULE_HALF_HOUR_SHIFT and RULE_MIDNIGHT_JUMP apply is the one cronsim
+    applies elsewhere."""
     zone, moment = start
-    assume(cron.wildcard and zone not in PART_HOUR_SHIFTS and not cronsim_refuses(cron))
+    assume(cron.wildcard and zone not in PART_HOUR_SHIFTS + MIDNIGHT_SHIFTS)
+    assume(not cronsim_refuses(cron))
     expression = " ".join(cron.cronsim_fields)
 
     assert debian_wildcard_firings(expression, moment, zone) == cronsim_firings(
@@ -525,6 +531,22 @@ def test_cronsim_misses_half_an_hour_after_a_30_minute_clock_change() -> None:
 
     assert fss_first.isoformat() == "2000-03-27T00:00:00+10:30"
     assert cronsim_first.isoformat() == "2000-03-27T00:30:00+10:30"
+
+
+def test_cronsim_fires_a_wildcard_job_at_a_skipped_midnight() -> None:
+    # RULE_MIDNIGHT_JUMP: Santiago 2025-09-07 00:00 -04:00 -> 01:00 -03:00. `* */16 * * 0`
+    # (hours 0 and 16 on Sundays) is a wildcard job: Debian never fires it in the skipped
+    # hour, so its next run is 16:00. cronsim starts the day at a midnight that does not
+    # exist, reads it as 00:00 and fires at the jump (01:00), an hour its job does not name.
+    zone, start = "America/Santiago", at(2025, 9, 5, 4, 39, 40)
+    santiago = ZoneInfo(zone)
+
+    fss_first = fss_firings("* */16 * * 0", start, zone)[0].astimezone(santiago)
+    cronsim_first = cronsim_firings("* */16 * * 0", start, zone)[0].astimezone(santiago)
+    debian_first = debian_wildcard_firings("* */16 * * 0", start, zone)[0].astimezone(santiago)
+
+    assert fss_first.isoformat() == debian_first.isoformat() == "2025-09-07T16:00:00-03:00"
+    assert cronsim_first.isoformat() == "2025-09-07T01:00:00-03:00"
 
 
 def test_cronsim_can_answer_before_the_start_in_a_repeated_hour() -> None:
