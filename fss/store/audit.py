@@ -88,11 +88,12 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[
 
 def created(after: Mapping[str, Any]) -> dict[str, list[Any]]:
     """A new row's fields, each as [None, value] (fields left empty are left out)."""
-    return {k: [None, v] for k, v in diff({}, after).items()}
+    return diff({}, after)
 
 
 def deleted(before: Mapping[str, Any]) -> dict[str, list[Any]]:
-    return {k: [v, None] for k, v in diff({}, before).items()}
+    """A removed row's fields, each as [value, None]."""
+    return diff(before, {})
 
 
 def target_state(row: Any) -> dict[str, Any]:

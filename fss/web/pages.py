@@ -14,11 +14,13 @@ from fss.domain.alerts import RULES
 from fss.domain.group_spec import MISFIRE_POLICIES
 from fss.domain.status import TaskStatus
 from fss.store.rows import LOG_LEVEL_NAMES
+from fss.web import audit_page
 from fss.web.auth import Viewer
 from fss.web.params import MAX_ID
 from fss.web.templating import render
 
 router = APIRouter(include_in_schema=False)
+router.include_router(audit_page.router)
 
 STATUS_LABELS = [status.label for status in TaskStatus]
 

@@ -1,0 +1,102 @@
+"""The Audit page: the trail rendered on the server (rows, filters and paging in HTML, every
+label in the template), read from the same query as GET /api/v1/audit."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from fss.errors import InvalidField
+from fss.store import audit
+from fss.store.audit import ACTIONS, AuditRow
+from fss.web.api_audit import audit_filter
+from fss.web.auth import Viewer
+from fss.web.context import Context
+from fss.web.params import MAX_ID
+from fss.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 50
+# A value longer than this shows its start, the whole in a <details> below it.
+SHORT_VALUE = 80
+
+
+@dataclass(frozen=True)
+class Value:
+    """A before or after value as the page shows it: None (empty), or its text."""
+
+    text: str | None
+
+    @property
+    def short(self) -> str | None:
+        if self.text is None or len(self.text) <= SHORT_VALUE:
+            return self.text
+        return self.text[: SHORT_VALUE - 1] + "…"
+
+    @property
+    def is_long(self) -> bool:
+        return self.text is not None and len(self.text) > SHORT_VALUE
+
+
+def value(raw: Any) -> Value:
+    if raw is None:
+        return Value(None)
+    if isinstance(raw, str):
+        return Value(raw)
+    return Value(json.dumps(raw, ensure_ascii=False, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class Change:
+    field: str
+    before: Value
+    after: Value
+
+
+def changes_of(row: AuditRow) -> list[Change]:
+    return [Change(name, value(before), value(after))
+            for name, (before, after) in row.changes.items()]
+
+
+def details_of(row: AuditRow) -> list[tuple[str, Value]]:
+    return [(name, value(raw)) for name, raw in row.detail.items()]
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request,
+    principal: Viewer,
+    context: Context,
+    group: Annotated[str, Query(max_length=128)] = "",
+    since: Annotated[str, Query(max_length=40)] = "",
+    user: Annotated[str, Query(max_length=128)] = "",
+    action: Annotated[str, Query(max_length=32)] = "",
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> HTMLResponse:
+    filters = {"group": group, "since": since, "user": user, "action": action}
+    error: InvalidField | None = None
+    rows: list[AuditRow] = []
+    with context.engine.connect() as conn:
+        try:
+            wanted = audit_filter(group, since, user, action, before_id, PAGE_SIZE)
+            rows = audit.list_audit(conn, wanted)
+        except InvalidField as exc:
+            error = exc
+        users = audit.actors(conn)
+    entries = [(row, changes_of(row), details_of(row)) for row in rows]
+    older = rows[-1].id if len(rows) == PAGE_SIZE else None
+    return render(
+        request,
+        "audit.html",
+        {
+            "page": "audit", "entries": entries, "filters": filters, "actions": ACTIONS,
+            "users": users, "error": error, "older": older, "paged": before_id is not None,
+            "query": {k: v for k, v in filters.items() if v},
+        },
+        status_code=400 if error else 200,
+    )
