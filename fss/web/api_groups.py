@@ -7,12 +7,13 @@ messages; pydantic only checks the shape (known fields, JSON types) first.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Connection
 
 from fss.domain.clock import parse_time
 from fss.domain.group_spec import OVERLAP_POLICIES, POLICY_DEFAULTS, ROUTES, GroupSpec
@@ -20,6 +21,8 @@ from fss.domain.preview import first_run, next_fire_times, preview_schedule
 from fss.errors import InvalidField
 from fss.store import backfills
 from fss.store import groups as store
+from fss.store.health import blocked_reasons
+from fss.store.rows import GroupRow
 from fss.store.views import (
     DEFAULT_GROUP_PAGE,
     GROUP_SORTS,
@@ -31,7 +34,7 @@ from fss.store.views import (
 )
 from fss.web.api_audit import Audited
 from fss.web.auth import Viewer
-from fss.web.context import Context
+from fss.web.context import Context, WebContext
 from fss.web.params import GroupId
 
 router = APIRouter(prefix="/api/v1", tags=["groups"])
@@ -198,7 +201,8 @@ def changes_from(body: GroupChanges) -> dict[str, Any]:
 def list_groups(
     principal: Viewer,
     context: Context,
-    q: Annotated[str | None, Query(max_length=200, description="In caption or job")] = None,
+    q: Annotated[str | None, Query(max_length=200,
+                                   description="In key, caption, job or data")] = None,
     job_name: Annotated[str | None, Query(max_length=64)] = None,
     enabled: bool | None = None,
     sort: Annotated[str, Query(description=", ".join(GROUP_SORTS))] = "id",
@@ -214,7 +218,9 @@ def list_groups(
     wanted = GroupFilter(q, job_name, enabled, sort, order == "desc", limit, offset)
     with context.engine.connect() as conn:
         views, total = search_groups(conn, wanted)
-    return {"items": [v.to_json() for v in views], "total": total}
+        blocked = cannot_run(conn, context, [v.group for v in views])
+    return {"items": [v.to_json() | {"cannot_run": blocked.get(v.group.id, [])} for v in views],
+            "total": total}
 
 
 @router.post("/groups", status_code=201, summary="Create a task group",
@@ -387,7 +393,22 @@ def list_runs(
 
 def _group_json(context: Context, group_id: int) -> dict[str, Any]:
     with context.engine.connect() as conn:
-        return group_view(conn, group_id).to_json()
+        view = group_view(conn, group_id)
+        blocked = cannot_run(conn, context, [view.group])
+        return view.to_json() | {"cannot_run": blocked.get(group_id, [])}
+
+
+def cannot_run(
+    conn: Connection, context: WebContext, groups: list[GroupRow]
+) -> dict[int, list[dict[str, str]]]:
+    """`cannot_run` of each group: why it cannot run now ({reason, detail}: disabled,
+    unserved (no live client for its job and tag), late); [] when it can."""
+    now = context.clock.now()
+    settings = context.settings
+    return blocked_reasons(
+        conn, groups, now, now - timedelta(seconds=settings.client_timeout_s),
+        timedelta(seconds=settings.alert_late_grace_s),
+    )
 
 
 class PreviewRequest(BaseModel):

@@ -53,6 +53,9 @@ def list_tasks(
     since: Annotated[str | None, Query(description="Planned start at or after (ISO 8601)")]
     = None,
     until: Annotated[str | None, Query(description="Planned start before (ISO 8601)")] = None,
+    error: Annotated[str | None, Query(max_length=200,
+                                       description="Failed runs whose error contains this")]
+    = None,
     limit: Annotated[int, Query(ge=1, le=MAX_TASK_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of a page")]
     = None,
@@ -66,6 +69,7 @@ def list_tasks(
         until=parse_time("until", until) if until else None,
         limit=limit,
         before_id=decode_cursor(cursor) if cursor else None,
+        error=error or None,
     )
     with context.engine.connect() as conn:
         items, next_cursor = search_tasks(conn, wanted)

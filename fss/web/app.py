@@ -26,7 +26,7 @@ from fss import __version__
 from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.errors import FssError, GroupBusy, InvalidField
-from fss.web import api, api_alerts, api_glance, api_search, health, login, metrics, pages
+from fss.web import api, api_alerts, api_bulk, api_glance, api_search, health, login, metrics, pages
 from fss.web.auth import (
     CSRF_HEADER,
     SAFE_METHODS,
@@ -77,7 +77,7 @@ def create_web_app(
     app.state.templates.context_processors.append(csp_nonce_context)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     for router in (
-        health.router, login.router, api.router, api_alerts.router,
+        health.router, login.router, api_bulk.router, api.router, api_alerts.router,
         api_glance.router, api_search.router, metrics.router, pages.router,
     ):
         app.include_router(router)

@@ -68,17 +68,97 @@ const FSS = (() => {
     return Number.isNaN(date.getTime()) ? null : date;
   }
 
-  // Local wall-clock time, "2024-05-01 13:04:05"; the ISO UTC value goes into the title.
-  function formatTime(iso) {
-    const d = parseTime(iso);
-    if (!d) return "";
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  /* ---- time zones ------------------------------------------------------------------ */
+
+  // Which zone times are shown in, chosen in the top bar and kept in localStorage:
+  // "browser" (the browser's own zone), "utc", or "group" (the zone of the group a time
+  // belongs to; UTC where a time has no group, or its group has no zone). Every time shown
+  // carries its zone's label; the title holds the full zone name and the ISO UTC value.
+  const ZONE_KEY = "fss.timeZone";
+  const ZONE_MODES = ["browser", "utc", "group"];
+  const browserZone = (() => {
+    try {
+      return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    } catch (err) {
+      return "UTC";
+    }
+  })();
+
+  function zoneMode() {
+    let mode = null;
+    try {
+      mode = localStorage.getItem(ZONE_KEY);
+    } catch (err) {
+      mode = null;
+    }
+    return ZONE_MODES.includes(mode) ? mode : "browser";
   }
 
-  function formatClock(iso) {
+  function setZoneMode(mode) {
+    try {
+      localStorage.setItem(ZONE_KEY, ZONE_MODES.includes(mode) ? mode : "browser");
+    } catch (err) {
+      /* private mode: the choice lasts this page only */
+    }
+  }
+
+  // The IANA zone a time is shown in; `groupZone` is the group's time_zone, if any.
+  function shownZone(groupZone) {
+    const mode = zoneMode();
+    if (mode === "utc") return "UTC";
+    if (mode === "group") return groupZone || "UTC";
+    return browserZone;
+  }
+
+  const formatters = new Map();
+  function formatter(zone) {
+    let f = formatters.get(zone);
+    if (!f) {
+      try {
+        f = new Intl.DateTimeFormat("en-GB", {
+          timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+          minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "shortOffset",
+        });
+      } catch (err) {
+        f = formatter("UTC"); // a zone this browser does not know
+      }
+      formatters.set(zone, f);
+    }
+    return f;
+  }
+
+  // {date: "2024-05-01", clock: "13:04:05", label: "UTC+2"} of an instant in a zone.
+  function zoned(d, zone) {
+    const parts = {};
+    for (const part of formatter(zone).formatToParts(d)) parts[part.type] = part.value;
+    const offset = (parts.timeZoneName || "GMT").replace(/^GMT/, "");
+    return {
+      date: `${parts.year}-${parts.month}-${parts.day}`,
+      clock: `${parts.hour}:${parts.minute}:${parts.second}`,
+      label: zone === "UTC" ? "UTC" : `UTC${offset}`,
+    };
+  }
+
+  // "2024-05-01 13:04:05 UTC+2": 24-hour, with its zone's label.
+  function formatTime(iso, groupZone) {
     const d = parseTime(iso);
-    return d ? `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}` : "";
+    if (!d) return "";
+    const z = zoned(d, shownZone(groupZone));
+    return `${z.date} ${z.clock} ${z.label}`;
+  }
+
+  // "13:04:05" in the shown zone; `withZone` adds the label ("13:04:05 UTC").
+  function formatClock(iso, withZone, groupZone) {
+    const d = parseTime(iso);
+    if (!d) return "";
+    const z = zoned(d, shownZone(groupZone));
+    return withZone ? `${z.clock} ${z.label}` : z.clock;
+  }
+
+  // The title of a shown time: the time with the full zone name, and the ISO UTC value.
+  function timeTitle(iso, groupZone) {
+    const zone = shownZone(groupZone);
+    return `${formatTime(iso, groupZone)} (${zone}) · ${iso}`;
   }
 
   // "in 4 s", "12 s ago", "3 min ago", "2 h ago", "5 d ago".
@@ -96,11 +176,27 @@ const FSS = (() => {
     return diff >= 0 ? `${text} ago` : `in ${text}`;
   }
 
-  function timeNode(iso, mode) {
+  // A <time>: absolute ("2024-05-01 13:04:05 UTC+2") or relative ("12 s ago", the absolute
+  // time with its zone in the title). `groupZone`: the zone of the group the time belongs to.
+  function timeNode(iso, mode, groupZone) {
     if (!iso) return el("span", { class: "muted" }, "—");
-    const text = mode === "relative" ? relative(iso, serverNow()) : formatTime(iso);
-    return el("time", { datetime: iso, title: iso }, text);
+    const text = mode === "relative" ? relative(iso, serverNow()) : formatTime(iso, groupZone);
+    return el("time", { datetime: iso, title: timeTitle(iso, groupZone) }, text);
   }
+
+  // The top bar's zone switch: a choice sticks (localStorage) and the page shows it at once.
+  function initZoneSwitch() {
+    const select = document.getElementById("zone-switch");
+    if (!select) return;
+    const browserOption = select.querySelector("option[value=browser]");
+    if (browserOption) browserOption.textContent = `${browserOption.textContent} (${browserZone})`;
+    select.value = zoneMode();
+    select.addEventListener("change", () => {
+      setZoneMode(select.value);
+      window.location.reload();
+    });
+  }
+  document.addEventListener("DOMContentLoaded", initZoneSwitch);
 
   function duration(ms) {
     if (ms === null || ms === undefined) return "";
@@ -352,12 +448,18 @@ const FSS = (() => {
     setTimeout(() => node.remove(), 4000);
   }
 
-  // An in-page confirmation (<dialog id="confirm-dialog">): resolves true on "ok".
-  function confirmAction(title, text, okLabel) {
+  // An in-page confirmation (<dialog id="confirm-dialog">): resolves true on "ok". `items`
+  // (optional): lines listed under the text, e.g. the groups a bulk action changes.
+  function confirmAction(title, text, okLabel, items) {
     const dialog = $("#confirm-dialog");
     setText($("#confirm-title", dialog), title);
     setText($("#confirm-text", dialog), text);
     setText($("#confirm-ok", dialog), okLabel);
+    const list = $("#confirm-list", dialog);
+    if (list) {
+      replaceChildren(list, (items || []).map((line) => el("li", {}, line)));
+      list.hidden = !(items && items.length);
+    }
     dialog.returnValue = "";
     dialog.showModal();
     return new Promise((resolve) => {

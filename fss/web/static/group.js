@@ -106,6 +106,20 @@
       g.enable_at ? [" — enables itself at ", timeNode(g.enable_at)] : "");
   }
 
+  // Why it cannot run now (the API's cannot_run): badges by the title, the details below.
+  // "disabled" is said by the enabled badge and the disabled note already.
+  function renderBlocked(g) {
+    const reasons = (g.cannot_run || []).filter((r) => r.reason !== "disabled");
+    const words = $("#blocked-words").content;
+    const wordOf = (reason) => {
+      const node = words.querySelector(`[data-reason="${reason}"]`);
+      return node ? node.textContent : reason;
+    };
+    replaceChildren($("#blocked-badges"), reasons.map((r) => badge(wordOf(r.reason), "warn", r.detail)));
+    replaceChildren($("#blocked-reasons"), reasons.map((r) => el("li", {}, `${wordOf(r.reason)}: ${r.detail}`)));
+    $("#blocked-note").hidden = reasons.length === 0;
+  }
+
   function renderHead(g) {
     setText($("#caption"), g.caption);
     $("#caption").title = g.caption;
@@ -113,6 +127,7 @@
     replaceChildren($("#enabled-badge"), g.is_enable ? badge("enabled", "success")
       : badge("disabled", "muted"));
     renderDisabled(g);
+    renderBlocked(g);
     const toggle = $("#toggle-enabled");
     if (toggle) setText(toggle, g.is_enable ? "Disable" : "Enable");
   }

@@ -31,6 +31,13 @@
       sort: state.sort === "id" ? "" : state.sort, order: state.order === "asc" ? "" : state.order,
       limit: state.page === DEFAULT_PAGE ? "" : state.page });
     history.replaceState(null, "", `/groups${params}`);
+    showExportLink();
+  }
+
+  // The CSV export: every group matching the same filters, in the same order.
+  function showExportLink() {
+    $("#export-csv").setAttribute("href", `/api/v1/export/groups.csv${FSS.query({ q: state.q,
+      enabled: state.enabled, sort: state.sort, order: state.order })}`);
   }
 
   function showSort() {
@@ -68,6 +75,94 @@
     poller.now();
   }
 
+  /* ---- selection and bulk actions (POST /api/v1/groups/bulk) ---------------------- */
+
+  const selected = new Set(); // group ids, kept across refreshes and pages
+
+  // A word of a <template> in groups.html / _blocked_words.html, with {name} filled in.
+  function word(templateId, name, values) {
+    const template = $(`#${templateId}`);
+    const node = template && template.content.querySelector(`[data-word="${name}"], [data-reason="${name}"]`);
+    let text = node ? node.textContent : name;
+    for (const [key, value] of Object.entries(values || {})) text = text.split(`{${key}}`).join(String(value));
+    return text;
+  }
+
+  function selectCell(group) {
+    const input = el("input", { type: "checkbox", class: "select-group",
+      "aria-label": word("bulk-words", "select-group", { id: group.id }) });
+    input.checked = selected.has(group.id);
+    input.addEventListener("change", () => {
+      if (input.checked) selected.add(group.id);
+      else selected.delete(group.id);
+      showSelection();
+    });
+    return input;
+  }
+
+  function showSelection() {
+    const bar = $("#bulk-bar");
+    if (!bar) return;
+    bar.hidden = selected.size === 0;
+    setText($("#bulk-count"), word("bulk-words", "selected", { n: selected.size }));
+    const boxes = $$("#groups tbody input.select-group");
+    const all = $("#select-all");
+    all.checked = boxes.length > 0 && boxes.every((box) => box.checked);
+    all.indeterminate = !all.checked && boxes.some((box) => box.checked);
+  }
+
+  function selectAll(checked) {
+    for (const id of groupsById.keys()) {
+      if (checked) selected.add(id);
+      else selected.delete(id);
+    }
+    for (const box of $$("#groups tbody input.select-group")) box.checked = checked;
+    showSelection();
+  }
+
+  function groupName(id) {
+    const group = groupsById.get(id);
+    return word("bulk-words", "name", { id, caption: group ? group.caption : "?" });
+  }
+
+  async function bulk(action, button) {
+    const ids = Array.from(selected).sort((a, b) => a - b);
+    if (!ids.length) return;
+    const n = { n: ids.length };
+    const sure = await confirmAction(word("bulk-words", `${action}-title`, n),
+      word("bulk-words", `${action}-text`, n), word("bulk-words", `${action}-ok`, n),
+      ids.map(groupName));
+    if (!sure) return;
+    const answer = await act(button, () => api("POST", "/api/v1/groups/bulk", { action, ids }));
+    if (!answer) return;
+    showBulkResult(answer, ids.length);
+    for (const result of answer.results) if (result.ok) selected.delete(result.id);
+    showSelection();
+    poller.now();
+  }
+
+  function showBulkResult(answer, count) {
+    const values = { action: word("bulk-words", answer.action), ok: answer.ok, failed: answer.failed,
+      n: count };
+    const box = $("#bulk-result");
+    box.hidden = answer.failed === 0;
+    if (answer.failed === 0) {
+      toast(word("bulk-words", "done", values), "ok");
+      return;
+    }
+    setText($("#bulk-result-text"), word("bulk-words", "some-failed", values));
+    FSS.replaceChildren($("#bulk-failures"), answer.results.filter((r) => !r.ok).map((r) =>
+      el("li", { class: "bulk-failed" }, `${groupName(r.id)}: ${r.error}`)));
+  }
+
+  /* Why a group cannot run now (cannot_run of the API): one badge per reason. */
+  function blockedBadges(group) {
+    const reasons = group.cannot_run || [];
+    if (!reasons.length) return null;
+    return el("span", { class: "blocked" }, reasons.map((r) => badge(
+      word("blocked-words", r.reason), r.reason === "disabled" ? "muted" : "warn", r.detail || null)));
+  }
+
   /* ---- table ----------------------------------------------------------------------- */
 
   function enabledCell(group) {
@@ -101,8 +196,8 @@
 
   const columns = [
     { value: (g) => g.id, render: (g) => link(`/groups/${g.id}`, mono(String(g.id))), class: "num" },
-    { value: (g) => g.caption, render: (g) => link(`/groups/${g.id}`, el("span",
-      { class: "caption", title: g.caption }, g.caption)), class: "cell-caption" },
+    { value: (g) => [g.caption, g.cannot_run || null], render: (g) => [link(`/groups/${g.id}`, el("span",
+      { class: "caption", title: g.caption }, g.caption)), blockedBadges(g)], class: "cell-caption" },
     { value: (g) => g.job_name, render: (g) => mono(g.job_name) },
     { value: (g) => scheduleText(g), render: (g) => el("span", { class: "schedule",
       title: g.cron || (g.interval_ms ? `${g.interval_ms} ms` : "the job sets its next time") },
@@ -123,6 +218,7 @@
   ];
   if (canChange) {
     columns.push({ value: (g) => g.id, render: actionsCell, class: "actions-col" });
+    columns.unshift({ value: (g) => [g.id, selected.has(g.id)], render: selectCell, class: "select-col" });
   }
 
   /* The first `wanted` groups in the current order, a page of at most MAX_PAGE at a time. */
@@ -170,6 +266,7 @@
     syncTable($("#groups"), data.items, (g) => g.id, columns,
       { rowClass: (g) => (g.is_enable ? "" : "row-dim"), keepHeader: false });
     showCount(data.items.length, data.total);
+    showSelection();
   }
 
   /* A new filter or order starts again from the first page. */
@@ -181,6 +278,7 @@
 
   function init() {
     readUrl();
+    showExportLink();
     showSort();
     for (const th of $$("th[data-sort]")) {
       th.tabIndex = 0;
@@ -205,6 +303,16 @@
       state.enabled = $("#enabled-filter").value;
       restart();
     });
+    if (canChange) {
+      $("#select-all").addEventListener("change", (event) => selectAll(event.target.checked));
+      $("#bulk-clear").addEventListener("click", () => {
+        selected.clear();
+        selectAll(false);
+      });
+      for (const button of $$("[data-bulk]")) {
+        button.addEventListener("click", () => bulk(button.dataset.bulk, button));
+      }
+    }
     const create = $("#new-group");
     if (create) create.addEventListener("click", () => GroupForm.open(null, () => poller.now()));
     poller = poll(refresh);

@@ -5,7 +5,7 @@
   const { el, $, setText, get, poll, syncTable, link, mono, timeNode, statusBadge, duration,
     firstLine } = FSS;
   const PAGE = 50;
-  const FILTERS = ["status", "group_id", "job_name", "client_id", "since", "until"];
+  const FILTERS = ["status", "group_id", "job_name", "client_id", "since", "until", "error"];
   const shown = new Map(); // task id -> task, everything on screen
   let cursor = null; // where "Load more" continues (older tasks)
   let firstLoad = true;
@@ -141,6 +141,8 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     Object.assign(activeFilters, filters());
+    // The CSV export: the tasks of the same filters, newest first.
+    $("#export-csv").setAttribute("href", `/api/v1/export/tasks.csv${FSS.query(activeFilters)}`);
     $("#load-more").addEventListener("click", loadMore);
     // Empty filters stay out of the address: /tasks?status=Fail, not /tasks?status=Fail&job_name=
     $("#filters").addEventListener("submit", () => {
