@@ -109,6 +109,7 @@ class Supervisor:
         self._retention = Every(settings.retention_every_s)
         self.retention = RetentionPolicy(
             keep_success_per_group=settings.keep_success_per_group,
+            departed_max_age=timedelta(seconds=settings.client_offline_keep_s),
             success_max_age=timedelta(seconds=settings.success_max_age_s),
             fail_max_age=timedelta(seconds=settings.fail_max_age_s),
             audit_max_age=timedelta(seconds=settings.audit_max_age_s),
@@ -307,8 +308,9 @@ class Supervisor:
                 if since is None or now - since < missing_for:
                     continue
                 seen = describe_client(conn, client_id)
-                if store.remove_client_if_silent(conn, client_id, late_since):
-                    self._client_lost(conn, client_id, seen, "its process is gone", now)
+                why = "its process is gone"
+                if store.remove_client_if_silent(conn, client_id, late_since, why, now):
+                    self._client_lost(conn, client_id, seen, why, now)
                     gone.add(client_id)
                     report.removed_clients.append(client_id)
                     log.warning(
@@ -347,8 +349,8 @@ class Supervisor:
         with self._engine.begin() as conn:
             for client_id in store.dead_client_ids(conn, alive_since):
                 seen = describe_client(conn, client_id)
-                if store.remove_client_if_silent(conn, client_id, alive_since):
-                    why = f"no heartbeat for {self._settings.client_timeout_s:g} s"
+                why = f"no heartbeat for {self._settings.client_timeout_s:g} s"
+                if store.remove_client_if_silent(conn, client_id, alive_since, why, now):
                     self._client_lost(conn, client_id, seen, why, now)
                     report.removed_clients.append(client_id)
                     log.warning(

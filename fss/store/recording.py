@@ -40,6 +40,7 @@ from fss.store.backfills import KIND as BACKFILL
 from fss.store.backfills import advance as advance_backfills
 from fss.store.backfills import unfinished_next_at
 from fss.store.children import parents_of, start_children
+from fss.store.departures import remove_client
 from fss.store.retries import (
     Failure,
     archive_final,
@@ -1222,7 +1223,7 @@ def record_client_events(conn: Connection, events: Sequence[Event], now: datetim
         else:
             continue
         last[event.client_id] = event
-    _clients_left(conn, [left[client_id] for client_id in sorted(left)])
+    _clients_left(conn, [left[client_id] for client_id in sorted(left)], now)
     # Rows locked in id order, so two recorders writing the same clients never deadlock.
     for client_id in sorted(last):
         event = last[client_id]
@@ -1277,28 +1278,27 @@ def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> Non
         conn.execute(client.update().where(client.c.id == beat.client_id).values(**values))
 
 
-def _clients_left(conn: Connection, events: list[ClientLeft]) -> None:
+def _clients_left(conn: Connection, events: list[ClientLeft], now: datetime) -> None:
     """Remove the rows of the clients that left, each only if it is still the incarnation
     that left (a guarded DELETE): a `left` replayed after the worker restarted under the
     same id removed the new process's row, and the supervisor then failed its runs. A `left`
-    without an incarnation (older senders), or a row without one, is not guarded."""
-    if events:
-        conn.execute(
-            _LEFT_STATEMENT,
-            [{"b_id": e.client_id, "b_incarnation": e.incarnation} for e in events],
+    without an incarnation (older senders), or a row without one, is not guarded. The row
+    goes to client_departed (fss.store.departures) in the same transaction."""
+    for event in events:
+        remove_client(conn, _left_guard(event), "left", now)
+
+
+def _left_guard(event: ClientLeft) -> list[Any]:
+    guard = [client.c.id == event.client_id]
+    if event.incarnation:
+        guard.append(
+            sa.or_(
+                client.c.incarnation.is_(None),
+                client.c.incarnation == "",
+                client.c.incarnation == event.incarnation,
+            )
         )
-
-
-_LEFT_INCARNATION = sa.bindparam("b_incarnation", type_=sa.String())
-_LEFT_STATEMENT = client.delete().where(
-    client.c.id == sa.bindparam("b_id"),
-    sa.or_(
-        _LEFT_INCARNATION == "",
-        client.c.incarnation.is_(None),
-        client.c.incarnation == "",
-        client.c.incarnation == _LEFT_INCARNATION,
-    ),
-)
+    return guard
 
 
 def _count(rowcount: int, fallback: int) -> int:

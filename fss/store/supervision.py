@@ -18,7 +18,9 @@ from fss.domain.status import TaskStatus
 from fss.store.alerts import RunEnd, note_run_ends
 from fss.store.audit import prune_audit
 from fss.store.dead_letters import delete_dead_letters
+from fss.store.departures import delete_departed, remove_client
 from fss.store.recording import schedule_next, status_in
+from fss.store.reports import delete_report_hours
 from fss.store.retries import (
     Failure,
     archive_final,
@@ -368,14 +370,14 @@ def dead_client_ids(conn: Connection, alive_since: datetime) -> list[str]:
     return [r.id for r in rows]
 
 
-def remove_client_if_silent(conn: Connection, client_id: str, alive_since: datetime) -> bool:
-    """Delete the registration unless a heartbeat arrived since the sweep looked."""
-    return (
-        conn.execute(
-            client.delete().where(client.c.id == client_id, client.c.heartbeat_at < alive_since)
-        ).rowcount
-        == 1
-    )
+def remove_client_if_silent(
+    conn: Connection, client_id: str, alive_since: datetime, why: str = "silent",
+    now: datetime | None = None,
+) -> bool:
+    """Delete the registration unless a heartbeat arrived since the sweep looked; the row
+    goes to client_departed with `why` (fss.store.departures)."""
+    guard = [client.c.id == client_id, client.c.heartbeat_at < alive_since]
+    return remove_client(conn, guard, why, now or alive_since)
 
 
 def count_hung(conn: Connection, client_id: str, kick_after: int, now: datetime) -> bool:
@@ -402,6 +404,10 @@ class RetentionPolicy:
     keep_success_per_group: int = 100
     success_max_age: timedelta = timedelta(days=1)
     fail_max_age: timedelta = timedelta(days=7)
+    # Departed clients are shown as offline this long (FSS_CLIENT_OFFLINE_KEEP_S); run
+    # counts per hour (run_report) cover the longest report range, 90 days, and a day more.
+    departed_max_age: timedelta = timedelta(hours=24)
+    report_max_age: timedelta = timedelta(days=91)
     audit_max_age: timedelta = timedelta(days=90)
     batch: int = 1000
 
@@ -449,6 +455,8 @@ def prune(engine: Engine, now: datetime, policy: RetentionPolicy) -> int:
     # Dead letters are kept as long as failed runs: long enough for an operator to look.
     with engine.begin() as conn:
         delete_dead_letters(conn, received_before=now - policy.fail_max_age)
+        delete_departed(conn, left_before=now - policy.departed_max_age)
+        delete_report_hours(conn, before=now - policy.report_max_age)
     # The audit trail, batch by batch as the tasks (not counted in what is returned).
     prune_audit(engine, now - policy.audit_max_age, policy.batch)
     return removed

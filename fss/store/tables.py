@@ -263,6 +263,51 @@ client = sa.Table(
     **MYSQL_UTF8MB4,
 )
 
+# Clients that left (unregistered, or dropped by the supervisor as silent or gone): a copy
+# of their last registration, written in the transaction that deleted the `client` row, so
+# the Reports page shows them as offline for FSS_CLIENT_OFFLINE_KEEP_S instead of letting
+# them vanish. Liveness never reads this table; a client that registers again is live by
+# its `client` row, whatever is left here.
+client_departed = sa.Table(
+    "client_departed",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("host", sa.String(128), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("job_names", sa.Text(), nullable=False),
+    sa.Column("tags", sa.String(256), nullable=True),
+    sa.Column("registered_at", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+    sa.Column("left_at", UTCDateTime(), nullable=False),
+    # "left" (it unregistered), or why the supervisor dropped it.
+    sa.Column("reason", sa.String(128), nullable=False),
+    sa.Index("ix_client_departed_left_at", "left_at"),
+    **MYSQL_UTF8MB4,
+)
+
+# Run ends counted per UTC hour (migration 0012): kind "all" (every run), "group" (subject
+# = the group id) and "client" (subject = the client of the run's last attempt). Written
+# by a database trigger on `task` in the transaction that ends a run (status -> Fail or
+# Success), whoever ends it (recorder, supervisor, a kill), as `count = count + 1`; rows
+# of "all" and "client" are spread over `slot` (the connection's id modulo 16) so two
+# recorders ending runs at once never wait for, or deadlock on, one shared row. Kept after
+# retention deletes the tasks: the Reports page reads 90 days from here.
+run_report = sa.Table(
+    "run_report",
+    metadata,
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("subject", sa.String(128), nullable=False),
+    sa.Column("slot", sa.SmallInteger(), nullable=False),
+    sa.Column("hour_at", UTCDateTime(), nullable=False),
+    sa.Column("success", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("fail", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.PrimaryKeyConstraint("kind", "subject", "slot", "hour_at", name="pk_run_report"),
+    # Retention drops whole hours.
+    sa.Index("ix_run_report_hour_at", "hour_at"),
+    **MYSQL_UTF8MB4,
+)
+
 # Cluster-wide chores (supervision, retention) are leased like tasks: one holder at a time.
 lease = sa.Table(
     "lease",

@@ -27,6 +27,7 @@ from fss.config import Settings
 from fss.domain.clock import Clock
 from fss.errors import FssError, GroupBusy, InvalidField
 from fss.web import api, api_alerts, api_bulk, api_glance, api_search, health, login, metrics, pages
+from fss.web import api_reports as reports_api
 from fss.web.auth import (
     CSRF_HEADER,
     SAFE_METHODS,
@@ -81,6 +82,7 @@ def create_web_app(
         api_glance.router, api_search.router, metrics.router, pages.router,
     ):
         app.include_router(router)
+    app.include_router(reports_api.router)
     install_api_docs(app, web)
     install_error_handlers(app)
     app.add_middleware(SecurityHeaders, hsts=web.secure_cookies)

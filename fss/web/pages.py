@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from fss.domain.alerts import RULES
 from fss.domain.group_spec import MISFIRE_POLICIES
 from fss.domain.status import TaskStatus
+from fss.store.reports import RANGES
 from fss.store.rows import LOG_LEVEL_NAMES
 from fss.web import audit_page
 from fss.web.auth import Viewer
@@ -44,7 +45,10 @@ def group_page(
     return render(
         request,
         "group.html",
-        {"page": "groups", "group_id": group_id, "misfire_policies": MISFIRE_POLICIES},
+        {
+            "page": "groups", "group_id": group_id, "misfire_policies": MISFIRE_POLICIES,
+            "ranges": RANGES,
+        },
     )
 
 
@@ -73,6 +77,12 @@ def search_page(
 @router.get("/clients", response_class=HTMLResponse)
 def clients_page(request: Request, principal: Viewer) -> HTMLResponse:
     return render(request, "clients.html", {"page": "clients"})
+
+
+@router.get("/reports", response_class=HTMLResponse)
+def reports_page(request: Request, principal: Viewer) -> HTMLResponse:
+    # Range and zone stay in the query string (days, tz); the script reads them there.
+    return render(request, "reports.html", {"page": "reports", "ranges": RANGES})
 
 
 @router.get("/nodes", response_class=HTMLResponse)
