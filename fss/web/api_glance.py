@@ -59,7 +59,7 @@ def _hold(request: Request) -> DatabaseHold:
     hold = getattr(state, "database_hold", None)
     if hold is None:
         hold = state.database_hold = DatabaseHold()
-    return hold  # type: ignore[no-any-return]
+    return hold
 
 
 @router.get("/health/glance", summary="What needs a look now (the overview's health banner)")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from web_helpers import ADMIN, WebDatabase, basic
+from web_helpers import ADMIN, TOKEN, WebDatabase, basic
 
 from fss.config import Settings
 from fss.domain.clock import ManualClock
@@ -97,3 +97,46 @@ def test_overview_clients_and_metrics_answer_fast_and_say_why(down_client: TestC
     assert "127.0.0.1:1" in overview["broker"]["error"]
     assert answers["/api/v1/clients"].json()["broker"] == overview["broker"]
     assert "fss_broker_up 0.0" in answers["/metrics"].text.splitlines()
+
+
+# ---- the health glance (the overview's banner) ------------------------------------------------
+
+
+@pytest.mark.parametrize("web_db", ["sqlite"], indirect=True)
+def test_the_glance_names_the_broker_fast_and_asks_it_once(down_client: TestClient) -> None:
+    for _ in range(3):
+        started = time.monotonic()
+        response = down_client.get("/api/v1/health/glance")
+        assert time.monotonic() - started < FAST_S
+        assert response.status_code == 200, response.text
+        broker = [p for p in response.json()["problems"] if p["check"] == "broker"]
+        assert len(broker) == 1 and "127.0.0.1:1" in broker[0]["detail"]
+        assert broker[0]["level"] == "fail" and response.json()["healthy"] is False
+    context = down_client.app.state.context  # type: ignore[attr-defined]
+    assert context.queue_depths.connect_attempts == 1
+
+
+DATABASE_DOWN = "postgresql://postgres@127.0.0.1:1/fss"  # nothing listens on port 1
+
+
+def test_with_the_database_down_the_glance_says_so_and_the_api_answers_fast(
+    clock: ManualClock,
+) -> None:
+    """A token needs no database to be checked: the glance answers 200 naming it. A login
+    (Basic, a session) does: those requests get a fast 503 saying so, which the overview's
+    banner shows as the database problem."""
+    settings = Settings(database_url=DATABASE_DOWN, broker_url="memory://")
+    web = WebSettings(users=parse_users("admin:pw"), token=TOKEN)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_web_app(settings, web, clock), headers=basic(ADMIN)) as client:
+        for _ in range(3):
+            started = time.monotonic()
+            glance = client.get("/api/v1/health/glance", headers=bearer)
+            overview = client.get("/api/v1/overview")
+            assert time.monotonic() - started < FAST_S
+            assert glance.status_code == 200, glance.text
+            problems = glance.json()["problems"]
+            assert [p["check"] for p in problems] == ["database"]
+            assert problems[0]["detail"].startswith("database: unreachable (")
+            assert overview.status_code == 503
+            assert overview.json()["error"].startswith("database unavailable: ")
