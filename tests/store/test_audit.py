@@ -5,6 +5,7 @@ retention, and two writers at once each with their own correct entry."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable
@@ -183,7 +184,7 @@ def test_clients_dead_letters_alerts_and_backfills_are_recorded(engine: Engine) 
         alert_id = conn.execute(alert.insert().values(
             rule="run_failed", subject=f"group:{group_id}", state="open", title="failed",
             opened_at=T0, last_at=T0, open_key="x", task_group_id=group_id,
-        )).inserted_primary_key[0]
+        )).inserted_primary_key[0]  # type: ignore[index]
         conn.execute(dead_letter.insert().values(received_at=T0, queue="q", reason="r", body="b"))
     clients.kick_client(engine, "w1", "alice", T0, ALICE)
     clients.admit_client(engine, "w1", T0 + SECOND, ALICE)
@@ -275,10 +276,10 @@ def test_two_editors_at_once_each_get_their_own_correct_entry(engine: Engine) ->
     for round_ in range(5):
         start = f"start-{round_}" if round_ else "start"
         run_together(
-            lambda: groups.edit_group(engine, group_id, {"caption": f"alice-{round_}"}, T0,
-                                      actor=ALICE),
-            lambda: groups.edit_group(engine, group_id, {"caption": f"bob-{round_}"}, T0,
-                                      actor=BOB),
+            functools.partial(groups.edit_group, engine, group_id,
+                              {"caption": f"alice-{round_}"}, T0, actor=ALICE),
+            functools.partial(groups.edit_group, engine, group_id,
+                              {"caption": f"bob-{round_}"}, T0, actor=BOB),
         )
         rows = entries(engine)[-2:]
         assert {r.actor for r in rows} == {"alice", "bob"}
