@@ -48,6 +48,7 @@ _COLUMNS = (
     task.c.run_at,
     task.c.reported_at,
     task.c.kill_requested_at,
+    task.c.create_at,
     task_group.c.timeout_s,
     task_group.c.run_speed_avg,
     task_group.c.max_run_s,
@@ -84,7 +85,8 @@ def replaceable_runs(conn: Connection, now: datetime) -> list[Replaceable]:
         slot = planned_slot(
             row.attempt, row.start_at, row.next_at, row.jitter_ms, buffered=buffered
         )
-        since = row.start_at if buffered else slot
+        # The run of a passed slot counts from when it began (a retry moved its start_at).
+        since = row.create_at if buffered else slot
         upcoming = slot_after(Schedule(row.interval_ms, row.cron, row.time_zone), slot, since)
         if upcoming is None or upcoming > now:
             continue
@@ -106,6 +108,7 @@ def _open_task(row: sa.Row) -> OpenTask:  # type: ignore[type-arg]
         timeout_s=row.timeout_s,
         run_speed_avg=row.run_speed_avg,
         max_run_s=row.max_run_s,
+        create_at=row.create_at,
     )
 
 

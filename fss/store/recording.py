@@ -454,7 +454,7 @@ def _retry_failures(
 # What the group bookkeeping reads of a finished run (none of it changes when it finishes).
 _RUN_COLUMNS = (
     task.c.id, task.c.attempt, task.c.task_group_id, task.c.start_at, task.c.dispatched_at,
-    task.c.catch_up, task.c.kind,
+    task.c.catch_up, task.c.kind, task.c.create_at,
 )
 
 
@@ -522,12 +522,12 @@ _FINISH_MANY_PG = sa.text(
     WHERE task.id = v.id AND task.attempt = v.attempt AND task.client_id = v.client_id
         AND {STATUS_UNINDEXED} IN ({int(TaskStatus.SCHEDULER)}, {int(TaskStatus.WORKING)})
     RETURNING task.id, task.attempt, task.task_group_id, task.start_at, task.dispatched_at,
-        task.catch_up, task.kind
+        task.catch_up, task.kind, task.create_at
     """
 ).bindparams(sa.bindparam("now", type_=UTCDateTime())).columns(
     # The run's row as _RUN_COLUMNS reads it (times as aware UTC), beside the attempt.
     task.c.id, task.c.attempt, task.c.task_group_id, task.c.start_at, task.c.dispatched_at,
-    task.c.catch_up, task.c.kind,
+    task.c.catch_up, task.c.kind, task.c.create_at,
 )
 
 
@@ -702,7 +702,9 @@ def _outcomes(
             catch_up=bool(row.catch_up),
         )
         _report_problem(group.id, next_run)
-        since = row.start_at if buffered_run else slot
+        # The run of a passed slot counts from when it began: its task's create_at (a
+        # retry moved start_at to the retry's time; the slots before it passed meanwhile).
+        since = row.create_at if buffered_run else slot
         buffered = _buffered_slot(group, schedule, slot, since, event.next_at, next_run)
         if buffered is not None:
             next_run = NextRun(buffered)
@@ -1114,12 +1116,14 @@ def schedule_next(
     catch_up: bool = False,
     attempt: int = 1,
     kind: str = "scheduled",
+    created_at: datetime | None = None,
 ) -> int | None:
     """Group bookkeeping after a task ended; returns the id of the next task, if any.
 
     `finished_at` is the end by the caller's (scheduler side's) clock; `catch_up` says the
     run that ended was itself a catch-up run (see plan_next_run); `attempt` the attempt
-    that ended it (a retried task's slot is the group's next_at, see planned_slot).
+    that ended it (a retried task's slot is the group's next_at, see planned_slot);
+    `created_at` the task's create_at (when the run of a passed slot began).
     """
     group = conn.execute(
         sa.select(
@@ -1154,7 +1158,7 @@ def schedule_next(
     )
     _report_problem(group_id, next_run)
     # overlap buffer_one/replace: a slot that passed while the run went on runs now.
-    since = planned_at if buffered_run else slot
+    since = (created_at or planned_at) if buffered_run else slot
     buffered = _buffered_slot(group, schedule, slot, since, job_next_at, next_run)
     if buffered is not None:
         next_run = NextRun(buffered)

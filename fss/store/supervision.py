@@ -103,6 +103,8 @@ class OpenTask:
     max_run_s: int | None = None
     # scheduled | manual | child | backfill (a backfill run ended moves its backfill on).
     kind: str = "scheduled"
+    # When the task was made (the run of a slot that passed began then; fss.store.overlap).
+    create_at: datetime | None = None
 
     def hung_after(self, default_s: float) -> timedelta:
         return hung_after(self.timeout_s, self.run_speed_avg, default_s)
@@ -138,6 +140,7 @@ def _open_tasks(conn: Connection, *conditions: Any) -> list[OpenTask]:
             task_group.c.run_speed_avg,
             task_group.c.max_run_s,
             task.c.kind,
+            task.c.create_at,
         )
         .join(task_group, task_group.c.id == task.c.task_group_id, isouter=True)
         # A broadcast run is judged shard by shard (fss.store.shards.open_shards).
@@ -159,6 +162,7 @@ def _open_tasks(conn: Connection, *conditions: Any) -> list[OpenTask]:
             r.run_speed_avg or 0,
             r.max_run_s,
             r.kind,
+            r.create_at,
         )
         for r in rows
     ]
@@ -305,6 +309,7 @@ def fail_task(
         run_speed_ms=run_speed_ms,
         attempt=open_task.attempt,
         kind=open_task.kind,
+        created_at=open_task.create_at,
     )
     group = conn.execute(
         sa.select(task_group.c.alert_rules, task_group.c.alert_open).where(

@@ -341,3 +341,78 @@ def test_a_replaced_run_is_not_retried(engine: Engine) -> None:
 
     assert task_row(engine, task_id)["status"] == TaskStatus.FAIL
     assert pending(engine, group_id)["start_at"] == end
+
+
+def _fail_and_retry(engine: Engine, group_id: int, begin: datetime, fail_at: datetime) -> int:
+    """The waiting task runs from `begin` and fails at `fail_at`; the group retries it
+    100 ms later (retries 1, no jitter): its start_at moves to the retry's time."""
+    waiting = pending(engine, group_id)
+    attempt = dispatch(engine, waiting["id"], begin)
+    _record(engine, [
+        TaskStarted(waiting["id"], attempt, CLIENT, begin),
+        TaskFinished(waiting["id"], attempt, CLIENT, False, 1700, fail_at, error="boom"),
+    ], fail_at)
+    assert task_row(engine, waiting["id"])["start_at"] == fail_at + 100 * MS
+    return int(waiting["id"])
+
+
+def _retrying_group(engine: Engine, policy: str) -> int:
+    """A 2 s group with one retry whose first run covered T0+2: the run of that passed slot
+    is waiting, due at T0+2.5."""
+    group_id = _group(engine, policy, interval_ms=2000)
+    with engine.begin() as conn:
+        conn.execute(task_group.update().where(task_group.c.id == group_id).values(
+            retries=1, retry_delay_ms=100, retry_jitter=False))
+    _run(engine, group_id, 2.5)
+    assert pending(engine, group_id)["start_at"] == T0 + 2.5 * SECOND
+    return group_id
+
+
+def test_a_slot_that_passed_while_the_run_of_a_passed_slot_was_retried_runs_right_after(
+    engine: Engine,
+) -> None:
+    """Found by an outside check (real scheduler and worker): the run of a passed slot
+    failed its first attempt past the next slot and its retry succeeded before the one after;
+    that slot was skipped, counted from the retry's start instead of when the run began."""
+    group_id = _retrying_group(engine, "buffer_one")
+    task_id = _fail_and_retry(engine, group_id, T0 + 2.5 * SECOND, T0 + 4.2 * SECOND)
+    attempt = dispatch(engine, task_id, T0 + 4.3 * SECOND)
+    end = T0 + 4.5 * SECOND
+    _record(engine, [TaskStarted(task_id, attempt, CLIENT, T0 + 4.3 * SECOND),
+                     TaskFinished(task_id, attempt, CLIENT, True, 200, end)], end)
+
+    extra = pending(engine, group_id)
+    assert extra["start_at"] == end  # T0+4 passed while it ran: its run starts now
+    assert group_raw(engine, group_id)["next_at"] == T0 + 4 * SECOND
+    assert _lines(engine, extra["id"]) == [
+        f"buffer_one: slot {clock_time(T0 + 4 * SECOND)} passed while running; runs now"
+    ]
+
+
+def test_the_supervisor_failing_a_retried_run_of_a_passed_slot_buffers_the_slot_too(
+    engine: Engine,
+) -> None:
+    group_id = _retrying_group(engine, "buffer_one")
+    task_id = _fail_and_retry(engine, group_id, T0 + 2.5 * SECOND, T0 + 4.2 * SECOND)
+    dispatch(engine, task_id, T0 + 4.3 * SECOND)
+    now = T0 + 5 * SECOND
+    with engine.begin() as conn:
+        (open_task,) = [t for t in supervision.in_flight_tasks(conn) if t.id == task_id]
+        assert supervision.fail_task(conn, open_task, "hung", now)
+
+    extra = pending(engine, group_id)
+    assert extra["start_at"] == now
+    assert group_raw(engine, group_id)["next_at"] == T0 + 4 * SECOND
+
+
+def test_the_retry_of_a_replacing_run_is_replaced_once_the_slot_after_its_own_came(
+    engine: Engine,
+) -> None:
+    """The run of T0+2 (started T0+2.5) whose retry goes on past T0+4 is stopped for T0+4's
+    run, as a run that was not retried would be: not only at T0+6."""
+    group_id = _retrying_group(engine, "replace")
+    task_id = _fail_and_retry(engine, group_id, T0 + 2.5 * SECOND, T0 + 4.2 * SECOND)
+    _working(engine, group_id, T0 + 4.3 * SECOND)
+
+    (found,) = _replaceable(engine, T0 + 4.4 * SECOND)
+    assert (found.open_task.id, found.slot) == (task_id, T0 + 4 * SECOND)
