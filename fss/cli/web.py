@@ -33,7 +33,8 @@ log = logging.getLogger("fss.web")
 
 NO_USERS = (
     "no users: set FSS_WEB_USERS='name:password[:viewer],...' (the password may be a hash "
-    "from `fss web hash-password`) or FSS_WEB_TOKEN, or pass --no-auth for anonymous access"
+    "from `fss web hash-password`) or FSS_WEB_TOKENS='name:token:role,...', or pass --no-auth "
+    "for anonymous access"
 )
 
 
@@ -114,8 +115,8 @@ def describe_auth(web: WebSettings) -> str:
     if web.no_auth:
         return "no authentication"
     parts = [f"{len(web.users)} user(s)"] if web.users else []
-    if web.token:
-        parts.append("bearer token")
+    if web.bearer_tokens:
+        parts.append(f"{len(web.bearer_tokens)} bearer token(s)")
     return ", ".join(parts)
 
 
