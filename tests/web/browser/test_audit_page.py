@@ -1,0 +1,71 @@
+"""The Audit page in Chromium: an admin edits a group in the UI, and the entry is on the
+Audit page with who, from where and each field before -> after; the filters narrow it.
+Screenshot: docs/screenshots/audit.png."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from conftest import LiveFss, screenshot
+from playwright.sync_api import Page, expect
+
+from fss.domain.group_spec import GroupSpec
+from fss.store import groups
+
+
+def test_a_group_edited_in_the_ui_is_on_the_audit_page(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    page, base = admin_page, live_fss.url
+    group_id = groups.add_group(
+        live_fss.engine,
+        GroupSpec(caption="billing export", job_name="hello", interval_ms=3_600_000,
+                  data={"region": "eu", "batch": 500}).validated(),
+        datetime.now(timezone.utc),
+        key="billing.export",
+    )
+    page.goto(f"{base}/groups/{group_id}")
+    expect(page.locator("#caption")).to_have_text("billing export")
+    page.click("#edit-group")
+    page.fill("[name=caption]", "billing export (EU)")
+    page.fill("[name=timeout_s]", "120")
+    page.fill("[name=data]", '{"region": "eu-west", "batch": 500}')
+    page.click("#group-save")
+    expect(page.locator("#group-dialog")).not_to_be_visible()
+    expect(page.locator("#caption")).to_have_text("billing export (EU)")
+
+    page.click("nav >> text=Audit")
+    page.wait_for_url(f"{base}/audit")
+    row = page.locator('#audit tr[data-action="group.edit"]').first
+    expect(row).to_contain_text("Group edited")
+    expect(row).to_contain_text("admin")
+    expect(row).to_contain_text("127.0.0.1")
+    expect(row).to_contain_text(f"group {group_id}")
+    expect(row).to_contain_text("billing.export")
+    expect(row.locator("li", has_text="caption")).to_contain_text(
+        "billing export → billing export (EU)")
+    expect(row.locator("li", has_text="timeout_s")).to_contain_text("(none) → 120")
+    expect(row.locator("li", has_text="data")).to_contain_text('"region": "eu-west"')
+    expect(page.locator('#audit tr[data-action="login"]').first).to_contain_text("Logged in")
+
+    # Filtered to the group by its key: only its entries.
+    page.fill("#audit-filters [name=group]", "billing.export")
+    page.click("#audit-filters button[type=submit]")
+    expect(page.locator("#audit tbody tr")).to_have_count(1)
+    expect(page.locator("#audit tbody tr")).to_have_attribute("data-action", "group.edit")
+    page.goto(f"{base}/audit?since=2020-01-01T00:00:00Z")
+    screenshot(page, "audit")
+    page.select_option("#audit-filters [name=action]", "login.refused")
+    page.click("#audit-filters button[type=submit]")
+    expect(page.locator(".empty")).to_contain_text("No entries match these filters")
+
+
+def test_a_viewer_sees_the_audit_page_and_a_bad_time_is_told_at_the_filter(
+    viewer_page: Page, live_fss: LiveFss
+) -> None:
+    page, base = viewer_page, live_fss.url
+    page.goto(f"{base}/audit?since=last+week")
+    expect(page.locator("#audit-error")).to_contain_text("since:")
+    expect(page.locator("#audit-filters [name=since]")).to_have_attribute("aria-invalid", "true")
+    page.goto(f"{base}/audit")
+    expect(page.locator('#audit tr[data-action="login"]').first).to_be_visible()
