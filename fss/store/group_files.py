@@ -15,6 +15,7 @@ naming a target nobody defined writes nothing.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -40,6 +41,7 @@ from fss.store import audit
 from fss.store.alert_targets import replace_target_in, targets_by_name
 from fss.store.audit import Actor
 from fss.store.groups import (
+    check_on_success_graph,
     chunked,
     delete_groups,
     group_columns,
@@ -48,6 +50,7 @@ from fss.store.groups import (
     insert_waiting_tasks,
     move_waiting,
     rename_waiting,
+    resolve_refs,
     spec_of,
     verify_on_success,
     withdraw_waiting,
@@ -155,7 +158,9 @@ def plan_file(
     writes nothing."""
     target_plan = _plan_targets(conn, targets)
     _check_target_names(conn, desired, targets, lock=False)
-    return plan_groups(conn, desired, prune), target_plan
+    plan = plan_groups(conn, desired, prune)
+    _check_planned_on_success(conn, plan)
+    return plan, target_plan
 
 
 def apply_groups(
@@ -288,6 +293,42 @@ def _verify_on_success(conn: Connection, plan: GroupPlan) -> None:
         found = conn.execute(sa.select(task_group.c.id).where(task_group.c.key.in_(chunk)))
         ids.extend(int(group_id) for group_id in found.scalars())
     verify_on_success(conn, ids)
+
+
+def _check_planned_on_success(conn: Connection, plan: GroupPlan) -> None:
+    """What _verify_on_success refuses after apply_file's writes, found without writing
+    (diff, apply --dry-run): the database's on_success graph with the plan applied to it
+    (the file's groups as it sets them, pruned groups gone)."""
+    written = {e.key: e.spec.on_success for e in plan.creates}
+    written.update((u.key, u.after.spec.on_success) for u in plan.updates)
+    if not any(written.values()):
+        return
+    touched = [u.key for u in plan.updates] + [e.key for e in plan.deletes]
+    id_of: dict[str, int] = {}
+    for chunk in chunked(touched):
+        query = sa.select(task_group.c.key, task_group.c.id).where(task_group.c.key.in_(chunk))
+        id_of.update((key, int(group_id)) for key, group_id in conn.execute(query))
+    gone = {id_of[e.key] for e in plan.deletes if e.key in id_of}
+    rows = conn.execute(
+        sa.select(task_group.c.id, task_group.c.key, task_group.c.on_success)
+        .where(task_group.c.on_success.is_not(None))
+    ).all()
+    # Nodes: a stored group's id; a group the file creates, ("new", key).
+    listed: dict[Any, tuple[Any, ...]] = {
+        int(r.id): tuple(json.loads(r.on_success or "[]")) for r in rows if int(r.id) not in gone
+    }
+    names: dict[Any, str] = {int(r.id): r.key or str(r.id) for r in rows}
+    changed: list[Any] = []
+    for key, refs in written.items():
+        node: Any = id_of.get(key, ("new", key))
+        listed[node] = tuple(refs)
+        names[node] = key
+        if refs:
+            changed.append(node)
+    stored_keys, ids = resolve_refs(conn, {ref for refs in listed.values() for ref in refs})
+    by_key: dict[str, Any] = {k: i for k, i in stored_keys.items() if i not in gone}
+    by_key.update((e.key, ("new", e.key)) for e in plan.creates)
+    check_on_success_graph(listed, names, by_key, ids - gone, changed)
 
 
 # --- creates -------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -411,26 +411,39 @@ def verify_on_success(conn: Connection, changed: Sequence[int]) -> None:
     listed = {int(r.id): tuple(json.loads(r.on_success or "[]")) for r in rows}
     names = {int(r.id): r.key or str(r.id) for r in rows}
     refs = {ref for targets in listed.values() for ref in targets}
-    by_key, ids = _resolve_refs(conn, refs)
-    edges: dict[int, tuple[int, ...]] = {}
-    for group_id, targets in listed.items():
+    by_key, ids = resolve_refs(conn, refs)
+    check_on_success_graph(listed, names, by_key, ids, changed)
+
+
+def check_on_success_graph(
+    listed: Mapping[Any, tuple[Any, ...]],
+    names: Mapping[Any, str],
+    by_key: Mapping[str, Any],
+    ids: Collection[int],
+    changed: Collection[Any],
+) -> None:
+    """The on_success lists (`listed`: node -> its refs) name groups (a key through `by_key`,
+    an id in `ids`) and no cycle runs through a `changed` node; InvalidField names the
+    unknown group or the cycle (nodes shown by `names`)."""
+    edges: dict[Any, tuple[Any, ...]] = {}
+    for node, targets in listed.items():
         resolved = []
         for ref in targets:
             target = by_key.get(ref) if isinstance(ref, str) else (ref if ref in ids else None)
-            if target is None and group_id in changed:
+            if target is None and node in changed:
                 kind = "key" if isinstance(ref, str) else "id"
                 raise InvalidField(
-                    "on_success", f"group {names[group_id]}: no group has the {kind} {ref!r}"
+                    "on_success", f"group {names[node]}: no group has the {kind} {ref!r}"
                 )
             if target is not None:
                 resolved.append(target)
-        edges[group_id] = tuple(resolved)
-    cycle = find_cycle(edges, [group_id for group_id in changed if group_id in edges])
+        edges[node] = tuple(resolved)
+    cycle = find_cycle(edges, [node for node in changed if node in edges])
     if cycle:
         raise InvalidField("on_success", "cycle " + " -> ".join(names[node] for node in cycle))
 
 
-def _resolve_refs(conn: Connection, refs: set[Any]) -> tuple[dict[str, int], set[int]]:
+def resolve_refs(conn: Connection, refs: set[Any]) -> tuple[dict[str, int], set[int]]:
     """The ids of the keys among `refs`, and which of the ids among them exist."""
     keys = sorted(ref for ref in refs if isinstance(ref, str))
     wanted_ids = sorted(ref for ref in refs if isinstance(ref, int))

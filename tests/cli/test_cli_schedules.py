@@ -185,6 +185,28 @@ def test_an_invalid_file_lists_every_error_and_writes_nothing(
     assert rows(engine) == written
 
 
+
+def test_an_on_success_cycle_is_an_error_for_diff_and_dry_run_as_for_apply(
+    fss: Fss, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    # diff said "+ create" three times (exit 1) and apply --dry-run "3 created" (exit 0);
+    # only apply said the file closed a cycle.
+    cycle = tmp_path / "groups.yaml"
+    cycle.write_text("groups:\n" + "".join(
+        f"  - key: {key}\n    caption: {key}\n    job_name: j\n    interval_ms: 60000\n"
+        f"    on_success: [{then}]\n"
+        for key, then in (("a", "b"), ("b", "c"), ("c", "a"))
+    ))
+    written = rows(engine)
+
+    for args in (["apply"], ["apply", "--dry-run"], ["diff"]):
+        result = run(database_url, "group", *args, "-f", str(cycle))
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stdout == "", args
+        assert result.stderr == "error: on_success: cycle a -> b -> c -> a\n", args
+    assert rows(engine) == written
+
+
 @sqlite_only
 def test_prune_deletes_keyed_groups_missing_from_the_file_but_never_unkeyed_ones(
     fss: Fss, database_url: str, tmp_path: Path

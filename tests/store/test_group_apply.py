@@ -720,6 +720,61 @@ def test_a_file_closing_a_cycle_through_the_database_is_refused(engine: Engine) 
     assert get_group(engine, keyed_id(engine, "a")).on_success == ()
 
 
+
+def plan(engine: Engine, *entries: GroupEntry, prune: bool = False) -> Any:
+    """What `fss group diff` and `apply --dry-run` compute: the plan, nothing written."""
+    with engine.connect() as conn:
+        return group_files.plan_file(conn, list(entries), (), prune)[0]
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([GroupEntry("a", spec(on_success=("b",))), GroupEntry("b", spec(on_success=("a",)))],
+         r"^on_success: cycle a -> b -> a$"),
+        ([GroupEntry("a", spec(on_success=("a",)))], r"^on_success: cycle a -> a$"),
+        ([GroupEntry("a", spec(on_success=("nope",)))],
+         r"^on_success: group a: no group has the key 'nope'$"),
+        ([GroupEntry("a", spec(on_success=(987654,)))],
+         r"^on_success: group a: no group has the id 987654$"),
+    ],
+    ids=["two", "self", "unknown-key", "unknown-id"],
+)
+def test_diff_refuses_the_on_success_cycles_and_unknown_groups_apply_refuses(
+    engine: Engine, entries: list[GroupEntry], message: str
+) -> None:
+    # diff and apply --dry-run said "+ create" (exit 1 / 0) where apply then refused.
+    with pytest.raises(InvalidField, match=message):
+        plan(engine, *entries)
+    assert count(engine, task_group) == 0
+
+
+def test_diff_sees_a_cycle_through_the_database_and_groups_pruned_away(engine: Engine) -> None:
+    apply(engine, T0, GroupEntry("a", spec()), GroupEntry("b", spec(on_success=("a",))),
+          GroupEntry("gone", spec()))
+    by_hand = groups.add_group(engine, spec(on_success=("b",)), T0, key="c")  # c -> b -> a
+    closing = [GroupEntry("a", spec(on_success=("c",))), GroupEntry("b", spec(on_success=("a",)))]
+    with pytest.raises(InvalidField, match=r"^on_success: cycle a -> c -> b -> a$"):
+        plan(engine, *closing, GroupEntry("gone", spec()))
+    # Dropping b's edge in the same file breaks the cycle: apply takes it, so does diff.
+    fine = plan(engine, GroupEntry("a", spec(on_success=("c", by_hand))),
+                GroupEntry("b", spec()), GroupEntry("gone", spec()))
+    assert [u.key for u in fine.updates] == ["a", "b"]
+    # A group the file prunes is no group to start.
+    gone_id = keyed_id(engine, "gone")
+    pruning = [GroupEntry("a", spec(on_success=(gone_id,))), GroupEntry("b", spec())]
+    unknown = rf"^on_success: group a: no group has the id {gone_id}$"
+    with pytest.raises(InvalidField, match=unknown):
+        plan(engine, *pruning, prune=True)
+    with pytest.raises(InvalidField, match=rf"no group has the id {gone_id}$"):
+        apply(engine, T0 + MINUTE, *pruning, prune=True)
+    # What plan accepts, apply writes.
+    assert plan(engine, *pruning).has_changes
+    apply(engine, T0 + MINUTE, *pruning)
+    written: tuple[Any, ...] = get_group(engine, keyed_id(engine, "a")).on_success
+    assert written == (gone_id,)
+
+
 # --- alert targets in the groups file -----------------------------------------------------------
 
 
