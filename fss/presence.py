@@ -33,8 +33,9 @@ def beacon_name(client_id: str) -> str:
 
 
 class PresenceBeacon:
-    """The worker's named connection. `keep()` on every heartbeat: it connects (and names the
-    connection) the first time and again after Redis restarted."""
+    """The worker's named connection. `keep()` every heartbeat interval, on a thread of its own
+    (never the heartbeat's): it connects (and names the connection) the first time and again
+    after Redis restarted."""
 
     def __init__(self, url: str, client_id: str) -> None:
         self._url = url
@@ -106,6 +107,9 @@ class Presence:
         try:
             clients = self._redis.client_list(_type="normal")
         except redis.ResponseError as exc:
+            if not refuses_client_list(exc):
+                # BUSY (a long script), LOADING, ...: Redis cannot say this sweep, may next.
+                return None
             self._refused = True
             log.warning(
                 "Redis refuses CLIENT LIST (%s): dead workers are noticed by their heartbeat "
@@ -123,6 +127,15 @@ class Presence:
 
     def close(self) -> None:
         self._redis.close()
+
+
+def refuses_client_list(exc: Exception) -> bool:
+    """An ACL without CLIENT, or CLIENT renamed away: for good. Anything else (BUSY while a
+    script runs past busy-reply-threshold, LOADING) passes."""
+    import redis
+
+    text = str(exc).lower()
+    return isinstance(exc, redis.exceptions.NoPermissionError) or "unknown command" in text
 
 
 def create_presence(url: str) -> Presence | None:

@@ -152,6 +152,7 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self._wake = threading.Event()
         self._draining = threading.Event()
         self._thread: threading.Thread | None = None
+        self._beacon_thread: threading.Thread | None = None
         self._runtime: WorkerRuntime | None = None
         self._beacon: PresenceBeacon | None = None
         self._beacon_failing = False
@@ -179,6 +180,14 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
             target=self._beat, args=(runtime,), name="fss-heartbeat", daemon=True
         )
         self._thread.start()
+        if self._beacon is not None:
+            # Its own thread: a busy or unreachable presence Redis (the fence's) must never
+            # hold up the heartbeats, which go through the broker.
+            self._beacon_thread = threading.Thread(
+                target=self._keep_beacon_loop, args=(runtime.settings.heartbeat_s,),
+                name="fss-beacon", daemon=True,
+            )
+            self._beacon_thread.start()
         signals.worker_shutting_down.connect(
             self._on_shutting_down, weak=False, dispatch_uid=self._uid + ".draining"
         )
@@ -286,6 +295,8 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
             runtime.emit(runtime.left())
             runtime.publisher.flush(timeout_s=5)
             log.info("client %s unregistered", runtime.client_id)
+        if self._beacon_thread is not None:
+            self._beacon_thread.join(timeout=1)
         if self._beacon is not None:
             self._beacon.close()
 
@@ -302,9 +313,13 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
                 runtime.publisher.flush(timeout_s=interval)
             except Exception:
                 log.exception("heartbeat failed")
-            self._keep_beacon()
             self._wake.wait(interval)
             self._wake.clear()
+
+    def _keep_beacon_loop(self, interval: float) -> None:
+        while not self._stop.is_set():
+            self._keep_beacon()
+            self._stop.wait(interval)
 
     def _keep_beacon(self) -> None:
         if self._beacon is None:
