@@ -34,6 +34,16 @@ _LABELS = {
     TaskStatus.SUCCESS: "Success",
 }
 
+# What the web UI shows for each status, on cards, in rows and in filters alike; the API and
+# the CLI keep the labels above (stable names scripts match on).
+SHOWN_NAMES: dict[str, str] = {
+    TaskStatus.NONE.label: "Waiting",
+    TaskStatus.SCHEDULER.label: "Dispatched",
+    TaskStatus.WORKING.label: "Working",
+    TaskStatus.FAIL.label: "Fail",
+    TaskStatus.SUCCESS.label: "Success",
+}
+
 UNFINISHED: frozenset[TaskStatus] = frozenset(
     {TaskStatus.NONE, TaskStatus.SCHEDULER, TaskStatus.WORKING}
 )

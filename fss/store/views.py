@@ -256,12 +256,15 @@ class GroupView:
     group: GroupRow
     last_status: TaskStatus | None
     last_error: str | None
+    # Failed runs still held (retention deletes old ones); run_count counts successes ever.
+    fail_count: int = 0
 
     def to_json(self) -> dict[str, Any]:
         body = self.group.to_json()
         body["schedule_text"] = schedule_words(self.group.schedule)
         body["last_status"] = self.last_status.label if self.last_status is not None else None
         body["last_error"] = first_line(self.last_error)
+        body["fail_count"] = self.fail_count
         return body
 
 
@@ -312,12 +315,29 @@ def search_groups(conn: Connection, wanted: GroupFilter) -> tuple[list[GroupView
 
 
 def with_last_results(conn: Connection, groups: Sequence[GroupRow]) -> list[GroupView]:
-    """Each group with the status and error of its newest finished task."""
+    """Each group with the status and error of its newest finished task, and its failed
+    runs still held."""
     last = _last_finished(conn, [g.id for g in groups])
-    return [
-        GroupView(g, *(last.get(g.id) or (None, None)))
-        for g in groups
-    ]
+    fails = _fail_counts(conn, [g.id for g in groups])
+    views = []
+    for g in groups:
+        status, error = last.get(g.id, (None, None))
+        views.append(GroupView(g, status, error, fails.get(g.id, 0)))
+    return views
+
+
+def _fail_counts(conn: Connection, group_ids: Sequence[int]) -> dict[int, int]:
+    """Failed tasks held per group: one grouped count on ix_task_group_status per 500 groups."""
+    found: dict[int, int] = {}
+    for start in range(0, len(group_ids), 500):
+        ids = list(group_ids[start : start + 500])
+        rows = conn.execute(
+            sa.select(task.c.task_group_id, sa.func.count())
+            .where(task.c.task_group_id.in_(ids), task.c.status == int(TaskStatus.FAIL))
+            .group_by(task.c.task_group_id)
+        )
+        found.update((int(group_id), int(count)) for group_id, count in rows)
+    return found
 
 
 def _last_finished(

@@ -9,6 +9,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from fss.domain.status import SHOWN_NAMES
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
@@ -26,6 +28,11 @@ def render(
     return templates.TemplateResponse(
         request,
         name,
-        {"principal": principal, "csrf_token": principal.csrf if principal else "", **context},
+        {
+            "principal": principal,
+            "csrf_token": principal.csrf if principal else "",
+            "status_names": SHOWN_NAMES,
+            **context,
+        },
         status_code=status_code,
     )

@@ -187,9 +187,11 @@ const FSS = (() => {
   // The top bar's zone switch: a choice sticks (localStorage) and the page shows it at once.
   function initZoneSwitch() {
     const select = document.getElementById("zone-switch");
+    for (const node of $$("[data-zone-label]")) {
+      setText(node, zoned(new Date(), shownZone(node.dataset.zoneLabel || null)).label);
+    }
     if (!select) return;
-    const browserOption = select.querySelector("option[value=browser]");
-    if (browserOption) browserOption.textContent = `${browserOption.textContent} (${browserZone})`;
+    select.title = `${select.title}; this browser's zone is ${browserZone}`;
     select.value = zoneMode();
     select.addEventListener("change", () => {
       setZoneMode(select.value);
@@ -197,6 +199,30 @@ const FSS = (() => {
     });
   }
   document.addEventListener("DOMContentLoaded", initZoneSwitch);
+
+  /* ---- tables on small screens ----------------------------------------------------- */
+
+  // Every data table scrolls sideways inside its own box, never the page: a table not in a
+  // .table-wrap gets one. The box is focusable (keyboard users scroll it with the arrows)
+  // and named after its panel's heading.
+  function wrapTables() {
+    for (const table of $$("table.table")) {
+      if (table.parentElement.closest(".table-wrap")) continue;
+      const wrap = el("div", { class: "table-wrap" });
+      table.before(wrap);
+      wrap.appendChild(table);
+    }
+    for (const wrap of $$(".table-wrap")) {
+      if (!wrap.hasAttribute("tabindex")) wrap.tabIndex = 0;
+      if (!wrap.hasAttribute("role")) wrap.setAttribute("role", "region");
+      if (!wrap.hasAttribute("aria-label") && !wrap.hasAttribute("aria-labelledby")) {
+        const box = wrap.closest("section, .panel, main");
+        const heading = box && $("h2, h1", box);
+        wrap.setAttribute("aria-label", heading ? heading.textContent.trim() : "Table");
+      }
+    }
+  }
+  document.addEventListener("DOMContentLoaded", wrapTables);
 
   function duration(ms) {
     if (ms === null || ms === undefined) return "";
@@ -225,11 +251,24 @@ const FSS = (() => {
     None: "none", Scheduler: "scheduler", Working: "working", Success: "success", Fail: "fail",
   };
 
+  // The names a status is shown by, the same on every page (fss.domain.status.SHOWN_NAMES,
+  // put on <body data-status-names> by the server); the API keeps its own labels.
+  const STATUS_NAMES = (() => {
+    try {
+      return JSON.parse(document.body.dataset.statusNames || "{}");
+    } catch (err) {
+      return {};
+    }
+  })();
+
+  function statusName(status) {
+    return STATUS_NAMES[status] || status;
+  }
+
   function statusBadge(status) {
     if (!status) return el("span", { class: "muted" }, "—");
     const kind = STATUS_CLASS[status] || "none";
-    return el("span", { class: `badge badge-${kind}` }, status === "None" ? "Waiting" : status,
-    );
+    return el("span", { class: `badge badge-${kind}` }, statusName(status));
   }
 
   function badge(text, kind, title) {
@@ -505,18 +544,43 @@ const FSS = (() => {
 
   /* ---- charts ---------------------------------------------------------------------- */
 
-  const COLORS = {
-    success: "#1f9d55", fail: "#d64545", working: "#2f6fdb", grid: "#eceef1", axis: "#6b7280",
+  // Chart colours, for the light or the dark scheme (the system's, as the stylesheet).
+  const darkScheme = Boolean(window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches);
+  const COLORS = darkScheme ? {
+    success: "#2fbf6f", fail: "#e05a5a", working: "#4a86e8", grid: "#2a313d", axis: "#a0a8b6",
+  } : {
+    success: "#1f9d55", fail: "#d64545", working: "#2f6fdb", grid: "#eceef1", axis: "#5d6470",
   };
 
   function chartWidth(container) {
     return Math.max(240, Math.floor(container.getBoundingClientRect().width));
   }
 
-  // A uPlot chart that follows its container's width.
+  // A time axis in the shown zone, 24-hour: "13:05", or "05-01 13:05" over more than a day.
+  function zonedTimeAxis(options) {
+    const zone = shownZone(options.zone);
+    const axes = (options.axes || []).slice();
+    const label = (seconds, withDay) => {
+      const z = zoned(new Date(seconds * 1000), zone);
+      return withDay ? `${z.date.slice(5)} ${z.clock.slice(0, 5)}` : z.clock.slice(0, 5);
+    };
+    axes[0] = { ...(axes[0] || {}), values: (u, ticks) => {
+      const span = ticks.length > 1 ? ticks[ticks.length - 1] - ticks[0] : 0;
+      return ticks.map((t) => label(t, span >= 86400));
+    } };
+    const series = (options.series || [{}]).slice();
+    series[0] = { ...(series[0] || {}),
+      value: (u, v) => (v === null || v === undefined ? "--" : formatTime(new Date(v * 1000).toISOString(), options.zone)) };
+    return { ...options, axes, series };
+  }
+
+  // A uPlot chart that follows its container's width. Time axes follow the zone switch
+  // (`options.zone`: the group's zone, for the "group" choice).
   function makeChart(container, options, data) {
     if (typeof uPlot === "undefined") return null;
-    const chart = new uPlot({ width: chartWidth(container), ...options }, data, container);
+    const timed = options.scales && options.scales.x && options.scales.x.time;
+    const { zone, ...rest } = timed ? zonedTimeAxis(options) : options;
+    const chart = new uPlot({ width: chartWidth(container), ...rest }, data, container);
     let pending = null;
     new ResizeObserver(() => {
       if (pending) cancelAnimationFrame(pending);
@@ -538,6 +602,7 @@ const FSS = (() => {
   return {
     POLL_MS, canChange, csrfToken, el, append, setText, replaceChildren, $, $$, parseTime,
     formatTime, formatClock, relative, timeNode, duration, ageSeconds, firstLine, statusBadge,
+    statusName, zoneMode, shownZone, browserZone, timeTitle,
     badge, link, mono, noteServerNow, serverNow, ApiError, api, get, query, poll, syncTable,
     toast, confirmAction, act, showBroker, depthNode, COLORS, makeChart, axis,
   };

@@ -8,6 +8,7 @@
   const RECENT_TASKS = 25;
   const CHART_RUNS = 100;
   let group = null;
+  const zone = () => (group ? group.time_zone : null); // the group's zone, for its times
   let chart = null;
   let poller = null;
 
@@ -30,17 +31,21 @@
     const schedule = g.schedule_text || g.schedule || "";
     replaceChildren($("#props"),
       prop("Job", mono(g.job_name)),
-      prop("Schedule", [schedule, g.cron ? [" ", mono(`(${g.cron})`)] : null]),
+      prop("Schedule", [el("span", { id: "schedule-words" }, schedule), " ",
+        el("code", { class: "raw-schedule" },
+          g.cron || (g.interval_ms ? `${g.interval_ms} ms` : "set by the job"))]),
       prop("Time zone", g.time_zone),
-      prop("Next run", g.is_enable ? [timeNode(g.next_at), " ",
+      prop("Next run", g.is_enable ? [timeNode(g.next_at, null, g.time_zone), " ",
         el("span", { class: "muted", id: "next-rel" }, relativeNext)] : null),
-      prop("Last run", g.last_run_at ? [timeNode(g.last_run_at), " ", statusBadge(g.last_status)] : null),
+      prop("Last run", g.last_run_at ? [timeNode(g.last_run_at, null, g.time_zone), " ",
+        statusBadge(g.last_status)] : null),
       prop("Last error", g.last_error ? el("span", { class: "error-line" }, firstLine(g.last_error)) : null),
-      prop("Runs", `${g.run_count.toLocaleString()}${g.run_count ? `, ${duration(g.run_speed_avg)} on average` : ""}`),
+      prop("Successes", `${g.run_count.toLocaleString()}${g.run_count ? `, ${duration(g.run_speed_avg)} on average` : ""}`),
+      prop("Failures", `${(g.fail_count || 0).toLocaleString()} still held`),
       prop("Misfire", g.misfire),
       prop("Timeout", g.timeout_s ? `${g.timeout_s} s` : null),
-      prop("Start at", timeNode(g.start_at)),
-      prop("Created", timeNode(g.created_at)),
+      prop("Start at", timeNode(g.start_at, null, g.time_zone)),
+      prop("Created", timeNode(g.created_at, null, g.time_zone)),
       prop("Key", g.key ? mono(g.key) : null),
       prop("Data", el("pre", { class: "json" }, JSON.stringify(g.data, null, 2))),
     );
@@ -103,7 +108,7 @@
     if (note.hidden) return;
     replaceChildren(note, el("strong", {}, "Disabled"),
       g.disabled_note ? `: ${g.disabled_note}` : "",
-      g.enable_at ? [" — enables itself at ", timeNode(g.enable_at)] : "");
+      g.enable_at ? [" — enables itself at ", timeNode(g.enable_at, null, g.time_zone)] : "");
   }
 
   // Why it cannot run now (the API's cannot_run): badges by the title, the details below.
@@ -154,6 +159,7 @@
     const dots = (color) => ({ stroke: color, fill: color, size: 7 });
     const bars = uPlot.paths.bars({ size: [0.6, 14], align: 0 });
     chart = FSS.makeChart($("#runs-chart"), {
+      zone: zone(),
       height: 220,
       cursor: { points: { size: 9 } },
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(10, max * 1.1)] } },
@@ -173,9 +179,9 @@
   const taskColumns = [
     { value: (t) => t.id, render: (t) => link(`/tasks/${t.id}`, mono(`#${t.id}`)), class: "num" },
     { value: (t) => t.status, render: (t) => statusBadge(t.status) },
-    { value: (t) => t.start_at, render: (t) => timeNode(t.start_at) },
-    { value: (t) => t.run_at, render: (t) => timeNode(t.run_at) },
-    { value: (t) => t.finish_at, render: (t) => timeNode(t.finish_at) },
+    { value: (t) => t.start_at, render: (t) => timeNode(t.start_at, null, zone()) },
+    { value: (t) => t.run_at, render: (t) => timeNode(t.run_at, null, zone()) },
+    { value: (t) => t.finish_at, render: (t) => timeNode(t.finish_at, null, zone()) },
     { value: (t) => t.run_speed, render: (t) => duration(t.run_speed), class: "num" },
     { value: (t) => t.attempt, render: (t) => String(t.attempt), class: "num" },
     { value: (t) => t.client_id, render: (t) => (t.client_id ? mono(t.client_id) : "") },

@@ -367,9 +367,10 @@ const GroupForm = (() => {
     try {
       const answer = await api("POST", "/api/v1/schedule/preview", request);
       if (seq !== previewSeq) return; // a newer preview is on its way
-      replaceChildren(list, ...answer.next.map((iso) => el("li", { title: iso },
-        FSS.formatTime(iso), el("span", { class: "muted" }, ` (${FSS.relative(iso)})`))));
-      setText(note, answer.next.length ? "in your browser's time zone" : "no fire times ahead");
+      replaceChildren(list, ...answer.next.map((iso) => el("li", { title: FSS.timeTitle(iso, zone) },
+        FSS.formatTime(iso, zone), el("span", { class: "muted" }, ` (${FSS.relative(iso)})`))));
+      setText(note, answer.next.length ? `shown in ${FSS.shownZone(zone)} (the zone switch, top right)`
+        : "no fire times ahead");
     } catch (err) {
       if (seq !== previewSeq) return;
       replaceChildren(list);

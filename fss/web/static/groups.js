@@ -194,26 +194,36 @@
     return group.schedule_text || group.schedule || "";
   }
 
+  // The expression the words come from, beside them: the cron, or the interval in ms.
+  function rawSchedule(group) {
+    const raw = group.cron || (group.interval_ms ? `${group.interval_ms} ms` : "");
+    return raw ? [" ", el("code", { class: "raw-schedule" }, raw)] : null;
+  }
+
   const columns = [
     { value: (g) => g.id, render: (g) => link(`/groups/${g.id}`, mono(String(g.id))), class: "num" },
     { value: (g) => [g.caption, g.cannot_run || null], render: (g) => [link(`/groups/${g.id}`, el("span",
       { class: "caption", title: g.caption }, g.caption)), blockedBadges(g)], class: "cell-caption" },
     { value: (g) => g.job_name, render: (g) => mono(g.job_name) },
-    { value: (g) => scheduleText(g), render: (g) => el("span", { class: "schedule",
-      title: g.cron || (g.interval_ms ? `${g.interval_ms} ms` : "the job sets its next time") },
-      scheduleText(g)) },
+    { value: (g) => [scheduleText(g), g.cron, g.interval_ms],
+      render: (g) => [el("span", { class: "schedule" }, scheduleText(g)), rawSchedule(g)],
+      class: "cell-schedule" },
     { value: (g) => [g.is_enable, FSS.relative(g.next_at, FSS.serverNow())],
-      render: (g) => (g.is_enable ? timeNode(g.next_at, "relative") : el("span", { class: "muted" }, "—")) },
+      render: (g) => (g.is_enable ? timeNode(g.next_at, "relative", g.time_zone)
+        : el("span", { class: "muted" }, "—")) },
     { value: (g) => [g.last_status, g.last_error, FSS.relative(g.last_run_at, FSS.serverNow())],
       render: (g) => {
         if (!g.last_status && !g.last_run_at) return el("span", { class: "muted" }, "never ran");
         const node = statusBadge(g.last_status);
         if (g.last_error) node.title = FSS.firstLine(g.last_error);
-        return [node, " ", el("span", { class: "muted small" }, timeNode(g.last_run_at, "relative"))];
+        return [node, " ", el("span", { class: "muted small" },
+          timeNode(g.last_run_at, "relative", g.time_zone))];
       } },
     { value: (g) => [g.run_count, g.run_speed_avg],
       render: (g) => (g.run_count ? duration(g.run_speed_avg) : ""), class: "num" },
     { value: (g) => g.run_count, render: (g) => g.run_count.toLocaleString(), class: "num" },
+    { value: (g) => g.fail_count, render: (g) => (g.fail_count
+      ? el("span", { class: "text-fail" }, g.fail_count.toLocaleString()) : "0"), class: "num" },
     { value: (g) => g.is_enable, render: enabledCell },
   ];
   if (canChange) {

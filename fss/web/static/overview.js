@@ -96,7 +96,7 @@
       .map(([id, depth]) => ({ id, depth }))
       .sort((a, b) => a.id.localeCompare(b.id));
     syncTable($("#queues"), queues, (q) => q.id, queueColumns);
-    setText($("#updated"), `updated ${FSS.formatClock(data.now)}`);
+    setText($("#updated"), `updated ${FSS.formatClock(data.now, true)}`);
   }
 
   document.addEventListener("DOMContentLoaded", () => poll(refresh));

@@ -98,7 +98,7 @@
       return el("li", { class: `tl-item${at ? " done" : ""} ${kind ? `tl-${kind}` : ""}` },
         el("span", { class: "tl-dot" }),
         el("span", { class: "tl-label" }, labels[name]),
-        at ? el("time", { datetime: at, title: at, class: "tl-time mono" }, formatTime(at))
+        at ? el("time", { datetime: at, title: FSS.timeTitle(at), class: "tl-time mono" }, formatTime(at))
           : el("span", { class: "tl-time muted" }, "not yet"));
     }));
   }
@@ -156,7 +156,7 @@
     const level = (line.level || String(line.log_level)).toLowerCase();
     return el("div", { class: `log-line log-${level}`,
       dataset: { id: String(line.id), seq: line.seq === null || line.seq === undefined ? "" : String(line.seq) } },
-      el("time", { class: "log-time", datetime: line.create_at, title: line.create_at },
+      el("time", { class: "log-time", datetime: line.create_at, title: FSS.timeTitle(line.create_at) },
         FSS.formatClock(line.create_at)),
       el("span", { class: `log-level lvl-${level}` }, line.level || String(line.log_level)),
       el("span", { class: "log-content" },
