@@ -190,11 +190,14 @@ def test_the_floors_script_turns_each_floor_into_a_pin() -> None:
 
 def test_the_readme_keeps_the_bridge_token_outside_the_checkout_and_git_ignores_token_files(
 ) -> None:
-    readme = (ROOT / "README.md").read_text()
-    paths = [p for p in re.findall(r"--token-file ([^\s\]`|]+)", readme) if p != "F"]
-    assert paths, "the README shows no --token-file example"
-    for path in paths:
-        assert path.startswith(("~/", "/", "$")), f"{path}: a token path inside the checkout"
+    for readme_path in ("README.md", "examples/node-worker/README.md"):
+        readme = (ROOT / readme_path).read_text()
+        paths = [p for p in re.findall(r"--token-file ([^\s\]`|]+)", readme) if p != "F"]
+        written = re.findall(r"> *([^\s)]*\.token)\b", readme)
+        assert paths and written, f"{readme_path} shows no --token-file example"
+        for path in paths + written:
+            assert path.startswith(("~/", "/", "$")), (
+                f"{readme_path}: {path}: a token path inside the checkout")
     for path in ("bridge.token", "examples/node-worker/bridge.token"):
         ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT,
                                  capture_output=True, text=True)
