@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from fss.domain.clock import as_utc, parse_time
+from fss.domain.data_merge import require_patch
 from fss.domain.group_spec import validate_data
 from fss.domain.selection import validate_tags
 from fss.errors import InvalidField
@@ -160,6 +161,10 @@ class TaskFinished(Event):
     installation: str = ""
     # The broadcast shard (RunOrder.shard_index) this run is; None for every other run.
     shard: int | None = None
+    # What the job changed in the data it started with (fss.domain.data_merge): applied to
+    # the group's data as it is when recorded, so a change made meanwhile (a deploy, an
+    # edit) is kept. None from senders that only send `data`, which then replaces it all.
+    data_patch: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,8 @@ class TaskDataSaved(Event):
     installation: str = ""
     # The broadcast shard (RunOrder.shard_index) this run is; None for every other run.
     shard: int | None = None
+    # As TaskFinished.data_patch: what the job changed since it started.
+    data_patch: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,8 @@ def to_dict(event: Event) -> dict[str, Any]:
     body = {name: getattr(event, name) for name in _field_names(type(event))}
     if body.get("shard", 0) is None:
         del body["shard"]  # only broadcast runs name a shard: no byte more for the others
+    if body.get("data_patch", 0) is None:
+        del body["data_patch"]  # only runs that changed their data send one
     for key, value in body.items():
         if isinstance(value, datetime):
             body[key] = as_utc(value).isoformat()
@@ -445,6 +454,8 @@ def check(event: Event) -> None:
             raise InvalidField(name, f"longer than {limit} characters")
     if isinstance(event, TaskFinished | TaskDataSaved) and event.data is not None:
         validate_data(event.data)
+    if isinstance(event, TaskFinished | TaskDataSaved) and event.data_patch is not None:
+        require_patch("data_patch", event.data_patch)
     if isinstance(event, TaskLogged) and not event.event_id:
         raise InvalidField("event_id", "must not be empty")
     shard = getattr(event, "shard", None)

@@ -41,6 +41,7 @@ from fss.bridge.publisher import EventPublisher
 from fss.celery_app import broker_transport_options, transport_for
 from fss.config import Settings
 from fss.domain.clock import Clock, SystemClock, as_utc, require_storable_time
+from fss.domain.data_merge import changes_since
 from fss.domain.group_spec import validate_data, validate_job_name
 from fss.errors import InvalidField
 from fss.events import (
@@ -969,6 +970,7 @@ def finished_event(
     next_at = (
         from_unix_ms("next_at_unix_ms", report.next_at_unix_ms) if report.next_at_unix_ms else None
     )
+    data = changed_data(report.data_json)
     return TaskFinished(
         task_id=order.task_id,
         attempt=order.attempt,
@@ -978,7 +980,8 @@ def finished_event(
         at=now,
         next_at=next_at,
         error=report.error or None,
-        data=changed_data(report.data_json),
+        data=data,
+        data_patch=changes_since(order.data, data) if data is not None else None,
         # The job refused retries for this failure (fss.Fail(retry=False) in Python).
         retry=not report.no_retry,
         **stamp(order),

@@ -40,6 +40,7 @@ from fss.store.backfills import KIND as BACKFILL
 from fss.store.backfills import advance as advance_backfills
 from fss.store.backfills import unfinished_next_at
 from fss.store.children import parents_of, start_children
+from fss.store.data_saves import locked_group_data, saved_data_text
 from fss.store.departures import remove_client
 from fss.store.retries import (
     Failure,
@@ -324,13 +325,17 @@ def _data_saved(conn: Connection, events: list[TaskDataSaved]) -> int:
     if not events:
         return 0
     last = {e.group_id: e for e in events}
+    # A save with a patch applies it to the group's data as it is now (read locked).
+    current = locked_group_data(
+        conn, (gid for gid, e in last.items() if e.data_patch is not None)
+    )
     params = [
         {
             "b_group": gid,
             "b_task": e.task_id,
             "b_attempt": e.attempt,
             "b_client": e.client_id,
-            "b_data": json.dumps(e.data, ensure_ascii=False, separators=(",", ":")),
+            "b_data": saved_data_text(e.data, e.data_patch, current.get(gid)),
         }
         for gid, e in sorted(last.items())
     ]
@@ -716,8 +721,11 @@ def _outcomes(
             outcome.speed_sum += event.run_speed_ms
         # Data is saved by a successful run only: a failed sync must not move its cursor
         # on (what the job saved explicitly, TaskDataSaved, is written already).
+        # What it changed is applied to the group's data as locked now (a change made
+        # while it ran is kept: fss.store.data_saves).
         if event.data is not None and event.success:
-            outcome.data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+            current = outcome.data if outcome.data is not None else group.data
+            outcome.data = saved_data_text(event.data, event.data_patch, current)
     return outcomes
 
 

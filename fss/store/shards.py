@@ -37,6 +37,7 @@ from fss.events import (
     TaskProgressed,
     TaskStarted,
 )
+from fss.store.data_saves import locked_group_data, saved_data_text
 from fss.store.kills import RunningAttempt
 from fss.store.tables import client, run_log, task, task_group, task_run, version_after_data
 from fss.store.tasks import ClaimedTask, DispatchTarget, lock_tasks, mark_dispatched
@@ -159,7 +160,10 @@ def record_events(
     result.data_saved = _data_saved(conn, by_kind.get(TaskDataSaved, []))
     finished: list[TaskFinished] = by_kind.get(TaskFinished, [])
     saves = [
-        TaskDataSaved(e.task_id, e.attempt, e.client_id, 0, e.data, e.at, shard=e.shard)
+        TaskDataSaved(
+            e.task_id, e.attempt, e.client_id, 0, e.data, e.at, shard=e.shard,
+            data_patch=e.data_patch,
+        )
         for e in finished
         if e.success and e.data is not None
     ]
@@ -328,6 +332,14 @@ def _data_saved(conn: Connection, events: list[TaskDataSaved]) -> int:
     count = 0
     for event in sorted(events, key=lambda e: (e.task_id, e.shard or 0)):
         text = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+        if event.data_patch is not None:
+            # What this shard changed, applied to the data as the shards before it left it.
+            group_id = conn.execute(
+                sa.select(task.c.task_group_id).where(task.c.id == event.task_id)
+            ).scalar()
+            if group_id is not None:
+                current = locked_group_data(conn, [group_id]).get(group_id)
+                text = saved_data_text(event.data, event.data_patch, current)
         count += conn.execute(
             task_group.update()
             .where(

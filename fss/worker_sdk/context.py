@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fss.domain.clock import Clock, as_utc
+from fss.domain.data_merge import changes_since
 from fss.domain.group_spec import MAX_DATA_BYTES, MAX_DATA_DEPTH, nesting_depth
 from fss.errors import InvalidField
 from fss.events import Event, TaskDataSaved, TaskLogged, TaskProgressed, run_logger
@@ -68,6 +69,7 @@ class JobContext:
         clock: Clock,
         shard: int | None = None,
         shard_total: int = 0,
+        base_data: dict[str, Any] | None = None,
     ) -> None:
         self.task_id = task_id
         self.attempt = attempt
@@ -85,6 +87,8 @@ class JobContext:
         self.shard_total = shard_total or 1
         # What the run's events name: None unless a broadcast run.
         self._shard = shard
+        # The data as the run got it (never changed): saves send what changed since.
+        self._base_data = base_data
         self._emit = emit
         self._clock = clock
         # Numbers the run's log lines where they are made (run_log.seq): lines travel in
@@ -120,6 +124,7 @@ class JobContext:
             TaskDataSaved(
                 self.task_id, self.attempt, self.client_id, self.group_id, snapshot,
                 self._clock.now(), shard=self._shard,
+                data_patch=changes_since(self._base_data, snapshot),
             )
         )
 

@@ -22,6 +22,7 @@ from fss.bridge.hooks import time_limit_reason
 from fss.bridge.publisher import EventPublisher
 from fss.config import Settings
 from fss.domain.clock import Clock, SystemClock
+from fss.domain.data_merge import changes_since
 from fss.events import (
     ClientHeartbeat,
     ClientLeft,
@@ -203,6 +204,7 @@ class WorkerRuntime:
             clock=self.clock,
             shard=order.shard,
             shard_total=order.shard_total,
+            base_data=order.data,
         )
         run = ActiveRun(order, context, _canonical(order.data), time.monotonic())
         run.soft_limit_s = soft_limit_s
@@ -294,6 +296,7 @@ class WorkerRuntime:
         )
         context = active.context
         data, problem = _changed_data(context, active.original_data)
+        patch = changes_since(active.order.data, data) if data is not None else None
         if problem is not None and success:
             success, error = False, problem  # data it cannot save fails the run, saying why
         self.emit(
@@ -309,6 +312,7 @@ class WorkerRuntime:
                 data=data,
                 retry=active.retry,
                 shard=active.order.shard,
+                data_patch=patch,
             )
         )
         self.publisher.flush(timeout_s=END_FLUSH_TIMEOUT_S)

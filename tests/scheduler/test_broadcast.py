@@ -23,6 +23,7 @@ from fss.celery_app import create_app
 from fss.config import Settings
 from fss.domain.broadcast import BROADCAST_CLIENT
 from fss.domain.clock import ManualClock
+from fss.domain.data_merge import data_patch
 from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
 from fss.events import (
@@ -293,3 +294,24 @@ def test_given_broadcast_and_a_job_that_sets_its_next_time_then_the_group_is_ref
     assert refused.value.field == "route"
     with scene.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(task_group)).scalar() == 0
+
+
+
+def test_given_shards_that_change_different_keys_of_the_data_then_every_change_is_kept(
+    scene: Scene,
+) -> None:
+    s = scene
+    group_id = s.add_group(data={"total": 0, "parts": {}})
+    claimed, orders = dispatch_all(s)
+    for client_id in ("w1", "w2", "w3"):
+        order = orders[client_id][0]
+        s.start(order)
+        data = {"total": 0, "parts": {str(order.shard): order.shard + 10}}
+        s.record([TaskFinished(order.task_id, order.attempt, client_id, True, 7, s.clock.now(),
+                               data=data, shard=order.shard,
+                               data_patch=data_patch(order.data, data))])
+    assert s.task_row(claimed.id).status == TaskStatus.SUCCESS
+    with s.engine.connect() as conn:
+        stored = conn.execute(sa.select(task_group.c.data).where(
+            task_group.c.id == group_id)).scalar_one()
+    assert json.loads(stored) == {"total": 0, "parts": {"0": 10, "1": 11, "2": 12}}

@@ -31,6 +31,12 @@ def hoarder(ctx: JobContext) -> None:
     ctx.data["blob"] = "x" * 70_000
 
 
+@job("counter")
+def counter(ctx: JobContext) -> None:
+    ctx.data["cursor"] += 1
+    ctx.data["seen"] = True
+
+
 @job("saver")
 def saver(ctx: JobContext) -> None:
     ctx.data["cursor"] = 2
@@ -115,6 +121,7 @@ def test_save_data_sends_the_data_now_and_refuses_data_over_the_limit(
     [saved] = [e for e in events if isinstance(e, TaskDataSaved)]
     assert (saved.task_id, saved.attempt, saved.group_id, saved.data) == (22, 1, 7,
                                                                            {"cursor": 2})
+    assert saved.data_patch == {"set": [[["cursor"], 2]], "unset": []}
     assert errors == ["data is 70022 bytes, over the 65536-byte limit"]
     [finished] = [e for e in events if isinstance(e, TaskFinished)]
     assert not finished.success and "sync failed" in (finished.error or "")
@@ -135,3 +142,12 @@ def test_data_the_recorder_would_refuse_fails_the_run_naming_why(
     [finished] = [e for e in events if isinstance(e, TaskFinished)]
     assert not finished.success and finished.error == expected and finished.data is None
     assert any(isinstance(e, TaskLogged) and expected in e.content for e in events)
+
+
+def test_a_run_that_changed_its_data_sends_what_it_changed_beside_the_data(
+    runtime: WorkerRuntime,
+) -> None:
+    events = _run(runtime, 23, "counter")
+    [finished] = [e for e in events if isinstance(e, TaskFinished)]
+    assert finished.success and finished.data == {"cursor": 2, "seen": True}
+    assert finished.data_patch == {"set": [[["cursor"], 2], [["seen"], True]], "unset": []}
