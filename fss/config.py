@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -142,6 +143,29 @@ class Settings:
         if self.broker_url.startswith("memory://"):
             return "memory://"
         return "none"
+
+
+# FSS_ variables read outside Settings (the web console, CLI options, debugging).
+OTHER_VARIABLES = (
+    "FSS_DEBUG", "FSS_LOG_FORMAT", "FSS_WEB_USERS", "FSS_WEB_TOKEN", "FSS_WEB_TOKENS",
+    "FSS_WEB_SECRET", "FSS_WEB_SECURE_COOKIES", "FSS_WEB_HOST", "FSS_WEB_PORT",
+    "FSS_BRIDGE_LISTEN", "FSS_BRIDGE_TOKEN_FILE",
+)
+
+
+def misspelt_variables(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """(variable, the fss setting it looks like) for each FSS_ variable that is no setting
+    but nearly one: a typo (FSS_BROKER_ULR) would otherwise leave the default in force
+    without a word. Variables far from every setting (other tools', tests') are left alone."""
+    env = os.environ if environ is None else environ
+    known = {ENV_PREFIX + f.name.upper() for f in fields(Settings)} | set(OTHER_VARIABLES)
+    found = []
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+            if close:
+                found.append((name, close[0]))
+    return found
 
 
 def _convert(name: str, type_name: str, raw: str) -> Any:

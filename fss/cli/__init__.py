@@ -11,7 +11,7 @@ import click
 
 from fss import __version__
 from fss.cli.lazy import LazyGroup
-from fss.config import read_flag
+from fss.config import misspelt_variables, read_flag
 from fss.errors import FssError, InvalidField
 
 # Imported when run (LazyGroup): a process loads only what its command needs.
@@ -48,6 +48,9 @@ def cli() -> None:
     each due task to one live worker; status, progress and run logs land in SQL.
     Every command reads FSS_DATABASE_URL / FSS_BROKER_URL unless given the options.
     """
+    for name, setting in misspelt_variables():
+        click.echo(f"warning: {name} is not an fss setting (ignored): did you mean {setting}?",
+                   err=True)
 
 
 DEBUG_ENV = "FSS_DEBUG"
