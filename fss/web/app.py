@@ -304,8 +304,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":
             reason = str(first.get("ctx", {}).get("error", "not JSON")).splitlines()[0]
             return error(422, f"body: invalid JSON ({reason})", "body")
-        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query",
-                                                                               "path")]
+        location = [str(part) for part in first.get("loc", ())
+                    if part not in ("body", "query", "path") and not _union_member(part)]
         field = ".".join(location) or "body"
         message = str(first.get("msg", "invalid request")).splitlines()[0]
         return error(422, f"{field}: {message}", field)
@@ -331,3 +331,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_down(_: Request, exc: OperationalError) -> Response:
         line = str(exc.orig).strip().splitlines()[0] if exc.orig else "unreachable"
         return error(503, f"database unavailable: {line}")
+
+
+# pydantic puts the member of a field of several types into the error's location
+# (retry_backoff: float | int -> ("body", "retry_backoff", "float")): not a field name.
+_UNION_TAGS = frozenset({"str", "int", "float", "bool", "none", "bytes", "list", "dict"})
+
+
+def _union_member(part: object) -> bool:
+    return isinstance(part, str) and (part in _UNION_TAGS or "[" in part or "-" in part)

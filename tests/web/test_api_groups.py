@@ -473,7 +473,10 @@ def test_the_alert_settings_are_set_by_post_and_patch_and_shown_by_get(
     [({"alert_rules": ["late"]}, "alert_rules"), ({"alert_targets": ["x" * 65]}, "alert_targets"),
      ({"late_after_s": 31_622_401}, "late_after_s"), ({"late_after_s": 1.5}, "late_after_s"),
      # The shape check names the item, as for every list field of the API.
-     ({"alert_targets": [1]}, "alert_targets.0")],
+     ({"alert_targets": [1]}, "alert_targets.0"),
+     # A field of several types: named as itself, not as pydantic's union member
+     # ("retry_backoff.float", "on_success.0.str").
+     ({"retry_backoff": "nan"}, "retry_backoff"), ({"on_success": [True]}, "on_success.0")],
 )
 def test_a_bad_alert_setting_in_a_patch_is_one_line_naming_it_and_changes_nothing(
     admin_client: TestClient, web_db: WebDatabase, clock: ManualClock, body: Any, field: str
