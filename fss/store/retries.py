@@ -247,6 +247,9 @@ def _requeue(conn: Connection, failure: Failure, start_at: datetime, now: dateti
             run_speed=failure.run_speed_ms,
             reported_at=now,
             no_client_warned=False,
+            # A kill was asked for the attempt that ended: the retry is not killed (its
+            # shards were failed a grace after they started, 'did not end ... of its kill').
+            kill_requested_at=None,
         )
     ).rowcount
     return moved == 1

@@ -39,7 +39,7 @@ from fss.naming import client_queue
 from fss.orders import RunOrder
 from fss.scheduler.dispatcher import Dispatcher, Outcome
 from fss.scheduler.supervisor import Supervisor
-from fss.store import groups, migrate, tasks
+from fss.store import groups, kills, migrate, tasks
 from fss.store.engine import create_engine
 from fss.store.recording import record
 from fss.store.retries import task_attempts
@@ -315,3 +315,39 @@ def test_given_shards_that_change_different_keys_of_the_data_then_every_change_i
         stored = conn.execute(sa.select(task_group.c.data).where(
             task_group.c.id == group_id)).scalar_one()
     assert json.loads(stored) == {"total": 0, "parts": {"0": 10, "1": 11, "2": 12}}
+
+
+def test_given_a_killed_broadcast_run_that_is_retried_then_its_retry_is_not_taken_for_killed(
+    scene: Scene,
+) -> None:
+    """Found by an outside check (real scheduler, two workers): after `fss task kill` of a
+    broadcast run with retries, every later attempt's shards were failed 'did not end within
+    N s of its kill' a grace after they started, though nobody killed them: the task's
+    kill_requested_at outlived the attempt it was asked for."""
+    s = scene
+    s.add_group(retries=1, retry_delay_ms=1000, retry_jitter=False)
+    claimed, orders = dispatch_all(s)
+    for (order,) in orders.values():
+        s.start(order)
+    with s.engine.begin() as conn:
+        running = kills.running_attempt(conn, claimed.id)
+        assert kills.mark_kill_requested(conn, running, "kill requested by test", s.clock.now())
+    for (order,) in orders.values():
+        s.end(order, False, "killed by test")
+    assert s.task_row(claimed.id).status == TaskStatus.NONE  # waiting for its retry
+    s.clock.advance(2)
+    s.beat()
+    _, orders = dispatch_all(s)
+    for (order,) in orders.values():
+        s.start(order)
+    supervisor = Supervisor(s.engine, s.fence, s.settings, s.clock,
+                            kill=lambda running, reason: (Outcome.SENT, ""))  # type: ignore[arg-type,return-value]
+    s.clock.advance(s.settings.time_limit_grace_s + 1)
+    s.beat()
+    report = supervisor.sweep()
+    supervisor.release()
+
+    assert report.failed == []
+    assert [r.status for r in s.shard_rows(claimed.id) if r.attempt == 2] == [
+        TaskStatus.WORKING] * 3
+    assert s.task_row(claimed.id).kill_requested_at is None
