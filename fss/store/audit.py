@@ -63,13 +63,19 @@ class Actor:
         return self.name if self.kind in ("session", "basic") else f"{self.name} ({self.kind})"
 
 
+PLAIN = (str, int, float, bool, type(None))
+
+
 def jsonable(value: Any) -> Any:
-    """A value as the trail stores it: times as ISO 8601, tuples and sets as lists."""
-    if isinstance(value, datetime | date):
+    """A value as the trail stores it: times as ISO 8601, tuples and sets as lists. (A
+    groups file's apply turns every field of thousands of groups: plain values return first.)"""
+    if isinstance(value, PLAIN):
+        return value
+    if isinstance(value, (datetime, date)):
         return value.isoformat()
-    if isinstance(value, tuple | list):
+    if isinstance(value, (tuple, list)):
         return [jsonable(v) for v in value]
-    if isinstance(value, set | frozenset):
+    if isinstance(value, (set, frozenset)):
         return sorted(jsonable(v) for v in value)
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
@@ -122,7 +128,7 @@ def target_changes(before: Any, after: Any) -> dict[str, list[Any]]:
 def _text(document: Mapping[str, Any] | None) -> str | None:
     if not document:
         return None
-    return json.dumps(jsonable(document), ensure_ascii=False, sort_keys=False)
+    return json.dumps(document, ensure_ascii=False, default=jsonable)
 
 
 def entry(

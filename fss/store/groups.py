@@ -81,8 +81,11 @@ def add_group(
 
 def group_state(group: GroupRow) -> dict[str, Any]:
     """A group's settings as the audit trail compares them (its data included)."""
-    spec = spec_of(group)
-    return {"key": group.key} | {f.name: getattr(spec, f.name) for f in fields(spec)}
+    return spec_state(group.key, spec_of(group))
+
+
+def spec_state(key: str | None, spec: GroupSpec) -> dict[str, Any]:
+    return {"key": key} | {f.name: getattr(spec, f.name) for f in fields(spec)}
 
 
 def group_columns(spec: GroupSpec) -> dict[str, Any]:
