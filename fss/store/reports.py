@@ -28,7 +28,7 @@ from fss.store.tables import client, client_departed, run_report, task
 
 RANGES = (7, 30, 90)
 MAX_DAYS = 90
-SLOTS = range(16)  # the trigger's slots (0012): the connection id modulo 16
+SLOTS = range(4)  # the trigger's slots (0012): the connection id modulo 4
 IN_FLIGHT = (int(TaskStatus.SCHEDULER), int(TaskStatus.WORKING))
 MAX_ZONE = 64
 
@@ -307,7 +307,12 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def delete_report_hours(conn: Connection, before: datetime) -> int:
-    return conn.execute(run_report.delete().where(run_report.c.hour_at < before)).rowcount
+    """Retention: whole hours before `before` (kind by kind, along ix_run_report_kind_hour_at)."""
+    return conn.execute(
+        run_report.delete().where(
+            run_report.c.kind.in_(["all", "group", "client"]), run_report.c.hour_at < before
+        )
+    ).rowcount
 
 
 def rebuild(conn: Connection) -> None:

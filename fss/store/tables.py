@@ -290,9 +290,10 @@ client_departed = sa.Table(
 # = the group id) and "client" (subject = the client of the run's last attempt). Written
 # by a database trigger on `task` in the transaction that ends a run (status -> Fail or
 # Success), whoever ends it (recorder, supervisor, a kill), as `count = count + 1`; rows
-# of "all" and "client" are spread over `slot` (the connection's id modulo 16) so two
-# recorders ending runs at once never wait for, or deadlock on, one shared row. Kept after
-# retention deletes the tasks: the Reports page reads 90 days from here.
+# of "all" and "client" are spread over `slot` (the connection's id modulo 4) so recorders
+# on different slots share no row, and two on one slot queue at their "all" row (each
+# run's first) instead of deadlocking on client rows. A group ends one run at a time: its
+# rows have slot 0. Kept after retention deletes the tasks: reports read 90 days here.
 run_report = sa.Table(
     "run_report",
     metadata,
@@ -303,8 +304,8 @@ run_report = sa.Table(
     sa.Column("success", sa.BigInteger(), nullable=False, server_default="0"),
     sa.Column("fail", sa.BigInteger(), nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint("kind", "subject", "slot", "hour_at", name="pk_run_report"),
-    # Retention drops whole hours.
-    sa.Index("ix_run_report_hour_at", "hour_at"),
+    # The clients' rows of a range (and retention, kind by kind).
+    sa.Index("ix_run_report_kind_hour_at", "kind", "hour_at"),
     **MYSQL_UTF8MB4,
 )
 

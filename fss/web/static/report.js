@@ -46,13 +46,15 @@
   const H = 210;
   const PAD = { left: 44, right: 40, top: 12, bottom: 26 };
 
+  // The top of the y axis: four whole-number steps of 1, 2, 2.5 (from 10 up) or 5 x 10^k.
   function niceMax(value) {
-    if (value <= 5) return 5;
-    const power = 10 ** Math.floor(Math.log10(value));
+    const need = Math.max(1, value / 4);
+    const power = 10 ** Math.floor(Math.log10(need));
     for (const step of [1, 2, 2.5, 5, 10]) {
-      if (step * power >= value) return step * power;
+      const size = step * power;
+      if (size >= need && Number.isInteger(size)) return size * 4;
     }
-    return 10 * power;
+    return 40 * power;
   }
 
   function chart(report, label) {

@@ -30,7 +30,7 @@ MYSQL_UTF8MB4: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "u
 Moment = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 
 # Slots of the "all" and "client" rows: the writing connection's id modulo this.
-SLOTS = 16
+SLOTS = 4
 
 POSTGRES_FUNCTION = f"""
 CREATE FUNCTION fss_count_run_end() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -162,7 +162,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("kind", "subject", "slot", "hour_at", name="pk_run_report"),
         **MYSQL_UTF8MB4,
     )
-    op.create_index("ix_run_report_hour_at", "run_report", ["hour_at"])
+    op.create_index("ix_run_report_kind_hour_at", "run_report", ["kind", "hour_at"])
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
         op.execute(POSTGRES_FUNCTION)
@@ -182,7 +182,7 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION IF EXISTS fss_count_run_end()")
     else:
         op.execute("DROP TRIGGER IF EXISTS fss_task_run_end")
-    op.drop_index("ix_run_report_hour_at", table_name="run_report")
+    op.drop_index("ix_run_report_kind_hour_at", table_name="run_report")
     op.drop_table("run_report")
     op.drop_index("ix_client_departed_left_at", table_name="client_departed")
     op.drop_table("client_departed")

@@ -1,0 +1,134 @@
+"""The Reports page and a group's report section in Chromium, over a SQLite database whose
+runs were recorded through fss.store (the trigger counted them) at known times, and a web
+app on a manual clock: the totals, the chart's accessible name, the per-day table, the
+zone switch (the browser's zone, Asia/Shanghai, moves an evening run to the next day) and
+the clients, one of which left. Screenshot docs/screenshots/reports.png."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from conftest import CHROMIUM_ARGS, USERS, ServerThread, login, screenshot
+from playwright.sync_api import Browser, Page, expect
+from web_helpers import CLIENT, add_group, record, register_client, run_once
+
+from fss.config import Settings
+from fss.domain.clock import ManualClock
+from fss.events import ClientLeft
+from fss.store.engine import create_engine
+from fss.store.migrate import upgrade
+from fss.web import create_web_app
+from fss.web.config import WebSettings, parse_users
+
+UTC = timezone.utc
+NOW = datetime(2031, 3, 20, 10, 0, tzinfo=UTC)
+# (days before NOW's day, hour UTC, success?) for group "import"; "export" runs once a day.
+RUNS = [(6, 9, True), (6, 10, True), (5, 9, False), (4, 9, True), (4, 11, True),
+        (3, 9, True), (2, 9, False), (2, 10, True), (1, 20, True), (0, 8, True)]
+_ = CHROMIUM_ARGS  # the browser fixture (conftest) launches Chromium with these
+
+
+class Seeded:
+    def __init__(self, url: str, import_id: int) -> None:
+        self.url = url
+        self.import_id = import_id
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    db_url = f"sqlite:///{Path(tmp_path_factory.mktemp('reports')) / 'fss.db'}"
+    engine = create_engine(db_url)
+    upgrade(engine)
+    start = NOW - timedelta(days=8)
+    register_client(engine, start)
+    register_client(engine, start, client_id="worker-2")
+    importer = add_group(engine, start, caption="import")
+    exporter = add_group(engine, start, caption="export")
+    for back, hour, ok in RUNS:
+        day = NOW.replace(hour=hour) - timedelta(days=back)
+        run_once(engine, importer, day, success=ok, error=None if ok else "boom")
+    for back in range(7):
+        run_once(engine, exporter, NOW.replace(hour=7) - timedelta(days=back))
+    record(engine, NOW - timedelta(hours=1), ClientLeft(CLIENT, NOW, incarnation="a"))
+    register_client(engine, NOW - timedelta(seconds=2), client_id="worker-2")
+    engine.dispose()
+    settings = Settings(database_url=db_url, broker_url="memory://")
+    app = create_web_app(settings, WebSettings(users=parse_users(USERS)), ManualClock(NOW))
+    server = ServerThread(app)
+    url = server.start()
+    try:
+        yield Seeded(url, importer)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def page(browser: Browser, seeded: Seeded) -> Iterator[Page]:
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, timezone_id="Asia/Shanghai"
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    login(page, seeded.url, "viewer", "pw2")
+    yield page
+    context.close()
+
+
+def test_the_reports_page_shows_the_seeded_runs(page: Page, seeded: Seeded) -> None:
+    page.goto(f"{seeded.url}/reports")
+    report = page.locator("[data-run-report]")
+    expect(report.locator("[data-report-total]")).to_have_text("17")
+    expect(report.locator("[data-report-success]")).to_have_text("15")
+    expect(report.locator("[data-report-fail]")).to_have_text("2")
+    expect(report.locator("[data-report-rate]")).to_have_text("88.2 %")
+    expect(report.locator("[data-report-zone]")).to_have_text("Days are calendar days in UTC.")
+    chart = page.get_by_role(
+        "img", name="Runs per day, last 7 days in UTC: 15 succeeded, 2 failed.")
+    expect(chart).to_be_visible()
+    days = report.locator("[data-report-days-table] tbody tr")
+    expect(days).to_have_count(7)
+    report.locator("summary").click()
+    # 2031-03-18 (two days back): one failure at 09:00, one success at 10:00, export at 07:00
+    expect(days.nth(2)).to_have_text("2031-03-1832166.7 %")
+
+    clients = page.locator("#client-report-table tbody tr")
+    expect(clients).to_have_count(2)
+    gone = page.locator('#client-report-table tr[data-client="worker-1"]')
+    expect(gone).to_have_attribute("data-state", "offline")
+    expect(gone.locator('[data-col="processed"]')).to_have_text("17")
+    expect(gone.locator('[data-col="failed"]')).to_have_text("2")
+    expect(page.locator('#client-report-table tr[data-client="worker-2"]')).to_have_attribute(
+        "data-state", "online")
+    screenshot(page, "reports")
+
+
+def test_the_browser_zone_moves_an_evening_run_to_the_next_day(
+    page: Page, seeded: Seeded
+) -> None:
+    page.goto(f"{seeded.url}/reports")
+    report = page.locator("[data-run-report]")
+    expect(report.locator("[data-report-total]")).to_have_text("17")
+    report.locator("[data-report-tz]").select_option("Asia/Shanghai")
+    expect(report.locator("[data-report-zone]")).to_have_text(
+        "Days are calendar days in Asia/Shanghai.")
+    assert "tz=Asia%2FShanghai" in page.url or "tz=Asia/Shanghai" in page.url
+    report.locator("summary").click()
+    # the run of 2031-03-19 20:00 UTC is on the 20th in Shanghai, with today's two runs
+    expect(report.locator("[data-report-days-table] tbody tr").first).to_have_text(
+        "2031-03-20330100.0 %")
+    report.locator("[data-report-days]").select_option("30")
+    expect(report.locator("[data-report-days-table] tbody tr")).to_have_count(30)
+    expect(page.get_by_role("img", name="Runs per day, last 30 days in Asia/Shanghai: "
+                                        "15 succeeded, 2 failed.")).to_be_visible()
+
+
+def test_the_group_page_reports_its_own_runs(page: Page, seeded: Seeded) -> None:
+    page.goto(f"{seeded.url}/groups/{seeded.import_id}")
+    report = page.locator("[data-run-report]")
+    expect(report.locator("[data-report-total]")).to_have_text("10")
+    expect(report.locator("[data-report-fail]")).to_have_text("2")
+    expect(page.get_by_role("img", name="Runs per day, last 7 days in UTC: 8 succeeded, "
+                                        "2 failed.")).to_be_visible()
