@@ -1,7 +1,8 @@
 """The installation on a shared broker: its mark on Redis, and fences scoped to it.
 
-The schedulers of one installation (one database) keep the key `fss:installation` on their
-Redis set to the installation id, renewed while they run and lapsing 15 s after the last one
+The schedulers of one installation (one database) keep the key `fss:installation` on each
+Redis they use (the broker's; the fence's too when FSS_FENCE_URL names another) set to the
+installation id, renewed while they run and lapsing 15 s after the last one
 stopped. Before it dispatches, a scheduler checks the mark (fss.domain.installation decides):
 its own, it dispatches; another installation's, or none while the installation's live workers
 are connected elsewhere, it does not, and its node health says why.
@@ -12,7 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from fss.domain.installation import BrokerFacts, BrokerJudgement, BrokerVerdict, judge_broker
@@ -154,8 +156,25 @@ class BrokerMark:
         self._redis.close()
 
 
+@dataclass
+class MarkedRedis:
+    """One Redis the scheduler uses (the broker's, the fence's) and what it knows of it."""
+
+    mark: BrokerMark
+    label: str  # its URL, password masked
+    role: str = "broker"
+    setting: str = "broker URL"
+    held: bool = False  # this process held the mark here before
+
+
 class InstallationGuard:
-    """Decides, every CHECK_EVERY_S, whether this scheduler may dispatch; thread-safe."""
+    """Decides, every CHECK_EVERY_S, whether this scheduler may dispatch; thread-safe.
+
+    `mark` is the broker's Redis (`role`: what to call it in a reason); `also` more Redis
+    the installation uses (the fence's, when FSS_FENCE_URL names another one), each as
+    (mark, label, role, setting). Every one must
+    carry this installation's mark, or none that may be taken: a scheduler whose broker is
+    wrong while its fence is right (or the other way round) does not dispatch."""
 
     def __init__(
         self,
@@ -164,13 +183,16 @@ class InstallationGuard:
         live_workers: Callable[[], list[str]],
         broker_label: str,
         monotonic: Callable[[], float] = time.monotonic,
+        also: Sequence[tuple[BrokerMark, str, str, str]] = (),
+        role: str = "broker",
+        setting: str = "broker URL",
     ) -> None:
         self.installation = installation
-        self._mark = mark
+        self._stores = [MarkedRedis(mark, broker_label, role, setting)] + [
+            MarkedRedis(other, label, role, setting) for other, label, role, setting in also
+        ]
         self._live_workers = live_workers
-        self._broker_label = broker_label
         self._monotonic = monotonic
-        self._held = False
         self._lock = threading.Lock()
         self._judgement = BrokerJudgement(BrokerVerdict.OURS)
         self._checked_at: float | None = None
@@ -189,36 +211,43 @@ class InstallationGuard:
         """Raises what the broker or the database raised (the caller's loop reports it)."""
         with self._lock:
             self._checked_at = self._monotonic()
-            judgement = self._judge()
-            if judgement.verdict is BrokerVerdict.CLAIMABLE:
-                found = self._mark.take_or_renew(self.installation)
-                if found == self.installation:
-                    judgement = BrokerJudgement(BrokerVerdict.OURS)
-                else:  # another installation took it first
-                    judgement = judge_broker(self._facts(found), self._broker_label)
-            elif judgement.verdict is BrokerVerdict.OURS:
-                self._mark.take_or_renew(self.installation)
+            workers: list[list[str]] = []  # asked of the database at most once per check
+            judged = [
+                (store, self._judge(store, store.mark.read(), workers))
+                for store in self._stores
+            ]
+            judgement = next((j for _, j in judged if not j.may_dispatch), None)
+            if judgement is None:
+                # Every Redis is ours or free: take (or renew) the mark on each.
+                for store, _ in judged:
+                    found = store.mark.take_or_renew(self.installation)
+                    if found == self.installation:
+                        store.held = True
+                    elif judgement is None:  # another installation took it first
+                        judgement = self._judge(store, found, workers)
+                judgement = judgement or BrokerJudgement(BrokerVerdict.OURS)
             self._report(judgement)
-            self._held = judgement.verdict is BrokerVerdict.OURS or self._held
             self._judgement = judgement
             return judgement
 
-    def _judge(self) -> BrokerJudgement:
-        return judge_broker(self._facts(self._mark.read()), self._broker_label)
-
-    def _facts(self, mark: str | None) -> BrokerFacts:
-        workers: list[str] = []
+    def _judge(
+        self, store: MarkedRedis, mark: str | None, workers: list[list[str]]
+    ) -> BrokerJudgement:
+        live: list[str] = []
         here: int | None = 0
-        if mark is None and not self._held:
-            workers = self._live_workers()
-            here = self._mark.beacons_here(workers) if workers else 0
-        return BrokerFacts(
+        if mark is None and not store.held:
+            if not workers:
+                workers.append(self._live_workers())
+            live = workers[0]
+            here = store.mark.beacons_here(live) if live else 0
+        facts = BrokerFacts(
             installation=self.installation,
             mark=mark,
-            held_before=self._held,
-            live_workers=len(workers),
+            held_before=store.held,
+            live_workers=len(live),
             workers_here=here,
         )
+        return judge_broker(facts, store.label, store.role, store.setting)
 
     def _report(self, judgement: BrokerJudgement) -> None:
         if judgement.may_dispatch and not self._judgement.may_dispatch:
@@ -228,4 +257,5 @@ class InstallationGuard:
             log.error("not dispatching: %s", judgement.reason)
 
     def close(self) -> None:
-        self._mark.close()
+        for store in self._stores:
+            store.mark.close()

@@ -18,6 +18,7 @@ import weakref
 from typing import Any
 
 from fss.fence import REDIS_URL_SCHEMES
+from fss.logsafe import mask_urls
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ class PresenceBeacon:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def url_label(self) -> str:
+        """Its Redis, password masked (for log lines)."""
+        return mask_urls(self._url)
 
     def keep(self) -> None:
         if self._redis is None:

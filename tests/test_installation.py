@@ -140,3 +140,84 @@ def test_fences_of_two_installations_never_meet(url: str) -> None:
         assert ours.holder(1, 1) == "w" and theirs.holder(1, 1) == "v"
     finally:
         inner.close()
+
+
+# -- a broker and a fence on two Redis (FSS_FENCE_URL) -------------------------------------
+
+
+def two_stores(
+    broker: str, fence: str, installation: str, workers: list[str]
+) -> InstallationGuard:
+    return InstallationGuard(
+        installation, BrokerMark(broker), lambda: list(workers), broker,
+        also=[(BrokerMark(fence), fence, "fence Redis", "FSS_FENCE_URL")],
+        setting="FSS_BROKER_URL",
+    )
+
+
+def test_a_scheduler_with_the_right_fence_but_another_broker_does_not_dispatch(
+    fresh_redis_url: Callable[[], str],
+) -> None:
+    broker, fence, wrong = fresh_redis_url(), fresh_redis_url(), fresh_redis_url()
+    # A live worker keeps its beacon on the fence and on its broker (fss worker does both).
+    beacons = [PresenceBeacon(broker, "w1"), PresenceBeacon(fence, "w1")]
+    for beacon in beacons:
+        beacon.keep()
+    good = two_stores(broker, fence, "inst0001", ["w1"])
+    bad = two_stores(wrong, fence, "inst0001", ["w1"])
+    try:
+        assert good.check().verdict is BrokerVerdict.OURS
+        with redis.Redis.from_url(broker) as b, redis.Redis.from_url(fence) as f:
+            assert b.get(MARK_KEY) == b"inst0001" and f.get(MARK_KEY) == b"inst0001"
+        # Before: the mark was kept on the fence only, where it read "ours", and this
+        # scheduler sent its orders into a broker no worker reads.
+        judged = bad.check()
+        assert judged.verdict is BrokerVerdict.WRONG_BROKER and not bad.may_dispatch
+        assert judged.reason is not None
+        assert f"broker {wrong}" in judged.reason and "FSS_BROKER_URL" in judged.reason
+        with redis.Redis.from_url(wrong) as w:
+            assert w.get(MARK_KEY) is None  # it takes no mark anywhere while refused
+        assert good.check().may_dispatch
+    finally:
+        for beacon in beacons:
+            beacon.close()
+        good.close()
+        bad.close()
+
+
+def test_another_installations_broker_behind_a_shared_fence_is_refused(
+    fresh_redis_url: Callable[[], str],
+) -> None:
+    ours_broker, theirs_broker, fence = fresh_redis_url(), fresh_redis_url(), fresh_redis_url()
+    theirs = InstallationGuard("inst0002", BrokerMark(theirs_broker), list, theirs_broker)
+    ours = two_stores(ours_broker, fence, "inst0001", [])
+    lost = two_stores(theirs_broker, fence, "inst0001", [])
+    try:
+        assert theirs.check().may_dispatch and ours.check().may_dispatch
+        judged = lost.check()
+        assert judged.verdict is BrokerVerdict.FOREIGN
+        assert judged.reason is not None and "inst0002" in judged.reason
+        assert judged.reason.startswith(f"broker {theirs_broker}")
+    finally:
+        theirs.close()
+        ours.close()
+        lost.close()
+
+
+def test_the_right_broker_but_another_fence_does_not_dispatch(
+    fresh_redis_url: Callable[[], str],
+) -> None:
+    broker, fence, wrong = fresh_redis_url(), fresh_redis_url(), fresh_redis_url()
+    beacons = [PresenceBeacon(broker, "w1"), PresenceBeacon(fence, "w1")]
+    for beacon in beacons:
+        beacon.keep()
+    bad = two_stores(broker, wrong, "inst0001", ["w1"])
+    try:
+        judged = bad.check()
+        assert judged.verdict is BrokerVerdict.WRONG_BROKER
+        assert judged.reason is not None
+        assert f"fence Redis {wrong}" in judged.reason and "FSS_FENCE_URL" in judged.reason
+    finally:
+        for beacon in beacons:
+            beacon.close()
+        bad.close()

@@ -315,11 +315,26 @@ def check_alerts(conn: Connection, now: datetime) -> list[Finding]:
 
 
 def check_installation(engine: Engine, settings: Settings, live_nodes: bool) -> Finding:
-    """This database's installation id, and whether the broker's Redis carries its mark."""
+    """This database's installation id, and whether each Redis the schedulers use (the
+    broker's, and the fence's when FSS_FENCE_URL names another) carries its mark."""
     installation = installation_id(engine)
-    url = settings.effective_fence_url
-    if not url.startswith(("redis://", "rediss://")):
+    urls = [
+        url
+        for url in dict.fromkeys((settings.broker_url, settings.effective_fence_url))
+        if url.startswith(("redis://", "rediss://"))
+    ]
+    if not urls:
         return ok("installation", f"{installation} (no Redis: the broker's mark is not kept)")
+    seen = []
+    for url in urls:
+        found = mark_on(url, installation, live_nodes)
+        if not found.ok:
+            return found
+        seen.append(found.detail)
+    return ok("installation", f"{installation}: " + "; ".join(seen))
+
+
+def mark_on(url: str, installation: str, live_nodes: bool) -> Finding:
     mark = BrokerMark(url)
     try:
         found = mark.read()
@@ -332,7 +347,7 @@ def check_installation(engine: Engine, settings: Settings, live_nodes: bool) -> 
     finally:
         mark.close()
     if found == installation:
-        return ok("installation", f"{installation}, the owner of {hide_password(url)}")
+        return ok("installation", f"the owner of {hide_password(url)}")
     if found is not None:
         return problem(
             "installation",
@@ -346,10 +361,10 @@ def check_installation(engine: Engine, settings: Settings, live_nodes: bool) -> 
             "installation",
             f"{installation}: its schedulers run, but {hide_password(url)} carries no mark "
             "of theirs: they use another broker (or Redis database) than this command",
-            "give every scheduler, worker, bridge and this command the same FSS_BROKER_URL",
+            "give every scheduler, worker, bridge and this command the same FSS_BROKER_URL "
+            "and FSS_FENCE_URL",
         )
-    return ok("installation", f"{installation} (no scheduler has marked {hide_password(url)} "
-              "yet)")
+    return ok("installation", f"no scheduler has marked {hide_password(url)} yet")
 
 
 def health_findings(cli: CliContext, broker_timeout_s: float) -> list[Finding]:

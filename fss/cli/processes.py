@@ -39,11 +39,23 @@ def require_current_schema(cli: CliContext) -> None:
 def installation_guard(
     cli: CliContext, settings: Settings, installation: str
 ) -> InstallationGuard | None:
-    """Checks the broker's mark: only a Redis (the broker's, or FSS_FENCE_URL) keeps one."""
-    url = settings.effective_fence_url
-    if not url.startswith(("redis://", "rediss://")):
+    """Checks the installation's mark on each Redis the scheduler uses: the broker's (where
+    the orders go) and the fence's, when FSS_FENCE_URL names another. A broker that is not
+    Redis keeps no mark (see docs/guarantees.md, Installations)."""
+    stores = [
+        (url, role, setting)
+        for url, role, setting in (
+            (settings.broker_url, "broker", "FSS_BROKER_URL"),
+            (settings.effective_fence_url, "fence Redis", "FSS_FENCE_URL"),
+        )
+        if url.startswith(("redis://", "rediss://"))
+    ]
+    if len(stores) == 2 and stores[0][0] == stores[1][0]:
+        stores.pop()  # the broker is the fence
+    if not stores:
         return None
     engine, clock = cli.engine, cli.clock
+    (url, role, setting), *others = stores
     guard = InstallationGuard(
         installation,
         BrokerMark(url),
@@ -51,11 +63,14 @@ def installation_guard(
             engine, clock.now() - timedelta(seconds=settings.client_timeout_s)
         ),
         broker_label=mask_urls(url),
+        also=[(BrokerMark(u), mask_urls(u), r, s) for u, r, s in others],
+        role=role,
+        setting=setting,
     )
     try:
         guard.check()
     except Exception as exc:  # the node heartbeat checks again every few seconds
-        log.warning("cannot check the broker's installation mark yet (%s)", exc)
+        log.warning("cannot check the installation's mark yet (%s)", exc)
     return guard
 
 

@@ -1,8 +1,9 @@
 """Whether a scheduler's broker belongs to its installation (pure: the caller brings the facts).
 
 One database is one installation; its id is drawn by `fss db upgrade`. The schedulers of an
-installation keep a mark on their Redis (`fss:installation` = the id, renewed while they run).
-A scheduler dispatches only through a broker that carries its own mark: two installations
+installation keep a mark on each Redis they use, the broker's and the fence's
+(`fss:installation` = the id, renewed while they run). A scheduler dispatches only while each
+carries its own mark (or none it may take): two installations
 sharing one Redis database, or a scheduler started with another broker URL than its peers,
 would otherwise send runs where no worker of theirs listens, or record each other's events.
 """
@@ -45,14 +46,18 @@ class BrokerJudgement:
         return self.verdict in (BrokerVerdict.OURS, BrokerVerdict.CLAIMABLE)
 
 
-def judge_broker(facts: BrokerFacts, broker: str) -> BrokerJudgement:
-    """`broker` names the broker in the reason (a URL with its password masked)."""
+def judge_broker(
+    facts: BrokerFacts, broker: str, role: str = "broker", setting: str = "broker URL"
+) -> BrokerJudgement:
+    """`broker` names the Redis in the reason (a URL with its password masked); `role` says
+    which of the scheduler's Redis it is ("broker", or "fence Redis" when FSS_FENCE_URL names
+    another one) and `setting` the setting that differs."""
     if facts.mark == facts.installation:
         return BrokerJudgement(BrokerVerdict.OURS)
     if facts.mark is not None:
         return BrokerJudgement(
             BrokerVerdict.FOREIGN,
-            f"broker {broker} is in use by installation {facts.mark} (this database is "
+            f"{role} {broker} is in use by installation {facts.mark} (this database is "
             f"installation {facts.installation}); give each installation its own Redis "
             "database, or stop the other one's schedulers (its mark lapses 15 s after they stop)",
         )
@@ -62,7 +67,7 @@ def judge_broker(facts: BrokerFacts, broker: str) -> BrokerJudgement:
         return BrokerJudgement(
             BrokerVerdict.WRONG_BROKER,
             f"none of the {facts.live_workers} live workers of installation "
-            f"{facts.installation} is connected to broker {broker}: this scheduler's "
-            "broker URL differs from theirs",
+            f"{facts.installation} is connected to {role} {broker}: this scheduler's "
+            f"{setting} differs from theirs",
         )
     return BrokerJudgement(BrokerVerdict.CLAIMABLE)

@@ -154,8 +154,8 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self._thread: threading.Thread | None = None
         self._beacon_thread: threading.Thread | None = None
         self._runtime: WorkerRuntime | None = None
-        self._beacon: PresenceBeacon | None = None
-        self._beacon_failing = False
+        self._beacons: list[PresenceBeacon] = []
+        self._beacons_failing: set[str] = set()
         self._uid = f"fss.heartbeat.{id(self)}"
         self._interrupts = 0
         self._hostname = ""
@@ -174,13 +174,13 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
             # its Ctrl-C, whose second press printed a 60-line traceback on a threads pool.
             platforms.signals["SIGINT"] = self._on_interrupt
         # Opened after the pool has forked its processes, so they do not hold it open.
-        self._beacon = create_beacon(runtime.settings.effective_fence_url, runtime.client_id)
+        self._beacons = beacons_for(runtime.settings, runtime.client_id)
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._beat, args=(runtime,), name="fss-heartbeat", daemon=True
         )
         self._thread.start()
-        if self._beacon is not None:
+        if self._beacons:
             # Its own thread: a busy or unreachable presence Redis (the fence's) must never
             # hold up the heartbeats, which go through the broker.
             self._beacon_thread = threading.Thread(
@@ -297,8 +297,8 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
             log.info("client %s unregistered", runtime.client_id)
         if self._beacon_thread is not None:
             self._beacon_thread.join(timeout=1)
-        if self._beacon is not None:
-            self._beacon.close()
+        for beacon in self._beacons:
+            beacon.close()
 
     def _beat(self, runtime: WorkerRuntime) -> None:
         interval = runtime.settings.heartbeat_s
@@ -322,18 +322,30 @@ class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
             self._stop.wait(interval)
 
     def _keep_beacon(self) -> None:
-        if self._beacon is None:
-            return
-        try:
-            self._beacon.keep()
-        except Exception as exc:
-            # Not fatal: without its beacon the client is judged by its heartbeat alone. INFO:
-            # a Redis outage is already reported (once each way) by the event publisher.
-            if not self._beacon_failing:
-                log.info("presence connection to Redis lost (%s); reconnecting", exc)
-            self._beacon_failing = True
-        else:
-            self._beacon_failing = False
+        for beacon in self._beacons:
+            try:
+                beacon.keep()
+            except Exception as exc:
+                # Not fatal: without its beacon the client is judged by its heartbeat alone.
+                # INFO: a Redis outage is already reported (once each way) by the publisher.
+                if beacon.url_label not in self._beacons_failing:
+                    log.info(
+                        "presence connection to Redis %s lost (%s); reconnecting",
+                        beacon.url_label, exc,
+                    )
+                self._beacons_failing.add(beacon.url_label)
+            else:
+                self._beacons_failing.discard(beacon.url_label)
+
+
+def beacons_for(settings: Settings, client_id: str) -> list[PresenceBeacon]:
+    """The beacon on the fence Redis (the supervisor's presence check), and one on the
+    broker's Redis too when FSS_FENCE_URL names another: a scheduler given another broker URL
+    than its workers' then sees that none of them is connected to its broker."""
+    beacons = [create_beacon(settings.effective_fence_url, client_id)]
+    if settings.broker_url != settings.effective_fence_url:
+        beacons.append(create_beacon(settings.broker_url, client_id))
+    return [beacon for beacon in beacons if beacon is not None]
 
 
 def warn_if_unfenced(settings: Settings) -> None:

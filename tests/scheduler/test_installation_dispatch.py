@@ -132,3 +132,47 @@ def test_on_another_installations_broker_it_neither_claims_nor_dispatches(
     scene.service.guard.check()  # type: ignore[union-attr]
     fire(scene)
     assert scene.redis.llen(client_queue("c1")) == 1
+
+
+def test_given_fss_fence_url_when_the_broker_url_is_wrong_then_the_scheduler_does_not_dispatch(
+    database_url: str, fresh_redis_url: Callable[[], str]
+) -> None:
+    """The guard `fss scheduler` builds: the mark is kept on the broker too, and the live
+    workers' beacons (fss worker keeps one on its broker as well) tell a wrong broker URL
+    from the right one although both schedulers share the fence and the database."""
+    from fss.cli.context import CliContext
+    from fss.cli.processes import installation_guard
+    from fss.worker_sdk.worker import beacons_for
+
+    broker, fence, wrong = fresh_redis_url(), fresh_redis_url(), fresh_redis_url()
+    clock = ManualClock(T0)
+    right = Settings(database_url=database_url, broker_url=broker, fence_url=fence)
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    installation = installation_id(engine)
+    beat = ClientHeartbeat("w1", "host", "127.0.0.1", 1, ("job-a",), client_queue("w1"), T0)
+    with engine.begin() as conn:
+        upsert_client(conn, beat, T0)
+    beacons = beacons_for(right, "w1")
+    for beacon in beacons:
+        beacon.keep()
+    cli = CliContext(settings=right, clock=clock, _engine=engine)
+    good = installation_guard(cli, right, installation)
+    bad = installation_guard(cli, right.replace(broker_url=wrong), installation)
+    try:
+        assert len(beacons) == 2
+        assert good is not None and good.may_dispatch
+        assert bad is not None and not bad.may_dispatch
+        judged = bad.check()
+        assert judged.reason is not None
+        assert f"broker {wrong}" in judged.reason and "FSS_BROKER_URL" in judged.reason
+        for url in (broker, fence):
+            with redis.Redis.from_url(url) as client:
+                assert client.get(MARK_KEY) == installation.encode()
+    finally:
+        for beacon in beacons:
+            beacon.close()
+        for guard in (good, bad):
+            if guard is not None:
+                guard.close()
+        engine.dispose()
