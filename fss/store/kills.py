@@ -66,11 +66,17 @@ def running_attempt(conn: Connection, task_id: int) -> RunningAttempt:
 def mark_kill_requested(
     conn: Connection, running: RunningAttempt, line: str, now: datetime
 ) -> bool:
-    """Set kill_requested_at for this attempt (guarded: a later attempt is not marked) and
-    write `line` in its run log. False when the attempt is no longer the task's."""
+    """Set kill_requested_at for this attempt (guarded: a later attempt is not marked, nor
+    the task waiting for its retry: the kill, sent first, may have ended the run already, and
+    the retry keeps the attempt number until it is dispatched) and write `line` in its run
+    log. False when the attempt is no longer the task's, or no longer running."""
     marked = conn.execute(
         task.update()
-        .where(task.c.id == running.task_id, task.c.attempt == running.attempt)
+        .where(
+            task.c.id == running.task_id,
+            task.c.attempt == running.attempt,
+            task.c.status.in_((int(TaskStatus.SCHEDULER), int(TaskStatus.WORKING))),
+        )
         .values(kill_requested_at=now)
     ).rowcount
     note(conn, running, line, now)

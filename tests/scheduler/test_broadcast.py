@@ -351,3 +351,40 @@ def test_given_a_killed_broadcast_run_that_is_retried_then_its_retry_is_not_take
     assert [r.status for r in s.shard_rows(claimed.id) if r.attempt == 2] == [
         TaskStatus.WORKING] * 3
     assert s.task_row(claimed.id).kill_requested_at is None
+
+
+def test_given_a_kill_marked_after_the_killed_run_ended_then_its_waiting_retry_is_not_marked(
+    scene: Scene,
+) -> None:
+    """`fss task kill` sends the kill, then marks it: the shards die at once and the retry
+    may be waiting (its attempt number unchanged until dispatched) when the mark comes.
+    Seen with a real scheduler and workers: that retry's shards were failed a grace after
+    they started, 'did not end within N s of its kill'."""
+    s = scene
+    s.add_group(retries=1, retry_delay_ms=1000, retry_jitter=False)
+    claimed, orders = dispatch_all(s)
+    for (order,) in orders.values():
+        s.start(order)
+    with s.engine.connect() as conn:
+        running = kills.running_attempt(conn, claimed.id)
+    for (order,) in orders.values():
+        s.end(order, False, "killed by test")
+    with s.engine.begin() as conn:
+        assert not kills.mark_kill_requested(conn, running, "kill requested by test",
+                                             s.clock.now())
+    assert s.task_row(claimed.id).kill_requested_at is None
+    s.clock.advance(2)
+    s.beat()
+    _, orders = dispatch_all(s)
+    for (order,) in orders.values():
+        s.start(order)
+    supervisor = Supervisor(s.engine, s.fence, s.settings, s.clock,
+                            kill=lambda running, reason: (Outcome.SENT, ""))  # type: ignore[arg-type,return-value]
+    s.clock.advance(s.settings.time_limit_grace_s + 1)
+    s.beat()
+    report = supervisor.sweep()
+    supervisor.release()
+
+    assert report.failed == []
+    assert [r.status for r in s.shard_rows(claimed.id) if r.attempt == 2] == [
+        TaskStatus.WORKING] * 3
