@@ -5,8 +5,9 @@
  * message next to the field it names.
  *
  * An edit sends only the fields the user changed, with the version the form was opened at:
- * a job that saved its data meanwhile keeps it, and when anyone changed the group since,
- * the server refuses (409) and the form names the fields that changed.
+ * a job that saved its data meanwhile keeps it. When anyone changed the group since, the
+ * server refuses (409) and the form names the fields that changed; only data a run saved
+ * meanwhile, when this edit does not send data, is no conflict: the edit goes again.
  */
 "use strict";
 
@@ -257,12 +258,39 @@ const GroupForm = (() => {
     return sent;
   }
 
-  // The fields someone changed since the form was opened, by their labels' names.
-  function changedSince(opened, now) {
+  // The fields someone changed since the form was opened, as the API names them.
+  function changedFields(opened, now) {
     const a = asSent(opened);
     const b = asSent(now);
-    return Object.keys(a).filter((name) => differs(name, a[name], b[name]))
-      .map((name) => (name === "is_enable" ? "enabled" : name));
+    return Object.keys(a).filter((name) => differs(name, a[name], b[name]));
+  }
+
+  // The same, by their labels' names.
+  function changedSince(opened, now) {
+    return changedFields(opened, now).map((name) => (name === "is_enable" ? "enabled" : name));
+  }
+
+  // A 409 caused only by what runs write (a job that saves its data every run) is no
+  // conflict for an edit that does not send data: the edit is sent again on the newer
+  // version, which keeps the saved data. Without this, a group whose job changes its data
+  // every few seconds could never be edited in the form. What people change meanwhile
+  // (enabled, caption, schedule, ...) is still refused and named.
+  const RUN_WRITTEN = ["data"];
+  const DISJOINT_RETRIES = 5;
+
+  async function saveEdit(payload) {
+    let base = editing;
+    for (let n = 0; ; n += 1) {
+      try {
+        return await api("PATCH", `/api/v1/groups/${editing.id}`, { ...payload, version: base.version });
+      } catch (err) {
+        const current = err.status === 409 && err.body && err.body.current;
+        const theirs = current ? changedFields(base, current) : [];
+        if (!current || n >= DISJOINT_RETRIES
+          || theirs.some((name) => name in payload || !RUN_WRITTEN.includes(name))) throw err;
+        base = current;
+      }
+    }
   }
 
   async function submit(event) {
@@ -284,7 +312,7 @@ const GroupForm = (() => {
     save.disabled = true;
     try {
       const group = editing
-        ? await api("PATCH", `/api/v1/groups/${editing.id}`, payload)
+        ? await saveEdit(payload)
         : await api("POST", "/api/v1/groups", payload);
       dialog.close();
       FSS.toast(editing ? `Group ${group.id} saved` : `Group ${group.id} created`, "ok");

@@ -361,6 +361,51 @@ def test_a_stale_edit_form_saves_nothing_and_names_what_changed_meanwhile(
     assert (stored.caption, stored.is_enable, stored.data) == ("counter renamed", False, {"n": 9})
 
 
+def test_an_edit_goes_through_data_a_run_saved_meanwhile_but_not_an_edit_of_that_data(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    """A job saving its data every run bumps the version each time: a rename refused for
+    that never got through the form (409 'changed meanwhile: data', again after every
+    retry, for a group running every few seconds). A rename goes through and keeps the saved
+    data; an edit of the data itself is still refused and named."""
+    page, base, engine = admin_page, live_fss.url, live_fss.engine
+    later = datetime.now(timezone.utc) + timedelta(days=1)
+    group_id = groups.add_group(
+        engine,
+        GroupSpec(caption="cursor", job_name="hello", interval_ms=3_600_000,
+                  data={"n": 1}, start_at=later),
+        datetime.now(timezone.utc),
+    )
+
+    def run_saves(n: int) -> None:  # what the recorder writes when a run changed ctx.data
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE task_group SET data = :d, version = version + 1"
+                                 " WHERE id = :id"), {"d": f'{{"n":{n}}}', "id": group_id})
+
+    page.goto(f"{base}/groups/{group_id}")
+    expect(page.locator("#caption")).to_have_text("cursor")
+    page.click("#edit-group")
+    expect(page.locator("[name=caption]")).to_have_value("cursor")
+    run_saves(2)
+    run_saves(3)
+    page.fill("[name=caption]", "cursor renamed")
+    page.click("#group-save")
+    expect(page.locator("#group-dialog")).not_to_be_visible()
+    with engine.connect() as conn:
+        stored = groups.get_group(conn, group_id)
+    assert (stored.caption, stored.data) == ("cursor renamed", {"n": 3})
+
+    expect(page.locator("#caption")).to_have_text("cursor renamed")  # the page shows the save
+    page.click("#edit-group")
+    expect(page.locator("[name=caption]")).to_have_value("cursor renamed")
+    run_saves(4)
+    page.fill("[name=data]", '{"n": 100}')
+    page.click("#group-save")
+    expect(page.locator("#form-error")).to_contain_text("changed meanwhile: data")
+    with engine.connect() as conn:
+        assert groups.get_group(conn, group_id).data == {"n": 4}
+
+
 def test_the_task_page_shows_log_lines_in_the_jobs_order(
     admin_page: Page, live_fss: LiveFss
 ) -> None:
