@@ -254,6 +254,9 @@ def test_list_filters_sorts_and_shows_the_last_result(
     assert (items[b]["last_status"], items[b]["last_error"]) == ("Fail", "boom: disk full")
     assert items[c]["last_status"] is None
     assert items[a]["schedule_text"] == "every 1 min"
+    # Failures beside the successes (run_count): the failed runs still held.
+    assert [items[g]["fail_count"] for g in (a, b, c)] == [0, 1, 0]
+    assert viewer_client.get(f"/api/v1/groups/{b}").json()["fail_count"] == 1
     response = viewer_client.get("/api/v1/groups", params={"sort": "data"})
     assert (response.status_code, response.json()["field"]) == (422, "sort")
     response = viewer_client.get("/api/v1/groups", params={"enabled": "maybe"})
