@@ -238,3 +238,44 @@ def test_a_failed_run_counts_beside_the_successes(admin_page: Page, live_fss: Li
     assert int(cell.first.inner_text().replace(",", "")) >= 1
 
 
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_group_form_and_confirmation_fit_a_phone_and_pass_axe(
+    browser: Browser, live_fss: LiveFss, scheme: str
+) -> None:
+    page = next(phone_page(browser, live_fss, scheme))
+    page.goto(f"{live_fss.url}/groups")
+    expect(page.locator("#groups tbody tr").first).to_be_visible()
+    page.click("#new-group")
+    expect(page.locator("#group-dialog")).to_be_visible()
+    page.check("input[name=kind][value=cron]")
+    page.fill("[name=cron]", "30 2 * * *")
+    expect(page.locator("#preview li")).to_have_count(5)
+    expect(page.locator("#preview li").first).to_contain_text(":30:00 UTC")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert axe_violations(page) == []
+    page.keyboard.press("Escape")
+    row = page.locator("#groups tbody tr", has_text="paused cleanup")
+    delete = row.get_by_role("button", name=re.compile("delete", re.I))
+    delete.scroll_into_view_if_needed()
+    delete.click()
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    assert axe_violations(page) == []
+    page.keyboard.press("Escape")
+    page.context.close()
+
+
+def test_times_default_to_the_browsers_zone(browser: Browser, live_fss: LiveFss) -> None:
+    context = browser.new_context(viewport=PHONE, timezone_id="Asia/Shanghai")  # type: ignore[arg-type]
+    page = context.new_page()
+    try:
+        login(page, live_fss.url, "admin", "pw")
+        page.goto(f"{live_fss.url}/groups/{live_fss.group_ids['nightly report']}")
+        assert page.locator("#zone-switch").input_value() == "browser"
+        created = page.locator("#props dt:text-is('Created') + dd time")
+        expect(created).to_contain_text(" UTC+8")
+        assert "Asia/Shanghai" in (created.get_attribute("title") or "")
+        assert "Asia/Shanghai" in (page.locator("#zone-switch").get_attribute("title") or "")
+    finally:
+        context.close()
