@@ -25,7 +25,13 @@ from fss.errors import FssError
 from fss.naming import celery_task_id
 from fss.store import audit
 from fss.store.audit import Actor
-from fss.store.kills import RunningAttempt, mark_kill_requested, note, running_attempt
+from fss.store.kills import (
+    RunningAttempt,
+    mark_kill_requested,
+    note,
+    running_attempt,
+    unmark_kill_requested,
+)
 from fss.store.shards import OpenShard, running_shards
 
 # The control command a worker registers (fss.bridge.hooks.KILL_COMMAND) and how long its
@@ -88,12 +94,18 @@ def kill_task(
     reason = f"killed by {who}"
     if running.client_id == BROADCAST_CLIENT:
         return _kill_shards(engine, clock, settings, running, shards, who, actor)
-    outcome, detail = send_kill(settings, running, reason)
+    # Marked before it is sent: the kill ends the run at once, and an end recorded before
+    # the mark was taken for an ordinary failure (a `replace` group's killed run retried).
     now = clock.now()
     with engine.begin() as conn:
+        marked = mark_kill_requested(conn, running, None, now)
+    outcome, detail = send_kill(settings, running, reason)
+    with engine.begin() as conn:
         if outcome is Outcome.SENT:
-            mark_kill_requested(conn, running, f"kill requested by {who}", now)
+            note(conn, running, f"kill requested by {who}", now)
         else:
+            if marked:
+                unmark_kill_requested(conn, running, now)
             note(conn, running, f"kill requested by {who}, not done: {detail}", now)
         result = KillResult(task_id, running.attempt, running.client_id, outcome, detail)
         _audit(conn, actor, running, result, now)
@@ -126,6 +138,9 @@ def _kill_shards(
     reason = f"killed by {who}"
     answers = []
     sent = 0
+    now = clock.now()
+    with engine.begin() as conn:  # before the kills are sent, as kill_task does
+        mark_kill_requested(conn, running, None, now)
     for shard in shards:
         outcome, detail = send_kill(settings, shard.running(), reason)
         sent += outcome is Outcome.SENT
@@ -137,9 +152,8 @@ def _kill_shards(
     result = KillResult(
         running.task_id, running.attempt, f"{len(shards)} shards ({clients})", outcome, summary
     )
-    now = clock.now()
     with engine.begin() as conn:
-        mark_kill_requested(conn, running, f"kill requested by {who}: {summary}", now)
+        note(conn, running, f"kill requested by {who}: {summary}", now)
         _audit(conn, actor, running, result, now)
     return result
 

@@ -64,12 +64,13 @@ def running_attempt(conn: Connection, task_id: int) -> RunningAttempt:
 
 
 def mark_kill_requested(
-    conn: Connection, running: RunningAttempt, line: str, now: datetime
+    conn: Connection, running: RunningAttempt, line: str | None, now: datetime
 ) -> bool:
     """Set kill_requested_at for this attempt (guarded: a later attempt is not marked, nor
     the task waiting for its retry: the kill, sent first, may have ended the run already, and
     the retry keeps the attempt number until it is dispatched) and write `line` in its run
-    log. False when the attempt is no longer the task's, or no longer running."""
+    log (None: no line). False when the attempt is no longer the task's, or no longer
+    running."""
     marked = conn.execute(
         task.update()
         .where(
@@ -79,8 +80,22 @@ def mark_kill_requested(
         )
         .values(kill_requested_at=now)
     ).rowcount
-    note(conn, running, line, now)
+    if line is not None:
+        note(conn, running, line, now)
     return marked == 1
+
+
+def unmark_kill_requested(conn: Connection, running: RunningAttempt, now: datetime) -> None:
+    """Take back the mark made at `now` for a kill that was not done (refused, no answer)."""
+    conn.execute(
+        task.update()
+        .where(
+            task.c.id == running.task_id,
+            task.c.attempt == running.attempt,
+            task.c.kill_requested_at == now,
+        )
+        .values(kill_requested_at=None)
+    )
 
 
 def note(conn: Connection, running: RunningAttempt, line: str, now: datetime) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
 from store_helpers import (
     CLIENT,
@@ -24,9 +25,13 @@ from store_helpers import (
     task_rows,
 )
 
+from fss import kills
+from fss.config import Settings
+from fss.domain.clock import ManualClock
 from fss.domain.overlap import clock_time
 from fss.domain.status import TaskStatus
 from fss.events import Event, TaskFinished, TaskStarted
+from fss.kills import Outcome
 from fss.store import groups, overlap, recording, supervision
 from fss.store.tables import task_group
 
@@ -416,3 +421,32 @@ def test_the_retry_of_a_replacing_run_is_replaced_once_the_slot_after_its_own_ca
 
     (found,) = _replaceable(engine, T0 + 4.4 * SECOND)
     assert (found.open_task.id, found.slot) == (task_id, T0 + 4 * SECOND)
+
+
+def test_a_killed_run_of_a_replace_group_whose_end_is_recorded_before_the_mark_is_not_retried(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`fss task kill` of a replace group's run: not retried. Found by an outside check (real
+    scheduler and prefork worker, 1 kill in 3): the kill was sent before kill_requested_at
+    was set, the worker killed the run and its failure was recorded first, unmarked, and was
+    retried. Here the worker's side answers only after recording the failure."""
+    group_id = _group(engine, "replace", interval_ms=3_600_000)
+    with engine.begin() as conn:
+        conn.execute(task_group.update().where(task_group.c.id == group_id).values(
+            retries=2, retry_delay_ms=100))
+    task_id = _working(engine, group_id, T0)
+    now = T0 + SECOND
+
+    def killed_at_once(settings: Settings, running: Any, reason: str) -> tuple[Outcome, str]:
+        _record(engine, [TaskFinished(task_id, running.attempt, CLIENT, False, 1000, now,
+                                      error=reason)], now)
+        return Outcome.SENT, "killed"
+
+    monkeypatch.setattr(kills, "send_kill", killed_at_once)
+    result = kills.kill_task(engine, Settings(), ManualClock(now), task_id, "tester")
+
+    assert result.outcome is Outcome.SENT
+    row = task_row(engine, task_id)
+    assert (row["status"], row["attempt"], row["error"]) == (
+        TaskStatus.FAIL, 1, "killed by tester")
+    assert row["kill_requested_at"] == now
