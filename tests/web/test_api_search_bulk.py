@@ -24,12 +24,18 @@ from web_helpers import (
     run_once,
 )
 
+from fss.config import Settings
+from fss.domain.clock import ManualClock
 from fss.domain.status import TaskStatus
 from fss.store.clients import heartbeat_node
 from fss.store.dead_letters import add_dead_letters, new_dead_letter
 from fss.store.engine import create_engine
 from fss.store.migrate import upgrade
 from fss.store.tables import audit_event, metadata, task
+from fss.web import create_web_app
+from fss.web.config import WebSettings, parse_tokens, parse_users
+
+DEPLOY_TOKEN = "deploy-token-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +189,34 @@ def test_bulk_run_enable_and_delete(admin_client: TestClient, web_db: WebDatabas
     assert left == 0
     again = admin_client.post("/api/v1/groups/bulk", json={"action": "delete", "ids": chosen})
     assert again.json()["failed"] == 2
+
+
+def test_bulk_writes_an_audit_entry_per_group_naming_the_token_that_called(
+    web_db: WebDatabase, clock: ManualClock
+) -> None:
+    """Each action of a bulk request by a named API token: one entry per group changed, with
+    the token's name, its kind and address, as the single-group routes write them; the id
+    that fails writes none."""
+    ids = _groups(web_db)
+    chosen = [ids["nightly"], ids["import"]]
+    web = WebSettings(users=parse_users("admin:pw"),
+                      tokens=parse_tokens(f"deploy:{DEPLOY_TOKEN}:admin"))
+    settings = Settings(database_url=web_db.url, broker_url="memory://")
+    with TestClient(create_web_app(settings, web, clock)) as client:
+        for action in ("run", "disable", "enable", "delete"):
+            answer = client.post("/api/v1/groups/bulk",
+                                 headers={"Authorization": f"Bearer {DEPLOY_TOKEN}"},
+                                 json={"action": action, "ids": [*chosen, 999_999]})
+            assert answer.status_code == 200, answer.text
+            assert (answer.json()["ok"], answer.json()["failed"]) == (2, 1), answer.text
+    with web_db.engine.connect() as conn:
+        rows = conn.execute(sa.select(
+            audit_event.c.action, audit_event.c.task_group_id, audit_event.c.actor,
+            audit_event.c.actor_kind, audit_event.c.source).order_by(audit_event.c.id)).all()
+    assert [(r.action, r.task_group_id) for r in rows] == [
+        (f"group.{action}", group) for action in ("run", "disable", "enable", "delete")
+        for group in chosen]
+    assert {(r.actor, r.actor_kind, r.source) for r in rows} == {("deploy", "token", "testclient")}
 
 
 @pytest.mark.parametrize("web_db", ["sqlite"], indirect=True)
