@@ -490,17 +490,19 @@ class TaskFilter:
 
 
 def search_tasks(conn: Connection, wanted: TaskFilter) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of tasks, newest first, with their group's caption; and the cursor of the next
-    page (None on the last one)."""
+    """A page of tasks, newest first, with their group's caption and time_zone (in the same
+    join: the page shows times in the group's zone); and the cursor of the next page (None on
+    the last one)."""
     rows = conn.execute(
-        sa.select(task, task_group.c.caption)
+        sa.select(task, task_group.c.caption, task_group.c.time_zone)
         .select_from(task.outerjoin(task_group, task_group.c.id == task.c.task_group_id))
         .where(*wanted.conditions())
         .order_by(wanted.newest_first())
         .limit(wanted.limit + 1)
     ).all()
     page = rows[: wanted.limit]
-    items = [{**TaskRow.from_row(r).to_json(), "caption": r.caption} for r in page]
+    items = [{**TaskRow.from_row(r).to_json(), "caption": r.caption, "time_zone": r.time_zone}
+             for r in page]
     more = len(rows) > wanted.limit
     return items, encode_cursor(page[-1].id) if more else None
 
@@ -508,7 +510,7 @@ def search_tasks(conn: Connection, wanted: TaskFilter) -> tuple[list[dict[str, A
 def task_detail(conn: Connection, task_id: int) -> dict[str, Any]:
     """The task with its group's caption, how many log lines it has, and its timeline."""
     row = conn.execute(
-        sa.select(task, task_group.c.caption)
+        sa.select(task, task_group.c.caption, task_group.c.time_zone)
         .select_from(task.outerjoin(task_group, task_group.c.id == task.c.task_group_id))
         .where(task.c.id == task_id)
     ).first()
@@ -526,6 +528,7 @@ def task_detail(conn: Connection, task_id: int) -> dict[str, Any]:
     ]
     body.update(
         caption=row.caption,
+        time_zone=row.time_zone,
         logs_count=int(logs_count),
         timeline=[{"event": e, "at": at.isoformat()} for e, at in moments if at is not None],
     )

@@ -9,7 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 from web_helpers import (
     T0,
     WebDatabase,
@@ -62,6 +64,43 @@ def test_search_newest_first_with_cursor_pages(
     window = page(viewer_client, since=(T0 + timedelta(minutes=1)).isoformat(),
                   until=(T0 + timedelta(minutes=3)).isoformat())
     assert [t["id"] for t in window["items"]] == [done[2], done[1]]
+
+
+def test_tasks_carry_their_groups_time_zone_from_one_query(
+    viewer_client: TestClient, web_db: WebDatabase, clock: ManualClock
+) -> None:
+    """The tasks list shows times in the group's zone: each task carries its group's
+    time_zone (None for a group without one), read in the page's one join whatever the page's
+    size; the task's own page carries it too."""
+    zoned = add_group(web_db.engine, clock.now(), "zoned", cron="30 2 * * *",
+                      interval_ms=None, time_zone="Asia/Shanghai")
+    plain = add_group(web_db.engine, clock.now(), "plain")
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    def listed(limit: int) -> list[dict[str, Any]]:
+        statements.clear()
+        sa.event.listen(Engine, "before_cursor_execute", count)
+        try:
+            items: list[dict[str, Any]] = page(viewer_client, limit=limit)["items"]
+        finally:
+            sa.event.remove(Engine, "before_cursor_execute", count)
+        return items
+
+    for minute in range(3):
+        run_once(web_db.engine, zoned, T0 + timedelta(minutes=minute))
+        run_once(web_db.engine, plain, T0 + timedelta(minutes=minute, seconds=30))
+    items = listed(50)
+    assert len(items) >= 8
+    assert {t["task_group_id"]: t["time_zone"] for t in items} == {
+        zoned: "Asia/Shanghai", plain: None}
+    reads = [s for s in statements if "task_group" in s]
+    assert len(reads) == 1, reads  # one join for the page, no statement per row
+    task_id = next(t["id"] for t in items if t["task_group_id"] == zoned)
+    detail = viewer_client.get(f"/api/v1/tasks/{task_id}").json()
+    assert detail["time_zone"] == "Asia/Shanghai"
 
 
 @pytest.mark.parametrize(

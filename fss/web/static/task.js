@@ -68,15 +68,25 @@
 
   let detailSignature = "";
 
+  let zone = null; // the task's group's time zone, for the "Group's zone" choice
+
   function renderDetails(t) {
     const signature = JSON.stringify(t);
     if (signature === detailSignature) return;
     detailSignature = signature;
+    if ((t.time_zone || null) !== zone) {
+      zone = t.time_zone || null;
+      for (const node of document.querySelectorAll("#logs time.log-time")) { // lines shown before
+        const at = node.getAttribute("datetime");
+        node.title = FSS.timeTitle(at, zone);
+        setText(node, FSS.formatClock(at, false, zone));
+      }
+    }
     document.title = `Task ${t.id} · ${t.caption || t.job_name} · fss`;
     replaceChildren($("#props"),
       prop("Group", link(`/groups/${t.task_group_id}`, t.caption || `group ${t.task_group_id}`)),
       prop("Job", mono(t.job_name)),
-      prop("Planned start", timeNode(t.start_at)),
+      prop("Planned start", timeNode(t.start_at, null, zone)),
       // scheduled, manual (fss group run), child (on_success), backfill (start = its slot)
       prop("Kind", t.kind || null),
       prop("Duration", t.run_speed !== null ? duration(t.run_speed) : null),
@@ -98,7 +108,7 @@
       return el("li", { class: `tl-item${at ? " done" : ""} ${kind ? `tl-${kind}` : ""}` },
         el("span", { class: "tl-dot" }),
         el("span", { class: "tl-label" }, labels[name]),
-        at ? el("time", { datetime: at, title: FSS.timeTitle(at), class: "tl-time mono" }, formatTime(at))
+        at ? el("time", { datetime: at, title: FSS.timeTitle(at, zone), class: "tl-time mono" }, formatTime(at, zone))
           : el("span", { class: "tl-time muted" }, "not yet"));
     }));
   }
@@ -112,7 +122,7 @@
     $("#shard-head").hidden = !broadcast;
     setText($("#attempts-count"), broadcast
       ? `${list.length} shard runs of ${shardTotal} shards` : `${list.length} attempts`);
-    const when = (at) => (at ? timeNode(at) : el("span", { class: "muted" }, "—"));
+    const when = (at) => (at ? timeNode(at, null, zone) : el("span", { class: "muted" }, "—"));
     replaceChildren($("#attempts tbody"), ...list.map((a) => el("tr", {},
       el("td", { class: "num mono" }, String(a.attempt)),
       ...(broadcast ? [el("td", { class: "num mono" }, String(a.shard_index))] : []),
@@ -156,8 +166,8 @@
     const level = (line.level || String(line.log_level)).toLowerCase();
     return el("div", { class: `log-line log-${level}`,
       dataset: { id: String(line.id), seq: line.seq === null || line.seq === undefined ? "" : String(line.seq) } },
-      el("time", { class: "log-time", datetime: line.create_at, title: FSS.timeTitle(line.create_at) },
-        FSS.formatClock(line.create_at)),
+      el("time", { class: "log-time", datetime: line.create_at, title: FSS.timeTitle(line.create_at, zone) },
+        FSS.formatClock(line.create_at, false, zone)),
       el("span", { class: `log-level lvl-${level}` }, line.level || String(line.log_level)),
       el("span", { class: "log-content" },
         // A broadcast run's lines come from several shards: each says which.

@@ -198,6 +198,14 @@ def test_the_zone_switch_changes_the_shown_times_and_sticks(
     page.goto(f"{live_fss.url}/tasks")
     assert page.locator("#zone-switch").input_value() == "group"
     expect(page.locator("#tasks tbody tr time").first).to_contain_text("UTC")  # no group zone
+    # The tasks list shows each task in its own group's zone: the nightly 03:00 Berlin run.
+    page.goto(f"{live_fss.url}/tasks?group_id={group_id}")
+    planned = page.locator("#tasks tbody tr time").first
+    expect(planned).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d 03:00:00 UTC\+[12]$"))
+    assert "Europe/Berlin" in (planned.get_attribute("title") or "")
+    page.click("#tasks tbody tr a[href^='/tasks/']")
+    expect(page.locator("#props dt:text-is('Planned start') + dd time")).to_have_text(
+        re.compile(r"03:00:00 UTC\+[12]$"))
     page.select_option("#zone-switch", "utc")
 
 
