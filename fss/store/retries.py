@@ -75,13 +75,17 @@ _POLICY_COLUMNS = (
     task_group.c.retry_delay_max_ms,
     task_group.c.retry_jitter,
     task.c.shard_total,
-    # Attempts sent again before they started (kept in task_run as status None): they took
-    # an attempt number but ran nothing, so they use no retry.
-    sa.select(sa.func.count())
-    .select_from(task_run)
-    .where(task_run.c.task_id == task.c.id, task_run.c.status == int(TaskStatus.NONE))
+    # The earlier attempts that ran (kept in task_run; a broadcast attempt has a row per
+    # shard). Attempt numbers count more: an order sent again before it started (a row with
+    # status None) or taken back when its send failed (no row) ran nothing and uses no retry.
+    sa.select(sa.func.count(sa.distinct(task_run.c.attempt)))
+    .where(
+        task_run.c.task_id == task.c.id,
+        task_run.c.attempt < task.c.attempt,
+        task_run.c.status != int(TaskStatus.NONE),
+    )
     .scalar_subquery()
-    .label("not_started"),
+    .label("ran_before"),
 )
 
 
@@ -155,8 +159,8 @@ def requeue_failures(
                 "retries for this failure)"
             )
             continue
-        # Which try this was: attempt numbers also count the orders sent again unstarted.
-        ran = max(1, failure.attempt - int(row.not_started or 0))
+        # Which try this was (attempt numbers also count orders that never ran).
+        ran = int(row.ran_before or 0) + 1
         if not policy.allows(ran):
             outcome.final_notes[key] = (
                 f"attempt {failure.attempt} failed: {summary}; no retries left "

@@ -411,3 +411,22 @@ def test_disabling_a_group_during_a_retry_wait_ends_the_task_failed_with_its_att
     assert task_rows(engine, group_id) == [row]  # no waiting task left, no retry
     groups.set_enabled(engine, group_id, True, T0 + 2 * SECOND)
     assert pending(engine, group_id)["id"] != task_id
+
+
+def test_an_attempt_taken_back_when_its_send_failed_uses_no_retry(engine: Engine) -> None:
+    """The dispatcher takes an attempt back when its order could not be sent (the broker
+    down): the number is used, nothing ran, no task_run row is kept. The failure of the
+    attempt that then runs is the first retry's, not the second's."""
+    _, task_id = _group(engine, retries=2, retry_delay_ms=1000, retry_backoff=3.0)
+    _run_and_fail(engine, task_id, T0)
+    due = task_row(engine, task_id)["start_at"]
+    for _ in range(2):  # two sends that failed
+        attempt = dispatch(engine, task_id, due)
+        with engine.begin() as conn:
+            assert tasks.undo_dispatch(conn, task_id, attempt)
+
+    assert _run_and_fail(engine, task_id, due + SECOND) == 4
+
+    assert task_row(engine, task_id)["status"] == TaskStatus.NONE
+    assert "attempt 4 failed: ValueError: boom; retry 2 of 2 in 3 s" in [
+        r["content"] for r in log_rows(engine, task_id)]
