@@ -205,6 +205,7 @@ class WorkerRuntime:
             shard=order.shard,
             shard_total=order.shard_total,
             base_data=order.data,
+            installation=order.installation,
         )
         run = ActiveRun(order, context, _canonical(order.data), time.monotonic())
         run.soft_limit_s = soft_limit_s
@@ -213,7 +214,8 @@ class WorkerRuntime:
         self.publisher.run_of_installation(order.task_id, order.attempt, order.installation)
         self.emit(
             TaskStarted(
-                order.task_id, order.attempt, self.client_id, self.clock.now(), shard=order.shard
+                order.task_id, order.attempt, self.client_id, self.clock.now(),
+                installation=order.installation, shard=order.shard,
             )
         )
         return delivery
@@ -313,6 +315,7 @@ class WorkerRuntime:
                 retry=active.retry,
                 shard=active.order.shard,
                 data_patch=patch,
+                installation=active.order.installation,
             )
         )
         self.publisher.flush(timeout_s=END_FLUSH_TIMEOUT_S)

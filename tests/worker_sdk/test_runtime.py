@@ -183,6 +183,11 @@ def test_given_an_order_of_an_installation_then_the_worker_enters_its_fence(
     assert fence.holder(19, 1, installation="inst-a") == runtime.incarnation
     assert fence.holder(19, 1) is None
     fence.close()
+    # Every event of the run names the installation, whoever made it (runtime or context).
+    events = [e for e in drain_events(runtime) if getattr(e, "task_id", None) == 19]
+    assert {type(e).__name__ for e in events} >= {"TaskStarted", "TaskFinished", "TaskLogged",
+                                                  "TaskProgressed"}
+    assert {e.installation for e in events} == {"inst-a"}
 
 
 def test_given_an_order_for_another_client_then_it_is_not_run(runtime: WorkerRuntime) -> None:
