@@ -132,3 +132,54 @@ def test_the_group_page_reports_its_own_runs(page: Page, seeded: Seeded) -> None
     expect(report.locator("[data-report-fail]")).to_have_text("2")
     expect(page.get_by_role("img", name="Runs per day, last 7 days in UTC: 8 succeeded, "
                                         "2 failed.")).to_be_visible()
+
+
+CHART_COLOURS = """(svg) => {
+    const rgb = (text) => (text.match(/[\\d.]+/g) || []).slice(0, 4).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map((c) => {
+        const s = c / 255;
+        return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    }).reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+    let node = svg, back = null;
+    while (node && !back) {  // the first ancestor with a background of its own
+        const c = rgb(getComputedStyle(node).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] > 0)) back = c;
+        node = node.parentElement;
+    }
+    const ratio = (colour) => {
+        const [a, b] = [lum(rgb(colour)), lum(back)].sort((x, y) => y - x);
+        return Math.round(((a + 0.05) / (b + 0.05)) * 100) / 100;
+    };
+    const of = (selector, prop) => getComputedStyle(svg.querySelector(selector))[prop];
+    return {
+        axis: ratio(of(".axis", "fill")), rate: ratio(of(".rate-line", "stroke")),
+        dot: ratio(of(".rate-dot", "fill")), success: ratio(of(".bar-success", "fill")),
+        fail: ratio(of(".bar-fail", "fill")), grid: of(".grid", "stroke"),
+    };
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_chart_follows_the_colour_scheme_with_enough_contrast(
+    browser: Browser, seeded: Seeded, scheme: str
+) -> None:
+    """Axis text 4.5:1 and the rate line, its dots and the bars 3:1 (WCAG 1.4.3, 1.4.11)
+    against the panel, light and dark: the chart had fixed light colours, its rate line
+    1.1:1 on the dark panel."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800},  # type: ignore[arg-type]
+                                  color_scheme=scheme)
+    page = context.new_page()
+    try:
+        login(page, seeded.url, "viewer", "pw2")
+        page.goto(f"{seeded.url}/reports")
+        svg = page.locator("[data-report-chart] svg")
+        expect(svg.locator(".rate-line")).to_have_count(1)
+        contrast = svg.evaluate(CHART_COLOURS)
+        assert contrast["axis"] >= 4.5, contrast
+        assert min(contrast["rate"], contrast["dot"], contrast["success"],
+                   contrast["fail"]) >= 3, contrast
+        if scheme == "dark":
+            assert contrast["grid"] != "rgb(236, 238, 241)", contrast  # the light grid
+            screenshot(page, "reports-dark")
+    finally:
+        context.close()
