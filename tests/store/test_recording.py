@@ -835,3 +835,24 @@ def test_a_stored_schedule_that_cannot_be_evaluated_still_finishes_the_run(
         "schedule cannot be evaluated" in r.getMessage() and r.levelname == "ERROR"
         for r in caplog.records
     )
+
+
+def test_a_batch_of_lines_keeps_its_order_and_drops_replays_and_stale_attempts(
+    engine: Engine,
+) -> None:
+    group_id, task_id, current = _redispatched(engine)
+    stored = _log(task_id, current, group_id, T0, "stored before")
+    _record(engine, [stored], T0 + SECOND)
+    batch = [
+        _log(task_id, current, group_id, T0, "first"),
+        _log(task_id, current - 1, group_id, T0, "of the attempt before"),
+        stored,  # a replay
+        _log(task_id, current, group_id, T0, "second"),
+        TaskLogged(task_id, current, "another-client", group_id, 2, "not its client", T0),
+        _log(task_id, current, group_id, T0, "third"),
+    ]
+    stats = _record(engine, batch, T0 + 2 * SECOND)
+    assert stats.logged == 3
+    assert [r["content"] for r in log_rows(engine, task_id)] == [
+        "stored before", "first", "second", "third"]
+    assert {r["attempt"] for r in log_rows(engine, task_id)} == {current}
