@@ -435,14 +435,16 @@ def enable_group(cli: CliContext, group_id: int) -> None:
 @group_cli.command("disable", cls=IdCommand)
 @click.argument("group_id", type=ID)
 @click.option("--note", help="Why (up to 512 characters); shown wherever the group shows.")
-@click.option("--until", help="ISO 8601 time when the group enables itself again.")
+@click.option(
+    "--until", help="ISO 8601 time when the group enables itself again (UTC if no offset)."
+)
 @pass_cli
 def disable_group(cli: CliContext, group_id: int, note: str | None, until: str | None) -> None:
     """Disable; the waiting task is withdrawn, a running one finishes."""
-    enable_at = None if until is None else parse_time("enable_at", until)
+    enable_at = None if until is None else parse_time("--until", until)
     group = store.set_enabled(
         cli.engine, group_id, False, cli.clock.now(), note=note, until=enable_at,
-        actor=cli.actor,
+        actor=cli.actor, until_field="--until",
     )
     suffix = f" until {group.enable_at.isoformat()}" if group.enable_at else ""
     click.echo(f"group {group_id} disabled{suffix}")

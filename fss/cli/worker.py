@@ -71,3 +71,12 @@ def worker_command(
         # --quiet: no startup banner, which Celery prints as plain text on stdout.
         argv = ["--quiet", *argv]
     app.worker_main(argv)
+
+
+# Every fss command takes --database-url (pass_cli); say what it is to a worker: nothing.
+for _param in worker_command.params:
+    if _param.name == "database_url" and isinstance(_param, click.Option):
+        _param.help = (
+            "Not used: a worker never opens the database (accepted so that one environment "
+            "serves every fss command) [env FSS_DATABASE_URL]."
+        )

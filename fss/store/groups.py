@@ -69,7 +69,7 @@ def add_group(
             )
         )
         if spec.on_success:  # checked written, so the new group is a node of the graph
-            verify_on_success(conn, [group_id])
+            verify_on_success(conn, [group_id], new=True)
         if spec.is_enable:
             _schedule_pending(conn, get_group(conn, group_id), now)
         new = get_group(conn, group_id)
@@ -327,17 +327,19 @@ def set_enabled(
     note: str | None = None,
     until: datetime | None = None,
     actor: Actor | None = None,
+    until_field: str = "enable_at",
 ) -> GroupRow:
     """Enable (clears the disabled note and enable_at) or disable, with an optional note
-    saying why and a time `until` when the group enables itself (enable_due_groups)."""
+    saying why and a time `until` when the group enables itself (enable_due_groups).
+    `until_field`: the name the caller gave `until` (`--until`, `until`), for its errors."""
     if enabled and (note is not None or until is not None):
-        raise InvalidField("disabled_note" if note is not None else "enable_at",
+        raise InvalidField("disabled_note" if note is not None else until_field,
                            "only a disabled group has one")
     note = validate_disabled_note(note)
     if until is not None:
-        until = require_storable_time("enable_at", until)
+        until = require_storable_time(until_field, until)
         if until <= now:
-            raise InvalidField("enable_at", f"{until.isoformat()} is not in the future")
+            raise InvalidField(until_field, f"{until.isoformat()} is not in the future")
     with engine.begin() as conn:
         group = _locked_group(conn, group_id)
         conn.execute(
@@ -404,9 +406,11 @@ def enable_due_groups(engine: Engine, now: datetime) -> list[int]:
     return enabled
 
 
-def verify_on_success(conn: Connection, changed: Sequence[int]) -> None:
+def verify_on_success(conn: Connection, changed: Sequence[int], new: bool = False) -> None:
     """The on_success lists of the `changed` groups (as written in this transaction) name
-    existing groups and close no cycle; InvalidField names the unknown group or the cycle."""
+    existing groups and close no cycle; InvalidField names the unknown group or the cycle.
+    `new`: the changed group is being added, so an unknown group is named without the id of
+    an insert that is rolled back."""
     rows = conn.execute(
         sa.select(task_group.c.id, task_group.c.key, task_group.c.on_success)
         .where(task_group.c.on_success.is_not(None))
@@ -415,7 +419,7 @@ def verify_on_success(conn: Connection, changed: Sequence[int]) -> None:
     names = {int(r.id): r.key or str(r.id) for r in rows}
     refs = {ref for targets in listed.values() for ref in targets}
     by_key, ids = resolve_refs(conn, refs)
-    check_on_success_graph(listed, names, by_key, ids, changed)
+    check_on_success_graph(listed, names, by_key, ids, changed, unnamed=changed if new else ())
 
 
 def check_on_success_graph(
@@ -424,10 +428,12 @@ def check_on_success_graph(
     by_key: Mapping[str, Any],
     ids: Collection[int],
     changed: Collection[Any],
+    unnamed: Collection[Any] = (),
 ) -> None:
     """The on_success lists (`listed`: node -> its refs) name groups (a key through `by_key`,
     an id in `ids`) and no cycle runs through a `changed` node; InvalidField names the
-    unknown group or the cycle (nodes shown by `names`)."""
+    unknown group or the cycle (nodes shown by `names`; an unknown group listed by an
+    `unnamed` node, one being added, without naming that node)."""
     edges: dict[Any, tuple[Any, ...]] = {}
     for node, targets in listed.items():
         resolved = []
@@ -435,9 +441,8 @@ def check_on_success_graph(
             target = by_key.get(ref) if isinstance(ref, str) else (ref if ref in ids else None)
             if target is None and node in changed:
                 kind = "key" if isinstance(ref, str) else "id"
-                raise InvalidField(
-                    "on_success", f"group {names[node]}: no group has the {kind} {ref!r}"
-                )
+                owner = "" if node in unnamed else f"group {names[node]}: "
+                raise InvalidField("on_success", f"{owner}no group has the {kind} {ref!r}")
             if target is not None:
                 resolved.append(target)
         edges[node] = tuple(resolved)

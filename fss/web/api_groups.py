@@ -375,7 +375,7 @@ def disable_group(
     wanted = body or DisableRequest(note=None, until=None)
     store.set_enabled(
         context.engine, group_id, False, context.clock.now(),
-        note=wanted.note, until=_time("enable_at", wanted.until), actor=actor,
+        note=wanted.note, until=_time("until", wanted.until), actor=actor, until_field="until",
     )
     return _group_json(context, group_id)
 

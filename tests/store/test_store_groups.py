@@ -795,9 +795,10 @@ def test_on_success_names_groups_by_key_or_id(engine: Engine) -> None:
 
 
 def test_on_success_refuses_an_unknown_group_and_writes_nothing(engine: Engine) -> None:
-    with pytest.raises(InvalidField, match=r"^on_success: group [0-9]+: no group has the key 'x'"):
+    # the added group's id is of an insert that is rolled back: not named
+    with pytest.raises(InvalidField, match=r"^on_success: no group has the key 'x'$"):
         add_interval_group(engine, on_success=("x",))
-    with pytest.raises(InvalidField, match="no group has the id 999"):
+    with pytest.raises(InvalidField, match=r"^on_success: no group has the id 999$"):
         add_interval_group(engine, on_success=(999,))
     assert count(engine, task_group) == 0 and count(engine, task) == 0
 

@@ -501,7 +501,9 @@ def test_patch_refuses_an_on_success_cycle_naming_it(
     admin_client.post("/api/v1/groups", json={**VALID, "key": "b", "on_success": ["a"]})
     response = admin_client.patch(f"/api/v1/groups/{a}", json={"on_success": ["b"]})
     assert response.status_code == 422
-    assert response.json() == {"error": "on_success: cycle a -> b -> a", "field": "on_success"}
+    assert response.json() == {"error": "on_success: cycle a -> b -> a", "field": "on_success",
+                               "code": "invalid_field",
+                               "params": {"field": "on_success", "reason": "cycle a -> b -> a"}}
 
 
 def test_disable_with_a_note_and_until_then_enable_clears_them(
@@ -518,7 +520,11 @@ def test_disable_with_a_note_and_until_then_enable_clears_them(
         False, "vendor outage", "2031-03-20T00:00:00+00:00"
     )
     past = admin_client.post(f"/api/v1/groups/{group_id}/disable", json={"until": "2001-01-01"})
-    assert past.status_code == 422 and past.json()["field"] == "enable_at"
+    assert (past.status_code, past.json()["field"], past.json()["error"]) == (
+        422, "until", "until: 2001-01-01T00:00:00+00:00 is not in the future")
+    soon = admin_client.post(f"/api/v1/groups/{group_id}/disable", json={"until": "soon"})
+    assert (soon.status_code, soon.json()["field"], soon.json()["error"]) == (
+        422, "until", "until: 'soon' is not an ISO 8601 time")
     assert admin_client.post(f"/api/v1/groups/{group_id}/disable").status_code == 200
     body = admin_client.post(f"/api/v1/groups/{group_id}/enable").json()
     assert (body["is_enable"], body["disabled_note"], body["enable_at"]) == (True, None, None)
