@@ -105,6 +105,24 @@ class NextRun:
     problem: str | None = None
 
 
+def after_retries(
+    schedule: Schedule, slot: datetime, next_run: NextRun, job_next_at: datetime | None
+) -> NextRun:
+    """The next run after a task that went through retries (or was sent again): a slot that
+    passed while it was retrying is a missed run like one missed during an outage, so the
+    next task is that first passed slot, and the claim applies the group's misfire rule to
+    it (run-once: it runs at once, one run however many slots passed, then the schedule goes
+    on; skip: it moves to the next slot). A job-set time, or a schedule that could not be
+    followed, stays as planned."""
+    if job_next_at is not None or next_run.problem is not None or next_run.catch_up:
+        return next_run
+    try:
+        first_passed = next_run_at(schedule, slot, slot)
+    except InvalidField:
+        return next_run
+    return NextRun(first_passed) if first_passed < next_run.at else next_run
+
+
 def finish_time(
     planned_at: datetime, reported_at: datetime, earliest_end: datetime, now: datetime
 ) -> datetime:

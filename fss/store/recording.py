@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 
 from fss.domain.alerts import DEFAULT_POLICY, AlertPolicy
 from fss.domain.jitter import jittered_start
-from fss.domain.overlap import buffered_note, passed_slot, stands_for_passed_slot
-from fss.domain.schedule import NextRun, Schedule, finish_time, plan_next_run
+from fss.domain.overlap import SKIP, buffered_note, passed_slot, stands_for_passed_slot
+from fss.domain.schedule import NextRun, Schedule, after_retries, finish_time, plan_next_run
 from fss.domain.selection import tags_text
 from fss.domain.status import TaskStatus, sources_of
 from fss.events import (
@@ -758,6 +758,9 @@ def _outcomes(
             catch_up=bool(row.catch_up),
         )
         _report_problem(group.id, next_run)
+        if row.attempt > 1 and group.overlap == SKIP:
+            # Slots passed while it was retrying: the misfire rule decides (at the claim).
+            next_run = after_retries(schedule, slot, next_run, event.next_at)
         # The run of a passed slot counts from when it began: its task's create_at (a
         # retry moved start_at to the retry's time; the slots before it passed meanwhile).
         since = row.create_at if buffered_run else slot
@@ -1216,6 +1219,8 @@ def schedule_next(
         catch_up=catch_up,
     )
     _report_problem(group_id, next_run)
+    if attempt > 1 and group.overlap == SKIP:
+        next_run = after_retries(schedule, slot, next_run, job_next_at)
     # overlap buffer_one/replace: a slot that passed while the run went on runs now.
     since = (created_at or planned_at) if buffered_run else slot
     buffered = _buffered_slot(group, schedule, slot, since, job_next_at, next_run)

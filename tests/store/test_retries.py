@@ -430,3 +430,55 @@ def test_an_attempt_taken_back_when_its_send_failed_uses_no_retry(engine: Engine
     assert task_row(engine, task_id)["status"] == TaskStatus.NONE
     assert "attempt 4 failed: ValueError: boom; retry 2 of 2 in 3 s" in [
         r["content"] for r in log_rows(engine, task_id)]
+
+
+def test_slots_that_passed_while_retrying_are_a_misfire_run_once_by_default(
+    engine: Engine,
+) -> None:
+    """Issue 17: a slot passed while retrying follows the group's misfire rule. The next
+    task is the first passed slot (T0 + 1 min, in the past), which the claim runs at once
+    (run-once) or moves to the next slot (skip); after that one catch-up run the grid goes
+    on: no burst for the second passed slot."""
+    group_id, task_id = _group(engine, retries=1, retry_delay_ms=150_000)
+    _run_and_fail(engine, task_id, T0)
+    due = task_row(engine, task_id)["start_at"]  # T0 + 2.5 min: slots T0+1, T0+2 min pass
+    attempt = dispatch(engine, task_id, due)
+    _record(engine, [TaskFinished(task_id, attempt, CLIENT, True, 50, due + 50 * MS)],
+            due + 100 * MS)
+
+    (catch_up,) = [r for r in task_rows(engine, group_id) if r["id"] != task_id]
+    assert catch_up["start_at"] == T0 + MINUTE
+    now = due + SECOND
+    attempt = dispatch(engine, catch_up["id"], now)
+    _record(engine, [TaskFinished(catch_up["id"], attempt, CLIENT, True, 50, now)],
+            now + 100 * MS)
+    (after,) = [r for r in task_rows(engine, group_id) if r["status"] == TaskStatus.NONE]
+    assert after["start_at"] == T0 + 3 * MINUTE
+
+
+def test_a_retry_that_ends_before_the_next_slot_plans_that_slot_as_before(
+    engine: Engine,
+) -> None:
+    group_id, task_id = _group(engine, retries=1, retry_delay_ms=1000)
+    _run_and_fail(engine, task_id, T0)
+    due = task_row(engine, task_id)["start_at"]
+    attempt = dispatch(engine, task_id, due)
+    _record(engine, [TaskFinished(task_id, attempt, CLIENT, True, 50, due + 50 * MS)],
+            due + 100 * MS)
+    (next_task,) = [r for r in task_rows(engine, group_id) if r["id"] != task_id]
+    assert next_task["start_at"] == T0 + MINUTE
+
+
+def test_the_supervisor_failing_a_retried_task_past_its_slots_plans_the_missed_slot(
+    engine: Engine,
+) -> None:
+    group_id, task_id = _group(engine, retries=1, retry_delay_ms=150_000)
+    _run_and_fail(engine, task_id, T0)
+    due = task_row(engine, task_id)["start_at"]
+    dispatch(engine, task_id, due)
+    _record(engine, [TaskStarted(task_id, 2, CLIENT, due)], due)
+    seen = _open(engine, task_id)
+    with engine.begin() as conn:
+        assert supervision.fail_task(conn, seen, "hung", due + 20 * SECOND)
+    assert task_row(engine, task_id)["status"] == TaskStatus.FAIL
+    assert group_raw(engine, group_id)["next_at"] == T0 + MINUTE
