@@ -86,14 +86,16 @@ def list_tasks(
 @click.option("--json", "as_json", is_flag=True)
 @pass_cli
 def show_task(cli: CliContext, task_id: int, as_json: bool) -> None:
-    """One task in full, with every attempt (its own client, times and error)."""
+    """One task in full, with the data given to this run only (`fss group run --data`) and
+    every attempt (its own client, times and error)."""
     with cli.engine.connect() as conn:
         row = store.get_task(conn, task_id)
+        run_data = store.task_run_data(conn, task_id)
         attempts = [a.to_json() for a in task_attempts(conn, task_id)]
     if as_json:
-        emit_json({**row.to_json(), "attempts": attempts})
+        emit_json({**row.to_json(), "run_data": run_data, "attempts": attempts})
         return
-    emit_record(list(row.to_json().items()))
+    emit_record([*row.to_json().items(), ("run_data", run_data)])
     if attempts:
         click.echo()
         columns = ["attempt", "status", "client_id", "dispatched_at", "run_at", "finish_at"]

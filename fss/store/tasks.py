@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -384,6 +385,20 @@ def get_task(conn: Connection, task_id: int) -> TaskRow:
     if row is None:
         raise TaskNotFound(task_id)
     return TaskRow.from_row(row)
+
+
+def run_data_of(stored: str | None) -> dict[str, Any] | None:
+    """The data given to this run only (`fss group run --data`, task.run_data); None when
+    the run had the group's data."""
+    return None if stored is None else dict(json.loads(stored))
+
+
+def task_run_data(conn: Connection, task_id: int) -> dict[str, Any] | None:
+    """run_data_of the task (TaskNotFound if there is none)."""
+    row = conn.execute(sa.select(task.c.run_data).where(task.c.id == task_id)).first()
+    if row is None:
+        raise TaskNotFound(task_id)
+    return run_data_of(row.run_data)
 
 
 def list_tasks(

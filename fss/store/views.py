@@ -28,6 +28,7 @@ from fss.store.clients import list_clients
 from fss.store.nodes import list_nodes
 from fss.store.rows import ClientRow, GroupRow, LogRow, NodeRow, TaskRow
 from fss.store.tables import UTCDateTime, client, run_log, task, task_group
+from fss.store.tasks import run_data_of
 
 # The cluster lease the supervisor holds (fss.scheduler.supervisor.LEASE_NAME; the web layer
 # may not import the scheduler, so the name is repeated here and checked by a test).
@@ -508,7 +509,8 @@ def search_tasks(conn: Connection, wanted: TaskFilter) -> tuple[list[dict[str, A
 
 
 def task_detail(conn: Connection, task_id: int) -> dict[str, Any]:
-    """The task with its group's caption, how many log lines it has, and its timeline."""
+    """The task with its group's caption, the data given to this run only (run_data, None
+    when it had the group's data), how many log lines it has, and its timeline."""
     row = conn.execute(
         sa.select(task, task_group.c.caption, task_group.c.time_zone)
         .select_from(task.outerjoin(task_group, task_group.c.id == task.c.task_group_id))
@@ -529,6 +531,7 @@ def task_detail(conn: Connection, task_id: int) -> dict[str, Any]:
     body.update(
         caption=row.caption,
         time_zone=row.time_zone,
+        run_data=run_data_of(row.run_data),
         logs_count=int(logs_count),
         timeline=[{"event": e, "at": at.isoformat()} for e, at in moments if at is not None],
     )

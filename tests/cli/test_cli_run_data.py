@@ -4,6 +4,7 @@ bad data as one line naming the field with nothing written."""
 from __future__ import annotations
 
 import json
+import re
 import traceback
 from pathlib import Path
 
@@ -69,6 +70,14 @@ def test_run_with_data_stores_it_on_the_run_only(
         engine.dispose()
     assert (row.kind, json.loads(row.run_data)) == ("manual", {"cursor": 0, "full": True})
     assert json.loads(group_data) == {"cursor": 41}
+    # fss task show says what data the run was given
+    code, shown, err = fss(capsys, url, "task", "show", out.strip(), "--json")
+    assert (code, err) == (0, "")
+    assert (json.loads(shown)["kind"], json.loads(shown)["run_data"]) == (
+        "manual", {"cursor": 0, "full": True})
+    code, shown, err = fss(capsys, url, "task", "show", out.strip())
+    assert code == 0
+    assert re.search(r'^run_data\s+\{"cursor": 0, "full": true\}$', shown, re.M), shown
 
 
 @pytest.mark.parametrize(

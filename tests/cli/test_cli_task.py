@@ -241,7 +241,9 @@ def test_given_a_task_when_shown_as_json_then_every_field(
     )
     assert datetime.fromisoformat(shown["finish_at"]) == T0 + timedelta(milliseconds=255)
     assert shown["error"] is None
-    # show adds the attempts (one here) to what list gives
+    # show adds the run's own data (none: a scheduled run) and the attempts (one here) to
+    # what list gives
+    assert shown.pop("run_data") is None
     attempts = shown.pop("attempts")
     assert [(a["attempt"], a["status"], a["client_id"]) for a in attempts] == [
         (1, "Success", "worker-1")

@@ -32,11 +32,14 @@ def test_a_run_with_data_keeps_it_on_the_run_and_the_group_data_stays(
     assert (row.kind, row.start_at) == ("manual", clock.now())
     assert json.loads(row.run_data) == {"cursor": 0, "full": True}
     assert json.loads(group_row(web_db.engine, group_id)["data"]) == {"cursor": 41}
+    shown = admin_client.get(f"/api/v1/tasks/{response.json()['task_id']}").json()
+    assert (shown["kind"], shown["run_data"]) == ("manual", {"cursor": 0, "full": True})
 
     # Without a body (or with {}): a manual run on the group's data.
     again = admin_client.post(f"/api/v1/groups/{group_id}/run", json={})
     assert again.status_code == 200, again.text
     assert task_of(web_db, again.json()["task_id"]).run_data is None
+    assert admin_client.get(f"/api/v1/tasks/{again.json()['task_id']}").json()["run_data"] is None
 
 
 @pytest.mark.parametrize(
