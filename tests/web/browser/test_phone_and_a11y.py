@@ -55,6 +55,9 @@ def page_paths(page: Page, live: LiveFss) -> list[str]:
     if task_id:
         paths.append(f"/tasks/{int(task_id)}")
     paths.append("/alerts/targets")
+    # Pages the nav does not link to: the search results (the header's search box) and a
+    # group's audit history (the group page links it).
+    paths += ["/search?q=flaky", f"/audit?group={group_id}"]
     return list(dict.fromkeys(paths))
 
 
@@ -68,7 +71,7 @@ def overflow(page: Page) -> tuple[int, list[str]]:
     width = page.evaluate("document.documentElement.scrollWidth")
     culprits = page.evaluate("""(limit) => Array.from(document.querySelectorAll('body *'))
         .filter((e) => e.getBoundingClientRect().right > limit + 1
-                       && !e.closest('.table-wrap, .nav, [data-scroll-x]'))
+                       && !e.closest('.table-wrap, [data-scroll-x]'))
         .slice(0, 8).map((e) => e.tagName + '.' + e.className + '#' + e.id)""", PHONE["width"])
     return width, culprits
 
@@ -94,6 +97,7 @@ def test_every_page_fits_a_phone_and_passes_axe(phone: Page, live_fss: LiveFss) 
     problems: list[str] = []
     paths = page_paths(page, live_fss)
     assert len(paths) >= 8, paths
+    assert {"/audit", "/reports", "/search?q=flaky"} <= set(paths), paths
     for path in paths:
         page.goto(f"{live_fss.url}{path}")
         settle(page)
@@ -285,5 +289,59 @@ def test_times_default_to_the_browsers_zone(browser: Browser, live_fss: LiveFss)
         expect(created).to_contain_text(" UTC+8")
         assert "Asia/Shanghai" in (created.get_attribute("title") or "")
         assert "Asia/Shanghai" in (page.locator("#zone-switch").get_attribute("title") or "")
+    finally:
+        context.close()
+
+
+NAV_FITS = """(width) => {
+    const out = (e) => { const r = e.getBoundingClientRect();
+                         return r.left < 0 || r.right > width + 0.5 || r.width === 0; };
+    const bar = document.querySelector('.topbar');
+    const nav = document.querySelector('nav.nav');
+    const controls = ['nav.nav a', '#global-search', '#zone-switch', '.topbar .user',
+                      '.topbar .logout button', '.topbar .brand'];
+    return {
+        page: document.documentElement.scrollWidth,
+        bar: bar.scrollWidth - bar.clientWidth,
+        nav: nav.scrollWidth - nav.clientWidth,
+        outside: controls.flatMap((s) => Array.from(document.querySelectorAll(s)))
+            .filter(out)
+            .map((e) => (e.id || e.className || e.tagName) + ' ' + e.textContent.trim()),
+        search: document.querySelector('#global-search').getBoundingClientRect().width,
+        links: document.querySelectorAll('nav.nav a').length,
+    };
+}"""
+
+
+@pytest.mark.parametrize("width", [390, 1024, 1280])
+def test_every_nav_item_and_top_bar_control_is_on_screen(
+    browser: Browser, live_fss: LiveFss, width: int
+) -> None:
+    """The top bar fits a phone, a 1024 px and a 1280 px window: no sideways scrolling of the
+    page, the bar or the nav (on a phone Alerts, Reports and Audit sat off-screen in a nav
+    that scrolled sideways with no hint; at 1280 px the bar was ~1371 px wide), every nav item
+    and control inside the window, the search box still usable."""
+    context = browser.new_context(viewport={"width": width, "height": 844})  # type: ignore[arg-type]
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        login(page, live_fss.url, "admin", "pw")
+        for path in ("/", "/groups", "/audit", f"/groups/{live_fss.group_ids['flaky import']}"):
+            page.goto(f"{live_fss.url}{path}")
+            fits = page.evaluate(NAV_FITS, width)
+            assert fits["links"] >= 8, fits
+            assert (fits["page"], fits["bar"], fits["nav"], fits["outside"]) == (
+                width, 0, 0, []), (path, fits)
+            assert fits["search"] >= 140, (path, fits)
+        for link in page.locator("nav.nav a").all():
+            expect(link).to_be_in_viewport()
+        if width == 1024:
+            page.goto(f"{live_fss.url}/audit")
+            screenshot(page, "narrow-window-1024")
+        if width == 390:
+            page.goto(f"{live_fss.url}/")
+            screenshot(page, "phone-nav")
+            page.locator("nav.nav a", has_text="Audit").click()
+            page.wait_for_url(f"{live_fss.url}/audit")
     finally:
         context.close()
