@@ -63,8 +63,16 @@ def changes_of(row: AuditRow) -> list[Change]:
             for name, (before, after) in row.changes.items()]
 
 
+def detail_value(name: str, raw: Any) -> Value:
+    """A detail as the page shows it: an edit's version pair [2, 3] as `2 → 3` (the version
+    before and after the edit), anything else as value() shows it."""
+    if name == "version" and isinstance(raw, list) and len(raw) == 2:
+        return Value(f"{raw[0]} → {raw[1]}")
+    return value(raw)
+
+
 def details_of(row: AuditRow) -> list[tuple[str, Value]]:
-    return [(name, value(raw)) for name, raw in row.detail.items()]
+    return [(name, detail_value(name, raw)) for name, raw in row.detail.items()]
 
 
 @router.get("/audit", response_class=HTMLResponse)

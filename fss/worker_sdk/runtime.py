@@ -158,13 +158,6 @@ class WorkerRuntime:
             at=self.clock.now(),
             seq=LAST_LINE_SEQ,
             shard=order.shard,
-            # One id per run and reason: Celery reports a hard time limit through
-            # task_failure twice, and the recorder stores a line id once.
-            event_id=uuid.uuid5(
-                uuid.NAMESPACE_URL,
-                f"fss-stopped:{order.installation}:{order.task_id}:{order.attempt}:"
-                f"{order.shard}:{reason}",
-            ).hex,
         )
         return [line, self.abandoned(order, reason)]
 

@@ -4,6 +4,7 @@ Screenshot: docs/screenshots/audit.png."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 from conftest import LiveFss, screenshot
@@ -33,6 +34,15 @@ def test_a_group_edited_in_the_ui_is_on_the_audit_page(
     page.click("#group-save")
     expect(page.locator("#group-dialog")).not_to_be_visible()
     expect(page.locator("#caption")).to_have_text("billing export (EU)")
+
+    # The group page links its own audit history; the edit's versions are told in words.
+    page.click("#group-audit")
+    page.wait_for_url(f"{base}/audit?group={group_id}")
+    history = page.locator("#audit tbody tr")
+    expect(history).to_have_count(1)
+    expect(history.locator(".audit-detail li", has_text="version")).to_have_text(
+        re.compile(r"^version\s+(\d+) → (\d+)$"))
+    expect(history.locator(".audit-detail")).not_to_contain_text("[")
 
     page.click("nav >> text=Audit")
     page.wait_for_url(f"{base}/audit")
