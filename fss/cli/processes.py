@@ -102,10 +102,14 @@ def start_scheduler(cli: CliContext, settings: Settings) -> SchedulerService:
 
 
 def stop_on_signal() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, from now on."""
+    """An event set by SIGTERM or SIGINT, from now on. The first signal is logged; later
+    ones (one Ctrl-C reaches the process twice when a wrapper in the terminal's process
+    group passes it on) stop nothing more and are not logged again."""
     stopped = threading.Event()
 
     def handle(signum: int, _frame: FrameType | None) -> None:
+        if stopped.is_set():
+            return
         log.info("%s received, stopping", signal.Signals(signum).name)
         stopped.set()
 
