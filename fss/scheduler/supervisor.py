@@ -31,6 +31,7 @@ from fss.scheduler.timers import Every
 from fss.store import shards as shard_store
 from fss.store import supervision as store
 from fss.store.alerts import describe_client, raise_alert
+from fss.store.departures import departures_since
 from fss.store.groups import enable_due_groups
 from fss.store.kills import RunningAttempt
 from fss.store.overlap import Replaceable, replaceable_runs, request_replace
@@ -50,6 +51,9 @@ SEND_GRACE = timedelta(seconds=1)
 # a heartbeat the recorder has not written yet, does not drop a live client.
 GONE_AFTER_HEARTBEATS = 3
 BEACON_MISSING_HEARTBEATS = 2
+# A departure's left_at is the clock of the scheduler that recorded it: each sweep looks
+# this far behind the previous one for departures whose queue is still to delete.
+DEPARTURE_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -92,6 +96,10 @@ class Supervisor:
         # is still to delete wait here, across sweeps while the broker is down.
         self._drop_queues = drop_queues
         self._queues_to_drop: set[str] = set()
+        # Departures (client id -> left_at) whose queue was taken in hand, and from when the
+        # next sweep reads client_departed (None: every departure kept).
+        self._departures_seen: dict[str, datetime] = {}
+        self._departures_since: datetime | None = None
         self._broker_errors = LoopErrors(log, "supervisor", "broker")
         self._presence = presence
         # Clients whose beacon this supervisor has seen connected, and since when it is missing.
@@ -144,7 +152,8 @@ class Supervisor:
             gone = self._remove_gone_clients(now, report)
             left = self._handle_orphans(alive_since, now, report, gone)
             self._remove_dead_clients(alive_since, now, report)
-            self._drop_removed_queues({*report.removed_clients, *left}, report)
+            departed = self._new_departures(now)
+            self._drop_removed_queues({*report.removed_clients, *left, *departed}, report)
             self._handle_restarted_clients(alive_since, now, report)
             self._handle_silent_dispatchers(now, report)
             self._handle_stale_dispatches(now, report)
@@ -199,6 +208,23 @@ class Supervisor:
                 self._fail(orphan, reason, now, report)
         left.discard("")
         return left
+
+    def _new_departures(self, now: datetime) -> set[str]:
+        """Clients that left (cleanly, their queue empty, or removed) since the last sweep:
+        without this, the queue of one that left with nothing queued kept its two
+        `_kombu.binding*` keys in Redis forever (one pair per client name)."""
+        if self._drop_queues is None:
+            return set()
+        with self._engine.connect() as conn:
+            rows = departures_since(conn, self._departures_since)
+        new = {client_id for client_id, left_at in rows
+               if self._departures_seen.get(client_id) != left_at}
+        self._departures_seen.update(rows)
+        self._departures_since = since = now - DEPARTURE_SKEW
+        for client_id, left_at in list(self._departures_seen.items()):
+            if left_at < since:  # not read again
+                del self._departures_seen[client_id]
+        return new
 
     def _drop_removed_queues(self, client_ids: set[str], report: SweepReport) -> None:
         """Delete the queues of clients that are gone, once their orders are settled: what is

@@ -58,3 +58,11 @@ def delete_departed(conn: Connection, left_before: datetime) -> int:
     return conn.execute(
         client_departed.delete().where(client_departed.c.left_at < left_before)
     ).rowcount
+
+
+def departures_since(conn: Connection, since: datetime | None) -> list[tuple[str, datetime]]:
+    """(client id, left_at) of the clients that left at or after `since` (all kept: None)."""
+    query = sa.select(client_departed.c.id, client_departed.c.left_at)
+    if since is not None:
+        query = query.where(client_departed.c.left_at >= since)
+    return [(str(row.id), row.left_at) for row in conn.execute(query)]

@@ -18,7 +18,13 @@ from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
-from fss.events import ClientHeartbeat, TaskFinished, TaskProgressed, TaskStarted
+from fss.events import (
+    ClientHeartbeat,
+    ClientLeft,
+    TaskFinished,
+    TaskProgressed,
+    TaskStarted,
+)
 from fss.fence import RedisFence
 from fss.naming import client_queue, job_task_name
 from fss.queue_depths import delete_queues
@@ -427,6 +433,43 @@ def test_given_the_broker_down_when_dropping_then_it_is_retried_unless_the_clien
     assert calls == [[client_queue("back"), client_queue("gone")], [client_queue("gone")]]
     assert not raw.exists(client_queue("gone"))
     assert raw.llen(client_queue("back")) == 1
+
+
+def bindings(raw: redis.Redis, client_id: str) -> list[str]:
+    """kombu's binding keys of the client's queue (`_kombu.binding.` and
+    `_kombu.binding_permanent.`), sorted."""
+    keys = raw.keys(f"_kombu.binding*.{client_queue(client_id)}")
+    return sorted(k.decode() if isinstance(k, bytes) else k for k in keys)
+
+
+def test_given_clients_that_left_with_nothing_queued_then_their_bindings_go_unless_back(
+    world: World, dropping: tuple[Supervisor, Celery, redis.Redis]
+) -> None:
+    supervisor, app, raw = dropping
+    for name in ("leaver", "back"):
+        world.beat(name, incarnation="a")
+        queue_order(app, name, 1)
+        raw.delete(client_queue(name))  # taken and run: the queue is empty, its bindings stay
+    assert len(bindings(raw, "leaver")) == 2
+    world.events(ClientLeft("leaver", world.clock.now(), "a"),
+                 ClientLeft("back", world.clock.now(), "a"))
+    world.beat("back", incarnation="b")  # restarted under its name
+    world.clock.advance(1)
+
+    report = supervisor.sweep()
+
+    assert report.dropped_queues == [client_queue("leaver")]
+    assert bindings(raw, "leaver") == []
+    assert len(bindings(raw, "back")) == 2  # the restarted client keeps its queue...
+    app.send_task(job_task_name("job"), kwargs={"task_id": 2}, queue=client_queue("back"),
+                  task_id="fss-2-1")
+    assert raw.llen(client_queue("back")) == 1  # ...and its orders reach it
+    assert supervisor.sweep().dropped_queues == []  # each departure is handled once
+
+    world.clock.advance(1)
+    world.events(ClientLeft("back", world.clock.now(), "b"))
+    assert supervisor.sweep().dropped_queues == [client_queue("back")]
+    assert bindings(raw, "back") == [] and not raw.exists(client_queue("back"))
 
 
 def test_given_a_group_disabled_until_a_time_then_the_supervisor_enables_it_then(
