@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -25,8 +26,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fss import __version__
 from fss.config import Settings
 from fss.domain.clock import Clock
-from fss.errors import FssError, GroupBusy, InvalidField
-from fss.web import api, api_alerts, api_bulk, api_glance, api_search, health, login, metrics, pages
+from fss.errors import FssError, GroupBusy, GroupNotFound, InvalidField, TaskNotFound
+from fss.web import (
+    api,
+    api_alerts,
+    api_bulk,
+    api_glance,
+    api_search,
+    health,
+    i18n,
+    login,
+    metrics,
+    pages,
+)
 from fss.web import api_reports as reports_api
 from fss.web.auth import (
     CSRF_HEADER,
@@ -41,6 +53,7 @@ from fss.web.auth import (
 )
 from fss.web.config import WebSettings
 from fss.web.context import WebContext
+from fss.web.i18n.errors import ERROR_TEXTS, describe_field, describe_validation
 from fss.web.templating import create_templates, render
 
 log = logging.getLogger(__name__)
@@ -262,18 +275,43 @@ def wants_json(request: Request) -> bool:
     )
 
 
-def error(status: int, message: str, field: str | None = None) -> JSONResponse:
-    body: dict[str, str] = {"error": message}
+def error(
+    status: int, message: str, field: str | None = None, code: str = "error",
+    params: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """The JSON error: `error` in English for scripts, `code` and `params` for the console,
+    which shows ERROR_TEXTS[code] in its language (fss.web.i18n.errors)."""
+    body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
+    body["code"] = code
+    body["params"] = {k: str(v) for k, v in (params or {"text": message}).items()}
     return JSONResponse(body, status_code=status)
+
+
+def error_page(request: Request, status: int, message: str, code: str,
+               params: dict[str, Any] | None = None) -> Response:
+    """A browser asking for a page gets the error as a page in its language, not JSON."""
+    locale = i18n.request_locale(request.cookies, request.headers.get("accept-language"))
+    text = i18n.translate(locale, ERROR_TEXTS.get(code, "{text}"),
+                          **{k: str(v) for k, v in (params or {"text": message}).items()})
+    return render(request, "error.html", {"page": "error", "status": status, "message": text},
+                  status_code=status)
+
+
+def answer(request: Request, status: int, message: str, field: str | None = None,
+           code: str = "error", params: dict[str, Any] | None = None) -> Response:
+    if wants_json(request):
+        return error(status, message, field, code, params)
+    return error_page(request, status, message, code, params)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _: LoginRequired) -> Response:
         if wants_json(request):
-            response = error(401, "authentication required: log in, or use Basic or Bearer")
+            response = error(401, "authentication required: log in, or use Basic or Bearer",
+                             code="login_required", params={})
             response.headers["WWW-Authenticate"] = 'Basic realm="fss"'
             return response
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -281,38 +319,50 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LoginThrottled)
     async def _throttled(_: Request, exc: LoginThrottled) -> Response:
-        response = error(429, str(exc))
+        response = error(429, str(exc), code="throttled",
+                         params={"seconds": exc.retry_after_s})
         response.headers["Retry-After"] = str(exc.retry_after_s)
         return response
 
     @app.exception_handler(InvalidField)
-    async def _invalid(_: Request, exc: InvalidField) -> Response:
-        return error(422, str(exc), exc.field)
+    async def _invalid(request: Request, exc: InvalidField) -> Response:
+        code, params = describe_field(exc.field, exc.reason)
+        return answer(request, 422, str(exc), exc.field, code, params)
 
     @app.exception_handler(GroupBusy)
     async def _busy(_: Request, exc: GroupBusy) -> Response:
-        return error(409, str(exc))
+        return error(409, str(exc), code="group_busy",
+                     params={"group_id": exc.group_id, "task_id": exc.task_id})
 
     @app.exception_handler(FssError)
-    async def _refused(_: Request, exc: FssError) -> Response:
+    async def _refused(request: Request, exc: FssError) -> Response:
         # GroupNotFound, TaskNotFound, ...: FssError comes first in their MRO.
-        return error(404 if isinstance(exc, LookupError) else 400, str(exc))
+        code, params = "error", None
+        if isinstance(exc, GroupNotFound):
+            code, params = "group_not_found", {"group_id": exc.group_id}
+        elif isinstance(exc, TaskNotFound):
+            code, params = "task_not_found", {"task_id": exc.task_id}
+        return answer(request, 404 if isinstance(exc, LookupError) else 400, str(exc),
+                      code=code, params=params)
 
     @app.exception_handler(RequestValidationError)
-    async def _malformed(_: Request, exc: RequestValidationError) -> Response:
+    async def _malformed(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         if first.get("type") == "json_invalid":
             reason = str(first.get("ctx", {}).get("error", "not JSON")).splitlines()[0]
-            return error(422, f"body: invalid JSON ({reason})", "body")
+            return error(422, f"body: invalid JSON ({reason})", "body", "invalid_json", {})
         location = [str(part) for part in first.get("loc", ())
                     if part not in ("body", "query", "path") and not _union_member(part)]
         field = ".".join(location) or "body"
         message = str(first.get("msg", "invalid request")).splitlines()[0]
-        return error(422, f"{field}: {message}", field)
+        code, params = describe_validation(
+            field, str(first.get("type", "")), dict(first.get("ctx") or {}), message)
+        return answer(request, 422, f"{field}: {message}", field, code, params)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> Response:
-        response = error(exc.status_code, str(exc.detail))
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        code, params = http_code(exc)
+        response = answer(request, exc.status_code, str(exc.detail), code=code, params=params)
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
         return response
@@ -321,7 +371,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         # A bug of ours: logged with its traceback, answered as one JSON line, never a page.
         log.exception("%s %s failed", request.method, request.url.path)
-        response = error(500, f"internal error ({type(exc).__name__}); the fss web log has details")
+        response = error(500, f"internal error ({type(exc).__name__}); the fss web log has details",
+                         code="internal", params={"kind": type(exc).__name__})
         # Starlette answers these outside every middleware: the headers are set here.
         hsts = bool(request.app.state.context.web.secure_cookies)
         response.headers.update(security_headers(request_nonce(request), hsts))
@@ -330,7 +381,24 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _database_down(_: Request, exc: OperationalError) -> Response:
         line = str(exc.orig).strip().splitlines()[0] if exc.orig else "unreachable"
-        return error(503, f"database unavailable: {line}")
+        return error(503, f"database unavailable: {line}", code="database",
+                     params={"reason": line})
+
+
+def http_code(exc: HTTPException) -> tuple[str, dict[str, Any] | None]:
+    detail = str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        return "http_404", {}
+    if exc.status_code == 405:
+        return "http_405", {}
+    if detail.startswith("csrf_token:"):
+        return "csrf", {}
+    if detail.startswith("cross-site request") or detail.startswith("request from origin"):
+        return "cross_site", {}
+    viewer = re.match(r"user '(.*)' is a viewer", detail)
+    if viewer:
+        return "viewer", {"user": viewer[1]}
+    return "error", None
 
 
 # pydantic puts the member of a field of several types into the error's location

@@ -16,8 +16,10 @@ from fss.store.audit import ACTIONS, AuditRow
 from fss.web.api_audit import audit_filter
 from fss.web.auth import Viewer
 from fss.web.context import Context
+from fss.web.i18n import translate
+from fss.web.i18n.errors import ERROR_TEXTS, describe_field
 from fss.web.params import MAX_ID
-from fss.web.templating import render
+from fss.web.templating import page_locale, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -103,8 +105,17 @@ def audit_page(
         "audit.html",
         {
             "page": "audit", "entries": entries, "filters": filters, "actions": ACTIONS,
-            "users": users, "error": error, "older": older, "paged": before_id is not None,
+            "users": users, "error": error, "error_text": _error_text(request, error),
+            "older": older, "paged": before_id is not None,
             "query": {k: v for k, v in filters.items() if v},
         },
         status_code=400 if error else 200,
     )
+
+
+def _error_text(request: Request, error: InvalidField | None) -> str:
+    """A bad filter in the page's language (the API's error code and params)."""
+    if error is None:
+        return ""
+    code, params = describe_field(error.field, error.reason)
+    return translate(page_locale(request), ERROR_TEXTS[code], **params)

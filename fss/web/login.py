@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from fss.web import i18n
 from fss.web.auth import (
     SESSION_COOKIE,
     LoginThrottled,
@@ -14,7 +15,7 @@ from fss.web.auth import (
     client_address,
     refuse_cross_site,
 )
-from fss.web.templating import render
+from fss.web.templating import page_locale, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -44,15 +45,16 @@ def login(
     try:
         user = auth.log_in(username, password, client_address(request), "login form")
     except LoginThrottled as throttled:
-        refused = render(
-            request, "login.html", {**again, "error": f"Too many failed logins: try again in "
-                                    f"{throttled.retry_after_s} s."}, status_code=429,
-        )
+        text = i18n.translate(page_locale(request), "Too many failed logins: try again in "
+                              "{seconds} s.", seconds=throttled.retry_after_s)
+        refused = render(request, "login.html", {**again, "error": text}, status_code=429)
         refused.headers["Retry-After"] = str(throttled.retry_after_s)
         return refused
     if user is None:
         return render(
-            request, "login.html", {**again, "error": "Wrong user name or password."},
+            request, "login.html",
+            {**again,
+             "error": i18n.translate(page_locale(request), "Wrong user name or password.")},
             status_code=401,
         )
     session = auth.start_session(user, client_address(request))
@@ -77,4 +79,21 @@ def logout(request: Request) -> Response:
     )
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/lang")
+def switch_language(
+    to: Annotated[str, Query(max_length=20)] = "",
+    next: Annotated[str, Query(max_length=2000)] = "/",
+) -> Response:
+    """The top bar's language switch: the choice sticks in a cookie (no sign-in needed, so the
+    login form has it too); back to the page it was made on."""
+    locale = i18n.normalize(to)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    if locale is None:
+        response.delete_cookie(i18n.COOKIE, path="/")  # back to the browser's languages
+    else:
+        response.set_cookie(i18n.COOKIE, locale, max_age=i18n.COOKIE_MAX_AGE_S,
+                            samesite="lax", path="/")
     return response

@@ -338,7 +338,8 @@ def test_a_viewer_reads_but_is_refused_every_write(client: TestClient) -> None:
     assert client.get("/api/v1/_probe", headers=viewer).status_code == 200
     refused = client.post("/api/v1/_probe", headers=viewer)
     assert refused.status_code == 403
-    assert refused.json() == {"error": "user 'viewer' is a viewer and cannot change anything"}
+    assert refused.json() == {"error": "user 'viewer' is a viewer and cannot change anything",
+                              "code": "viewer", "params": {"user": "viewer"}}
 
 
 def test_no_auth_lets_anyone_in_as_admin(db_url: str) -> None:

@@ -15,6 +15,61 @@ const FSS = (() => {
   const csrfToken = meta("csrf-token");
   const canChange = meta("fss-can-change") === "1";
 
+  /* ---- language -------------------------------------------------------------------- */
+
+  // The page's language and the strings its scripts use, rendered by the server into
+  // <script type="application/json" id="fss-i18n"> (fss.web.i18n): {locale, strings:
+  // {English: translated}, errors: {code: text}}. Scripts mark every shown text with
+  // t("English text", {name: value}); an English page has no strings and shows the source.
+  const I18N = (() => {
+    const node = document.getElementById("fss-i18n");
+    try {
+      return JSON.parse(node ? node.textContent : "{}");
+    } catch (err) {
+      return {};
+    }
+  })();
+  const LOCALE = I18N.locale || document.documentElement.lang || "en";
+  const STRINGS = I18N.strings || {};
+  const ERROR_TEXTS = I18N.errors || {};
+
+  function fill(text, params) {
+    if (!params) return text;
+    return text.replace(/\{(\w+)\}/g, (whole, name) =>
+      (Object.prototype.hasOwnProperty.call(params, name) ? String(params[name]) : whole));
+  }
+
+  function t(text, params) {
+    return fill(Object.prototype.hasOwnProperty.call(STRINGS, text) ? STRINGS[text] : text, params);
+  }
+
+  // English needs a singular; Chinese has one form (both texts are in its catalog).
+  function tn(one, other, n, params) {
+    return t(Number(n) === 1 ? one : other, { n: formatNumber(n), ...(params || {}) });
+  }
+
+  const numberFormat = new Intl.NumberFormat(LOCALE);
+  function formatNumber(n) {
+    if (n === null || n === undefined || n === "") return "";
+    const value = Number(n);
+    return Number.isFinite(value) ? numberFormat.format(value) : String(n);
+  }
+
+  // 0.953 -> "95.3%" in the page's locale.
+  function formatPercent(ratio, digits) {
+    return new Intl.NumberFormat(LOCALE, { style: "percent", maximumFractionDigits: digits === undefined ? 1 : digits })
+      .format(ratio);
+  }
+
+  // An API error body in the page's language: its code's text with its params; the English
+  // `error` line when the code is unknown here.
+  function errorText(payload, fallback) {
+    if (payload && payload.code && ERROR_TEXTS[payload.code] && payload.params) {
+      return fill(ERROR_TEXTS[payload.code], payload.params);
+    }
+    return (payload && payload.error) || fallback || "";
+  }
+
   /* ---- DOM ------------------------------------------------------------------------- */
 
   // el("a", {href: "/x", class: "y"}, "text", childNode, ...): children are text or nodes.
@@ -115,7 +170,8 @@ const FSS = (() => {
     let f = formatters.get(zone);
     if (!f) {
       try {
-        f = new Intl.DateTimeFormat("en-GB", {
+        // The page's locale (its digits), laid out the same in every language below.
+        f = new Intl.DateTimeFormat(LOCALE, {
           timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
           minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "shortOffset",
         });
@@ -167,13 +223,20 @@ const FSS = (() => {
     if (!d) return "";
     const diff = Math.round(((now || Date.now()) - d.getTime()) / 1000);
     const abs = Math.abs(diff);
-    let text;
-    if (abs < 1) return "now";
-    if (abs < 90) text = `${abs} s`;
-    else if (abs < 5400) text = `${Math.round(abs / 60)} min`;
-    else if (abs < 172800) text = `${Math.round(abs / 3600)} h`;
-    else text = `${Math.round(abs / 86400)} d`;
-    return diff >= 0 ? `${text} ago` : `in ${text}`;
+    if (abs < 1) return t("now");
+    let n;
+    let unit;
+    if (abs < 90) [n, unit] = [abs, "s"];
+    else if (abs < 5400) [n, unit] = [Math.round(abs / 60), "min"];
+    else if (abs < 172800) [n, unit] = [Math.round(abs / 3600), "h"];
+    else [n, unit] = [Math.round(abs / 86400), "d"];
+    const params = { n: formatNumber(n) };
+    if (diff >= 0) {
+      return { s: t("{n} s ago", params), min: t("{n} min ago", params),
+        h: t("{n} h ago", params), d: t("{n} d ago", params) }[unit];
+    }
+    return { s: t("in {n} s", params), min: t("in {n} min", params), h: t("in {n} h", params),
+      d: t("in {n} d", params) }[unit];
   }
 
   // A <time>: absolute ("2024-05-01 13:04:05 UTC+2") or relative ("12 s ago", the absolute
@@ -191,7 +254,7 @@ const FSS = (() => {
       setText(node, zoned(new Date(), shownZone(node.dataset.zoneLabel || null)).label);
     }
     if (!select) return;
-    select.title = `${select.title}; this browser's zone is ${browserZone}`;
+    select.title = t("{title}; this browser's zone is {zone}", { title: select.title, zone: browserZone });
     select.value = zoneMode();
     select.addEventListener("change", () => {
       setZoneMode(select.value);
@@ -218,23 +281,28 @@ const FSS = (() => {
       if (!wrap.hasAttribute("aria-label") && !wrap.hasAttribute("aria-labelledby")) {
         const box = wrap.closest("section, .panel, main");
         const heading = box && $("h2, h1", box);
-        wrap.setAttribute("aria-label", heading ? heading.textContent.trim() : "Table");
+        wrap.setAttribute("aria-label", heading ? heading.textContent.trim() : t("Table"));
       }
     }
   }
   document.addEventListener("DOMContentLoaded", wrapTables);
 
+  const fixed = (value, digits) => new Intl.NumberFormat(LOCALE, {
+    minimumFractionDigits: digits, maximumFractionDigits: digits }).format(value);
+
   function duration(ms) {
     if (ms === null || ms === undefined) return "";
-    if (ms < 1000) return `${Math.round(ms)} ms`;
-    if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
-    if (ms < 3600000) return `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
-    return `${(ms / 3600000).toFixed(1)} h`;
+    if (ms < 1000) return t("{n} ms", { n: formatNumber(Math.round(ms)) });
+    if (ms < 60000) return t("{n} s", { n: fixed(ms / 1000, ms < 10000 ? 2 : 1) });
+    if (ms < 3600000) {
+      return t("{min} min {s} s", { min: Math.floor(ms / 60000), s: Math.round((ms % 60000) / 1000) });
+    }
+    return t("{n} h", { n: fixed(ms / 3600000, 1) });
   }
 
   function ageSeconds(seconds) {
     if (seconds === null || seconds === undefined) return "";
-    return seconds < 90 ? `${Number(seconds).toFixed(1)} s` : relative(
+    return seconds < 90 ? t("{n} s", { n: fixed(Number(seconds), 1) }) : relative(
       new Date(Date.now() - seconds * 1000).toISOString());
   }
 
@@ -318,12 +386,12 @@ const FSS = (() => {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
-      throw new ApiError(0, "the server cannot be reached");
+      throw new ApiError(0, t("the server cannot be reached"));
     }
     if (response.status === 401) {
       // The session ended: back to the login form, then here again.
       window.location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
-      throw new ApiError(401, "signed out");
+      throw new ApiError(401, t("signed out"));
     }
     if (response.status === 204) return null;
     let payload = null;
@@ -333,7 +401,7 @@ const FSS = (() => {
       payload = null;
     }
     if (!response.ok) {
-      const message = payload && payload.error ? payload.error : `HTTP ${response.status}`;
+      const message = errorText(payload, `HTTP ${response.status}`);
       throw new ApiError(response.status, message, payload && payload.field, payload);
     }
     return payload;
@@ -424,9 +492,9 @@ const FSS = (() => {
     const node = $("#live");
     if (!node) return;
     node.dataset.state = state;
-    setText($(".live-text", node), state);
-    node.title = state === "offline" ? `cannot refresh: ${message || "unknown error"}` :
-      "Pages refresh every 2 s while visible";
+    setText($(".live-text", node), { live: t("live"), paused: t("paused"), offline: t("offline") }[state] || state);
+    node.title = state === "offline" ? t("cannot refresh: {reason}", { reason: message || t("unknown error") }) :
+      t("Pages refresh every 2 s while visible");
   }
 
   /* ---- keyed tables ---------------------------------------------------------------- */
@@ -528,18 +596,18 @@ const FSS = (() => {
   let brokerError = null;
 
   function showBroker(broker) {
-    brokerError = broker && broker.reachable === false ? broker.error || "no answer" : null;
+    brokerError = broker && broker.reachable === false ? broker.error || t("no answer") : null;
     const banner = $("#broker-banner");
     if (!banner) return;
-    setText(banner, brokerError ? `broker unreachable: ${brokerError} · queue depths are unknown` : "");
+    setText(banner, brokerError ? t("broker unreachable: {reason} · queue depths are unknown", { reason: brokerError }) : "");
     banner.hidden = !brokerError;
   }
 
   // A queue depth cell: the number, or "unknown" with the reason in its title.
   function depthNode(depth) {
-    if (depth !== null && depth !== undefined) return document.createTextNode(String(depth));
-    return el("span", { class: "unknown", title: brokerError ? `broker unreachable: ${brokerError}`
-      : "the broker cannot be asked" }, "unknown");
+    if (depth !== null && depth !== undefined) return document.createTextNode(formatNumber(depth));
+    return el("span", { class: "unknown", title: brokerError ? t("broker unreachable: {reason}", { reason: brokerError })
+      : t("the broker cannot be asked") }, t("unknown"));
   }
 
   /* ---- charts ---------------------------------------------------------------------- */
@@ -600,7 +668,7 @@ const FSS = (() => {
   }
 
   return {
-    POLL_MS, canChange, csrfToken, el, append, setText, replaceChildren, $, $$, parseTime,
+    POLL_MS, LOCALE, t, tn, formatNumber, formatPercent, errorText, canChange, csrfToken, el, append, setText, replaceChildren, $, $$, parseTime,
     formatTime, formatClock, relative, timeNode, duration, ageSeconds, firstLine, statusBadge,
     statusName, zoneMode, shownZone, browserZone, timeTitle,
     badge, link, mono, noteServerNow, serverNow, ApiError, api, get, query, poll, syncTable,

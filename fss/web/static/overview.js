@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { el, $, $$, setText, get, poll, syncTable, link, mono, timeNode, badge, firstLine } = FSS;
+  const { el, $, $$, setText, get, poll, syncTable, link, mono, timeNode, badge, firstLine, t } = FSS;
   let chart = null;
   let failsByIndex = [];
   let brokerError = null; // a changed reason re-renders the depth cells (their title)
@@ -10,14 +10,14 @@
   function updateCounters(data) {
     for (const node of $$("[data-status-count]")) {
       const count = data.tasks_by_status[node.dataset.statusCount];
-      setText(node, count === undefined ? "–" : count.toLocaleString());
+      setText(node, count === undefined ? "–" : FSS.formatNumber(count));
     }
-    setText($("#clients-online"), data.clients_online);
+    setText($("#clients-online"), FSS.formatNumber(data.clients_online));
     const unknown = data.event_queue_depth === null;
-    setText($("#event-queue"), unknown ? "unknown" : data.event_queue_depth);
+    setText($("#event-queue"), unknown ? t("unknown") : FSS.formatNumber(data.event_queue_depth));
     $("#event-queue").classList.toggle("unknown", unknown);
-    $("#event-queue").title = unknown ? `broker unreachable: ${(data.broker || {}).error || "no answer"}`
-      : "events waiting for the recorder";
+    $("#event-queue").title = unknown ? t("broker unreachable: {reason}", { reason: (data.broker || {}).error || t("no answer") })
+      : t("events waiting for the recorder");
   }
 
   function chartData(minutes) {
@@ -44,9 +44,9 @@
       axes: [FSS.axis(), FSS.axis({ size: 40 })],
       series: [
         {},
-        { label: "fail", stroke: FSS.COLORS.fail, fill: "rgba(214,69,69,0.75)", paths: bars,
+        { label: t("fail"), stroke: FSS.COLORS.fail, fill: "rgba(214,69,69,0.75)", paths: bars,
           points: { show: false }, value: (u, v, s, i) => (i === null ? "--" : failsByIndex[i]) },
-        { label: "success", stroke: FSS.COLORS.success, fill: "rgba(31,157,85,0.75)", paths: bars,
+        { label: t("success"), stroke: FSS.COLORS.success, fill: "rgba(31,157,85,0.75)", paths: bars,
           points: { show: false }, value: (u, v, s, i) => (i === null ? "--" : v || 0) },
       ],
     }, data);
@@ -59,9 +59,9 @@
       render: (n) => timeNode(n.heartbeat_at, "relative") },
     { value: (n) => [n.alive, n.holds_supervisor, n.unhealthy_reason],
       render: (n) => [
-        n.alive ? badge("alive", "success") : badge("dead", "fail"),
-        n.holds_supervisor ? [" ", badge("supervisor", "info", "holds the supervisor lease")] : null,
-        n.unhealthy_reason ? [" ", badge("unhealthy", "warn", n.unhealthy_reason)] : null,
+        n.alive ? badge(t("alive"), "success") : badge(t("dead"), "fail"),
+        n.holds_supervisor ? [" ", badge(t("supervisor"), "info", t("holds the supervisor lease"))] : null,
+        n.unhealthy_reason ? [" ", badge(t("unhealthy"), "warn", n.unhealthy_reason)] : null,
       ] },
   ];
 
@@ -69,7 +69,7 @@
     { value: (f) => f.task_id, render: (f) => link(`/tasks/${f.task_id}`, mono(`#${f.task_id}`)),
       class: "num" },
     { value: (f) => [f.group_id, f.caption],
-      render: (f) => link(`/groups/${f.group_id}`, f.caption || `group ${f.group_id}`) },
+      render: (f) => link(`/groups/${f.group_id}`, f.caption || t("group {id}", { id: f.group_id })) },
     { value: (f) => f.job_name, render: (f) => mono(f.job_name) },
     { value: (f) => FSS.relative(f.finish_at, FSS.serverNow()),
       render: (f) => timeNode(f.finish_at, "relative") },
@@ -96,7 +96,7 @@
       .map(([id, depth]) => ({ id, depth }))
       .sort((a, b) => a.id.localeCompare(b.id));
     syncTable($("#queues"), queues, (q) => q.id, queueColumns);
-    setText($("#updated"), `updated ${FSS.formatClock(data.now, true)}`);
+    setText($("#updated"), t("updated {time}", { time: FSS.formatClock(data.now, true) }));
   }
 
   document.addEventListener("DOMContentLoaded", () => poll(refresh));

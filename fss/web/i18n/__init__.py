@@ -1,0 +1,165 @@
+"""The console's languages: English (the source text) and Simplified Chinese (zh-CN).
+
+A catalog per language (zh_CN.json: English source text -> Chinese, glossary in README.md)
+is read once. Templates call ``_("text", name=value)``; page scripts call ``FSS.t("text",
+{name: value})`` and get the strings they use in a JSON element the template renders (only
+those of the scripts the page loads: see ``script_strings``). ``{name}`` in a text is filled
+from the parameters after translation, so a word order may differ per language.
+
+The language: the ``fss_lang`` cookie the top bar's switch sets, else the best of the browser's
+Accept-Language (zh, zh-CN, zh-Hans, zh-SG -> zh-CN; anything else English).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup, escape
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE.parent / "static"
+TEMPLATES_DIR = HERE.parent / "templates"
+
+ENGLISH = "en"
+CHINESE = "zh-CN"
+LOCALES = (ENGLISH, CHINESE)
+LOCALE_NAMES = {ENGLISH: "English", CHINESE: "中文"}
+COOKIE = "fss_lang"
+COOKIE_MAX_AGE_S = 400 * 86400
+CATALOG_FILES = {CHINESE: "zh_CN.json"}
+# Accept-Language tags read as Simplified Chinese (lower case); zh-TW / zh-HK (Traditional)
+# are not: they get English, as any other language.
+CHINESE_TAGS = frozenset({"zh", "zh-cn", "zh-hans", "zh-sg", "zh-hans-cn", "zh-hans-sg"})
+
+_PARAM = re.compile(r"\{(\w+)\}")
+# A call of t("...") / FSS.t("...") / tn("...", "...") in a page script: the strings a page
+# needs. Only double-quoted literals are marked (the extraction test holds scripts to it).
+_JS_CALL = re.compile(r"""\bt(?:n)?\(\s*"((?:[^"\\]|\\.)*)"(?:\s*,\s*"((?:[^"\\]|\\.)*)")?""")
+_SCRIPT_SRC = re.compile(r'<script src="/static/([\w.-]+\.js)"')
+
+
+@cache
+def catalog(locale: str) -> Mapping[str, str]:
+    """English source text -> the locale's text; empty for English."""
+    name = CATALOG_FILES.get(locale)
+    if name is None:
+        return {}
+    data = json.loads((HERE / name).read_text(encoding="utf-8"))
+    return {k: v for k, v in data.items() if not k.startswith("@")}
+
+
+def normalize(value: str | None) -> str | None:
+    """A supported locale from a cookie or a query value ("zh-CN", "en"), else None."""
+    if not value:
+        return None
+    lowered = value.strip().lower().replace("_", "-")
+    if lowered in CHINESE_TAGS:
+        return CHINESE
+    if lowered == "en" or lowered.startswith("en-"):
+        return ENGLISH
+    return None
+
+
+def from_accept_language(header: str | None) -> str:
+    """The best supported language of an Accept-Language header; English when none is."""
+    choices: list[tuple[float, int, str]] = []
+    for index, part in enumerate((header or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, raw = param.strip().partition("=")
+            if key.strip() == "q":
+                try:
+                    quality = float(raw)
+                except ValueError:
+                    quality = 0.0
+        locale = normalize(tag)
+        if locale is not None and quality > 0:
+            choices.append((-quality, index, locale))
+    return min(choices)[2] if choices else ENGLISH
+
+
+def request_locale(cookies: Mapping[str, str], accept_language: str | None) -> str:
+    return normalize(cookies.get(COOKIE)) or from_accept_language(accept_language)
+
+
+def fill(text: str, params: Mapping[str, Any]) -> str:
+    return _PARAM.sub(lambda m: str(params[m[1]]) if m[1] in params else m[0], text)
+
+
+def translate(locale: str, source: str, /, **params: Any) -> str:
+    """Plain text (for JSON, headers, log-free messages): the locale's text, filled."""
+    return fill(catalog(locale).get(source, source), params)
+
+
+class Translator:
+    """``_`` of the templates: autoescaped Markup; a parameter that is Markup stays HTML."""
+
+    def __init__(self, locale: str) -> None:
+        self.locale = locale
+        self.strings = catalog(locale)
+
+    def __call__(self, source: str, /, **params: Any) -> Markup:
+        shown = escape(self.strings.get(source, source))
+        if not params:
+            return Markup(shown)
+        return Markup(_PARAM.sub(
+            lambda m: str(escape(params[m[1]])) if m[1] in params else m[0], str(shown)))
+
+    def plain(self, source: str, /, **params: Any) -> str:
+        return translate(self.locale, source, **params)
+
+
+# ---- the strings of page scripts ----------------------------------------------------------
+
+
+def js_messages(source: str) -> list[str]:
+    """The strings a script marks with t("...") / tn("one", "other")."""
+    found: list[str] = []
+    for match in _JS_CALL.finditer(source):
+        for group in match.groups():
+            if group is not None:
+                found.append(json.loads(f'"{group}"'))
+    return found
+
+
+@cache
+def script_messages(script: str) -> tuple[str, ...]:
+    path = STATIC_DIR / script
+    if not path.is_file():
+        return ()
+    return tuple(dict.fromkeys(js_messages(path.read_text(encoding="utf-8"))))
+
+
+@cache
+def template_scripts(template: str) -> tuple[str, ...]:
+    """The page scripts a template loads (its <script src="/static/x.js">), fss.js first."""
+    path = TEMPLATES_DIR / template
+    found = _SCRIPT_SRC.findall(path.read_text(encoding="utf-8")) if path.is_file() else []
+    return tuple(dict.fromkeys(["fss.js", *found]))
+
+
+def script_strings(locale: str, scripts: Iterable[str]) -> dict[str, str]:
+    """The translations the given scripts need (empty for English: the source is shown)."""
+    strings = catalog(locale)
+    if not strings:
+        return {}
+    wanted: dict[str, str] = {}
+    for script in scripts:
+        for text in script_messages(script):
+            if text in strings:
+                wanted[text] = strings[text]
+    return wanted
+
+
+# Texts the server translates with translate() (the login form's refusals); the extraction
+# test holds them to the catalog as it does the templates' and scripts'.
+SERVER_TEXTS = (
+    "Too many failed logins: try again in {seconds} s.",
+    "Wrong user name or password.",
+)
