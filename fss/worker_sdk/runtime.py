@@ -36,6 +36,7 @@ from fss.fence import Fence, create_fence, new_delivery_token
 from fss.hostinfo import local_ip
 from fss.naming import client_queue
 from fss.orders import RunOrder
+from fss.outage import first_line
 from fss.worker_sdk.context import JobContext, data_problem
 from fss.worker_sdk.job import Fail, JobSpec
 
@@ -158,6 +159,13 @@ class WorkerRuntime:
             at=self.clock.now(),
             seq=LAST_LINE_SEQ,
             shard=order.shard,
+            # One id per run and reason: Celery reports a hard time limit through
+            # task_failure twice, and the recorder stores a line id once.
+            event_id=uuid.uuid5(
+                uuid.NAMESPACE_URL,
+                f"fss-stopped:{order.installation}:{order.task_id}:{order.attempt}:"
+                f"{order.shard}:{reason}",
+            ).hex,
         )
         return [line, self.abandoned(order, reason)]
 
@@ -297,8 +305,12 @@ class WorkerRuntime:
             f"the worker process stopped before the job returned ({state or 'interrupted'})",
         )
         context = active.context
-        data, problem = _changed_data(context, active.original_data)
-        patch = changes_since(active.order.data, data) if data is not None else None
+        try:
+            data, problem = _changed_data(context, active.original_data)
+            patch = changes_since(active.order.data, data) if data is not None else None
+        except Exception as exc:  # whatever the job left in ctx.data, the run still ends
+            log.exception("could not read the data of task %s", active.order.task_id)
+            data, patch, problem = None, None, f"ctx.data cannot be saved: {first_line(exc)}"
         if problem is not None and success:
             success, error = False, problem  # data it cannot save fails the run, saying why
         self.emit(

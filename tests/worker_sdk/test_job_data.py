@@ -37,6 +37,18 @@ def counter(ctx: JobContext) -> None:
     ctx.data["seen"] = True
 
 
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+    __repr__ = __str__
+
+
+@job("unprintable")
+def unprintable(ctx: JobContext) -> None:
+    ctx.data["thing"] = Unprintable()
+
+
 @job("saver")
 def saver(ctx: JobContext) -> None:
     ctx.data["cursor"] = 2
@@ -151,3 +163,12 @@ def test_a_run_that_changed_its_data_sends_what_it_changed_beside_the_data(
     [finished] = [e for e in events if isinstance(e, TaskFinished)]
     assert finished.success and finished.data == {"cursor": 2, "seen": True}
     assert finished.data_patch == {"set": [[["cursor"], 2], [["seen"], True]], "unset": []}
+
+
+def test_data_that_breaks_even_its_comparison_fails_the_run_instead_of_leaving_it_working(
+    runtime: WorkerRuntime,
+) -> None:
+    events = _run(runtime, 24, "unprintable")
+    [finished] = [e for e in events if isinstance(e, TaskFinished)]
+    assert not finished.success and finished.data is None
+    assert finished.error == "ctx.data cannot be saved: no text for you"
