@@ -104,7 +104,12 @@ def check_broker(url: str, timeout_s: float) -> Finding:
     if url.startswith("memory://"):
         return ok("broker", f"{shown} is in-process: only `fss dev` can use it")
     try:
-        with BrokerConnection(url, connect_timeout=timeout_s) as connection:  # type: ignore[no-untyped-call]
+        # socket_timeout too: a TLS URL (rediss://) at a plain Redis port connects, then
+        # waits forever in the handshake for bytes the server never sends.
+        options = {"socket_timeout": timeout_s} if url.startswith("redis") else {}
+        with BrokerConnection(  # type: ignore[no-untyped-call]
+            url, connect_timeout=timeout_s, transport_options=options
+        ) as connection:
             connection.ensure_connection(
                 max_retries=1, interval_start=0, interval_step=0, timeout=timeout_s
             )

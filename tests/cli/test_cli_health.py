@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -189,6 +190,21 @@ def test_given_an_unreachable_broker_then_health_names_it(
 
     assert outcome.code == 1
     assert len(outcome.failures()) == 1
+    assert outcome.failures()[0].startswith(f"FAIL  broker: cannot connect to {broker} (")
+
+
+def test_given_a_tls_url_at_a_plain_redis_port_then_health_fails_within_its_timeout(
+    healthy: None, database_url: str, redis_url: str
+) -> None:
+    """rediss:// at a port that speaks plain Redis: the TLS handshake waited forever for
+    bytes the server never sends, and `fss health` printed nothing (found from outside)."""
+    broker = "rediss://" + redis_url.split("://", 1)[1]
+    started = time.monotonic()
+
+    outcome = run(database_url, broker, "health", "--timeout-s", "1")
+
+    assert time.monotonic() - started < 15
+    assert outcome.code == 1
     assert outcome.failures()[0].startswith(f"FAIL  broker: cannot connect to {broker} (")
 
 
