@@ -6,8 +6,16 @@
 (() => {
   const { el, $, setText, get, api, poll, syncTable, link, mono, timeNode, badge, act,
     confirmAction, toast, replaceChildren, query, firstLine, canChange, duration } = FSS;
-
-  const SILENCE_CHOICES = [["1 h", 3600], ["4 h", 4 * 3600], ["24 h", 24 * 3600]];
+  // Local names like `t` (a target) are common here: the translator is called as FSS.t.
+  const SILENCE_CHOICES = [[FSS.t("{n} h", { n: 1 }), 3600], [FSS.t("{n} h", { n: 4 }), 4 * 3600],
+    [FSS.t("{n} h", { n: 24 }), 24 * 3600]];
+  // The API's words (states, kinds, outcomes) as shown; the value stays in the badge's class.
+  const WORDS = {
+    open: FSS.t("open"), resolved: FSS.t("resolved"), firing: FSS.t("firing"), reminder: FSS.t("reminder"),
+    sent: FSS.t("sent"), failed: FSS.t("failed"), pending: FSS.t("pending"), silenced: FSS.t("silenced"),
+    folded: FSS.t("folded"), error: FSS.t("error"),
+  };
+  const word = (value) => WORDS[value] || value;
   const RESOLVED_PAGE = 50;
 
   /* ---- shared pieces --------------------------------------------------------------- */
@@ -22,8 +30,8 @@
   const dash = () => el("span", { class: "muted" }, "—");
 
   function stateBadge(a) {
-    if (a.state === "open") return badge("open", "fail");
-    return badge(a.state || "resolved", "success");
+    if (a.state === "open") return badge(word("open"), "fail");
+    return badge(word(a.state || "resolved"), "success");
   }
 
   // What the alert is about, linked to the page that shows it.
@@ -34,7 +42,7 @@
     const rest = colon >= 0 ? subject.slice(colon + 1) : subject;
     const groupId = groupIdOf(a);
     if (groupId !== null) {
-      const name = a.group_caption || a.group_name || a.group_key || `group #${groupId}`;
+      const name = a.group_caption || a.group_name || a.group_key || FSS.t("group #{id}", { id: groupId });
       return link(`/groups/${groupId}`, name);
     }
     if (kind === "client") return link(`/tasks?client_id=${encodeURIComponent(rest)}`, mono(subject));
@@ -45,7 +53,7 @@
 
   function ackedNode(a) {
     if (!a.acked_by) return dash();
-    return el("span", { title: a.acked_at ? `acknowledged ${a.acked_at}` : null }, a.acked_by);
+    return el("span", { title: a.acked_at ? FSS.t("acknowledged {time}", { time: FSS.formatTime(a.acked_at) }) : null }, a.acked_by);
   }
 
   // A field the server named in its 422 is marked in the form; other errors are toasts.
@@ -55,7 +63,7 @@
     const slot = name && (form.querySelector(`[data-error-for="${CSS.escape(name)}"]`)
       || form.querySelector('[data-error-for="body"]'));
     if (slot && err.status === 422) setText(slot, err.message);
-    else toast(err ? err.message : "failed", "error");
+    else toast(err ? err.message : FSS.t("failed"), "error");
   }
 
   /* ---- silence dialog (built here, shared by the list and the detail page) ---------- */
@@ -67,16 +75,15 @@
       el("input", { type: "radio", name: "for_s", value: String(seconds), checked: index === 0 }), label));
     const dialog = el("dialog", { class: "dialog dialog-sm", id: "silence-dialog" },
       el("form", { method: "dialog" },
-        el("h2", { id: "silence-title" }, "Silence group"),
-        el("p", { class: "muted small" }, "Its alerts are still raised and shown here; their notices are " +
-          "not sent until the silence ends."),
-        el("fieldset", { class: "field" }, el("legend", {}, "For"), choices),
-        el("label", { class: "field" }, el("span", {}, "Note"),
-          el("input", { name: "note", maxlength: "300", placeholder: "why (optional)", autocomplete: "off" })),
+        el("h2", { id: "silence-title" }, FSS.t("Silence group")),
+        el("p", { class: "muted small" }, FSS.t("Its alerts are still raised and shown here; their notices are not sent until the silence ends.")),
+        el("fieldset", { class: "field" }, el("legend", {}, FSS.t("For")), choices),
+        el("label", { class: "field" }, el("span", {}, FSS.t("Note")),
+          el("input", { name: "note", maxlength: "300", placeholder: FSS.t("why (optional)"), autocomplete: "off" })),
         el("p", { class: "field-error", "data-error-for": "body" }),
         el("div", { class: "dialog-actions" },
-          el("button", { value: "cancel", class: "btn", formnovalidate: true }, "Cancel"),
-          el("button", { value: "ok", class: "btn btn-primary", id: "silence-ok" }, "Silence"))));
+          el("button", { value: "cancel", class: "btn", formnovalidate: true }, FSS.t("Cancel")),
+          el("button", { value: "ok", class: "btn btn-primary", id: "silence-ok" }, FSS.t("Silence")))));
     document.body.appendChild(dialog);
     return dialog;
   }
@@ -87,7 +94,7 @@
     const dialog = silenceDialog;
     const form = $("form", dialog);
     form.reset();
-    setText($("#silence-title", dialog), `Silence ${name}`);
+    setText($("#silence-title", dialog), FSS.t("Silence {name}", { name }));
     setText($('[data-error-for="body"]', dialog), "");
     dialog.returnValue = "";
     dialog.showModal();
@@ -97,7 +104,7 @@
         const seconds = Number(new FormData(form).get("for_s"));
         const note = String(new FormData(form).get("note") || "").trim();
         const done = await act(null, () => api("POST", `/api/v1/groups/${groupId}/silence`,
-          { for_s: seconds, note: note || null }), `${name} silenced for ${seconds / 3600} h`);
+          { for_s: seconds, note: note || null }), FSS.t("{name} silenced for {n} h", { name, n: seconds / 3600 }));
         resolve(done !== undefined);
       }, { once: true });
     });
@@ -105,7 +112,7 @@
 
   async function acknowledge(a, button) {
     const done = await act(button, () => api("POST", `/api/v1/alerts/${a.id}/ack`),
-      `Alert #${a.id} acknowledged`);
+      FSS.t("Alert #{id} acknowledged", { id: a.id }));
     return done !== undefined;
   }
 
@@ -128,16 +135,16 @@
       const cell = el("div", { class: "row-actions" });
       if (!a.acked_by) {
         const ack = el("button", { type: "button", class: "btn btn-sm", "data-write": true,
-          "aria-label": `acknowledge alert ${a.id}` }, "Acknowledge");
+          "aria-label": FSS.t("acknowledge alert {id}", { id: a.id }) }, FSS.t("Acknowledge"));
         ack.addEventListener("click", async () => { if (await acknowledge(a, ack)) poller.now(); });
         cell.appendChild(ack);
       }
       const groupId = groupIdOf(a);
       if (groupId !== null) {
         const silence = el("button", { type: "button", class: "btn btn-sm", "data-write": true,
-          "aria-label": `silence the group of alert ${a.id}` }, "Silence…");
+          "aria-label": FSS.t("silence the group of alert {id}", { id: a.id }) }, FSS.t("Silence…"));
         silence.addEventListener("click", async () => {
-          if (await silenceGroup(groupId, a.group_caption || `group #${groupId}`)) poller.now();
+          if (await silenceGroup(groupId, a.group_caption || FSS.t("group #{id}", { id: groupId }))) poller.now();
         });
         cell.appendChild(silence);
       }
@@ -150,7 +157,7 @@
       { value: (a) => [a.subject, groupIdOf(a), a.group_caption], render: subjectNode },
       { value: (a) => a.title, render: (a) => link(`/alerts/${a.id}`, el("span", { class: "cell-title",
         title: a.title }, a.title)) },
-      { value: (a) => a.count, render: (a) => String(a.count), class: "num" },
+      { value: (a) => a.count, render: (a) => FSS.formatNumber(a.count), class: "num" },
     ];
     // Open alerts: how long ago (what on-call asks first); the exact time is in the title.
     const ago = (iso) => FSS.relative(iso, FSS.serverNow());
@@ -158,7 +165,7 @@
       { value: (a) => ago(a.opened_at), render: (a) => timeNode(a.opened_at, "relative") },
       { value: (a) => ago(a.last_at), render: (a) => timeNode(a.last_at, "relative") },
       { value: (a) => [a.state, a.silenced_until], render: (a) => [stateBadge(a),
-        a.silenced_until ? [" ", badge("silenced", "muted", `until ${a.silenced_until}`)] : null] },
+        a.silenced_until ? [" ", badge(word("silenced"), "muted", FSS.t("until {time}", { time: FSS.formatTime(a.silenced_until) }))] : null] },
       { value: (a) => [a.acked_by, a.acked_at], render: ackedNode },
     ];
     if (canChange) openColumns.push({ value: (a) => [a.acked_by, groupIdOf(a)], render: actionCell,
@@ -173,7 +180,7 @@
     function silenceColumns() {
       const columns = [
         { value: (s) => [s.task_group_id, s.group_caption], render: (s) => link(`/groups/${s.task_group_id}`,
-          s.group_caption || `group #${s.task_group_id}`) },
+          s.group_caption || FSS.t("group #{id}", { id: s.task_group_id })) },
         { value: (s) => s.until, render: (s) => [timeNode(s.until), " ",
           el("span", { class: "muted small" }, `(${FSS.relative(s.until, FSS.serverNow())})`)] },
         { value: (s) => s.by_user, render: (s) => s.by_user },
@@ -182,9 +189,9 @@
       if (canChange) {
         columns.push({ value: (s) => s.task_group_id, class: "actions-col", render: (s) => {
           const lift = el("button", { type: "button", class: "btn btn-sm", "data-write": true,
-            "aria-label": `lift the silence of group ${s.task_group_id}` }, "Lift");
+            "aria-label": FSS.t("lift the silence of group {id}", { id: s.task_group_id }) }, FSS.t("Lift"));
           lift.addEventListener("click", async () => {
-            await act(lift, () => api("DELETE", `/api/v1/groups/${s.task_group_id}/silence`), "Silence lifted");
+            await act(lift, () => api("DELETE", `/api/v1/groups/${s.task_group_id}/silence`), FSS.t("Silence lifted"));
             poller.now();
           });
           return lift;
@@ -223,13 +230,13 @@
       if (resolved) {
         syncTable($("#resolved-alerts"), resolved.items, (a) => a.id, resolvedColumns);
         $("#load-more").hidden = !resolved.next_before;
-        setText($("#shown"), resolved.items.length ? `${resolved.items.length} shown` : "");
+        setText($("#shown"), resolved.items.length ? FSS.t("{n} shown", { n: FSS.formatNumber(resolved.items.length) }) : "");
       }
       const silenced = silences.items || [];
       $("#silences-panel").hidden = silenced.length === 0;
       syncTable($("#silences"), silenced, (s) => s.task_group_id, silenceCols, { keepHeader: true });
       const openCount = open ? open.items.length : 0;
-      setText($("#count"), open ? `${openCount} open` : "");
+      setText($("#count"), open ? FSS.t("{n} open", { n: FSS.formatNumber(openCount) }) : "");
       labelCells();
     }
 
@@ -264,22 +271,22 @@
       if (signature === propsSignature) return;
       propsSignature = signature;
       setText($("#title"), a.title);
-      document.title = `Alert ${a.id}: ${a.title} · fss`;
+      document.title = `${FSS.t("Alert {id}", { id: a.id })}: ${a.title} · fss`;
       replaceChildren($("#state-badge"), stateBadge(a));
       replaceChildren($("#props"),
-        prop("Rule", [mono(a.rule), ruleText(a.rule) ? el("span", { class: "muted small" }, ` — ${ruleText(a.rule)}`) : null]),
-        prop("Subject", subjectNode(a)),
-        prop("Task", a.task_id ? link(`/tasks/${a.task_id}`, mono(`#${a.task_id}`)) : null),
-        prop("Client", a.client_id ? mono(a.client_id) : null),
-        prop("Raised", `${a.count}×`),
-        prop("Opened", timeNode(a.opened_at)),
-        prop("Last raised", timeNode(a.last_at)),
-        prop("Planned run", a.planned_at ? timeNode(a.planned_at) : null),
-        prop("Notified", a.notified_at ? timeNode(a.notified_at) : null),
-        prop("Resolved", a.resolved_at ? [timeNode(a.resolved_at), a.resolved_note ? ` — ${a.resolved_note}` : ""] : null),
-        prop("Acknowledged", a.acked_by ? [a.acked_by, " ", timeNode(a.acked_at)] : null),
-        prop("Silenced", a.silenced_until ? ["until ", timeNode(a.silenced_until)] : null),
-        prop("Detail", a.detail ? el("pre", { class: "error-block" }, a.detail) : null),
+        prop(FSS.t("Rule"), [mono(a.rule), ruleText(a.rule) ? el("span", { class: "muted small" }, ` — ${ruleText(a.rule)}`) : null]),
+        prop(FSS.t("Subject"), subjectNode(a)),
+        prop(FSS.t("Task"), a.task_id ? link(`/tasks/${a.task_id}`, mono(`#${a.task_id}`)) : null),
+        prop(FSS.t("Client"), a.client_id ? mono(a.client_id) : null),
+        prop(FSS.t("Raised"), FSS.t("{n}×", { n: FSS.formatNumber(a.count) })),
+        prop(FSS.t("Opened"), timeNode(a.opened_at)),
+        prop(FSS.t("Last raised"), timeNode(a.last_at)),
+        prop(FSS.t("Planned run"), a.planned_at ? timeNode(a.planned_at) : null),
+        prop(FSS.t("Notified"), a.notified_at ? timeNode(a.notified_at) : null),
+        prop(FSS.t("Resolved"), a.resolved_at ? [timeNode(a.resolved_at), a.resolved_note ? ` — ${a.resolved_note}` : ""] : null),
+        prop(FSS.t("Acknowledged"), a.acked_by ? [a.acked_by, " ", timeNode(a.acked_at)] : null),
+        prop(FSS.t("Silenced"), a.silenced_until ? [FSS.t("until"), " ", timeNode(a.silenced_until)] : null),
+        prop(FSS.t("Detail"), a.detail ? el("pre", { class: "error-block" }, a.detail) : null),
       );
     }
 
@@ -292,14 +299,14 @@
 
     const noticeColumns = [
       { value: (n) => n.id, render: (n) => mono(`#${n.id}`), class: "num" },
-      { value: (n) => n.kind, render: (n) => badge(n.kind, n.kind === "resolved" ? "success"
+      { value: (n) => n.kind, render: (n) => badge(word(n.kind), n.kind === "resolved" ? "success"
         : n.kind === "reminder" ? "warn" : "fail") },
       { value: (n) => n.created_at, render: (n) => timeNode(n.created_at) },
       { value: (n) => (n.deliveries || []).map((d) => [d.target_name, d.state]), render: (n) => {
         const deliveries = n.deliveries || [];
-        if (!deliveries.length) return el("span", { class: "muted" }, n.expanded_at ? "no target" : "pending");
+        if (!deliveries.length) return el("span", { class: "muted" }, n.expanded_at ? FSS.t("no target") : word("pending"));
         return el("span", { class: "chips" }, deliveries.map((d) => el("span",
-          { class: "chip mono" }, `${d.target_name}: ${d.state}`)));
+          { class: "chip" }, mono(d.target_name), `: ${word(d.state)}`)));
       } },
     ];
 
@@ -307,11 +314,11 @@
     const deliveryColumns = [
       { value: (d) => d.id, render: (d) => mono(`#${d.id}`), class: "num" },
       { value: (d) => [d.notice_id, d.notice_kind], render: (d) => (d.notice_id
-        ? [mono(`#${d.notice_id}`), d.notice_kind ? ` ${d.notice_kind}` : ""] : el("span", { class: "muted" }, "summary")) },
+        ? [mono(`#${d.notice_id}`), d.notice_kind ? ` ${word(d.notice_kind)}` : ""] : el("span", { class: "muted" }, FSS.t("summary"))) },
       { value: (d) => d.target_name, render: (d) => mono(d.target_name) },
-      { value: (d) => [d.state, d.folded_into], render: (d) => [badge(d.state, deliveryKind[d.state] || "muted"),
-        d.folded_into ? el("span", { class: "muted small" }, ` into #${d.folded_into}`) : null] },
-      { value: (d) => d.attempt_count, render: (d) => String(d.attempt_count ?? 0), class: "num" },
+      { value: (d) => [d.state, d.folded_into], render: (d) => [badge(word(d.state), deliveryKind[d.state] || "muted"),
+        d.folded_into ? el("span", { class: "muted small" }, FSS.t(" into #{id}", { id: d.folded_into })) : null] },
+      { value: (d) => d.attempt_count, render: (d) => FSS.formatNumber(d.attempt_count ?? 0), class: "num" },
       { value: (d) => d.sent_at, render: (d) => (d.sent_at ? timeNode(d.sent_at) : dash()) },
       { value: (d) => [d.state, d.next_at], render: (d) => (d.state === "pending" && d.next_at
         ? timeNode(d.next_at) : dash()) },
@@ -322,7 +329,7 @@
     const attemptColumns = [
       { value: (t) => t.at, render: (t) => timeNode(t.at) },
       { value: (t) => t.target_name, render: (t) => mono(t.target_name) },
-      { value: (t) => t.outcome, render: (t) => badge(t.outcome, t.outcome === "sent" ? "success" : "fail") },
+      { value: (t) => t.outcome, render: (t) => badge(word(t.outcome), t.outcome === "sent" ? "success" : "fail") },
       { value: (t) => t.status_code, render: (t) => (t.status_code === null || t.status_code === undefined
         ? dash() : mono(String(t.status_code))), class: "num" },
       { value: (t) => t.answer, render: (t) => (t.answer ? el("span", { class: "mono cell-answer",
@@ -365,7 +372,7 @@
       syncTable($("#notices"), notices, (n) => n.id, noticeColumns);
       syncTable($("#deliveries"), shown, (d) => d.id, deliveryColumns);
       syncTable($("#attempts"), attempts, (t) => t.id ?? `${t.delivery_id}-${t.at}`, attemptColumns);
-      setText($("#attempts-count"), attempts.length ? `${attempts.length}, newest first` : "");
+      setText($("#attempts-count"), attempts.length ? FSS.t("{n}, newest first", { n: FSS.formatNumber(attempts.length) }) : "");
       labelCells();
     }
 
@@ -375,7 +382,7 @@
     if (silence) {
       silence.addEventListener("click", async () => {
         const groupId = groupIdOf(current);
-        if (await silenceGroup(groupId, current.group_caption || `group #${groupId}`)) poller.now();
+        if (await silenceGroup(groupId, current.group_caption || FSS.t("group #{id}", { id: groupId }))) poller.now();
       });
     }
     poller = poll(refresh);
@@ -386,27 +393,31 @@
   // The settings of each kind (fss.domain.alert_targets CONFIG_KEYS). Secrets are inputs of
   // type password and are never filled back in: the API never returns them.
   const KIND_FIELDS = {
-    webhook: [["url", "URL", "url", "https://example.com/fss-hook"],
-      ["secret", "Signing secret (optional)", "password", "X-FSS-Signature HMAC key"],
-      ["headers", "Headers (optional)", "headers", "Authorization: Bearer …"]],
-    slack: [["url", "Incoming webhook URL", "url", "https://hooks.slack.com/services/…"]],
-    dingtalk: [["url", "Robot webhook URL", "url", "https://oapi.dingtalk.com/robot/send?access_token=…"],
-      ["secret", "Signing secret (SEC…, optional)", "password", ""]],
-    wecom: [["url", "Robot webhook URL", "url", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…"]],
-    feishu: [["url", "Robot webhook URL", "url", "https://open.feishu.cn/open-apis/bot/v2/hook/…"],
-      ["secret", "Signing secret (optional)", "password", ""]],
-    email: [["host", "SMTP host", "text", "smtp.example.com"],
-      ["security", "Security", "security", ""],
-      ["port", "Port (empty: by security)", "number", "587"],
-      ["user", "User (optional)", "text", ""],
-      ["password", "Password (optional)", "password", ""],
-      ["from", "From", "text", "fss <fss@example.com>"],
-      ["to", "To (comma-separated)", "text", "oncall@example.com, ops@example.com"]],
+    webhook: [["url", FSS.t("URL"), "url", "https://example.com/fss-hook"],
+      ["secret", FSS.t("Signing secret (optional)"), "password", FSS.t("X-FSS-Signature HMAC key")],
+      ["headers", FSS.t("Headers (optional)"), "headers", "Authorization: Bearer …"]],
+    slack: [["url", FSS.t("Incoming webhook URL"), "url", "https://hooks.slack.com/services/…"]],
+    dingtalk: [["url", FSS.t("Robot webhook URL"), "url", "https://oapi.dingtalk.com/robot/send?access_token=…"],
+      ["secret", FSS.t("Signing secret (SEC…, optional)"), "password", ""]],
+    wecom: [["url", FSS.t("Robot webhook URL"), "url", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…"]],
+    feishu: [["url", FSS.t("Robot webhook URL"), "url", "https://open.feishu.cn/open-apis/bot/v2/hook/…"],
+      ["secret", FSS.t("Signing secret (optional)"), "password", ""]],
+    email: [["host", FSS.t("SMTP host"), "text", "smtp.example.com"],
+      ["security", FSS.t("Security"), "security", ""],
+      ["port", FSS.t("Port (empty: by security)"), "number", "587"],
+      ["user", FSS.t("User (optional)"), "text", ""],
+      ["password", FSS.t("Password (optional)"), "password", ""],
+      ["from", FSS.t("From"), "text", "fss <fss@example.com>"],
+      ["to", FSS.t("To (comma-separated)"), "text", "oncall@example.com, ops@example.com"]],
   };
+
+  const KIND_NAMES = { webhook: "Webhook", slack: "Slack", dingtalk: FSS.t("DingTalk"), wecom: FSS.t("WeCom"),
+    feishu: FSS.t("Feishu"), email: FSS.t("Email") };
 
   function kindInput(name, type, placeholder) {
     if (type === "security") {
-      return el("select", { name }, ["starttls", "tls", "none"].map((v) => el("option", { value: v }, v)));
+      return el("select", { name }, [["starttls", "STARTTLS"], ["tls", "TLS"], ["none", FSS.t("none")]]
+        .map(([v, label]) => el("option", { value: v }, label)));
     }
     if (type === "headers") {
       return el("textarea", { name, rows: "2", class: "mono", placeholder, autocomplete: "off" });
@@ -428,7 +439,7 @@
     const headers = {};
     for (const line of text.split("\n").map((l) => l.trim()).filter(Boolean)) {
       const at = line.indexOf(":");
-      if (at < 1) throw new FSS.ApiError(422, `headers: "${line.slice(0, 40)}" is not "Name: value"`, "headers");
+      if (at < 1) throw new FSS.ApiError(422, FSS.t("headers: {line} is not “Name: value”", { line: `“${line.slice(0, 40)}”` }), "headers");
       headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
     }
     return headers;
@@ -466,14 +477,15 @@
 
   function showTestResult(name, result) {
     const panel = $("#test-result");
-    setText($("#test-title"), `Test of ${name}: ${result.ok ? "delivered" : "failed"}`);
+    setText($("#test-title"), result.ok ? FSS.t("Test of {name}: delivered", { name })
+      : FSS.t("Test of {name}: failed", { name }));
     replaceChildren($("#test-props"),
-      prop("Outcome", result.ok ? badge("sent", "success") : badge("failed", "fail")),
-      prop("HTTP status", result.status_code === null || result.status_code === undefined ? null
+      prop(FSS.t("Outcome"), result.ok ? badge(word("sent"), "success") : badge(word("failed"), "fail")),
+      prop(FSS.t("HTTP status"), result.status_code === null || result.status_code === undefined ? null
         : mono(String(result.status_code))),
-      prop("Answer", result.answer ? el("pre", { class: "json" }, result.answer) : null),
-      prop("Error", result.error ? el("pre", { class: "error-block" }, result.error) : null),
-      prop("Duration", duration(result.duration_ms)),
+      prop(FSS.t("Answer"), result.answer ? el("pre", { class: "json" }, result.answer) : null),
+      prop(FSS.t("Error"), result.error ? el("pre", { class: "error-block" }, result.error) : null),
+      prop(FSS.t("Duration"), duration(result.duration_ms)),
     );
     panel.hidden = false;
   }
@@ -484,19 +496,20 @@
 
     function actionCell(t) {
       const test = el("button", { type: "button", class: "btn btn-sm", "data-write": true,
-        "aria-label": `send a test message to ${t.name}` }, "Test");
+        "aria-label": FSS.t("send a test message to {name}", { name: t.name }) }, FSS.t("Test"));
       test.addEventListener("click", async () => {
         const result = await act(test, () => api("POST", `/api/v1/alert-targets/${encodeURIComponent(t.name)}/test`));
         if (result) showTestResult(t.name, result);
       });
       const remove = el("button", { type: "button", class: "btn btn-sm btn-danger-outline", "data-write": true,
-        "aria-label": `remove target ${t.name}` }, "Remove");
+        "aria-label": FSS.t("remove target {name}", { name: t.name }) }, FSS.t("Remove"));
       remove.addEventListener("click", async () => {
-        const sure = await confirmAction(`Remove ${t.name}?`, "Alerts are no longer sent to it; groups that name " +
-          "it fall back to the default targets. Deliveries already recorded stay.", "Remove");
+        const sure = await confirmAction(FSS.t("Remove {name}?", { name: t.name }),
+          FSS.t("Alerts are no longer sent to it; groups that name it fall back to the default targets. Deliveries already recorded stay."),
+          FSS.t("Remove"));
         if (!sure) return;
         await act(remove, () => api("DELETE", `/api/v1/alert-targets/${encodeURIComponent(t.name)}`),
-          `Target ${t.name} removed`);
+          FSS.t("Target {name} removed", { name: t.name }));
         poller.now();
       });
       return el("div", { class: "row-actions" }, test, remove);
@@ -504,20 +517,20 @@
 
     function healthNode(t) {
       const bad = failing.get(t.name);
-      if (!bad) return badge("ok", "success");
-      const why = bad.last_error || bad.error || "recent deliveries failed";
-      return badge("failing", "fail", typeof why === "string" ? why : JSON.stringify(why));
+      if (!bad) return badge(FSS.t("ok"), "success");
+      const why = bad.last_error || bad.error || FSS.t("recent deliveries failed");
+      return badge(FSS.t("failing"), "fail", typeof why === "string" ? why : JSON.stringify(why));
     }
 
     const columns = [
       { value: (t) => t.name, render: (t) => mono(t.name) },
-      { value: (t) => t.kind, render: (t) => t.kind },
+      { value: (t) => t.kind, render: (t) => KIND_NAMES[t.kind] || t.kind },
       { value: (t) => t.config || t.public_config, render: settingsNode },
       { value: (t) => t.default ?? t.is_default, render: (t) => ((t.default ?? t.is_default)
-        ? badge("default", "info") : el("span", { class: "muted" }, "named by groups")) },
+        ? badge(FSS.t("default"), "info") : el("span", { class: "muted" }, FSS.t("named by groups"))) },
       { value: (t) => t.rules, render: (t) => (t.rules && t.rules.length ? el("span", { class: "chips" },
-        t.rules.map((r) => el("span", { class: "chip mono" }, r))) : el("span", { class: "muted" }, "all")) },
-      { value: (t) => t.rate_per_min, render: (t) => String(t.rate_per_min), class: "num" },
+        t.rules.map((r) => el("span", { class: "chip mono" }, r))) : el("span", { class: "muted" }, FSS.t("all"))) },
+      { value: (t) => t.rate_per_min, render: (t) => FSS.formatNumber(t.rate_per_min), class: "num" },
       { value: (t) => failing.get(t.name) || null, render: healthNode },
     ];
     if (canChange) columns.push({ value: (t) => t.name, render: actionCell, class: "actions-col" });
@@ -526,7 +539,7 @@
       const data = await get("/api/v1/alert-targets");
       failing = new Map((data.failing || []).map((f) => [f.name || f.target_name || f.target, f]));
       syncTable($("#targets"), data.items, (t) => t.name, columns);
-      setText($("#count"), `${data.items.length} target${data.items.length === 1 ? "" : "s"}`);
+      setText($("#count"), FSS.tn("{n} target", "{n} targets", data.items.length));
       labelCells();
     }
 
@@ -534,7 +547,7 @@
     const form = $("#target-form");
     if (form) {
       const kinds = Object.keys(KIND_FIELDS);
-      replaceChildren($("#target-kind"), kinds.map((k) => el("option", { value: k }, k)));
+      replaceChildren($("#target-kind"), kinds.map((k) => el("option", { value: k }, KIND_NAMES[k] || k)));
       renderKindFields(kinds[0]);
       $("#target-kind").addEventListener("change", (event) => renderKindFields(event.target.value));
       form.addEventListener("submit", async (event) => {
@@ -543,7 +556,7 @@
         button.disabled = true;
         try {
           const added = await api("POST", "/api/v1/alert-targets", targetBody(form));
-          toast(`Target ${added.name} added`, "ok");
+          toast(FSS.t("Target {name} added", { name: added.name }), "ok");
           const kind = form.elements.kind.value;
           form.reset();
           form.elements.kind.value = kind;

@@ -3,16 +3,17 @@
 
 (() => {
   const { el, $, setText, get, api, poll, syncTable, link, mono, badge, canChange, act,
-    confirmAction } = FSS;
+    confirmAction, t } = FSS;
   const STATE_KIND = { ready: "success", draining: "warn", kicked: "fail" };
+  const STATE_NAMES = { ready: t("ready"), draining: t("draining"), kicked: t("kicked") };
   const MAX_TASK_LINKS = 5;
   let poller = null;
   const clientsById = new Map();
 
   function stateCell(c) {
-    const node = badge(c.state, STATE_KIND[c.state] || "muted");
-    if (c.state === "kicked" && c.kick_reason) node.title = `kicked: ${c.kick_reason}`;
-    return c.alive === false ? [node, " ", badge("silent", "muted", "no recent heartbeat")] : node;
+    const node = badge(STATE_NAMES[c.state] || c.state, STATE_KIND[c.state] || "muted");
+    if (c.state === "kicked" && c.kick_reason) node.title = t("kicked: {reason}", { reason: c.kick_reason });
+    return c.alive === false ? [node, " ", badge(t("silent"), "muted", t("no recent heartbeat"))] : node;
   }
 
   function runningCell(c) {
@@ -21,7 +22,7 @@
     const links = ids.slice(0, MAX_TASK_LINKS).map((id) => [link(`/tasks/${id}`, mono(`#${id}`)), " "]);
     const more = ids.length > MAX_TASK_LINKS ? link(`/tasks?client_id=${encodeURIComponent(c.id)}&status=Working`,
       `+${ids.length - MAX_TASK_LINKS}`) : null;
-    return el("span", { class: "running" }, el("b", {}, String(c.running)), " ", links, more);
+    return el("span", { class: "running" }, el("b", {}, FSS.formatNumber(c.running)), " ", links, more);
   }
 
   function jobsCell(c) {
@@ -38,13 +39,14 @@
     const c = clientsById.get(shown.id) || shown;
     if (c.state === "kicked") {
       await act(button, () => api("POST", `/api/v1/clients/${encodeURIComponent(c.id)}/admit`),
-        `Client ${c.id} admitted`);
+        t("Client {id} admitted", { id: c.id }));
     } else {
-      const sure = await confirmAction(`Kick ${c.id}?`, "The scheduler sends it no new runs until you " +
-        "admit it again or its worker restarts. Runs it holds now continue.", "Kick");
+      const sure = await confirmAction(t("Kick {id}?", { id: c.id }),
+        t("The scheduler sends it no new runs until you admit it again or its worker restarts. Runs it holds now continue."),
+        t("Kick"));
       if (!sure) return;
       await act(button, () => api("POST", `/api/v1/clients/${encodeURIComponent(c.id)}/kick`),
-        `Client ${c.id} kicked`);
+        t("Client {id} kicked", { id: c.id }));
     }
     poller.now();
   }
@@ -52,7 +54,8 @@
   function actionCell(c) {
     const kicked = c.state === "kicked";
     const button = el("button", { type: "button", class: kicked ? "btn btn-sm" : "btn btn-sm btn-danger-outline",
-      "data-write": true, "aria-label": `${kicked ? "admit" : "kick"} client ${c.id}` }, kicked ? "Admit" : "Kick");
+      "data-write": true, "aria-label": kicked ? t("admit client {id}", { id: c.id }) : t("kick client {id}", { id: c.id }) },
+      kicked ? t("Admit") : t("Kick"));
     button.addEventListener("click", () => kick(c, button));
     return button;
   }
@@ -62,7 +65,7 @@
     { value: (c) => c.host, render: (c) => c.host },
     { value: (c) => c.ip, render: (c) => mono(c.ip) },
     { value: (c) => c.pid, render: (c) => mono(String(c.pid)), class: "num" },
-    { value: (c) => c.language, render: (c) => c.language },
+    { value: (c) => c.language, render: (c) => mono(c.language) },
     { value: (c) => c.job_names, render: jobsCell },
     { value: (c) => c.tags, render: tagsCell },
     { value: (c) => [c.state, c.alive, c.kick_reason], render: stateCell },
@@ -82,7 +85,7 @@
     syncTable($("#clients"), data.items, (c) => c.id, columns,
       { rowClass: (c) => (c.state === "kicked" || c.alive === false ? "row-dim" : "") });
     const online = data.items.filter((c) => c.alive !== false).length;
-    setText($("#count"), `${online} online · ${data.items.length} registered`);
+    setText($("#count"), t("{online} online · {total} registered", { online: FSS.formatNumber(online), total: FSS.formatNumber(data.items.length) }));
   }
 
   document.addEventListener("DOMContentLoaded", () => { poller = poll(refresh); });

@@ -20,7 +20,7 @@ const FSS = (() => {
   // The page's language and the strings its scripts use, rendered by the server into
   // <script type="application/json" id="fss-i18n"> (fss.web.i18n): {locale, strings:
   // {English: translated}, errors: {code: text}}. Scripts mark every shown text with
-  // t("English text", {name: value}); an English page has no strings and shows the source.
+  // t(the English text, {name: value}); an English page has no strings and shows the source.
   const I18N = (() => {
     const node = document.getElementById("fss-i18n");
     try {

@@ -3,7 +3,15 @@
 
 (() => {
   const { el, $, setText, get, api, poll, syncTable, link, mono, timeNode, statusBadge, badge,
-    duration, act, confirmAction, toast, replaceChildren, firstLine } = FSS;
+    duration, act, confirmAction, toast, replaceChildren, firstLine, t, formatNumber } = FSS;
+  // Policy values as the form names them (the API's values stay in their titles).
+  const VALUE_NAMES = {
+    "run-once": t("run-once"), skip: t("skip (drop the new run)"),
+    buffer_one: t("buffer_one (run once after)"), replace: t("replace (kill the running one)"),
+    round_robin: t("round_robin (in turn)"), least_busy: t("least_busy"),
+    sticky: t("sticky (same client)"), failover: t("failover"), broadcast: t("broadcast (every client)"),
+  };
+  const named = (value) => (value ? el("span", { title: value }, VALUE_NAMES[value] || value) : null);
   const groupId = Number($("#group-head").dataset.groupId);
   const RECENT_TASKS = 25;
   const CHART_RUNS = 100;
@@ -30,33 +38,38 @@
     propsSignature = signature;
     const schedule = g.schedule_text || g.schedule || "";
     replaceChildren($("#props"),
-      prop("Job", mono(g.job_name)),
-      prop("Schedule", [el("span", { id: "schedule-words" }, schedule), " ",
+      prop(t("Job"), mono(g.job_name)),
+      prop(t("Schedule"), [el("span", { id: "schedule-words" }, schedule), " ",
         el("code", { class: "raw-schedule" },
-          g.cron || (g.interval_ms ? `${g.interval_ms} ms` : "set by the job"))]),
-      prop("Time zone", g.time_zone),
-      prop("Next run", g.is_enable ? [timeNode(g.next_at, null, g.time_zone), " ",
+          g.cron || (g.interval_ms ? `${g.interval_ms} ms` : t("set by the job")))]),
+      prop(t("Time zone"), g.time_zone),
+      prop(t("Next run"), g.is_enable ? [timeNode(g.next_at, null, g.time_zone), " ",
         el("span", { class: "muted", id: "next-rel" }, relativeNext)] : null),
-      prop("Last run", g.last_run_at ? [timeNode(g.last_run_at, null, g.time_zone), " ",
+      prop(t("Last run"), g.last_run_at ? [timeNode(g.last_run_at, null, g.time_zone), " ",
         statusBadge(g.last_status)] : null),
-      prop("Last error", g.last_error ? el("span", { class: "error-line" }, firstLine(g.last_error)) : null),
-      prop("Successes", `${g.run_count.toLocaleString()}${g.run_count ? `, ${duration(g.run_speed_avg)} on average` : ""}`),
-      prop("Failures", `${(g.fail_count || 0).toLocaleString()} still held`),
-      prop("Misfire", g.misfire),
-      prop("Timeout", g.timeout_s ? `${g.timeout_s} s` : null),
-      prop("Start at", timeNode(g.start_at, null, g.time_zone)),
-      prop("Created", timeNode(g.created_at, null, g.time_zone)),
-      prop("Key", g.key ? mono(g.key) : null),
-      prop("Data", el("pre", { class: "json" }, JSON.stringify(g.data, null, 2))),
+      prop(t("Last error"), g.last_error ? el("span", { class: "error-line" }, firstLine(g.last_error)) : null),
+      prop(t("Successes"), g.run_count
+        ? t("{n}, {time} on average", { n: formatNumber(g.run_count), time: duration(g.run_speed_avg) })
+        : formatNumber(g.run_count)),
+      prop(t("Failures"), t("{n} still held", { n: formatNumber(g.fail_count || 0) })),
+      prop(t("Misfire"), named(g.misfire)),
+      prop(t("Timeout"), g.timeout_s ? duration(g.timeout_s * 1000) : null),
+      prop(t("Start at"), timeNode(g.start_at, null, g.time_zone)),
+      prop(t("Created"), timeNode(g.created_at, null, g.time_zone)),
+      prop(t("Key"), g.key ? mono(g.key) : null),
+      prop(t("Data"), el("pre", { class: "json" }, JSON.stringify(g.data, null, 2))),
     );
     replaceChildren($("#policies"), ...policyProps(g));
   }
 
   function retriesText(g) {
-    if (!g.retries) return "none";
-    const cap = g.retry_delay_max_ms ? `, at most ${duration(g.retry_delay_max_ms)}` : "";
-    return `${g.retries} × after ${duration(g.retry_delay_ms)}, ×${g.retry_backoff} each${cap}`
-      + (g.retry_jitter ? ", jittered (random 0..delay)" : ", no jitter");
+    if (!g.retries) return t("none");
+    const params = { n: g.retries, delay: duration(g.retry_delay_ms), factor: g.retry_backoff,
+      max: duration(g.retry_delay_max_ms) };
+    const text = g.retry_delay_max_ms
+      ? t("{n} × after {delay}, ×{factor} each, at most {max}", params)
+      : t("{n} × after {delay}, ×{factor} each", params);
+    return text + (g.retry_jitter ? t(", jittered (random 0..delay)") : t(", no jitter"));
   }
 
   function groupRef(ref) {
@@ -66,23 +79,23 @@
   function policyProps(g) {
     const refs = (g.on_success || []).flatMap((ref, i) => (i ? [", ", groupRef(ref)] : [groupRef(ref)]));
     return [
-      prop("Retries", retriesText(g)),
-      prop("Time limit", g.max_run_s ? `${g.max_run_s} s (the run is stopped)` : null),
-      prop("Overlap", g.overlap),
-      prop("Route", g.route),
-      prop("Client tag", g.client_tag ? mono(g.client_tag) : null),
-      prop("On success", refs.length ? refs : null),
-      prop("Start jitter", g.jitter_ms ? `0..${duration(g.jitter_ms)}` : null),
-      prop("Alert targets", g.alert_targets && g.alert_targets.length
-        ? commaList(g.alert_targets.map((name) => mono(name))) : muted("the default targets")),
-      prop("Alert rules", alertRulesText(g.alert_rules)),
-      prop("Late after", g.late_after_s ? lateAfterText(g.late_after_s)
-        : muted("one period plus the grace")),
+      prop(t("Retries"), retriesText(g)),
+      prop(t("Time limit"), g.max_run_s ? t("{time} (the run is stopped)", { time: duration(g.max_run_s * 1000) }) : null),
+      prop(t("Overlap"), named(g.overlap)),
+      prop(t("Route"), named(g.route)),
+      prop(t("Client tag"), g.client_tag ? mono(g.client_tag) : null),
+      prop(t("On success"), refs.length ? refs : null),
+      prop(t("Start jitter"), g.jitter_ms ? `0..${duration(g.jitter_ms)}` : null),
+      prop(t("Alert targets"), g.alert_targets && g.alert_targets.length
+        ? commaList(g.alert_targets.map((name) => mono(name))) : muted(t("the default targets"))),
+      prop(t("Alert rules"), alertRulesText(g.alert_rules)),
+      prop(t("Late after"), g.late_after_s ? lateAfterText(g.late_after_s)
+        : muted(t("one period plus the grace"))),
     ].flat();
   }
 
   function lateAfterText(seconds) {
-    const text = `${seconds} s after a planned run without success`;
+    const text = t("{n} s after a planned run without success", { n: formatNumber(seconds) });
     return seconds < 60 ? text : `${text} (${duration(seconds * 1000)})`;
   }
 
@@ -96,8 +109,8 @@
 
   // null: every rule that is on globally; []: this group raises no alerts.
   function alertRulesText(rules) {
-    if (rules === null || rules === undefined) return muted("every rule on globally");
-    if (!rules.length) return el("strong", {}, "none (no alerts for this group)");
+    if (rules === null || rules === undefined) return muted(t("every rule on globally"));
+    if (!rules.length) return el("strong", {}, t("none (no alerts for this group)"));
     return commaList(rules.map((name) => mono(name)));
   }
 
@@ -106,9 +119,9 @@
     const note = $("#disabled-note");
     note.hidden = g.is_enable || (!g.disabled_note && !g.enable_at);
     if (note.hidden) return;
-    replaceChildren(note, el("strong", {}, "Disabled"),
-      g.disabled_note ? `: ${g.disabled_note}` : "",
-      g.enable_at ? [" — enables itself at ", timeNode(g.enable_at, null, g.time_zone)] : "");
+    replaceChildren(note, el("strong", {}, t("Disabled")),
+      g.disabled_note ? t(": {note}", { note: g.disabled_note }) : "",
+      g.enable_at ? [t(" — enables itself at "), timeNode(g.enable_at, null, g.time_zone)] : "");
   }
 
   // Why it cannot run now (the API's cannot_run): badges by the title, the details below.
@@ -121,7 +134,7 @@
       return node ? node.textContent : reason;
     };
     replaceChildren($("#blocked-badges"), reasons.map((r) => badge(wordOf(r.reason), "warn", r.detail)));
-    replaceChildren($("#blocked-reasons"), reasons.map((r) => el("li", {}, `${wordOf(r.reason)}: ${r.detail}`)));
+    replaceChildren($("#blocked-reasons"), reasons.map((r) => el("li", {}, t("{reason}: {detail}", { reason: wordOf(r.reason), detail: r.detail }))));
     $("#blocked-note").hidden = reasons.length === 0;
   }
 
@@ -129,12 +142,12 @@
     setText($("#caption"), g.caption);
     $("#caption").title = g.caption;
     document.title = `${g.caption} · fss`;
-    replaceChildren($("#enabled-badge"), g.is_enable ? badge("enabled", "success")
-      : badge("disabled", "muted"));
+    replaceChildren($("#enabled-badge"), g.is_enable ? badge(t("enabled"), "success")
+      : badge(t("disabled"), "muted"));
     renderDisabled(g);
     renderBlocked(g);
     const toggle = $("#toggle-enabled");
-    if (toggle) setText(toggle, g.is_enable ? "Disable" : "Enable");
+    if (toggle) setText(toggle, g.is_enable ? t("Disable") : t("Enable"));
   }
 
   /* ---- chart ----------------------------------------------------------------------- */
@@ -166,9 +179,9 @@
       axes: [FSS.axis(), FSS.axis({ size: 56, values: (u, ticks) => ticks.map((v) => duration(v)) })],
       series: [
         {},
-        { label: "success", stroke: FSS.COLORS.success, fill: "rgba(31,157,85,0.45)", paths: bars,
+        { label: t("success"), stroke: FSS.COLORS.success, fill: "rgba(31,157,85,0.45)", paths: bars,
           points: dots(FSS.COLORS.success), value: (u, v) => (v === null ? "—" : duration(v)) },
-        { label: "fail", stroke: FSS.COLORS.fail, fill: "rgba(214,69,69,0.6)", paths: bars,
+        { label: t("fail"), stroke: FSS.COLORS.fail, fill: "rgba(214,69,69,0.6)", paths: bars,
           points: dots(FSS.COLORS.fail), value: (u, v) => (v === null ? "—" : duration(v)) },
       ],
     }, data);
@@ -183,7 +196,7 @@
     { value: (t) => t.run_at, render: (t) => timeNode(t.run_at, null, zone()) },
     { value: (t) => t.finish_at, render: (t) => timeNode(t.finish_at, null, zone()) },
     { value: (t) => t.run_speed, render: (t) => duration(t.run_speed), class: "num" },
-    { value: (t) => t.attempt, render: (t) => String(t.attempt), class: "num" },
+    { value: (t) => t.attempt, render: (t) => formatNumber(t.attempt), class: "num" },
     { value: (t) => t.client_id, render: (t) => (t.client_id ? mono(t.client_id) : "") },
     { value: (t) => t.error, render: (t) => el("span", { class: "error-line", title: t.error || "" },
       firstLine(t.error)), class: "cell-error" },
@@ -218,13 +231,14 @@
     if (!run) return;
     run.addEventListener("click", () => act(run, () => api("POST", `/api/v1/groups/${groupId}/run`))
       .then((result) => {
-        if (result) toast(`Task ${result.task_id} starts now`, "ok");
+        if (result) toast(t("Task {id} starts now", { id: result.task_id }), "ok");
         poller.now();
       }));
     const toggle = $("#toggle-enabled");
     toggle.addEventListener("click", () => {
       const verb = group && group.is_enable ? "disable" : "enable";
-      act(toggle, () => api("POST", `/api/v1/groups/${groupId}/${verb}`), `Group ${verb}d`)
+      act(toggle, () => api("POST", `/api/v1/groups/${groupId}/${verb}`),
+        verb === "enable" ? t("Group {id} enabled", { id: groupId }) : t("Group {id} disabled", { id: groupId }))
         .then(() => poller.now());
     });
     $("#edit-group").addEventListener("click", () => {
@@ -232,9 +246,9 @@
     });
     const del = $("#delete-group");
     del.addEventListener("click", async () => {
-      const sure = await confirmAction(`Delete group ${groupId}?`,
-        `“${group ? group.caption : ""}” is deleted with all its tasks and run logs. This cannot be undone.`,
-        "Delete");
+      const sure = await confirmAction(t("Delete group {id}?", { id: groupId }),
+        t("“{caption}” is deleted with all its tasks and run logs. This cannot be undone.", { caption: group ? group.caption : "" }),
+        t("Delete"));
       if (!sure) return;
       const done = await act(del, () => api("DELETE", `/api/v1/groups/${groupId}`));
       if (done !== undefined) window.location.assign("/groups");

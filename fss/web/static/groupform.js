@@ -12,7 +12,7 @@
 "use strict";
 
 const GroupForm = (() => {
-  const { $, $$, el, setText, api, replaceChildren } = FSS;
+  const { $, $$, el, setText, api, replaceChildren, t } = FSS;
   const PREVIEW_COUNT = 5;
   const PREVIEW_DELAY_MS = 300;
   let dialog = null;
@@ -63,10 +63,10 @@ const GroupForm = (() => {
     try {
       value = JSON.parse(text);
     } catch (err) {
-      throw new FSS.ApiError(0, `data: not valid JSON (${err.message})`, "data");
+      throw new FSS.ApiError(0, t("data: not valid JSON ({reason})", { reason: err.message }), "data");
     }
     if (value === null || typeof value !== "object" || Array.isArray(value)) {
-      throw new FSS.ApiError(0, "data: must be a JSON object, like {\"key\": \"value\"}", "data");
+      throw new FSS.ApiError(0, t("data: must be a JSON object, like {example}", { example: '{"key": "value"}' }), "data");
     }
     return value;
   }
@@ -267,7 +267,7 @@ const GroupForm = (() => {
 
   // The same, by their labels' names.
   function changedSince(opened, now) {
-    return changedFields(opened, now).map((name) => (name === "is_enable" ? "enabled" : name));
+    return changedFields(opened, now).map((name) => (name === "is_enable" ? t("enabled") : name));
   }
 
   // A 409 caused only by what runs write (a job that saves its data every run) is no
@@ -305,7 +305,7 @@ const GroupForm = (() => {
     }
     if (editing && Object.keys(payload).length === 1) {
       dialog.close();
-      FSS.toast("Nothing changed", "ok");
+      FSS.toast(t("Nothing changed"), "ok");
       return;
     }
     const save = $("#group-save");
@@ -315,7 +315,7 @@ const GroupForm = (() => {
         ? await saveEdit(payload)
         : await api("POST", "/api/v1/groups", payload);
       dialog.close();
-      FSS.toast(editing ? `Group ${group.id} saved` : `Group ${group.id} created`, "ok");
+      FSS.toast(editing ? t("Group {id} saved", { id: group.id }) : t("Group {id} created", { id: group.id }), "ok");
       if (onSaved) onSaved(group);
     } catch (err) {
       if (err.status === 409 && err.body && err.body.current) {
@@ -332,7 +332,7 @@ const GroupForm = (() => {
   // changed; the form keeps the user's input and now edits the newer version.
   function showStale(current, mine) {
     const fields = changedSince(editing, current);
-    const what = fields.length ? `changed meanwhile: ${fields.join(", ")}` : "changed meanwhile";
+    const what = fields.length ? t("changed meanwhile: {fields}", { fields: fields.join(", ") }) : t("changed meanwhile");
     const startAt = field("start_at").value;
     const dataText = field("data").value;
     // The form now shows the group as it is, with the user's own changes kept on top.
@@ -340,8 +340,8 @@ const GroupForm = (() => {
     fill(current);
     keepMine(mine, startAt, dataText);
     showKind();
-    showError(null, `Not saved: group ${current.id} was ${what} (now version ${current.version}). `
-      + "Check those fields and save again.");
+    showError(null, t("Not saved: group {id} was {what} (now version {version}). Check those fields and save again.",
+      { id: current.id, what, version: current.version }));
   }
 
   function keepMine(mine, startAt, dataText) {
@@ -379,7 +379,7 @@ const GroupForm = (() => {
     const seq = ++previewSeq;
     if (kind() === "job_sets_next") {
       replaceChildren(list);
-      setText(note, "The job returns each next time; the first run is at the start time.");
+      setText(note, t("The job returns each next time; the first run is at the start time."));
       return;
     }
     const request = { ...scheduleBody(), count: PREVIEW_COUNT };
@@ -389,7 +389,7 @@ const GroupForm = (() => {
     if (startAt) request.start_at = startAt;
     if (request.interval_ms === null || request.cron === null) {
       replaceChildren(list);
-      setText(note, kind() === "cron" ? "Type a cron expression." : "Type an interval.");
+      setText(note, kind() === "cron" ? t("Type a cron expression.") : t("Type an interval."));
       return;
     }
     try {
@@ -397,8 +397,8 @@ const GroupForm = (() => {
       if (seq !== previewSeq) return; // a newer preview is on its way
       replaceChildren(list, ...answer.next.map((iso) => el("li", { title: FSS.timeTitle(iso, zone) },
         FSS.formatTime(iso, zone), el("span", { class: "muted" }, ` (${FSS.relative(iso)})`))));
-      setText(note, answer.next.length ? `shown in ${FSS.shownZone(zone)} (the zone switch, top right)`
-        : "no fire times ahead");
+      setText(note, answer.next.length ? t("shown in {zone} (the zone switch, top right)", { zone: FSS.shownZone(zone) })
+        : t("no fire times ahead"));
     } catch (err) {
       if (seq !== previewSeq) return;
       replaceChildren(list);
@@ -444,8 +444,8 @@ const GroupForm = (() => {
     fill(editing);
     clearErrors();
     showKind();
-    setText($("#group-form-title"), editing ? `Edit group ${editing.id}` : "New task group");
-    setText($("#group-save"), editing ? "Save" : "Create group");
+    setText($("#group-form-title"), editing ? t("Edit group {id}", { id: editing.id }) : t("New task group"));
+    setText($("#group-save"), editing ? t("Save") : t("Create group"));
     dialog.showModal();
     field("caption").focus();
     preview();

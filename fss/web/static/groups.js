@@ -5,7 +5,7 @@
 
 (() => {
   const { el, $, $$, setText, get, api, poll, syncTable, link, mono, timeNode, statusBadge, badge,
-    duration, canChange, act, confirmAction, toast } = FSS;
+    duration, canChange, act, confirmAction, toast, t, tn, formatNumber } = FSS;
   const FILTER_DELAY_MS = 250;
   const DEFAULT_PAGE = 100; // groups per "Load more", unless /groups?limit=N says otherwise
   const MAX_PAGE = 500; // the API's largest page (limit)
@@ -54,7 +54,8 @@
   function toggle(group, input) {
     const verb = input.checked ? "enable" : "disable";
     act(input, () => api("POST", `/api/v1/groups/${group.id}/${verb}`),
-      `Group ${group.id} ${verb}d`).then((result) => {
+      input.checked ? t("Group {id} enabled", { id: group.id }) : t("Group {id} disabled", { id: group.id }))
+      .then((result) => {
       if (result === undefined) input.checked = !input.checked;
       poller.now();
     });
@@ -62,16 +63,17 @@
 
   function runNow(group, button) {
     act(button, () => api("POST", `/api/v1/groups/${group.id}/run`)).then((result) => {
-      if (result) toast(`Task ${result.task_id} of group ${group.id} starts now`, "ok");
+      if (result) toast(t("Task {task} of group {group} starts now", { task: result.task_id, group: group.id }), "ok");
       poller.now();
     });
   }
 
   async function remove(group, button) {
-    const sure = await confirmAction(`Delete group ${group.id}?`,
-      `“${group.caption}” is deleted with all its tasks and run logs. This cannot be undone.`, "Delete");
+    const sure = await confirmAction(t("Delete group {id}?", { id: group.id }),
+      t("“{caption}” is deleted with all its tasks and run logs. This cannot be undone.", { caption: group.caption }),
+      t("Delete"));
     if (!sure) return;
-    await act(button, () => api("DELETE", `/api/v1/groups/${group.id}`), `Group ${group.id} deleted`);
+    await act(button, () => api("DELETE", `/api/v1/groups/${group.id}`), t("Group {id} deleted", { id: group.id }));
     poller.now();
   }
 
@@ -166,13 +168,13 @@
   /* ---- table ----------------------------------------------------------------------- */
 
   function enabledCell(group) {
-    if (!canChange) return group.is_enable ? badge("on", "success") : badge("off", "muted");
+    if (!canChange) return group.is_enable ? badge(t("on"), "success") : badge(t("off"), "muted");
     const input = el("input", { type: "checkbox", role: "switch", "aria-label":
-      `enabled: group ${group.id}`, class: "switch-input", "data-write": true });
+      t("enabled: group {id}", { id: group.id }), class: "switch-input", "data-write": true });
     input.checked = group.is_enable;
     input.addEventListener("change", () => toggle(group, input));
-    return el("label", { class: "switch", title: group.is_enable ? "enabled: click to disable"
-      : "disabled: click to enable" }, input, el("span", { class: "switch-track" }));
+    return el("label", { class: "switch", title: group.is_enable ? t("enabled: click to disable")
+      : t("disabled: click to enable") }, input, el("span", { class: "switch-track" }));
   }
 
   const groupsById = new Map(); // the newest copy of each group, for the buttons
@@ -180,12 +182,12 @@
   function actionsCell(shown) {
     const current = () => groupsById.get(shown.id) || shown;
     const run = el("button", { type: "button", class: "btn btn-sm", "data-write": true,
-      title: "create a run that starts now" }, "Run");
+      title: t("create a run that starts now") }, t("Run"));
     run.addEventListener("click", () => runNow(current(), run));
-    const edit = el("button", { type: "button", class: "btn btn-sm", "data-write": true }, "Edit");
+    const edit = el("button", { type: "button", class: "btn btn-sm", "data-write": true }, t("Edit"));
     edit.addEventListener("click", () => GroupForm.open(current(), () => poller.now()));
     const del = el("button", { type: "button", class: "btn btn-sm btn-danger-outline",
-      "data-write": true, "aria-label": `delete group ${shown.id}` }, "Delete");
+      "data-write": true, "aria-label": t("delete group {id}", { id: shown.id }) }, t("Delete"));
     del.addEventListener("click", () => remove(current(), del));
     return el("div", { class: "row-actions" }, run, edit, del);
   }
@@ -213,7 +215,7 @@
         : el("span", { class: "muted" }, "—")) },
     { value: (g) => [g.last_status, g.last_error, FSS.relative(g.last_run_at, FSS.serverNow())],
       render: (g) => {
-        if (!g.last_status && !g.last_run_at) return el("span", { class: "muted" }, "never ran");
+        if (!g.last_status && !g.last_run_at) return el("span", { class: "muted" }, t("never ran"));
         const node = statusBadge(g.last_status);
         if (g.last_error) node.title = FSS.firstLine(g.last_error);
         return [node, " ", el("span", { class: "muted small" },
@@ -221,9 +223,9 @@
       } },
     { value: (g) => [g.run_count, g.run_speed_avg],
       render: (g) => (g.run_count ? duration(g.run_speed_avg) : ""), class: "num" },
-    { value: (g) => g.run_count, render: (g) => g.run_count.toLocaleString(), class: "num" },
+    { value: (g) => g.run_count, render: (g) => formatNumber(g.run_count), class: "num" },
     { value: (g) => g.fail_count, render: (g) => (g.fail_count
-      ? el("span", { class: "text-fail" }, g.fail_count.toLocaleString()) : "0"), class: "num" },
+      ? el("span", { class: "text-fail" }, formatNumber(g.fail_count)) : "0"), class: "num" },
     { value: (g) => g.is_enable, render: enabledCell },
   ];
   if (canChange) {
@@ -249,7 +251,7 @@
     let bar = $("#groups-more");
     if (!bar) {
       const button = el("button", { type: "button", class: "btn", id: "groups-load-more" },
-        "Load more");
+        t("Load more"));
       button.addEventListener("click", () => {
         wanted += state.page;
         poller.now();
@@ -262,11 +264,11 @@
   }
 
   function showCount(shown, total) {
-    const noun = `group${total === 1 ? "" : "s"}`;
-    setText($("#count"), shown < total ? `${shown.toLocaleString()} of ${total.toLocaleString()} ${noun}`
-      : `${total.toLocaleString()} ${noun}`);
+    const counts = { shown: formatNumber(shown), total: formatNumber(total) };
+    setText($("#count"), shown < total ? tn("{shown} of {total} group", "{shown} of {total} groups", total, counts)
+      : tn("{n} group", "{n} groups", total));
     loadMoreBar().hidden = shown >= total;
-    setText($("#groups-shown"), shown < total ? `showing ${shown.toLocaleString()} of ${total.toLocaleString()}` : "");
+    setText($("#groups-shown"), shown < total ? t("showing {shown} of {total}", counts) : "");
   }
 
   async function refresh() {

@@ -8,7 +8,7 @@
 "use strict";
 
 (() => {
-  const { el, $, $$, get, query, setText, replaceChildren, poll, formatTime } = FSS;
+  const { el, $, $$, get, query, setText, replaceChildren, poll, formatTime, t } = FSS;
   const SVG = "http://www.w3.org/2000/svg";
   const REFRESH_MS = 30000;
   const browserZone = (() => {
@@ -25,8 +25,9 @@
       (name in values ? String(values[name]) : all));
   }
 
-  const number = (n) => Number(n || 0).toLocaleString("en-US");
-  const percent = (rate) => (rate === null || rate === undefined ? "–" : `${(rate * 100).toFixed(1)} %`);
+  const number = (n) => FSS.formatNumber(Number(n || 0));
+  const oneDecimal = new Intl.NumberFormat(FSS.LOCALE, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  const percent = (rate) => (rate === null || rate === undefined ? "–" : `${oneDecimal.format(rate * 100)} %`);
 
   function svg(tag, attrs, ...children) {
     const node = document.createElementNS(SVG, tag);
@@ -76,7 +77,7 @@
     const rate = [];
     days.forEach((day, i) => {
       const x = PAD.left + slot * i + (slot - barW) / 2;
-      const tip = `${day.day}: ${number(day.success)} success, ${number(day.fail)} fail`;
+      const tip = t("{day}: {success} success, {fail} fail", { day: day.day, success: number(day.success), fail: number(day.fail) });
       const bar = svg("g", { class: "bar" }, svg("title", {}, tip));
       if (day.success) {
         bar.appendChild(svg("rect", { x, width: barW, y: y(day.success), height: y(0) - y(day.success), class: "bar-success" }));
@@ -181,10 +182,11 @@
   /* ---- clients (Reports page) ------------------------------------------------------ */
 
   const STATE_BADGE = { online: "success", silent: "warn", offline: "none" };
+  const STATE_NAMES = { online: t("online"), silent: t("silent"), offline: t("offline") };
 
   function hours(seconds) {
-    if (seconds % 3600 === 0) return `${seconds / 3600} h`;
-    return `${Math.round(seconds / 60)} min`;
+    if (seconds % 3600 === 0) return t("{n} h", { n: number(seconds / 3600) });
+    return t("{n} min", { n: number(Math.round(seconds / 60)) });
   }
 
   async function refreshClients(panel, state) {
@@ -197,7 +199,7 @@
       else if (c.state === "silent") note = fill(panel.dataset.textSilent, { time: formatTime(c.heartbeat_at) });
       return el("tr", { dataset: { client: c.id, state: c.state } },
         el("td", { class: "mono" }, c.id),
-        el("td", {}, FSS.badge(c.state, STATE_BADGE[c.state] || "none", note || null),
+        el("td", {}, FSS.badge(STATE_NAMES[c.state] || c.state, STATE_BADGE[c.state] || "none", note || null),
           note ? el("span", { class: "muted small" }, ` ${note}`) : null),
         el("td", {}, c.host || ""),
         el("td", { class: "num", "data-col": "processed" }, number(c.processed)),

@@ -4,6 +4,7 @@
 
 (() => {
   const { el, $, setText, get, syncTable, link, mono, timeNode, statusBadge, badge, firstLine } = FSS;
+  // `t` is a task in this file: the translator is called as FSS.t.
   let cursor = null;
   let query = "";
   const runs = new Map();
@@ -65,7 +66,7 @@
       showTask(found.task);
       $("#group-results").hidden = false;
       syncTable($("#found-groups"), found.groups.items, (g) => g.id, groupColumns);
-      setText($("#groups-total"), word("groups-total").replace("{n}", found.groups.total.toLocaleString()));
+      setText($("#groups-total"), word("groups-total").replace("{n}", FSS.formatNumber(found.groups.total)));
       $("#groups-all").setAttribute("href", `/groups${FSS.query({ q: query })}`);
       $("#groups-all").hidden = found.groups.total <= found.groups.items.length;
       runs.clear();

@@ -4,6 +4,11 @@
 (() => {
   const { el, $, setText, get, poll, link, mono, timeNode, statusBadge, duration,
     replaceChildren, formatTime, api, act, confirmAction, toast } = FSS;
+  // `t` is a task in this file: the translator is called as FSS.t.
+  const STATE_WORDS = { live: FSS.t("● live"), finished: FSS.t("finished"), polling: FSS.t("polling"),
+    reconnecting: FSS.t("reconnecting…"), offline: FSS.t("offline") };
+  const KIND_WORDS = { scheduled: FSS.t("scheduled"), manual: FSS.t("manual"), child: FSS.t("child"),
+    backfill: FSS.t("backfill") };
   const taskId = Number($("#task-head").dataset.taskId);
   const FINISHED = new Set(["Success", "Fail"]);
   const LOG_LIMIT = 500;
@@ -40,13 +45,14 @@
     const kill = $("#kill-task");
     if (!kill) return;
     kill.addEventListener("click", async () => {
-      const where = task && task.client_id ? task.client_id : "its client";
-      const sure = await confirmAction(`Kill task ${taskId}?`,
-        `Attempt ${task ? task.attempt : ""} is stopped now on ${where} and ends Fail.`, "Kill");
+      const where = task && task.client_id ? task.client_id : FSS.t("its client");
+      const sure = await confirmAction(FSS.t("Kill task {id}?", { id: taskId }),
+        FSS.t("Attempt {attempt} is stopped now on {client} and ends Fail.", { attempt: task ? task.attempt : "", client: where }),
+        FSS.t("Kill"));
       if (!sure) return;
       const result = await act(kill, () => api("POST", `/api/v1/tasks/${taskId}/kill`));
       if (result) {
-        toast(result.message, "ok");
+        toast(FSS.t("Task {id}: the kill was sent to its client", { id: taskId }), "ok");
         if (poller) poller.now();
       }
     });
@@ -82,24 +88,25 @@
         setText(node, FSS.formatClock(at, false, zone));
       }
     }
-    document.title = `Task ${t.id} · ${t.caption || t.job_name} · fss`;
+    document.title = `${FSS.t("Task {id}", { id: t.id })} · ${t.caption || t.job_name} · fss`;
     replaceChildren($("#props"),
-      prop("Group", link(`/groups/${t.task_group_id}`, t.caption || `group ${t.task_group_id}`)),
-      prop("Job", mono(t.job_name)),
-      prop("Planned start", timeNode(t.start_at, null, zone)),
+      prop(FSS.t("Group"), link(`/groups/${t.task_group_id}`, t.caption || FSS.t("group {id}", { id: t.task_group_id }))),
+      prop(FSS.t("Job"), mono(t.job_name)),
+      prop(FSS.t("Planned start"), timeNode(t.start_at, null, zone)),
       // scheduled, manual (fss group run), child (on_success), backfill (start = its slot)
-      prop("Kind", t.kind || null),
-      prop("Duration", t.run_speed !== null ? duration(t.run_speed) : null),
-      prop("Attempt", String(t.attempt)),
-      prop("Client", t.client_id ? link(`/tasks?client_id=${encodeURIComponent(t.client_id)}`,
+      prop(FSS.t("Kind"), t.kind ? KIND_WORDS[t.kind] || t.kind : null),
+      prop(FSS.t("Duration"), t.run_speed !== null ? duration(t.run_speed) : null),
+      prop(FSS.t("Attempt"), FSS.formatNumber(t.attempt)),
+      prop(FSS.t("Client"), t.client_id ? link(`/tasks?client_id=${encodeURIComponent(t.client_id)}`,
         mono(t.client_id)) : null),
-      prop("Client host", t.client_host ? `${t.client_host}${t.client_ip ? ` (${t.client_ip})` : ""}` : null),
-      prop("Scheduler node", t.server_node ? mono(t.server_node) : null),
-      prop("Error", t.error ? errorProp(t.error) : null),
+      prop(FSS.t("Client host"), t.client_host ? `${t.client_host}${t.client_ip ? ` (${t.client_ip})` : ""}` : null),
+      prop(FSS.t("Scheduler node"), t.server_node ? mono(t.server_node) : null),
+      prop(FSS.t("Error"), t.error ? errorProp(t.error) : null),
     );
     const events = t.timeline || [];
-    const labels = { created: "Created", dispatched: "Dispatched to a client",
-      started: "Started on the client", finished: FINISHED.has(t.status) ? `Finished: ${t.status}` : "Finished" };
+    const labels = { created: FSS.t("Created"), dispatched: FSS.t("Dispatched to a client"),
+      started: FSS.t("Started on the client"), finished: FINISHED.has(t.status)
+        ? FSS.t("Finished: {status}", { status: FSS.statusName(t.status) }) : FSS.t("Finished") };
     const all = ["created", "dispatched", "started", "finished"];
     const happened = new Map(events.map((e) => [e.event, e.at]));
     replaceChildren($("#timeline"), ...all.map((name) => {
@@ -109,7 +116,7 @@
         el("span", { class: "tl-dot" }),
         el("span", { class: "tl-label" }, labels[name]),
         at ? el("time", { datetime: at, title: FSS.timeTitle(at, zone), class: "tl-time mono" }, formatTime(at, zone))
-          : el("span", { class: "tl-time muted" }, "not yet"));
+          : el("span", { class: "tl-time muted" }, FSS.t("not yet")));
     }));
   }
 
@@ -121,12 +128,13 @@
     $("#attempts-panel").hidden = list.length < 2 && !broadcast;
     $("#shard-head").hidden = !broadcast;
     setText($("#attempts-count"), broadcast
-      ? `${list.length} shard runs of ${shardTotal} shards` : `${list.length} attempts`);
+      ? FSS.t("{n} shard runs of {total} shards", { n: FSS.formatNumber(list.length), total: FSS.formatNumber(shardTotal) })
+      : FSS.tn("{n} attempt", "{n} attempts", list.length));
     const when = (at) => (at ? timeNode(at, null, zone) : el("span", { class: "muted" }, "—"));
     replaceChildren($("#attempts tbody"), ...list.map((a) => el("tr", {},
       el("td", { class: "num mono" }, String(a.attempt)),
       ...(broadcast ? [el("td", { class: "num mono" }, String(a.shard_index))] : []),
-      el("td", {}, a.status === "Not started" ? el("span", { class: "muted" }, a.status)
+      el("td", {}, a.status === "Not started" ? el("span", { class: "muted" }, FSS.t("Not started"))
         : statusBadge(a.status)),
       el("td", {}, a.client_id ? mono(a.client_id) : el("span", { class: "muted" }, "—")),
       el("td", {}, when(a.dispatched_at)),
@@ -172,7 +180,7 @@
       el("span", { class: "log-content" },
         // A broadcast run's lines come from several shards: each says which.
         ...(line.shard_index === null || line.shard_index === undefined ? []
-          : [el("span", { class: "log-shard" }, `[shard ${line.shard_index}] `)]),
+          : [el("span", { class: "log-shard" }, FSS.t("[shard {n}] ", { n: line.shard_index }))]),
         line.content));
   }
 
@@ -208,7 +216,7 @@
       lineCount += 1;
       place(box, logLine(line), orderKey(line.seq, line.id));
     }
-    setText($("#log-count"), `${lineCount.toLocaleString()} line${lineCount === 1 ? "" : "s"}`);
+    setText($("#log-count"), FSS.tn("{n} line", "{n} lines", lineCount));
     $("#logs-empty").hidden = lineCount > 0 || !finished;
     if ($("#follow").checked && (atBottom || lines.length)) box.scrollTop = box.scrollHeight;
   }
@@ -229,7 +237,7 @@
     const generation = ++streamGeneration;
     const url = `/api/v1/tasks/${taskId}/logs/stream${FSS.query({ after_id: lastLogId, min_level: minLevel() })}`;
     source = new EventSource(url, { withCredentials: true });
-    tailState("● live", "live");
+    tailState(STATE_WORDS.live, "live");
     source.addEventListener("log", (event) => addLines([JSON.parse(event.data)]));
     source.addEventListener("task", (event) => {
       const previous = task && task.status;
@@ -239,7 +247,7 @@
     source.addEventListener("end", () => {
       closeStream();
       finished = true;
-      tailState("finished", "done");
+      tailState(STATE_WORDS.finished, "done");
       $("#logs-empty").hidden = lineCount > 0;
       poller.now();
     });
@@ -248,10 +256,10 @@
       if (source.readyState === EventSource.CLOSED) {
         // Refused outright (signed out, or no stream endpoint): read the log by polling.
         closeStream();
-        tailState("polling", "poll");
+        tailState(STATE_WORDS.polling, "poll");
         pollLogs(generation);
       } else {
-        tailState("reconnecting…", "poll");
+        tailState(STATE_WORDS.reconnecting, "poll");
       }
     });
   }
@@ -264,11 +272,11 @@
             min_level: minLevel(), limit: LOG_LIMIT })}`);
           addLines(page.items);
           if (finished && page.items.length < LOG_LIMIT) {
-            tailState("finished", "done");
+            tailState(STATE_WORDS.finished, "done");
             return;
           }
         } catch (err) {
-          tailState("offline", "poll");
+          tailState(STATE_WORDS.offline, "poll");
         }
       }
       await new Promise((resolve) => setTimeout(resolve, FSS.POLL_MS));

@@ -4,6 +4,7 @@
 (() => {
   const { el, $, setText, get, poll, syncTable, link, mono, timeNode, statusBadge, duration,
     firstLine } = FSS;
+  // `t` is a task in this file: the translator is called as FSS.t.
   const PAGE = 50;
   const FILTERS = ["status", "group_id", "job_name", "client_id", "since", "until", "error"];
   const shown = new Map(); // task id -> task, everything on screen
@@ -43,7 +44,7 @@
     { value: (t) => t.id, render: (t) => link(`/tasks/${t.id}`, mono(`#${t.id}`)), class: "num" },
     { value: (t) => t.status, render: (t) => statusBadge(t.status) },
     { value: (t) => [t.task_group_id, t.caption], render: (t) => link(`/groups/${t.task_group_id}`,
-      el("span", { class: "caption", title: t.caption || "" }, t.caption || `group ${t.task_group_id}`)),
+      el("span", { class: "caption", title: t.caption || "" }, t.caption || FSS.t("group {id}", { id: t.task_group_id }))),
       class: "cell-caption" },
     { value: (t) => t.job_name, render: (t) => mono(t.job_name) },
     { value: (t) => t.start_at, render: (t) => timeNode(t.start_at, null, t.time_zone) },
@@ -59,7 +60,8 @@
     const items = Array.from(shown.values()).sort((a, b) => b.id - a.id);
     syncTable($("#tasks"), items, (t) => t.id, columns);
     $("#load-more").hidden = !cursor;
-    setText($("#shown"), items.length ? `${items.length.toLocaleString()} shown${cursor ? "" : " · that is all"}` : "");
+    const count = { n: FSS.formatNumber(items.length) };
+    setText($("#shown"), items.length ? (cursor ? FSS.t("{n} shown", count) : FSS.t("{n} shown · that is all", count)) : "");
   }
 
   function showError(err) {
@@ -110,8 +112,8 @@
       shown.clear();
       cursor = got.next;
       notice.hidden = false;
-      setText(notice, `More than ${(PAGE * CATCH_UP_PAGES).toLocaleString()} new tasks since the`
-        + " last update: the table starts again from the newest; older ones are under Load more.");
+      setText(notice, FSS.t("More than {n} new tasks since the last update: the table starts again from the newest; older ones are under Load more.",
+        { n: FSS.formatNumber(PAGE * CATCH_UP_PAGES) }));
     }
     const fresh = new Set(got.items.map((t) => t.id));
     const oldest = got.next && got.items.length ? got.items[got.items.length - 1].id : 0;
