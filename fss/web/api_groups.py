@@ -35,6 +35,7 @@ from fss.store.views import (
 from fss.web.api_audit import Audited
 from fss.web.auth import Viewer
 from fss.web.context import Context, WebContext
+from fss.web.i18n import localized
 from fss.web.params import GroupId
 
 router = APIRouter(prefix="/api/v1", tags=["groups"])
@@ -219,7 +220,8 @@ def list_groups(
     with context.engine.connect() as conn:
         views, total = search_groups(conn, wanted)
         blocked = cannot_run(conn, context, [v.group for v in views])
-    return {"items": [v.to_json() | {"cannot_run": blocked.get(v.group.id, [])} for v in views],
+    return {"items": [localized(v.to_json()) | {"cannot_run": blocked.get(v.group.id, [])}
+                      for v in views],
             "total": total}
 
 
@@ -395,7 +397,7 @@ def _group_json(context: Context, group_id: int) -> dict[str, Any]:
     with context.engine.connect() as conn:
         view = group_view(conn, group_id)
         blocked = cannot_run(conn, context, [view.group])
-        return view.to_json() | {"cannot_run": blocked.get(group_id, [])}
+        return localized(view.to_json()) | {"cannot_run": blocked.get(group_id, [])}
 
 
 def cannot_run(

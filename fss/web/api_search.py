@@ -34,6 +34,7 @@ from fss.store.views import (
 from fss.web.api_tasks import parse_status
 from fss.web.auth import Viewer
 from fss.web.context import Context
+from fss.web.i18n import localized
 from fss.web.params import MAX_ID, GroupIdFilter
 
 router = APIRouter(prefix="/api/v1")
@@ -79,7 +80,7 @@ def search(
     return {
         "q": text,
         "task": task,
-        "groups": {"items": [g.to_json() for g in groups], "total": total},
+        "groups": {"items": [localized(g.to_json()) for g in groups], "total": total},
         "runs": {"items": runs, "next_cursor": cursor},
     }
 

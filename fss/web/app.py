@@ -99,6 +99,7 @@ def create_web_app(
     install_api_docs(app, web)
     install_error_handlers(app)
     app.add_middleware(SecurityHeaders, hsts=web.secure_cookies)
+    app.add_middleware(i18n.LocaleContext)
     return app
 
 

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (expected Chinese text: full-width punctuation is correct there)
 """Languages of the console (issue 19 item 1): English and Simplified Chinese.
 
 * the language from Accept-Language and the fss_lang cookie the switch sets;
@@ -25,9 +26,11 @@ from fastapi.testclient import TestClient
 from web_helpers import T0, add_group
 
 from fss.domain.alerts import RULES
+from fss.domain.schedule import Schedule
 from fss.domain.status import SHOWN_NAMES
 from fss.web import i18n
 from fss.web.i18n.errors import ERROR_TEXTS
+from fss.web.i18n.schedule_zh import schedule_words_zh
 
 # Pages and errors do not differ by backend: SQLite only.
 SQLITE = pytest.mark.parametrize("web_db", ["sqlite"], indirect=True)
@@ -287,3 +290,37 @@ def test_error_page_for_browsers_in_their_language(admin_client: TestClient) -> 
     assert page.status_code == 404 and "未找到" in page.text
     api = admin_client.get("/no-such-page")
     assert api.json()["code"] == "http_404"
+
+
+# ---- schedules in words ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("schedule", "words"), [
+    (Schedule(interval_ms=2000), "每 2 秒"),
+    (Schedule(interval_ms=5_400_000), "每 1 小时 30 分钟"),
+    (Schedule(), "由作业决定（否则每次运行后 30 秒）"),
+    (Schedule(cron="30 2 * * *", time_zone="Asia/Shanghai"), "每天 02:30，Asia/Shanghai"),
+    (Schedule(cron="*/15 * * * *"), "每 15 分钟，UTC"),
+    (Schedule(cron="5,35 * * * *"), "每小时的第 5 和 35 分，UTC"),
+    (Schedule(cron="0 9-17 * * MON-FRI"), "每周一至周五 9-17 点整，UTC"),
+    (Schedule(cron="0 0 9,12,18 * * ?"), "每天 09:00、12:00 和 18:00，UTC"),
+    (Schedule(cron="*/5 9-17 * * *"), "9-17 点内每 5 分钟，UTC"),
+    (Schedule(cron="0 0 * * 5#3"), "每月第 3 个周五 00:00，UTC"),
+    (Schedule(cron="0 0 12 ? JAN-MAR SAT,SUN"), "仅1月至3月 每周六和周日 12:00，UTC"),
+    (Schedule(cron="61 * * * *"), "无法解析"),
+])
+def test_schedules_in_chinese_words(schedule: Schedule, words: str) -> None:
+    assert schedule_words_zh(schedule) == words
+
+
+@SQLITE
+def test_the_api_says_schedules_in_the_consoles_language(admin_client: TestClient,
+                                                         group_id: int) -> None:
+    english = admin_client.get(f"/api/v1/groups/{group_id}").json()
+    assert english["schedule_text"] == "every 1 min"
+    chinese = admin_client.get(f"/api/v1/groups/{group_id}", headers={"Accept-Language": "zh"})
+    assert chinese.json()["schedule_text"] == "每 1 分钟"
+    listed = admin_client.get("/api/v1/groups", headers={"Cookie": "fss_lang=zh-CN"}).json()
+    assert listed["items"][0]["schedule_text"] == "每 1 分钟"
+    found = admin_client.get("/api/v1/search?q=nightly", headers={"Accept-Language": "zh-CN"})
+    assert found.json()["groups"]["items"][0]["schedule_text"] == "每 1 分钟"

@@ -15,11 +15,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
+from contextvars import ContextVar
 from functools import cache
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup, escape
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE.parent / "static"
@@ -163,3 +167,45 @@ SERVER_TEXTS = (
     "Too many failed logins: try again in {seconds} s.",
     "Wrong user name or password.",
 )
+
+
+# ---- the request's language where no request is at hand (API bodies) ---------------------
+
+_REQUEST_LOCALE: ContextVar[str] = ContextVar("fss_request_locale", default=ENGLISH)
+
+
+class LocaleContext:
+    """ASGI middleware: the request's language (cookie, Accept-Language) for the handlers
+    that fill texts in words into API bodies (``localized``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        cookies = SimpleCookie()
+        with suppress(CookieError):
+            cookies.load(headers.get("cookie", ""))
+        chosen = {COOKIE: cookies[COOKIE].value} if COOKIE in cookies else {}
+        token = _REQUEST_LOCALE.set(request_locale(chosen, headers.get("accept-language")))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _REQUEST_LOCALE.reset(token)
+
+
+def localized(body: dict[str, Any]) -> dict[str, Any]:
+    """A group's JSON with ``schedule_text`` in the request's language: the API speaks
+    English to scripts (no Accept-Language) and the console's language to the console."""
+    if _REQUEST_LOCALE.get() == CHINESE and "schedule_text" in body:
+        from fss.domain.schedule import Schedule
+        from fss.web.i18n.schedule_zh import schedule_words_zh
+
+        body["schedule_text"] = schedule_words_zh(Schedule(
+            interval_ms=body.get("interval_ms"), cron=body.get("cron"),
+            time_zone=body.get("time_zone")))
+    return body
