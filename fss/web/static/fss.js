@@ -427,6 +427,7 @@ const FSS = (() => {
     let timer = null;
     let running = false;
     let stopped = false;
+    let again = false; // now() was asked during a refresh: refresh again right after it
     async function tick() {
       timer = null;
       if (stopped) return;
@@ -446,7 +447,8 @@ const FSS = (() => {
       } finally {
         running = false;
       }
-      if (!document.hidden && !stopped) timer = setTimeout(tick, every);
+      if (!document.hidden && !stopped) timer = setTimeout(tick, again ? 0 : every);
+      again = false;
     }
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && timer === null && !running && !stopped) tick();
@@ -456,7 +458,8 @@ const FSS = (() => {
       now() {
         if (timer !== null) clearTimeout(timer);
         timer = null;
-        if (!running && !stopped) tick();
+        if (running) again = true; // the refresh under way may have read the old choice
+        else if (!stopped) tick();
       },
       stop() {
         stopped = true;

@@ -6,13 +6,14 @@ the clients, one of which left. Screenshot docs/screenshots/reports.png."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM_ARGS, USERS, ServerThread, login, screenshot
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 from web_helpers import CLIENT, add_group, record, register_client, run_once
 
 from fss.config import Settings
@@ -183,3 +184,21 @@ def test_the_chart_follows_the_colour_scheme_with_enough_contrast(
             screenshot(page, "reports-dark")
     finally:
         context.close()
+
+
+def test_a_range_chosen_while_a_refresh_is_under_way_is_shown(
+    page: Page, seeded: Seeded
+) -> None:
+    """The page refreshes every 30 s; a choice made while a refresh was in flight was
+    dropped (poll's now() did nothing while running) and shown only 30 s later. The clients
+    report is held 1.5 s so the choice lands inside the refresh."""
+    def slow(route: Route) -> None:
+        time.sleep(1.5)
+        route.continue_()
+
+    page.route("**/api/v1/reports/clients*", slow)
+    page.goto(f"{seeded.url}/reports")
+    report = page.locator("[data-run-report]")
+    expect(report.locator("[data-report-total]")).to_have_text("17")  # clients still pending
+    report.locator("[data-report-days]").select_option("30")
+    expect(report.locator("[data-report-days-table] tbody tr")).to_have_count(30, timeout=8000)
