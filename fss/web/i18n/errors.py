@@ -39,9 +39,9 @@ ERROR_TEXTS: dict[str, str] = {
     "future": "{field}: must be in the future",
     "time_zone": "{field}: unknown time zone {zone}",
     "cron_fields":
-        "cron: {expression} has {count} fields; use 5 (minute first) or 6 (seconds first)",
-    "cron_field": "cron: {expression}: the {part} field is wrong ({reason})",
-    "cron_never": "cron: {expression} never fires",
+        "cron: '{expression}' has {count} fields; use 5 (minute first) or 6 (seconds first)",
+    "cron_field": "cron: '{expression}': the {part} field is wrong ({reason})",
+    "cron_never": "cron: '{expression}' never fires",
     "id": "{field}: not an id (ids go from 1 to {limit})",
     "nothing_to_change": "nothing to change: give at least one field",
     "group_not_found": "task group {group_id} does not exist",

@@ -283,7 +283,7 @@
         prop(FSS.t("Last raised"), timeNode(a.last_at)),
         prop(FSS.t("Planned run"), a.planned_at ? timeNode(a.planned_at) : null),
         prop(FSS.t("Notified"), a.notified_at ? timeNode(a.notified_at) : null),
-        prop(FSS.t("Resolved"), a.resolved_at ? [timeNode(a.resolved_at), a.resolved_note ? ` — ${a.resolved_note}` : ""] : null),
+        prop(FSS.t("Resolved"), a.resolved_at ? [timeNode(a.resolved_at), a.resolved_note ? [" — ", el("span", { class: "store-text" }, a.resolved_note)] : ""] : null),
         prop(FSS.t("Acknowledged"), a.acked_by ? [a.acked_by, " ", timeNode(a.acked_at)] : null),
         prop(FSS.t("Silenced"), a.silenced_until ? [FSS.t("until"), " ", timeNode(a.silenced_until)] : null),
         prop(FSS.t("Detail"), a.detail ? el("pre", { class: "error-block" }, a.detail) : null),

@@ -640,7 +640,7 @@ const FSS = (() => {
       return ticks.map((t) => label(t, span >= 86400));
     } };
     const series = (options.series || [{}]).slice();
-    series[0] = { ...(series[0] || {}),
+    series[0] = { label: t("Time"), ...(series[0] || {}),
       value: (u, v) => (v === null || v === undefined ? "--" : formatTime(new Date(v * 1000).toISOString(), options.zone)) };
     return { ...options, axes, series };
   }
