@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from fss.cli.context import CliContext, pass_cli
+from fss.cli.context import ID, CliContext, pass_cli
 from fss.cli.output import emit_json, emit_table, escape_controls
 
 # A value longer than this is cut in the table (--json has it whole).
@@ -26,7 +26,7 @@ def audit_cli() -> None:
               help="Entries at or after: an ISO 8601 time, or a span back from now (2h, 7d).")
 @click.option("--user", metavar="NAME", help="Who: a web user, an API token or an OS user name.")
 @click.option("--action", metavar="ACTION", help="One action, e.g. group.edit or login.refused.")
-@click.option("--before-id", type=click.IntRange(1, 2**63 - 1), metavar="ID",
+@click.option("--before-id", type=ID, metavar="ID",
               help="Only entries older than this id (the next page).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
