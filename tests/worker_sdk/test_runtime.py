@@ -254,3 +254,13 @@ def test_given_the_broker_down_then_only_the_first_run_end_waits_for_it(
     finally:
         fence.close()
         rt.close()
+
+
+def test_a_stopped_run_reported_twice_gives_its_line_one_id(runtime: WorkerRuntime) -> None:
+    """Celery reports a hard time limit through task_failure twice: the main process's line
+    about it carries one id per run and reason, so the recorder stores it once."""
+    stopped = RunOrder.from_kwargs(order(31, "ok"))
+    first, second = runtime.stopped(stopped, "time limit"), runtime.stopped(stopped, "time limit")
+    assert first[0].event_id == second[0].event_id  # type: ignore[attr-defined]
+    retried = dataclasses.replace(stopped, attempt=2)
+    assert runtime.stopped(retried, "time limit")[0].event_id != first[0].event_id  # type: ignore[attr-defined]
