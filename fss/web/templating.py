@@ -36,12 +36,14 @@ def page_locale(request: Request) -> str:
 
 
 def i18n_json(locale: str, template: str) -> dict[str, Any]:
-    """What FSS.t reads: the page's script strings and the API error texts, translated."""
+    """What FSS.t reads: the page's script strings and the API error texts, translated.
+    English pages get neither: they show the source texts and the API's own `error` lines."""
     strings = i18n.catalog(locale)
     return {
         "locale": locale,
         "strings": i18n.script_strings(locale, i18n.template_scripts(template)),
-        "errors": {code: strings.get(text, text) for code, text in ERROR_TEXTS.items()},
+        "errors": {code: strings.get(text, text) for code, text in ERROR_TEXTS.items()}
+        if strings else {},
     }
 
 

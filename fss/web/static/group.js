@@ -53,7 +53,7 @@
         : formatNumber(g.run_count)),
       prop(t("Failures"), t("{n} still held", { n: formatNumber(g.fail_count || 0) })),
       prop(t("Misfire"), named(g.misfire)),
-      prop(t("Timeout"), g.timeout_s ? duration(g.timeout_s * 1000) : null),
+      prop(t("Timeout"), g.timeout_s ? t("{n} s", { n: g.timeout_s }) : null),
       prop(t("Start at"), timeNode(g.start_at, null, g.time_zone)),
       prop(t("Created"), timeNode(g.created_at, null, g.time_zone)),
       prop(t("Key"), g.key ? mono(g.key) : null),
@@ -80,7 +80,7 @@
     const refs = (g.on_success || []).flatMap((ref, i) => (i ? [", ", groupRef(ref)] : [groupRef(ref)]));
     return [
       prop(t("Retries"), retriesText(g)),
-      prop(t("Time limit"), g.max_run_s ? t("{time} (the run is stopped)", { time: duration(g.max_run_s * 1000) }) : null),
+      prop(t("Time limit"), g.max_run_s ? t("{n} s (the run is stopped)", { n: g.max_run_s }) : null),
       prop(t("Overlap"), named(g.overlap)),
       prop(t("Route"), named(g.route)),
       prop(t("Client tag"), g.client_tag ? mono(g.client_tag) : null),
@@ -95,7 +95,7 @@
   }
 
   function lateAfterText(seconds) {
-    const text = t("{n} s after a planned run without success", { n: formatNumber(seconds) });
+    const text = t("{n} s after a planned run without success", { n: seconds });
     return seconds < 60 ? text : `${text} (${duration(seconds * 1000)})`;
   }
 

@@ -217,7 +217,9 @@ def test_a_refused_edit_is_told_in_chinese(zh_page: Page, live_fss: LiveFss) -> 
     page.fill("input[name=cron]", "* * *")
     page.click("#group-save")
     error = page.locator('[data-field="cron"] .field-error')
-    expect(error).to_have_text(re.compile("^cron\uff1a\u201c\\* \\* \\*\u201d \u6709 3 \u4e2a\u5b57\u6bb5"))
+    # cron, a full-width colon, the expression in quotes, "has 3 fields"
+    told = "^cron\uff1a\u201c\\* \\* \\*\u201d \u6709 3 \u4e2a\u5b57\u6bb5"
+    expect(error).to_have_text(re.compile(told))
     page.keyboard.press("Escape")
 
 
