@@ -5,7 +5,7 @@ Screenshot: docs/screenshots/audit.png."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from conftest import LiveFss, screenshot
 from playwright.sync_api import Page, expect
@@ -20,8 +20,10 @@ def test_a_group_edited_in_the_ui_is_on_the_audit_page(
     page, base = admin_page, live_fss.url
     group_id = groups.add_group(
         live_fss.engine,
+        # First run an hour away: a run saving its data meanwhile would make the edit stale.
         GroupSpec(caption="billing export", job_name="hello", interval_ms=3_600_000,
-                  data={"region": "eu", "batch": 500}).validated(),
+                  data={"region": "eu", "batch": 500},
+                  start_at=datetime.now(timezone.utc) + timedelta(hours=1)).validated(),
         datetime.now(timezone.utc),
         key="billing.export",
     )
