@@ -60,14 +60,34 @@ def _web_postgres(postgres_server: Any) -> Iterator[WebDatabase]:
     postgres_server.drop_database(url)
 
 
-@pytest.fixture(params=WEB_BACKENDS)
-def web_db(request: pytest.FixtureRequest) -> WebDatabase:
-    """A migrated database of the backend, with every fss table empty."""
+@pytest.fixture(scope="session")
+def _web_mysql(mysql_server: Any) -> Iterator[WebDatabase]:
+    url = mysql_server.create_database()
+    engine = _migrated(url)
+    yield WebDatabase("mysql", url, engine)
+    engine.dispose()
+    mysql_server.drop_database(url)
+
+
+def _emptied(request: pytest.FixtureRequest) -> WebDatabase:
     db: WebDatabase = request.getfixturevalue(f"_web_{request.param}")
     with db.engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(table.delete())
     return db
+
+
+@pytest.fixture(params=WEB_BACKENDS)
+def web_db(request: pytest.FixtureRequest) -> WebDatabase:
+    """A migrated database of the backend, with every fss table empty."""
+    return _emptied(request)
+
+
+@pytest.fixture(params=[*WEB_BACKENDS, "mysql"])
+def web_db_all(request: pytest.FixtureRequest) -> WebDatabase:
+    """As web_db, on MariaDB too: a module whose API must answer on every backend names
+    its web_db this one."""
+    return _emptied(request)
 
 
 @pytest.fixture

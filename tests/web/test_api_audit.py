@@ -15,9 +15,6 @@ from web_helpers import ADMIN, T0, TOKEN, WebDatabase, add_group, basic, registe
 from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.errors import InvalidField
-from fss.store.engine import create_engine
-from fss.store.migrate import upgrade
-from fss.store.tables import metadata
 from fss.web import create_web_app
 from fss.web.auth import SESSION_COOKIE, csrf_of
 from fss.web.config import Role, WebSettings, parse_tokens, parse_users
@@ -26,24 +23,10 @@ DEPLOY_TOKEN = "deploy-token-0123456789"
 READER_TOKEN = "reader-token-0123456789"
 
 
-@pytest.fixture(scope="module")
-def _web_mysql(mysql_server: Any) -> Iterator[WebDatabase]:
-    url = mysql_server.create_database()
-    engine = create_engine(url)
-    upgrade(engine)
-    yield WebDatabase("mysql", url, engine)
-    engine.dispose()
-    mysql_server.drop_database(url)
-
-
-@pytest.fixture(params=["sqlite", "postgres", "mysql"])
-def web_db(request: pytest.FixtureRequest) -> WebDatabase:
-    """As tests/web/conftest.py's, with MariaDB too."""
-    db: WebDatabase = request.getfixturevalue(f"_web_{request.param}")
-    with db.engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
-    return db
+@pytest.fixture
+def web_db(web_db_all: WebDatabase) -> WebDatabase:
+    """SQLite, PostgreSQL and MariaDB (tests/web/conftest.py)."""
+    return web_db_all
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ ones as offline), bad input in one line naming the field, and the OpenAPI docume
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,33 +14,16 @@ from web_helpers import CLIENT, T0, WebDatabase, add_group, record, register_cli
 
 from fss.domain.clock import ManualClock
 from fss.events import ClientLeft
-from fss.store.engine import create_engine
-from fss.store.migrate import upgrade
-from fss.store.tables import metadata
 
 UTC = timezone.utc
 # T0 is 2031-03-14 09:26 UTC; 17:30 UTC is already the 15th in Shanghai.
 LATE = datetime(2031, 3, 14, 17, 30, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def _web_mysql(mysql_server: Any) -> Iterator[WebDatabase]:
-    url = mysql_server.create_database()
-    engine = create_engine(url)
-    upgrade(engine)
-    yield WebDatabase("mysql", url, engine)
-    engine.dispose()
-    mysql_server.drop_database(url)
-
-
-@pytest.fixture(params=["sqlite", "postgres", "mysql"])
-def web_db(request: pytest.FixtureRequest) -> WebDatabase:
-    """Every backend the API must answer on, emptied before the test."""
-    db: WebDatabase = request.getfixturevalue(f"_web_{request.param}")
-    with db.engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
-    return db
+@pytest.fixture
+def web_db(web_db_all: WebDatabase) -> WebDatabase:
+    """SQLite, PostgreSQL and MariaDB (tests/web/conftest.py)."""
+    return web_db_all
 
 
 def _arrange(engine: Engine) -> tuple[int, int]:

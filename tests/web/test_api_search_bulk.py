@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -29,33 +28,17 @@ from fss.domain.clock import ManualClock
 from fss.domain.status import TaskStatus
 from fss.store.clients import heartbeat_node
 from fss.store.dead_letters import add_dead_letters, new_dead_letter
-from fss.store.engine import create_engine
-from fss.store.migrate import upgrade
-from fss.store.tables import audit_event, metadata, task
+from fss.store.tables import audit_event, task
 from fss.web import create_web_app
 from fss.web.config import WebSettings, parse_tokens, parse_users
 
 DEPLOY_TOKEN = "deploy-token-0123456789"
 
 
-@pytest.fixture(scope="module")
-def _web_mysql(mysql_server: Any) -> Iterator[WebDatabase]:
-    url = mysql_server.create_database()
-    engine = create_engine(url)
-    upgrade(engine)
-    yield WebDatabase("mysql", url, engine)
-    engine.dispose()
-    mysql_server.drop_database(url)
-
-
-@pytest.fixture(params=["sqlite", "postgres", "mysql"])
-def web_db(request: pytest.FixtureRequest) -> WebDatabase:
-    """Every backend the API must answer on, emptied before the test."""
-    db: WebDatabase = request.getfixturevalue(f"_web_{request.param}")
-    with db.engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
-    return db
+@pytest.fixture
+def web_db(web_db_all: WebDatabase) -> WebDatabase:
+    """SQLite, PostgreSQL and MariaDB (tests/web/conftest.py)."""
+    return web_db_all
 
 
 def _groups(db: WebDatabase) -> dict[str, int]:
