@@ -24,11 +24,19 @@ NOT_OURS = ("/api/docs",)
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
-def phone_page(browser: Browser, live: LiveFss, scheme: str) -> Iterator[Page]:
+LANGUAGES = {
+    "en": {"locale": "en-US", "extra_http_headers": {"Accept-Language": "en-US,en;q=0.9"}},
+    "zh": {"locale": "zh-CN", "extra_http_headers": {"Accept-Language": "zh-CN,zh;q=0.9"}},
+}
+
+
+def phone_page(
+    browser: Browser, live: LiveFss, scheme: str, language: str = "en"
+) -> Iterator[Page]:
     # bypass_csp: axe is injected as an inline script, which the app's CSP rightly refuses.
     context = browser.new_context(viewport=PHONE, color_scheme=scheme,  # type: ignore[arg-type]
                                   bypass_csp=True, device_scale_factor=2, is_mobile=True,
-                                  has_touch=True)
+                                  has_touch=True, **LANGUAGES[language])
     page = context.new_page()
     page.set_default_timeout(10_000)
     login(page, live.url, "admin", "pw")
@@ -36,9 +44,12 @@ def phone_page(browser: Browser, live: LiveFss, scheme: str) -> Iterator[Page]:
     context.close()
 
 
-@pytest.fixture(params=["light", "dark"])
+# Every page on a phone in English (light and dark) and in Chinese: longer or wider words
+# must not widen a page either.
+@pytest.fixture(params=[("light", "en"), ("dark", "en"), ("light", "zh")],
+                ids=["light", "dark", "zh-light"])
 def phone(request: pytest.FixtureRequest, browser: Browser, live_fss: LiveFss) -> Iterator[Page]:
-    yield from phone_page(browser, live_fss, request.param)
+    yield from phone_page(browser, live_fss, *request.param)
 
 
 def page_paths(page: Page, live: LiveFss) -> list[str]:
@@ -98,9 +109,12 @@ def test_every_page_fits_a_phone_and_passes_axe(phone: Page, live_fss: LiveFss) 
     paths = page_paths(page, live_fss)
     assert len(paths) >= 8, paths
     assert {"/audit", "/reports", "/search?q=flaky"} <= set(paths), paths
+    language = "zh-CN" if page.evaluate("navigator.language").startswith("zh") else "en"
     for path in paths:
         page.goto(f"{live_fss.url}{path}")
         settle(page)
+        if page.evaluate("document.documentElement.lang") != language:
+            problems.append(f"{path}: not shown in {language}")
         width, culprits = overflow(page)
         if width > PHONE["width"]:
             problems.append(f"{path}: {width} px wide: {culprits}")
