@@ -85,6 +85,9 @@ class Settings:
     # Notices wait until the oldest pending one is this old, then go out together: a storm
     # raised over a few checks (groups going late one after another) folds into one summary.
     alert_group_wait_s: float = 2.0
+    # A storm's stragglers (notices of its kind and rule raised after it was folded) wait
+    # until its summary is this old and go out as one follow-up summary.
+    alert_group_interval_s: float = 30.0
     # A resolved notice waits this long; an alert raised again meanwhile is reopened (flapping).
     alert_resolve_hold_s: float = 60.0
     alert_send_timeout_s: float = 5.0

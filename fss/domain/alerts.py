@@ -10,7 +10,7 @@ Pure: no I/O, times are parameters.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -336,17 +336,24 @@ class StormPlan:
     folded: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
 
-def plan_storm(notices: Sequence[tuple[int, str, str]], threshold: int) -> StormPlan:
+def plan_storm(
+    notices: Sequence[tuple[int, str, str]],
+    threshold: int,
+    continuing: Collection[tuple[str, str]] = (),
+) -> StormPlan:
     """`notices`: (notice id, kind, rule) pending for one target. More than `threshold`
     notices of one kind and rule (300 groups late; the same 300 resolved when the worker
-    came back) become one summary; the others go alone. threshold 0: never fold."""
+    came back) become one summary; the others go alone. threshold 0: never fold.
+    `continuing`: the (kind, rule) of storms folded a moment ago; their stragglers fold
+    as soon as there are two of them (one follow-up summary, not one message each)."""
     by_key: dict[tuple[str, str], list[int]] = {}
     for notice_id, kind, rule in notices:
         by_key.setdefault((kind, rule), []).append(notice_id)
     plan = StormPlan()
     for notice_id, kind, rule in notices:
         ids = by_key[(kind, rule)]
-        if threshold > 0 and len(ids) > threshold:
+        limit = 1 if (kind, rule) in continuing else threshold
+        if threshold > 0 and len(ids) > limit:
             plan.folded.setdefault((kind, rule), []).append(notice_id)
         else:
             plan.alone.append(notice_id)

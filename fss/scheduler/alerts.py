@@ -128,6 +128,7 @@ class AlertSender:
                 installation=self._installation,
                 console_url=self._settings.console_url,
                 group_wait=timedelta(seconds=self._settings.alert_group_wait_s),
+                group_interval=timedelta(seconds=self._settings.alert_group_interval_s),
                 resolve_hold=self._policy.resolve_hold,
             )
         report.submitted = self._send_due(now)

@@ -34,6 +34,7 @@ from fss.domain.alerts import (
     plan_storm,
     storm_message,
 )
+from fss.domain.clock import as_utc
 from fss.store.tables import (
     alert,
     alert_attempt,
@@ -113,12 +114,16 @@ def expand_notices(
     limit: int = 2000,
     group_wait: timedelta = NO_WAIT,
     resolve_hold: timedelta = NO_WAIT,
+    group_interval: timedelta = NO_WAIT,
 ) -> int:
     """Turn pending notices into deliveries; how many notices were expanded. Nothing until
     the oldest pending notice is `group_wait` old; then every pending one (up to `limit`),
     so the notices of a storm raised over a few seconds fold together. A resolved notice
     waits `resolve_hold` first: raised again meanwhile, its alert is reopened and the
-    notice withdrawn (fss.store.alerts)."""
+    notice withdrawn (fss.store.alerts). Stragglers of a storm folded less than
+    `group_interval` ago wait until then and go out as one follow-up summary (a storm
+    detected over more than `group_wait` is two messages, not one plus one per
+    straggler); a later notice of the same alert waits with them, so it never overtakes."""
     ready = sa.and_(
         alert_notice.c.expanded_at.is_(None),
         sa.or_(alert_notice.c.kind != RESOLVED, alert_notice.c.created_at <= now - resolve_hold),
@@ -129,7 +134,9 @@ def expand_notices(
         ).scalar()
         if oldest is None or oldest > now - group_wait:
             return 0
-    notices = conn.execute(
+    folds = _recent_folds(conn, now, group_interval) if group_interval > NO_WAIT else {}
+    held_keys = {key for key, last in folds.items() if last > now - group_interval}
+    pending_rows = conn.execute(
         sa.select(
             alert_notice.c.id, alert_notice.c.kind, alert_notice.c.alert_id,
             alert.c.rule, alert.c.task_group_id,
@@ -140,8 +147,24 @@ def expand_notices(
         .limit(limit)
         .with_for_update(of=alert_notice)
     ).all()
+    held_alerts: set[int] = set()
+    notices = []
+    for row in pending_rows:
+        if (row.kind, row.rule) in held_keys or row.alert_id in held_alerts:
+            held_alerts.add(row.alert_id)
+        else:
+            notices.append(row)
     if not notices:
         return 0
+    if held_alerts and group_wait > NO_WAIT:
+        # The oldest pending notice above may be a held one: the rest wait their own turn.
+        oldest = conn.execute(
+            sa.select(sa.func.min(alert_notice.c.created_at)).where(
+                alert_notice.c.id.in_([n.id for n in notices])
+            )
+        ).scalar()
+        if oldest is None or oldest > now - group_wait:
+            return 0
     targets = _targets(conn)
     by_name = {t.name: t for t in targets}
     groups = {int(n.task_group_id) for n in notices if n.task_group_id is not None}
@@ -162,7 +185,7 @@ def expand_notices(
     rows: list[dict[str, Any]] = []
     target_names = {t.id: t.name for t in targets}
     for target_id, pending in per_target.items():
-        plan = plan_storm([(n.id, n.kind, n.rule) for n in pending], storm_threshold)
+        plan = plan_storm([(n.id, n.kind, n.rule) for n in pending], storm_threshold, folds)
         alone = set(plan.alone)
         for notice in pending:
             if notice.id not in alone:
@@ -185,6 +208,28 @@ def expand_notices(
         .values(expanded_at=now)
     )
     return len(notices)
+
+
+def _recent_folds(
+    conn: Connection, now: datetime, group_interval: timedelta
+) -> dict[tuple[str, str], datetime]:
+    """(kind, rule) -> when its last storm was folded, for the storms folded in the last two
+    `group_interval`s: held while the last fold is younger than one, folded again after."""
+    rows = conn.execute(
+        sa.select(
+            alert_notice.c.kind, alert.c.rule, sa.func.max(alert_delivery.c.created_at)
+        )
+        .select_from(
+            alert_delivery.join(alert_notice, alert_notice.c.id == alert_delivery.c.notice_id)
+            .join(alert, alert.c.id == alert_notice.c.alert_id)
+        )
+        .where(
+            alert_delivery.c.state == FOLDED,
+            alert_delivery.c.created_at > now - 2 * group_interval,
+        )
+        .group_by(alert_notice.c.kind, alert.c.rule)
+    )
+    return {(kind, rule): as_utc(last) for kind, rule, last in rows}
 
 
 def _delivery(

@@ -128,6 +128,15 @@ def test_the_resolved_notices_of_a_storm_fold_too_and_few_go_alone() -> None:
     assert plan_storm(notices, threshold=0).folded == {}
 
 
+def test_the_stragglers_of_a_continuing_storm_fold_from_two_and_one_goes_alone() -> None:
+    notices = [(1, "firing", GROUP_LATE), (2, "firing", GROUP_LATE), (3, "firing", HUNG)]
+    plan = plan_storm(notices, threshold=10, continuing={("firing", GROUP_LATE)})
+    assert plan.folded == {("firing", GROUP_LATE): [1, 2]}
+    assert plan.alone == [3]
+    assert plan_storm(notices[:1], 10, {("firing", GROUP_LATE)}).alone == [1]
+    assert plan_storm(notices, 0, {("firing", GROUP_LATE)}).folded == {}
+
+
 def _view(**kw: object) -> AlertView:
     values: dict[str, object] = {
         "id": 7, "rule": RUN_FAILED, "subject": "group:12", "state": "open",

@@ -156,6 +156,8 @@ def test_a_killed_worker_brings_client_lost_unserved_and_one_summary_then_all_re
     # summary names it as the likely cause.
     env.extra_env["FSS_ALERT_LATE_GRACE_S"] = "8"
     env.extra_env["FSS_ALERT_GROUP_WAIT_S"] = "2"
+    # Groups found late after the summary went (a loaded host checks slowly) follow as one.
+    env.extra_env["FSS_ALERT_GROUP_INTERVAL_S"] = "5"
     with http_receiver() as hook:
         env.cli("alert", "target", "add", "ops", "--kind", "webhook", "--url", hook.url(),
                 "--rate-per-min", "100")
@@ -182,16 +184,24 @@ def test_a_killed_worker_brings_client_lost_unserved_and_one_summary_then_all_re
                  and (delivered(hook, kind="summary-resolved", rule="group_late")
                       or len(delivered(hook, kind="resolved", rule="group_late")) >= 301),
                  timeout=90, what="everything resolved")
+
+        def late_firing() -> list[dict[str, Any]]:
+            return (delivered(hook, kind="summary", rule="group_late")
+                    + delivered(hook, kind="firing", rule="group_late"))
+
+        # Stragglers wait for the summary's group interval.
+        wait_for(lambda: sum(b["count"] for b in late_firing()) >= 301, timeout=30,
+                 what="every late group told")
         env.stop_all()
 
-    late_firing = (delivered(hook, kind="summary", rule="group_late")
-                   + delivered(hook, kind="firing", rule="group_late"))
-    # 301 groups went late together: one summary (at most a few stragglers alone), not 301.
-    assert len(late_firing) <= 3
-    summary = delivered(hook, kind="summary", rule="group_late")[0]
-    assert summary["count"] >= 290
-    assert "likely cause" in summary["text"] and "w1" in summary["text"]
-    counted = sum(b["count"] for b in late_firing)
+    # 301 groups went late together: one summary (and one follow-up for the stragglers
+    # found late after it went), not 301 messages.
+    assert len(late_firing()) <= 3, [(b["kind"], b["count"]) for b in late_firing()]
+    summaries = delivered(hook, kind="summary", rule="group_late")
+    # How many the first one holds depends on how the late checks fell in its group wait.
+    assert summaries[0]["count"] > 10
+    assert all("likely cause" in s["text"] and "w1" in s["text"] for s in summaries)
+    counted = sum(b["count"] for b in late_firing())
     # Each group was late once: none raised again right after its success resolved it.
     again = [(a.task_group_id, a.detail) for a in alerts(env) if a.rule == "group_late"]
     assert counted == 301 == len(again), again[:6]

@@ -260,3 +260,50 @@ def test_notices_of_a_storm_raised_over_several_checks_wait_and_fold_together(
         sender.close()
     (body,) = _bodies(receiver)
     assert (body["kind"], body["title"]) == ("summary", "30 groups late")
+
+
+def test_stragglers_of_a_storm_wait_for_the_group_interval_and_go_out_as_one_summary(
+    world: World,
+) -> None:
+    with http_receiver() as receiver:
+        world.target("ops", receiver.url())
+        sender = world.sender(alert_group_wait_s=2.0, alert_storm_threshold=10,
+                              alert_group_interval_s=30.0)
+        spec = GroupSpec(caption="g", job_name="report", interval_ms=60_000)
+        ids = [groups.add_group(world.engine, spec, T0) for _ in range(40)]
+        for group_id in ids[:30]:
+            world.raise_(GROUP_LATE, group_subject(group_id), group_id)
+        world.clock.advance(timedelta(seconds=2))
+        _round(sender)
+        assert [b["title"] for b in _bodies(receiver)] == ["30 groups late"]
+        # Found late one after another after the summary went: each waits with the storm.
+        for group_id in ids[30:35]:
+            world.clock.advance(timedelta(seconds=3))
+            world.raise_(GROUP_LATE, group_subject(group_id), group_id)
+            _round(sender)
+        # Another rule is no part of it and goes out after its own group wait.
+        world.raise_(CLIENT_LOST, "client:w9")
+        world.clock.advance(timedelta(seconds=2))
+        _round(sender)
+        assert [b["title"] for b in _bodies(receiver)][1:] == ["client:w9 client_lost"]
+        # A straggler already resolved waits behind its firing notice: never told first.
+        straggler = world.raise_(GROUP_LATE, group_subject(ids[34]), ids[34])  # counts up
+        with world.engine.begin() as conn:
+            resolve_alert_ids(conn, [straggler], "ran", world.clock.now())
+        world.clock.advance(timedelta(seconds=12))  # the summary is 29 s old
+        _round(sender)
+        assert len(receiver.requests) == 2
+        world.clock.advance(timedelta(seconds=1))
+        _round(sender)
+        follow_up, resolved = _bodies(receiver)[2:4]
+        assert (follow_up["kind"], follow_up["title"], follow_up["count"]) == (
+            "summary", "5 groups late", 5)
+        assert resolved["kind"] == "resolved" and resolved["group"]["id"] == ids[34]
+        # Two intervals after the last fold the storm is over: one late group goes alone.
+        world.clock.advance(timedelta(seconds=61))
+        world.raise_(GROUP_LATE, group_subject(ids[35]), ids[35])
+        world.clock.advance(timedelta(seconds=2))
+        _round(sender)
+        sender.close()
+    late_after = [b for b in _bodies(receiver)[4:] if b["rule"] == GROUP_LATE]
+    assert [(b["kind"], b["group"]["id"]) for b in late_after] == [("firing", ids[35])]
