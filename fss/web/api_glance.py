@@ -10,6 +10,7 @@ DATABASE_HOLD_S, so a page polling every 2 s never piles up waits.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -19,7 +20,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy.exc import SQLAlchemyError
 
 from fss.naming import EVENTS_QUEUE
-from fss.store.alert_console import failing_targets, open_alert_count
+from fss.store.alert_console import TargetTrouble, _span, failing_targets, open_alert_count
 from fss.store.health import (
     Problem,
     dead_letter_problems,
@@ -64,7 +65,9 @@ def _hold(request: Request) -> DatabaseHold:
 
 @router.get("/health/glance", summary="What needs a look now (the overview's health banner)")
 def glance(request: Request, principal: Viewer, context: Context) -> dict[str, Any]:
-    """`problems`: one per finding, each `{check, level, detail, href, group_ids}`; `check`
+    """`problems`: one per finding, each `{check, level, detail, code, params, href,
+    group_ids}` (`detail` in English; `code` and `params` say it in any language: the texts
+    are fss.store.health.PROBLEM_TEXTS); `check`
     is database, schema, broker, scheduler, node_unhealthy, job_unserved, group_late,
     dead_letters or alert_target; `level` fail (runs stop) or warning (runs go on); `href`
     the page to look at. `healthy`: no problem of level fail. Always 200."""
@@ -73,19 +76,18 @@ def glance(request: Request, principal: Viewer, context: Context) -> dict[str, A
     context.queue_depths.depths([EVENTS_QUEUE])
     broker = context.queue_depths.state()
     if not broker["reachable"]:
-        problems.append(Problem("broker", "fail", f"broker unreachable: {broker['error']}",
+        problems.append(Problem("broker", "fail", "broker", {"error": broker["error"]},
                                 "/clients"))
     database = _hold(request).check(context)
     alerts_open = None
     if database is not None:
-        check = "schema" if "revision" in database else "database"
-        problems.insert(0, Problem(check, "fail", database))
+        problems.insert(0, database_problem_of(database))
     else:
         try:
             found, alerts_open = _store_problems(context)
         except SQLAlchemyError as exc:
-            found = [Problem("database", "fail",
-                             f"database: {first_line(getattr(exc, 'orig', None) or exc)}")]
+            found = [Problem("database", "fail", "database",
+                             {"error": first_line(getattr(exc, "orig", None) or exc)})]
         problems.extend(found)
     return {
         "checked_at": now.isoformat(),
@@ -107,8 +109,40 @@ def _store_problems(context: WebContext) -> tuple[list[Problem], int]:
             *late_problems(conn, now, grace),
             *dead_letter_problems(conn),
         ]
-        problems.extend(
-            Problem("alert_target", "warning", trouble.describe(), "/alerts/targets")
-            for trouble in failing_targets(conn, now)
-        )
+        problems.extend(target_problem(trouble) for trouble in failing_targets(conn, now))
         return problems, open_alert_count(conn)
+
+
+_SCHEMA = re.compile(r"^database: at revision (?P<current>\S+), needs (?P<head>\S+) \(")
+_UNREACHABLE = re.compile(r"^database: unreachable \((?P<error>.*)\)$", re.S)
+
+
+def database_problem_of(text: str) -> Problem:
+    """fss.web.health's line about the database as a problem with a code (its English kept
+    as it was: the code's text is that line)."""
+    schema = _SCHEMA.match(text)
+    if schema is not None:
+        return Problem("schema", "fail", "schema", schema.groupdict())
+    down = _UNREACHABLE.match(text)
+    if down is not None:
+        return Problem("database", "fail", "database_unreachable", down.groupdict())
+    return Problem("database", "fail", "database", {"error": text.removeprefix("database: ")})
+
+
+def target_problem(trouble: TargetTrouble) -> Problem:
+    """An alert target failing, as TargetTrouble.describe() says it, with a code."""
+    window = _span(trouble.window)
+    failures = ({"code": "failed_attempts_one", "params": {"window": window}}
+                if trouble.failures == 1 else
+                {"code": "failed_attempts", "params": {"count": trouble.failures,
+                                                       "window": window}})
+    given_up: dict[str, Any] | str = ""
+    if trouble.gave_up:
+        given_up = ({"code": "given_up_one", "params": {}} if trouble.gave_up == 1 else
+                    {"code": "given_up", "params": {"count": trouble.gave_up}})
+    last: dict[str, Any] | str = ""
+    if trouble.last_error:
+        last = {"code": "last_error", "params": {"error": trouble.last_error}}
+    return Problem("alert_target", "warning", "alert_target",
+                   {"name": trouble.name, "failures": failures, "given_up": given_up,
+                    "last": last}, "/alerts/targets")

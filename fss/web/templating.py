@@ -44,6 +44,7 @@ def i18n_json(locale: str, template: str) -> dict[str, Any]:
         "strings": i18n.script_strings(locale, i18n.template_scripts(template)),
         "errors": {code: strings.get(text, text) for code, text in ERROR_TEXTS.items()}
         if strings else {},
+        **i18n.said_json(locale),
     }
 
 

@@ -28,9 +28,11 @@ from web_helpers import T0, add_group
 from fss.domain.alerts import RULES
 from fss.domain.schedule import Schedule
 from fss.domain.status import SHOWN_NAMES
+from fss.store.health import PROBLEM_TEXTS
 from fss.web import i18n
 from fss.web.i18n.errors import ERROR_TEXTS
 from fss.web.i18n.schedule_zh import schedule_words_zh
+from fss.web.i18n.sentences import SENTENCES
 
 # Pages and errors do not differ by backend: SQLite only.
 SQLITE = pytest.mark.parametrize("web_db", ["sqlite"], indirect=True)
@@ -91,7 +93,7 @@ def script_messages() -> dict[str, list[str]]:
 def python_messages() -> set[str]:
     """Texts the server translates itself: status names, rule texts, role names, errors."""
     return {*SHOWN_NAMES.values(), *RULES.values(), *ERROR_TEXTS.values(), "admin", "viewer",
-            *i18n.SERVER_TEXTS}
+            *i18n.SERVER_TEXTS, *SENTENCES, *PROBLEM_TEXTS.values()}
 
 
 def test_every_marked_string_has_a_chinese_entry() -> None:

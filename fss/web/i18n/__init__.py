@@ -169,6 +169,39 @@ SERVER_TEXTS = (
 )
 
 
+# ---- what fss wrote, and health problems, in the page's language ---------------------------
+
+
+def said_json(locale: str) -> dict[str, Any]:
+    """What FSS.said and FSS.problemText read: the sentences fss writes into the store
+    (fss.web.i18n.sentences) and the texts of health problems by code, translated; nothing
+    for English (the stored text and the API's `detail` are shown)."""
+    strings = catalog(locale)
+    if not strings:
+        return {}
+    from fss.store.health import PROBLEM_TEXTS
+    from fss.web.i18n.sentences import said_table
+
+    return {"said": said_table(locale),
+            "problems": {code: strings.get(text, text) for code, text in PROBLEM_TEXTS.items()}}
+
+
+def problem_text(locale: str, code: str, params: Mapping[str, Any]) -> str:
+    """A health problem (or a reason a group cannot run) in the locale, as FSS.problemText
+    shows it: its code's text, each param a nested problem or a said() text."""
+    from fss.store.health import PROBLEM_TEXTS
+    from fss.web.i18n.sentences import said
+
+    def value(item: Any) -> str:
+        if isinstance(item, Mapping) and "code" in item:
+            return problem_text(locale, item["code"], item.get("params") or {})
+        return said(locale, str(item))
+
+    source = PROBLEM_TEXTS[code]
+    text = catalog(locale).get(source, source)
+    return _PARAM.sub(lambda m: value(params[m[1]]) if m[1] in params else m[0], text)
+
+
 # ---- the request's language where no request is at hand (API bodies) ---------------------
 
 _REQUEST_LOCALE: ContextVar[str] = ContextVar("fss_request_locale", default=ENGLISH)

@@ -156,7 +156,7 @@
       { value: (a) => a.rule, render: (a) => mono(a.rule) },
       { value: (a) => [a.subject, groupIdOf(a), a.group_caption], render: subjectNode },
       { value: (a) => a.title, render: (a) => link(`/alerts/${a.id}`, el("span", { class: "cell-title",
-        title: a.title }, a.title)) },
+        title: FSS.said(a.title) }, FSS.said(a.title))) },
       { value: (a) => a.count, render: (a) => FSS.formatNumber(a.count), class: "num" },
     ];
     // Open alerts: how long ago (what on-call asks first); the exact time is in the title.
@@ -270,8 +270,8 @@
       const signature = JSON.stringify(a);
       if (signature === propsSignature) return;
       propsSignature = signature;
-      setText($("#title"), a.title);
-      document.title = `${FSS.t("Alert {id}", { id: a.id })}: ${a.title} · fss`;
+      setText($("#title"), FSS.said(a.title));
+      document.title = `${FSS.t("Alert {id}", { id: a.id })}: ${FSS.said(a.title)} · fss`;
       replaceChildren($("#state-badge"), stateBadge(a));
       replaceChildren($("#props"),
         prop(FSS.t("Rule"), [mono(a.rule), ruleText(a.rule) ? el("span", { class: "muted small" }, ` — ${ruleText(a.rule)}`) : null]),
@@ -283,10 +283,10 @@
         prop(FSS.t("Last raised"), timeNode(a.last_at)),
         prop(FSS.t("Planned run"), a.planned_at ? timeNode(a.planned_at) : null),
         prop(FSS.t("Notified"), a.notified_at ? timeNode(a.notified_at) : null),
-        prop(FSS.t("Resolved"), a.resolved_at ? [timeNode(a.resolved_at), a.resolved_note ? [" — ", el("span", { class: "store-text" }, a.resolved_note)] : ""] : null),
+        prop(FSS.t("Resolved"), a.resolved_at ? [timeNode(a.resolved_at), a.resolved_note ? [" — ", el("span", { class: "store-text" }, FSS.said(a.resolved_note))] : ""] : null),
         prop(FSS.t("Acknowledged"), a.acked_by ? [a.acked_by, " ", timeNode(a.acked_at)] : null),
         prop(FSS.t("Silenced"), a.silenced_until ? [FSS.t("until"), " ", timeNode(a.silenced_until)] : null),
-        prop(FSS.t("Detail"), a.detail ? el("pre", { class: "error-block" }, a.detail) : null),
+        prop(FSS.t("Detail"), a.detail ? el("pre", { class: "error-block" }, FSS.said(a.detail)) : null),
       );
     }
 

@@ -12,7 +12,7 @@
 
   function stateCell(c) {
     const node = badge(STATE_NAMES[c.state] || c.state, STATE_KIND[c.state] || "muted");
-    if (c.state === "kicked" && c.kick_reason) node.title = t("kicked: {reason}", { reason: c.kick_reason });
+    if (c.state === "kicked" && c.kick_reason) node.title = t("kicked: {reason}", { reason: FSS.said(c.kick_reason) });
     return c.alive === false ? [node, " ", badge(t("silent"), "muted", t("no recent heartbeat"))] : node;
   }
 

@@ -70,6 +70,37 @@ const FSS = (() => {
     return (payload && payload.error) || fallback || "";
   }
 
+  // A text fss wrote into the store (a run's error or log line, an alert's title) in the
+  // page's language: I18N.said holds each sentence fss writes as [regex, parameter names,
+  // translated text] (fss.web.i18n.sentences), most specific first. Its parts are translated
+  // the same way; any other text (a job's own error) is shown as it is.
+  const SAID = (I18N.said || []).map(([source, names, text]) => [new RegExp(source), names, text]);
+  function said(text, depth) {
+    if (!SAID.length || typeof text !== "string" || !text || (depth || 0) > 6) return text;
+    for (const [pattern, names, translated] of SAID) {
+      const found = pattern.exec(text);
+      if (!found) continue;
+      const params = {};
+      names.forEach((name, i) => { params[name] = said(found[i + 1], (depth || 0) + 1); });
+      return fill(translated, params);
+    }
+    return text;
+  }
+
+  // A health problem or a reason a group cannot run ({code, params}, fss.store.health) in the
+  // page's language; `fallback` (the English detail) when the page has no text for its code.
+  const PROBLEMS = I18N.problems || {};
+  function problemText(item, fallback) {
+    if (!item || !item.code || !Object.prototype.hasOwnProperty.call(PROBLEMS, item.code)) {
+      return fallback;
+    }
+    const params = {};
+    for (const [name, value] of Object.entries(item.params || {})) {
+      params[name] = value && typeof value === "object" ? problemText(value, "") : said(String(value));
+    }
+    return fill(PROBLEMS[item.code], params);
+  }
+
   /* ---- DOM ------------------------------------------------------------------------- */
 
   // el("a", {href: "/x", class: "y"}, "text", childNode, ...): children are text or nodes.
@@ -673,7 +704,7 @@ const FSS = (() => {
   return {
     POLL_MS, LOCALE, t, tn, formatNumber, formatPercent, errorText, canChange, csrfToken, el, append, setText, replaceChildren, $, $$, parseTime,
     formatTime, formatClock, relative, timeNode, duration, ageSeconds, firstLine, statusBadge,
-    statusName, zoneMode, shownZone, browserZone, timeTitle,
+    statusName, zoneMode, shownZone, browserZone, timeTitle, said, problemText,
     badge, link, mono, noteServerNow, serverNow, ApiError, api, get, query, poll, syncTable,
     toast, confirmAction, act, showBroker, depthNode, COLORS, makeChart, axis,
   };

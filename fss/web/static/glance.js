@@ -15,7 +15,7 @@
       templates.querySelector('[data-check="other"]');
     const node = source.cloneNode(true);
     node.classList.add(`health-item-${problem.level}`);
-    setText(node.querySelector("[data-detail]"), problem.detail);
+    setText(node.querySelector("[data-detail]"), FSS.problemText(problem, problem.detail));
     const anchor = node.querySelector("[data-link]");
     if (anchor) {
       if (problem.href && problem.href.startsWith("/") && !problem.href.startsWith("//")) {

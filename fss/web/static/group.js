@@ -47,7 +47,7 @@
         el("span", { class: "muted", id: "next-rel" }, relativeNext)] : null),
       prop(t("Last run"), g.last_run_at ? [timeNode(g.last_run_at, null, g.time_zone), " ",
         statusBadge(g.last_status)] : null),
-      prop(t("Last error"), g.last_error ? el("span", { class: "error-line" }, firstLine(g.last_error)) : null),
+      prop(t("Last error"), g.last_error ? el("span", { class: "error-line" }, FSS.said(firstLine(g.last_error))) : null),
       prop(t("Successes"), g.run_count
         ? t("{n}, {time} on average", { n: formatNumber(g.run_count), time: duration(g.run_speed_avg) })
         : formatNumber(g.run_count)),
@@ -133,8 +133,8 @@
       const node = words.querySelector(`[data-reason="${reason}"]`);
       return node ? node.textContent : reason;
     };
-    replaceChildren($("#blocked-badges"), reasons.map((r) => badge(wordOf(r.reason), "warn", r.detail)));
-    replaceChildren($("#blocked-reasons"), reasons.map((r) => el("li", {}, t("{reason}: {detail}", { reason: wordOf(r.reason), detail: r.detail }))));
+    replaceChildren($("#blocked-badges"), reasons.map((r) => badge(wordOf(r.reason), "warn", FSS.problemText(r, r.detail))));
+    replaceChildren($("#blocked-reasons"), reasons.map((r) => el("li", {}, t("{reason}: {detail}", { reason: wordOf(r.reason), detail: FSS.problemText(r, r.detail) }))));
     $("#blocked-note").hidden = reasons.length === 0;
   }
 
@@ -198,8 +198,8 @@
     { value: (t) => t.run_speed, render: (t) => duration(t.run_speed), class: "num" },
     { value: (t) => t.attempt, render: (t) => formatNumber(t.attempt), class: "num" },
     { value: (t) => t.client_id, render: (t) => (t.client_id ? mono(t.client_id) : "") },
-    { value: (t) => t.error, render: (t) => el("span", { class: "error-line", title: t.error || "" },
-      firstLine(t.error)), class: "cell-error" },
+    { value: (t) => t.error, render: (t) => el("span", { class: "error-line", title: FSS.said(t.error) || "" },
+      FSS.said(firstLine(t.error))), class: "cell-error" },
   ];
 
   async function refresh() {

@@ -162,7 +162,7 @@
     const reasons = group.cannot_run || [];
     if (!reasons.length) return null;
     return el("span", { class: "blocked" }, reasons.map((r) => badge(
-      word("blocked-words", r.reason), r.reason === "disabled" ? "muted" : "warn", r.detail || null)));
+      word("blocked-words", r.reason), r.reason === "disabled" ? "muted" : "warn", FSS.problemText(r, r.detail) || null)));
   }
 
   /* ---- table ----------------------------------------------------------------------- */
@@ -217,7 +217,7 @@
       render: (g) => {
         if (!g.last_status && !g.last_run_at) return el("span", { class: "muted" }, t("never ran"));
         const node = statusBadge(g.last_status);
-        if (g.last_error) node.title = FSS.firstLine(g.last_error);
+        if (g.last_error) node.title = FSS.said(FSS.firstLine(g.last_error));
         return [node, " ", el("span", { class: "muted small" },
           timeNode(g.last_run_at, "relative", g.time_zone))];
       } },

@@ -22,7 +22,7 @@
     { value: (n) => n.claimed, render: (n) => (n.claimed === undefined || n.claimed === null ? "" : FSS.formatNumber(n.claimed)),
       class: "num" },
     { value: (n) => n.unhealthy_reason, render: (n) => (n.unhealthy_reason
-      ? el("span", { class: "error-line", title: n.unhealthy_reason }, n.unhealthy_reason) : "") },
+      ? el("span", { class: "error-line", title: FSS.said(n.unhealthy_reason) }, FSS.said(n.unhealthy_reason)) : "") },
   ];
 
   async function refresh() {

@@ -73,8 +73,8 @@
     { value: (f) => f.job_name, render: (f) => mono(f.job_name) },
     { value: (f) => FSS.relative(f.finish_at, FSS.serverNow()),
       render: (f) => timeNode(f.finish_at, "relative") },
-    { value: (f) => f.error, render: (f) => el("span", { class: "error-line", title: f.error || "" },
-      firstLine(f.error)), class: "cell-error" },
+    { value: (f) => f.error, render: (f) => el("span", { class: "error-line", title: FSS.said(f.error) || "" },
+      FSS.said(firstLine(f.error))), class: "cell-error" },
   ];
 
   const queueColumns = [

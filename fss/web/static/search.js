@@ -29,8 +29,8 @@
       t.caption || `#${t.task_group_id}`), class: "cell-caption" },
     { value: (t) => t.job_name, render: (t) => mono(t.job_name) },
     { value: (t) => t.finish_at, render: (t) => timeNode(t.finish_at, null, t.time_zone) },
-    { value: (t) => t.error, render: (t) => el("span", { class: "error-line", title: t.error || "" },
-      firstLine(t.error)), class: "cell-error" },
+    { value: (t) => t.error, render: (t) => el("span", { class: "error-line", title: FSS.said(t.error) || "" },
+      FSS.said(firstLine(t.error))), class: "cell-error" },
   ];
 
   function showTask(task) {

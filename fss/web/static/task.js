@@ -65,8 +65,9 @@
 
   // The exception line, with the whole text (a traceback) one click away.
   function errorProp(error) {
-    const line = FSS.firstLine(error);
-    if (line === error.trim()) return el("span", { class: "error-line" }, line);
+    // fss's own reasons in the page's language (FSS.said); a job's own text as it is.
+    const line = FSS.said(FSS.firstLine(error));
+    if (FSS.firstLine(error) === error.trim()) return el("span", { class: "error-line" }, line);
     return el("details", { class: "error-details" },
       el("summary", {}, el("span", { class: "error-line" }, line)),
       el("pre", { class: "error-block" }, error));
@@ -181,7 +182,7 @@
         // A broadcast run's lines come from several shards: each says which.
         ...(line.shard_index === null || line.shard_index === undefined ? []
           : [el("span", { class: "log-shard" }, FSS.t("[shard {n}] ", { n: line.shard_index }))]),
-        line.content));
+        FSS.said(line.content)));
   }
 
   // The job's order, as the server sorts: lines without seq (recorded before fss kept it)

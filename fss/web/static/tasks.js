@@ -52,8 +52,8 @@
     { value: (t) => t.run_speed, render: (t) => duration(t.run_speed), class: "num" },
     { value: (t) => [t.status, t.progress], render: progressCell },
     { value: (t) => t.client_id, render: (t) => (t.client_id ? mono(t.client_id) : "") },
-    { value: (t) => t.error, render: (t) => el("span", { class: "error-line", title: t.error || "" },
-      firstLine(t.error)), class: "cell-error" },
+    { value: (t) => t.error, render: (t) => el("span", { class: "error-line", title: FSS.said(t.error) || "" },
+      FSS.said(firstLine(t.error))), class: "cell-error" },
   ];
 
   function render() {
