@@ -17,7 +17,6 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import OperationalError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
@@ -33,6 +32,7 @@ from fss.web import (
     api_bulk,
     api_glance,
     api_search,
+    database_down,
     health,
     i18n,
     login,
@@ -379,11 +379,19 @@ def install_error_handlers(app: FastAPI) -> None:
         response.headers.update(security_headers(request_nonce(request), hsts))
         return response
 
-    @app.exception_handler(OperationalError)
-    async def _database_down(_: Request, exc: OperationalError) -> Response:
-        line = str(exc.orig).strip().splitlines()[0] if exc.orig else "unreachable"
-        return error(503, f"database unavailable: {line}", code="database",
-                     params={"reason": line})
+    async def _database_down(request: Request, exc: Exception) -> Response:
+        # fss.web.database_down: 503 with the database's URL (no password) and the reason;
+        # a page gets the layout with a banner, the API its JSON error.
+        outage = database_down.note(request, exc)
+        if wants_json(request):
+            response: Response = error(503, outage.message, code="database",
+                                       params=outage.params)
+            response.headers["Retry-After"] = str(database_down.RETRY_AFTER_S)
+            return response
+        return database_down.page_response(request, outage)
+
+    for kind in database_down.DATABASE_ERRORS:
+        app.add_exception_handler(kind, _database_down)
 
 
 def http_code(exc: HTTPException) -> tuple[str, dict[str, Any] | None]:

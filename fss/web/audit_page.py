@@ -7,12 +7,15 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.engine import Connection
 
 from fss.errors import InvalidField
 from fss.store import audit
 from fss.store.audit import ACTIONS, AuditRow
+from fss.store.tables import task_group
 from fss.web.api_audit import audit_filter
 from fss.web.auth import Viewer
 from fss.web.context import Context
@@ -98,6 +101,7 @@ def audit_page(
         except InvalidField as exc:
             error = exc
         users = audit.actors(conn)
+        zones = group_zones(conn, {row.group_id for row in rows if row.group_id is not None})
     entries = [(row, changes_of(row), details_of(row)) for row in rows]
     older = rows[-1].id if len(rows) == PAGE_SIZE else None
     return render(
@@ -105,12 +109,23 @@ def audit_page(
         "audit.html",
         {
             "page": "audit", "entries": entries, "filters": filters, "actions": ACTIONS,
-            "users": users, "error": error, "error_text": _error_text(request, error),
-            "older": older, "paged": before_id is not None,
+            "users": users, "zones": zones, "error": error,
+            "error_text": _error_text(request, error), "older": older,
+            "paged": before_id is not None,
             "query": {k: v for k, v in filters.items() if v},
         },
         status_code=400 if error else 200,
     )
+
+
+def group_zones(conn: Connection, group_ids: set[int]) -> dict[int, str]:
+    """The time zone of each listed group that has one: the zone switch's "group" choice
+    shows an entry's time in it (a deleted group, or one without a zone: UTC)."""
+    if not group_ids:
+        return {}
+    query = sa.select(task_group.c.id, task_group.c.time_zone).where(
+        task_group.c.id.in_(sorted(group_ids)), task_group.c.time_zone.is_not(None))
+    return {int(row.id): str(row.time_zone) for row in conn.execute(query)}
 
 
 def _error_text(request: Request, error: InvalidField | None) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from fss.web import i18n
+from fss.web import database_down, i18n
 from fss.web.auth import (
     SESSION_COOKIE,
     LoginThrottled,
@@ -29,7 +29,11 @@ def safe_next(target: str | None) -> str:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/") -> Response:
-    return render(request, "login.html", {"next": safe_next(next), "error": ""})
+    shown = {"next": safe_next(next), "error": ""}
+    outage = database_down.probe(request)
+    if outage is not None:
+        return database_down.login_response(request, outage, shown)
+    return render(request, "login.html", shown)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -44,20 +48,22 @@ def login(
     again = {"next": safe_next(next), "username": username}
     try:
         user = auth.log_in(username, password, client_address(request), "login form")
+        session = auth.start_session(user, client_address(request)) if user else None
+    except database_down.DATABASE_ERRORS as exc:
+        return database_down.login_response(request, database_down.note(request, exc), again)
     except LoginThrottled as throttled:
         text = i18n.translate(page_locale(request), "Too many failed logins: try again in "
                               "{seconds} s.", seconds=throttled.retry_after_s)
         refused = render(request, "login.html", {**again, "error": text}, status_code=429)
         refused.headers["Retry-After"] = str(throttled.retry_after_s)
         return refused
-    if user is None:
+    if user is None or session is None:
         return render(
             request, "login.html",
             {**again,
              "error": i18n.translate(page_locale(request), "Wrong user name or password.")},
             status_code=401,
         )
-    session = auth.start_session(user, client_address(request))
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

@@ -55,7 +55,7 @@ ERROR_TEXTS: dict[str, str] = {
     "cross_site": "cross-site request refused",
     "login_required": "not signed in: log in again",
     "throttled": "too many failed logins: try again in {seconds} s",
-    "database": "the database cannot be reached: {reason}",
+    "database": "the database {url} cannot be reached: {reason}",
     "internal": "internal error ({kind}); the fss web log has details",
     "http_404": "not found",
     "http_405": "method not allowed",

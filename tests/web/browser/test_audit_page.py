@@ -7,11 +7,15 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from conftest import LiveFss, screenshot
-from playwright.sync_api import Page, expect
+from conftest import VIEWPORT, LiveFss, login, screenshot
+from playwright.sync_api import Browser, Page, expect
 
 from fss.domain.group_spec import GroupSpec
-from fss.store import groups
+from fss.store import audit, groups
+from fss.store.audit import Actor
+
+ENGLISH = {"locale": "en-US", "extra_http_headers": {"Accept-Language": "en-US,en;q=0.9"}}
+CHINESE = {"locale": "zh-CN", "extra_http_headers": {"Accept-Language": "zh-CN,zh;q=0.9"}}
 
 
 def test_a_group_edited_in_the_ui_is_on_the_audit_page(
@@ -81,3 +85,52 @@ def test_a_viewer_sees_the_audit_page_and_a_bad_time_is_told_at_the_filter(
     expect(page.locator("#audit-filters [name=since]")).to_have_attribute("aria-invalid", "true")
     page.goto(f"{base}/audit")
     expect(page.locator('#audit tr[data-action="login"]').first).to_be_visible()
+
+
+AT = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+
+def test_audit_times_follow_the_zone_switch_with_their_zone_labelled(
+    browser: Browser, live_fss: LiveFss
+) -> None:
+    """An entry of a group in Asia/Tokyo (UTC+9), seen from a browser in Asia/Shanghai
+    (UTC+8): the browser's zone by default, then UTC, then the group's zone, each time
+    24-hour with its zone's label; in zh-CN too."""
+    group_id = groups.add_group(
+        live_fss.engine,
+        GroupSpec(caption="tokyo report", job_name="hello", cron="0 9 * * *",
+                  time_zone="Asia/Tokyo", is_enable=False).validated(),
+        datetime.now(timezone.utc),
+    )
+    with live_fss.engine.begin() as conn:
+        audit.record(conn, Actor("alice", "cli", "ops-host"), "group.enable", AT,
+                     group_id=group_id, subject="tokyo report")
+    for language, header in ((ENGLISH, "When"), (CHINESE, "时间")):
+        context = browser.new_context(viewport=VIEWPORT, timezone_id="Asia/Shanghai",  # type: ignore[arg-type]
+                                      **language)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        try:
+            login(page, live_fss.url, "admin", "pw")
+            page.goto(f"{live_fss.url}/audit?group={group_id}")
+            expect(page.locator("#audit thead th").nth(1)).to_have_text(header)
+            shown = page.locator("#audit tbody tr time").first
+            expect(shown).to_have_text("2030-01-02 11:04:05 UTC+8")  # the browser's zone
+            assert "Asia/Shanghai" in (shown.get_attribute("title") or "")
+            assert (shown.get_attribute("title") or "").endswith("2030-01-02T03:04:05+00:00")
+            with page.expect_navigation():
+                page.select_option("#zone-switch", "utc")
+            expect(shown).to_have_text("2030-01-02 03:04:05 UTC")
+            with page.expect_navigation():
+                page.select_option("#zone-switch", "group")
+            expect(shown).to_have_text("2030-01-02 12:04:05 UTC+9")
+            assert "Asia/Tokyo" in (shown.get_attribute("title") or "")
+            if language is ENGLISH:
+                screenshot(page, "audit-group-zone")
+            # An entry without a group (a login) is shown in UTC under "group".
+            page.goto(f"{live_fss.url}/audit?action=login")
+            expect(page.locator("#audit tbody tr time").first).to_have_text(
+                re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
+            page.wait_for_load_state("networkidle")
+        finally:
+            context.close()
