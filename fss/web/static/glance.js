@@ -57,7 +57,7 @@
     } catch (err) {
       if (err.status === 401) return;
       // Signed in by a session, the API itself needs the database: a 503 says it is down.
-      const database = err.status === 503 && /database/i.test(err.message);
+      const database = err.status === 503 && (err.body || {}).code === "database";
       show([{ check: database ? "database" : "unreachable", level: "fail", detail: err.message,
         href: null }], new Date().toISOString());
     } finally {

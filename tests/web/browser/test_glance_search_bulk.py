@@ -32,8 +32,10 @@ from fss.web.config import WebSettings, parse_users
 BROKER_DOWN = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 
-def _page(browser: Browser, url: str) -> Iterator[Page]:
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)  # type: ignore[arg-type]
+def _page(browser: Browser, url: str, locale: str = "en-US") -> Iterator[Page]:
+    context = browser.new_context(  # type: ignore[arg-type]
+        viewport=VIEWPORT, accept_downloads=True, locale=locale,
+        extra_http_headers={"Accept-Language": locale})
     page = context.new_page()
     page.set_default_timeout(10_000)
     login(page, url, "admin", "pw")
@@ -157,6 +159,19 @@ def test_with_the_database_down_the_page_says_its_data_is_stale_and_why(
             "Connection refused")
         expect(page.locator("#live")).to_have_attribute("data-state", "offline")
         screenshot(page, "health-banner-database")
+
+
+def test_with_the_database_down_the_chinese_banner_names_the_database(
+    browser: Browser, database_down: tuple[str, Proxy]
+) -> None:
+    # The 503's message is in Chinese there: the banner goes by the error's code.
+    url, proxy = database_down
+    for page in _page(browser, url, "zh-CN"):
+        expect(page.locator("[data-status-count='Working']")).to_have_text("0")
+        proxy.cut()
+        banner = page.locator("#health-banner")
+        expect(banner.locator("li[data-check=database]")).to_contain_text("数据库不可用")
+        expect(banner.locator("li[data-check=unreachable]")).to_have_count(0)
 
 
 # ---- search, bulk, CSV -----------------------------------------------------------------------
