@@ -8,6 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# libpq waits for the OS (minutes) on a host that drops packets: every page and loop would
+# hang that long instead of saying the database is down. A URL's own connect_timeout wins.
+CONNECT_TIMEOUT_S = 10
 
 
 def normalize_url(url: str) -> str:
@@ -36,6 +39,8 @@ def create_engine(url: str, pre_ping: bool = True, **options: Any) -> Engine:
     if url.startswith("mysql"):
         # SKIP LOCKED claims rely on row locks only; REPEATABLE READ adds gap locks.
         kwargs["isolation_level"] = "READ COMMITTED"
+    if url.startswith("postgresql") and "connect_timeout=" not in url:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     kwargs.update(options)
     return sa.create_engine(url, **kwargs)
 
