@@ -11,7 +11,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -321,15 +321,43 @@ def from_dict(item: Any) -> Event:
     if cls is None:
         raise InvalidField("type", f"unknown event type {kind!r}")
     values: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name not in item:
-            if f.default is not MISSING or f.default_factory is not MISSING:
+    for name, converter, optional, has_default in _decoding_specs(cls):
+        if name not in item:
+            if has_default:
                 continue
-            raise InvalidField(f.name, f"missing in {kind} event")
-        values[f.name] = storable(_coerce(f.name, str(f.type), item[f.name]))
+            raise InvalidField(name, f"missing in {kind} event")
+        value = item[name]
+        if value is None:  # null only where the field's type allows it
+            if not optional:
+                raise InvalidField(name, "must not be null")
+            values[name] = None
+            continue
+        values[name] = storable(converter(name, value) if converter else value)
     event = cls(**values)
     check(event)
     return event
+
+
+# Per event class, what from_dict needs of each field, worked out once instead of per event
+# (dataclasses.fields() and the type's text): (name, converter or None, null allowed, has a
+# default).
+_DecodingSpec = tuple[str, Callable[[str, Any], Any] | None, bool, bool]
+_DECODING_SPECS: dict[type[Event], tuple[_DecodingSpec, ...]] = {}
+
+
+def _decoding_specs(cls: type[Event]) -> tuple[_DecodingSpec, ...]:
+    specs = _DECODING_SPECS.get(cls)
+    if specs is None:
+        specs = _DECODING_SPECS[cls] = tuple(
+            (
+                f.name,
+                _CONVERTERS.get(str(f.type).replace(" | None", "")),
+                "None" in str(f.type),
+                f.default is not MISSING or f.default_factory is not MISSING,
+            )
+            for f in fields(cls)
+        )
+    return specs
 
 
 def require_time(name: str, value: Any) -> datetime:
@@ -361,16 +389,6 @@ def storable(value: Any) -> Any:
     if isinstance(value, dict):
         return {storable(k): storable(v) for k, v in value.items()}
     return value
-
-
-def _coerce(name: str, type_name: str, value: Any) -> Any:
-    optional = "None" in type_name
-    if value is None:
-        if optional:
-            return None
-        raise InvalidField(name, "must not be null")
-    converter = _CONVERTERS.get(type_name.replace(" | None", ""))
-    return converter(name, value) if converter else value
 
 
 def require_int(name: str, value: Any) -> int:
@@ -442,19 +460,20 @@ _INT_LIMITS = {
 
 def check(event: Event) -> None:
     """Range checks shared by every way an event can arrive."""
+    texts, ints = _limits_of(type(event))
     if isinstance(event, TaskProgressed) and not 0 <= event.progress <= 100:
         raise InvalidField("progress", f"must be 0..100, got {event.progress}")
     if isinstance(event, TaskLogged) and not 0 <= event.level <= 5:
         raise InvalidField("level", f"must be 0..5 (Trace..Critical), got {event.level}")
     if isinstance(event, TaskFinished) and event.run_speed_ms < 0:
         raise InvalidField("run_speed_ms", "must be >= 0")
-    for name, limit in _TEXT_LIMITS.items():
+    for name, limit in texts:
         value = getattr(event, name, None)
         if isinstance(value, str) and len(value) > limit:
             raise InvalidField(name, f"longer than {limit} characters")
-    if isinstance(event, TaskFinished | TaskDataSaved) and event.data is not None:
+    if isinstance(event, _WITH_DATA) and event.data is not None:
         validate_data(event.data)
-    if isinstance(event, TaskFinished | TaskDataSaved) and event.data_patch is not None:
+    if isinstance(event, _WITH_DATA) and event.data_patch is not None:
         require_patch("data_patch", event.data_patch)
     if isinstance(event, TaskLogged) and not event.event_id:
         raise InvalidField("event_id", "must not be empty")
@@ -471,10 +490,30 @@ def check(event: Event) -> None:
     task_id = getattr(event, "task_id", None)
     if task_id is not None and task_id <= 0:
         raise InvalidField("task_id", "must be > 0")
-    for name, limit in _INT_LIMITS.items():
+    for name, limit in ints:
         value = getattr(event, name, None)
         if isinstance(value, int) and not -limit - 1 <= value <= limit:
             raise InvalidField(name, f"out of range (at most {limit})")
     client_id = getattr(event, "client_id", "")
     if not client_id or len(client_id) > 128:
         raise InvalidField("client_id", "must be 1..128 characters")
+
+
+_WITH_DATA = (TaskFinished, TaskDataSaved)
+_Limits = tuple[tuple[str, int], ...]
+_LIMITS_OF: dict[type[Event], tuple[_Limits, _Limits]] = {}
+
+
+def _limits_of(cls: type[Event]) -> tuple[_Limits, _Limits]:
+    """The entries of _TEXT_LIMITS and _INT_LIMITS an event class can hold a value for (its
+    fields and class attributes), in their order: check() looks at those only instead of
+    every limited name on every event."""
+    limits = _LIMITS_OF.get(cls)
+    if limits is None:
+        names = {f.name for f in fields(cls)} if is_dataclass(cls) else set()
+
+        def held(table: dict[str, int]) -> _Limits:
+            return tuple((n, v) for n, v in table.items() if n in names or hasattr(cls, n))
+
+        limits = _LIMITS_OF[cls] = (held(_TEXT_LIMITS), held(_INT_LIMITS))
+    return limits
