@@ -15,6 +15,12 @@ latest value is kept even when the buffer is full, and a short run's two updates
 one); heartbeats of a
 client collapse to the latest; and once a flush has waited out its timeout, later flushes
 return at once until the broker is back, so a run's end blocks once per outage, not per run.
+
+The background thread publishes task events once the oldest has waited `flush_interval_s`
+(so a long run's lines and progress still leave within about that), not whatever it finds
+when it wakes: a short run's events then leave in one message with its `finished`, at the
+flush of its end, instead of being split by a wake-up in the middle of the run (a second
+publish, and a run's end waiting for the thread's publish to finish).
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ class EventBuffer:
         self.dropped = 0
         # How many of the first task events a publish has in hand (never changed under it).
         self.sending = 0
+        # time.monotonic() when the oldest task event waiting here came in; None when none.
+        self.waiting_since: float | None = None
 
     def __len__(self) -> int:
         return len(self.task_events) + len(self.client_events)
@@ -92,8 +100,16 @@ class EventBuffer:
             self.dropped += 1
             return False
         else:
+            if self.waiting_since is None:
+                self.waiting_since = time.monotonic()
             self.task_events.append(event)
         return True
+
+    def sent_tasks(self, count: int) -> None:
+        """Forget the first `count` task events once published."""
+        del self.task_events[:count]
+        if not self.task_events:
+            self.waiting_since = None
 
     def _supersede(self, event: TaskProgressed) -> bool:
         """Progress is a state, not a history: a run's progress still waiting here (not yet
@@ -254,9 +270,16 @@ class EventPublisher:
 
     def _run(self) -> None:
         backoff = 0.1
+        timeout = self._flush_interval_s
         while not self._stopped.is_set():
-            self._wakeup.wait(self._flush_interval_s)
+            woken = self._wakeup.wait(timeout)
             self._wakeup.clear()
+            if not woken:
+                # Only what waited the interval: a short run's end flushes its own events.
+                timeout = self._due_in()
+                if timeout > 0:
+                    continue
+            timeout = self._flush_interval_s
             try:
                 self._publish_pending()
                 backoff = 0.1
@@ -265,6 +288,19 @@ class EventPublisher:
                 self._reset_connection()
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _due_in(self) -> float:
+        """Seconds until the buffer's oldest task event has waited the flush interval (0 if it
+        has, or client events wait); the interval itself when nothing waits."""
+        with self._buffer_lock:
+            if self._buffer.client_events:
+                return 0.0
+            since = self._buffer.waiting_since
+        if since is None:
+            return self._flush_interval_s
+        # At least a millisecond: an Event.wait shorter than that costs more than it saves.
+        due = since + self._flush_interval_s - time.monotonic()
+        return max(due, 0.001) if due > 0 else 0.0
 
     def _publish_pending(self) -> None:
         with self._send_lock:
@@ -278,7 +314,7 @@ class EventPublisher:
                 try:
                     self._publish(batch, EVENTS_QUEUE)
                     with self._buffer_lock:
-                        del self._buffer.task_events[: len(batch)]
+                        self._buffer.sent_tasks(len(batch))
                 finally:
                     with self._buffer_lock:
                         self._buffer.sending = 0
