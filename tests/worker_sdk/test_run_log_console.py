@@ -1,0 +1,96 @@
+"""A run's log lines: every one goes to the run log; the copy on the process's console follows
+the level the process logs at (`fss worker -l WARNING` prints no INFO line of a job), as a
+record of any other logger does."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+
+from fss.domain.clock import ManualClock
+from fss.events import JOB_LOGGER, Event, TaskLogged
+from fss.worker_sdk import JobContext
+
+T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=timezone.utc)
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.lines: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.levelname, record.getMessage()))
+
+
+@pytest.fixture
+def console() -> Iterator[tuple[Lines, logging.Logger]]:
+    """A handler on the root logger, as Celery's worker installs one, at the root's level."""
+    root = logging.getLogger()
+    handler, level = Lines(), root.level
+    root.addHandler(handler)
+    try:
+        yield handler, root
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _context(sent: list[Event]) -> JobContext:
+    return JobContext(task_id=7, attempt=2, group_id=3, job_name="j", data={}, start_at=T0,
+                      client_id="c", emit=sent.append, clock=ManualClock(T0))
+
+
+def test_at_warning_the_console_gets_no_info_line_and_the_run_log_gets_every_line(
+    console: tuple[Lines, logging.Logger],
+) -> None:
+    handler, root = console
+    root.setLevel(logging.WARNING)
+    sent: list[Event] = []
+    ctx = _context(sent)
+    ctx.log.debug("d")
+    ctx.log.info("i %s", 1)
+    ctx.log.warning("w")
+    ctx.log.error("e")
+    assert [e.content for e in sent if isinstance(e, TaskLogged)] == ["d", "i 1", "w", "e"]
+    assert handler.lines == [("WARNING", "w"), ("ERROR", "e")]
+
+
+def test_at_info_the_console_gets_the_info_lines_too(
+    console: tuple[Lines, logging.Logger],
+) -> None:
+    handler, root = console
+    root.setLevel(logging.INFO)
+    sent: list[Event] = []
+    ctx = _context(sent)
+    ctx.log.debug("d")
+    ctx.log.info("i")
+    assert [e.content for e in sent if isinstance(e, TaskLogged)] == ["d", "i"]
+    assert handler.lines == [("INFO", "i")]
+
+
+def test_the_job_logger_s_own_level_and_propagation_are_followed(
+    console: tuple[Lines, logging.Logger],
+) -> None:
+    handler, root = console
+    root.setLevel(logging.DEBUG)
+    jobs = logging.getLogger(JOB_LOGGER)
+    jobs.setLevel(logging.ERROR)
+    try:
+        sent: list[Event] = []
+        ctx = _context(sent)
+        ctx.log.warning("w")
+        ctx.log.error("e")
+        assert handler.lines == [("ERROR", "e")]
+        jobs.propagate = False
+        ctx.log.error("not on the console")
+        assert handler.lines == [("ERROR", "e")]
+        assert [e.content for e in sent if isinstance(e, TaskLogged)] == [
+            "w", "e", "not on the console"
+        ]
+    finally:
+        jobs.setLevel(logging.NOTSET)
+        jobs.propagate = True
