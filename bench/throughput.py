@@ -31,6 +31,8 @@ import argparse
 import itertools
 import math
 import os
+import shutil
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -95,6 +97,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "or at Celery's own defaults (prefetch multiplier 4) [fss-config]")
     parser.add_argument("--profile", type=Path,
                         help="py-spy the fss scheduler over the window, raw output to this file")
+    parser.add_argument("--profile-workers", type=Path, metavar="DIR",
+                        help="--again: py-spy --gil every fss worker process (main and pool) over "
+                             "the window, raw output per process in DIR")
     return parser.parse_args(argv)
 
 
@@ -161,7 +166,7 @@ def run_fss(args: argparse.Namespace) -> Row:
         "fss (scheduler + worker)", f"{args.groups / interval_s:.0f}",
         f"{rate:.0f}", f"{len(sent) / args.window:.0f}", p50_p99(late),
         f"{cpu[0]:.0f}", f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", f"{cpu[2]:.0f}",
-        f"{cpu[3]:.0f}", cpu_ms_per_run(cpu, rate), loadavg,
+        f"{cpu[3]:.0f}", cpu_ms_per_run(cpu, rate), cpu_ms_per_run(cpu[1:2], rate), loadavg,
     ]
 
 
@@ -181,12 +186,16 @@ def run_fss_again(args: argparse.Namespace) -> Row:
         sleep_until(window_start)
         runs_before = _run_count(run.database_url)
         spy = start_profile(scheduler, args.window, args.profile) if args.profile else None
+        worker_spies = (_profile_workers(workers, args.window, args.profile_workers)
+                        if args.profile_workers else [])
         meters = [CpuMeter([scheduler]).start(), CpuMeter(trees(workers)).start(),
                   CpuMeter(backend_pids(run.database_url)).start(),
                   CpuMeter(redis_server_pids(run)).start()]
         rss = RssSampler(scheduler).start()
         sleep_until(window_end)
         runs_after = _run_count(run.database_url)
+        for worker_spy in worker_spies:
+            worker_spy.wait(timeout=60)
         cpu = [m.stop() for m in meters]
         if args.job == "realistic":
             _report_events(run.database_url)
@@ -206,7 +215,7 @@ def run_fss_again(args: argparse.Namespace) -> Row:
     return [
         f"fss ({args.groups} groups, job runs again at once)", "-", f"{rate:.0f}", "-", "-",
         f"{cpu[0]:.0f}", f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", f"{cpu[2]:.0f}",
-        f"{cpu[3]:.0f}", cpu_ms_per_run(cpu, rate), loadavg,
+        f"{cpu[3]:.0f}", cpu_ms_per_run(cpu, rate), cpu_ms_per_run(cpu[1:2], rate), loadavg,
     ]
 
 
@@ -225,6 +234,29 @@ def _report_events(database_url: str) -> None:
         engine.dispose()
     print(f"  events: {finished} runs finished Success, {with_line} with their log line, "
           f"{at_100} with progress 100", flush=True)
+
+
+def _profile_workers(
+    roots: list[int], duration_s: float, out: Path
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy --gil (samples where a thread holds the GIL: the process's Python CPU) of each
+    process of the workers; out/worker-PID-main.txt or out/worker-PID-pool.txt."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        print("(py-spy not on PATH: no worker profiles; pip install py-spy)", file=sys.stderr)
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for root in roots:
+        for pid in tree(root):
+            kind = "main" if pid == root else "pool"
+            spies.append(subprocess.Popen(
+                [spy, "record", "--pid", str(pid), "--duration", str(int(duration_s)),
+                 "--rate", "200", "--gil", "--format", "raw",
+                 "--output", str(out / f"worker-{pid}-{kind}.txt"), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+    return spies
 
 
 def trees(roots: list[int]) -> list[int]:
@@ -327,7 +359,8 @@ def run_celery(args: argparse.Namespace) -> Row:
           f"drain measured over {ended[0] - started[0]:.1f} s)", flush=True)
     return [
         "plain Celery (queue preloaded)", "saturated", f"{rate:.0f}", "-", "-", "-", "-",
-        f"{cpu[0]:.0f}", "-", f"{cpu[1]:.0f}", cpu_ms_per_run(cpu, rate), loadavg,
+        f"{cpu[0]:.0f}", "-", f"{cpu[1]:.0f}", cpu_ms_per_run(cpu, rate),
+        cpu_ms_per_run(cpu[:1], rate), loadavg,
     ]
 
 
@@ -359,7 +392,7 @@ def run_beat(args: argparse.Namespace) -> Row:
         "Celery beat + worker", f"{args.groups / interval_s:.0f}",
         f"{rate:.0f}", "-", p50_p99(late), f"{cpu[0]:.0f}",
         f"{rss.max_kb / 1024:.0f}", f"{cpu[1]:.0f}", "-", f"{cpu[2]:.0f}",
-        cpu_ms_per_run(cpu, rate), loadavg,
+        cpu_ms_per_run(cpu, rate), cpu_ms_per_run(cpu[1:2], rate), loadavg,
     ]
 
 
@@ -395,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(["system", "due/s", "executed/s", "sent/s", "start late p50/p99 ms",
                  "sched CPU%", "sched RSS MB", "worker CPU%", "PG CPU%", "Redis CPU%",
-                 "CPU ms/run (all)", "load 1/5/15"], rows))
+                 "CPU ms/run (all)", "workers ms/run", "load 1/5/15"], rows))
     return 0
 
 
