@@ -337,8 +337,9 @@ def from_dict(item: Any) -> Event:
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise InvalidField("type", f"unknown event type {kind!r}")
+    specs, defaults, factories = _decoding_specs(cls)
     values: dict[str, Any] = {}
-    for name, converter, optional, has_default in _decoding_specs(cls):
+    for name, converter, optional, has_default in specs:
         if name not in item:
             if has_default:
                 continue
@@ -350,22 +351,34 @@ def from_dict(item: Any) -> Event:
             values[name] = None
             continue
         values[name] = storable(converter(name, value) if converter else value)
-    event = cls(**values)
+    # What cls(**values) makes, without the frozen dataclass's __init__ (one
+    # object.__setattr__ per field: the largest part of decoding an event): every field set,
+    # a missing one to its default; the events define no __post_init__.
+    event = object.__new__(cls)
+    attributes = event.__dict__
+    attributes.update(defaults)
+    attributes.update(values)
+    for name, factory in factories:
+        if name not in values:
+            attributes[name] = factory()
     check(event)
     return event
 
 
 # Per event class, what from_dict needs of each field, worked out once instead of per event
 # (dataclasses.fields() and the type's text): (name, converter or None, null allowed, has a
-# default).
+# default); with the fields' defaults and default factories.
 _DecodingSpec = tuple[str, Callable[[str, Any], Any] | None, bool, bool]
-_DECODING_SPECS: dict[type[Event], tuple[_DecodingSpec, ...]] = {}
+_Decoding = tuple[
+    tuple[_DecodingSpec, ...], dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]
+]
+_DECODING: dict[type[Event], _Decoding] = {}
 
 
-def _decoding_specs(cls: type[Event]) -> tuple[_DecodingSpec, ...]:
-    specs = _DECODING_SPECS.get(cls)
-    if specs is None:
-        specs = _DECODING_SPECS[cls] = tuple(
+def _decoding_specs(cls: type[Event]) -> _Decoding:
+    decoding = _DECODING.get(cls)
+    if decoding is None:
+        specs = tuple(
             (
                 f.name,
                 _CONVERTERS.get(str(f.type).replace(" | None", "")),
@@ -374,7 +387,14 @@ def _decoding_specs(cls: type[Event]) -> tuple[_DecodingSpec, ...]:
             )
             for f in fields(cls)
         )
-    return specs
+        defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+        factories = tuple(
+            (f.name, f.default_factory)
+            for f in fields(cls)
+            if f.default_factory is not MISSING
+        )
+        decoding = _DECODING[cls] = (specs, defaults, factories)
+    return decoding
 
 
 def require_time(name: str, value: Any) -> datetime:

@@ -183,6 +183,8 @@ def _started(
 ) -> int:
     if not events:
         return 0
+    if conn.dialect.name == "postgresql" and len(events) > 1:
+        return _started_set_based(conn, events, now, locked)
     statement = (
         task.update()
         .where(
@@ -193,8 +195,6 @@ def _started(
         )
         .values(status=TaskStatus.WORKING, run_at=sa.bindparam("b_at"), reported_at=now)
     )
-    if conn.dialect.name == "postgresql" and len(events) > 1:
-        return _started_set_based(conn, events, now, locked)
     # Rows in id order, as every batch write here takes them (in arrival order, two
     # recorders replaying one batch in different orders deadlocked on MariaDB); the sort is
     # stable, so the first `started` of a run still wins.
