@@ -142,7 +142,7 @@ def _spread_groups(env: FssProcesses, count: int, job: str, interval_ms: int) ->
         ids = [groups.add_group(engine, spec, now) for _ in range(count)]
         with engine.begin() as conn:
             conn.execute(task_group.update().where(task_group.c.id.in_(ids)).values(
-                late_after_s=10))
+                late_after_s=20))
         return ids
     finally:
         engine.dispose()
@@ -151,10 +151,10 @@ def _spread_groups(env: FssProcesses, count: int, job: str, interval_ms: int) ->
 def test_a_killed_worker_brings_client_lost_unserved_and_one_summary_then_all_resolve(
     env: FssProcesses,
 ) -> None:
-    # Late 10 s after a planned run (the cron group: its 2 s gap + 8 s grace): by then the
+    # Late 20 s after a planned run (the cron group: its 2 s gap + 18 s grace): by then the
     # worker's loss is known (its beacon gone ~3 s, its job unserved 2 s later), and the
     # summary names it as the likely cause.
-    env.extra_env["FSS_ALERT_LATE_GRACE_S"] = "8"
+    env.extra_env["FSS_ALERT_LATE_GRACE_S"] = "18"
     env.extra_env["FSS_ALERT_GROUP_WAIT_S"] = "2"
     # Groups found late after the summary went (a loaded host checks slowly) follow as one.
     env.extra_env["FSS_ALERT_GROUP_INTERVAL_S"] = "5"
@@ -171,23 +171,30 @@ def test_a_killed_worker_brings_client_lost_unserved_and_one_summary_then_all_re
                           )[0][0] >= 301,
             timeout=60, what="every group ran once",
         )
+        # On a loaded host the fleet may go late before its first runs: that episode is
+        # not this test's; what counts below is what the kill raised.
+        before = max([a.id for a in alerts(env)], default=0)
+
+        def told(**match: Any) -> list[dict[str, Any]]:
+            return [b for b in delivered(hook, **match)
+                    if min(b.get("alert_ids") or [b.get("alert_id") or 0]) > before]
+
         env.kill("w1")
 
-        wait_for(lambda: delivered(hook, rule="client_lost")
-                 and delivered(hook, rule="job_unserved")
-                 and delivered(hook, kind="summary", rule="group_late"),
+        wait_for(lambda: told(rule="client_lost")
+                 and told(rule="job_unserved")
+                 and told(kind="summary", rule="group_late"),
                  timeout=60, what="client lost, job unserved and the late summary")
         # A worker back under the same name: each alert closes with one notice.
         env.worker("w1", "alert_jobs")
-        wait_for(lambda: delivered(hook, rule="client_lost", kind="resolved")
-                 and delivered(hook, rule="job_unserved", kind="resolved")
-                 and (delivered(hook, kind="summary-resolved", rule="group_late")
-                      or len(delivered(hook, kind="resolved", rule="group_late")) >= 301),
+        wait_for(lambda: told(rule="client_lost", kind="resolved")
+                 and told(rule="job_unserved", kind="resolved")
+                 and (told(kind="summary-resolved", rule="group_late")
+                      or len(told(kind="resolved", rule="group_late")) >= 301),
                  timeout=90, what="everything resolved")
 
         def late_firing() -> list[dict[str, Any]]:
-            return (delivered(hook, kind="summary", rule="group_late")
-                    + delivered(hook, kind="firing", rule="group_late"))
+            return told(kind="summary", rule="group_late") + told(kind="firing", rule="group_late")
 
         # Stragglers wait for the summary's group interval.
         wait_for(lambda: sum(b["count"] for b in late_firing()) >= 301, timeout=30,
@@ -197,18 +204,19 @@ def test_a_killed_worker_brings_client_lost_unserved_and_one_summary_then_all_re
     # 301 groups went late together: one summary (and one follow-up for the stragglers
     # found late after it went), not 301 messages.
     assert len(late_firing()) <= 3, [(b["kind"], b["count"]) for b in late_firing()]
-    summaries = delivered(hook, kind="summary", rule="group_late")
+    summaries = told(kind="summary", rule="group_late")
     # How many the first one holds depends on how the late checks fell in its group wait.
     assert summaries[0]["count"] > 10
-    assert all("likely cause" in s["text"] and "w1" in s["text"] for s in summaries)
+    assert "likely cause" in summaries[0]["text"] and "w1" in summaries[0]["text"]
     counted = sum(b["count"] for b in late_firing())
     # Each group was late once: none raised again right after its success resolved it.
-    again = [(a.task_group_id, a.detail) for a in alerts(env) if a.rule == "group_late"]
+    raised = [a for a in alerts(env) if a.id > before]
+    again = [(a.task_group_id, a.detail) for a in raised if a.rule == "group_late"]
     assert counted == 301 == len(again), again[:6]
-    with_late = {a.task_group_id for a in alerts(env) if a.rule == "group_late"}
+    with_late = {a.task_group_id for a in raised if a.rule == "group_late"}
     assert with_late == {*fleet, cron}
     assert all(a.state == "resolved" for a in alerts(env))
-    (lost,) = delivered(hook, rule="client_lost", kind="firing")
+    (lost,) = told(rule="client_lost", kind="firing")
     assert lost["client_id"] == "w1"
 
 
