@@ -118,6 +118,10 @@ def record(
     locked: set[int] = set()
     shard_record = shards.record_events(conn, sharded, now, locked)
     locked |= _lock_for_set_based(conn, started, finished)
+    # Not beside broadcast shards: their tasks' finishes join the batch's in finish_tasks.
+    starts = None if sharded else _fold_starts(conn, started, finished)
+    if starts is not None:
+        started = [e for e in started if id(e) not in starts.folded]
     stats.started = _started(conn, started, now, locked) + shard_record.started
     # Runs that end in this batch: their end writes reported_at (a log line's sign of life
     # adds nothing), and a Success writes progress 100 (their progress events add nothing).
@@ -137,8 +141,11 @@ def record(
     task_finishes = shard_record.task_finishes or []
     won: set[tuple[int, int]] = set()
     ended = finish_tasks(
-        conn, finished + task_finishes, now, claim_next, locked, alerting, won=won
+        conn, finished + task_finishes, now, claim_next, locked, alerting, won=won,
+        starts=starts,
     )
+    if starts is not None:
+        stats.started += starts.applied
     # A progress its run's Success wrote over counts as applied when that finish won.
     stats.progressed += sum(1 for e in superseded if (e.task_id, e.attempt) in won)
     # Counted as events: a task's end made of its shards' ends is no event of the batch.
@@ -163,6 +170,42 @@ def _lock_for_set_based(
     locked: set[int] = set()
     lock_tasks(conn, [e.task_id for e in started] + [e.task_id for e in finished], locked)
     return locked
+
+
+@dataclass
+class FoldedStarts:
+    """The `started` of runs whose successful `finished` is in the same batch, written by
+    the finish's UPDATE (run_at, where the start would have applied) instead of an UPDATE of
+    their own: {(task id, attempt, client id): the first such start}. `folded` holds the ids
+    of every start event stood for (the first and its duplicates); `applied` counts the
+    starts that moved their task, as _started would have."""
+
+    by_run: dict[tuple[int, int, str], TaskStarted]
+    folded: set[int]
+    applied: int = 0
+
+
+def _fold_starts(
+    conn: Connection, started: list[TaskStarted], finished: list[TaskFinished]
+) -> FoldedStarts | None:
+    """PostgreSQL, when the finishes go set-based: the starts the finish UPDATE writes (a
+    run that starts and ends in one batch, the common case for short runs, costs one UPDATE
+    instead of two). Only successes (a failure may be retried instead of finished), and only
+    a start naming the finish that finish_tasks keeps for its (task, attempt)."""
+    if conn.dialect.name != "postgresql" or not started or len(finished) < 2:
+        return None
+    final = {(e.task_id, e.attempt): e for e in finished}
+    if len(final) < 2:
+        return None
+    ending = {(e.task_id, e.attempt, e.client_id) for e in final.values() if e.success}
+    by_run: dict[tuple[int, int, str], TaskStarted] = {}
+    folded: set[int] = set()
+    for event in started:
+        run = (event.task_id, event.attempt, event.client_id)
+        if run in ending:
+            by_run.setdefault(run, event)  # the first one wins, as in _started
+            folded.add(id(event))
+    return FoldedStarts(by_run, folded) if by_run else None
 
 
 def status_in(statuses: Iterable[TaskStatus]) -> Any:
@@ -447,6 +490,7 @@ def finish_tasks(
     locked: set[int] | None = None,
     alerting: AlertPolicy = DEFAULT_POLICY,
     won: set[tuple[int, int]] | None = None,
+    starts: FoldedStarts | None = None,
 ) -> int:
     """Close the tasks, update their groups' stats and data, and create their next tasks.
 
@@ -456,6 +500,8 @@ def finish_tasks(
     On PostgreSQL each of these is one statement for the batch (the finish UPDATE returns
     the runs' planned times, the INSERT the new ids); elsewhere the finish and the group
     UPDATE go row by row. `locked`: task ids this transaction has locked already.
+    `starts`: the batch's starts of runs ending here, written with their finish
+    (FoldedStarts).
     """
     # Task rows are locked in id order, as groups are, so two recorders never deadlock.
     unique = sorted({(e.task_id, e.attempt): e for e in events}.values(), key=lambda e: e.task_id)
@@ -463,7 +509,7 @@ def finish_tasks(
     retried, notes = _retry_failures(conn, unique, now, locked)
     if retried:
         unique = [e for e in unique if (e.task_id, e.attempt) not in retried]
-    winners = _finish_guarded(conn, unique, now, locked)
+    winners = _finish_guarded(conn, unique, now, locked, starts)
     if won is not None:
         won.update((event.task_id, event.attempt) for event, _ in winners)
     if winners:
@@ -515,7 +561,11 @@ _RUN_COLUMNS = (
 
 
 def _finish_guarded(
-    conn: Connection, unique: list[TaskFinished], now: datetime, locked: set[int]
+    conn: Connection,
+    unique: list[TaskFinished],
+    now: datetime,
+    locked: set[int],
+    starts: FoldedStarts | None = None,
 ) -> list[tuple[TaskFinished, Any]]:
     """The events whose guarded UPDATE moved their task (one per (task, attempt), id order),
     each with its run's row (_RUN_COLUMNS).
@@ -524,8 +574,16 @@ def _finish_guarded(
     the rows), after locking the rows in id order; elsewhere one UPDATE per event, whose row
     count says whether it won, then one read of the winners' rows. The guard is the same
     either way, so a replay changes nothing."""
-    if conn.dialect.name == "postgresql" and len(unique) > 1:
-        return _finish_set_based(conn, unique, now, locked)
+    set_based = conn.dialect.name == "postgresql" and len(unique) > 1
+    if starts is not None:
+        # A start whose finish this UPDATE does not write (retries left fewer than two
+        # finishes) is written first, by the start's own UPDATE, as without folding.
+        kept = {(e.task_id, e.attempt, e.client_id) for e in unique} if set_based else set()
+        left = [start for run, start in starts.by_run.items() if run not in kept]
+        if left:
+            starts.applied += _started(conn, left, now, locked)
+    if set_based:
+        return _finish_set_based(conn, unique, now, locked, starts)
     won = [
         e for e in unique if conn.execute(_FINISH_STATEMENT, _finish_params(e, now)).rowcount == 1
     ]
@@ -541,9 +599,14 @@ def _finish_guarded(
 
 
 def _finish_set_based(
-    conn: Connection, unique: list[TaskFinished], now: datetime, locked: set[int]
+    conn: Connection,
+    unique: list[TaskFinished],
+    now: datetime,
+    locked: set[int],
+    starts: FoldedStarts | None = None,
 ) -> list[tuple[TaskFinished, Any]]:
     ids = [e.task_id for e in unique]
+    by_run = starts.by_run if starts is not None else {}
     # Rows locked in id order first, as the per-event path does (it updates in id order).
     lock_tasks(conn, ids, locked)
     params = {
@@ -555,35 +618,54 @@ def _finish_set_based(
         "ats": [naive_utc(e.at) for e in unique],
         "speeds": [e.run_speed_ms for e in unique],
         "errors": [e.error[-MAX_ERROR_CHARS:] if e.error else None for e in unique],
+        "started_ats": [
+            naive_utc(start.at)
+            if (start := by_run.get((e.task_id, e.attempt, e.client_id))) is not None
+            else None
+            for e in unique
+        ],
         "now": now,
     }
-    won = {(r.id, r.attempt): r for r in conn.execute(_FINISH_MANY_PG, params)}
+    rows = conn.execute(_FINISH_MANY_PG, params).all()
+    if starts is not None:
+        starts.applied += sum(1 for r in rows if r.started)
+    won = {(r.id, r.attempt): r for r in rows}
     return [(e, won[key]) for e in unique if (key := (e.task_id, e.attempt)) in won]
 
 
 # The guard of _FINISH_STATEMENT, for a whole batch: one array per field, unnested into
 # rows; a fixed text, so it is compiled once whatever the batch size. It returns what the
 # group bookkeeping needs of each winner, which spares a read of the same rows.
+# `started_at` (NULL for most): the run's `started` of the same batch (FoldedStarts), whose
+# run_at is written where _STARTED_MANY_PG's guard would have let it (the status before this
+# UPDATE, read through `before`, the row as this statement found it); `started` says so.
 _FINISH_MANY_PG = sa.text(
     f"""
     UPDATE task SET status = v.status, finish_at = v.at, run_speed = v.speed,
         error = COALESCE(v.error, task.error),
         progress = CASE WHEN v.success THEN 100 ELSE task.progress END,
+        run_at = CASE WHEN v.started_at IS NOT NULL
+            AND task.status IN ({", ".join(str(int(s)) for s in _STARTABLE)})
+            THEN v.started_at ELSE task.run_at END,
         reported_at = :now, open_group_id = NULL
     FROM unnest(CAST(:ids AS BIGINT[]), CAST(:attempts AS INTEGER[]),
                 CAST(:clients AS VARCHAR[]), CAST(:statuses AS SMALLINT[]),
                 CAST(:successes AS BOOLEAN[]), CAST(:ats AS TIMESTAMP[]),
-                CAST(:speeds AS BIGINT[]), CAST(:errors AS TEXT[]))
-        AS v(id, attempt, client_id, status, success, at, speed, error)
+                CAST(:speeds AS BIGINT[]), CAST(:errors AS TEXT[]),
+                CAST(:started_ats AS TIMESTAMP[]))
+        AS v(id, attempt, client_id, status, success, at, speed, error, started_at)
+    JOIN task AS before ON before.id = v.id
     WHERE task.id = v.id AND task.attempt = v.attempt AND task.client_id = v.client_id
         AND {STATUS_UNINDEXED} IN ({int(TaskStatus.SCHEDULER)}, {int(TaskStatus.WORKING)})
     RETURNING task.id, task.attempt, task.task_group_id, task.start_at, task.dispatched_at,
-        task.catch_up, task.kind, task.create_at
+        task.catch_up, task.kind, task.create_at,
+        (v.started_at IS NOT NULL
+            AND before.status IN ({", ".join(str(int(s)) for s in _STARTABLE)})) AS started
     """
 ).bindparams(sa.bindparam("now", type_=UTCDateTime())).columns(
     # The run's row as _RUN_COLUMNS reads it (times as aware UTC), beside the attempt.
     task.c.id, task.c.attempt, task.c.task_group_id, task.c.start_at, task.c.dispatched_at,
-    task.c.catch_up, task.c.kind, task.c.create_at,
+    task.c.catch_up, task.c.kind, task.c.create_at, sa.column("started", sa.Boolean()),
 )
 
 
