@@ -192,6 +192,11 @@ task = sa.Table(
         "ix_task_fail_job_name", "status", "job_name",
         postgresql_where=sa.text("status = 3"), sqlite_where=sa.text("status = 3"),
     ),
+    # Failed runs newest first (search by error text, migration 0013); partial as above.
+    sa.Index(
+        "ix_task_fail_id", "status", "id",
+        postgresql_where=sa.text("status = 3"), sqlite_where=sa.text("status = 3"),
+    ),
     sa.UniqueConstraint("open_group_id", name="uq_task_open_group_id"),
     sqlite_autoincrement=True,
     **MYSQL_UTF8MB4,

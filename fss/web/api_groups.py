@@ -7,6 +7,7 @@ messages; pydantic only checks the shape (known fields, JSON types) first.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -25,9 +26,7 @@ from fss.store.health import blocked_reasons
 from fss.store.rows import GroupRow
 from fss.store.views import (
     DEFAULT_GROUP_PAGE,
-    GROUP_SORTS,
     MAX_GROUP_PAGE,
-    GroupFilter,
     group_runs,
     group_view,
     search_groups,
@@ -35,6 +34,7 @@ from fss.store.views import (
 from fss.web.api_audit import Audited
 from fss.web.auth import Viewer
 from fss.web.context import Context, WebContext
+from fss.web.filters import GroupQuery
 from fss.web.i18n import localized
 from fss.web.params import GroupId
 
@@ -202,12 +202,7 @@ def changes_from(body: GroupChanges) -> dict[str, Any]:
 def list_groups(
     principal: Viewer,
     context: Context,
-    q: Annotated[str | None, Query(max_length=200,
-                                   description="In key, caption, job or data")] = None,
-    job_name: Annotated[str | None, Query(max_length=64)] = None,
-    enabled: bool | None = None,
-    sort: Annotated[str, Query(description=", ".join(GROUP_SORTS))] = "id",
-    order: Literal["asc", "desc"] = "asc",
+    filtered: GroupQuery,
     limit: Annotated[int, Query(ge=1, le=MAX_GROUP_PAGE,
                                 description="Page size (a page, not all groups)")]
     = DEFAULT_GROUP_PAGE,
@@ -216,7 +211,7 @@ def list_groups(
     """One page of the groups matching the filters (sorted in SQL, ties broken by id) and
     `total`, how many match in all. A page, not the whole table: 1,000 groups in one answer
     cost 130-260 ms (10,000: seconds); the groups page asks for more with "Load more"."""
-    wanted = GroupFilter(q, job_name, enabled, sort, order == "desc", limit, offset)
+    wanted = replace(filtered, limit=limit, offset=offset)
     with context.engine.connect() as conn:
         views, total = search_groups(conn, wanted)
         blocked = cannot_run(conn, context, [v.group for v in views])

@@ -13,15 +13,14 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
-from typing import Annotated, Any, Literal
+from dataclasses import replace
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.engine import Engine
 
-from fss.domain.clock import parse_time
 from fss.store.views import (
-    GROUP_SORTS,
     MAX_GROUP_PAGE,
     MAX_TASK_PAGE,
     GroupFilter,
@@ -31,9 +30,9 @@ from fss.store.views import (
     search_tasks,
     task_detail,
 )
-from fss.web.api_tasks import parse_status
 from fss.web.auth import Viewer
 from fss.web.context import Context
+from fss.web.filters import GroupQuery, TaskQuery
 from fss.web.i18n import localized
 from fss.web.params import MAX_ID, GroupIdFilter
 
@@ -155,8 +154,7 @@ def group_rows(engine: Engine, wanted: GroupFilter, rows: int) -> Iterator[list[
     offset = 0
     while offset < rows:
         limit = min(MAX_GROUP_PAGE, rows - offset)
-        page = GroupFilter(wanted.q, wanted.job_name, wanted.enabled, wanted.sort,
-                           wanted.descending, limit, offset)
+        page = replace(wanted, limit=limit, offset=offset)
         with engine.connect() as conn:
             views, _ = search_groups(conn, page)
         for view in views:
@@ -174,17 +172,11 @@ def group_rows(engine: Engine, wanted: GroupFilter, rows: int) -> Iterator[list[
 def export_groups(
     principal: Viewer,
     context: Context,
-    q: Annotated[str | None, Query(max_length=200,
-                                   description="In key, caption, job or data")] = None,
-    job_name: Annotated[str | None, Query(max_length=64)] = None,
-    enabled: bool | None = None,
-    sort: Annotated[str, Query(description=", ".join(GROUP_SORTS))] = "id",
-    order: Literal["asc", "desc"] = "asc",
+    wanted: GroupQuery,
     rows: Annotated[int, Query(ge=1, le=MAX_EXPORT_ROWS)] = DEFAULT_EXPORT_ROWS,
 ) -> StreamingResponse:
-    """The groups matching the filters of GET /api/v1/groups, in its order, every page (up
-    to `rows`); one line per group, `data` as JSON text."""
-    wanted = GroupFilter(q, job_name, enabled, sort, order == "desc").checked()
+    """The groups matching the filters of GET /api/v1/groups (the same parameters), in its
+    order, every page (up to `rows`); one line per group, `data` as JSON text."""
     return csv_response("fss-groups.csv",
                         csv_lines(GROUP_COLUMNS, group_rows(context.engine, wanted, rows)))
 
@@ -200,8 +192,7 @@ def task_rows(engine: Engine, wanted: TaskFilter, rows: int) -> Iterator[list[An
     left, before = rows, wanted.before_id
     while left > 0:
         limit = min(MAX_TASK_PAGE, left)
-        page = TaskFilter(wanted.status, wanted.group_id, wanted.job_name, wanted.client_id,
-                          wanted.since, wanted.until, limit, before, wanted.error)
+        page = replace(wanted, limit=limit, before_id=before)
         with engine.connect() as conn:
             items, cursor = search_tasks(conn, page)
         for item in items:
@@ -218,27 +209,10 @@ def task_rows(engine: Engine, wanted: TaskFilter, rows: int) -> Iterator[list[An
 def export_tasks(
     principal: Viewer,
     context: Context,
-    status: Annotated[str | None, Query(description="None, Scheduler, Working, Success, Fail")]
-    = None,
-    group_id: GroupIdFilter = None,
-    job_name: Annotated[str | None, Query(max_length=64)] = None,
-    client_id: Annotated[str | None, Query(max_length=128)] = None,
-    since: Annotated[str | None, Query(description="Planned start at or after (ISO 8601)")]
-    = None,
-    until: Annotated[str | None, Query(description="Planned start before (ISO 8601)")] = None,
-    error: Annotated[str | None, Query(max_length=200,
-                                       description="Failed runs whose error contains this")]
-    = None,
+    wanted: TaskQuery,
     rows: Annotated[int, Query(ge=1, le=MAX_EXPORT_ROWS)] = DEFAULT_EXPORT_ROWS,
 ) -> StreamingResponse:
-    """The tasks matching the filters of GET /api/v1/tasks, newest first, up to `rows`."""
-    wanted = TaskFilter(
-        status=parse_status(status), group_id=group_id, job_name=job_name or None,
-        client_id=client_id or None,
-        since=parse_time("since", since) if since else None,
-        until=parse_time("until", until) if until else None,
-        error=error or None,
-    )
-    wanted.conditions()  # a bad filter is a 422 now, not a broken download
+    """The tasks matching the filters of GET /api/v1/tasks (the same parameters, checked
+    before the download starts), newest first, up to `rows`."""
     return csv_response("fss-tasks.csv",
                         csv_lines(TASK_COLUMNS, task_rows(context.engine, wanted, rows)))

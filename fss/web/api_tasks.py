@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from fss.domain.clock import parse_time
-from fss.domain.status import TaskStatus
-from fss.errors import InvalidField
 from fss.kills import Outcome, kill_task
 from fss.store.kills import NotRunning
 from fss.store.retries import task_attempts
 from fss.store.views import (
     MAX_TASK_PAGE,
     LogCursor,
-    TaskFilter,
     decode_cursor,
     log_lines,
     log_page,
@@ -26,51 +23,24 @@ from fss.store.views import (
 from fss.web.api_audit import Audited
 from fss.web.auth import Viewer
 from fss.web.context import Context
-from fss.web.params import AfterLogId, GroupIdFilter, TaskId
+from fss.web.filters import TaskQuery
+from fss.web.params import AfterLogId, TaskId
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 MAX_LOG_PAGE = 1000
-
-
-def parse_status(value: str | None) -> TaskStatus | None:
-    if value is None or value == "":
-        return None
-    try:
-        return TaskStatus.parse(value)
-    except ValueError as exc:
-        raise InvalidField("status", str(exc)) from None
 
 
 @router.get("/tasks", summary="Tasks, newest first, one page at a time")
 def list_tasks(
     principal: Viewer,
     context: Context,
-    status: Annotated[str | None, Query(description="None, Scheduler, Working, Success, Fail")]
-    = None,
-    group_id: GroupIdFilter = None,
-    job_name: Annotated[str | None, Query(max_length=64)] = None,
-    client_id: Annotated[str | None, Query(max_length=128)] = None,
-    since: Annotated[str | None, Query(description="Planned start at or after (ISO 8601)")]
-    = None,
-    until: Annotated[str | None, Query(description="Planned start before (ISO 8601)")] = None,
-    error: Annotated[str | None, Query(max_length=200,
-                                       description="Failed runs whose error contains this")]
-    = None,
+    filtered: TaskQuery,
     limit: Annotated[int, Query(ge=1, le=MAX_TASK_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of a page")]
     = None,
 ) -> dict[str, Any]:
-    wanted = TaskFilter(
-        status=parse_status(status),
-        group_id=group_id,
-        job_name=job_name or None,
-        client_id=client_id or None,
-        since=parse_time("since", since) if since else None,
-        until=parse_time("until", until) if until else None,
-        limit=limit,
-        before_id=decode_cursor(cursor) if cursor else None,
-        error=error or None,
-    )
+    wanted = replace(filtered, limit=limit,
+                     before_id=decode_cursor(cursor) if cursor else None)
     with context.engine.connect() as conn:
         items, next_cursor = search_tasks(conn, wanted)
     return {"items": items, "next_cursor": next_cursor}

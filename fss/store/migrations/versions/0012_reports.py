@@ -3,10 +3,27 @@ from the tasks already finished; clients that left (client_departed)
 
 The trigger fires in the transaction that moves a task to Fail (3) or Success (4), whoever
 writes it, and adds one to its hour's rows: `count = count + 1` in SQL, never a value read
-before. PostgreSQL and SQLite create it and back-fill in this one transaction (the trigger
-holds off concurrent task updates until commit: nothing counted twice or missed).
-MySQL/MariaDB commit each DDL statement at once: runs ending while the back-fill runs may be
-counted twice; upgrade with the schedulers stopped, as every schema change asks.
+before. Each run end is counted exactly once, by the trigger or by the back-fill, while
+schedulers keep ending runs during the upgrade:
+
+* PostgreSQL and SQLite create the trigger and back-fill in this one transaction. CREATE
+  TRIGGER takes a SHARE ROW EXCLUSIVE lock on task, held to the commit: it waits for the
+  transactions already updating task, and holds off new ones until the back-fill is
+  committed with it, so every run end is either committed before (back-filled) or after
+  (counted by the trigger). A migration killed on the way leaves nothing behind.
+* MySQL/MariaDB commit each DDL statement at once, so the steps are made safe one by one:
+  the tables are created unless they exist; then, under LOCK TABLES task WRITE, run_report
+  WRITE (which waits for the transactions using task and holds off every other session,
+  across CREATE TRIGGER's implicit commit), the trigger is created again (DROP IF EXISTS)
+  and run_report is recounted from the task table (DELETE, then the back-fill) before
+  UNLOCK TABLES commits it. No run ends between the trigger and the back-fill. A migration
+  killed anywhere on the way is at 0011 still and is run again: a trigger already created
+  (which counted runs meanwhile) is replaced and its counts are recounted from the tasks
+  they came from, so nothing is counted twice; only runs whose tasks retention deleted in
+  between (a half-done upgrade left for longer than `fail_max_age_s`/`success_max_age_s`)
+  would be missing. While the lock is held (the back-fill: three grouped reads of task)
+  other sessions wait to read or write task. The user needs the LOCK TABLES
+  privilege (GRANT ALL ON the database has it).
 
 Revision ID: 0012
 Revises: 0011
@@ -15,6 +32,7 @@ Create Date: 2026-12-08
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import sqlalchemy as sa
@@ -134,7 +152,7 @@ def backfill_statements(dialect: str) -> list[str]:
     ]
 
 
-def upgrade() -> None:
+def _create_client_departed() -> None:
     op.create_table(
         "client_departed",
         sa.Column("id", sa.String(128), nullable=False),
@@ -150,7 +168,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_client_departed"),
         **MYSQL_UTF8MB4,
     )
-    op.create_index("ix_client_departed_left_at", "client_departed", ["left_at"])
+
+
+def _create_run_report() -> None:
     op.create_table(
         "run_report",
         sa.Column("kind", sa.String(8), nullable=False),
@@ -162,17 +182,60 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("kind", "subject", "slot", "hour_at", name="pk_run_report"),
         **MYSQL_UTF8MB4,
     )
-    op.create_index("ix_run_report_kind_hour_at", "run_report", ["kind", "hour_at"])
+
+
+TABLES = (
+    ("client_departed", _create_client_departed, "ix_client_departed_left_at", ["left_at"]),
+    ("run_report", _create_run_report, "ix_run_report_kind_hour_at", ["kind", "hour_at"]),
+)
+
+
+def upgrade() -> None:
     dialect = op.get_bind().dialect.name
+    if dialect == "mysql":
+        _upgrade_mysql()
+        return
+    for name, create, index, columns in TABLES:
+        create()
+        op.create_index(index, name, columns)
     if dialect == "postgresql":
         op.execute(POSTGRES_FUNCTION)
         op.execute(POSTGRES_TRIGGER)
-    elif dialect == "mysql":
-        op.execute(MYSQL_TRIGGER)
     else:
         op.execute(SQLITE_TRIGGER)
     for statement in backfill_statements(dialect):
         op.execute(sa.text(statement))
+
+
+def _upgrade_mysql() -> None:
+    """Each step committed at once (DDL), so each can be done again after a kill: the
+    objects already there are kept, the trigger and the counts are made again together."""
+    bind = op.get_bind()
+    inspector = sa.inspect(bind)
+    for name, create, index, columns in TABLES:
+        if not inspector.has_table(name):
+            create()
+        if index not in {i["name"] for i in inspector.get_indexes(name)}:
+            op.create_index(index, name, columns)
+    # Held across CREATE TRIGGER's implicit commit (tested): nothing updates task, and
+    # nothing reads it half counted, until UNLOCK TABLES commits the recount.
+    op.execute("LOCK TABLES task WRITE, run_report WRITE")
+    try:
+        op.execute("DROP TRIGGER IF EXISTS fss_task_run_end")
+        op.execute(MYSQL_TRIGGER)
+        op.execute("DELETE FROM run_report")
+        for statement in backfill_statements("mysql"):
+            op.execute(sa.text(statement))
+        op.execute("COMMIT")
+    except BaseException:
+        # Not committed by the UNLOCK below: a failed recount leaves the counts as they were.
+        with contextlib.suppress(sa.exc.DBAPIError):
+            op.execute("ROLLBACK")
+        raise
+    finally:
+        # Always: a pooled connection keeping the table locks would stop every writer.
+        with contextlib.suppress(sa.exc.DBAPIError):
+            op.execute("UNLOCK TABLES")
 
 
 def downgrade() -> None:
