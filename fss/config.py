@@ -82,8 +82,9 @@ class Settings:
     alert_late_grace_s: float = 60.0
     alert_unserved_s: float = 60.0
     alert_storm_threshold: int = 10
-    # Notices wait until the oldest pending one is this old, then go out together: a storm
-    # raised over a few checks (groups going late one after another) folds into one summary.
+    # Notices wait until no new one came for this long (at most five times this after the
+    # oldest), then go out together: a storm raised over a few checks (groups going late one
+    # after another) folds into one summary.
     alert_group_wait_s: float = 2.0
     # A storm's stragglers (notices of its kind and rule raised after it was folded) wait
     # until its summary is this old and go out as one follow-up summary.

@@ -53,6 +53,7 @@ SILENCED = "silenced"
 FOLDED = "folded"
 MAX_ANSWER = 2000
 NO_WAIT = timedelta(0)
+GROUP_WAIT_CAP = 5
 # The cluster rules a storm summary names as its likely cause.
 CAUSE_RULES = (CLIENT_LOST, NODE_LOST, JOB_UNSERVED)
 
@@ -117,13 +118,12 @@ def expand_notices(
     group_interval: timedelta = NO_WAIT,
 ) -> int:
     """Turn pending notices into deliveries; how many notices were expanded. Nothing until
-    the oldest pending notice is `group_wait` old; then every pending one (up to `limit`),
-    so the notices of a storm raised over a few seconds fold together. A resolved notice
-    waits `resolve_hold` first: raised again meanwhile, its alert is reopened and the
-    notice withdrawn (fss.store.alerts). Stragglers of a storm folded less than
-    `group_interval` ago wait until then and go out as one follow-up summary (a storm
-    detected over more than `group_wait` is two messages, not one plus one per
-    straggler); a later notice of the same alert waits with them, so it never overtakes."""
+    the newest pending notice is `group_wait` old (or the oldest five times that); then every
+    pending one (up to `limit`), so the notices of a storm raised over a few checks fold
+    together. A resolved notice waits `resolve_hold` first: raised again meanwhile, its
+    alert is reopened and the notice withdrawn (fss.store.alerts). Stragglers of a storm
+    folded less than `group_interval` ago wait until then and go out as one follow-up
+    summary; a later notice of the same alert waits with them, so it never overtakes."""
     ready = sa.and_(
         alert_notice.c.expanded_at.is_(None),
         sa.or_(alert_notice.c.kind != RESOLVED, alert_notice.c.created_at <= now - resolve_hold),
@@ -139,7 +139,7 @@ def expand_notices(
     pending_rows = conn.execute(
         sa.select(
             alert_notice.c.id, alert_notice.c.kind, alert_notice.c.alert_id,
-            alert.c.rule, alert.c.task_group_id,
+            alert_notice.c.created_at, alert.c.rule, alert.c.task_group_id,
         )
         .join(alert, alert.c.id == alert_notice.c.alert_id)
         .where(ready)
@@ -156,14 +156,12 @@ def expand_notices(
             notices.append(row)
     if not notices:
         return 0
-    if held_alerts and group_wait > NO_WAIT:
-        # The oldest pending notice above may be a held one: the rest wait their own turn.
-        oldest = conn.execute(
-            sa.select(sa.func.min(alert_notice.c.created_at)).where(
-                alert_notice.c.id.in_([n.id for n in notices])
-            )
-        ).scalar()
-        if oldest is None or oldest > now - group_wait:
+    if group_wait > NO_WAIT:
+        raised = [as_utc(n.created_at) for n in notices]
+        # A storm is raised over several checks (groups going late one check after another,
+        # a loaded host checking slowly): wait until the checks have raised nothing new for
+        # `group_wait`, but no longer than GROUP_WAIT_CAP times that after the oldest.
+        if max(raised) > now - group_wait and min(raised) > now - group_wait * GROUP_WAIT_CAP:
             return 0
     targets = _targets(conn)
     by_name = {t.name: t for t in targets}
