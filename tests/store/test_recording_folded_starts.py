@@ -58,7 +58,8 @@ def test_runs_that_start_and_end_in_one_batch_get_their_start_and_end(engine: En
     # (a replay) with its end; the replay is no start and leaves run_at as it was.
     replayed = _dispatched(engine)
     _record(engine, [TaskStarted(*replayed, CLIENT, T0 + 50 * MS)], T0 + SECOND)
-    batch = _batch(runs, fail_last=True) + [
+    batch = [
+        *_batch(runs, fail_last=True),
         TaskStarted(*replayed, CLIENT, T0 + 60 * MS),
         TaskFinished(*replayed, CLIENT, True, 5, T0 + 100 * MS),
     ]
