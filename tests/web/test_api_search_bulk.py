@@ -305,7 +305,8 @@ def test_groups_say_why_they_cannot_run(admin_client: TestClient, web_db: WebDat
                for g in admin_client.get("/api/v1/groups").json()["items"]}
     assert reasons[ids["formula"]] == [] and reasons[ids["tagged"]] == ["unserved"]
     one = admin_client.get(f"/api/v1/groups/{ids['tagged']}").json()["cannot_run"]
-    assert one == [{"reason": "unserved", "detail": "no live client serves demo.job with tag gpu"}]
+    assert one == [{"reason": "unserved", "detail": "no live client serves demo.job with tag gpu",
+                    "code": "unserved_tag", "params": {"job": "demo.job", "tag": "gpu"}}]
 
 
 def test_glance_names_each_problem_with_where_to_look(
