@@ -86,7 +86,7 @@ def one(args: argparse.Namespace) -> float:
         run.fss_upgrade()
         now = datetime.now(timezone.utc)
         add_groups(run.database_url, [now + timedelta(hours=1)] * args.runs, 60_000, bulk=True)
-        engine = create_engine(run.database_url)
+        engine = create_engine(run.database_url, pre_ping=False)  # as `fss scheduler`
         installation = installation_id(engine)
         with engine.begin() as conn:
             conn.execute(
