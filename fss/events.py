@@ -350,7 +350,10 @@ def from_dict(item: Any) -> Event:
                 raise InvalidField(name, "must not be null")
             values[name] = None
             continue
-        values[name] = storable(converter(name, value) if converter else value)
+        if converter is not None:
+            value = converter(name, value)
+        # storable() hands these back as they are: no call for them.
+        values[name] = value if type(value) in _AS_STORED else storable(value)
     # What cls(**values) makes, without the frozen dataclass's __init__ (one
     # object.__setattr__ per field: the largest part of decoding an event): every field set,
     # a missing one to its default; the events define no __post_init__.
@@ -365,6 +368,7 @@ def from_dict(item: Any) -> Event:
     return event
 
 
+_AS_STORED = frozenset({int, bool, float, datetime})
 # Per event class, what from_dict needs of each field, worked out once instead of per event
 # (dataclasses.fields() and the type's text): (name, converter or None, null allowed, has a
 # default); with the fields' defaults and default factories.
