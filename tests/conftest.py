@@ -29,6 +29,7 @@ from servers import (  # noqa: E402
     redis_pool,
     redis_reservation,
     redis_url,
+    schema_templates,
     sqlite_url,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "redis_pool",
     "redis_reservation",
     "redis_url",
+    "schema_templates",
     "sqlite_url",
 ]
 
@@ -91,6 +93,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return str(super()._split_scope(nodeid))
 
     return ByFile(config, log)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _schema_templates_for_helpers(schema_templates: Any) -> None:
+    """servers.migrated_copy works in helpers that take no fixtures (nothing is built until
+    a test asks for a copy)."""
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fss_processes import FssProcesses, dispose_engines
+from servers import SchemaTemplates
 
 HERE = Path(__file__).parent
 
@@ -23,9 +24,14 @@ def _query_connections_closed() -> Iterator[None]:
 
 @pytest.fixture
 def fss_env(
-    tmp_path: Path, pg_database_url: str, fresh_redis_url: Callable[[], str]
+    tmp_path: Path,
+    pg_database_url: str,
+    fresh_redis_url: Callable[[], str],
+    schema_templates: SchemaTemplates,
 ) -> Iterator[FssProcesses]:
     shutil.copy(HERE / "e2e_jobs.py", tmp_path / "e2e_jobs.py")
+    # the schema: a copy of the session's migrated template; migrate() then finds it at head
+    schema_templates.fill(pg_database_url)
     env = FssProcesses(tmp_path, pg_database_url, fresh_redis_url())
     env.migrate()
     yield env

@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.domain.group_spec import GroupSpec
 from fss.domain.status import TaskStatus
 from fss.store import groups, tasks
 from fss.store.engine import create_engine
-from fss.store.migrate import upgrade
 from fss.store.rows import GroupRow
 from fss.store.tables import client, metadata, run_log, task, task_group
 from fss.store.tasks import ClaimedTask, DispatchTarget
@@ -47,10 +47,11 @@ BACKENDS = ["sqlite", "postgres", "mysql"]
 
 @contextmanager
 def migrated_engine(url: str) -> Iterator[Engine]:
-    """An fss engine on `url` with the schema at head; always disposed."""
+    """An fss engine on `url`, a fresh empty database this test created, with the schema at
+    head (a copy of the session's migrated template: tests/servers.py); always disposed."""
+    migrated_copy(url)
     engine = create_engine(url)
     try:
-        upgrade(engine)
         yield engine
     finally:
         engine.dispose()
@@ -60,18 +61,21 @@ def module_engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
     """Body of a module-scoped fixture parametrized over BACKENDS: an engine on a private
-    database migrated with upgrade(); the database is dropped and the engine disposed after."""
+    database with the schema at head (a copy of the session's template migrated with
+    upgrade(), see tests/servers.py); the database is dropped and the engine disposed after."""
     backend: str = request.param
     server: Any = None
+    templates: Any = request.getfixturevalue("schema_templates")  # tests/servers.py
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'fss.db'}"
+        url = templates.fill(f"sqlite:///{tmp_path_factory.mktemp('store') / 'fss.db'}")
     else:
         server = request.getfixturevalue(f"{backend}_server")
-        url = server.create_database()
+        url = templates.new_database(backend)  # a copy of the migrated template
+    engine = create_engine(url)
     try:
-        with migrated_engine(url) as engine:
-            yield engine
+        yield engine
     finally:
+        engine.dispose()
         if server is not None:
             server.drop_database(url)
 

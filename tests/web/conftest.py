@@ -1,8 +1,9 @@
 """Fixtures of the web tests: an fss web app over a real, migrated database, and clients.
 
-* ``web_db`` (parametrized ``sqlite`` / ``postgres``): a migrated database shared by the
-  session per backend and emptied before each test (an alembic upgrade per test would cost
-  0.1-0.4 s on PostgreSQL). ``web_db.url``, ``web_db.engine`` (to arrange rows and check them).
+* ``web_db`` (parametrized ``sqlite`` / ``postgres``): a migrated database (a copy of the
+  session's template, tests/servers.py) shared by the session per backend and emptied before
+  each test (an alembic upgrade per test would cost 0.5-0.9 s on PostgreSQL).
+  ``web_db.url``, ``web_db.engine`` (to arrange rows and check them).
 Constants and arrangers (T0, TOKEN, ADMIN, VIEWER, basic(), WebDatabase, add_group, ...) are
 in ``web_helpers`` (``from web_helpers import ...``): with several conftest modules,
 ``from conftest import`` would be ambiguous.
@@ -23,13 +24,12 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import Engine
+from servers import SchemaTemplates
 from web_helpers import ADMIN, T0, TOKEN, VIEWER, WebDatabase, basic
 
 from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.store.engine import create_engine
-from fss.store.migrate import upgrade
 from fss.store.tables import metadata
 from fss.web import create_web_app
 from fss.web.config import WebSettings, parse_users
@@ -37,33 +37,31 @@ from fss.web.config import WebSettings, parse_users
 WEB_BACKENDS = ["sqlite", "postgres"]
 
 
-def _migrated(url: str) -> Engine:
-    engine = create_engine(url)
-    upgrade(engine)
-    return engine
-
-
 @pytest.fixture(scope="session")
-def _web_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDatabase]:
+def _web_sqlite(
+    tmp_path_factory: pytest.TempPathFactory, schema_templates: SchemaTemplates
+) -> Iterator[WebDatabase]:
     url = f"sqlite:///{Path(tmp_path_factory.mktemp('web')) / 'fss.db'}"
-    engine = _migrated(url)
+    engine = create_engine(schema_templates.fill(url))
     yield WebDatabase("sqlite", url, engine)
     engine.dispose()
 
 
 @pytest.fixture(scope="session")
-def _web_postgres(postgres_server: Any) -> Iterator[WebDatabase]:
-    url = postgres_server.create_database()
-    engine = _migrated(url)
+def _web_postgres(
+    postgres_server: Any, schema_templates: SchemaTemplates
+) -> Iterator[WebDatabase]:
+    url = schema_templates.new_database("postgres")
+    engine = create_engine(url)
     yield WebDatabase("postgres", url, engine)
     engine.dispose()
     postgres_server.drop_database(url)
 
 
 @pytest.fixture(scope="session")
-def _web_mysql(mysql_server: Any) -> Iterator[WebDatabase]:
-    url = mysql_server.create_database()
-    engine = _migrated(url)
+def _web_mysql(mysql_server: Any, schema_templates: SchemaTemplates) -> Iterator[WebDatabase]:
+    url = schema_templates.new_database("mysql")
+    engine = create_engine(url)
     yield WebDatabase("mysql", url, engine)
     engine.dispose()
     mysql_server.drop_database(url)
