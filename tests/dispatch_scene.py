@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import redis
 import sqlalchemy as sa
 from celery import Celery
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.celery_app import create_app
@@ -21,7 +22,7 @@ from fss.events import ClientHeartbeat
 from fss.fence import RedisFence
 from fss.naming import client_queue
 from fss.scheduler.dispatcher import Dispatcher
-from fss.store import groups, migrate, tasks
+from fss.store import groups, tasks
 from fss.store.engine import create_engine
 from fss.store.recording import upsert_client
 from fss.store.tables import task
@@ -68,8 +69,8 @@ class Scene:
 @contextmanager
 def dispatch_scene(database_url: str, broker_url: str, now: datetime) -> Iterator[Scene]:
     settings = Settings(database_url=database_url, broker_url=broker_url, node_name=NODE)
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     beat = ClientHeartbeat(CLIENT, "h", "127.0.0.1", 1, ("job",), client_queue(CLIENT), now)
     with engine.begin() as conn:
         upsert_client(conn, beat, now)

@@ -17,6 +17,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 from celery import Celery
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.celery_app import create_app
@@ -39,7 +40,7 @@ from fss.naming import client_queue
 from fss.orders import RunOrder
 from fss.scheduler.dispatcher import Dispatcher, Outcome
 from fss.scheduler.supervisor import Supervisor
-from fss.store import groups, kills, migrate, tasks
+from fss.store import groups, kills, tasks
 from fss.store.engine import create_engine
 from fss.store.recording import record
 from fss.store.retries import task_attempts
@@ -115,8 +116,8 @@ class Scene:
 def scene(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Scene]:
     broker = fresh_redis_url()
     settings = Settings(database_url=database_url, broker_url=broker, node_name=NODE)
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     clock = ManualClock(T0)
     app: Celery = create_app(settings)
     fence = RedisFence(broker)

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kombu.connection import Connection
 from kombu.entity import Queue
-from servers import wait_for
+from servers import migrated_copy, wait_for
 from sqlalchemy.engine import Engine
 
 from fss.channels import EVENTS_REDIS_OPTIONS, clients_queue, events_queue
@@ -48,7 +48,7 @@ from fss.events import (
 )
 from fss.naming import CLIENTS_QUEUE, EVENTS_QUEUE, client_queue
 from fss.scheduler.recorder import Recorder
-from fss.store import groups, migrate, tasks
+from fss.store import groups, tasks
 from fss.store.engine import create_engine
 from fss.store.tables import client, dead_letter, run_log, task, task_group
 
@@ -81,8 +81,8 @@ class World:
 
 @contextmanager
 def running_world(database_url: str, broker_url: str) -> Iterator[World]:
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     groups.add_group(engine, GroupSpec(caption="g", job_name="j", interval_ms=1000, start_at=T0),
                      T0)
     claimed = tasks.claim_due(engine, "n", T0, timedelta(seconds=1), timedelta(seconds=5))[0]

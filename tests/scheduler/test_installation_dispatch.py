@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis
 import sqlalchemy as sa
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.celery_app import create_app
@@ -22,7 +23,7 @@ from fss.fence import RedisFence
 from fss.installation import MARK_KEY, BrokerMark, InstallationGuard, ScopedFence
 from fss.naming import client_queue, fence_key
 from fss.scheduler.service import SchedulerService
-from fss.store import groups, migrate
+from fss.store import groups
 from fss.store.engine import create_engine
 from fss.store.installation import installation_id
 from fss.store.recording import upsert_client
@@ -44,8 +45,8 @@ class Scene:
 def scene(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Scene]:
     broker = fresh_redis_url()
     settings = Settings(database_url=database_url, broker_url=broker, node_name="node-a")
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     clock = ManualClock(T0)
     app = create_app(settings)
     installation = installation_id(engine)
@@ -147,8 +148,8 @@ def test_given_fss_fence_url_when_the_broker_url_is_wrong_then_the_scheduler_doe
     broker, fence, wrong = fresh_redis_url(), fresh_redis_url(), fresh_redis_url()
     clock = ManualClock(T0)
     right = Settings(database_url=database_url, broker_url=broker, fence_url=fence)
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     installation = installation_id(engine)
     beat = ClientHeartbeat("w1", "host", "127.0.0.1", 1, ("job-a",), client_queue("w1"), T0)
     with engine.begin() as conn:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.config import Settings
@@ -19,7 +20,7 @@ from fss.events import ClientHeartbeat, Event, TaskFinished, TaskStarted
 from fss.fence import RedisFence
 from fss.naming import client_queue
 from fss.scheduler.supervisor import Supervisor
-from fss.store import groups, migrate, tasks
+from fss.store import groups, tasks
 from fss.store.engine import create_engine
 from fss.store.recording import record
 from fss.store.tables import task
@@ -101,8 +102,8 @@ class World:
 def world(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[World]:
     settings = Settings(database_url=database_url, broker_url=fresh_redis_url(),
                         node_name="n1", hung_timeout_s=60)
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     clock = ManualClock(T0)
     fence = RedisFence(settings.broker_url)
     world = World(engine, clock, fence, Supervisor(engine, fence, settings, clock))

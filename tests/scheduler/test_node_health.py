@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
-from servers import wait_for
+from servers import migrated_copy, wait_for
 from sqlalchemy.engine import Engine
 
 from fss.celery_app import create_app
@@ -20,7 +20,6 @@ from fss.fence import RedisFence
 from fss.scheduler.health import NodeHealth
 from fss.scheduler.service import SchedulerService
 from fss.scheduler.supervisor import SweepReport
-from fss.store import migrate
 from fss.store.engine import create_engine
 from fss.store.tables import server_node
 
@@ -63,8 +62,8 @@ def node(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Node
     broker = fresh_redis_url()
     settings = Settings(database_url=database_url, broker_url=broker, node_name="node-h",
                         heartbeat_s=0.05, supervise_s=0.05)
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     app = create_app(settings)
     fence = RedisFence(broker)
     service = SchedulerService(settings, engine, app, fence, ManualClock(T0))

@@ -13,6 +13,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 from celery import Celery
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.celery_app import create_app
@@ -24,7 +25,7 @@ from fss.events import ClientHeartbeat, ClientLeft, Event, TaskFinished, TaskSta
 from fss.fence import RedisFence
 from fss.naming import client_queue
 from fss.scheduler.dispatcher import Dispatcher, Outcome
-from fss.store import groups, migrate, tasks
+from fss.store import groups, tasks
 from fss.store.engine import create_engine
 from fss.store.recording import ClaimNext, record
 from fss.store.tables import run_log, task, task_group
@@ -114,8 +115,8 @@ class Routing:
 def routing(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Routing]:
     broker = fresh_redis_url()
     settings = Settings(database_url=database_url, broker_url=broker, node_name=NODE)
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     clock = ManualClock(T0)
     app: Celery = create_app(settings)
     fence = RedisFence(broker)

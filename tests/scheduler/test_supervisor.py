@@ -11,6 +11,7 @@ import redis
 import sqlalchemy as sa
 from celery import Celery
 from kombu import Exchange, Queue
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.celery_app import create_app
@@ -29,7 +30,7 @@ from fss.fence import RedisFence
 from fss.naming import client_queue, job_task_name
 from fss.queue_depths import delete_queues
 from fss.scheduler.supervisor import Supervisor
-from fss.store import groups, migrate, tasks
+from fss.store import groups, tasks
 from fss.store.engine import create_engine
 from fss.store.recording import record, upsert_client
 from fss.store.tables import alert, client, run_log, server_node, task
@@ -96,8 +97,8 @@ class World:
 def world(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[World]:
     settings = Settings(database_url=database_url, broker_url=fresh_redis_url(),
                         node_name="n1", hung_timeout_s=60, kick_after_hung=2)
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     clock = ManualClock(T0)
     fence = RedisFence(settings.broker_url)
     yield World(engine, clock, fence, Supervisor(engine, fence, settings, clock), settings)
@@ -525,8 +526,8 @@ def test_given_a_client_dropped_or_a_node_lost_then_the_sweep_raises_their_alert
 def test_given_alert_rules_off_then_the_sweep_drops_the_client_and_raises_nothing(
     database_url: str, fresh_redis_url: Callable[[], str]
 ) -> None:
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     clock = ManualClock(T0)
     settings = Settings(database_url=database_url, broker_url=fresh_redis_url(),
                         node_name="n1", alert_rules="none")
