@@ -33,10 +33,10 @@ from celery.app.control import Inspect
 from celery.bin.base import CLIContext
 from celery.bin.celery import celery as celery_cli
 from runtime_python import runtime_python
+from servers import migrated_copy
 
 from fss.cli import cli as fss_cli
 from fss.errors import FssError
-from fss.store import migrate
 from fss.store.clients import heartbeat_node
 from fss.worker_sdk.worker import load_jobs
 
@@ -691,8 +691,8 @@ def probe_runner(tmp_path: Path, sqlite_url: str) -> Iterator[Callable[[str], in
     fss.write_text(f'#!/bin/sh\nexec "{python}" -c "from fss.cli import main; main()" "$@"\n')
     fss.chmod(0o755)
     (bin_dir / "python3").symlink_to(python)
+    migrated_copy(sqlite_url)  # the schema at head: tests/servers.py
     engine = sa.create_engine(sqlite_url)
-    migrate.upgrade(engine)
     engine.dispose()
 
     def run(node_name: str) -> int:

@@ -15,12 +15,12 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from servers import migrated_copy
 
 from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.domain.status import TaskStatus
 from fss.naming import client_queue
-from fss.store import migrate
 from fss.store.alerts import raise_alert
 from fss.store.engine import create_engine
 from fss.store.tables import alert_attempt, client, task, task_group
@@ -51,8 +51,8 @@ def test_promtool_loads_the_rules_and_their_unit_tests_pass(command: list[str]) 
 def _served_series(database_url: str, broker_url: str) -> dict[str, set[tuple[str, str]]]:
     """Every series name /metrics serves over a database holding a failed run, an open
     alert and a failed delivery, with the labels (name, value) each was seen with."""
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     with engine.begin() as conn:
         group_id = conn.execute(task_group.insert().values(
             caption="backup", job_name="backup", data="{}", start_at=NOW, next_at=NOW,

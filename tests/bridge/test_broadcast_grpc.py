@@ -14,7 +14,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from bridge_helpers import RawClient, ready_channel
-from servers import wait_for
+from servers import migrated_copy, wait_for
 
 from fss.bridge.grpc_server import RunningBridge, start_bridge
 from fss.bridge.proto.fss.v1 import fss_pb2
@@ -26,7 +26,7 @@ from fss.domain.status import TaskStatus
 from fss.fence import RedisFence
 from fss.kills import kill_task
 from fss.scheduler.service import SchedulerService
-from fss.store import groups, migrate
+from fss.store import groups
 from fss.store.engine import create_engine
 from fss.store.tables import client, task, task_run
 
@@ -81,8 +81,8 @@ def world(pg_database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[
         supervise_s=0.2, no_client_retry_s=0.2, event_flush_ms=5, recorder_flush_ms=10,
         time_limit_grace_s=1.0,
     )
+    migrated_copy(pg_database_url)  # the schema at head: tests/servers.py
     engine = create_engine(pg_database_url)
-    migrate.upgrade(engine)
     app = create_app(settings)
     fence = RedisFence(broker_url)
     service = SchedulerService(settings, engine, app, fence, SystemClock())

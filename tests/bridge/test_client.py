@@ -21,7 +21,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from bridge_helpers import self_signed
-from servers import wait_for
+from servers import migrated_copy, wait_for
 from sqlalchemy.engine import Engine
 
 from fss.bridge.client import (
@@ -43,7 +43,7 @@ from fss.errors import InvalidField
 from fss.events import python_level_to_fss
 from fss.fence import RedisFence
 from fss.scheduler.service import SchedulerService
-from fss.store import groups, migrate
+from fss.store import groups
 from fss.store.engine import create_engine
 from fss.store.tables import client, run_log, task, task_group
 
@@ -241,8 +241,8 @@ def make_world(database_url: str, broker_url: str, token: str | None) -> Iterato
         heartbeat_s=0.2, client_timeout_s=3, poll_s=0.1, lookahead_s=1, lease_s=3,
         supervise_s=0.2, no_client_retry_s=0.2, event_flush_ms=5, recorder_flush_ms=10,
     )
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     app = create_app(settings)
     fence = RedisFence(broker_url)
     service = SchedulerService(settings, engine, app, fence, SystemClock())

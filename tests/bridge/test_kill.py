@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from bridge_helpers import finished, ready_channel
 from click.testing import CliRunner
 from runtime_python import runtime_python
-from servers import wait_for
+from servers import migrated_copy, wait_for
 from test_session import World, running_order
 from throwaway import free_port
 
@@ -36,7 +36,6 @@ from fss.domain.status import TaskStatus
 from fss.fence import RedisFence
 from fss.kills import Outcome, kill_task, send_kill
 from fss.scheduler.recorder import Recorder
-from fss.store import migrate
 from fss.store.engine import create_engine
 from fss.store.kills import RunningAttempt
 
@@ -46,8 +45,8 @@ GRACE_S = 1.0
 @contextmanager
 def recording(settings: Settings) -> Iterator[sa.Engine]:
     """The database migrated and a Recorder writing the broker's events into it."""
+    migrated_copy(settings.database_url)  # the schema at head: tests/servers.py
     engine = create_engine(settings.database_url)
-    migrate.upgrade(engine)
     stop = threading.Event()
     recorder = threading.Thread(
         target=Recorder(engine, settings, SystemClock()).run, args=(stop,), daemon=True

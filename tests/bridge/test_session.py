@@ -14,7 +14,7 @@ import redis
 import sqlalchemy as sa
 from bridge_helpers import RawClient, Sent, dispatch, ready_channel
 from celery import Celery
-from servers import wait_for
+from servers import migrated_copy, wait_for
 from sqlalchemy.engine import Engine
 
 from fss.bridge.grpc_server import RunningBridge, start_bridge
@@ -26,7 +26,6 @@ from fss.domain.status import TaskStatus
 from fss.fence import RedisFence
 from fss.naming import client_queue
 from fss.scheduler.recorder import Recorder
-from fss.store import migrate
 from fss.store.engine import create_engine
 from fss.store.tables import client, run_log, task
 
@@ -89,8 +88,8 @@ def world(sqlite_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[World
         heartbeat_s=HEARTBEAT_S,
         client_timeout_s=CLIENT_TIMEOUT_S,
     )
+    migrated_copy(sqlite_url)  # the schema at head: tests/servers.py
     engine = create_engine(sqlite_url)
-    migrate.upgrade(engine)
     app = create_app(settings, main="fss-test-scheduler")
     fence = RedisFence(settings.broker_url)
     bridge = start_bridge(settings, listen="127.0.0.1:0")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from servers import migrated_copy
 
 from fss.cli import main
 from fss.store.engine import create_engine
@@ -42,6 +43,7 @@ def hour(n: int) -> str:
 @pytest.fixture
 def url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
     url = f"sqlite:///{tmp_path / 'fss.db'}"
+    migrated_copy(url)  # the schema: a template copy (tests/servers.py)
     assert fss(capsys, url, "db", "upgrade")[0] == 0
     code, _out, err = fss(
         capsys, url, "group", "add", "--caption", "c", "--job-name", "hello",

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from servers import SqlServer
+from servers import SqlServer, migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.cli import main
@@ -61,6 +61,7 @@ def shared_db(
         url = server.create_database()
     engine = create_engine(url)
     try:
+        migrated_copy(url)  # the schema: a template copy (tests/servers.py)
         main(["db", "upgrade", "--database-url", url])
         main(
             [
@@ -361,6 +362,7 @@ def test_given_the_console_script_when_the_cron_is_bad_then_one_line_and_no_trac
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], prefix: str
 ) -> None:
     url = f"sqlite:///{tmp_path / 'fss.db'}"
+    migrated_copy(url)  # the schema: a template copy (tests/servers.py)
     main(["db", "upgrade", "--database-url", url])
     capsys.readouterr()
 
@@ -396,6 +398,7 @@ def test_given_the_console_script_when_input_is_bad_then_one_line_and_exit_two(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], prefix: str
 ) -> None:
     url = f"sqlite:///{tmp_path / 'fss.db'}"
+    migrated_copy(url)  # the schema: a template copy (tests/servers.py)
     main(["db", "upgrade", "--database-url", url])
     capsys.readouterr()
 

@@ -14,10 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 from runtime_python import runtime_python
-from servers import wait_for
+from servers import migrated_copy, wait_for
 
 from fss.cli import main
-from fss.store import migrate
 from fss.store.engine import create_engine
 from fss.web.auth import password_matches
 from fss.web.config import parse_users
@@ -46,8 +45,8 @@ def no_web_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def migrated_sqlite(sqlite_url: str) -> str:
+    migrated_copy(sqlite_url)  # the schema at head: tests/servers.py
     engine = create_engine(sqlite_url)
-    migrate.upgrade(engine)
     engine.dispose()
     return sqlite_url
 

@@ -19,7 +19,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 from kombu.connection import Connection
-from servers import wait_for
+from servers import migrated_copy, wait_for
 from sqlalchemy.engine import Engine
 
 from fss.bridge.publisher import EventPublisher
@@ -36,7 +36,7 @@ from fss.events import (
     encode_batch,
 )
 from fss.scheduler.recorder import Recorder, split_foreign
-from fss.store import groups, migrate, tasks
+from fss.store import groups, tasks
 from fss.store.engine import create_engine
 from fss.store.installation import installation_id
 from fss.store.tables import dead_letter, run_log, task
@@ -96,8 +96,8 @@ def test_split_foreign_keeps_ours_and_unstamped_and_names_both_ids() -> None:
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     made = create_engine(database_url)
-    migrate.upgrade(made)
     yield made
     made.dispose()
 

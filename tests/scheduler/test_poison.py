@@ -20,7 +20,7 @@ import redis
 import sqlalchemy as sa
 from kombu.connection import Connection
 from kombu.entity import Queue
-from servers import wait_for
+from servers import migrated_copy, wait_for
 from sqlalchemy.engine import Engine
 
 from fss.channels import clients_queue, events_queue
@@ -40,7 +40,7 @@ from fss.events import (
 )
 from fss.naming import client_queue
 from fss.scheduler.recorder import Recorder
-from fss.store import groups, migrate, tasks
+from fss.store import groups, tasks
 from fss.store.engine import create_engine
 from fss.store.tables import client, dead_letter, run_log, task, task_group
 
@@ -104,8 +104,8 @@ class World:
 @pytest.fixture
 def world(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[World]:
     settings = Settings(database_url=database_url, broker_url=fresh_redis_url())
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     with Connection(settings.broker_url) as conn:
         world = World(settings, engine, conn.Producer())
         world.task_id = dispatched_task(engine)

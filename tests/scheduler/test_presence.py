@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.config import Settings
@@ -23,7 +24,6 @@ from fss.events import TaskStarted
 from fss.fence import RedisFence
 from fss.presence import Presence, PresenceBeacon, beacon_name, create_beacon, create_presence
 from fss.scheduler.supervisor import Supervisor
-from fss.store import migrate
 from fss.store.engine import create_engine
 from tests.runtime_python import runtime_python
 from tests.scheduler.test_supervisor import T0, World
@@ -134,8 +134,8 @@ def test_only_redis_urls_get_a_beacon_or_a_presence() -> None:
 @pytest.fixture
 def world(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[World]:
     settings = Settings(database_url=database_url, broker_url=fresh_redis_url(), node_name="n1")
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine: Engine = create_engine(database_url)
-    migrate.upgrade(engine)
     clock = ManualClock(T0)
     fence = RedisFence(settings.broker_url)
     presence = Presence(settings.broker_url)

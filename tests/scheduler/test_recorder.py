@@ -14,7 +14,7 @@ import redis
 import sqlalchemy as sa
 from kombu.connection import Connection
 from kombu.entity import Queue
-from servers import wait_for
+from servers import migrated_copy, wait_for
 from sqlalchemy.engine import Engine
 
 from fss.bridge.publisher import EventPublisher
@@ -37,7 +37,7 @@ from fss.fence import RedisFence
 from fss.naming import client_queue
 from fss.scheduler.recorder import Recorder
 from fss.scheduler.supervisor import Supervisor
-from fss.store import groups, migrate, tasks
+from fss.store import groups, tasks
 from fss.store.engine import create_engine
 from fss.store.recording import record, record_client_events
 from fss.store.tables import client, dead_letter, run_log, task
@@ -50,8 +50,8 @@ def setup(
     database_url: str, fresh_redis_url: Callable[[], str]
 ) -> Iterator[tuple[Settings, Engine, EventPublisher]]:
     settings = Settings(database_url=database_url, broker_url=fresh_redis_url())
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     publisher = EventPublisher(settings.broker_url)
     yield settings, engine, publisher
     publisher.close()
@@ -256,8 +256,8 @@ def test_given_the_database_down_then_heartbeats_are_held_unacked_and_written_wh
 ) -> None:
     # Given: a recorder on a PostgreSQL database that then refuses every new connection
     settings = Settings(database_url=pg_database_url, broker_url=fresh_redis_url())
+    migrated_copy(pg_database_url)  # the schema at head: tests/servers.py
     engine = create_engine(pg_database_url)
-    migrate.upgrade(engine)
     name = engine.url.database
     admin = sa.create_engine(engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     beat = ClientHeartbeat("c1", "h", "127.0.0.1", 1, ("j",), client_queue("c1"), T0)
@@ -296,8 +296,8 @@ def test_given_a_lone_finished_event_then_it_is_written_at_once_not_after_the_fl
     settings = Settings(
         database_url=database_url, broker_url=fresh_redis_url(), recorder_flush_ms=60_000
     )
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     publisher = EventPublisher(settings.broker_url)
     task_id = dispatched_task(engine)
     recorder = Recorder(engine, settings, ManualClock(T0))

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import redis
 import sqlalchemy as sa
-from servers import wait_for
+from servers import migrated_copy, wait_for
 from sqlalchemy.engine import Engine
 
 from fss.celery_app import create_app
@@ -23,7 +23,7 @@ from fss.events import ClientHeartbeat
 from fss.fence import RedisFence
 from fss.naming import client_queue, fence_key
 from fss.scheduler.service import SchedulerService
-from fss.store import groups, migrate, tasks
+from fss.store import groups, tasks
 from fss.store.clients import heartbeat_node
 from fss.store.engine import create_engine
 from fss.store.recording import upsert_client
@@ -54,8 +54,8 @@ class Harness:
 def harness(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Harness]:
     broker = fresh_redis_url()
     settings = Settings(database_url=database_url, broker_url=broker, node_name="node-a")
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     clock = ManualClock(T0)
     app = create_app(settings)
     fence = RedisFence(broker)
@@ -262,8 +262,8 @@ def test_given_the_wall_clock_stepped_back_then_node_heartbeats_go_on(
     broker = fresh_redis_url()
     settings = Settings(database_url=database_url, broker_url=broker, node_name="node-hb",
                         heartbeat_s=0.05)
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     clock = ManualClock(T0)
     app = create_app(settings)
     fence = RedisFence(broker)

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.events import ClientHeartbeat, decode_events, encode_batch
-from fss.store import migrate
 from fss.store.clients import list_clients
 from fss.store.engine import create_engine
 from fss.store.recording import record
@@ -22,8 +22,8 @@ T0 = datetime(2026, 3, 1, 9, 0, 0, tzinfo=timezone.utc)
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     made = create_engine(database_url)
-    migrate.upgrade(made)
     yield made
     made.dispose()
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from fastapi.testclient import TestClient
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.config import Settings
@@ -27,8 +28,8 @@ def client_for(database_url: str, broker_url: str) -> TestClient:
 
 
 def migrated(database_url: str) -> Engine:
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     return engine
 
 

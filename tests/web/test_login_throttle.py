@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from probe import basic, log_in, probe_app
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 from web_helpers import T0
 
@@ -23,7 +24,6 @@ from fss.domain.clock import ManualClock
 from fss.domain.login_throttle import FORGET_AFTER, MAX_LOCK, lock_for, lock_schedule
 from fss.store import web_sessions
 from fss.store.engine import create_engine
-from fss.store.migrate import upgrade
 from fss.store.tables import login_failure
 from fss.web import WebSettings
 from fss.web.config import parse_users
@@ -34,8 +34,8 @@ SECRET_GUESS = "hunter2-guess"
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     migrated = create_engine(database_url)
-    upgrade(migrated)
     yield migrated
     migrated.dispose()
 

@@ -12,13 +12,13 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from servers import migrated_copy
 from sqlalchemy.engine import Engine
 
 from fss.config import Settings
 from fss.domain.clock import ManualClock
 from fss.domain.status import TaskStatus
 from fss.naming import EVENTS_QUEUE, client_queue
-from fss.store import migrate
 from fss.store.engine import create_engine
 from fss.store.tables import (
     alert,
@@ -44,8 +44,8 @@ def basic(name: str, password: str) -> dict[str, str]:
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     yield engine
     engine.dispose()
 

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from probe import log_in, probe_app
+from servers import migrated_copy
 from web_helpers import T0
 
 from fss.domain.clock import ManualClock
 from fss.store.engine import create_engine
-from fss.store.migrate import upgrade
 from fss.store.tables import web_session
 from fss.web import WebSettings
 from fss.web.auth import SESSION_COOKIE
@@ -26,8 +26,8 @@ USERS = "admin:pw,viewer:pw2:viewer"
 
 @pytest.fixture
 def migrated_url(database_url: str) -> Iterator[str]:
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    upgrade(engine)
     engine.dispose()
     yield database_url
 

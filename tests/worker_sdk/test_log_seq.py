@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
-from servers import wait_for
+from servers import migrated_copy, wait_for
 
 from fss.config import Settings
 from fss.domain.clock import ManualClock
@@ -18,7 +18,7 @@ from fss.domain.group_spec import GroupSpec
 from fss.fence import RedisFence
 from fss.orders import RunOrder
 from fss.scheduler.recorder import Recorder
-from fss.store import groups, migrate, tasks
+from fss.store import groups, tasks
 from fss.store.engine import create_engine
 from fss.store.tables import run_log
 from fss.worker_sdk import JobContext, job
@@ -40,8 +40,8 @@ def test_lines_logged_quickly_are_stored_with_their_sequence(
     database_url: str, fresh_redis_url: Callable[[], str]
 ) -> None:
     settings = Settings(database_url=database_url, broker_url=fresh_redis_url())
+    migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
-    migrate.upgrade(engine)
     group_id = groups.add_group(
         engine, GroupSpec(caption="g", job_name="chatty", interval_ms=60_000, start_at=T0), T0
     )
