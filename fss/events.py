@@ -80,12 +80,19 @@ class _RunLogger(logging.Logger):
     console (5% of a pool process's CPU with one line per run)."""
 
     def callHandlers(self, record: logging.LogRecord) -> None:
-        for handler in self.handlers:
-            if record.levelno >= handler.level:
-                handler.handle(record)
+        # logging's own walk up the loggers, stopped before the parent when the process does
+        # not log this level. The run log's handler counts as found, as before: no lastResort
+        # copy on stderr when nothing above has a handler (a script that never set up logging).
         parent = self.parent
-        if self.propagate and parent is not None and parent.isEnabledFor(record.levelno):
-            parent.callHandlers(record)
+        above = self.propagate and parent is not None and parent.isEnabledFor(record.levelno)
+        logger: logging.Logger | None = self
+        while logger is not None:
+            for handler in logger.handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+            if logger is self and not above:
+                break
+            logger = logger.parent if logger.propagate else None
 
 
 def run_logger(job_name: str, sink: LogSink) -> logging.Logger:

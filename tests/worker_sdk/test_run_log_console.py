@@ -94,3 +94,25 @@ def test_the_job_logger_s_own_level_and_propagation_are_followed(
     finally:
         jobs.setLevel(logging.NOTSET)
         jobs.propagate = True
+
+
+def test_with_no_handler_above_a_line_goes_to_the_run_log_only_not_to_stderr(
+    console: tuple[Lines, logging.Logger], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """logging's lastResort (stderr, for WARNING and up) is for records no handler took: the
+    run log's handler took this one, as it always did."""
+    _, root = console
+    root.setLevel(logging.DEBUG)
+    last_resort = Lines()
+    monkeypatch.setattr(logging, "lastResort", last_resort)
+    jobs = logging.getLogger(JOB_LOGGER)
+    jobs.propagate = False  # nothing above fss.jobs, which has no handler of its own
+    try:
+        sent: list[Event] = []
+        ctx = _context(sent)
+        ctx.log.warning("w")
+        ctx.log.error("e")
+    finally:
+        jobs.propagate = True
+    assert [e.content for e in sent if isinstance(e, TaskLogged)] == ["w", "e"]
+    assert last_resort.lines == []
