@@ -871,11 +871,12 @@ def ack_all(messages: Sequence[Message | Taken]) -> None:
         for message in messages:
             message.ack()
         return
-    # What kombu's Redis QoS.ack does per message (drop the tag from the unacked index and
-    # hash), for all of them in one pipeline; then the channel's local bookkeeping.
+    # What kombu's Redis QoS.ack does per message (QoS._remove_from_indices: ZREM of the tag
+    # from the unacked index, HDEL from the hash), for all of them in one pipeline of two
+    # commands naming every tag (2 per message before); then the channel's bookkeeping.
+    tags = [message.delivery_tag for message in messages]
     with qos.pipe_or_acquire() as pipe:
-        for message in messages:
-            qos._remove_from_indices(message.delivery_tag, pipe)
+        pipe.zrem(qos.unacked_index_key, *tags).hdel(qos.unacked_key, *tags)
         pipe.execute()
     for message in messages:
         VirtualQoS.ack(qos, message.delivery_tag)
@@ -909,12 +910,11 @@ def _batch_ack_qos() -> type | None:
     ready = all(
         callable(getattr(cls, name, None))
         for cls, name in (
-            (RedisQoS, "_remove_from_indices"),
             (RedisQoS, "pipe_or_acquire"),
             (VirtualQoS, "ack"),
             (VirtualQoS, "append"),
         )
-    )
+    ) and all(hasattr(RedisQoS, name) for name in ("unacked_key", "unacked_index_key"))
     return RedisQoS if ready else None
 
 
