@@ -662,18 +662,36 @@ const FSS = (() => {
   function zonedTimeAxis(options) {
     const zone = shownZone(options.zone);
     const axes = (options.axes || []).slice();
-    const label = (seconds, withDay) => {
+    const label = (seconds, withDay, withSeconds) => {
       const z = zoned(new Date(seconds * 1000), zone);
-      return withDay ? `${z.date.slice(5)} ${z.clock.slice(0, 5)}` : z.clock.slice(0, 5);
+      const clock = withSeconds ? z.clock.slice(0, 8) : z.clock.slice(0, 5);
+      return withDay ? `${z.date.slice(5)} ${clock}` : clock;
     };
-    axes[0] = { ...(axes[0] || {}), values: (u, ticks) => {
-      const span = ticks.length > 1 ? ticks[ticks.length - 1] - ticks[0] : 0;
-      return ticks.map((t) => label(t, span >= 86400));
-    } };
+    // Labels with a day ("05-01 13:05") need ~75 px; uPlot's default spacing (50 px) let
+    // them overlap on a 700 px chart.
+    axes[0] = { ...(axes[0] || {}),
+      // Ticks less than a minute apart say their seconds ("13:05:10", "13:05:20"), not
+      // "13:05" over and over.
+      space: (u, i, min, max) => (max - min >= 86400 ? 90 : max - min < 600 ? 64 : 50),
+      values: (u, ticks) => {
+        const span = ticks.length > 1 ? ticks[ticks.length - 1] - ticks[0] : 0;
+        const step = ticks.length > 1 ? ticks[1] - ticks[0] : 60;
+        return ticks.map((t) => label(t, span >= 86400, step < 60));
+      } };
     const series = (options.series || [{}]).slice();
     series[0] = { label: t("Time"), ...(series[0] || {}),
       value: (u, v) => (v === null || v === undefined ? "--" : formatTime(new Date(v * 1000).toISOString(), options.zone)) };
-    return { ...options, axes, series };
+    // One point (a group's first run): uPlot widens it to 1000 days (its 86400 s / ms for a
+    // seconds scale), labelled "03-01 00:00, 06-01 00:00, ..." with no year; a minute either
+    // side of the point instead.
+    const x = options.scales.x;
+    const range = x.range || ((u, min, max) => {
+      const xs = u.data && u.data[0];
+      const one = xs && xs.length > 0 && xs[0] === xs[xs.length - 1];
+      return one ? [xs[0] - 60, xs[0] + 60] : [min, max];
+    });
+    const scales = { ...options.scales, x: { ...x, range } };
+    return { ...options, axes, series, scales };
   }
 
   // A uPlot chart that follows its container's width. Time axes follow the zone switch

@@ -1,0 +1,87 @@
+"""What the operator's walk-through of issue 19 found in a real browser (notes:
+walkthrough-19.md), each checked here so it stays fixed.
+
+* Time charts: a group's run history with one run spanned 1000 days (uPlot widens a single
+  point by 86400 "ms" on a seconds scale) and labelled its ticks "03-01 00:00, 06-01 00:00,
+  ..." with no year; ticks with a day in their label overlapped on a 700 px chart; ticks
+  seconds apart all read "13:05".
+* The groups table in English was 1347 px wide in a 1280 px window: each row's Delete button
+  sat outside the visible part of the table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import LiveFss, wait_until
+from playwright.sync_api import Page
+
+from fss.domain.clock import SystemClock
+from fss.domain.group_spec import GroupSpec
+from fss.store import groups
+
+# A chart through FSS.makeChart on a page, as group.js and overview.js make theirs; returns
+# the x scale and the tick labels uPlot drew (after its first draw).
+CHART = """async ([xs, width]) => {
+  const box = document.createElement("div");
+  box.style.width = width + "px";
+  document.body.appendChild(box);
+  const u = FSS.makeChart(box, {
+    zone: null, height: 200, scales: { x: { time: true } },
+    axes: [FSS.axis(), FSS.axis()], series: [{}, { label: "a" }],
+  }, [xs, xs.map(() => 1)]);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const splits = u.axes[0]._splits || [];
+  return { min: u.scales.x.min, max: u.scales.x.max, labels: u.axes[0]._values || [],
+           pixels: splits.map((s) => u.valToPos(s, "x")) };
+}"""
+
+
+def _chart(page: Page, live: LiveFss, xs: list[float], width: int) -> dict[str, Any]:
+    page.goto(f"{live.url}/groups")
+    page.wait_for_function("typeof FSS !== 'undefined' && typeof uPlot !== 'undefined'")
+    return page.evaluate(CHART, [xs, width])  # type: ignore[no-any-return]
+
+
+def test_a_time_chart_of_one_point_spans_minutes_with_distinct_labels(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    now = SystemClock().now().timestamp()
+    chart = _chart(admin_page, live_fss, [now], 700)
+    assert chart["max"] - chart["min"] <= 600, chart  # was 86,400,000 s
+    assert chart["min"] <= now <= chart["max"]
+    labels = chart["labels"]
+    assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
+
+
+def test_time_chart_ticks_with_days_do_not_overlap_and_seconds_are_told_apart(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    now = SystemClock().now().timestamp()
+    days = _chart(admin_page, live_fss, [now - 30 * 86400, now], 690)
+    gaps = [b - a for a, b in zip(days["pixels"], days["pixels"][1:], strict=False)]
+    assert all(" " in label for label in days["labels"]), days["labels"]  # "11-18 00:00"
+    assert gaps and min(gaps) >= 85, (gaps, days["labels"])  # a label is ~75 px wide
+    seconds = _chart(admin_page, live_fss, [now - 90, now - 60, now - 30, now], 690)
+    assert len(set(seconds["labels"])) == len(seconds["labels"]), seconds["labels"]
+
+
+def test_the_groups_table_with_its_row_actions_fits_a_1280_px_window_in_english(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    now = SystemClock().now()
+    groups.add_group(live_fss.engine, GroupSpec(
+        caption="walk: nightly export", job_name="nobody-serves-this-job", cron="0 30 2 * * *",
+        time_zone="Asia/Shanghai").validated(), now)
+    admin_page.goto(f"{live_fss.url}/groups")
+    wait_until(lambda: admin_page.locator("#groups tbody .row-actions").count() >= 5, 15,
+               "the groups table")
+    fit = admin_page.evaluate("""() => {
+      const wrap = document.querySelector("#groups").closest(".table-wrap");
+      const right = wrap.getBoundingClientRect().right;
+      const buttons = [...document.querySelectorAll("#groups tbody .row-actions button")];
+      return { table: document.querySelector("#groups").scrollWidth, wrap: wrap.clientWidth,
+               outside: buttons.filter((b) => b.getBoundingClientRect().right > right + 0.5)
+                 .map((b) => b.textContent) };
+    }""")
+    assert fit["outside"] == [] and fit["table"] <= fit["wrap"], fit
