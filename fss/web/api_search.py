@@ -143,7 +143,8 @@ def csv_response(name: str, lines: Iterator[str]) -> StreamingResponse:
 
 
 GROUP_COLUMNS = [
-    "id", "key", "caption", "job_name", "schedule", "time_zone", "is_enable", "disabled_note",
+    "id", "key", "caption", "job_name", "schedule", "cron", "interval_ms", "time_zone",
+    "is_enable", "disabled_note",
     "next_at", "last_status", "last_run_at", "last_error", "run_count", "run_speed_avg",
     "client_tag", "route", "retries", "data",
 ]
@@ -176,7 +177,8 @@ def export_groups(
     rows: Annotated[int, Query(ge=1, le=MAX_EXPORT_ROWS)] = DEFAULT_EXPORT_ROWS,
 ) -> StreamingResponse:
     """The groups matching the filters of GET /api/v1/groups (the same parameters), in its
-    order, every page (up to `rows`); one line per group, `data` as JSON text."""
+    order, every page (up to `rows`); one line per group, `data` as JSON text, the schedule
+    in words (`schedule`) with the `cron` or `interval_ms` it says."""
     return csv_response("fss-groups.csv",
                         csv_lines(GROUP_COLUMNS, group_rows(context.engine, wanted, rows)))
 
