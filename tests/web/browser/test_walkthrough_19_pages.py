@@ -7,14 +7,17 @@ walkthrough-19.md), each checked here so it stays fixed.
   seconds apart all read "13:05".
 * The groups table in English was 1347 px wide in a 1280 px window: each row's Delete button
   sat outside the visible part of the table.
+* Dark scheme: the overview's health banner kept its light-scheme dark red text on the dark
+  red panel (1.7:1), and the groups' selection bar its light blue under light text.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from conftest import LiveFss, wait_until
-from playwright.sync_api import Page
+from conftest import USERS, LiveFss, login, wait_until
+from playwright.sync_api import Browser, Page
+from test_phone_and_a11y import AXE
 
 from fss.domain.clock import SystemClock
 from fss.domain.group_spec import GroupSpec
@@ -35,6 +38,17 @@ CHART = """async ([xs, width]) => {
   return { min: u.scales.x.min, max: u.scales.x.max, labels: u.axes[0]._values || [],
            pixels: splits.map((s) => u.valToPos(s, "x")) };
 }"""
+
+
+UNSERVED = "nobody-serves-this-job"
+
+
+def _unserved_group(live: LiveFss) -> None:
+    """A cron group no worker serves: a banner on the overview, long words in the table."""
+    if "walk: nightly export" not in live.group_ids:
+        live.group_ids["walk: nightly export"] = groups.add_group(live.engine, GroupSpec(
+            caption="walk: nightly export", job_name=UNSERVED, cron="0 30 2 * * *",
+            time_zone="Asia/Shanghai").validated(), SystemClock().now())
 
 
 def _chart(page: Page, live: LiveFss, xs: list[float], width: int) -> dict[str, Any]:
@@ -69,10 +83,7 @@ def test_time_chart_ticks_with_days_do_not_overlap_and_seconds_are_told_apart(
 def test_the_groups_table_with_its_row_actions_fits_a_1280_px_window_in_english(
     admin_page: Page, live_fss: LiveFss
 ) -> None:
-    now = SystemClock().now()
-    groups.add_group(live_fss.engine, GroupSpec(
-        caption="walk: nightly export", job_name="nobody-serves-this-job", cron="0 30 2 * * *",
-        time_zone="Asia/Shanghai").validated(), now)
+    _unserved_group(live_fss)
     admin_page.goto(f"{live_fss.url}/groups")
     wait_until(lambda: admin_page.locator("#groups tbody .row-actions").count() >= 5, 15,
                "the groups table")
@@ -85,3 +96,34 @@ def test_the_groups_table_with_its_row_actions_fits_a_1280_px_window_in_english(
                  .map((b) => b.textContent) };
     }""")
     assert fit["outside"] == [] and fit["table"] <= fit["wrap"], fit
+
+
+def _contrast_violations(page: Page, selector: str) -> list[str]:
+    page.add_script_tag(content=AXE)
+    return page.evaluate("""async (selector) => {
+      const r = await axe.run(selector, { runOnly: { type: 'rule', values: ['color-contrast'] },
+                                          resultTypes: ['violations'] });
+      return r.violations.flatMap((v) => v.nodes.map((n) => n.target.join(' ') + ' :: '
+        + ((n.any[0] || {}).message || '')));
+    }""", selector)
+
+
+def test_the_health_banner_and_the_selection_bar_are_readable_in_the_dark_scheme(
+    browser: Browser, live_fss: LiveFss
+) -> None:
+    _unserved_group(live_fss)
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="dark",
+                                  bypass_csp=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        admin, password = USERS.split(",")[0].split(":")
+        login(page, live_fss.url, admin, password)
+        page.wait_for_selector("#health-banner:not([hidden]) [data-check=job_unserved]")
+        assert _contrast_violations(page, "#health-banner") == []  # 1.7:1 before
+        page.goto(f"{live_fss.url}/groups")
+        page.locator("#groups tbody input.select-group").first.check()
+        page.wait_for_selector("#bulk-bar:not([hidden])")
+        assert _contrast_violations(page, "#bulk-bar") == []
+    finally:
+        context.close()
