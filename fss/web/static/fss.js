@@ -270,6 +270,21 @@ const FSS = (() => {
       d: t("in {n} d", params) }[unit];
   }
 
+  // A next run relative to now: "in 5 s", or "due 14 min ago" once its time has passed
+  // (a group no worker serves, a run still going, a busy scheduler), not a bare "14 min ago"
+  // under "Next run".
+  function nextRelative(iso) {
+    const d = parseTime(iso);
+    const text = relative(iso, serverNow());
+    return d && serverNow() - d.getTime() >= 1000 ? t("due {when}", { when: text }) : text;
+  }
+
+  function nextRunNode(iso, groupZone) {
+    const node = timeNode(iso, "relative", groupZone);
+    if (iso) setText(node, nextRelative(iso));
+    return node;
+  }
+
   // A <time>: absolute ("2024-05-01 13:04:05 UTC+2") or relative ("12 s ago", the absolute
   // time with its zone in the title). `groupZone`: the zone of the group the time belongs to.
   function timeNode(iso, mode, groupZone) {
@@ -722,7 +737,7 @@ const FSS = (() => {
   return {
     POLL_MS, LOCALE, t, tn, formatNumber, formatPercent, errorText, canChange, csrfToken, el, append, setText, replaceChildren, $, $$, parseTime,
     formatTime, formatClock, relative, timeNode, duration, ageSeconds, firstLine, statusBadge,
-    statusName, zoneMode, shownZone, browserZone, timeTitle, said, problemText,
+    statusName, zoneMode, shownZone, browserZone, timeTitle, said, problemText, nextRelative, nextRunNode,
     badge, link, mono, noteServerNow, serverNow, ApiError, api, get, query, poll, syncTable,
     toast, confirmAction, act, showBroker, depthNode, COLORS, makeChart, axis,
   };

@@ -30,7 +30,7 @@
   // Rebuilt only when the group changed, so a selection in the panel survives refreshes.
   function renderProps(g) {
     const signature = JSON.stringify(g);
-    const relativeNext = g.is_enable ? `(${FSS.relative(g.next_at, FSS.serverNow())})` : "";
+    const relativeNext = g.is_enable ? `(${FSS.nextRelative(g.next_at)})` : "";
     if (signature === propsSignature) {
       setText($("#next-rel"), relativeNext);
       return;

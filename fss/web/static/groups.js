@@ -210,8 +210,8 @@
     { value: (g) => [scheduleText(g), g.cron, g.interval_ms],
       render: (g) => [el("span", { class: "schedule" }, scheduleText(g)), rawSchedule(g)],
       class: "cell-schedule" },
-    { value: (g) => [g.is_enable, FSS.relative(g.next_at, FSS.serverNow())],
-      render: (g) => (g.is_enable ? timeNode(g.next_at, "relative", g.time_zone)
+    { value: (g) => [g.is_enable, FSS.nextRelative(g.next_at)],
+      render: (g) => (g.is_enable ? FSS.nextRunNode(g.next_at, g.time_zone)
         : el("span", { class: "muted" }, "—")) },
     { value: (g) => [g.last_status, g.last_error, FSS.relative(g.last_run_at, FSS.serverNow())],
       render: (g) => {

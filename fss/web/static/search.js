@@ -33,8 +33,13 @@
       FSS.said(firstLine(t.error))), class: "cell-error" },
   ];
 
+  // A query that is a task id ("123", "#123") says so when there is no such task, rather
+  // than showing nothing about tasks at all.
   function showTask(task) {
     $("#task-result").hidden = !task;
+    const id = /^#?(\d{1,18})$/.exec(query);
+    $("#task-missing").hidden = Boolean(task) || !id;
+    if (!task && id) setText($("#task-missing-id"), `#${id[1]}`);
     if (!task) return;
     setText($("#task-id"), `#${task.id}`);
     $("#task-link").setAttribute("href", `/tasks/${task.id}`);

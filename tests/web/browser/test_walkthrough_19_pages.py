@@ -7,12 +7,16 @@ walkthrough-19.md), each checked here so it stays fixed.
   seconds apart all read "13:05".
 * The groups table in English was 1347 px wide in a 1280 px window: each row's Delete button
   sat outside the visible part of the table.
+* A next run whose time had passed (a group no worker serves) read "14 min ago" under "Next
+  run"; it says "due 14 min ago".
+* Searching a task id that has no task (deleted with its group) showed nothing about tasks.
 * Dark scheme: the overview's health banner kept its light-scheme dark red text on the dark
   red panel (1.7:1), and the groups' selection bar its light blue under light text.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from conftest import USERS, LiveFss, login, wait_until
@@ -100,12 +104,13 @@ def test_the_groups_table_with_its_row_actions_fits_a_1280_px_window_in_english(
 
 def _contrast_violations(page: Page, selector: str) -> list[str]:
     page.add_script_tag(content=AXE)
-    return page.evaluate("""async (selector) => {
+    found: list[str] = page.evaluate("""async (selector) => {
       const r = await axe.run(selector, { runOnly: { type: 'rule', values: ['color-contrast'] },
                                           resultTypes: ['violations'] });
       return r.violations.flatMap((v) => v.nodes.map((n) => n.target.join(' ') + ' :: '
         + ((n.any[0] || {}).message || '')));
     }""", selector)
+    return found
 
 
 def test_the_health_banner_and_the_selection_bar_are_readable_in_the_dark_scheme(
@@ -127,3 +132,30 @@ def test_the_health_banner_and_the_selection_bar_are_readable_in_the_dark_scheme
         assert _contrast_violations(page, "#bulk-bar") == []
     finally:
         context.close()
+
+
+def test_a_next_run_already_past_says_it_is_due(admin_page: Page, live_fss: LiveFss) -> None:
+    past = SystemClock().now() - timedelta(minutes=10)
+    group_id = groups.add_group(live_fss.engine, GroupSpec(
+        caption="walk: unserved every minute", job_name="nobody-serves-this-either",
+        interval_ms=60_000).validated(), past)
+    admin_page.goto(f"{live_fss.url}/groups")
+    row = admin_page.locator(f"#groups tbody tr:has(a[href='/groups/{group_id}'])")
+    cell = row.locator("time").first
+    wait_until(lambda: cell.count() == 1, 15, "the unserved group's row")
+    assert cell.text_content().startswith("due "), cell.text_content()  # was "10 min ago"
+    admin_page.goto(f"{live_fss.url}/groups/{group_id}")
+    admin_page.wait_for_selector("#next-rel")
+    wait_until(lambda: admin_page.text_content("#next-rel").startswith("(due "), 10,
+               "the group page's next run")
+
+
+def test_searching_a_task_id_without_a_task_says_there_is_none(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    admin_page.goto(f"{live_fss.url}/search?q=987654")
+    admin_page.wait_for_selector("#task-missing:not([hidden])")
+    assert "#987654" in admin_page.text_content("#task-missing")
+    admin_page.goto(f"{live_fss.url}/search?q=gateway")
+    admin_page.wait_for_selector("#group-results:not([hidden])")
+    assert admin_page.locator("#task-missing").is_hidden()
