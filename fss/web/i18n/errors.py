@@ -41,6 +41,20 @@ ERROR_TEXTS: dict[str, str] = {
     "cron_fields":
         "cron: '{expression}' has {count} fields; use 5 (minute first) or 6 (seconds first)",
     "cron_field": "cron: '{expression}': the {part} field is wrong ({reason})",
+    # The reasons fss.domain.cron_fields gives, each its own code so none stays English;
+    # `part` is the field's name (second, minute, hour, day-of-month, month, day-of-week),
+    # which the console says in its language.
+    "cron_value": "cron: '{expression}': the {part} field is wrong ({value} is not {span})",
+    "cron_value_names":
+        "cron: '{expression}': the {part} field is wrong ({value} is not {span} or {names})",
+    "cron_step":
+        "cron: '{expression}': the {part} field is wrong (step {value} is not a whole number "
+        "from 1)",
+    "cron_step_range":
+        "cron: '{expression}': the {part} field is wrong (step {value} is larger than its "
+        "range {span})",
+    "cron_nth": "cron: '{expression}': the {part} field is wrong ({value} needs a week 1-5 "
+                "after '#')",
     "cron_never": "cron: '{expression}' never fires",
     "id": "{field}: not an id (ids go from 1 to {limit})",
     "nothing_to_change": "nothing to change: give at least one field",
@@ -110,7 +124,17 @@ _REASONS: list[tuple[re.Pattern[str], str]] = [
         (r"^unknown time zone '(?P<zone>[^']*)'$", "time_zone"),
         (r"^'(?P<zone>[^']*)' is not a time zone name like Asia/Shanghai$", "time_zone"),
         (r"^'(?P<expression>[^']*)' has (?P<count>\d+) fields; .*$", "cron_fields"),
-        (r"^'(?P<expression>[^']*)': (?P<part>[\w ]+) field: (?P<reason>.+)$", "cron_field"),
+        (r"^'(?P<expression>[^']*)': (?P<part>[\w-]+) field: (?P<value>'[^']*') is not "
+         r"(?P<span>\d+-\d+)$", "cron_value"),
+        (r"^'(?P<expression>[^']*)': (?P<part>[\w-]+) field: (?P<value>'[^']*') is not "
+         r"(?P<span>\d+-\d+) or (?P<names>\w+-\w+)$", "cron_value_names"),
+        (r"^'(?P<expression>[^']*)': (?P<part>[\w-]+) field: step (?P<value>'[^']*') is not a "
+         r"whole number from 1$", "cron_step"),
+        (r"^'(?P<expression>[^']*)': (?P<part>[\w-]+) field: step (?P<value>\d+) is larger "
+         r"than its range (?P<span>\d+-\d+)$", "cron_step_range"),
+        (r"^'(?P<expression>[^']*)': (?P<part>[\w-]+) field: (?P<value>'[^']*') needs a week "
+         r"1-5 after '#'$", "cron_nth"),
+        (r"^'(?P<expression>[^']*)': (?P<part>[\w -]+) field: (?P<reason>.+)$", "cron_field"),
         (r"^'(?P<expression>[^']*)' never fires.*$", "cron_never"),
         (r"^.* is not an id: ids go from 1 to (?P<limit>\d+)$", "id"),
         (r"^'.*' is not one of (?P<choices>.+)$|^.* is not one of (?P<choices2>.+)$", "one_of"),

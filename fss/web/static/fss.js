@@ -63,9 +63,16 @@ const FSS = (() => {
 
   // An API error body in the page's language: its code's text with its params; the English
   // `error` line when the code is unknown here.
+  // A cron field's name in a cron error (`part`), said in the page's language.
+  const CRON_PARTS = {
+    second: t("second"), minute: t("minute"), hour: t("hour"), "day-of-month": t("day-of-month"),
+    month: t("month"), "day-of-week": t("day-of-week"),
+  };
   function errorText(payload, fallback) {
     if (payload && payload.code && ERROR_TEXTS[payload.code] && payload.params) {
-      return fill(ERROR_TEXTS[payload.code], payload.params);
+      const params = { ...payload.params };
+      if (Object.prototype.hasOwnProperty.call(CRON_PARTS, params.part)) params.part = CRON_PARTS[params.part];
+      return fill(ERROR_TEXTS[payload.code], params);
     }
     return (payload && payload.error) || fallback || "";
   }

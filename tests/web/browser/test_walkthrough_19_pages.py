@@ -10,6 +10,8 @@ walkthrough-19.md), each checked here so it stays fixed.
 * A next run whose time had passed (a group no worker serves) read "14 min ago" under "Next
   run"; it says "due 14 min ago".
 * Searching a task id that has no task (deleted with its group) showed nothing about tasks.
+* A bad cron field in the group form on a zh-CN page read "cron: ... minute 字段有误 (...
+  '61' is not 0-59)", the field's name and the reason in English.
 * Dark scheme: the overview's health banner kept its light-scheme dark red text on the dark
   red panel (1.7:1), and the groups' selection bar its light blue under light text.
 """
@@ -159,3 +161,29 @@ def test_searching_a_task_id_without_a_task_says_there_is_none(
     admin_page.goto(f"{live_fss.url}/search?q=gateway")
     admin_page.wait_for_selector("#group-results:not([hidden])")
     assert admin_page.locator("#task-missing").is_hidden()
+
+
+def test_a_bad_cron_field_is_said_in_chinese_in_the_group_form(
+    browser: Browser, live_fss: LiveFss
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN",
+                                  extra_http_headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        admin, password = USERS.split(",")[0].split(":")
+        login(page, live_fss.url, admin, password)
+        page.goto(f"{live_fss.url}/groups")
+        page.click("#new-group")
+        page.fill("input[name=caption]", "坏的 cron")
+        page.fill("input[name=job_name]", "hello")
+        page.check("input[name=kind][value=cron]")
+        page.fill("input[name=cron]", "0 0 * 13 *")
+        page.click("#group-save")
+        error = page.locator("[data-field=cron] .field-error")
+        wait_until(lambda: error.text_content(), 10, "the cron field's error")
+        text = error.text_content() or ""
+        assert "月字段有误" in text and "JAN-DEC" in text, text
+        assert "month" not in text and " is not " not in text and " or " not in text, text
+    finally:
+        context.close()
