@@ -66,7 +66,11 @@ def overview(principal: Viewer, context: Context) -> dict[str, Any]:
             "nodes": [n.to_json(now) for n in node_views(conn, now, alive_since)],
             "latest_failures": latest_failures(conn),
         }
-        queues = {c.client.id: c.client.queue for c in client_views(conn, alive_since)}
+        views = client_views(conn, alive_since)
+        queues = {c.client.id: c.client.queue for c in views}
+    # Online but taking no new runs (kicked, draining): the card said "1 online" beside a
+    # banner saying no live client serves any job.
+    body["clients_not_taking_runs"] = sum(1 for v in views if v.alive and v.state != "ready")
     depths = context.queue_depths.depths([EVENTS_QUEUE, *queues.values()])
     body["event_queue_depth"] = depths[EVENTS_QUEUE]
     body["client_queue_depths"] = {cid: depths[queue] for cid, queue in queues.items()}

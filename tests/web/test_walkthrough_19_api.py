@@ -7,6 +7,8 @@
 * A cron with a bad field came back as `cron_field` with its reason in English ("'61' is not
   0-59"), and a bad day-of-month or day-of-week field (a name with '-') as `invalid_field`
   with the whole English line: each reason has its code and parameters now.
+* The overview's "Clients online: 1" stood beside a banner saying no live client serves any
+  job: the one client was kicked. The overview says how many online clients take no runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import io
 
 import pytest
 from fastapi.testclient import TestClient
-from web_helpers import T0, WebDatabase, add_group
+from web_helpers import CLIENT, T0, WebDatabase, add_group, register_client
 
 
 def test_the_groups_csv_has_the_cron_and_the_interval_beside_the_words(
@@ -60,3 +62,15 @@ def test_a_bad_cron_field_comes_back_as_a_code_with_its_parameters(
     assert body["code"] == code, body
     assert body["params"] == {"field": "cron", "expression": cron, **params}
     assert cron in body["error"]  # the English line for scripts stays
+
+
+def test_the_overview_says_how_many_online_clients_take_no_runs(
+    admin_client: TestClient, web_db: WebDatabase
+) -> None:
+    register_client(web_db.engine, T0)
+    register_client(web_db.engine, T0, "worker-2", pid=200)
+    before = admin_client.get("/api/v1/overview").json()
+    assert (before["clients_online"], before["clients_not_taking_runs"]) == (2, 0)
+    assert admin_client.post(f"/api/v1/clients/{CLIENT}/kick").status_code == 200
+    after = admin_client.get("/api/v1/overview").json()
+    assert (after["clients_online"], after["clients_not_taking_runs"]) == (2, 1)

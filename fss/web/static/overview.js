@@ -13,6 +13,9 @@
       setText(node, count === undefined ? "–" : FSS.formatNumber(count));
     }
     setText($("#clients-online"), FSS.formatNumber(data.clients_online));
+    const idle = data.clients_not_taking_runs || 0;
+    $("#clients-idle").hidden = idle === 0;
+    setText($("#clients-idle"), idle ? t("{n} take no new runs (kicked or draining)", { n: FSS.formatNumber(idle) }) : "");
     const unknown = data.event_queue_depth === null;
     setText($("#event-queue"), unknown ? t("unknown") : FSS.formatNumber(data.event_queue_depth));
     $("#event-queue").classList.toggle("unknown", unknown);

@@ -12,6 +12,8 @@ walkthrough-19.md), each checked here so it stays fixed.
 * Searching a task id that has no task (deleted with its group) showed nothing about tasks.
 * A bad cron field in the group form on a zh-CN page read "cron: ... minute 字段有误 (...
   '61' is not 0-59)", the field's name and the reason in English.
+* The overview's "Clients online: 1" with its only client kicked, beside a banner saying no
+  live client serves any job: the card says how many of them take no new runs.
 * Dark scheme: the overview's health banner kept its light-scheme dark red text on the dark
   red panel (1.7:1), and the groups' selection bar its light blue under light text.
 """
@@ -187,3 +189,23 @@ def test_a_bad_cron_field_is_said_in_chinese_in_the_group_form(
         assert "month" not in text and " is not " not in text and " or " not in text, text
     finally:
         context.close()
+
+
+def test_the_overview_card_says_an_online_client_is_kicked(
+    admin_page: Page, live_fss: LiveFss
+) -> None:
+    admin_page.goto(f"{live_fss.url}/clients")
+    kick = admin_page.locator("#clients tbody button").first
+    kick.click()
+    admin_page.click("#confirm-ok")
+    admin_page.wait_for_selector("#clients tbody .badge:has-text('kicked')")
+    try:
+        admin_page.goto(f"{live_fss.url}/")
+        admin_page.wait_for_selector("#clients-idle:not([hidden])")
+        assert "1 take no new runs" in (admin_page.text_content("#clients-idle") or "")
+    finally:
+        admin_page.goto(f"{live_fss.url}/clients")
+        admin_page.locator("#clients tbody button").first.click()
+        if admin_page.locator("#confirm-dialog[open]").count():
+            admin_page.click("#confirm-ok")
+        admin_page.wait_for_selector("#clients tbody .badge:has-text('ready')")
