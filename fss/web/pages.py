@@ -82,7 +82,9 @@ def clients_page(request: Request, principal: Viewer) -> HTMLResponse:
 @router.get("/reports", response_class=HTMLResponse)
 def reports_page(request: Request, principal: Viewer) -> HTMLResponse:
     # Range and zone stay in the query string (days, tz); the script reads them there.
-    return render(request, "reports.html", {"page": "reports", "ranges": RANGES})
+    keep_s = int(request.app.state.context.settings.client_offline_keep_s)
+    return render(request, "reports.html",
+                  {"page": "reports", "ranges": RANGES, "offline_keep_s": keep_s})
 
 
 @router.get("/nodes", response_class=HTMLResponse)

@@ -124,5 +124,9 @@ def test_the_pages_carry_the_report(web_db: WebDatabase, viewer_client: TestClie
     page = viewer_client.get("/reports").text
     assert 'aria-current="page">Reports<' in page and "data-run-report" in page
     assert "Days are calendar days in UTC." in page and "/static/report.js" in page
+    # How long a client that left stays shown is in the page itself, not filled in later.
+    assert '<span id="offline-keep">24 h</span>' in page
+    zh = viewer_client.get("/reports", headers={"Accept-Language": "zh-CN"}).text
+    assert '<span id="offline-keep">24 小时</span>' in zh
     group_page = viewer_client.get(f"/groups/{group}").text
     assert f'data-group-id="{group}"' in group_page and "data-run-report" in group_page

@@ -44,8 +44,8 @@ ZH = i18n.catalog(i18n.CHINESE)
 # Words that stay as they are in a Chinese page: product and protocol names, units, ids.
 ALLOWED_WORDS = frozenset([
     "fss", "Celery", "API", "CSV", "JSON", "UTC", "HTTP", "HTTPS", "Basic", "Bearer", "ID", "PID",
-    "IP", "ms", "cron", "Cron", "English", "Trace", "Debug", "Information", "Warning", "Error",
-    "Critical", "TLS", "URL", "Webhook", "webhook", "Slack", "DingTalk", "WeCom", "Feishu",
+    "IP", "ms", "cron", "Cron", "English",
+    "TLS", "URL", "Webhook", "webhook", "Slack", "DingTalk", "WeCom", "Feishu",
     "SMTP", "GMT", "Quartz", "ISO", "Redis", "PostgreSQL", "MariaDB", "SQLite", "RabbitMQ",
     "Web", "STARTTLS",
 ])

@@ -7,6 +7,10 @@
   // `t` is a task in this file: the translator is called as FSS.t.
   const STATE_WORDS = { live: FSS.t("● live"), finished: FSS.t("finished"), polling: FSS.t("polling"),
     reconnecting: FSS.t("reconnecting…"), offline: FSS.t("offline") };
+  // A line's stored level name (fss.store.rows.LOG_LEVEL_NAMES), in the page's language.
+  const LEVEL_NAMES = { Trace: FSS.t("Trace"), Debug: FSS.t("Debug"),
+    Information: FSS.t("Information"), Warning: FSS.t("Warning"), Error: FSS.t("Error"),
+    Critical: FSS.t("Critical") };
   const KIND_WORDS = { scheduled: FSS.t("scheduled"), manual: FSS.t("manual"), child: FSS.t("child"),
     backfill: FSS.t("backfill") };
   const taskId = Number($("#task-head").dataset.taskId);
@@ -177,7 +181,8 @@
       dataset: { id: String(line.id), seq: line.seq === null || line.seq === undefined ? "" : String(line.seq) } },
       el("time", { class: "log-time", datetime: line.create_at, title: FSS.timeTitle(line.create_at, zone) },
         FSS.formatClock(line.create_at, false, zone)),
-      el("span", { class: `log-level lvl-${level}` }, line.level || String(line.log_level)),
+      el("span", { class: `log-level lvl-${level}` },
+        LEVEL_NAMES[line.level] || line.level || String(line.log_level)),
       el("span", { class: "log-content" },
         // A broadcast run's lines come from several shards: each says which.
         ...(line.shard_index === null || line.shard_index === undefined ? []
