@@ -31,7 +31,7 @@
 
   function tagsCell(c) {
     const tags = c.tags || [];
-    if (!tags.length) return el("span", { class: "muted" }, "-");
+    if (!tags.length) return el("span", { class: "muted" }, "—");
     return el("span", { class: "chips" }, tags.map((tag) => el("span", { class: "chip mono" }, tag)));
   }
 

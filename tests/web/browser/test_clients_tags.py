@@ -30,4 +30,4 @@ def test_the_clients_page_shows_tags_and_active_runs(viewer_page: Page, live_fss
     expect(cells.nth(headers.index("active"))).to_have_text("2")
     # The dev worker has no tags: a dash, not an empty cell.
     dev_row = viewer_page.locator("#clients tbody tr", has_text="dev-worker")
-    expect(dev_row.locator("td").nth(headers.index("tags"))).to_have_text("-")
+    expect(dev_row.locator("td").nth(headers.index("tags"))).to_have_text("—")
