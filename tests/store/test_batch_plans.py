@@ -89,6 +89,7 @@ def test_finish_batch_reads_no_status_index(churned: list[int], pg_engine: Engin
         ats=(T0 + timedelta(seconds=1)).replace(tzinfo=None),
         speeds=1,
         errors=None,
+        started_ats=None,
     )
     used = _indexes_used(pg_engine, recording._FINISH_MANY_PG, params)
     assert not used & STATUS_INDEXES, used
