@@ -31,12 +31,20 @@ def console() -> Iterator[tuple[Lines, logging.Logger]]:
     """A handler on the root logger, as Celery's worker installs one, at the root's level."""
     root = logging.getLogger()
     handler, level = Lines(), root.level
+    # Loggers above a job's own left with a level by an earlier test in this process (`fss
+    # dev`, run in-process by the CLI tests, sets fss.jobs to INFO) would decide instead.
+    chain = [logging.getLogger(name) for name in ("fss", JOB_LOGGER)]
+    levels = [logger.level for logger in chain]
+    for logger in chain:
+        logger.setLevel(logging.NOTSET)
     root.addHandler(handler)
     try:
         yield handler, root
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+        for logger, kept in zip(chain, levels, strict=True):
+            logger.setLevel(kept)
 
 
 def _context(sent: list[Event]) -> JobContext:
