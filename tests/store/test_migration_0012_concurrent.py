@@ -192,11 +192,13 @@ def test_runs_ending_while_0012_runs_are_counted_once(url: str, at_0011: Engine)
 
 
 def _server_thread(engine: Engine, statement: str) -> int | None:
-    """The MariaDB connection id running a statement starting with `statement`, if any."""
+    """The MariaDB connection id running a statement starting with `statement` on this
+    test's database, if any (other tests' migrations run the same statement elsewhere on the
+    shared server: one of them was taken for this one and killed)."""
     with engine.connect() as conn:
         return conn.execute(
             sa.text("SELECT ID FROM information_schema.PROCESSLIST "
-                    "WHERE INFO LIKE :like AND ID <> CONNECTION_ID()"),
+                    "WHERE INFO LIKE :like AND DB = DATABASE() AND ID <> CONNECTION_ID()"),
             {"like": statement + "%"},
         ).scalar()
 

@@ -150,7 +150,8 @@ def test_with_the_database_down_the_page_says_its_data_is_stale_and_why(
         expect(page.locator("#health-banner")).to_contain_text("No scheduler")
         proxy.cut()
         stale = page.locator("#stale-banner")
-        expect(stale).to_be_visible()
+        # The next poll finds the database gone: within a poll and the API's answer.
+        expect(stale).to_be_visible(timeout=15_000)
         expect(stale).to_contain_text("This page shows the data of")
         expect(page.locator("#stale-since")).to_have_text(re.compile(r"\d\d:\d\d:\d\d"))
         expect(page.locator("#stale-reason")).to_contain_text("database unavailable")
@@ -170,7 +171,8 @@ def test_with_the_database_down_the_chinese_banner_names_the_database(
         expect(page.locator("[data-status-count='Working']")).to_have_text("0")
         proxy.cut()
         banner = page.locator("#health-banner")
-        expect(banner.locator("li[data-check=database]")).to_contain_text("数据库不可用")
+        expect(banner.locator("li[data-check=database]")).to_contain_text(
+            "数据库不可用", timeout=15_000)
         expect(banner.locator("li[data-check=unreachable]")).to_have_count(0)
 
 
