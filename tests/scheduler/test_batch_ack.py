@@ -9,9 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 
-import pytest
 import redis
 from kombu.connection import Connection
 from kombu.message import Message
@@ -30,18 +28,6 @@ from fss.scheduler.recorder import (
     events_transport_options,
     restore_stale,
 )
-
-
-@pytest.fixture
-def url(fresh_redis_url: Callable[[], str]) -> str:
-    return fresh_redis_url()
-
-
-@pytest.fixture
-def raw(url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(url)
-    yield client
-    client.close()
 
 
 def _publish(url: str, bodies: list[str]) -> None:

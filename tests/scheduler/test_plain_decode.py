@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -31,18 +30,6 @@ from fss.scheduler.recorder import (
     decoded_body,
     restore_stale,
 )
-
-
-@pytest.fixture
-def url(fresh_redis_url: Callable[[], str]) -> str:
-    return fresh_redis_url()
-
-
-@pytest.fixture
-def raw(url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(url)
-    yield client
-    client.close()
 
 
 def _fss_connection(url: str) -> Connection:

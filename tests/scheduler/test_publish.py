@@ -102,22 +102,10 @@ def _publish(
 
 
 @pytest.fixture
-def url(fresh_redis_url: Callable[[], str]) -> str:
-    return fresh_redis_url()
-
-
-@pytest.fixture
 def app(url: str) -> Iterator[Celery]:
     made = create_app(Settings(database_url="sqlite://", broker_url=url))
     yield made
     made.close()
-
-
-@pytest.fixture
-def raw(url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(url)
-    yield client
-    client.close()
 
 
 def _queued(raw: redis.Redis) -> list[dict[str, Any]]:
