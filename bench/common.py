@@ -128,7 +128,10 @@ def bench_again(ctx: JobContext) -> None:
 
 @job(BUSY_JOB)
 def bench_busy(ctx: JobContext) -> None:
-    """Sleeps BENCH_BUSY_S seconds (default 0.1): a run a killed worker can be caught in."""
+    """Sleeps BENCH_BUSY_S seconds (default 0.1): a run a killed worker can be caught in
+    (BENCH_JOB=realistic or BENCH_JOB_LOG=1: first pushes, logs and sets progress as
+    bench-noop does)."""
+    _log_and_progress(ctx)
     time.sleep(float(os.environ.get(BUSY_ENV, "0.1")))
 
 

@@ -4,6 +4,9 @@
 
 Two `fss scheduler` and two `fss worker -c 2` (job bench-busy: sleeps --busy-s, so a killed
 worker is caught with runs in hand); G groups every I, phases spread over the interval.
+With BENCH_JOB=realistic in the environment the job first does issue 20's work (pushes its
+task id to Redis, logs a line, sets progress twice), and "duplicate runs" counts task ids
+whose job body was entered more than once.
 After a warm-up the bench kills (SIGKILL to the process group) one process, 0.3 s after a
 whole second, and measures for --after seconds:
 
@@ -27,7 +30,7 @@ import itertools
 import math
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -36,12 +39,14 @@ from sqlalchemy.pool import NullPool
 from bench.common import (
     BUSY_ENV,
     BUSY_JOB,
+    RECORDS_KEY,
     Bench,
     add_groups,
     bench,
     load,
     phases,
     print_header,
+    realistic,
     sleep_until,
     table,
 )
@@ -129,6 +134,7 @@ def fss_scenario(args: argparse.Namespace, what: str) -> Row:
         sleep_until(kill + args.after + SETTLE_S)
         run.check_alive()
         rows = task_rows(run.database_url)
+        duplicates = duplicate_runs(run) if realistic() else None
         loadavg = load()
     starts: dict[int, list[float]] = defaultdict(list)
     for r in rows:
@@ -164,7 +170,18 @@ def fss_scenario(args: argparse.Namespace, what: str) -> Row:
     pauses = [longest_pause(s, kill, args.after) for s in starts.values()]
     return [label, len(affected), fmt_or_never(max(resumed, default=math.nan)),
             fmt_or_never(max(pauses, default=math.nan)), f"{len(stopped)} groups stopped",
-            loadavg]
+            "-" if duplicates is None else duplicates, loadavg]
+
+
+def duplicate_runs(run: Bench) -> int:
+    """Job bodies entered more than once for one task (BENCH_JOB=realistic: every run of
+    bench-busy pushes its task id to bench:records first)."""
+    client = run.redis()
+    try:
+        counts = Counter(client.lrange(RECORDS_KEY, 0, -1))
+    finally:
+        client.close()
+    return sum(n - 1 for n in counts.values() if n > 1)
 
 
 def fmt_or_never(seconds_: float) -> str:
@@ -208,7 +225,7 @@ def celery_scenario(args: argparse.Namespace) -> Row:
                 if t + k * interval_s < kill + args.after}
     lost = len(expected - grids)
     return ["plain Celery + beat: worker kill -9 (celery-w2; peer alive)", "-", "-",
-            fmt_or_never(max(pauses, default=math.nan)), lost, loadavg]
+            fmt_or_never(max(pauses, default=math.nan)), lost, "-", loadavg]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,11 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown system {system!r}")
         print(f"  ({system} done in {time.monotonic() - t0:.0f} s, load {load()})", flush=True)
     rows.append(["plain Celery beat: scheduler kill -9", "-", "no peer: beat is a single "
-                 "instance", "-", "all until restarted", "-"])
+                 "instance", "-", "all until restarted", "-", "-"])
     print()
     print(table(["scenario (seconds after the kill)", "groups hit", "resumed (max)",
                  "longest pause of any group", "runs never started / groups stopped",
-                 "load 1/5/15"], rows))
+                 "duplicate runs", "load 1/5/15"], rows))
     print("\n(targets: scheduler kill -> its runs fire on a peer within 5 s; worker kill -> "
           "every affected group runs again within 6 s)")
     return 0

@@ -41,6 +41,10 @@ class Settings:
     # A killed scheduler's claimed tasks go to a peer after this (+ one poll): <= 5 s.
     lease_s: float = 4.0
     lookahead_s: float = 2.0
+    # An order is readied (client chosen, fence armed, row moved to Scheduler) this long
+    # before its planned time and only sent at it: the send is then one Redis round trip,
+    # not the SQL and the arm. 0: readied when due, as before.
+    dispatch_lead_ms: int = 20
     poll_s: float = 0.5
     no_client_retry_s: float = 1.0
     dispatch_expires_s: float = 30.0
@@ -108,6 +112,8 @@ class Settings:
                 raise InvalidField(name, "must be > 0")
         if self.lookahead_s >= self.lease_s:
             raise InvalidField("lookahead_s", "must be shorter than lease_s")
+        if self.dispatch_lead_ms >= self.lookahead_s * 1000:
+            raise InvalidField("dispatch_lead_ms", "must be shorter than lookahead_s")
         validate_broker_url(self.broker_url)
         validate_database_url(self.database_url)
         validate_fence_url(self.fence_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import heapq
 import json
 import logging
 from datetime import datetime, timedelta
@@ -40,6 +41,8 @@ class Outcome(enum.Enum):
     NO_CLIENT = "no_client"
     LOST = "lost"
     FAILED = "failed"
+    # Readied ahead of its start_at (dispatch_lead_ms) and held: send_held() sends it then.
+    HELD = "held"
 
 
 class Dispatcher:
@@ -76,6 +79,9 @@ class Dispatcher:
         # Claims whose dispatch was taken back after a failed send, as they now stand in SQL
         # (the attempt moved on): retry_form() hands them to the wheel's retry.
         self._taken_back: dict[int, ClaimedTask] = {}
+        # Orders readied before their start_at, sent by send_held() when it comes:
+        # (start_at, task id, claim, client), a heap.
+        self._held: list[tuple[datetime, int, ClaimedTask, ClientRow]] = []
 
     def retry_form(self, claimed: ClaimedTask) -> ClaimedTask:
         """The claim to retry after a FAILED outcome: with the attempt the last dispatch
@@ -126,8 +132,44 @@ class Dispatcher:
             return outcomes
         ready = self._drop_refused(ready, set(refused), outcomes)
         won = self._mark_dispatched(ready, now, outcomes)
-        self._send_all(won, now, outcomes)
+        # Never sent before its planned time: a task readied ahead waits here for it.
+        sent_now = self._clock.now()
+        early = [(claimed, client) for claimed, client in won if claimed.start_at > sent_now]
+        for claimed, client in early:
+            heapq.heappush(self._held, (claimed.start_at, claimed.id, claimed, client))
+            outcomes[claimed.id] = Outcome.HELD
+        if early:
+            won = [(claimed, client) for claimed, client in won if claimed.start_at <= sent_now]
+        self._send_all(won, sent_now, outcomes)
         return outcomes
+
+    def next_held_at(self) -> datetime | None:
+        """When the first held order is due to be sent; None when none is held."""
+        return self._held[0][0] if self._held else None
+
+    def held(self) -> int:
+        return len(self._held)
+
+    def send_held(self, now: datetime) -> tuple[list[ClaimedTask], dict[int, Outcome]]:
+        """Send the held orders whose start_at came: their claims and outcomes (SENT, or
+        FAILED / LOST for a send that failed, as dispatch_many's)."""
+        due: list[tuple[ClaimedTask, ClientRow]] = []
+        while self._held and self._held[0][0] <= now:
+            _, _, claimed, client = heapq.heappop(self._held)
+            due.append((claimed, client))
+        outcomes: dict[int, Outcome] = {}
+        if due:
+            self._send_all(due, now, outcomes)
+        return [claimed for claimed, _ in due], outcomes
+
+    def take_back_held(self) -> int:
+        """Undo every held order (this node stands down: its broker is not its
+        installation's): revoked and back to waiting, for whichever node claims it."""
+        held, self._held = self._held, []
+        for _, _, claimed, _ in held:
+            self._take_back(claimed)
+        self._taken_back.clear()
+        return len(held)
 
     def _warn_no_client(self, claimed: ClaimedTask, now: datetime) -> None:
         why = None
@@ -154,6 +196,8 @@ class Dispatcher:
     ) -> list[tuple[ClaimedTask, ClientRow]]:
         if not ready:
             return []
+        # A task readied ahead of its start_at is stamped dispatched at start_at, when it is
+        # sent (mark_dispatched_many: the later of now and start_at).
         items = [(claimed, DispatchTarget(c.id, c.host, c.ip)) for claimed, c in ready]
         with self._engine.begin() as conn:
             moved = tasks.mark_dispatched_many(conn, items, self._settings.node_name, now)

@@ -69,7 +69,7 @@ class SchedulerService:
         self.engine = engine
         self.clock = clock
         self.node = settings.node_name
-        self.wheel = TimingWheel()
+        self.wheel = TimingWheel(lead=timedelta(milliseconds=settings.dispatch_lead_ms))
         self.health = NodeHealth(monotonic)
         self.claim_health = self.health.tracker(
             "claim loop", max(STUCK_AFTER_S, 3 * settings.lease_s)
@@ -159,7 +159,9 @@ class SchedulerService:
 
     def _stand_down(self) -> None:
         """Claims held go back to the peers at once (their broker may be the right one)."""
-        if len(self.wheel) or self._handed:
+        # Held orders go back to waiting, still claimed by this node: released below.
+        taken_back = self.dispatcher.take_back_held() if self.dispatcher.held() else 0
+        if taken_back or len(self.wheel) or self._handed:
             self._handed.clear()
             for task_id in self.wheel.task_ids():
                 self.wheel.remove(task_id)
@@ -200,6 +202,7 @@ class SchedulerService:
             self.wheel.add(item)
 
     def _fire_due(self) -> None:
+        self._send_held()
         due = self.wheel.pop_due(self.clock.now())
         if not due:
             return
@@ -209,6 +212,13 @@ class SchedulerService:
             self._retry_later(due, {})
             raise  # the loop logs it (error or outage) and marks the claim loop failing
         self._retry_later(due, outcomes)
+
+    def _send_held(self) -> None:
+        """Orders readied ahead (dispatch_lead_ms) whose start_at came."""
+        if not self.dispatcher.held():
+            return
+        sent, outcomes = self.dispatcher.send_held(self.clock.now())
+        self._retry_later(sent, outcomes)
 
     def _retry_later(self, due: list[ClaimedTask], outcomes: dict[int, Outcome]) -> None:
         for claimed in due:
@@ -227,9 +237,9 @@ class SchedulerService:
     def _sleep_for(self) -> float:
         now = self.clock.now()
         wait = self._claims.wait_s(now)  # at most poll_s, whatever the wall clock did
-        fire_at = self.wheel.next_fire_at()
-        if fire_at is not None:
-            wait = min(wait, (fire_at - now).total_seconds())
+        for fire_at in (self.wheel.next_fire_at(), self.dispatcher.next_held_at()):
+            if fire_at is not None:
+                wait = min(wait, (fire_at - now).total_seconds())
         return max(MIN_SLEEP_S, wait)
 
     def wake(self) -> None:
@@ -315,6 +325,7 @@ class SchedulerService:
         self._woken.set()
         for thread in self._threads:
             thread.join(timeout=timeout_s)
+        self._send_held_at_stop()
         try:
             released = tasks.release_claims(self.engine, self.node)
             self.supervisor.release()
@@ -324,6 +335,21 @@ class SchedulerService:
             log.info("scheduler %s stopped; released %d claims", self.node, released)
         except Exception as exc:
             log.warning("could not release claims on stop (%s)", exc)
+
+    def _send_held_at_stop(self) -> None:
+        """Orders readied ahead go out at their time (at most dispatch_lead_ms away) rather
+        than wait for the stale-dispatch sweep of a peer."""
+        while (due_at := self.dispatcher.next_held_at()) is not None:
+            wait = (due_at - self.clock.now()).total_seconds()
+            if wait > 0:
+                time.sleep(min(wait, self.settings.dispatch_lead_ms / 1000))
+            try:
+                # Waited until then (however the injected clock moved).
+                sent, outcomes = self.dispatcher.send_held(max(due_at, self.clock.now()))
+                self._retry_later(sent, outcomes)
+            except Exception as exc:
+                log.warning("could not send the orders readied ahead on stop (%s)", exc)
+                return
 
     def join(self) -> None:
         while any(t.is_alive() for t in self._threads):

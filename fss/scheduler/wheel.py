@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import heapq
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from fss.domain.selection import BROADCAST
 from fss.store.tasks import ClaimedTask
 
 
 class TimingWheel:
-    def __init__(self) -> None:
+    def __init__(self, lead: timedelta = timedelta(0)) -> None:
+        """`lead`: a task fires this long before its start_at (the dispatcher readies its
+        order then and holds it until start_at); broadcasts fire at start_at, as their
+        shards are planned over the clients live then."""
+        self._lead = lead
         self._heap: list[tuple[datetime, int]] = []
         self._entries: dict[int, tuple[datetime, ClaimedTask]] = {}
 
@@ -26,7 +31,8 @@ class TimingWheel:
             _, held = existing
             if held.start_at == claimed.start_at and held.attempt == claimed.attempt:
                 return
-        self.schedule(claimed, claimed.start_at)
+        lead = timedelta(0) if claimed.route == BROADCAST else self._lead
+        self.schedule(claimed, claimed.start_at - lead)
 
     def schedule(self, claimed: ClaimedTask, fire_at: datetime) -> None:
         self._entries[claimed.id] = (fire_at, claimed)

@@ -176,7 +176,9 @@ def mark_dispatched(
     target: DispatchTarget,
     now: datetime,
 ) -> int | None:
-    """None -> Scheduler for this node's claim; the new attempt number, or None if lost."""
+    """None -> Scheduler for this node's claim; the new attempt number, or None if lost.
+    Stamped dispatched at the later of `now` and its start_at: an order readied ahead of its
+    time (Settings.dispatch_lead_ms) is sent at start_at."""
     attempt = claimed.attempt + 1
     won = conn.execute(
         task.update()
@@ -194,8 +196,8 @@ def mark_dispatched(
             client_host=target.host,
             client_ip=target.ip,
             server_node=node,
-            dispatched_at=now,
-            reported_at=now,
+            dispatched_at=max(now, claimed.start_at),
+            reported_at=max(now, claimed.start_at),
             claimed_by=None,
             claimed_until=None,
             # A retry's row still holds the failed attempt's end and error (see
@@ -274,7 +276,8 @@ _DISPATCH_MANY_PG = sa.text(
     f"""
     UPDATE task SET status = {int(TaskStatus.SCHEDULER)}, attempt = v.attempt + 1,
         client_id = v.client_id, client_host = v.host, client_ip = v.ip,
-        server_node = :node, dispatched_at = :now, reported_at = :now,
+        server_node = :node, dispatched_at = GREATEST(:now, v.start_at),
+        reported_at = GREATEST(:now, v.start_at),
         claimed_by = NULL, claimed_until = NULL, finish_at = NULL, error = NULL
     FROM unnest(CAST(:ids AS BIGINT[]), CAST(:attempts AS INTEGER[]),
                 CAST(:starts AS TIMESTAMP[]), CAST(:clients AS VARCHAR[]),

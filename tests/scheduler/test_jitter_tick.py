@@ -98,9 +98,11 @@ def fire_at_its_jittered_time(c: Cluster, group_id: int, slot: datetime) -> int:
     assert c.next_at(group_id) == slot
     sent_before = c.sent()
     c.clock.set(slot)
+    c.register("c1", "job-a")  # alive: it heartbeats while the clock jumps
     c.tick_both()
     if start - MS > slot:
-        c.clock.set(start - MS)
+        c.clock.set(start - MS)  # within the dispatch lead: readied, held, not sent
+        c.register("c1", "job-a")
         c.tick_both()
     assert c.sent() == sent_before
     c.clock.set(start)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import redis
@@ -50,10 +51,10 @@ class Harness:
             return conn.execute(sa.select(task).where(task.c.id == task_id)).one()
 
 
-@pytest.fixture
-def harness(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Harness]:
-    broker = fresh_redis_url()
-    settings = Settings(database_url=database_url, broker_url=broker, node_name="node-a")
+@contextmanager
+def harness_for(database_url: str, broker: str, **settings_: Any) -> Iterator[Harness]:
+    settings = Settings(database_url=database_url, broker_url=broker, node_name="node-a",
+                        **settings_)
     migrated_copy(database_url)  # the schema at head: tests/servers.py
     engine = create_engine(database_url)
     clock = ManualClock(T0)
@@ -61,11 +62,19 @@ def harness(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[H
     fence = RedisFence(broker)
     service = SchedulerService(settings, engine, app, fence, clock)
     client = redis.Redis.from_url(broker)
-    yield Harness(engine, clock, service, client)
-    client.close()
-    fence.close()
-    app.close()
-    engine.dispose()
+    try:
+        yield Harness(engine, clock, service, client)
+    finally:
+        client.close()
+        fence.close()
+        app.close()
+        engine.dispose()
+
+
+@pytest.fixture
+def harness(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Harness]:
+    with harness_for(database_url, fresh_redis_url()) as h:
+        yield h
 
 
 def add_group(h: Harness, start_in_s: float, **spec: object) -> int:
@@ -83,6 +92,8 @@ def pending_task_id(h: Harness, group_id: int) -> int:
 def test_given_a_task_due_later_when_ticking_then_it_fires_at_its_time_not_before(
     harness: Harness,
 ) -> None:
+    """With the default lead (20 ms) the order is readied 20 ms ahead (client chosen, fence
+    armed, row moved) and sent exactly at its start_at, never before."""
     h = harness
     h.register("c1", "job-a")
     group_id = add_group(h, start_in_s=1.5)
@@ -94,10 +105,21 @@ def test_given_a_task_due_later_when_ticking_then_it_fires_at_its_time_not_befor
     assert h.task_row(task_id).claimed_by == "node-a"
 
     h.clock.advance(1.2)
-    assert h.service.tick() == pytest.approx(0.3)  # sleeps exactly until the fire time
-    h.clock.advance(0.299)
+    assert h.service.tick() == pytest.approx(0.28)  # sleeps until 20 ms before its time
+    h.clock.advance(0.279)
     h.service.tick()
+    assert h.task_row(task_id).status == TaskStatus.NONE
+
+    h.clock.advance(0.001)  # 20 ms before: readied, held
+    assert h.service.tick() == pytest.approx(0.02)  # sleeps exactly until the start_at
+    row = h.task_row(task_id)
+    assert row.status == TaskStatus.SCHEDULER
+    assert row.dispatched_at == h.clock.now() + timedelta(milliseconds=20)  # when it is sent
+    assert h.redis.get(fence_key(task_id)) == b"1"
     assert h.redis.llen(client_queue("c1")) == 0
+    h.clock.advance(0.019)
+    h.service.tick()
+    assert h.redis.llen(client_queue("c1")) == 0  # never before its time
 
     h.clock.advance(0.001)
     h.service.tick()
@@ -105,7 +127,27 @@ def test_given_a_task_due_later_when_ticking_then_it_fires_at_its_time_not_befor
     row = h.task_row(task_id)
     assert row.status == TaskStatus.SCHEDULER
     assert (row.client_id, row.server_node, row.attempt) == ("c1", "node-a", 1)
+    assert h.service.sent == 1
     assert h.redis.get(fence_key(task_id)) == b"1"
+
+
+def test_given_no_lead_when_a_task_is_due_later_then_it_is_readied_and_sent_at_its_time(
+    database_url: str, fresh_redis_url: Callable[[], str]
+) -> None:
+    with harness_for(database_url, fresh_redis_url(), dispatch_lead_ms=0) as h:
+        h.register("c1", "job-a")
+        task_id = pending_task_id(h, add_group(h, start_in_s=1.5))
+        h.service.tick()
+        h.clock.advance(1.2)
+        assert h.service.tick() == pytest.approx(0.3)
+        h.clock.advance(0.299)
+        h.service.tick()
+        assert h.task_row(task_id).status == TaskStatus.NONE
+        assert h.redis.llen(client_queue("c1")) == 0
+        h.clock.advance(0.001)
+        h.service.tick()
+        assert h.redis.llen(client_queue("c1")) == 1
+        assert h.task_row(task_id).dispatched_at == h.clock.now()
 
 
 def test_given_two_clients_when_tasks_fire_then_they_alternate_round_robin(
