@@ -802,6 +802,11 @@ class Session:
             return
         for streamed in unfinished:
             self._abandon(streamed)
+        if unfinished:
+            # The failures go out before the `left`: the clients queue is recorded at once and
+            # the events queue in batches, and a supervisor sweep seeing the client gone with
+            # its runs still open fails them itself ("unregistered"), without this reason.
+            self.hub.publisher.flush(timeout_s=FLUSH_TIMEOUT_S)
         left = self.hub.release(
             self, ClientLeft(self.client_id, self.hub.clock.now(), incarnation=self.incarnation)
         )

@@ -51,6 +51,12 @@ SEND_GRACE = timedelta(seconds=1)
 # a heartbeat the recorder has not written yet, does not drop a live client.
 GONE_AFTER_HEARTBEATS = 3
 BEACON_MISSING_HEARTBEATS = 2
+# A run still open on a client that unregistered or restarted is failed by a sweep at least
+# this long after one first found it: the client's own report of it may be on its way (a gRPC
+# bridge session fails its unfinished runs as "disconnected" when it ends; the clients queue
+# is recorded at once, the events queue in batches, so the `left` or the new registration
+# can be written first), and that report, with its reason, is the one to keep.
+REPORT_GRACE = timedelta(seconds=1)
 # A departure's left_at is the clock of the scheduler that recorded it: each sweep looks
 # this far behind the previous one for departures whose queue is still to delete.
 DEPARTURE_SKEW = timedelta(minutes=5)
@@ -99,6 +105,10 @@ class Supervisor:
         # Departures (client id -> left_at) whose queue was taken in hand, and from when the
         # next sweep reads client_departed (None: every departure kept).
         self._departures_seen: dict[str, datetime] = {}
+        # (task id, attempt) of runs left open by a client that left or restarted -> when a
+        # sweep first found them (REPORT_GRACE); forgotten when a sweep no longer finds them.
+        self._awaiting_report: dict[tuple[int, int], datetime] = {}
+        self._awaited_this_sweep: set[tuple[int, int]] = set()
         self._departures_since: datetime | None = None
         self._broker_errors = LoopErrors(log, "supervisor", "broker")
         self._presence = presence
@@ -150,11 +160,17 @@ class Supervisor:
                         now,
                     )
             gone = self._remove_gone_clients(now, report)
+            self._awaited_this_sweep = set()
             left = self._handle_orphans(alive_since, now, report, gone)
             self._remove_dead_clients(alive_since, now, report)
             departed = self._new_departures(now)
             self._drop_removed_queues({*report.removed_clients, *left, *departed}, report)
             self._handle_restarted_clients(alive_since, now, report)
+            self._awaiting_report = {
+                key: since
+                for key, since in self._awaiting_report.items()
+                if key in self._awaited_this_sweep
+            }
             self._handle_silent_dispatchers(now, report)
             self._handle_stale_dispatches(now, report)
             self._handle_hung(now, report)
@@ -203,7 +219,9 @@ class Supervisor:
             ):
                 reason = f"{gone} before starting attempt {orphan.attempt}; dispatching again"
                 self._return(orphan, reason, now, report)
-            else:
+            elif orphan.client_id in registered or orphan.client_id in gone_clients or (
+                self._report_overdue(orphan, now)
+            ):
                 reason = f"{gone} while running attempt {orphan.attempt}; marked failed"
                 self._fail(orphan, reason, now, report)
         left.discard("")
@@ -270,11 +288,22 @@ class Supervisor:
             holder = self._fence.holder(task.id, task.attempt)
             if holder is not None and holder == current.get(task.client_id or ""):
                 continue  # the new process runs it
+            if not self._report_overdue(task, now):
+                continue
             reason = (
                 f"client {task.client_id} restarted while running attempt {task.attempt}; "
                 "marked failed"
             )
             self._fail(task, reason, now, report)
+
+    def _report_overdue(self, task: OpenTask, now: datetime) -> bool:
+        """Whether a run left open by a client that left or restarted has waited
+        REPORT_GRACE since a sweep first found it (the client's own report came meanwhile,
+        or will not come)."""
+        key = (task.id, task.attempt)
+        self._awaited_this_sweep.add(key)
+        first_found = self._awaiting_report.setdefault(key, now)
+        return now - first_found >= REPORT_GRACE
 
     def _handle_silent_dispatchers(self, now: datetime, report: SweepReport) -> None:
         node_alive_since = now - timedelta(seconds=self._settings.lease_s)

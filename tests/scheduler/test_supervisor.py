@@ -294,10 +294,56 @@ def test_given_a_client_restarted_under_the_same_name_then_what_its_old_process_
     assert world.fence.enter(taken_by_new, 1, "new")  # the new process found it in the queue
     report = world.supervisor.sweep()
     assert report.redispatched == [unstarted]
+    # The old process's own report of the run it entered may still be on its way: a sweep
+    # REPORT_GRACE later fails it.
+    assert report.failed == []
+    world.clock.advance(1)
+    world.beat("w", incarnation="new")
+    report = world.supervisor.sweep()
     assert report.failed == [entered_by_old]
     assert "restarted while running" in world.task(entered_by_old).error
     assert world.task(taken_by_new).status == TaskStatus.SCHEDULER
     assert report.removed_clients == []
+
+
+def left_with_a_run_open(world: World) -> int:
+    """A client (a gRPC bridge session) that entered a run and whose `left` was recorded
+    before its own report of that run."""
+    world.beat("b", incarnation="s1")
+    _, task_id = world.dispatch_new_group("b")
+    assert world.fence.enter(task_id, 1, "s1")
+    world.events(TaskStarted(task_id, 1, "b", world.clock.now()))
+    world.events(ClientLeft("b", world.clock.now(), incarnation="s1"))
+    return task_id
+
+
+def test_given_a_client_that_left_with_a_run_open_then_its_own_late_report_is_kept(
+    world: World,
+) -> None:
+    task_id = left_with_a_run_open(world)
+    assert world.supervisor.sweep().failed == []  # its report may be on its way
+    disconnected = "the gRPC client b disconnected while running attempt 1; marked failed"
+    world.clock.advance(0.5)
+    world.events(TaskFinished(task_id, 1, "b", False, 5, world.clock.now(), error=disconnected))
+    world.clock.advance(1)
+    assert world.supervisor.sweep().failed == []
+    row = world.task(task_id)
+    assert row.status == TaskStatus.FAIL and row.error == disconnected
+
+
+def test_given_a_client_that_left_with_a_run_open_and_no_report_then_a_later_sweep_fails_it(
+    world: World,
+) -> None:
+    task_id = left_with_a_run_open(world)
+    assert world.supervisor.sweep().failed == []
+    world.clock.advance(0.5)
+    assert world.supervisor.sweep().failed == []  # not REPORT_GRACE yet
+    world.clock.advance(0.5)
+    assert world.supervisor.sweep().failed == [task_id]
+    unregistered = "client b unregistered while running attempt 1; marked failed"
+    assert world.task(task_id).error == unregistered
+    world.clock.advance(1)
+    assert world.supervisor.sweep().failed == []  # once
 
 
 def test_given_a_scheduler_that_died_after_dispatching_then_unstarted_orders_go_out_again(
