@@ -100,6 +100,7 @@ class SchedulerService:
             presence=presence,
             drop_queues=lambda names: delete_queues(app.connection_for_write(), names),
             may_act=self.may_dispatch,
+            on_returned=self.wake,
         )
         self.alerts = AlertSender(
             engine,

@@ -91,8 +91,12 @@ class Supervisor:
         drop_queues: Callable[[list[str]], None] | None = None,
         may_act: Callable[[], bool] = lambda: True,
         kill: Callable[[RunningAttempt, str], tuple[Outcome, str]] | None = None,
+        on_returned: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine = engine
+        # Told when a sweep put tasks back to waiting (the scheduler loop claims at once
+        # instead of at its next poll).
+        self._on_returned = on_returned
         # Sends a kill to the worker running a run (fss.kills): overlap `replace`.
         self._kill = kill or (lambda running, reason: send_kill(settings, running, reason))
         # False while this node's broker is not its installation's: its fence would say
@@ -177,6 +181,8 @@ class Supervisor:
             self._handle_over_time(now, report)
             self._handle_replace(now, report)
             self._handle_shards(alive_since, now, report, gone)
+            if report.redispatched:
+                self._on_returned()
         # `fss group disable --until`: a group enables itself when its time has come.
         report.enabled_groups = enable_due_groups(self._engine, now)
         for group_id in report.enabled_groups:

@@ -141,8 +141,13 @@ def test_a_scheduler_killed_while_holding_an_order_its_peer_sends_it_again(
         c.clock.advance(0.5)
         c.register("c1")
         b.beat()
-        b.supervisor.sweep()
-        b.tick()
+        b.tick()  # its claim poll: nothing to claim yet
+        if b.supervisor.sweep().redispatched == [task_id]:
+            break
+    else:
+        raise AssertionError("the peer's supervisor never took the held order back")
+    assert c.queued() == 0
+    b.tick()  # at once, not at its next claim poll: the sweep woke the loop
     row = c.row(group_id)
     assert int(row.id) == task_id
     assert row.server_node == "node-b" and row.attempt == 2  # attempt 1 revoked
