@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from fss.domain.clock import require_storable_time
+from fss.domain.clock import as_utc, require_storable_time
 from fss.domain.group_file import check_key
 from fss.domain.group_spec import GroupSpec, find_cycle, validate_data, validate_disabled_note
 from fss.domain.jitter import jittered_start
@@ -370,6 +370,10 @@ def _switch_state(group: GroupRow) -> dict[str, Any]:
             "enable_at": group.enable_at}
 
 
+# Groups enabled per call of enable_due_groups; more due at once wait for the next sweep.
+ENABLE_BATCH = 500
+
+
 def enable_due_groups(engine: Engine, now: datetime) -> list[int]:
     """Enable the disabled groups whose enable_at has come (`fss group disable --until`), as
     `fss group enable` does: each by an UPDATE guarded by is_enable = false and enable_at <=
@@ -377,11 +381,22 @@ def enable_due_groups(engine: Engine, now: datetime) -> list[int]:
     nothing), its waiting task created in the same transaction. Returns the ids enabled."""
     enabled: list[int] = []
     with engine.begin() as conn:
-        due = conn.execute(
-            sa.select(task_group.c.id)
-            .where(task_group.c.is_enable == sa.false(), task_group.c.enable_at <= now)
-            .order_by(task_group.c.id)
-        ).scalars().all()
+        # Called every second by the supervisor, and almost always nothing is due. The
+        # earliest enable_at is read off ix_task_group_enable_at (min() of an indexed column
+        # is an index probe whatever the planner's statistics); the full query, ordered by id,
+        # was planned as a scan of every group: 0.3 s at a million groups, every second.
+        first = conn.execute(sa.select(sa.func.min(task_group.c.enable_at))).scalar()
+        if first is None or as_utc(first) > now:
+            return enabled
+        # The ids then go in id order, as every batch write locks rows.
+        due = sorted(
+            conn.execute(
+                sa.select(task_group.c.id)
+                .where(task_group.c.enable_at <= now, task_group.c.is_enable == sa.false())
+                .order_by(task_group.c.enable_at)
+                .limit(ENABLE_BATCH)
+            ).scalars().all()
+        )
         for group_id in due:
             result = conn.execute(
                 task_group.update()

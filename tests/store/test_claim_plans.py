@@ -24,7 +24,7 @@ from store_helpers import T0, migrated_engine
 
 from fss.domain.group_file import GroupEntry
 from fss.domain.group_spec import GroupSpec
-from fss.store import group_files, tasks
+from fss.store import group_files, groups, tasks
 
 STATUS_INDEXES = ("ix_task_status_start_at", "ix_task_status_finish_at")
 WAITING = 20_000
@@ -110,6 +110,39 @@ def test_claim_renew_and_release_probe_by_key(
             "SELECT min(claimed_until), count(*) FROM task WHERE claimed_by = %(n)s", {"n": NODE}
         ).one()
     assert held == ((now + timedelta(seconds=20)).replace(tzinfo=None), 202)
+
+
+def test_the_every_second_enable_check_reads_only_groups_disabled_until_a_time(
+    bulk_loaded: Engine,
+) -> None:
+    """`fss group disable --until`: each supervisor sweep (every second) looks for groups whose
+    time came. Planned as a scan of the whole task_group it took ~0.3 s at a million groups,
+    every second (PostgreSQL's active queries sampled under bench.scale)."""
+    with bulk_loaded.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE task_group SET is_enable = false, enable_at = %(at)s WHERE id IN (7, 3)",
+            {"at": (T0 + timedelta(seconds=1)).replace(tzinfo=None)},
+        )
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "task_group" in statement:
+            with bulk_loaded.connect() as own:
+                cur = own.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cur.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+                plans.append(json.dumps(cur.fetchone()[0]))
+
+    sa.event.listen(bulk_loaded, "before_cursor_execute", explain)
+    try:
+        assert groups.enable_due_groups(bulk_loaded, T0) == []  # not yet: the usual sweep
+        assert len(plans) == 1  # one probe, nothing else read
+        assert '"ix_task_group_enable_at"' in plans[0]
+        assert '"Seq Scan"' not in plans[0]
+        enabled = groups.enable_due_groups(bulk_loaded, T0 + timedelta(seconds=5))
+    finally:
+        sa.event.remove(bulk_loaded, "before_cursor_execute", explain)
+    assert enabled == [3, 7]  # in id order: the order rows are locked in
+    assert groups.enable_due_groups(bulk_loaded, T0 + timedelta(seconds=6)) == []
 
 
 def test_a_bulk_apply_leaves_statistics_behind(postgres_server: Any) -> None:
