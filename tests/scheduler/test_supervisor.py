@@ -366,6 +366,26 @@ def test_given_a_scheduler_that_died_after_dispatching_then_unstarted_orders_go_
     assert world.task(started).status == TaskStatus.SCHEDULER  # its worker runs it
 
 
+def test_retention_removes_the_finished_runs_of_deleted_groups_only(world: World) -> None:
+    group_id, kept = world.dispatch_new_group("c")
+    world.events(TaskFinished(kept, 1, "c", True, 3, world.clock.now()))
+    gone_group = group_id + 1000
+    with world.engine.begin() as conn:
+        for status in (TaskStatus.SUCCESS, TaskStatus.FAIL, TaskStatus.NONE):
+            conn.execute(task.insert().values(
+                task_group_id=gone_group, job_name="job", start_at=world.clock.now(),
+                status=status, create_at=world.clock.now(),
+            ))
+    world.supervisor.sweep()
+    with world.engine.connect() as conn:
+        left = conn.execute(sa.select(task.c.task_group_id, task.c.status)).all()
+    assert sorted((g, TaskStatus(s)) for g, s in left) == [
+        (group_id, TaskStatus.NONE),  # the group's next run
+        (group_id, TaskStatus.SUCCESS),
+        (gone_group, TaskStatus.NONE),  # unfinished: not retention's to remove
+    ]
+
+
 def test_given_the_wall_clock_stepped_back_an_hour_then_retention_and_judging_go_on(
     world: World,
 ) -> None:
