@@ -168,6 +168,15 @@ def fss_scenario(args: argparse.Namespace, what: str) -> Row:
             print(f"    {dict(r._mapping)}")
     resumed = [t - kill for t in first_after.values()]
     pauses = [longest_pause(s, kill, args.after) for s in starts.values()]
+    if pauses:  # the group that paused longest, and its tasks around the kill
+        worst = max(starts, key=lambda g: longest_pause(starts[g], kill, args.after))
+        print(f"  longest pause: group {worst}, tasks planned within 2 s before the kill "
+              "and after it (start_at, dispatched_at, run_at: seconds after the kill):")
+        for r in sorted((r for r in rows if r.task_group_id == worst), key=lambda r: r.id):
+            if r.start_at.timestamp() >= kill - 2:
+                times = [None if t is None else round(t.timestamp() - kill, 2)
+                         for t in (r.start_at, r.dispatched_at, r.run_at)]
+                print(f"    task {r.id} attempt {r.attempt} by {r.server_node}: {times}")
     return [label, len(affected), fmt_or_never(max(resumed, default=math.nan)),
             fmt_or_never(max(pauses, default=math.nan)), f"{len(stopped)} groups stopped",
             "-" if duplicates is None else duplicates, loadavg]
