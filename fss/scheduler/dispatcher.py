@@ -134,13 +134,14 @@ class Dispatcher:
         won = self._mark_dispatched(ready, now, outcomes)
         # Never sent before its planned time: a task readied ahead waits here for it.
         sent_now = self._clock.now()
-        early = [(claimed, client) for claimed, client in won if claimed.start_at > sent_now]
-        for claimed, client in early:
-            heapq.heappush(self._held, (claimed.start_at, claimed.id, claimed, client))
-            outcomes[claimed.id] = Outcome.HELD
-        if early:
-            won = [(claimed, client) for claimed, client in won if claimed.start_at <= sent_now]
-        self._send_all(won, sent_now, outcomes)
+        due_now: list[tuple[ClaimedTask, ClientRow]] = []
+        for claimed, client in won:
+            if claimed.start_at > sent_now:
+                heapq.heappush(self._held, (claimed.start_at, claimed.id, claimed, client))
+                outcomes[claimed.id] = Outcome.HELD
+            else:
+                due_now.append((claimed, client))
+        self._send_all(due_now, sent_now, outcomes)
         return outcomes
 
     def next_held_at(self) -> datetime | None:

@@ -214,11 +214,12 @@ class SchedulerService:
             raise  # the loop logs it (error or outage) and marks the claim loop failing
         self._retry_later(due, outcomes)
 
-    def _send_held(self) -> None:
-        """Orders readied ahead (dispatch_lead_ms) whose start_at came."""
+    def _send_held(self, now: datetime | None = None) -> None:
+        """Orders readied ahead (dispatch_lead_ms) whose start_at came (by `now`, else the
+        clock)."""
         if not self.dispatcher.held():
             return
-        sent, outcomes = self.dispatcher.send_held(self.clock.now())
+        sent, outcomes = self.dispatcher.send_held(now or self.clock.now())
         self._retry_later(sent, outcomes)
 
     def _retry_later(self, due: list[ClaimedTask], outcomes: dict[int, Outcome]) -> None:
@@ -345,9 +346,7 @@ class SchedulerService:
             if wait > 0:
                 time.sleep(min(wait, self.settings.dispatch_lead_ms / 1000))
             try:
-                # Waited until then (however the injected clock moved).
-                sent, outcomes = self.dispatcher.send_held(max(due_at, self.clock.now()))
-                self._retry_later(sent, outcomes)
+                self._send_held(max(due_at, self.clock.now()))  # waited until then
             except Exception as exc:
                 log.warning("could not send the orders readied ahead on stop (%s)", exc)
                 return

@@ -180,6 +180,7 @@ def mark_dispatched(
     Stamped dispatched at the later of `now` and its start_at: an order readied ahead of its
     time (Settings.dispatch_lead_ms) is sent at start_at."""
     attempt = claimed.attempt + 1
+    sent_at = max(now, claimed.start_at)
     won = conn.execute(
         task.update()
         .where(
@@ -196,8 +197,8 @@ def mark_dispatched(
             client_host=target.host,
             client_ip=target.ip,
             server_node=node,
-            dispatched_at=max(now, claimed.start_at),
-            reported_at=max(now, claimed.start_at),
+            dispatched_at=sent_at,
+            reported_at=sent_at,
             claimed_by=None,
             claimed_until=None,
             # A retry's row still holds the failed attempt's end and error (see
