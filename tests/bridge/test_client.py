@@ -7,6 +7,7 @@ run in real time. Timings are shortened in Settings so every test takes a few se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -235,10 +236,12 @@ class World:
             return conn.execute(sa.select(task_group).where(task_group.c.id == group_id)).one()
 
 
-def make_world(database_url: str, broker_url: str, token: str | None) -> Iterator[World]:
+def make_world(
+    database_url: str, broker_url: str, token: str | None, heartbeat_s: float = 0.2
+) -> Iterator[World]:
     settings = Settings(
         database_url=database_url, broker_url=broker_url, node_name="node-b",
-        heartbeat_s=0.2, client_timeout_s=3, poll_s=0.1, lookahead_s=1, lease_s=3,
+        heartbeat_s=heartbeat_s, client_timeout_s=3, poll_s=0.1, lookahead_s=1, lease_s=3,
         supervise_s=0.2, no_client_retry_s=0.2, event_flush_ms=5, recorder_flush_ms=10,
     )
     migrated_copy(database_url)  # the schema at head: tests/servers.py
@@ -533,13 +536,19 @@ def test_given_more_due_runs_than_concurrency_then_at_most_concurrency_run_at_on
 
 
 def test_given_an_idle_client_then_its_heartbeats_keep_the_session_past_the_liveness_timeout(
-    sqlite_world: World,
+    sqlite_url: str, fresh_redis_url: Callable[[], str]
 ) -> None:
-    running = sqlite_world.start_client("idle", {"work": work})
-    liveness_s = 3 * sqlite_world.settings.heartbeat_s  # what the bridge announced
-    time.sleep(4 * liveness_s)  # nothing to wait for: silence is what is tested
-    assert running.client.sessions == 1 and running.thread.is_alive()
-    assert sqlite_world.client_ids() == ["idle"]
+    # Heartbeats every 0.5 s, not the other tests' 0.2 s: this test and the scheduler, bridge
+    # and client share one process, and on a slow host under the whole suite one stall of
+    # the process passed the 0.6 s liveness timeout (the bridge ended the stream, the client
+    # reconnected: two sessions). 1.5 s is still far inside what one idle test waits.
+    slow_beat = contextlib.contextmanager(make_world)
+    with slow_beat(sqlite_url, fresh_redis_url(), TOKEN, heartbeat_s=0.5) as world:
+        running = world.start_client("idle", {"work": work})
+        liveness_s = 3 * world.settings.heartbeat_s  # what the bridge announced
+        time.sleep(4 * liveness_s)  # nothing to wait for: silence is what is tested
+        assert running.client.sessions == 1 and running.thread.is_alive()
+        assert world.client_ids() == ["idle"]
 
 
 def test_given_a_tls_bridge_then_a_client_trusting_its_certificate_runs_jobs(

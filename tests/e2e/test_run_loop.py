@@ -99,11 +99,18 @@ def test_given_two_workers_when_groups_run_then_every_run_is_recorded_once(
         assert task["start_at"].second % 2 == 0 and task["start_at"].microsecond == 0
         assert task["run_at"] - task["start_at"] < timedelta(seconds=1)
 
-    # ... the job that sets its own next time ran every 3 s despite its 1 s interval
-    paced_starts = [t["start_at"] for t in group_tasks(fss_env, paced)]
-    paced_gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(paced_starts)]
+    # ... the job that sets its own next time ran every 3 s despite its 1 s interval: each
+    # next run is planned 3 s after the moment the run started (set_next_at(3 s) is counted
+    # from the job's call, so a run that started late plans the next one late too; measured
+    # from the planned times the gap grew with the host's load, 3.72 s once on a slow host)
+    paced_runs = [t for t in group_tasks(fss_env, paced)]
+    paced_gaps = [
+        (b["start_at"] - a["run_at"]).total_seconds()
+        for a, b in itertools.pairwise(paced_runs)
+        if a["run_at"] is not None
+    ]
     assert len(paced_gaps) >= 2
-    assert all(2.9 < g < 3.6 for g in paced_gaps), paced_gaps
+    assert all(3.0 <= g < 3.5 for g in paced_gaps), paced_gaps
 
     # ... the failing job failed with its traceback logged, kept its progress, kept running
     failed = [t for t in group_tasks(fss_env, boom) if t["status"] == TaskStatus.FAIL]
