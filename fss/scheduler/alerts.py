@@ -87,8 +87,8 @@ class AlertSender:
         self._send = send
         self._policy = settings.alert_policy
         self._checks = Every(settings.alert_check_s)
-        # Unserved jobs: a scan of the enabled groups (grouped by job), so every quarter of
-        # the time a job may go unserved, not every check.
+        # Unserved jobs: index probes per (job, tag) pair, and the groups of the pairs no
+        # client serves read; every quarter of the time a job may go unserved is enough.
         self._unserved_checks = Every(max(settings.alert_check_s, settings.alert_unserved_s / 4))
         self._retention = Every(settings.retention_every_s)
         self._unserved = checks.UnservedClock(clock.now)

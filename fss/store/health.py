@@ -1,10 +1,11 @@
 """Health at a glance: what `fss health` checks, read from the store for the web UI, and
 why a group cannot run now.
 
-Read-only and bounded: the live clients and nodes are a few rows, unserved jobs are one
-aggregate over task_group, late groups are the unfinished tasks planned before now plus the
-open failure alerts (as the alert sender's check_late_groups reads them), and dead letters
-are one count. Nothing here raises or resolves an alert.
+Read-only and bounded: the live clients and nodes are a few rows, unserved jobs are a walk
+of the (job, tag) pairs on their index (only an unserved pair's groups are read), late
+groups are the unfinished tasks planned before now plus the open failure alerts (as the
+alert sender's check_late_groups reads them), and dead letters are one count. Nothing here
+raises or resolves an alert.
 """
 
 from __future__ import annotations

@@ -108,6 +108,10 @@ task_group = sa.Table(
     sa.Column("route", sa.String(16), nullable=False, server_default="round_robin"),
     # Only clients started with `fss worker --tag <client_tag>` take the group's runs.
     sa.Column("client_tag", sa.String(64), nullable=True),
+    # The alert sender finds the (job, tag) pairs the groups need served by walking this
+    # index, a probe per pair, and reads the enabled groups of an unserved pair off it
+    # (migration 0014): not an aggregate over every group.
+    sa.Index("ix_task_group_job_tag", "job_name", "client_tag", "is_enable"),
     # JSON list of group keys or ids that run when a run of this group ends Success.
     sa.Column("on_success", sa.Text(), nullable=True),
     # Each planned start moves later by a deterministic 0..jitter_ms (hash of group, slot).

@@ -4,6 +4,8 @@ turned into deliveries, storms folded, attempts recorded; on SQLite, PostgreSQL,
 from __future__ import annotations
 
 import functools
+import json
+import random
 import re
 import threading
 from collections.abc import Sequence
@@ -20,6 +22,7 @@ from store_helpers import (
     T0,
     add_interval_group,
     dispatch,
+    emptied,
     group_raw,
     pending,
     statements_of,
@@ -29,9 +32,11 @@ from fss.domain.alert_targets import TargetSpec
 from fss.domain.alerts import (
     GROUP_LATE,
     HUNG,
+    JOB_UNSERVED,
     RUN_FAILED,
     TIME_LIMIT,
     AlertPolicy,
+    group_rules_on,
     group_subject,
     open_key,
 )
@@ -57,6 +62,7 @@ from fss.store.tables import (
     alert_delivery,
     alert_notice,
     alert_silence,
+    client,
     dead_letter,
     server_node,
     task,
@@ -554,6 +560,91 @@ def test_a_job_without_a_live_client_is_unserved_until_one_serves_it(engine: Eng
         assert [n.subject for n in still] == ["job:demo.job#gpu"]
         alert_checks.resolve_served(conn, [n.subject for n in still], T0)
     assert _open_rules(engine) == {"job:demo.job#gpu": "job_unserved"}
+
+
+_JOBS = ("a", "a.b", "B", "job-1", "z:9", "zz")
+_TAGS = (None, "", "gpu", "GPU", "eu-1", "x@y")
+_RULES = (None, '["run_failed"]', '["job_unserved"]', "[]", "not json")
+
+
+def _expected_needs(
+    groups: list[tuple[int, str, str | None, bool, str | None]],
+    clients: list[tuple[tuple[str, ...], str | None, bool]],
+    policy: AlertPolicy,
+) -> list[tuple[str, str | None, tuple[int, ...], int]]:
+    """What unserved_needs must answer, worked out in Python from the rows as generated."""
+    served = {(job, tag) for jobs, tags, live in clients if live for job in jobs
+              for tag in {None, *(t for t in (tags or "").split(",") if t)}}
+    by_key: dict[tuple[str, str | None], dict[str | None, list[int]]] = {}
+    for group_id, job, tag, enabled, rules in groups:
+        if enabled and JOB_UNSERVED in group_rules_on(policy.rules, rules):
+            by_key.setdefault((job, tag or None), {}).setdefault(rules, []).append(group_id)
+    expected = []
+    for (job, tag), by_rules in sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        if (job, tag) in served:
+            continue
+        ids = {i for members in by_rules.values() for i in (min(members), max(members))}
+        expected.append((job, tag, tuple(sorted(ids)), sum(map(len, by_rules.values()))))
+    return expected
+
+
+def test_unserved_needs_match_what_generated_groups_and_clients_imply(engine: Engine) -> None:
+    """Differential: random groups (jobs, tags with the empty one, enabled or not, their own
+    rules) and clients (alive or not, draining, kicked, tagged) against the answer worked
+    out in Python, by the index walk and by its fallback, the aggregate of every group."""
+    rng = random.Random(20261207)
+    for _ in range(25):
+        emptied(engine)
+        groups: list[tuple[int, str, str | None, bool, str | None]] = []
+        clients: list[tuple[tuple[str, ...], str | None, bool]] = []
+        policy = rng.choice([AlertPolicy(), AlertPolicy(rules=frozenset({RUN_FAILED}))])
+        with engine.begin() as conn:
+            for _ in range(rng.randint(0, 40)):
+                job, tag = rng.choice(_JOBS), rng.choice(_TAGS)
+                enabled, rules = rng.random() < 0.7, rng.choice(_RULES)
+                group_id = conn.execute(task_group.insert().values(
+                    caption="g", job_name=job, data="{}", start_at=T0, next_at=T0,
+                    activate_at=T0, created_at=T0, interval_ms=1000, client_tag=tag,
+                    is_enable=enabled, alert_rules=rules,
+                )).inserted_primary_key[0]
+                groups.append((int(group_id), job, tag, enabled, rules))
+            for n in range(rng.randint(0, 4)):
+                jobs = tuple(rng.sample(_JOBS, rng.randint(0, 3)))
+                tags = rng.choice([None, "", "gpu", "gpu,eu-1", "GPU,x@y", ",gpu,"])
+                alive, accepting, kicked = (rng.random() < 0.7 for _ in range(3))
+                conn.execute(client.insert().values(
+                    id=f"w{n}", host="h", ip="127.0.0.1", pid=n, job_names=json.dumps(jobs),
+                    queue=f"q.w{n}", registered_at=T0 - MINUTE, tags=tags,
+                    heartbeat_at=T0 if alive else T0 - MINUTE, accepting=accepting,
+                    kicked_at=T0 if kicked else None,
+                ))
+                clients.append((jobs, tags, alive and accepting and not kicked))
+        expected = _expected_needs(groups, clients, policy)
+        with engine.connect() as conn:
+            for probes in (alert_checks.PAIR_PROBES, 0, 5):
+                needs = alert_checks.unserved_needs(conn, T0, T0 - 10 * SECOND, policy, probes)
+                found = [(n.job_name, n.tag, n.groups, n.count) for n in needs]
+                assert found == expected, (probes, groups, clients)
+
+
+def test_unserved_needs_read_no_group_of_a_served_job(engine: Engine) -> None:
+    """Every job served: the check walks the pairs (three statements per job and tag) and
+    reads no group; it used to aggregate every enabled group every 15 s."""
+    for job in ("demo.job", "other.job"):
+        _group(engine, job_name=job)
+    _group(engine, job_name="demo.job", client_tag="gpu")
+    beat = ClientHeartbeat("w1", "h", "127.0.0.1", 1, ("demo.job", "other.job"), "q.w1", T0,
+                           tags=("gpu",))
+    with engine.begin() as conn:
+        recording.upsert_client(conn, beat, T0)
+
+    def check() -> None:
+        with engine.connect() as conn:
+            assert alert_checks.unserved_needs(conn, T0, T0 - 10 * SECOND, AlertPolicy()) == []
+
+    statements = statements_of(engine, check)
+    assert not [s for s in statements if "GROUP BY" in s.upper()], statements
+    assert len(statements) <= 10, statements
 
 
 def test_a_lost_client_and_node_resolve_when_they_are_back(engine: Engine) -> None:

@@ -22,9 +22,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from store_helpers import T0, migrated_engine
 
+from fss.domain.alerts import AlertPolicy
 from fss.domain.group_file import GroupEntry
 from fss.domain.group_spec import GroupSpec
-from fss.store import group_files, groups, tasks
+from fss.store import alert_checks, group_files, groups, tasks
+from fss.store.tables import client
 
 STATUS_INDEXES = ("ix_task_status_start_at", "ix_task_status_finish_at")
 WAITING = 20_000
@@ -173,3 +175,36 @@ def _status_statistics(engine: Engine) -> int:
                 "SELECT count(*) FROM pg_stats WHERE tablename = 'task' AND attname = 'status'"
             ).scalar_one()
         )
+
+
+def test_the_unserved_job_check_walks_the_job_tag_index_not_every_group(
+    bulk_loaded: Engine,
+) -> None:
+    """The alert sender's job_unserved check (every 15 s): with its job served it reads no
+    group, only index probes; it was one aggregate over every enabled group (0.6-1 s of
+    PostgreSQL each time at a million groups)."""
+    with bulk_loaded.begin() as conn:
+        conn.execute(client.insert().values(
+            id="w1", host="h", ip="127.0.0.1", pid=1, job_names='["job"]', queue="q.w1",
+            registered_at=T0, heartbeat_at=T0,
+        ))
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "task_group" in statement:
+            with bulk_loaded.connect() as own:
+                cur = own.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cur.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+                plans.append(json.dumps(cur.fetchone()[0]))
+
+    sa.event.listen(bulk_loaded, "before_cursor_execute", explain)
+    try:
+        with bulk_loaded.connect() as conn:
+            assert alert_checks.unserved_needs(conn, T0, T0, AlertPolicy()) == []
+    finally:
+        sa.event.remove(bulk_loaded, "before_cursor_execute", explain)
+        with bulk_loaded.begin() as conn:
+            conn.execute(client.delete())
+    assert len(plans) == 4  # first job, its untagged probe, its first tag, the next job
+    for plan in plans:
+        assert '"ix_task_group_job_tag"' in plan and '"Seq Scan"' not in plan, plan
