@@ -57,9 +57,13 @@ __all__ = [
 # last of them kept one worker busy while the other idled.
 _FIRST_FILES = ("tests/test_install.py",)  # builds a venv (~20 s) without FSS_TEST_RUNTIME_PYTHON
 # The files whose tests stay on one worker under `--dist loadgroup` (scripts/test): a browser
-# module's module-scoped `fss dev` and Chromium start once, not on each worker; so does the
-# install tests' venv.
-_GROUPED_FILES = ("tests/web/browser/", *_FIRST_FILES)
+# module's module-scoped `fss dev` and Chromium start once, not on each worker; so do the
+# install tests' venv and the plan tests' bulk-loaded tables (test_search_plans' 300,000
+# tasks took 23-25 s to load, on each of the three workers that got one of its tests).
+_GROUPED_FILES = (
+    "tests/web/browser/", "tests/store/test_search_plans.py",
+    "tests/store/test_claim_plans.py", *_FIRST_FILES,
+)
 
 
 def _runs_long(item: pytest.Item) -> bool:
