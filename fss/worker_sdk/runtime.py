@@ -17,6 +17,8 @@ from typing import Any
 
 from billiard import common as billiard_common
 from celery.exceptions import SoftTimeLimitExceeded
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fss.bridge.hooks import time_limit_reason
 from fss.bridge.publisher import EventPublisher
@@ -48,8 +50,12 @@ MAX_ERROR_CHARS = 8000
 END_FLUSH_TIMEOUT_S = 10.0
 # Entering the fence is retried with the same delivery token (a yes if an earlier try got
 # through and only its reply was lost) after these pauses, then the order is left to the
-# supervisor.
-ENTER_RETRY_PAUSES_S = (0.2, 1.0)
+# supervisor. While the fence's Redis is unreachable the retries go on for ~10 s, so an
+# order taken just before a Redis restart runs once Redis is back, instead of waiting for
+# the supervisor's expiry sweep (FSS_DISPATCH_EXPIRES_S + 2 s after it was due, 32 s);
+# nothing else could start on this pool process meanwhile. Any other error: two retries.
+ENTER_RETRY_PAUSES_S = (0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0)
+ENTER_RETRIES_NOT_UNREACHABLE = 2
 # The seq of a line the worker's main process writes for a run it reports (a pool process
 # killed at its hard time limit, a run killed on request): after every line the job made.
 LAST_LINE_SEQ = 2**62
@@ -229,9 +235,12 @@ class WorkerRuntime:
         return delivery
 
     def _enter(self, order: RunOrder, delivery: str) -> bool:
-        for pause in (*ENTER_RETRY_PAUSES_S, None):
+        """One line when the first try fails (the retries are quiet), one when a retry gets
+        through; the error of the last try if none does."""
+        first_failure: float | None = None
+        for tries, pause in enumerate((*ENTER_RETRY_PAUSES_S, None)):
             try:
-                return self.fence.enter(
+                entered = self.fence.enter(
                     order.task_id,
                     order.attempt,
                     self.incarnation,
@@ -240,15 +249,28 @@ class WorkerRuntime:
                     shard=order.shard_index,
                 )
             except Exception as exc:
-                if pause is None:
+                unreachable = isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
+                if pause is None or (not unreachable and tries >= ENTER_RETRIES_NOT_UNREACHABLE):
                     raise
-                log.warning(
-                    "task %s attempt %s: entering the fence failed (%s); trying again",
+                if first_failure is None:
+                    first_failure = time.monotonic()
+                    log.warning(
+                        "task %s attempt %s: entering the fence failed (%s); trying again",
+                        order.task_id,
+                        order.attempt,
+                        exc,
+                    )
+                time.sleep(pause)
+                continue
+            if first_failure is not None:
+                log.info(
+                    "task %s attempt %s: the fence answered after %.1f s (%s)",
                     order.task_id,
                     order.attempt,
-                    exc,
+                    time.monotonic() - first_failure,
+                    "entered" if entered else "not current any more",
                 )
-                time.sleep(pause)
+            return entered
         raise AssertionError("unreachable")
 
     def run(self, delivery: str | None) -> None:

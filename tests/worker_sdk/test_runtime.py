@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -12,8 +14,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import redis
 from kombu.connection import Connection
 from kombu.simple import SimpleQueue
+from throwaway import ThrowawayRedis, throwaway_redis
 
 import fss.worker_sdk.runtime as runtime_module
 from fss.config import Settings
@@ -26,12 +30,14 @@ from fss.events import (
     TaskStarted,
     decode_batch,
 )
-from fss.fence import RedisFence
+from fss.fence import RedisFence, fence_key
 from fss.naming import EVENTS_QUEUE
 from fss.orders import RunOrder
 from fss.worker_sdk import JobContext, job
 from fss.worker_sdk.job import discover_jobs
 from fss.worker_sdk.runtime import WorkerRuntime
+
+__all__ = ["throwaway_redis"]  # a fixture used below
 
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=timezone.utc)
 calls: list[int] = []
@@ -254,6 +260,53 @@ def test_given_the_broker_down_then_only_the_first_run_end_waits_for_it(
     finally:
         fence.close()
         rt.close()
+
+
+def test_given_the_fences_redis_restarting_then_an_order_taken_meanwhile_runs_once_it_is_back(
+    fresh_redis_url: Callable[[], str], throwaway_redis: ThrowawayRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An order taken as Redis went away used to be dropped after 1.2 s of retries, left to
+    the supervisor's expiry sweep (32 s later); the fence's state outlives the restart
+    (AOF), so the run now starts as soon as Redis answers again."""
+    calls.clear()
+    settings = Settings(broker_url=fresh_redis_url(), fence_url=throwaway_redis.url())
+    rt = WorkerRuntime(settings, "client-1", discover_jobs([this_module()]), ManualClock(T0))
+    fence = RedisFence(settings.fence_url)
+    try:
+        fence.arm(31, 1)
+        throwaway_redis.stop()
+        threading.Timer(1.5, throwaway_redis.start).start()
+        started = time.monotonic()
+        with caplog.at_level(logging.INFO, logger="fss.worker_sdk.runtime"):
+            delivery = rt.begin("c-31", order(31, "ok"))
+        waited = time.monotonic() - started
+        assert delivery is not None and 1.5 <= waited < 8, waited
+        rt.run(delivery)
+        rt.end(delivery, "SUCCESS")
+        assert calls == [31]
+        assert fence.holder(31, 1) == rt.incarnation
+        lines = [r.getMessage() for r in caplog.records]
+        assert len([line for line in lines if "entering the fence failed" in line]) == 1, lines
+        assert any("the fence answered after" in line and "(entered)" in line
+                   for line in lines), lines
+    finally:
+        fence.close()
+        rt.close()
+
+
+def test_given_a_fence_error_other_than_unreachable_then_the_order_is_given_up_soon(
+    runtime: WorkerRuntime,
+) -> None:
+    """Not a Redis that is away (a key of another type here, as a misconfigured shared
+    Redis could leave): two retries, then the error, not ten seconds of them."""
+    with redis.Redis.from_url(runtime.settings.broker_url) as client:
+        client.rpush(fence_key(41, "", 0), "not a fence")
+    started = time.monotonic()
+    with pytest.raises(redis.exceptions.ResponseError):
+        runtime.begin("c-41", order(41, "ok"))
+    assert time.monotonic() - started < 2
+    assert calls == []
 
 
 def test_a_stopped_run_reported_twice_gives_its_line_one_id(runtime: WorkerRuntime) -> None:
