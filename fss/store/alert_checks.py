@@ -264,7 +264,7 @@ def unserved_needs(
     and tag (a few dozen statements, whatever the number of groups); only the groups of the
     pairs no live client serves are then read. With more pairs than `pair_probes` allows,
     one aggregate over every enabled group finds them instead."""
-    served = _served_pairs(conn, alive_since)
+    served = served_pairs(conn, alive_since)
     pairs = _group_pairs(conn, pair_probes)
     if pairs is None:
         return _needs(conn, policy, served, None)
@@ -276,19 +276,19 @@ def _pair_order(pair: tuple[str, str | None]) -> tuple[str, str]:
     return pair[0], pair[1] or ""
 
 
-def _served_pairs(conn: Connection, alive_since: datetime) -> set[tuple[str, str | None]]:
+def served_pairs(conn: Connection, alive_since: datetime) -> set[tuple[str, str | None]]:
+    """(job, tag) pairs a live client taking new runs serves; tag None: any client."""
     served: set[tuple[str, str | None]] = set()
-    client_rows = conn.execute(
+    rows = conn.execute(
         sa.select(client.c.job_names, client.c.tags).where(
             client.c.heartbeat_at >= alive_since,
             client.c.accepting == sa.true(),
             client.c.kicked_at.is_(None),
         )
     )
-    for client_row in client_rows:
-        jobs = json.loads(client_row.job_names or "[]")
-        tags: set[str | None] = {None, *parse_tags(client_row.tags)}
-        served.update((job, tag) for job in jobs for tag in tags)
+    for row in rows:
+        tags: set[str | None] = {None, *parse_tags(row.tags)}
+        served.update((job, tag) for job in json.loads(row.job_names or "[]") for tag in tags)
     return served
 
 

@@ -10,7 +10,6 @@ raises or resolves an alert.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,10 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fss.domain.alerts import AlertPolicy
-from fss.domain.selection import parse_tags
-from fss.store.alert_checks import Need, _candidates, _late, unserved_needs
+from fss.store.alert_checks import Need, _candidates, _late, served_pairs, unserved_needs
 from fss.store.rows import GroupRow
-from fss.store.tables import client, dead_letter, server_node
+from fss.store.tables import dead_letter, server_node
 
 MAX_IDS_SHOWN = 10
 # Every rule on: a group is late or unserved whatever FSS_ALERT_RULES says (a group's own
@@ -179,22 +177,6 @@ def dead_letter_problems(conn: Connection) -> list[Problem]:
 
 
 # ---- why one group cannot run now ----------------------------------------------------------
-
-
-def served_pairs(conn: Connection, alive_since: datetime) -> set[tuple[str, str | None]]:
-    """(job, tag) pairs a live client taking new runs serves; tag None: any client."""
-    served: set[tuple[str, str | None]] = set()
-    rows = conn.execute(
-        sa.select(client.c.job_names, client.c.tags).where(
-            client.c.heartbeat_at >= alive_since,
-            client.c.accepting == sa.true(),
-            client.c.kicked_at.is_(None),
-        )
-    )
-    for row in rows:
-        tags: set[str | None] = {None, *parse_tags(row.tags)}
-        served.update((job, tag) for job in json.loads(row.job_names or "[]") for tag in tags)
-    return served
 
 
 def blocked_reasons(

@@ -264,11 +264,11 @@ class WorkerRuntime:
                 continue
             if first_failure is not None:
                 log.info(
-                    "task %s attempt %s: the fence answered after %.1f s (%s)",
+                    "task %s attempt %s: the fence answered after %.1f s (entered: %s)",
                     order.task_id,
                     order.attempt,
                     time.monotonic() - first_failure,
-                    "entered" if entered else "not current any more",
+                    entered,
                 )
             return entered
         raise AssertionError("unreachable")

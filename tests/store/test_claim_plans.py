@@ -13,7 +13,7 @@ the real claim functions send with an id list is explained on its own connection
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -114,6 +114,20 @@ def test_claim_renew_and_release_probe_by_key(
     assert held == ((now + timedelta(seconds=20)).replace(tzinfo=None), 202)
 
 
+def _explaining_group_reads(engine: Engine, plans: list[str]) -> Callable[..., None]:
+    """A before_cursor_execute listener: the JSON plan of every SELECT reading task_group,
+    explained on a connection of its own, appended to `plans`."""
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "task_group" in statement:
+            with engine.connect() as own:
+                cur = own.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cur.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+                plans.append(json.dumps(cur.fetchone()[0]))
+
+    return explain
+
+
 def test_the_every_second_enable_check_reads_only_groups_disabled_until_a_time(
     bulk_loaded: Engine,
 ) -> None:
@@ -126,14 +140,7 @@ def test_the_every_second_enable_check_reads_only_groups_disabled_until_a_time(
             {"at": (T0 + timedelta(seconds=1)).replace(tzinfo=None)},
         )
     plans: list[str] = []
-
-    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().startswith("SELECT") and "task_group" in statement:
-            with bulk_loaded.connect() as own:
-                cur = own.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                cur.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
-                plans.append(json.dumps(cur.fetchone()[0]))
-
+    explain = _explaining_group_reads(bulk_loaded, plans)
     sa.event.listen(bulk_loaded, "before_cursor_execute", explain)
     try:
         assert groups.enable_due_groups(bulk_loaded, T0) == []  # not yet: the usual sweep
@@ -189,14 +196,7 @@ def test_the_unserved_job_check_walks_the_job_tag_index_not_every_group(
             registered_at=T0, heartbeat_at=T0,
         ))
     plans: list[str] = []
-
-    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "task_group" in statement:
-            with bulk_loaded.connect() as own:
-                cur = own.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                cur.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
-                plans.append(json.dumps(cur.fetchone()[0]))
-
+    explain = _explaining_group_reads(bulk_loaded, plans)
     sa.event.listen(bulk_loaded, "before_cursor_execute", explain)
     try:
         with bulk_loaded.connect() as conn:

@@ -288,7 +288,7 @@ def test_given_the_fences_redis_restarting_then_an_order_taken_meanwhile_runs_on
         assert fence.holder(31, 1) == rt.incarnation
         lines = [r.getMessage() for r in caplog.records]
         assert len([line for line in lines if "entering the fence failed" in line]) == 1, lines
-        assert any("the fence answered after" in line and "(entered)" in line
+        assert any("the fence answered after" in line and "(entered: True)" in line
                    for line in lines), lines
     finally:
         fence.close()
