@@ -7,7 +7,6 @@ run in real time. Timings are shortened in Settings so every test takes a few se
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -278,6 +277,15 @@ def sqlite_world(sqlite_url: str, fresh_redis_url: Callable[[], str]) -> Iterato
     yield from make_world(sqlite_url, fresh_redis_url(), TOKEN)
 
 
+@pytest.fixture
+def slow_beat_world(sqlite_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[World]:
+    """sqlite_world with heartbeats every 0.5 s instead of 0.2 s, for the tests that count
+    sessions: scheduler, bridge and client share the test's process, and on a slow host
+    under the whole suite one stall of it passed the 0.6 s liveness timeout (the bridge
+    ended the stream, the client reconnected: one session more than the test made)."""
+    yield from make_world(sqlite_url, fresh_redis_url(), TOKEN, heartbeat_s=0.5)
+
+
 def work(ctx: BridgeJobContext) -> None:
     ctx.set_progress(50)
     ctx.log.info("working on %s", ctx.data["item"])
@@ -466,9 +474,9 @@ def test_given_the_bridge_restarts_mid_run_then_the_run_fails_is_cancelled_and_t
 
 
 def test_given_the_client_reconnects_mid_run_then_that_run_fails_once_and_never_comes_back(
-    sqlite_world: World,
+    slow_beat_world: World,
 ) -> None:
-    world = sqlite_world
+    world = slow_beat_world
     gate = Gate()
     running = world.start_client("flaky-net", {"gated": gate})
     group_id = world.add_group("gated", interval_ms=200)
@@ -536,19 +544,13 @@ def test_given_more_due_runs_than_concurrency_then_at_most_concurrency_run_at_on
 
 
 def test_given_an_idle_client_then_its_heartbeats_keep_the_session_past_the_liveness_timeout(
-    sqlite_url: str, fresh_redis_url: Callable[[], str]
+    slow_beat_world: World,
 ) -> None:
-    # Heartbeats every 0.5 s, not the other tests' 0.2 s: this test and the scheduler, bridge
-    # and client share one process, and on a slow host under the whole suite one stall of
-    # the process passed the 0.6 s liveness timeout (the bridge ended the stream, the client
-    # reconnected: two sessions). 1.5 s is still far inside what one idle test waits.
-    slow_beat = contextlib.contextmanager(make_world)
-    with slow_beat(sqlite_url, fresh_redis_url(), TOKEN, heartbeat_s=0.5) as world:
-        running = world.start_client("idle", {"work": work})
-        liveness_s = 3 * world.settings.heartbeat_s  # what the bridge announced
-        time.sleep(4 * liveness_s)  # nothing to wait for: silence is what is tested
-        assert running.client.sessions == 1 and running.thread.is_alive()
-        assert world.client_ids() == ["idle"]
+    running = slow_beat_world.start_client("idle", {"work": work})
+    liveness_s = 3 * slow_beat_world.settings.heartbeat_s  # what the bridge announced
+    time.sleep(4 * liveness_s)  # nothing to wait for: silence is what is tested
+    assert running.client.sessions == 1 and running.thread.is_alive()
+    assert slow_beat_world.client_ids() == ["idle"]
 
 
 def test_given_a_tls_bridge_then_a_client_trusting_its_certificate_runs_jobs(

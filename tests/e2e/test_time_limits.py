@@ -191,7 +191,9 @@ def test_given_a_threads_pool_when_killed_then_the_refusal_is_plain_and_the_run_
     limits_env: FssProcesses,
 ) -> None:
     start(limits_env, "-c", "1", "-P", "threads")
-    group_id = limited_group(limits_env, "sleepy", max_run_s=None, seconds=4)
+    # 10 s: the run must still be going after `fss task kill` answered (4 s ended first on a
+    # slow host under the whole suite: the CLI's start and the kill's round trip took longer).
+    group_id = limited_group(limits_env, "sleepy", max_run_s=None, seconds=10)
     task_id = working_task(limits_env, group_id)
 
     out = limits_env.cli("task", "kill", str(task_id), check=False)
@@ -201,7 +203,7 @@ def test_given_a_threads_pool_when_killed_then_the_refusal_is_plain_and_the_run_
     task = first_task(limits_env, group_id)
     assert task["status"] == TaskStatus.WORKING and task["kill_requested_at"] is None, task
     assert any("not done" in line for line in log_lines(limits_env, task_id))
-    wait_for(lambda: ended(limits_env, group_id), timeout=20, what="the run to end by itself")
+    wait_for(lambda: ended(limits_env, group_id), timeout=30, what="the run to end by itself")
     assert first_task(limits_env, group_id)["status"] == TaskStatus.SUCCESS
 
 
