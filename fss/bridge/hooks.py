@@ -23,14 +23,12 @@ from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure, task_postrun, task_prerun, task_revoked
 from celery.worker import state as worker_state
 from celery.worker.control import Panel, control_command
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fss.errors import InvalidField
 from fss.events import Event, TaskFinished
 from fss.naming import job_name_of
 from fss.orders import RunOrder
-from fss.outage import first_line
+from fss.outage import first_line, is_connection_error
 
 log = logging.getLogger(__name__)
 RUNTIME_ATTRIBUTE = "fss_runtime"
@@ -114,15 +112,16 @@ def on_task_prerun(
             setattr(sender.request, DELIVERY_ATTRIBUTE, delivery)
     except InvalidField as exc:
         log.error("dropping malformed run order %s: %s", task_id, exc)
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except Exception as exc:
+        # The body finds no active run and does nothing; the supervisor notices the task.
+        if not is_connection_error(exc):
+            log.exception("could not start task %s", task_id)
+            return
         # The fence's Redis stayed away through every retry: one line, not a traceback.
         log.error(
             "could not start task %s: the fence's Redis is unreachable (%s); the supervisor "
             "dispatches it again once its order expires", task_id, first_line(exc),
         )
-    except Exception:
-        # The body finds no active run and does nothing; the supervisor notices the task.
-        log.exception("could not start task %s", task_id)
 
 
 def on_task_lost(

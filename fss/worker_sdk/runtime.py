@@ -17,8 +17,6 @@ from typing import Any
 
 from billiard import common as billiard_common
 from celery.exceptions import SoftTimeLimitExceeded
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fss.bridge.hooks import time_limit_reason
 from fss.bridge.publisher import EventPublisher
@@ -38,7 +36,7 @@ from fss.fence import Fence, create_fence, new_delivery_token
 from fss.hostinfo import local_ip
 from fss.naming import client_queue
 from fss.orders import RunOrder
-from fss.outage import first_line
+from fss.outage import first_line, is_connection_error
 from fss.worker_sdk.context import JobContext, data_problem
 from fss.worker_sdk.job import Fail, JobSpec
 
@@ -249,7 +247,7 @@ class WorkerRuntime:
                     shard=order.shard_index,
                 )
             except Exception as exc:
-                unreachable = isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
+                unreachable = is_connection_error(exc)
                 if pause is None or (not unreachable and tries >= ENTER_RETRIES_NOT_UNREACHABLE):
                     raise
                 if first_failure is None:
