@@ -156,6 +156,14 @@ class BridgeHub:
             self.emit(heartbeat)
         return previous
 
+    def beat(self, session: Session, heartbeat: ClientHeartbeat) -> None:
+        """Announce `session`'s heartbeat while it is still its client's session: one built
+        just before a newer session took the name over would otherwise go out after that
+        session's registration and hand the client row back to the replaced incarnation."""
+        with self._lock:
+            if self._current.get(session.client_id) is session:
+                self.emit(heartbeat)
+
     def release(self, session: Session, left: ClientLeft) -> bool:
         """Forget `session` and announce the client left, if it is still its client's
         session; False (nothing announced) if a newer one took the name over."""
@@ -714,7 +722,7 @@ class Session:
             )
             return
         if self.registration is not None and now >= self._next_beat:
-            self.hub.emit(self._heartbeat(now))
+            self.hub.beat(self, self._heartbeat(now))
         self._enforce_stops(now)
 
     def _enforce_stops(self, now: float) -> None:

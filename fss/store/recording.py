@@ -1359,27 +1359,59 @@ def schedule_next(
 def record_client_events(conn: Connection, events: Sequence[Event], now: datetime) -> int:
     """Heartbeats and unregistrations in arrival order; returns how many heartbeats came.
 
-    Per client the last event decides: a heartbeat sent before the client's `left` does not
-    revive it, and one sent after a `left` registers the client anew (a restart).
+    The table ends as if each event had been written alone, in order (`client_steps`): a
+    heartbeat sent before its client's `left` does not revive it, one sent after a `left`
+    registers the client anew (a restart), and a `left` of an earlier incarnation neither
+    removes nor hides the registration of the process that replaced it.
     """
-    last: dict[str, ClientHeartbeat | ClientLeft] = {}
-    left: dict[str, ClientLeft] = {}
-    beats = 0
-    for event in events:
-        if isinstance(event, ClientLeft):
-            left[event.client_id] = event
-        elif isinstance(event, ClientHeartbeat):
-            beats += 1
-        else:
-            continue
-        last[event.client_id] = event
-    _clients_left(conn, [left[client_id] for client_id in sorted(left)], now)
+    beats = sum(1 for event in events if isinstance(event, ClientHeartbeat))
     # Rows locked in id order, so two recorders writing the same clients never deadlock.
-    for client_id in sorted(last):
-        event = last[client_id]
-        if isinstance(event, ClientHeartbeat):
-            upsert_client(conn, event, now)
+    plan = client_steps(events)
+    for client_id in sorted(plan):
+        for step in plan[client_id]:
+            if isinstance(step, ClientLeft):
+                remove_client(conn, _left_guard(step), "left", now)
+            else:
+                upsert_client(conn, step, now)
     return beats
+
+
+ClientStep = ClientHeartbeat | ClientLeft
+
+
+def client_steps(events: Sequence[Event]) -> dict[str, list[ClientStep]]:
+    """Per client, the fewest writes that leave its row as the events written one by one.
+
+    Before a client's first heartbeat its row is whatever the table holds, so each `left`
+    there is kept as a guarded delete. From that heartbeat on the row is known here: a later
+    heartbeat replaces a pending one (one upsert), a `left` matching the row removes it
+    (the upsert then the delete, so client_departed keeps what the row held), and one that
+    does not match (an older incarnation's, late) changes nothing.
+    """
+    steps: dict[str, list[ClientStep]] = {}
+    known: dict[str, ClientHeartbeat | None] = {}  # the row, once a heartbeat made it known
+    for event in events:
+        if not isinstance(event, ClientHeartbeat | ClientLeft):
+            continue
+        client_id = event.client_id
+        of_client = steps.setdefault(client_id, [])
+        if isinstance(event, ClientHeartbeat):
+            if known.get(client_id) is not None:
+                of_client[-1] = event  # the pending heartbeat is always the last step
+            else:
+                of_client.append(event)
+            known[client_id] = event
+        elif client_id not in known:
+            of_client.append(event)
+        elif (row := known[client_id]) is not None and _left_matches(event, row.incarnation):
+            of_client.append(event)
+            known[client_id] = None
+    return steps
+
+
+def _left_matches(left: ClientLeft, incarnation: str) -> bool:
+    """Whether `left` removes a row of `incarnation`: the SQL guard of _left_guard."""
+    return not left.incarnation or not incarnation or left.incarnation == incarnation
 
 
 def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> None:
@@ -1428,17 +1460,12 @@ def upsert_client(conn: Connection, beat: ClientHeartbeat, now: datetime) -> Non
         conn.execute(client.update().where(client.c.id == beat.client_id).values(**values))
 
 
-def _clients_left(conn: Connection, events: list[ClientLeft], now: datetime) -> None:
-    """Remove the rows of the clients that left, each only if it is still the incarnation
-    that left (a guarded DELETE): a `left` replayed after the worker restarted under the
-    same id removed the new process's row, and the supervisor then failed its runs. A `left`
-    without an incarnation (older senders), or a row without one, is not guarded. The row
-    goes to client_departed (fss.store.departures) in the same transaction."""
-    for event in events:
-        remove_client(conn, _left_guard(event), "left", now)
-
-
 def _left_guard(event: ClientLeft) -> list[Any]:
+    """Remove the row only if it is still the incarnation that left: a `left` replayed after
+    the worker restarted under the same id removed the new process's row, and the supervisor
+    then failed its runs. A `left` without an incarnation (older senders), or a row without
+    one, is not guarded. The row goes to client_departed (fss.store.departures) in the same
+    transaction."""
     guard = [client.c.id == event.client_id]
     if event.incarnation:
         guard.append(

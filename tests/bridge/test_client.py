@@ -236,11 +236,14 @@ class World:
 
 
 def make_world(
-    database_url: str, broker_url: str, token: str | None, heartbeat_s: float = 0.2
+    database_url: str, broker_url: str, token: str | None
 ) -> Iterator[World]:
     settings = Settings(
         database_url=database_url, broker_url=broker_url, node_name="node-b",
-        heartbeat_s=heartbeat_s, client_timeout_s=3, poll_s=0.1, lookahead_s=1, lease_s=3,
+        # Heartbeats every 0.5 s (liveness 1.5 s): scheduler, bridge and client share the
+        # test's process, and on a slow host under the whole suite one stall of it passed a
+        # 0.6 s liveness (the bridge ended the stream, the client reconnected mid-test).
+        heartbeat_s=0.5, client_timeout_s=3, poll_s=0.1, lookahead_s=1, lease_s=3,
         supervise_s=0.2, no_client_retry_s=0.2, event_flush_ms=5, recorder_flush_ms=10,
     )
     migrated_copy(database_url)  # the schema at head: tests/servers.py
@@ -275,15 +278,6 @@ def world(database_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[Wor
 def sqlite_world(sqlite_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[World]:
     """Behaviour that does not depend on the database: SQLite only, to stay fast."""
     yield from make_world(sqlite_url, fresh_redis_url(), TOKEN)
-
-
-@pytest.fixture
-def slow_beat_world(sqlite_url: str, fresh_redis_url: Callable[[], str]) -> Iterator[World]:
-    """sqlite_world with heartbeats every 0.5 s instead of 0.2 s, for the tests that count
-    sessions: scheduler, bridge and client share the test's process, and on a slow host
-    under the whole suite one stall of it passed the 0.6 s liveness timeout (the bridge
-    ended the stream, the client reconnected: one session more than the test made)."""
-    yield from make_world(sqlite_url, fresh_redis_url(), TOKEN, heartbeat_s=0.5)
 
 
 def work(ctx: BridgeJobContext) -> None:
@@ -474,9 +468,9 @@ def test_given_the_bridge_restarts_mid_run_then_the_run_fails_is_cancelled_and_t
 
 
 def test_given_the_client_reconnects_mid_run_then_that_run_fails_once_and_never_comes_back(
-    slow_beat_world: World,
+    sqlite_world: World,
 ) -> None:
-    world = slow_beat_world
+    world = sqlite_world
     gate = Gate()
     running = world.start_client("flaky-net", {"gated": gate})
     group_id = world.add_group("gated", interval_ms=200)
@@ -544,13 +538,13 @@ def test_given_more_due_runs_than_concurrency_then_at_most_concurrency_run_at_on
 
 
 def test_given_an_idle_client_then_its_heartbeats_keep_the_session_past_the_liveness_timeout(
-    slow_beat_world: World,
+    sqlite_world: World,
 ) -> None:
-    running = slow_beat_world.start_client("idle", {"work": work})
-    liveness_s = 3 * slow_beat_world.settings.heartbeat_s  # what the bridge announced
+    running = sqlite_world.start_client("idle", {"work": work})
+    liveness_s = 3 * sqlite_world.settings.heartbeat_s  # what the bridge announced
     time.sleep(4 * liveness_s)  # nothing to wait for: silence is what is tested
     assert running.client.sessions == 1 and running.thread.is_alive()
-    assert slow_beat_world.client_ids() == ["idle"]
+    assert sqlite_world.client_ids() == ["idle"]
 
 
 def test_given_a_tls_bridge_then_a_client_trusting_its_certificate_runs_jobs(
