@@ -146,7 +146,7 @@ class AlertSender:
             checks.check_late_groups(conn, now, policy, grace)
         if self._unserved_checks.due(now):
             with self._engine.begin() as conn:
-                needs = checks.unserved_needs(conn, now, alive_since, policy)
+                needs = checks.unserved_needs(conn, alive_since, policy)
                 since = self._unserved.observe(needs)
                 for need in needs:
                     if now - since[need.subject] >= unserved_for:

@@ -254,7 +254,7 @@ PAIR_PROBES = 400
 
 
 def unserved_needs(
-    conn: Connection, now: datetime, alive_since: datetime, policy: AlertPolicy,
+    conn: Connection, alive_since: datetime, policy: AlertPolicy,
     pair_probes: int = PAIR_PROBES,
 ) -> list[Need]:
     """The (job, tag) pairs of enabled groups (with job_unserved on) that no live client
@@ -294,32 +294,36 @@ def served_pairs(conn: Connection, alive_since: datetime) -> set[tuple[str, str 
 
 def _group_pairs(conn: Connection, limit: int) -> set[tuple[str, str | None]] | None:
     """Every (job, tag) some group (enabled or not) has, an empty tag as none; None when
-    finding them took more than `limit` probes."""
+    finding them would take more than `limit` probes."""
     job_name, tag = task_group.c.job_name, task_group.c.client_tag
-    pairs: set[tuple[str, str | None]] = set()
     probes = 0
-    job = conn.execute(sa.select(sa.func.min(job_name))).scalar()
-    while job is not None:
-        untagged = conn.execute(
-            sa.select(job_name).where(job_name == job, tag.is_(None)).limit(1)
-        ).first()
-        if untagged is not None:
-            pairs.add((job, None))
-        found = conn.execute(sa.select(sa.func.min(tag)).where(job_name == job)).scalar()
-        probes += 2
-        while found is not None:
-            pairs.add((job, found or None))
-            found = conn.execute(
-                sa.select(sa.func.min(tag)).where(job_name == job, tag > found)
-            ).scalar()
-            probes += 1
-            if probes > limit:
-                return None
-        job = conn.execute(sa.select(sa.func.min(job_name)).where(job_name > job)).scalar()
+
+    def probe(query: sa.Select[Any]) -> Any:
+        nonlocal probes
         probes += 1
         if probes > limit:
-            return None
+            raise _OverBudget
+        return conn.execute(query).scalar()
+
+    pairs: set[tuple[str, str | None]] = set()
+    try:
+        job = probe(sa.select(sa.func.min(job_name)))
+        while job is not None:
+            untagged = sa.select(job_name).where(job_name == job, tag.is_(None)).limit(1)
+            if probe(untagged) is not None:
+                pairs.add((job, None))
+            found = probe(sa.select(sa.func.min(tag)).where(job_name == job))
+            while found is not None:
+                pairs.add((job, found or None))
+                found = probe(sa.select(sa.func.min(tag)).where(job_name == job, tag > found))
+            job = probe(sa.select(sa.func.min(job_name)).where(job_name > job))
+    except _OverBudget:
+        return None
     return pairs
+
+
+class _OverBudget(Exception):
+    """_group_pairs spent its probes: the caller reads every group instead."""
 
 
 def _needs(

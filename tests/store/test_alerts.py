@@ -546,7 +546,7 @@ def test_a_job_without_a_live_client_is_unserved_until_one_serves_it(engine: Eng
     _group(engine, client_tag="gpu")
     _group(engine, alert_rules='["run_failed"]', job_name="quiet.job")
     with engine.connect() as conn:
-        needs = alert_checks.unserved_needs(conn, T0, alive_since, policy)
+        needs = alert_checks.unserved_needs(conn, alive_since, policy)
     assert [n.subject for n in needs] == ["job:demo.job", "job:demo.job#gpu"]
     with engine.begin() as conn:
         for need in needs:
@@ -556,7 +556,7 @@ def test_a_job_without_a_live_client_is_unserved_until_one_serves_it(engine: Eng
     beat = ClientHeartbeat("w1", "h", "127.0.0.1", 1, ("demo.job",), "q.w1", T0)
     with engine.begin() as conn:
         recording.upsert_client(conn, beat, T0)
-        still = alert_checks.unserved_needs(conn, T0, alive_since, policy)
+        still = alert_checks.unserved_needs(conn, alive_since, policy)
         assert [n.subject for n in still] == ["job:demo.job#gpu"]
         alert_checks.resolve_served(conn, [n.subject for n in still], T0)
     assert _open_rules(engine) == {"job:demo.job#gpu": "job_unserved"}
@@ -622,7 +622,7 @@ def test_unserved_needs_match_what_generated_groups_and_clients_imply(engine: En
         expected = _expected_needs(groups, clients, policy)
         with engine.connect() as conn:
             for probes in (alert_checks.PAIR_PROBES, 0, 5):
-                needs = alert_checks.unserved_needs(conn, T0, T0 - 10 * SECOND, policy, probes)
+                needs = alert_checks.unserved_needs(conn, T0 - 10 * SECOND, policy, probes)
                 found = [(n.job_name, n.tag, n.groups, n.count) for n in needs]
                 assert found == expected, (probes, groups, clients)
 
@@ -640,7 +640,7 @@ def test_unserved_needs_read_no_group_of_a_served_job(engine: Engine) -> None:
 
     def check() -> None:
         with engine.connect() as conn:
-            assert alert_checks.unserved_needs(conn, T0, T0 - 10 * SECOND, AlertPolicy()) == []
+            assert alert_checks.unserved_needs(conn, T0 - 10 * SECOND, AlertPolicy()) == []
 
     statements = statements_of(engine, check)
     assert not [s for s in statements if "GROUP BY" in s.upper()], statements

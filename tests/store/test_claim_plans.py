@@ -200,7 +200,7 @@ def test_the_unserved_job_check_walks_the_job_tag_index_not_every_group(
     sa.event.listen(bulk_loaded, "before_cursor_execute", explain)
     try:
         with bulk_loaded.connect() as conn:
-            assert alert_checks.unserved_needs(conn, T0, T0, AlertPolicy()) == []
+            assert alert_checks.unserved_needs(conn, T0, AlertPolicy()) == []
     finally:
         sa.event.remove(bulk_loaded, "before_cursor_execute", explain)
         with bulk_loaded.begin() as conn:

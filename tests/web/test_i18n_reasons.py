@@ -322,7 +322,7 @@ def raise_every_rule(web_db: WebDatabase) -> None:
             next_at=T0 - timedelta(hours=3)))
     with engine.begin() as conn:
         alert_checks.check_late_groups(conn, T0, policy, timedelta(seconds=60))
-        for need in alert_checks.unserved_needs(conn, T0, T0, policy):
+        for need in alert_checks.unserved_needs(conn, T0, policy):
             alert_checks.raise_unserved(conn, need, T0 - timedelta(minutes=7), T0, policy)
         health = NodeHealth(lambda: 1000.0)
         health.tracker("supervisor", 5)._last_progress = 0.0  # stuck: its real words
