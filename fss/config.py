@@ -99,6 +99,22 @@ class Settings:
     alert_max_attempts: int = 10
     alert_max_age_s: float = 30 * 24 * 3600
 
+    def _lead_not_within_lookahead(self) -> InvalidField:
+        """The error names the setting the user changed: a lookahead set below the default
+        lead is the lookahead's fault, not the lead's they never touched."""
+        lead_default = next(f.default for f in fields(self) if f.name == "dispatch_lead_ms")
+        if self.dispatch_lead_ms == lead_default:
+            return InvalidField(
+                "lookahead_s",
+                f"must be longer than dispatch_lead_ms ({self.dispatch_lead_ms} ms), "
+                f"got {self.lookahead_s:g} s",
+            )
+        return InvalidField(
+            "dispatch_lead_ms",
+            f"must be shorter than lookahead_s ({self.lookahead_s:g} s), "
+            f"got {self.dispatch_lead_ms} ms",
+        )
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -113,7 +129,7 @@ class Settings:
         if self.lookahead_s >= self.lease_s:
             raise InvalidField("lookahead_s", "must be shorter than lease_s")
         if self.dispatch_lead_ms >= self.lookahead_s * 1000:
-            raise InvalidField("dispatch_lead_ms", "must be shorter than lookahead_s")
+            raise self._lead_not_within_lookahead()
         validate_broker_url(self.broker_url)
         validate_database_url(self.database_url)
         validate_fence_url(self.fence_url)

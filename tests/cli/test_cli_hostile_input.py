@@ -149,6 +149,25 @@ def test_every_numeric_setting_is_a_finite_number_or_one_error_naming_it(
     assert value >= 0
 
 
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        # Found by the property above: a lookahead below the default lead blamed the lead.
+        ({"FSS_LOOKAHEAD_S": "0"}, "lookahead_s"),
+        ({"FSS_LOOKAHEAD_S": "0.015"}, "lookahead_s"),
+        ({"FSS_DISPATCH_LEAD_MS": "2000"}, "dispatch_lead_ms"),
+        ({"FSS_DISPATCH_LEAD_MS": "50", "FSS_LOOKAHEAD_S": "0.05"}, "dispatch_lead_ms"),
+    ],
+)
+def test_given_a_lead_not_within_the_lookahead_then_the_error_names_the_setting_changed(
+    environ: dict[str, str], named: str
+) -> None:
+    with pytest.raises(InvalidField) as raised:
+        Settings.from_env(environ)
+    assert raised.value.field == named
+    assert "lookahead_s" in str(raised.value) and "dispatch_lead_ms" in str(raised.value)
+
+
 @settings(max_examples=200, deadline=None)
 @given(raw=st.one_of(st.text(max_size=12), st.sampled_from(["1", "0", "TRUE", "off", " yes "])))
 def test_fss_debug_is_a_flag_or_one_error_naming_it(raw: str) -> None:
