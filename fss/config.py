@@ -99,20 +99,20 @@ class Settings:
     alert_max_attempts: int = 10
     alert_max_age_s: float = 30 * 24 * 3600
 
-    def _lead_not_within_lookahead(self) -> InvalidField:
-        """The error names the setting the user changed: a lookahead set below the default
-        lead is the lookahead's fault, not the lead's they never touched."""
-        lead_default = next(f.default for f in fields(self) if f.name == "dispatch_lead_ms")
-        if self.dispatch_lead_ms == lead_default:
+    def _not_shorter(self, shorter: str, longer: str) -> InvalidField:
+        """`shorter` must be below `longer`; the error names the one the user changed (a
+        lease set below the default lookahead is the lease's fault, not the lookahead's they
+        never touched), with both values."""
+        def shown(name: str) -> str:
+            return f"{getattr(self, name):g} {'ms' if name.endswith('_ms') else 's'}"
+
+        default = next(f.default for f in fields(self) if f.name == shorter)
+        if getattr(self, shorter) == default:
             return InvalidField(
-                "lookahead_s",
-                f"must be longer than dispatch_lead_ms ({self.dispatch_lead_ms} ms), "
-                f"got {self.lookahead_s:g} s",
+                longer, f"must be longer than {shorter} ({shown(shorter)}), got {shown(longer)}"
             )
         return InvalidField(
-            "dispatch_lead_ms",
-            f"must be shorter than lookahead_s ({self.lookahead_s:g} s), "
-            f"got {self.dispatch_lead_ms} ms",
+            shorter, f"must be shorter than {longer} ({shown(longer)}), got {shown(shorter)}"
         )
 
     def __post_init__(self) -> None:
@@ -127,9 +127,9 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise InvalidField(name, "must be > 0")
         if self.lookahead_s >= self.lease_s:
-            raise InvalidField("lookahead_s", "must be shorter than lease_s")
+            raise self._not_shorter("lookahead_s", "lease_s")
         if self.dispatch_lead_ms >= self.lookahead_s * 1000:
-            raise self._lead_not_within_lookahead()
+            raise self._not_shorter("dispatch_lead_ms", "lookahead_s")
         validate_broker_url(self.broker_url)
         validate_database_url(self.database_url)
         validate_fence_url(self.fence_url)
