@@ -7,6 +7,7 @@ import os
 import secrets
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +16,7 @@ from typing import Any
 
 import click
 from celery import signals
+from celery.exceptions import SecurityWarning
 
 from fss.cli.context import CliContext
 from fss.cli.processes import setup_logging, start_scheduler
@@ -142,7 +144,14 @@ def run_dev(
     stop_watch = threading.Event()
     if not quiet:
         threading.Thread(target=watcher.run, args=(stop_watch,), daemon=True).start()
-    worker = app.Worker(**worker_options(runtime, concurrency, "threads", "WARNING"))
+    with warnings.catch_warnings():
+        # `fss dev` is a sandbox, often run as root in a container: Celery's advice to pass
+        # --uid is for a deployed worker (`fss worker` keeps it). Its banner repeats what the
+        # lines above say.
+        warnings.simplefilter("ignore", SecurityWarning)
+        worker = app.Worker(
+            quiet=True, **worker_options(runtime, concurrency, "threads", "WARNING")
+        )
     stopper = OrderedStop(cli, service, runtime)
     signals.worker_shutting_down.connect(
         stopper.on_worker_stopping, weak=False, dispatch_uid=stopper.uid

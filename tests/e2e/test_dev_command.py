@@ -103,6 +103,9 @@ def test_given_a_fresh_directory_when_fss_dev_starts_then_every_run_is_printed_f
 
     assert "demo group 1" in output
     assert f"task {first} group 1 hello: Success" in output, output
+    # What a newcomer reads is fss's own lines: no Celery banner, no advice meant for a
+    # deployed worker (run as root, Celery warned about superuser privileges).
+    assert "[queues]" not in output and "SecurityWarning" not in output, output
     logs = query(db_url, "SELECT content FROM run_log")
     assert any("hello from fss" in row[0] for row in logs)
     assert dev.process.returncode is not None
