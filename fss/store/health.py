@@ -130,7 +130,7 @@ def node_problems(conn: Connection, alive_since: datetime) -> list[Problem]:
     ]
 
 
-def unserved_problems(conn: Connection, now: datetime, alive_since: datetime) -> list[Problem]:
+def unserved_problems(conn: Connection, alive_since: datetime) -> list[Problem]:
     return [unserved_problem(need) for need in unserved_needs(conn, alive_since, ALL_RULES)]
 
 

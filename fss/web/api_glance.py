@@ -105,7 +105,7 @@ def _store_problems(context: WebContext) -> tuple[list[Problem], int]:
     with context.engine.connect() as conn:
         problems = [
             *node_problems(conn, alive_since),
-            *unserved_problems(conn, now, alive_since),
+            *unserved_problems(conn, alive_since),
             *late_problems(conn, now, grace),
             *dead_letter_problems(conn),
         ]
