@@ -77,18 +77,35 @@ def down_client(web_db: WebDatabase, clock: ManualClock) -> Iterator[TestClient]
         yield client
 
 
+def broker_seconds(client: TestClient) -> list[float]:
+    """The time each call spent asking the broker (QueueDepths._count, the only code that
+    connects), collected from the app's real QueueDepths. A request's whole time also holds
+    its SQL, which a loaded test host stretched past 2 s once (/metrics, 0.13 s when idle)."""
+    depths = client.app.state.context.queue_depths  # type: ignore[attr-defined]
+    spent: list[float] = []
+    count = depths._count
+
+    def timed(*args: object) -> object:
+        started = time.monotonic()
+        try:
+            return count(*args)
+        finally:
+            spent.append(time.monotonic() - started)
+
+    depths._count = timed
+    return spent
+
+
 @pytest.mark.parametrize("web_db", ["sqlite"], indirect=True)
 def test_overview_clients_and_metrics_answer_fast_and_say_why(down_client: TestClient) -> None:
-    timings: dict[str, float] = {}
+    asked = broker_seconds(down_client)
     answers = {}
     for path in ["/api/v1/overview", "/metrics", "/api/v1/clients", "/api/v1/overview",
                  "/metrics"]:
-        started = time.monotonic()
         answers[path] = down_client.get(path)
-        timings[f"{path} #{len(timings)}"] = time.monotonic() - started
         assert answers[path].status_code == 200, answers[path].text
 
-    assert all(t < FAST_S for t in timings.values()), timings
+    assert len(asked) == 1 and asked[0] < FAST_S, asked  # one attempt, no retry interval
     context = down_client.app.state.context  # type: ignore[attr-defined]
     assert context.queue_depths.connect_attempts == 1
     overview = answers["/api/v1/overview"].json()
@@ -104,14 +121,14 @@ def test_overview_clients_and_metrics_answer_fast_and_say_why(down_client: TestC
 
 @pytest.mark.parametrize("web_db", ["sqlite"], indirect=True)
 def test_the_glance_names_the_broker_fast_and_asks_it_once(down_client: TestClient) -> None:
+    asked = broker_seconds(down_client)
     for _ in range(3):
-        started = time.monotonic()
         response = down_client.get("/api/v1/health/glance")
-        assert time.monotonic() - started < FAST_S
         assert response.status_code == 200, response.text
         broker = [p for p in response.json()["problems"] if p["check"] == "broker"]
         assert len(broker) == 1 and "127.0.0.1:1" in broker[0]["detail"]
         assert broker[0]["level"] == "fail" and response.json()["healthy"] is False
+    assert len(asked) == 1 and asked[0] < FAST_S, asked
     context = down_client.app.state.context  # type: ignore[attr-defined]
     assert context.queue_depths.connect_attempts == 1
 
