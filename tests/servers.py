@@ -114,6 +114,7 @@ class SqlServer:
         self.admin_url: URL = make_url(admin_url)
         self._engine: sa.Engine | None = None
         self._version: int | None = None
+        self._tls = True
 
     # -- connections ------------------------------------------------------------------------
 
@@ -157,6 +158,9 @@ class SqlServer:
             conn.exec_driver_sql("SELECT 1")
             if self.kind == "postgres":
                 self._version = int(conn.exec_driver_sql("SHOW server_version_num").scalar_one())
+            else:
+                have_ssl = conn.exec_driver_sql("SHOW VARIABLES LIKE 'have_ssl'").first()
+                self._tls = have_ssl is not None and have_ssl[1] == "YES"
 
     @property
     def pg_version(self) -> int:
@@ -177,6 +181,11 @@ class SqlServer:
         url = self.admin_url.set(database=name)
         if self.kind == "mysql":
             url = url.update_query_dict({"charset": "utf8mb4"})
+            if not self._tls:
+                # PyMySQL (2.x) otherwise builds an SSL context with the system's CA store for
+                # every connection to offer TLS, which a server without TLS never takes: 7.7 %
+                # of the pytest workers' CPU in a full run (py-spy). A server with TLS keeps it.
+                url = url.update_query_dict({"ssl_disabled": "true"})
         return url.render_as_string(hide_password=False)
 
     def create_database(self, name: str | None = None, template: str | None = None) -> str:
