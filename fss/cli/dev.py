@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from celery import signals
@@ -20,7 +20,6 @@ from celery.exceptions import SecurityWarning
 
 from fss.cli.context import CliContext
 from fss.cli.processes import setup_logging, start_scheduler
-from fss.cli.web import ServerThread, listen_near
 from fss.config import Settings
 from fss.domain.clock import Clock, SystemClock
 from fss.domain.group_spec import GroupSpec
@@ -33,9 +32,12 @@ from fss.store.clients import list_clients
 from fss.store.nodes import live_nodes
 from fss.store.recording import record, upsert_client
 from fss.store.rows import NodeRow, TaskRow
-from fss.web import WebSettings, WebUser, create_web_app
 from fss.worker_sdk.runtime import WorkerRuntime
 from fss.worker_sdk.worker import build_worker_app, load_jobs, worker_options
+
+if TYPE_CHECKING:
+    from fss.cli.web import ServerThread
+    from fss.web import WebSettings
 
 log = logging.getLogger("fss")
 
@@ -255,6 +257,11 @@ class DevWeb:
     def start(cls, settings: Settings, clock: Clock, port: int | None) -> DevWeb:
         if port is None:
             return cls()
+        # Imported here: the web stack (FastAPI, uvicorn, Jinja2) is ~0.7 s of CPU at start-up
+        # that `fss dev --no-web` does not need.
+        from fss.cli.web import ServerThread, listen_near
+        from fss.web import create_web_app
+
         listener, note = listen_near(DEV_WEB_HOST, port, WEB_PORT_TRIES)
         notes = f"  ({note})\n" if note else ""
         if listener is None:
@@ -271,6 +278,8 @@ class DevWeb:
 def dev_web_settings(port: int) -> tuple[WebSettings, str]:
     """FSS_WEB_USERS / FSS_WEB_TOKEN when set; else user `admin` with a random password,
     printed once in the banner (a new one every start)."""
+    from fss.web import WebSettings, WebUser
+
     configured = WebSettings.from_env(host=DEV_WEB_HOST, port=port)
     if configured.auth_configured:
         return configured, "(log in as a user of FSS_WEB_USERS)"

@@ -49,6 +49,16 @@ def test_long_running_commands_leave_web_grpc_and_alembic_unloaded(command: str)
     assert not {m for m in loaded if m.startswith(HEAVY)}, loaded
 
 
+def test_dev_loads_the_web_stack_only_when_it_serves_the_web_ui() -> None:
+    """`fss dev --no-web` (the browser tests start one per module) skips ~0.7 s of imports;
+    tests/e2e/test_dev_command.py logs in to the web UI of a `fss dev` without it."""
+    web_and_grpc = tuple(m for m in HEAVY if m != "alembic")  # dev migrates its SQLite file
+    result = loaded_by("dev", web_and_grpc)
+    assert result["name"] == "dev"
+    loaded = set(result["loaded"])  # type: ignore[arg-type]
+    assert not {m for m in loaded if m.startswith(web_and_grpc)}, loaded
+
+
 def test_the_worker_does_not_load_sqlalchemy() -> None:
     result = loaded_by("worker", ("sqlalchemy",))
     assert result["loaded"] == []
