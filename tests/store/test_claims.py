@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -446,6 +446,37 @@ def test_nodes_claiming_concurrently_get_disjoint_sets_skip_locked(
         if limit == 50:
             assert sorted(len(c) for c in claims.values()) == [50, 50, 50, 50]
             _dispatch_concurrently(engine, claims)
+
+
+def test_claim_renew_and_release_lock_only_the_listed_rows_on_mariadb(
+    mysql_database_url: str,
+) -> None:
+    """Every UPDATE naming tasks by id reads those rows only (a range over the primary key).
+    InnoDB had planned the claim's UPDATE over 200 tasks as a scan of the whole key, locking
+    each row as it passed; a peer's SKIP LOCKED claim then skipped a task nobody claimed,
+    and the test above failed once in a few dozen runs under load."""
+    plans: list[tuple[str, str, str]] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("UPDATE") and "task.id IN" in statement:
+            with engine.connect() as own:
+                cur = own.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cur.execute("EXPLAIN " + statement, parameters)
+                row = dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
+            plans.append((statement.split(" SET ")[0], row["type"], row["key"]))
+
+    with migrated_engine(mysql_database_url) as engine:
+        all_ids = _seed_due_tasks(engine, 200)
+        sa.event.listen(engine, "before_cursor_execute", explain)
+        try:
+            claimed = [c.id for c in claim(engine, T0, limit=50)]
+            tasks.extend_claims(engine, NODE, claimed, T0 + timedelta(minutes=5))
+            assert tasks.release_claims(engine, NODE, claimed[:10]) == 10
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", explain)
+    assert len(claimed) == 50 and set(claimed) <= all_ids
+    assert len(plans) == 3, plans  # the claim's UPDATE, the renewal, the release
+    assert [(kind, key) for _, kind, key in plans] == [("range", "PRIMARY")] * 3, plans
 
 
 @pytest.mark.parametrize("limit", [100, 500], ids=["limit100", "limit500"])
