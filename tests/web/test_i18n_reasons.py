@@ -149,7 +149,7 @@ NOT_SHOWN = {
     "<celery task id> <reason>", "<JobContext task={} attempt={} job={}>",
     "<BridgeJobContext task={} attempt={} job={}>", "recorder (task events)",
     "unknown error", "Not started", "bool | None", "client {} is not registered",
-    "%(asctime)s %(levelname)s %(name)s: %(message)s",
+    "%(asctime)s %(levelname)s %(name)s: %(message)s", "FORCE INDEX (PRIMARY)",
 }
 
 
